@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+/**
+ * `recsys`: the command-line entry point. Each command lives in its own module under
+ * ./commands and exports `run(argv: string[]): Promise<number>` (the exit code).
+ */
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
+  train: { summary: "train a model bundle: --dataset SPEC --out DIR [--epochs N] [--seed S]", load: () => import("./commands/train.js") },
+  evaluate: { summary: "offline evaluation, protocol lastout: --dataset SPEC --model DIR [--json]", load: () => import("./commands/evaluate.js") },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: recsys <command> [options]\n\ncommands:\n${lines.join("\n")}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    process.stderr.write(`recsys: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  const module = await command.load();
+  return module.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`recsys: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
