@@ -109,3 +109,18 @@ export interface Dataset {
   readonly impressions: ImpressionLog;
   readonly report: LoadReport;
 }
+
+/**
+ * Scores every catalogue item for one user at one moment. Offline evaluation and the baselines
+ * use it; the candidate-generation model provides one built from its bundle.
+ */
+export interface UserScorer {
+  readonly name: string;
+  /**
+   * Fill `out` (length = number of items) with a score per item index for user `user`, whose
+   * visible history is the event-log rows `historyRows` (chronological, deduplicated, never the
+   * held-out event) and who is served at `asOf` (Unix seconds: the held-out event's timestamp).
+   * Higher is better; the caller breaks ties by item index ascending and removes history items.
+   */
+  score(user: number, historyRows: Int32Array, asOf: number, out: Float32Array): void;
+}
