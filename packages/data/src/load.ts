@@ -1,0 +1,38 @@
+import { stat } from "node:fs/promises";
+import { loadMl100k } from "./ml100k.js";
+import type { Dataset } from "./types.js";
+
+export const ACCEPTED_SPECS = [
+  "ml100k:DIR     MovieLens 100K files (u.data, u.user, u.item, u.genre) in DIR",
+  "events:DIR     events.csv (+ optional users.csv, items.csv, searches.csv) in DIR",
+  "synthetic[:KEY=VALUE,...]  the seeded generator (e.g. synthetic:users=5000,items=2000,seed=1)",
+];
+
+function specError(message: string): Error {
+  return new Error(`${message}\naccepted dataset specifications:\n  ${ACCEPTED_SPECS.join("\n  ")}`);
+}
+
+async function requireDirectory(dir: string, spec: string): Promise<void> {
+  if (dir === "") throw specError(`dataset "${spec}": missing directory after the colon`);
+  let isDir = false;
+  try {
+    isDir = (await stat(dir)).isDirectory();
+  } catch {
+    throw specError(`dataset "${spec}": directory ${dir} does not exist`);
+  }
+  if (!isDir) throw specError(`dataset "${spec}": ${dir} is not a directory`);
+}
+
+/** Loads a dataset from a specification of ../shared/PROTOCOL.md (see ACCEPTED_SPECS). */
+export async function loadDataset(spec: string): Promise<Dataset> {
+  const colon = spec.indexOf(":");
+  const kind = colon < 0 ? spec : spec.slice(0, colon);
+  const rest = colon < 0 ? "" : spec.slice(colon + 1);
+  switch (kind) {
+    case "ml100k":
+      await requireDirectory(rest, spec);
+      return loadMl100k(spec, rest);
+    default:
+      throw specError(`unknown dataset specification "${spec}"`);
+  }
+}
