@@ -1,1 +1,104 @@
-export {};
+/**
+ * @recsys/runtime: what every recsys gRPC stage is built on. See README.md.
+ */
+export {
+  ConfigError,
+  LOG_LEVELS,
+  describeSchema,
+  env,
+  loadConfig,
+  parseDurationMs,
+  runtimeConfigSchema,
+  type ConfigOf,
+  type ConfigSchema,
+  type RuntimeConfig,
+  type VarKind,
+  type VarSpec,
+  type VariableDescription,
+} from "./config.js";
+export {
+  INTERNAL_ERROR_MESSAGE,
+  RpcError,
+  deadlineExceeded,
+  failedPrecondition,
+  invalidArgument,
+  isServiceError,
+  notFound,
+  resourceExhausted,
+  status,
+  statusName,
+  unavailable,
+  type RpcErrorOptions,
+} from "./errors.js";
+export {
+  DEFAULT_CLIENT_TIMEOUT_MS,
+  createClient,
+  grpcImplementation,
+  implement,
+  methodPath,
+  serviceDefinition,
+  type CallContext,
+  type CallOptions,
+  type Client,
+  type ClientOptions,
+  type ServiceImplementation,
+  type ServiceRegistration,
+  type UnaryHandler,
+} from "./grpc-adapter.js";
+export {
+  DEFAULT_DEADLINE_MARGIN_MS,
+  DEFAULT_OUTGOING_TIMEOUT_MS,
+  callDeadlineMs,
+  childCallOptions,
+  childDeadline,
+  deadlineMs,
+  defaultCallOptions,
+  rejectIfExpired,
+  remainingMs,
+  type ChildDeadlineOptions,
+} from "./deadline.js";
+export {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  channelOptions,
+  connect,
+  waitForReady,
+  type ConnectOptions,
+} from "./client.js";
+export {
+  HEALTH_SERVICE_NAME,
+  checkHealth,
+  healthService,
+  type CheckHealthOptions,
+  type HealthStatus,
+  type ServingStatus,
+} from "./health.js";
+export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
+export {
+  LATENCY_BUCKETS_SECONDS,
+  METRIC_LABEL_CODE,
+  METRIC_LABEL_METHOD,
+  assertStageName,
+  createRpcMetrics,
+  startMetricsServer,
+  type MetricsServer,
+  type RpcMetrics,
+} from "./metrics.js";
+export { createReflectionService, fileDescriptorProtos } from "./reflection.js";
+export {
+  runService,
+  startService,
+  type RunServiceOptions,
+  type RunningService,
+  type ServiceSetup,
+  type ShutdownResult,
+  type StartServiceOptions,
+} from "./service.js";
+export {
+  requireFinite,
+  requireInRange,
+  requireMaxItems,
+  requireNonEmpty,
+  requirePresent,
+  requireUniqueIds,
+  validateUserContext,
+} from "./validate.js";

@@ -1,0 +1,365 @@
+/**
+ * The service lifecycle every stage uses identically.
+ *
+ * `startService` binds a gRPC server with the given services (every handler wrapped: metrics,
+ * in-flight count, deadline check, error mapping), the standard health service, optional server
+ * reflection, and a Prometheus /metrics HTTP server. `stop()` shuts it down gracefully:
+ * health NOT_SERVING -> optional delay -> wait for in-flight calls (up to DRAIN_TIMEOUT) ->
+ * tryShutdown -> forceShutdown after SHUTDOWN_TIMEOUT.
+ *
+ * `runService` is what a stage's main calls: it loads the configuration (exit 1 with a message
+ * naming the variable on error), builds the handlers, starts the service and turns SIGTERM /
+ * SIGINT into `stop()` followed by exit 0 (or 1 when the shutdown had to be forced).
+ */
+import * as grpc from "@grpc/grpc-js";
+import { create, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
+import { Registry } from "prom-client";
+import {
+  ConfigError,
+  loadConfig,
+  type ConfigOf,
+  type ConfigSchema,
+  type RuntimeConfig,
+  runtimeConfigSchema,
+} from "./config.js";
+import { callDeadlineMs, rejectIfExpired } from "./deadline.js";
+import { INTERNAL_ERROR_MESSAGE, RpcError, statusName } from "./errors.js";
+import {
+  grpcImplementation,
+  methodPath,
+  serviceDefinition,
+  type CallContext,
+  type ServiceRegistration,
+  type UnaryHandler,
+} from "./grpc-adapter.js";
+import { HealthImplementation, type ServingStatus } from "./health.js";
+import { createLogger, type Logger } from "./logger.js";
+import { createRpcMetrics, startMetricsServer, type MetricsServer, type RpcMetrics } from "./metrics.js";
+import { createReflectionService } from "./reflection.js";
+
+export interface StartServiceOptions {
+  /** Stage name: metric prefix `recsys_<stage>_` and the `service` field of logs. */
+  readonly stage: string;
+  /** The runtime part of the configuration (a stage's own config object, which spreads it). */
+  readonly config: RuntimeConfig;
+  readonly services: readonly ServiceRegistration[];
+  /** Default: a pino logger at config.LOG_LEVEL on stdout. */
+  readonly logger?: Logger;
+  /** Default: a new registry. Pass one to add the stage's own metrics to /metrics. */
+  readonly registry?: Registry;
+}
+
+export interface ShutdownResult {
+  /** Every in-flight call finished before DRAIN_TIMEOUT. */
+  readonly drained: boolean;
+  /** The server had to be force-closed after SHUTDOWN_TIMEOUT. */
+  readonly forced: boolean;
+}
+
+export interface RunningService {
+  readonly stage: string;
+  /** The bound gRPC port (the real one when config.GRPC_PORT was 0). */
+  readonly port: number;
+  /** The bound /metrics port. */
+  readonly metricsPort: number;
+  /** An address local clients can dial, e.g. "127.0.0.1:50051". */
+  readonly address: string;
+  readonly logger: Logger;
+  readonly metrics: RpcMetrics;
+  readonly server: grpc.Server;
+  /** Calls currently being handled. */
+  inFlight(): number;
+  /**
+   * Sets the health of one service ("recsys.v1.RankingService") or, with no name, of the server
+   * as a whole and every service.
+   */
+  setServing(status: ServingStatus, serviceName?: string): void;
+  /** Graceful shutdown; idempotent (later calls return the same promise). */
+  stop(reason?: string): Promise<ShutdownResult>;
+}
+
+/** Status codes caused by the caller: logged at debug level, the rest at warn. */
+const CLIENT_CODES = new Set<grpc.status>([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.OUT_OF_RANGE,
+  grpc.status.CANCELLED,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.UNAUTHENTICATED,
+  grpc.status.PERMISSION_DENIED,
+]);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function localAddress(host: string, port: number): string {
+  if (host === "0.0.0.0" || host === "") return `127.0.0.1:${port}`;
+  if (host === "::" || host === "[::]") return `[::1]:${port}`;
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function bindAddress(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function startService(options: StartServiceOptions): Promise<RunningService> {
+  const { stage, config } = options;
+  const logger = options.logger ?? createLogger({ service: stage, level: config.LOG_LEVEL });
+  const metrics = createRpcMetrics(stage, options.registry ?? new Registry());
+
+  let inFlight = 0;
+  let idleWaiters: Array<() => void> = [];
+  const callFinished = (): void => {
+    inFlight -= 1;
+    if (inFlight === 0) {
+      const waiters = idleWaiters;
+      idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  };
+
+  const wrap =
+    (method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) =>
+    (
+      call: grpc.ServerUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>,
+      callback: grpc.sendUnaryData<MessageShape<DescMessage>>,
+    ): void => {
+      const started = process.hrtime.bigint();
+      const label = methodPath(method).slice(1);
+      const callLogger = logger.child({ method: label });
+      const deadline = callDeadlineMs(call);
+      const abort = new AbortController();
+      let endedByCaller: string | undefined;
+      const onCancelled = (): void => {
+        endedByCaller = Date.now() >= deadline ? "DEADLINE_EXCEEDED" : "CANCELLED";
+        abort.abort();
+      };
+      call.on("cancelled", onCancelled);
+      inFlight += 1;
+      let finished = false;
+      const finish = (
+        code: grpc.status,
+        error: Partial<grpc.StatusObject> | null,
+        response?: MessageShape<DescMessage>,
+      ): void => {
+        if (finished) return;
+        finished = true;
+        call.off("cancelled", onCancelled);
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        metrics.observe(label, endedByCaller ?? statusName(code), seconds);
+        callFinished();
+        if (error === null) callback(null, response);
+        else callback(error);
+      };
+      const context: CallContext = {
+        call: call as grpc.ServerUnaryCall<unknown, unknown>,
+        method: methodPath(method),
+        logger: callLogger,
+        deadline,
+        signal: abort.signal,
+        metadata: call.metadata,
+      };
+      Promise.resolve()
+        .then(() => {
+          rejectIfExpired(call);
+          return handler(call.request, context);
+        })
+        .then((init) => create(method.output, init))
+        .then(
+          (response) => finish(grpc.status.OK, null, response),
+          (error: unknown) => {
+            if (error instanceof RpcError) {
+              const level = CLIENT_CODES.has(error.code) ? "debug" : "warn";
+              callLogger[level](
+                { code: statusName(error.code), ...(error.cause === undefined ? {} : { err: error.cause }) },
+                error.message,
+              );
+              finish(error.code, {
+                code: error.code,
+                details: error.message,
+                ...(error.metadata === undefined ? {} : { metadata: error.metadata }),
+              });
+              return;
+            }
+            callLogger.error({ err: error }, "handler failed");
+            finish(grpc.status.INTERNAL, { code: grpc.status.INTERNAL, details: INTERNAL_ERROR_MESSAGE });
+          },
+        );
+    };
+
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+  });
+  const serviceNames = options.services.map((registration) => registration.service.typeName);
+  for (const registration of options.services) {
+    server.addService(serviceDefinition(registration.service), grpcImplementation(registration, wrap));
+  }
+  const health = new HealthImplementation({ "": "NOT_SERVING" });
+  for (const name of serviceNames) health.setStatus(name, "NOT_SERVING");
+  health.addToServer(server);
+  if (config.GRPC_REFLECTION) {
+    createReflectionService(options.services.map((registration) => registration.service)).addToServer(server);
+  }
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(
+      bindAddress(config.GRPC_HOST, config.GRPC_PORT),
+      grpc.ServerCredentials.createInsecure(),
+      (error, boundPort) => (error ? reject(error) : resolve(boundPort)),
+    );
+  });
+  let metricsServer: MetricsServer;
+  try {
+    metricsServer = await startMetricsServer(metrics.registry, config.METRICS_PORT, config.GRPC_HOST);
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
+
+  const setServing = (status: ServingStatus, serviceName?: string): void => {
+    if (serviceName !== undefined) {
+      health.setStatus(serviceName, status);
+      return;
+    }
+    health.setStatus("", status);
+    for (const name of serviceNames) health.setStatus(name, status);
+  };
+  setServing("SERVING");
+  logger.info({ port, metricsPort: metricsServer.port, services: serviceNames }, "serving");
+
+  const waitForIdle = (timeoutMs: number): Promise<boolean> => {
+    if (inFlight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        idleWaiters = idleWaiters.filter((wake) => wake !== onIdle);
+        resolve(false);
+      }, timeoutMs);
+      const onIdle = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      idleWaiters.push(onIdle);
+    });
+  };
+
+  const shutdownServer = (timeoutMs: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve(true);
+      }, timeoutMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+    });
+
+  let stopping: Promise<ShutdownResult> | undefined;
+  const stop = (reason = "stop requested"): Promise<ShutdownResult> => {
+    stopping ??= (async () => {
+      logger.info({ reason, inFlight }, "shutting down: health NOT_SERVING");
+      setServing("NOT_SERVING");
+      if (config.SHUTDOWN_DELAY > 0) await sleep(config.SHUTDOWN_DELAY);
+      const drained = await waitForIdle(config.DRAIN_TIMEOUT);
+      if (!drained) logger.warn({ inFlight }, "drain timeout: closing with calls in flight");
+      const forced = await shutdownServer(config.SHUTDOWN_TIMEOUT);
+      if (forced) logger.warn("graceful shutdown timed out: forced");
+      await metricsServer.close();
+      logger.info({ drained, forced }, "stopped");
+      return { drained, forced };
+    })();
+    return stopping;
+  };
+
+  return {
+    stage,
+    port,
+    metricsPort: metricsServer.port,
+    address: localAddress(config.GRPC_HOST, port),
+    logger,
+    metrics,
+    server,
+    inFlight: () => inFlight,
+    setServing,
+    stop,
+  };
+}
+
+/** What `runService` hands to the stage's setup function. */
+export interface ServiceSetup<C> {
+  readonly config: C;
+  readonly logger: Logger;
+  /** The registry served at /metrics: register the stage's own metrics here. */
+  readonly registry: Registry;
+}
+
+export interface RunServiceOptions<S extends ConfigSchema> {
+  readonly stage: string;
+  /** The stage's schema; spread `runtimeConfigSchema` into it. */
+  readonly configSchema: S;
+  /** Loads models, opens clients, ... and returns the services to serve. */
+  readonly setup: (
+    setup: ServiceSetup<ConfigOf<S>>,
+  ) => Promise<readonly ServiceRegistration[]> | readonly ServiceRegistration[];
+  /** Default process.env. */
+  readonly environment?: Readonly<Record<string, string | undefined>>;
+  /** Called after a graceful stop, before the process exits (close clients, flush, ...). */
+  readonly onStop?: () => Promise<void> | void;
+}
+
+/**
+ * The main of a stage: config -> setup -> startService, SIGTERM/SIGINT -> stop -> exit.
+ * Exits 1 with the reason on stderr (config) or in the log (setup, bind) when startup fails.
+ */
+export async function runService<S extends typeof runtimeConfigSchema>(
+  options: RunServiceOptions<S>,
+): Promise<RunningService> {
+  let config: ConfigOf<S>;
+  try {
+    config = loadConfig(options.configSchema, options.environment);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${options.stage}: configuration error: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const runtimeConfig = config as unknown as RuntimeConfig;
+  const logger = createLogger({ service: options.stage, level: runtimeConfig.LOG_LEVEL });
+  process.on("uncaughtException", (error) => {
+    logger.fatal({ err: error }, "uncaught exception");
+    process.exit(1);
+  });
+  process.on("unhandledRejection", (error) => {
+    logger.fatal({ err: error }, "unhandled promise rejection");
+    process.exit(1);
+  });
+  const registry = new Registry();
+  let running: RunningService;
+  try {
+    const services = await options.setup({ config, logger, registry });
+    running = await startService({ stage: options.stage, config: runtimeConfig, services, logger, registry });
+  } catch (error) {
+    logger.fatal({ err: error }, "startup failed");
+    process.exit(1);
+  }
+  const onSignal = (signal: NodeJS.Signals): void => {
+    running
+      .stop(signal)
+      .then(async (result) => {
+        await options.onStop?.();
+        process.exit(result.drained && !result.forced ? 0 : 1);
+      })
+      .catch((error: unknown) => {
+        logger.fatal({ err: error }, "shutdown failed");
+        process.exit(1);
+      });
+  };
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+  return running;
+}
