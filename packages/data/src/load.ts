@@ -1,11 +1,13 @@
 import { stat } from "node:fs/promises";
+import { loadEventsDir } from "./events-dir.js";
 import { loadMl100k } from "./ml100k.js";
+import { generateSynthetic, parseSyntheticSpec } from "./synthetic.js";
 import type { Dataset } from "./types.js";
 
 export const ACCEPTED_SPECS = [
-  "ml100k:DIR     MovieLens 100K files (u.data, u.user, u.item, u.genre) in DIR",
-  "events:DIR     events.csv (+ optional users.csv, items.csv, searches.csv) in DIR",
-  "synthetic[:KEY=VALUE,...]  the seeded generator (e.g. synthetic:users=5000,items=2000,seed=1)",
+  "ml100k:DIR                  MovieLens 100K files (u.data, u.user, u.item, u.genre) in DIR",
+  "events:DIR                  events.csv (+ optional users.csv, items.csv, searches.csv) in DIR",
+  "synthetic[:KEY=VALUE,...]   the seeded generator, e.g. synthetic:users=5000,items=2000,seed=1",
 ];
 
 function specError(message: string): Error {
@@ -23,7 +25,10 @@ async function requireDirectory(dir: string, spec: string): Promise<void> {
   if (!isDir) throw specError(`dataset "${spec}": ${dir} is not a directory`);
 }
 
-/** Loads a dataset from a specification of ../shared/PROTOCOL.md (see ACCEPTED_SPECS). */
+/**
+ * Loads a dataset from a specification of ../shared/PROTOCOL.md (see ACCEPTED_SPECS). Errors
+ * name the file and line of a malformed row, or list the accepted forms for an unknown spec.
+ */
 export async function loadDataset(spec: string): Promise<Dataset> {
   const colon = spec.indexOf(":");
   const kind = colon < 0 ? spec : spec.slice(0, colon);
@@ -32,6 +37,11 @@ export async function loadDataset(spec: string): Promise<Dataset> {
     case "ml100k":
       await requireDirectory(rest, spec);
       return loadMl100k(spec, rest);
+    case "events":
+      await requireDirectory(rest, spec);
+      return loadEventsDir(spec, rest);
+    case "synthetic":
+      return generateSynthetic(spec, parseSyntheticSpec(rest));
     default:
       throw specError(`unknown dataset specification "${spec}"`);
   }
