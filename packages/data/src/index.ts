@@ -7,3 +7,5 @@ export { generateSynthetic, parseSyntheticSpec, SYNTHETIC_DEFAULTS } from "./syn
 export type { SyntheticOptions } from "./synthetic.js";
 export { parseCsv, CsvParser, CsvError } from "./csv.js";
 export { Rng } from "./prng.js";
+export { datasetFromEvents } from "./in-memory.js";
+export type { EventRecord, InMemoryOptions } from "./in-memory.js";

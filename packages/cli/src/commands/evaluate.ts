@@ -1,1 +1,105 @@
-export async function run(_argv: string[]): Promise<number> { throw new Error("recsys evaluate: not implemented yet"); }
+/**
+ * `recsys evaluate --dataset SPEC --model DIR [--json] [--split test|val]`
+ *
+ * Offline evaluation with protocol lastout (../shared/PROTOCOL.md): loads the dataset and its
+ * split, the model bundle and its scorer, refuses a model trained on another dataset or on the
+ * target events, then evaluates the model and the two reference baselines (most-popular,
+ * item-kNN, built from the same allowed training rows) on the same users. Prints a table, or with
+ * --json exactly one JSON object on stdout; progress goes to stderr.
+ */
+import { lastoutSplit, loadDataset, trainingRows, type Dataset, type UserScorer } from "@recsys/data";
+import { evaluateLastout, itemKnnScorer, metricNames, mostPopularScorer, type Target } from "@recsys/eval";
+import { parseArgs, UsageError } from "../args.js";
+import { buildReport, formatTable, refusalReason, type ManifestForEvaluation } from "../evaluate-report.js";
+
+const USAGE = "usage: recsys evaluate --dataset SPEC --model DIR [--json] [--split test|val]";
+
+/**
+ * The part of @recsys/candidate-gen this command uses. Imported dynamically and typed here until
+ * the package publishes these exports.
+ */
+interface CandidateGenModule {
+  loadBundle(dir: string): Promise<{ readonly manifest: ManifestForEvaluation }>;
+  createDatasetScorer(bundle: { readonly manifest: ManifestForEvaluation }, dataset: Dataset): UserScorer;
+}
+
+async function loadCandidateGen(): Promise<CandidateGenModule> {
+  const specifier = "@recsys/candidate-gen";
+  const module = (await import(specifier)) as Partial<CandidateGenModule>;
+  if (typeof module.loadBundle !== "function" || typeof module.createDatasetScorer !== "function") {
+    throw new Error("@recsys/candidate-gen does not export loadBundle/createDatasetScorer yet (rebuild with npx tsc --build)");
+  }
+  return module as CandidateGenModule;
+}
+
+function log(message: string): void {
+  process.stderr.write(`recsys evaluate: ${message}\n`);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv, {
+      dataset: { type: "string", required: true },
+      model: { type: "string", required: true },
+      json: { type: "boolean", default: false },
+      split: { type: "string", default: "test" },
+    });
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`recsys evaluate: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const spec = String(args["dataset"]);
+  const modelDir = String(args["model"]);
+  const split = String(args["split"]);
+  if (split !== "test" && split !== "val") {
+    process.stderr.write(`recsys evaluate: --split must be test or val, got '${split}'\n${USAGE}\n`);
+    return 2;
+  }
+  const target: Target = split;
+
+  let started = performance.now();
+  const dataset = await loadDataset(spec);
+  const numUsers = dataset.users.ids.length;
+  log(`loaded ${spec}: ${numUsers} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  for (const w of dataset.report.warnings) log(`warning: ${w}`);
+
+  const candidateGen = await loadCandidateGen();
+  const bundle = await candidateGen.loadBundle(modelDir);
+  const refusal = refusalReason(bundle.manifest, modelDir, spec, dataset.fingerprint, target);
+  if (refusal !== null) {
+    process.stderr.write(`recsys evaluate: refusing to evaluate: ${refusal}\n`);
+    return 1;
+  }
+  if (bundle.manifest.holdout === "val" && target === "test") {
+    log("note: the model was trained with --holdout val (without validation events); its test figures are slightly pessimistic");
+  }
+
+  const lastout = lastoutSplit(dataset.events, numUsers);
+  const rows = trainingRows(lastout, target === "test" ? "test" : "val");
+  started = performance.now();
+  const model = candidateGen.createDatasetScorer(bundle, dataset);
+  const popular = mostPopularScorer(dataset, rows);
+  const knn = itemKnnScorer(dataset, rows);
+  const cap = Number.isFinite(knn.maxNeighbors) ? `${knn.maxNeighbors} neighbours per item` : "exact";
+  log(`built the model scorer and the baselines (item-kNN ${cap}, ${knn.pairs} pairs) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  log(`evaluating ${lastout.evaluatedUsers} users on their ${target} events`);
+
+  const result = evaluateLastout({
+    dataset,
+    split: lastout,
+    scorers: [model, popular, knn],
+    target,
+    onProgress: (name, done, total) => log(`${name}: ${done}/${total} users`),
+    progressEvery: Math.max(1000, Math.ceil(lastout.evaluatedUsers / 10)),
+  });
+  for (const r of result.results) log(`${r.name}: ${r.users} users in ${r.seconds.toFixed(1)} s`);
+  const [modelResult, ...baselineResults] = result.results;
+  const report = buildReport(spec, target, result.users, modelResult!, baselineResults, bundle.manifest.train);
+  if (args["json"] === true) process.stdout.write(`${JSON.stringify(report)}\n`);
+  else process.stdout.write(formatTable(report, metricNames()));
+  return 0;
+}
