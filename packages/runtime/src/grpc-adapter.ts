@@ -127,10 +127,7 @@ export function implement<S extends GenServiceMethods>(
  */
 export function grpcImplementation(
   registration: ServiceRegistration,
-  wrap: (
-    method: DescMethod,
-    handler: UnaryHandler<DescMessage, DescMessage>,
-  ) => grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>,
+  wrap: (method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) => grpc.UntypedHandleCall,
 ): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const method of unaryMethods(registration.service)) {
@@ -138,7 +135,7 @@ export function grpcImplementation(
     if (handler === undefined) {
       throw new Error(`${registration.service.typeName}: no handler for method ${method.localName}`);
     }
-    out[method.localName] = wrap(method, handler) as grpc.UntypedHandleCall;
+    out[method.localName] = wrap(method, handler);
   }
   return out;
 }

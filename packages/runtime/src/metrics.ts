@@ -3,13 +3,14 @@
  * tests) and their own HTTP port (`GET /metrics`).
  *
  * Names: `recsys_<stage>_grpc_requests_total{method,code}` and
- * `recsys_<stage>_grpc_request_duration_seconds{method}`, plus prom-client's default process
+ * `recsys_<stage>_grpc_request_duration_seconds{method}`,
+ * `recsys_<stage>_grpc_requests_in_flight` (calls being handled, all methods), plus prom-client's default process
  * metrics. `method` is the gRPC path without the leading slash
  * ("recsys.v1.RankingService/Rank"), `code` the status name ("OK", "INVALID_ARGUMENT", ...).
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export const METRIC_LABEL_METHOD = "method";
 export const METRIC_LABEL_CODE = "code";
@@ -32,6 +33,7 @@ export interface RpcMetrics {
   readonly registry: Registry;
   readonly requests: Counter<typeof METRIC_LABEL_METHOD | typeof METRIC_LABEL_CODE>;
   readonly duration: Histogram<typeof METRIC_LABEL_METHOD>;
+  readonly inFlight: Gauge;
   /** Records one finished call. */
   observe(method: string, code: string, seconds: number): void;
 }
@@ -53,10 +55,16 @@ export function createRpcMetrics(stage: string, registry: Registry = new Registr
     buckets: [...LATENCY_BUCKETS_SECONDS],
     registers: [registry],
   });
+  const inFlight = new Gauge({
+    name: `recsys_${stage}_grpc_requests_in_flight`,
+    help: `gRPC requests being handled by the ${stage} service`,
+    registers: [registry],
+  });
   return {
     registry,
     requests,
     duration,
+    inFlight,
     observe(method, code, seconds) {
       requests.inc({ [METRIC_LABEL_METHOD]: method, [METRIC_LABEL_CODE]: code });
       duration.observe({ [METRIC_LABEL_METHOD]: method }, seconds);

@@ -12,7 +12,7 @@
  * SIGINT into `stop()` followed by exit 0 (or 1 when the shutdown had to be forced).
  */
 import * as grpc from "@grpc/grpc-js";
-import { create, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
 import { Registry } from "prom-client";
 import {
   ConfigError,
@@ -114,6 +114,7 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
   let idleWaiters: Array<() => void> = [];
   const callFinished = (): void => {
     inFlight -= 1;
+    metrics.inFlight.set(inFlight);
     if (inFlight === 0) {
       const waiters = idleWaiters;
       idleWaiters = [];
@@ -124,8 +125,8 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
   const wrap =
     (method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) =>
     (
-      call: grpc.ServerUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>,
-      callback: grpc.sendUnaryData<MessageShape<DescMessage>>,
+      call: grpc.ServerUnaryCall<MessageShape<DescMessage>, Buffer>,
+      callback: grpc.sendUnaryData<Buffer>,
     ): void => {
       const started = process.hrtime.bigint();
       const label = methodPath(method).slice(1);
@@ -139,11 +140,12 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
       };
       call.on("cancelled", onCancelled);
       inFlight += 1;
+      metrics.inFlight.set(inFlight);
       let finished = false;
       const finish = (
         code: grpc.status,
         error: Partial<grpc.StatusObject> | null,
-        response?: MessageShape<DescMessage>,
+        response?: Buffer,
       ): void => {
         if (finished) return;
         finished = true;
@@ -167,7 +169,12 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
           rejectIfExpired(call);
           return handler(call.request, context);
         })
-        .then((init) => create(method.output, init))
+        // Serialized here rather than by grpc-js, so that a response that cannot be encoded
+        // becomes a logged INTERNAL error instead of an encoder message sent to the caller.
+        .then((init) => {
+          const bytes = toBinary(method.output, create(method.output, init));
+          return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        })
         .then(
           (response) => finish(grpc.status.OK, null, response),
           (error: unknown) => {
@@ -196,7 +203,12 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
   });
   const serviceNames = options.services.map((registration) => registration.service.typeName);
   for (const registration of options.services) {
-    server.addService(serviceDefinition(registration.service), grpcImplementation(registration, wrap));
+    // Responses reach grpc-js already serialized (see wrap).
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    for (const [name, method] of Object.entries(serviceDefinition(registration.service))) {
+      definition[name] = { ...method, responseSerialize: (bytes) => bytes as Buffer };
+    }
+    server.addService(definition, grpcImplementation(registration, wrap));
   }
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   for (const name of serviceNames) health.setStatus(name, "NOT_SERVING");

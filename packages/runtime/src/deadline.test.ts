@@ -1,0 +1,180 @@
+/**
+ * Deadline helpers: pure arithmetic, then propagation through two real servers
+ * (client -> candidate generation -> ranking).
+ */
+import * as grpc from "@grpc/grpc-js";
+import { CandidateGenerationService, RankingService } from "@recsys/gen";
+import { afterEach, describe, expect, it } from "vitest";
+import { connect } from "./client.js";
+import {
+  DEFAULT_DEADLINE_MARGIN_MS,
+  DEFAULT_OUTGOING_TIMEOUT_MS,
+  callDeadlineMs,
+  childCallOptions,
+  childDeadline,
+  deadlineMs,
+  rejectIfExpired,
+  remainingMs,
+} from "./deadline.js";
+import { RpcError, isServiceError, status } from "./errors.js";
+import type { Client } from "./grpc-adapter.js";
+import { createClient, implement } from "./grpc-adapter.js";
+import { startService, type RunningService } from "./service.js";
+import { testConfig } from "./testing/index.js";
+
+const fakeCall = (deadline: Date | number) => ({ getDeadline: () => deadline });
+
+describe("childDeadline", () => {
+  const now = 1_000_000;
+
+  it("is capped by the parent's deadline minus the margin", () => {
+    expect(childDeadline(fakeCall(now + 300), { now, budgetMs: 1000 })).toBe(
+      now + 300 - DEFAULT_DEADLINE_MARGIN_MS,
+    );
+    expect(childDeadline(fakeCall(new Date(now + 300)), { now, budgetMs: 1000, marginMs: 50 })).toBe(now + 250);
+  });
+
+  it("is capped by the stage budget", () => {
+    expect(childDeadline(fakeCall(now + 5000), { now, budgetMs: 80 })).toBe(now + 80);
+  });
+
+  it("uses the budget (or the default) when the parent has no deadline or there is no parent", () => {
+    expect(childDeadline(fakeCall(Infinity), { now, budgetMs: 80 })).toBe(now + 80);
+    expect(childDeadline(undefined, { now })).toBe(now + DEFAULT_OUTGOING_TIMEOUT_MS);
+  });
+
+  it("never lies in the past", () => {
+    expect(childDeadline(fakeCall(now - 10), { now, budgetMs: 80 })).toBe(now);
+  });
+
+  it("rejectIfExpired throws DEADLINE_EXCEEDED only once the deadline has passed", () => {
+    expect(() => rejectIfExpired(fakeCall(now + 1), now)).not.toThrow();
+    expect(() => rejectIfExpired(fakeCall(Infinity), now)).not.toThrow();
+    let thrown: unknown;
+    try {
+      rejectIfExpired(fakeCall(now - 20), now);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(RpcError);
+    expect((thrown as RpcError).code).toBe(status.DEADLINE_EXCEEDED);
+    expect(remainingMs(fakeCall(now + 7), now)).toBe(7);
+  });
+});
+
+describe("deadline propagation", () => {
+  const running: RunningService[] = [];
+  const clients: Array<{ $close(): void }> = [];
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.$close();
+    await Promise.all(running.splice(0).map((service) => service.stop()));
+  });
+
+  /** Ranking records the deadline it sees and answers after `delayMs` (or when cancelled). */
+  async function startChain(delayMs: number, options: { budgetMs?: number; marginMs?: number }) {
+    const seen = { parent: NaN, child: NaN, childAborted: false, childDone: false };
+    const ranking = await startService({
+      stage: "downstream",
+      config: testConfig(),
+      services: [
+        implement(RankingService, {
+          async rank(_request, ctx) {
+            seen.child = callDeadlineMs(ctx.call);
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, delayMs);
+              ctx.signal.addEventListener("abort", () => {
+                seen.childAborted = true;
+                clearTimeout(timer);
+                resolve();
+              });
+            });
+            seen.childDone = true;
+            return { items: [] };
+          },
+        }),
+      ],
+    });
+    running.push(ranking);
+    // Records the deadline each outgoing call is issued with (what goes into grpc-timeout).
+    const carried: number[] = [];
+    const recordDeadline: grpc.Interceptor = (callOptions, nextCall) => {
+      if (callOptions.deadline !== undefined) carried.push(deadlineMs(callOptions.deadline));
+      return new grpc.InterceptingCall(nextCall(callOptions));
+    };
+    const rankingClient = createClient(
+      RankingService,
+      new grpc.Client(ranking.address, grpc.credentials.createInsecure(), { interceptors: [recordDeadline] }),
+    );
+    clients.push(rankingClient);
+    const upstream = await startService({
+      stage: "upstream",
+      config: testConfig(),
+      services: [
+        implement(CandidateGenerationService, {
+          async embedUser(request, ctx) {
+            seen.parent = ctx.deadline;
+            await rankingClient.rank({ context: request.context }, childCallOptions(ctx.call, options));
+            return { userVector: [1, 2, 3] };
+          },
+        }),
+      ],
+    });
+    running.push(upstream);
+    const client: Client<typeof CandidateGenerationService.method> = connect(
+      CandidateGenerationService,
+      upstream.address,
+    );
+    clients.push(client);
+    return { seen, client, carried };
+  }
+
+  it("gives the downstream call a deadline no later than the parent's", async () => {
+    // A generous budget, so the parent's deadline is what binds; a margin larger than loopback
+    // transit time so that the comparison below needs no tolerance.
+    const { seen, client, carried } = await startChain(0, { budgetMs: 60_000 });
+    const sent = Date.now();
+    const response = await client.embedUser({ context: { userId: "u" } }, { deadline: sent + 3000 });
+    expect(response.userVector).toEqual([1, 2, 3]);
+    expect(seen.parent).toBeGreaterThan(sent + 2000); // the upstream saw our deadline
+    // The deadline the downstream call was issued with: the parent's minus the margin.
+    expect(carried).toHaveLength(1);
+    expect(carried[0]).toBeLessThanOrEqual(seen.parent - DEFAULT_DEADLINE_MARGIN_MS);
+    expect(carried[0]).toBeGreaterThan(seen.parent - 1000);
+    // The downstream server derives it from grpc-timeout on arrival, so it is later by the
+    // transit time (noisy on a loaded machine): allow a second, far below the 60 s budget.
+    expect(seen.child).toBeLessThan(seen.parent + 1000);
+  });
+
+  it("caps the downstream call by the stage budget", async () => {
+    const { seen, client, carried } = await startChain(0, { budgetMs: 200 });
+    const sent = Date.now();
+    await client.embedUser({ context: { userId: "u" } }, { deadline: sent + 10_000 });
+    expect(carried[0]).toBeLessThanOrEqual(Date.now() + 200);
+    expect(seen.child).toBeLessThan(seen.parent - 5000);
+  });
+
+  it("cancels the downstream call when the parent's deadline passes", async () => {
+    const { seen, client } = await startChain(5000, { budgetMs: 60_000 });
+    const started = Date.now();
+    let error: unknown;
+    try {
+      await client.embedUser({ context: { userId: "u" } }, { deadline: started + 300 });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(isServiceError(error) && error.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(Date.now() - started).toBeLessThan(2000);
+    // The downstream handler was told to stop instead of working for 5 s.
+    const until = Date.now() + 2000;
+    while (!seen.childAborted && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(seen.childAborted).toBe(true);
+  });
+
+  it("bounds a call without a deadline by the client's default timeout", async () => {
+    const { seen, client } = await startChain(0, { budgetMs: 60_000 });
+    const sent = Date.now();
+    await client.embedUser({ context: { userId: "u" } });
+    expect(seen.parent).toBeLessThanOrEqual(Date.now() + DEFAULT_OUTGOING_TIMEOUT_MS);
+    expect(seen.parent).toBeGreaterThan(sent);
+  });
+});
