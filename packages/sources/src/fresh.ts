@@ -1,0 +1,101 @@
+import { TopK } from "./top-k.js";
+import { checkRequest, watchedSet, type SourceName, type SourceRequest, type SourceResult, type CandidateSource } from "./types.js";
+
+/** Recent popularity of an item at a time, from events strictly before it (e.g. `TrendingSource`). */
+export interface PopularityAt {
+  scoreAt(item: number, asOf: number): number;
+}
+
+export interface FreshOptions {
+  /** Defaults to "fresh". */
+  readonly name?: SourceName;
+  /** Upload (availability) time of each item index, Unix seconds; NaN when unknown. */
+  readonly uploadTimestamp: ArrayLike<number>;
+  /** An item is fresh at time t when uploaded in [t - windowSeconds, t). */
+  readonly windowSeconds: number;
+  /**
+   * Orders fresh items by their recent popularity (then by recency). Without it, by recency only.
+   */
+  readonly popularity?: PopularityAt;
+}
+
+/**
+ * Fresh uploads: items uploaded within `windowSeconds` before the request time, and strictly
+ * before it (an item uploaded at or after the request time is never nominated).
+ *
+ * Ranked by recent popularity when a `popularity` is given (score = its value; ties: more recent
+ * upload first, then item index), else by recency (score = 1 - age / window, in (0, 1]; ties by
+ * item index). Items with unknown upload time are never fresh, so with no upload times at all the
+ * source is a no-op (empty lists).
+ *
+ * Uploads are sorted once at construction; a request binary-searches its window: O(log items +
+ * items in the window).
+ */
+export class FreshSource implements CandidateSource {
+  readonly name: SourceName;
+  readonly windowSeconds: number;
+  private readonly byUpload: Int32Array;
+  private readonly uploads: Float64Array;
+  private readonly popularity: PopularityAt | undefined;
+
+  constructor(options: FreshOptions) {
+    if (!(options.windowSeconds > 0)) throw new RangeError(`fresh windowSeconds must be positive, got ${options.windowSeconds}`);
+    this.name = options.name ?? "fresh";
+    this.windowSeconds = options.windowSeconds;
+    this.popularity = options.popularity;
+    const known: number[] = [];
+    for (let i = 0; i < options.uploadTimestamp.length; i++) {
+      if (Number.isFinite(options.uploadTimestamp[i]!)) known.push(i);
+    }
+    const up = options.uploadTimestamp;
+    known.sort((a, b) => up[a]! - up[b]! || a - b);
+    this.byUpload = Int32Array.from(known);
+    this.uploads = Float64Array.from(known, (i) => up[i]!);
+  }
+
+  /** Number of items with a known upload time. */
+  get knownUploads(): number {
+    return this.byUpload.length;
+  }
+
+  candidates(request: SourceRequest): SourceResult {
+    checkRequest(request);
+    const asOf = request.asOf;
+    const from = lowerBound(this.uploads, asOf - this.windowSeconds);
+    const to = lowerBound(this.uploads, asOf); // first upload >= asOf: excluded
+    if (from >= to || request.budget === 0) return { source: this.name, candidates: [] };
+    const watched = watchedSet(request);
+    const exclude = request.exclude;
+    const window = this.windowSeconds;
+    if (this.popularity === undefined) {
+      const top = new TopK(request.budget);
+      for (let k = from; k < to; k++) {
+        const item = this.byUpload[k]!;
+        if (watched.has(item) || exclude?.has(item)) continue;
+        top.push(item, 1 - (asOf - this.uploads[k]!) / window);
+      }
+      return { source: this.name, candidates: top.sorted() };
+    }
+    const rows: { item: number; score: number; upload: number }[] = [];
+    for (let k = from; k < to; k++) {
+      const item = this.byUpload[k]!;
+      if (watched.has(item) || exclude?.has(item)) continue;
+      rows.push({ item, score: this.popularity.scoreAt(item, asOf), upload: this.uploads[k]! });
+    }
+    rows.sort((a, b) => b.score - a.score || b.upload - a.upload || a.item - b.item);
+    const candidates = rows.slice(0, request.budget).map((r) => ({ item: r.item, score: r.score }));
+    return { source: this.name, candidates };
+  }
+}
+
+/** First index k with values[k] >= x (values ascending). */
+function lowerBound(values: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
