@@ -67,7 +67,7 @@ export function connect<S extends GenServiceMethods>(
 }
 
 /** Waits until the client's channel is connected (e.g. before a benchmark), or rejects. */
-export function waitForReady(client: Client<GenServiceMethods>, timeoutMs: number): Promise<void> {
+export function waitForReady(client: { readonly $grpc: grpc.Client }, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     client.$grpc.waitForReady(Date.now() + timeoutMs, (error) => (error ? reject(error) : resolve()));
   });

@@ -16,7 +16,7 @@ import {
 } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient, implement, type Client, type ServiceImplementation } from "./grpc-adapter.js";
-import { connect } from "./client.js";
+import { connect, waitForReady } from "./client.js";
 import { INTERNAL_ERROR_MESSAGE, RpcError, isServiceError, resourceExhausted, status } from "./errors.js";
 import { checkHealth } from "./health.js";
 import { startService, type RunningService } from "./service.js";
@@ -93,6 +93,7 @@ describe("startService", () => {
     expect(service.port).toBeGreaterThan(0);
     expect(service.metricsPort).toBeGreaterThan(0);
 
+    await waitForReady(client, 5000);
     const response = await client.rank({ context, candidates });
     expect(response.$typeName).toBe("recsys.v1.RankResponse");
     expect(response.items.map((item) => [item.itemId, item.score, item.expectedWatchSeconds])).toEqual([

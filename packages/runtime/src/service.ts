@@ -356,6 +356,10 @@ export async function runService<S extends typeof runtimeConfigSchema>(
     const services = await options.setup({ config, logger, registry });
     running = await startService({ stage: options.stage, config: runtimeConfig, services, logger, registry });
   } catch (error) {
+    if (error instanceof ConfigError) {
+      // A check setup made on the configuration (e.g. two variables that must agree).
+      process.stderr.write(`${options.stage}: configuration error: ${error.message}\n`);
+    }
     logger.fatal({ err: error }, "startup failed");
     process.exit(1);
   }
