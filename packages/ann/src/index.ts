@@ -1,0 +1,17 @@
+export { AnnError, IndexFormatError, InvalidArgumentError, ModelVersionMismatchError } from "./errors.js";
+export type { AnnErrorCode } from "./errors.js";
+export { MAX_DIM, MAX_ID_LENGTH, MAX_K, compareHits } from "./vector-index.js";
+export type { IndexKind, SearchHit, VectorIndex } from "./vector-index.js";
+export { BruteForceIndex, loadBruteForceIndex } from "./brute-force-index.js";
+export type { BruteForceIndexOptions } from "./brute-force-index.js";
+export { HNSW_DEFAULTS, HnswIndex, loadHnswIndex, normQuantile } from "./hnsw-index.js";
+export type { HnswBuildOptions, HnswIndexOptions, HnswParams } from "./hnsw-index.js";
+export { loadIndex } from "./load-index.js";
+export { FORMAT_VERSION, INDEX_FORMAT, META_FILE } from "./persist.js";
+export type { IndexMetadata, LoadOptions } from "./persist.js";
+export { MAX_SHARDS, buildShard, checkItemVectors, mergeShardHits, shardHash, shardItems, shardOf } from "./shard.js";
+export type { ItemVectors } from "./shard.js";
+export { clusteredData, gaussian, mulberry32 } from "./synthetic.js";
+export type { ClusteredDataOptions } from "./synthetic.js";
+export { benchAnn } from "./bench.js";
+export type { BenchAnnEfResult, BenchAnnOptions, BenchAnnResult } from "./bench.js";

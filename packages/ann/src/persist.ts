@@ -1,0 +1,175 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { IndexFormatError, ModelVersionMismatchError } from "./errors.js";
+import type { IndexKind } from "./vector-index.js";
+import { MAX_DIM, MAX_ID_LENGTH } from "./vector-index.js";
+
+/**
+ * On-disk layout of a saved index directory:
+ *
+ *   index.json           metadata (this file is the commit point: written last, renamed atomically)
+ *   <prefix>-<token>.bin the data file named by index.json's "file" ("hnsw-…" = hnswlib's own
+ *                        binary format; "vectors-…" = raw little-endian float32 rows)
+ *
+ * A save writes a fresh data file under a new name, then replaces index.json with a rename, then
+ * deletes older data files. A crash at any point leaves either the old or the new index loadable.
+ * One process should save into a given directory at a time.
+ */
+export const META_FILE = "index.json";
+export const INDEX_FORMAT = "recsys-ann-index";
+export const FORMAT_VERSION = 1;
+
+const DATA_FILE = /^(hnsw|vectors)-[0-9a-z-]+\.bin$/;
+const TMP_META = /^index\.json\.[0-9a-z-]+\.tmp$/;
+
+export interface IndexMetadata {
+  readonly format: typeof INDEX_FORMAT;
+  readonly formatVersion: number;
+  readonly kind: IndexKind;
+  /** Always "inner_product": scores are dot products. */
+  readonly metric: "inner_product";
+  readonly dim: number;
+  /** Version of the model whose item tower produced the vectors. */
+  readonly modelVersion: string;
+  /** Free-form string annotations given at construction (e.g. training run, dataset). */
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly savedAt: string;
+  /** Number of live items. */
+  readonly size: number;
+  /** Data file name (in the same directory) and its exact size in bytes. */
+  readonly file: string;
+  readonly fileBytes: number;
+  /**
+   * Label → external id. For "hnsw" the label is hnswlib's label; `null` marks a deleted label
+   * (marked deleted in the hnswlib file and free for reuse), so the nulls are the deleted set.
+   * For "brute-force" it is the row of the vector in the data file (never null).
+   */
+  readonly labels: readonly (string | null)[];
+  /** Kind-specific options (HNSW: M, efConstruction, ef, seed, maxElements). */
+  readonly options: Readonly<Record<string, number | null>>;
+}
+
+export interface LoadOptions {
+  /** Refuse (ModelVersionMismatchError) an index built from another model version. */
+  readonly expectedModelVersion?: string;
+  /** Refuse (IndexFormatError) an index of another dimension. */
+  readonly expectedDim?: number;
+}
+
+/**
+ * Saves an index: `writeData` must write the data file synchronously and `metadataFor` must be
+ * synchronous too, so that no mutation can slip in between the two and the pair stays consistent.
+ */
+export async function saveIndexFiles(
+  dir: string,
+  dataPrefix: "hnsw" | "vectors",
+  writeData: (path: string) => void,
+  metadataFor: (file: string, fileBytes: number) => IndexMetadata,
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const token = `${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
+  const file = `${dataPrefix}-${token}.bin`;
+  const dataPath = join(dir, file);
+  writeData(dataPath);
+  const json = JSON.stringify(metadataFor(file, statSync(dataPath).size));
+  await fsyncPath(dataPath);
+  const tmp = join(dir, `${META_FILE}.${token}.tmp`);
+  await writeFile(tmp, json);
+  await fsyncPath(tmp);
+  await rename(tmp, join(dir, META_FILE));
+  await fsyncPath(dir);
+  for (const name of await readdir(dir)) {
+    if (name !== file && (DATA_FILE.test(name) || TMP_META.test(name))) {
+      await unlink(join(dir, name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOENT") throw err;
+      });
+    }
+  }
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads and checks index.json of `dir`; returns it with the absolute path of its data file. */
+export async function readIndexMetadata(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<{ meta: IndexMetadata; dataPath: string }> {
+  const metaPath = join(dir, META_FILE);
+  let text: string;
+  try {
+    text = await readFile(metaPath, "utf8");
+  } catch (err) {
+    throw new IndexFormatError(`cannot read ${metaPath}: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new IndexFormatError(`${metaPath} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const meta = checkMetadata(raw, metaPath);
+  if (options.expectedDim !== undefined && meta.dim !== options.expectedDim) {
+    throw new IndexFormatError(`${metaPath}: index has dimension ${meta.dim}, expected ${options.expectedDim}`);
+  }
+  if (options.expectedModelVersion !== undefined && meta.modelVersion !== options.expectedModelVersion) {
+    throw new ModelVersionMismatchError(options.expectedModelVersion, meta.modelVersion);
+  }
+  const dataPath = join(dir, meta.file);
+  let bytes: number;
+  try {
+    bytes = (await stat(dataPath)).size;
+  } catch (err) {
+    throw new IndexFormatError(`cannot read data file ${dataPath}: ${(err as Error).message}`, { cause: err });
+  }
+  if (bytes !== meta.fileBytes) {
+    throw new IndexFormatError(`data file ${dataPath} has ${bytes} bytes, index.json says ${meta.fileBytes}`);
+  }
+  return { meta, dataPath };
+}
+
+function checkMetadata(raw: unknown, where: string): IndexMetadata {
+  const fail = (what: string): never => {
+    throw new IndexFormatError(`${where}: ${what}`);
+  };
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return fail("not a JSON object");
+  const m = raw as Record<string, unknown>;
+  if (m.format !== INDEX_FORMAT) return fail(`"format" is ${JSON.stringify(m.format)}, expected "${INDEX_FORMAT}"`);
+  if (m.formatVersion !== FORMAT_VERSION) {
+    return fail(`unsupported formatVersion ${JSON.stringify(m.formatVersion)} (this build reads ${FORMAT_VERSION})`);
+  }
+  if (m.kind !== "hnsw" && m.kind !== "brute-force") return fail(`unknown kind ${JSON.stringify(m.kind)}`);
+  if (m.metric !== "inner_product") return fail(`unsupported metric ${JSON.stringify(m.metric)}`);
+  if (!Number.isInteger(m.dim) || (m.dim as number) < 1 || (m.dim as number) > MAX_DIM) return fail("bad dim");
+  if (typeof m.modelVersion !== "string" || m.modelVersion.length === 0) return fail("missing modelVersion");
+  if (typeof m.file !== "string" || !DATA_FILE.test(m.file)) return fail(`bad data file name ${JSON.stringify(m.file)}`);
+  if (!Number.isSafeInteger(m.fileBytes) || (m.fileBytes as number) < 0) return fail("bad fileBytes");
+  if (!Number.isSafeInteger(m.size) || (m.size as number) < 0) return fail("bad size");
+  if (typeof m.savedAt !== "string") return fail("missing savedAt");
+  if (!Array.isArray(m.labels)) return fail("labels is not an array");
+  let live = 0;
+  for (const label of m.labels as unknown[]) {
+    if (label === null) continue;
+    if (typeof label !== "string" || label.length === 0 || label.length > MAX_ID_LENGTH) return fail("bad id in labels");
+    live++;
+  }
+  if (live !== m.size) return fail(`labels hold ${live} ids but size is ${String(m.size)}`);
+  if (!isStringRecord(m.annotations)) return fail("annotations must be an object of strings");
+  if (m.options === null || typeof m.options !== "object" || Array.isArray(m.options)) return fail("bad options");
+  for (const v of Object.values(m.options)) if (typeof v !== "number" && v !== null) return fail("options must be numbers");
+  return m as unknown as IndexMetadata;
+}
+
+function isStringRecord(v: unknown): v is Record<string, string> {
+  return (
+    v !== null && typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "string")
+  );
+}
