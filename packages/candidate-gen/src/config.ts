@@ -1,0 +1,125 @@
+import type { FeatureConfig } from "@recsys/features";
+import type { SparseOptimizer } from "./sparse.js";
+
+/** The network's shape (stored in the bundle). */
+export interface ModelConfig {
+  /** Dimension of item embeddings (input watch embeddings and output embeddings) = user vector. */
+  readonly embeddingDim: number;
+  /** Dimension of search-token embeddings. */
+  readonly searchDim: number;
+  /** Dimension of each categorical (gender, occupation, geo) embedding. */
+  readonly categoricalDim: number;
+  /** Widths of the ReLU tower; the last one must equal embeddingDim (it is the user vector). */
+  readonly tower: readonly number[];
+  /** Activation of the last tower layer: "relu" (as in the paper's figure) or "linear". */
+  readonly finalActivation: "relu" | "linear";
+  /** One table for input watch embeddings and output item embeddings instead of two. */
+  readonly sharedItemEmbeddings: boolean;
+}
+
+/** How the model is trained. */
+export interface TrainConfig {
+  readonly epochs: number;
+  readonly batchSize: number;
+  /** Sampled negatives per batch (shared by the batch). */
+  readonly negatives: number;
+  /** Negatives are drawn ∝ count^alpha of the training labels. */
+  readonly samplingAlpha: number;
+  /** Subtract log(expected count) of each class from its logit (sampled-softmax logQ correction). */
+  readonly logQ: boolean;
+  /** Adam learning rate of the dense tower. */
+  readonly learningRate: number;
+  /** Sparse optimiser of the embedding tables and its learning rate. */
+  readonly embeddingOptimizer: SparseOptimizer;
+  readonly embeddingLearningRate: number;
+  /** L2 penalty on tower weights and (lazily, on touched rows) on embeddings. */
+  readonly l2: number;
+  /** Standard deviation of the initial embedding values. */
+  readonly initScale: number;
+  /** Keep at most this many examples per user (the most recent). */
+  readonly maxExamplesPerUser: number;
+  /** Examples need at least this many earlier watches (0 = the first watch is also a label). */
+  readonly minHistory: number;
+  /** Learning rates decay linearly to this fraction of their value over training (1 = constant). */
+  readonly finalLearningRateFraction: number;
+  readonly seed: number;
+}
+
+export const DEFAULT_MODEL_CONFIG: ModelConfig = {
+  embeddingDim: 64,
+  searchDim: 32,
+  categoricalDim: 16,
+  tower: [256, 128, 64],
+  finalActivation: "relu",
+  sharedItemEmbeddings: false,
+};
+
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
+  epochs: 10,
+  batchSize: 256,
+  negatives: 500,
+  samplingAlpha: 0.75,
+  logQ: true,
+  learningRate: 1e-3,
+  embeddingOptimizer: "adam",
+  embeddingLearningRate: 1e-3,
+  l2: 0,
+  initScale: 0.05,
+  maxExamplesPerUser: 1000,
+  minHistory: 1,
+  finalLearningRateFraction: 1,
+  seed: 1,
+};
+
+export function validateModelConfig(c: ModelConfig): void {
+  for (const key of ["embeddingDim", "searchDim", "categoricalDim"] as const) {
+    if (!Number.isInteger(c[key]) || c[key] < 1) throw new Error(`model config: ${key} must be a positive integer, got ${c[key]}`);
+  }
+  if (!Array.isArray(c.tower) || c.tower.length === 0 || c.tower.some((w) => !Number.isInteger(w) || w < 1)) {
+    throw new Error(`model config: tower must be a non-empty list of positive integers, got ${JSON.stringify(c.tower)}`);
+  }
+  if (c.tower[c.tower.length - 1] !== c.embeddingDim) {
+    throw new Error(`model config: the last tower width (${c.tower[c.tower.length - 1]}) must equal embeddingDim (${c.embeddingDim})`);
+  }
+  if (c.finalActivation !== "relu" && c.finalActivation !== "linear") throw new Error(`model config: finalActivation must be "relu" or "linear"`);
+}
+
+export function validateTrainConfig(c: TrainConfig): void {
+  const positiveInts = ["epochs", "batchSize", "negatives", "maxExamplesPerUser"] as const;
+  for (const key of positiveInts) if (!Number.isInteger(c[key]) || c[key] < 1) throw new Error(`train config: ${key} must be a positive integer, got ${c[key]}`);
+  if (!Number.isInteger(c.minHistory) || c.minHistory < 0) throw new Error(`train config: minHistory must be an integer >= 0, got ${c.minHistory}`);
+  for (const key of ["learningRate", "embeddingLearningRate", "initScale"] as const) {
+    if (!(c[key] > 0) || !Number.isFinite(c[key])) throw new Error(`train config: ${key} must be > 0, got ${c[key]}`);
+  }
+  if (!(c.l2 >= 0)) throw new Error(`train config: l2 must be >= 0, got ${c.l2}`);
+  if (!(c.samplingAlpha >= 0 && c.samplingAlpha <= 1)) throw new Error(`train config: samplingAlpha must be in [0, 1], got ${c.samplingAlpha}`);
+  if (!(c.finalLearningRateFraction > 0 && c.finalLearningRateFraction <= 1)) throw new Error(`train config: finalLearningRateFraction must be in (0, 1]`);
+  if (c.embeddingOptimizer !== "adam" && c.embeddingOptimizer !== "adagrad") throw new Error(`train config: embeddingOptimizer must be "adam" or "adagrad"`);
+  if (!Number.isSafeInteger(c.seed)) throw new Error(`train config: seed must be an integer, got ${c.seed}`);
+}
+
+/** Options of {@link trainCandidateGen}: every field optional, defaults above. */
+export interface TrainOptions extends Partial<TrainConfig> {
+  readonly holdout?: "test" | "val" | "none";
+  readonly model?: Partial<ModelConfig>;
+  readonly features?: Partial<FeatureConfig>;
+  /** Stop after this many batches in total (benchmarks); default: all epochs. */
+  readonly maxSteps?: number;
+  /** Called about every `progressEvery` seconds (default 0.5) and at the end of each epoch. */
+  readonly onProgress?: (p: TrainProgress) => void;
+  readonly progressEvery?: number;
+}
+
+export interface TrainProgress {
+  readonly epoch: number;
+  readonly epochs: number;
+  /** Batches done in this epoch / batches per epoch. */
+  readonly step: number;
+  readonly steps: number;
+  /** Mean loss over the batches of this epoch so far. */
+  readonly loss: number;
+  readonly examplesPerSecond: number;
+  readonly elapsedSeconds: number;
+  readonly etaSeconds: number;
+  readonly epochDone: boolean;
+}

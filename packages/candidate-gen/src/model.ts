@@ -1,0 +1,234 @@
+import type { Rng } from "@recsys/data";
+import { CATEGORICAL_FEATURES, type EncodedBatch, type FeatureSpace, NUM_CATEGORICAL, NUM_CONTINUOUS } from "@recsys/features";
+import { tf } from "@recsys/tf";
+import { type ModelConfig, validateModelConfig } from "./config.js";
+import { SparseTable } from "./sparse.js";
+
+let instances = 0;
+
+/** One dense tower layer: weights (inDim × outDim, row-major) and bias. */
+export interface DenseLayer {
+  readonly inDim: number;
+  readonly outDim: number;
+  readonly w: tf.Variable;
+  readonly b: tf.Variable;
+  readonly relu: boolean;
+}
+
+/** Plain-array weights of the model (what a bundle stores). */
+export interface ModelWeights {
+  /** Input watch embeddings, items.size × embeddingDim (row 0 = OOV). */
+  readonly watch: Float32Array;
+  /** Search-token embeddings, tokens.size × searchDim. */
+  readonly search: Float32Array;
+  /** Categorical embeddings in CATEGORICAL_FEATURES order, vocabulary size × categoricalDim each. */
+  readonly categorical: readonly Float32Array[];
+  /** Output item embeddings, items.size × embeddingDim (row 0 = OOV, never a class). */
+  readonly output: Float32Array;
+  /** Tower layers: w (inDim × outDim, row-major), b (outDim). */
+  readonly tower: readonly { readonly w: Float32Array; readonly b: Float32Array }[];
+}
+
+/**
+ * The YouTube-DNN candidate generator:
+ *   x = [mean(watch embeddings of the history window), mean(search-token embeddings),
+ *        gender, occupation and geo embeddings, continuous features (example age, age)]
+ *   u = ReLU tower(x)      (the user vector)
+ *   P(next watch = j) = softmax_j(u · v_j) over the output item embeddings v.
+ * Embedding tables live in JavaScript ({@link SparseTable}, sparse updates); the tower runs in
+ * tfjs. The same code computes user vectors in training and serving.
+ */
+export class CandidateGenModel {
+  readonly watch: SparseTable;
+  readonly search: SparseTable;
+  readonly categorical: readonly SparseTable[];
+  readonly output: SparseTable;
+  readonly layers: readonly DenseLayer[];
+  /** Width of the tower input x. */
+  readonly inputDim: number;
+  /** Column offsets of the blocks of x. */
+  readonly offsets: { readonly watch: number; readonly search: number; readonly categorical: number; readonly continuous: number };
+  private disposed = false;
+
+  private constructor(
+    readonly space: FeatureSpace,
+    readonly config: ModelConfig,
+    weights: ModelWeights,
+  ) {
+    validateModelConfig(config);
+    const d = config.embeddingDim;
+    this.watch = new SparseTable("watch", space.items.size, d, weights.watch);
+    this.search = new SparseTable("search", space.tokens.size, config.searchDim, weights.search);
+    this.categorical = CATEGORICAL_FEATURES.map(
+      (f, j) => new SparseTable(f, space.categorical(f).size, config.categoricalDim, weights.categorical[j]),
+    );
+    this.output = config.sharedItemEmbeddings ? this.watch : new SparseTable("output", space.items.size, d, weights.output);
+    const catStart = d + config.searchDim;
+    const contStart = catStart + NUM_CATEGORICAL * config.categoricalDim;
+    this.offsets = { watch: 0, search: d, categorical: catStart, continuous: contStart };
+    this.inputDim = contStart + NUM_CONTINUOUS;
+    const id = ++instances;
+    let inDim = this.inputDim;
+    const layers: DenseLayer[] = [];
+    config.tower.forEach((outDim, l) => {
+      const lw = weights.tower[l];
+      if (lw === undefined || lw.w.length !== inDim * outDim || lw.b.length !== outDim) {
+        throw new Error(`model weights: tower layer ${l} must be ${inDim}x${outDim} plus a bias of ${outDim}`);
+      }
+      layers.push({
+        inDim,
+        outDim,
+        w: tf.variable(tf.tensor2d(lw.w, [inDim, outDim]), true, `cg${id}/dense${l}/w`),
+        b: tf.variable(tf.tensor1d(lw.b), true, `cg${id}/dense${l}/b`),
+        relu: l < config.tower.length - 1 || config.finalActivation === "relu",
+      });
+      inDim = outDim;
+    });
+    this.layers = layers;
+  }
+
+  /** A freshly initialised model: embeddings N(0, initScale²), tower He-uniform, biases 0. */
+  static create(space: FeatureSpace, config: ModelConfig, rng: Rng, initScale: number): CandidateGenModel {
+    validateModelConfig(config);
+    const normal = (n: number): Float32Array => {
+      const a = new Float32Array(n);
+      for (let i = 0; i < n; i++) a[i] = rng.normal() * initScale;
+      return a;
+    };
+    const d = config.embeddingDim;
+    const inputDim = d + config.searchDim + NUM_CATEGORICAL * config.categoricalDim + NUM_CONTINUOUS;
+    const watch = normal(space.items.size * d);
+    const search = normal(space.tokens.size * config.searchDim);
+    const categorical = CATEGORICAL_FEATURES.map((f) => normal(space.categorical(f).size * config.categoricalDim));
+    const output = config.sharedItemEmbeddings ? watch : normal(space.items.size * d);
+    const tower: { w: Float32Array; b: Float32Array }[] = [];
+    let inDim = inputDim;
+    for (const outDim of config.tower) {
+      const limit = Math.sqrt(6 / inDim);
+      const w = new Float32Array(inDim * outDim);
+      for (let i = 0; i < w.length; i++) w[i] = (2 * rng.next() - 1) * limit;
+      tower.push({ w, b: new Float32Array(outDim) });
+      inDim = outDim;
+    }
+    return new CandidateGenModel(space, config, { watch, search, categorical, output, tower });
+  }
+
+  static fromWeights(space: FeatureSpace, config: ModelConfig, weights: ModelWeights): CandidateGenModel {
+    return new CandidateGenModel(space, config, weights);
+  }
+
+  get dim(): number {
+    return this.config.embeddingDim;
+  }
+
+  /**
+   * Writes the tower input x of each batch row into `x` (batch.size × inputDim, row-major):
+   * mean-pooled watch and search embeddings (zeros for an empty window), categorical embeddings,
+   * continuous values.
+   */
+  pool(batch: EncodedBatch, x: Float32Array): void {
+    const rows = batch.size;
+    const inDim = this.inputDim;
+    const d = this.config.embeddingDim;
+    const ds = this.config.searchDim;
+    const dc = this.config.categoricalDim;
+    const n = batch.historyLength;
+    const m = batch.searchLength;
+    const wt = this.watch.data;
+    const st = this.search.data;
+    if (x.length < rows * inDim) throw new Error("pool: input buffer too small");
+    x.fill(0, 0, rows * inDim);
+    for (let b = 0; b < rows; b++) {
+      const xo = b * inDim;
+      const wc = batch.watchCount[b]!;
+      if (wc > 0) {
+        const inv = 1 / wc;
+        for (let k = 0; k < wc; k++) {
+          const ro = batch.watchIds[b * n + k]! * d;
+          for (let c = 0; c < d; c++) x[xo + c]! += wt[ro + c]!;
+        }
+        for (let c = 0; c < d; c++) x[xo + c]! *= inv;
+      }
+      const sc = batch.searchCount[b]!;
+      if (sc > 0) {
+        const so = xo + this.offsets.search;
+        const inv = 1 / sc;
+        for (let k = 0; k < sc; k++) {
+          const ro = batch.searchIds[b * m + k]! * ds;
+          for (let c = 0; c < ds; c++) x[so + c]! += st[ro + c]!;
+        }
+        for (let c = 0; c < ds; c++) x[so + c]! *= inv;
+      }
+      for (let j = 0; j < NUM_CATEGORICAL; j++) {
+        const table = this.categorical[j]!.data;
+        const ro = batch.categorical[b * NUM_CATEGORICAL + j]! * dc;
+        const co = xo + this.offsets.categorical + j * dc;
+        for (let c = 0; c < dc; c++) x[co + c] = table[ro + c]!;
+      }
+      const ko = xo + this.offsets.continuous;
+      for (let c = 0; c < NUM_CONTINUOUS; c++) x[ko + c] = batch.continuous[b * NUM_CONTINUOUS + c]!;
+    }
+  }
+
+  /**
+   * The tower's activations for input x (rows × inputDim): [x, h1, …, u]. Each layer is one fused
+   * matmul + bias + ReLU kernel. Call inside tf.tidy.
+   */
+  forward(x: tf.Tensor2D): tf.Tensor2D[] {
+    const acts: tf.Tensor2D[] = [x];
+    let h = x;
+    for (const layer of this.layers) {
+      h = tf.fused.matMul({ a: h, b: layer.w, bias: layer.b, activation: layer.relu ? "relu" : "linear" }) as tf.Tensor2D;
+      acts.push(h);
+    }
+    return acts;
+  }
+
+  /** User vectors (batch.size × embeddingDim, row-major) of an encoded batch. */
+  userVectors(batch: EncodedBatch, scratch?: Float32Array): Float32Array {
+    this.checkAlive();
+    const rows = batch.size;
+    if (rows === 0) return new Float32Array(0);
+    const x = scratch !== undefined && scratch.length >= rows * this.inputDim ? scratch : new Float32Array(rows * this.inputDim);
+    this.pool(batch, x);
+    // (tf.tidy must return tensors: returning a typed array makes it walk every element.)
+    const u = tf.tidy(() => {
+      const acts = this.forward(tf.tensor2d(x.subarray(0, rows * this.inputDim), [rows, this.inputDim]));
+      return acts[acts.length - 1]!;
+    });
+    const out = (u.dataSync() as Float32Array).slice();
+    u.dispose();
+    return out;
+  }
+
+  /** Copies the current weights out (tower weights are read back from tfjs). */
+  weights(): ModelWeights {
+    this.checkAlive();
+    return {
+      watch: this.watch.data,
+      search: this.search.data,
+      categorical: this.categorical.map((t) => t.data),
+      output: this.output.data,
+      tower: this.layers.map((l) => ({ w: l.w.dataSync() as Float32Array, b: l.b.dataSync() as Float32Array })),
+    };
+  }
+
+  /** Output embedding of item vocabulary id `id` (a view). */
+  itemVector(id: number): Float32Array {
+    const d = this.config.embeddingDim;
+    return this.output.data.subarray(id * d, (id + 1) * d);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const l of this.layers) {
+      l.w.dispose();
+      l.b.dispose();
+    }
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error("CandidateGenModel: used after dispose()");
+  }
+}

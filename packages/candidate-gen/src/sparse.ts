@@ -1,0 +1,153 @@
+import type { Rng } from "@recsys/data";
+
+/** How embedding rows are updated. */
+export type SparseOptimizer = "adam" | "adagrad";
+
+export interface SparseOptimizerConfig {
+  readonly optimizer: SparseOptimizer;
+  readonly learningRate: number;
+  /** L2 penalty coefficient applied to the rows touched by a batch (lazy weight decay). */
+  readonly l2: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+}
+
+/**
+ * An embedding table (rows × dim, row-major Float32Array) trained with SPARSE updates: a batch
+ * accumulates gradients only for the rows it touched (duplicate rows are summed), and the
+ * optimiser then updates only those rows — lazy Adam (the moments of a row advance only when the
+ * row is touched, with the global step's bias correction, as TensorFlow's LazyAdam) or Adagrad.
+ * Cost per batch is proportional to the touched rows, never to the table size.
+ */
+export class SparseTable {
+  readonly data: Float32Array;
+  private m: Float32Array | null = null;
+  private v: Float32Array | null = null;
+  /** Slot of each row in the gradient buffer for the current batch, -1 when untouched. */
+  private readonly slot: Int32Array;
+  private touchedRows: Int32Array;
+  private grad: Float32Array;
+  private touched = 0;
+  private step = 0;
+
+  constructor(
+    readonly name: string,
+    readonly rows: number,
+    readonly dim: number,
+    data?: Float32Array,
+  ) {
+    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1) throw new Error(`SparseTable ${name}: bad shape ${rows}x${dim}`);
+    if (data !== undefined && data.length !== rows * dim) throw new Error(`SparseTable ${name}: data has ${data.length} values, expected ${rows * dim}`);
+    this.data = data ?? new Float32Array(rows * dim);
+    this.slot = new Int32Array(rows).fill(-1);
+    const initial = Math.min(rows, 1024);
+    this.touchedRows = new Int32Array(initial);
+    this.grad = new Float32Array(initial * dim);
+  }
+
+  /** Fills with N(0, scale²) values from `rng`. */
+  initNormal(rng: Rng, scale: number): void {
+    for (let i = 0; i < this.data.length; i++) this.data[i] = rng.normal() * scale;
+  }
+
+  /** Rows touched in the current batch. */
+  get touchedCount(): number {
+    return this.touched;
+  }
+
+  /** The gradient slot of `row`, allocated (zeroed) on first touch in this batch. */
+  private slotOf(row: number): number {
+    let s = this.slot[row]!;
+    if (s >= 0) return s;
+    if (row < 0 || row >= this.rows) throw new Error(`SparseTable ${this.name}: row ${row} out of range [0, ${this.rows})`);
+    s = this.touched++;
+    if (s >= this.touchedRows.length) {
+      const cap = Math.min(this.rows, this.touchedRows.length * 2);
+      const rowsBuf = new Int32Array(cap);
+      rowsBuf.set(this.touchedRows);
+      this.touchedRows = rowsBuf;
+      const g = new Float32Array(cap * this.dim);
+      g.set(this.grad);
+      this.grad = g;
+    }
+    this.slot[row] = s;
+    this.touchedRows[s] = row;
+    this.grad.fill(0, s * this.dim, (s + 1) * this.dim);
+    return s;
+  }
+
+  /** grad[row] += scale * src[srcOffset .. srcOffset + dim). */
+  addGrad(row: number, src: Float32Array, srcOffset: number, scale: number): void {
+    const d = this.dim;
+    const o = this.slotOf(row) * d; // may grow this.grad: read it after
+    const g = this.grad;
+    for (let k = 0; k < d; k++) g[o + k]! += scale * src[srcOffset + k]!;
+  }
+
+  /** grad[row][k] += scale * src[srcOffset + k * stride] (a strided column, e.g. of a transposed matrix). */
+  addGradStrided(row: number, src: Float32Array, srcOffset: number, stride: number, scale: number): void {
+    const d = this.dim;
+    const o = this.slotOf(row) * d; // may grow this.grad: read it after
+    const g = this.grad;
+    for (let k = 0; k < d; k++) g[o + k]! += scale * src[srcOffset + k * stride]!;
+  }
+
+  /** The accumulated gradient of `row` in this batch (zeros when untouched); for tests. */
+  gradOf(row: number): Float32Array {
+    const s = this.slot[row]!;
+    return s < 0 ? new Float32Array(this.dim) : this.grad.slice(s * this.dim, (s + 1) * this.dim);
+  }
+
+  /** Drops the accumulated gradients without updating. */
+  clearGrad(): void {
+    for (let i = 0; i < this.touched; i++) this.slot[this.touchedRows[i]!] = -1;
+    this.touched = 0;
+  }
+
+  /** Applies the optimiser to the touched rows, then clears the gradients. */
+  apply(cfg: SparseOptimizerConfig): void {
+    const d = this.dim;
+    const w = this.data;
+    const g = this.grad;
+    const { learningRate: lr, l2, epsilon: eps } = cfg;
+    this.step++;
+    if (cfg.optimizer === "adam") {
+      if (this.m === null || this.v === null) {
+        this.m = new Float32Array(this.data.length);
+        this.v = new Float32Array(this.data.length);
+      }
+      const m = this.m;
+      const v = this.v;
+      const b1 = cfg.beta1;
+      const b2 = cfg.beta2;
+      const lrT = (lr * Math.sqrt(1 - Math.pow(b2, this.step))) / (1 - Math.pow(b1, this.step));
+      for (let i = 0; i < this.touched; i++) {
+        const o = this.touchedRows[i]! * d;
+        const go = i * d;
+        for (let k = 0; k < d; k++) {
+          const gk = g[go + k]! + l2 * w[o + k]!;
+          const mk = b1 * m[o + k]! + (1 - b1) * gk;
+          const vk = b2 * v[o + k]! + (1 - b2) * gk * gk;
+          m[o + k] = mk;
+          v[o + k] = vk;
+          w[o + k]! -= (lrT * mk) / (Math.sqrt(vk) + eps);
+        }
+      }
+    } else {
+      if (this.v === null) this.v = new Float32Array(this.data.length).fill(0.1);
+      const acc = this.v;
+      for (let i = 0; i < this.touched; i++) {
+        const o = this.touchedRows[i]! * d;
+        const go = i * d;
+        for (let k = 0; k < d; k++) {
+          const gk = g[go + k]! + l2 * w[o + k]!;
+          const a = acc[o + k]! + gk * gk;
+          acc[o + k] = a;
+          w[o + k]! -= (lr * gk) / (Math.sqrt(a) + eps);
+        }
+      }
+    }
+    this.clearGrad();
+  }
+}
