@@ -180,18 +180,60 @@ function cumulative(weights: ArrayLike<number>): Float64Array {
   return cum;
 }
 
+const BLOCK_BITS = 6;
+const BLOCK = 1 << BLOCK_BITS;
+
+/** Last value of every block of 64 entries: the coarse level of `firstAbove`. */
+function blockLasts(values: Float64Array): Float64Array {
+  const blocks = Math.ceil(values.length / BLOCK);
+  const out = new Float64Array(blocks);
+  for (let b = 0; b < blocks; b++) out[b] = values[Math.min(values.length, (b + 1) * BLOCK) - 1]!;
+  return out;
+}
+
+/**
+ * First k in [lo, hi) with values[k] > x (hi when none), for values non-decreasing on [lo, hi).
+ * Two levels — a binary search over block maxima, then within one block of 64 — so that large
+ * catalogues touch a few cache lines instead of ~20 scattered ones.
+ */
+function firstAbove(values: Float64Array, lasts: Float64Array, lo: number, hi: number, x: number): number {
+  if (lo >= hi) return hi;
+  // Blocks whose last entry lies in [lo, hi - 1): their maxima are sorted and inside the range.
+  let a = lo >> BLOCK_BITS;
+  let b = (hi - 1) >> BLOCK_BITS;
+  while (a < b) {
+    const mid = (a + b) >>> 1;
+    if (lasts[mid]! > x) b = mid;
+    else a = mid + 1;
+  }
+  let l = Math.max(lo, a << BLOCK_BITS);
+  let h = Math.min(hi, (a + 1) << BLOCK_BITS);
+  while (l < h) {
+    const mid = (l + h) >>> 1;
+    if (values[mid]! > x) h = mid;
+    else l = mid + 1;
+  }
+  return l;
+}
+
 /**
  * Items grouped (by topic, by channel, or one global group), each group in upload order, with
- * running popularity sums so that "an item of group g available at time t, proportional to
- * popularity, optionally uploaded in the last 14 days" is three binary searches.
+ * running popularity sums so that "an item of group g available at t, proportional to
+ * popularity, optionally uploaded in the last 14 days" is a few two-level searches. The
+ * availability bound of each group is memoised for the last time asked (a slate asks many times).
  */
 class Sampler {
-  readonly cum: Float64Array;
-  readonly up: Float64Array;
+  private readonly cum: Float64Array;
+  private readonly cumLasts: Float64Array;
+  private readonly up: Float64Array;
+  private readonly upLasts: Float64Array;
+  private readonly memoT: Float64Array;
+  private readonly memoHi: Int32Array;
+  private readonly memoFresh: Int32Array;
 
   constructor(
-    readonly order: Int32Array,
-    readonly offsets: Int32Array,
+    private readonly order: Int32Array,
+    private readonly offsets: Int32Array,
     upload: Float64Array,
     pop: Float32Array,
   ) {
@@ -202,43 +244,65 @@ class Sampler {
       this.cum[k] = s += pop[order[k]!]!;
       this.up[k] = upload[order[k]!]!;
     }
+    this.cumLasts = blockLasts(this.cum);
+    this.upLasts = blockLasts(this.up);
+    this.memoT = new Float64Array(offsets.length - 1).fill(Infinity);
+    this.memoHi = new Int32Array(offsets.length - 1);
+    this.memoFresh = new Int32Array(offsets.length - 1);
   }
 
-  /** First position in [lo, hi) whose upload time is > t (or >= t when `inclusive`). */
-  private bound(lo: number, hi: number, t: number, inclusive: boolean): number {
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (inclusive ? this.up[mid]! >= t : this.up[mid]! > t) hi = mid;
-      else lo = mid + 1;
+  /**
+   * End of group g's items uploaded at or before t; also memoises the start of the fresh window.
+   * A user's clock only moves forward, so the memo is usually advanced by a few steps.
+   */
+  private available(g: number, t: number): number {
+    const last = this.memoT[g]!;
+    if (last === t) return this.memoHi[g]!;
+    const lo = this.offsets[g]!;
+    const end = this.offsets[g + 1]!;
+    const freshAbove = t - FRESH_WINDOW - 1; // uploads are whole seconds: ">= t - W" is "> t - W - 1"
+    let hi: number;
+    let fresh: number;
+    if (last < t) {
+      hi = this.memoHi[g]!;
+      for (let steps = 0; hi < end && this.up[hi]! <= t; steps++, hi++) {
+        if (steps === 8) {
+          hi = firstAbove(this.up, this.upLasts, hi, end, t);
+          break;
+        }
+      }
+      fresh = this.memoFresh[g]!;
+      for (let steps = 0; fresh < hi && this.up[fresh]! <= freshAbove; steps++, fresh++) {
+        if (steps === 8) {
+          fresh = firstAbove(this.up, this.upLasts, fresh, hi, freshAbove);
+          break;
+        }
+      }
+    } else {
+      hi = firstAbove(this.up, this.upLasts, lo, end, t);
+      fresh = firstAbove(this.up, this.upLasts, lo, hi, freshAbove);
     }
-    return lo;
+    this.memoT[g] = t;
+    this.memoHi[g] = hi;
+    this.memoFresh[g] = fresh;
+    return hi;
   }
 
-  /** Popularity-weighted item of group g available at t, or -1. */
+  /** Popularity-weighted item of group g available at t (integer seconds), or -1. */
   sample(g: number, t: number, fresh: boolean, rng: Rng): number {
     let lo = this.offsets[g]!;
-    const hi = this.bound(lo, this.offsets[g + 1]!, t, false);
+    const hi = this.available(g, t);
     if (hi <= lo) return -1;
-    if (fresh) {
-      const f = this.bound(lo, hi, t - FRESH_WINDOW, true);
-      if (f < hi) lo = f;
-    }
+    if (fresh && this.memoFresh[g]! < hi) lo = this.memoFresh[g]!;
     const base = lo > 0 ? this.cum[lo - 1]! : 0;
     const r = base + rng.next() * (this.cum[hi - 1]! - base);
-    let a = lo;
-    let b = hi - 1;
-    while (a < b) {
-      const mid = (a + b) >>> 1;
-      if (this.cum[mid]! > r) b = mid;
-      else a = mid + 1;
-    }
-    return this.order[a]!;
+    return this.order[Math.min(hi - 1, firstAbove(this.cum, this.cumLasts, lo, hi, r))]!;
   }
 
   /** Uniformly random item of group g available at t, or -1. */
   uniform(g: number, t: number, rng: Rng): number {
     const lo = this.offsets[g]!;
-    const hi = this.bound(lo, this.offsets[g + 1]!, t, false);
+    const hi = this.available(g, t);
     return hi <= lo ? -1 : this.order[lo + rng.int(hi - lo)]!;
   }
 }
@@ -271,6 +335,80 @@ function makeWords(rng: Rng, count: number): string[] {
     }
   }
   return out;
+}
+
+/**
+ * A set of the current user's watched items: open addressing in a table sized for the largest
+ * watch budget, so lookups stay in L1 cache instead of touching a per-item array of 1M entries.
+ */
+class WatchedSet {
+  private readonly keys: Int32Array;
+  private readonly slots: Int32Array;
+  private readonly shift: number;
+  private count = 0;
+
+  constructor(capacity: number) {
+    let bits = 4;
+    while (1 << bits < 2 * capacity + 2) bits++;
+    this.keys = new Int32Array(1 << bits).fill(-1);
+    this.slots = new Int32Array(capacity + 1);
+    this.shift = 32 - bits;
+  }
+
+  has(item: number): boolean {
+    const mask = this.keys.length - 1;
+    for (let h = Math.imul(item, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
+      const k = this.keys[h]!;
+      if (k === item) return true;
+      if (k === -1) return false;
+    }
+  }
+
+  add(item: number): void {
+    const mask = this.keys.length - 1;
+    let h = Math.imul(item, 0x9e3779b1) >>> this.shift;
+    while (this.keys[h] !== -1) {
+      if (this.keys[h] === item) return;
+      h = (h + 1) & mask;
+    }
+    this.keys[h] = item;
+    this.slots[this.count++] = h;
+  }
+
+  clear(): void {
+    for (let k = 0; k < this.count; k++) this.keys[this.slots[k]!] = -1;
+    this.count = 0;
+  }
+}
+
+function inSlate(slate: Int32Array, n: number, item: number): boolean {
+  for (let q = 0; q < n; q++) if (slate[q] === item) return true;
+  return false;
+}
+
+/** The user's interest weight in topic k (0 when not an interest). */
+function interestOf(k: number, topics: Int32Array, weights: Float64Array, m: number): number {
+  for (let j = 0; j < m; j++) if (topics[j] === k) return weights[j]!;
+  return 0;
+}
+
+/** A topic drawn from the user's interest mixture. */
+function pickInterest(topics: Int32Array, weights: Float64Array, m: number, rng: Rng): number {
+  let r = rng.next();
+  for (let j = 0; j < m - 1; j++) if ((r -= weights[j]!) < 0) return topics[j]!;
+  return topics[m - 1]!;
+}
+
+/** 1–3 distinct words of the topic's vocabulary, preceded by the topic name 30% of the time. */
+function makeQuery(topic: number, topicNames: readonly string[], words: readonly string[], V: number, rng: Rng): string {
+  const parts: string[] = [];
+  if (rng.next() < 0.3) parts.push(topicNames[topic]!);
+  const length = parts.length + 1 + rng.int(Math.min(3, V));
+  while (parts.length < length) {
+    const w = words[topic * V + rng.int(V)]!;
+    if (!parts.includes(w)) parts.push(w);
+  }
+  return parts.join(" ");
 }
 
 export function generateSynthetic(spec: string, o: SyntheticOptions): Dataset {
@@ -432,16 +570,32 @@ export function generateSynthetic(spec: string, o: SyntheticOptions): Dataset {
   const ringWatch = new Float32Array(keepImpressions);
   let slates = 0;
 
-  // Per-user scratch.
+  // Per-user scratch (no per-user allocation beyond the RNG; stamps avoid clearing).
   const prior = new Float64Array(K);
   const userTopic = new Int32Array(MAX_TOPICS_PER_USER);
   const userWeight = new Float64Array(MAX_TOPICS_PER_USER);
   const sessionStarts = new Float64Array(cap + 1);
   const sessionLengths = new Int32Array(cap + 1);
   const slate = new Int32Array(o.slate);
-  const watched = new Set<number>();
-  const channelCount = new Map<number, number>();
+  const watched = new WatchedSet(cap);
+  const channelUser = new Int32Array(C).fill(-1);
+  const channelWatches = new Int32Array(C);
   const examine = Float64Array.from({ length: o.slate }, (_, p) => 1 / Math.pow(1 + p, 0.7));
+  // The click model reads several attributes of random items: one 32-byte record per item
+  // (topic, secondary topic, channel, upload time, popularity term) costs one cache miss, not five.
+  const STRIDE = 4;
+  const packed = new Float64Array(N * STRIDE);
+  for (let i = 0; i < N; i++) {
+    packed[i * STRIDE] = itemTopic[i]! + 4096 * (itemTopic2[i]! + 1);
+    packed[i * STRIDE + 1] = itemChannel[i]!;
+    packed[i * STRIDE + 2] = upload[i]!;
+    packed[i * STRIDE + 3] = 0.25 * Math.log(pop[i]!);
+  }
+  const recordSearch = (u: number, time: number, query: string): void => {
+    searchUser.push(u);
+    searchTime.push(time);
+    searchQuery.push(query);
+  };
 
   for (let u = 0; u < U; u++) {
     const rng = new Rng(o.seed, 2, u);
@@ -485,15 +639,6 @@ export function generateSynthetic(spec: string, o: SyntheticOptions): Dataset {
       weightSum += userWeight[j]!;
     }
     for (let j = 0; j < m; j++) userWeight[j]! /= weightSum;
-    const interest = (k: number): number => {
-      for (let j = 0; j < m; j++) if (userTopic[j] === k) return userWeight[j]!;
-      return 0;
-    };
-    const sampleInterest = (): number => {
-      let r = rng.next();
-      for (let j = 0; j < m - 1; j++) if ((r -= userWeight[j]!) < 0) return userTopic[j]!;
-      return userTopic[m - 1]!;
-    };
 
     // Sessions: lengths (mean 5) up to the budget; start times uniform over the user's window.
     const want = budget[u]!;
@@ -510,54 +655,47 @@ export function generateSynthetic(spec: string, o: SyntheticOptions): Dataset {
     for (let s = 0; s < ns; s++) sessionStarts[s] = Math.floor(userStart + (span * sessionStarts[s]!) / acc);
 
     watched.clear();
-    channelCount.clear();
     let impCount = 0;
     let t = 0;
     let lastItem = -1;
-    const search = (topic: number): void => {
-      const parts: string[] = [];
-      if (rng.next() < 0.3) parts.push(topicNames[topic]!);
-      const length = parts.length + 1 + rng.int(Math.min(3, V));
-      while (parts.length < length) {
-        const w = words[topic * V + rng.int(V)]!;
-        if (!parts.includes(w)) parts.push(w);
-      }
-      searchUser.push(u);
-      searchTime.push(t);
-      searchQuery.push(parts.join(" "));
-      t += 5 + rng.int(25);
-    };
-
     for (let s = 0; s < ns; s++) {
       t = Math.max(t + 60, sessionStarts[s]!);
-      let sessionTopic = sampleInterest();
+      let sessionTopic = pickInterest(userTopic, userWeight, m, rng);
       let searchMode = false;
       if (rng.next() < o.search) {
-        search(sessionTopic);
+        recordSearch(u, t, makeQuery(sessionTopic, topicNames, words, V, rng));
+        t += 5 + rng.int(25);
         searchMode = true;
       }
       let got = 0;
       let misses = 0;
       while (got < sessionLengths[s]! && misses < MAX_MISSES) {
-        // Build the slate.
+        // Build the slate: up next, session topic, other interests, last channel, popular, random.
         let n = 0;
         if (lastItem >= 0 && !searchMode) {
           const nx = nextInSeries[lastItem]!;
           if (nx >= 0 && upload[nx]! <= t && !watched.has(nx) && rng.next() < 0.8) slate[n++] = nx;
         }
-        for (let attempt = 0; n < o.slate && attempt < 4 * o.slate; attempt++) {
+        for (let attempt = 0; n < o.slate && attempt < 3 * o.slate; attempt++) {
           const r = rng.next();
-          const fresh = rng.next() < 0.3;
-          let i: number;
-          if (searchMode || r < 0.3) i = topicSampler.sample(sessionTopic, t, fresh, rng);
-          else if (r < 0.5) i = topicSampler.sample(sampleInterest(), t, fresh, rng);
-          else if (r < 0.65 && lastItem >= 0) i = channelSampler.sample(itemChannel[lastItem]!, t, fresh, rng);
-          else if (r < 0.9) i = globalSampler.sample(0, t, fresh, rng);
-          else i = globalSampler.uniform(0, t, rng);
-          if (i < 0 || watched.has(i)) continue;
-          let dup = false;
-          for (let q = 0; q < n && !dup; q++) dup = slate[q] === i;
-          if (!dup) slate[n++] = i;
+          let sampler = topicSampler;
+          let group = sessionTopic;
+          let uniform = false;
+          if (searchMode || r < 0.3) group = sessionTopic;
+          else if (r < 0.5) group = pickInterest(userTopic, userWeight, m, rng);
+          else if (r < 0.65 && lastItem >= 0) {
+            sampler = channelSampler;
+            group = itemChannel[lastItem]!;
+          } else {
+            sampler = globalSampler;
+            group = 0;
+            uniform = r >= 0.9;
+          }
+          let i = uniform ? sampler.uniform(group, t, rng) : sampler.sample(group, t, rng.next() < 0.3, rng);
+          // An already watched or shown item: one uniform retry in the same group.
+          if (i >= 0 && (watched.has(i) || inSlate(slate, n, i))) i = sampler.uniform(group, t, rng);
+          if (i < 0 || watched.has(i) || inSlate(slate, n, i)) continue;
+          slate[n++] = i;
         }
         if (n === 0) {
           misses++;
@@ -565,33 +703,37 @@ export function generateSynthetic(spec: string, o: SyntheticOptions): Dataset {
           continue;
         }
         slates++;
-        // Cascade click model.
+        // Cascade click model: examine top-down, click with position bias × attractiveness.
         let clicked = -1;
         let aff = 0;
-        for (let p = 0; p < n && clicked < 0; p++) {
+        for (let p = 0; p < n; p++) {
           const i = slate[p]!;
-          const k2 = itemTopic2[i]!;
-          const af = interest(itemTopic[i]!) + (k2 >= 0 ? 0.3 * interest(k2) : 0);
-          const loyal = channelCount.get(itemChannel[i]!) ?? 0;
+          const topics = packed[i * STRIDE]!;
+          const k1 = topics % 4096;
+          const k2 = Math.floor(topics / 4096) - 1;
+          const af = interestOf(k1, userTopic, userWeight, m) + (k2 >= 0 ? 0.3 * interestOf(k2, userTopic, userWeight, m) : 0);
+          const c = packed[i * STRIDE + 1]!;
+          const loyal = channelUser[c] === u ? channelWatches[c]! : 0;
           const utility =
             -3.2 +
             4 * af +
-            (itemTopic[i] === sessionTopic ? 0.8 : 0) +
+            (k1 === sessionTopic ? 0.8 : 0) +
             0.5 * Math.log1p(loyal) +
             (lastItem >= 0 && nextInSeries[lastItem] === i ? 2 : 0) +
-            Math.exp(-(t - upload[i]!) / (7 * DAY)) +
-            0.25 * Math.log(pop[i]!) +
-            0.4 * rng.normal();
-          if (rng.next() < examine[p]! / (1 + Math.exp(-utility))) {
+            Math.exp(-(t - packed[i * STRIDE + 2]!) / (7 * DAY)) +
+            packed[i * STRIDE + 3]! +
+            1.2 * (rng.next() - 0.5);
+          if (rng.next() * (1 + Math.exp(-utility)) < examine[p]!) {
             clicked = p;
             aff = af;
+            break;
           }
         }
         let watchSeconds = 0;
         if (clicked >= 0) {
           const i = slate[clicked]!;
           const series = lastItem >= 0 && nextInSeries[lastItem] === i ? 0.5 : 0;
-          const fraction = 1 / (1 + Math.exp(-(-0.5 + 2.5 * aff + series + 0.8 * rng.normal())));
+          const fraction = 1 / (1 + Math.exp(-(-0.5 + 2.5 * aff + series + 1.6 * (rng.next() - 0.5))));
           watchSeconds = Math.max(1, Math.round(duration[i]! * fraction));
         }
         if (keepImpressions > 0) {
@@ -607,8 +749,9 @@ export function generateSynthetic(spec: string, o: SyntheticOptions): Dataset {
           misses++;
           t += 10 + rng.int(30);
           if (rng.next() < 0.5 * o.search) {
-            sessionTopic = sampleInterest();
-            search(sessionTopic);
+            sessionTopic = pickInterest(userTopic, userWeight, m, rng);
+            recordSearch(u, t, makeQuery(sessionTopic, topicNames, words, V, rng));
+            t += 5 + rng.int(25);
             searchMode = true;
           }
           continue;
@@ -623,7 +766,12 @@ export function generateSynthetic(spec: string, o: SyntheticOptions): Dataset {
         misses = 0;
         searchMode = false;
         watched.add(i);
-        channelCount.set(itemChannel[i]!, (channelCount.get(itemChannel[i]!) ?? 0) + 1);
+        const c = itemChannel[i]!;
+        if (channelUser[c] !== u) {
+          channelUser[c] = u;
+          channelWatches[c] = 0;
+        }
+        channelWatches[c]!++;
         lastItem = i;
         sessionTopic = itemTopic[i]!;
         t += watchSeconds + 3 + rng.int(30);
