@@ -1,0 +1,40 @@
+export type {
+  AppendOptions,
+  EmbeddedConfig,
+  EventListener,
+  ImpressionEvent,
+  RedisConfig,
+  SearchEvent,
+  SubscribeOptions,
+  Subscription,
+  UserEvent,
+  UserEventKind,
+  UserProfile,
+  UserSnapshot,
+  UserState,
+  UserStore,
+  UserStoreConfig,
+  UserStoreLimits,
+  UserStoreLogger,
+  WatchEvent,
+} from "./types.js";
+export { DEFAULT_LIMITS } from "./types.js";
+export {
+  UserStoreError,
+  UserStoreUnavailableError,
+  UserStoreValidationError,
+  isUserStoreUnavailable,
+  isUserStoreValidationError,
+} from "./errors.js";
+export type { UserStoreErrorCode } from "./errors.js";
+export { openUserStore } from "./open.js";
+export { EmbeddedUserStore, DEFAULT_COMPACT_BYTES } from "./embedded.js";
+export {
+  RedisUserStore,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_STREAM_MAX_LEN,
+} from "./redis.js";
+export { seedFromEvents, datasetUserEvents, datasetUserProfiles, SEED_META_KEY } from "./seed.js";
+export type { SeedOptions, SeedResult, DatasetEventsOptions } from "./seed.js";
+export { resolveLimits } from "./validate.js";

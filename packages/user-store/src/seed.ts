@@ -1,0 +1,229 @@
+/**
+ * Bulk loading: a dataset's histories into a store at startup.
+ *
+ * Seeding replaces each seeded user's profile and histories (`putUsers`), so it is idempotent:
+ * a seeding interrupted half way, or run by several replicas at once on the same Redis prefix,
+ * converges to the same state. With a `seedId` (e.g. the dataset fingerprint) it runs once: the
+ * id is recorded in the store's metadata when seeding completes and a later call with the same
+ * id does nothing. Seeded events are not delivered to subscribers.
+ */
+import type { Dataset } from "@recsys/data";
+import type {
+  ImpressionEvent,
+  SearchEvent,
+  UserEvent,
+  UserProfile,
+  UserSnapshot,
+  UserStore,
+  WatchEvent,
+} from "./types.js";
+
+/** Metadata key holding the id of the last completed seeding. */
+export const SEED_META_KEY = "seeded";
+
+export interface SeedOptions {
+  /** Skip seeding if a seeding with this id already completed on this store. */
+  readonly seedId?: string;
+  /** Users per `putUsers` call (default 500). */
+  readonly usersPerCall?: number;
+  /** `putUsers` calls in flight at once (default 4): group commit / pipelining. */
+  readonly concurrency?: number;
+}
+
+export interface SeedResult {
+  /** True when `seedId` had already been seeded (nothing written). */
+  readonly skipped: boolean;
+  readonly users: number;
+  /** Events stored (after the per-user bounds). */
+  readonly watches: number;
+  readonly searches: number;
+  readonly impressions: number;
+  readonly seconds: number;
+}
+
+interface Pending {
+  profile: UserProfile | undefined;
+  watches: WatchEvent[];
+  searches: SearchEvent[];
+  impressions: ImpressionEvent[];
+}
+
+/** Oldest first (stable), then the last `max`; trims in place once the list doubles `max`. */
+function keepRecent<T extends { readonly timestamp: number }>(list: T[], max: number): T[] {
+  list.sort((a, b) => a.timestamp - b.timestamp);
+  return list.length > max ? list.slice(list.length - max) : list;
+}
+
+/**
+ * Load `events` (any order; each user's lists are sorted by timestamp and bounded by the store's
+ * limits) and `profiles` into `store`, replacing the users they name.
+ */
+export async function seedFromEvents(
+  store: UserStore,
+  events: Iterable<UserEvent>,
+  profiles: Iterable<readonly [string, UserProfile]> = [],
+  options: SeedOptions = {},
+): Promise<SeedResult> {
+  const started = performance.now();
+  if (options.seedId !== undefined && (await store.getMeta(SEED_META_KEY)) === options.seedId) {
+    return { skipped: true, users: 0, watches: 0, searches: 0, impressions: 0, seconds: (performance.now() - started) / 1000 };
+  }
+  const { maxWatches, maxSearches, maxImpressions } = store.limits;
+  const users = new Map<string, Pending>();
+  const pendingOf = (userId: string): Pending => {
+    let p = users.get(userId);
+    if (p === undefined) {
+      p = { profile: undefined, watches: [], searches: [], impressions: [] };
+      users.set(userId, p);
+    }
+    return p;
+  };
+  for (const event of events) {
+    const p = pendingOf(event.userId);
+    switch (event.kind) {
+      case "watch": {
+        const { kind: _kind, ...watch } = event;
+        p.watches.push(watch);
+        if (p.watches.length >= 2 * maxWatches) p.watches = keepRecent(p.watches, maxWatches);
+        break;
+      }
+      case "search": {
+        const { kind: _kind, ...search } = event;
+        p.searches.push(search);
+        if (p.searches.length >= 2 * maxSearches) p.searches = keepRecent(p.searches, maxSearches);
+        break;
+      }
+      case "impression": {
+        const { kind: _kind, ...impression } = event;
+        p.impressions.push(impression);
+        if (p.impressions.length >= 2 * maxImpressions) p.impressions = keepRecent(p.impressions, maxImpressions);
+        break;
+      }
+      default:
+        throw new TypeError(`seedFromEvents: unknown event kind ${JSON.stringify((event as { kind?: unknown }).kind)}`);
+    }
+  }
+  for (const [userId, profile] of profiles) pendingOf(userId).profile = profile;
+
+  const usersPerCall = Math.max(1, Math.min(options.usersPerCall ?? 500, store.limits.maxUsersPerCall));
+  const concurrency = Math.max(1, options.concurrency ?? 4);
+  let watches = 0;
+  let searches = 0;
+  let impressions = 0;
+  let chunk: UserSnapshot[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  const send = async (users: UserSnapshot[]): Promise<void> => {
+    while (inFlight.size >= concurrency) await Promise.race(inFlight);
+    if (failure !== undefined) throw failure.error;
+    const call: Promise<void> = store.putUsers(users).then(
+      () => void inFlight.delete(call),
+      (error: unknown) => {
+        inFlight.delete(call);
+        failure ??= { error };
+      },
+    );
+    inFlight.add(call);
+  };
+  for (const [userId, p] of users) {
+    const w = keepRecent(p.watches, maxWatches);
+    const s = keepRecent(p.searches, maxSearches);
+    const i = keepRecent(p.impressions, maxImpressions);
+    watches += w.length;
+    searches += s.length;
+    impressions += i.length;
+    chunk.push(p.profile === undefined ? { userId, watches: w, searches: s, impressions: i } : { userId, profile: p.profile, watches: w, searches: s, impressions: i });
+    if (chunk.length >= usersPerCall) {
+      await send(chunk);
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) await send(chunk);
+  await Promise.all(inFlight);
+  if (failure !== undefined) throw failure.error;
+  if (options.seedId !== undefined) await store.setMeta(SEED_META_KEY, options.seedId);
+  return { skipped: false, users: users.size, watches, searches, impressions, seconds: (performance.now() - started) / 1000 };
+}
+
+export interface DatasetEventsOptions {
+  /**
+   * Event-log rows to load as watches (e.g. `trainingRows(split, "test")` so held-out events are
+   * not in the store); default every row. When given, a user's searches and impressions are
+   * loaded only up to the timestamp of that user's last loaded watch, so nothing after a
+   * held-out event leaks in.
+   */
+  readonly watchRows?: Int32Array;
+  /**
+   * Store the event weight as `watchSeconds`. Only right for sources whose weight is watch time
+   * (the synthetic generator, events:DIR with watch_seconds); ml-100k's weight is a rating.
+   * Default false.
+   */
+  readonly weightIsWatchSeconds?: boolean;
+}
+
+/** A dataset's events as user events, user by user (watches, then searches, then impressions). */
+export function* datasetUserEvents(dataset: Dataset, options: DatasetEventsOptions = {}): Generator<UserEvent> {
+  const { users, items, events, searches, impressions } = dataset;
+  const numUsers = users.ids.length;
+  // Per-user cutoff for searches and impressions: +Infinity when every event is loaded.
+  let cutoff: Float64Array | undefined;
+  let rowsByUser: Int32Array[] | undefined;
+  if (options.watchRows !== undefined) {
+    cutoff = new Float64Array(numUsers).fill(-Infinity);
+    const lists: number[][] = Array.from({ length: numUsers }, () => []);
+    for (const row of options.watchRows) {
+      const u = events.user[row]!;
+      lists[u]!.push(row);
+      cutoff[u] = Math.max(cutoff[u]!, events.timestamp[row]!);
+    }
+    rowsByUser = lists.map((rows) => Int32Array.from(rows));
+  }
+  for (let u = 0; u < numUsers; u++) {
+    const userId = users.ids[u]!;
+    const limit = cutoff === undefined ? Infinity : cutoff[u]!;
+    const rows = rowsByUser?.[u];
+    const watchRow = (r: number): UserEvent => {
+      const weight = events.weight[r]!;
+      return options.weightIsWatchSeconds === true && Number.isFinite(weight) && weight >= 0
+        ? { kind: "watch", userId, itemId: items.ids[events.item[r]!]!, timestamp: events.timestamp[r]!, watchSeconds: weight }
+        : { kind: "watch", userId, itemId: items.ids[events.item[r]!]!, timestamp: events.timestamp[r]! };
+    };
+    if (rows === undefined) {
+      for (let r = events.userOffsets[u]!; r < events.userOffsets[u + 1]!; r++) yield watchRow(r);
+    } else {
+      for (const r of rows) yield watchRow(r);
+    }
+    for (let r = searches.userOffsets[u] ?? 0; r < (searches.userOffsets[u + 1] ?? 0); r++) {
+      if (searches.timestamp[r]! > limit) continue;
+      const query = searches.query[r]!;
+      if (query.trim() === "") continue;
+      yield { kind: "search", userId, query, timestamp: searches.timestamp[r]! };
+    }
+    for (let r = impressions.userOffsets[u] ?? 0; r < (impressions.userOffsets[u + 1] ?? 0); r++) {
+      if (impressions.timestamp[r]! > limit) continue;
+      yield { kind: "impression", userId, itemId: items.ids[impressions.item[r]!]!, timestamp: impressions.timestamp[r]! };
+    }
+  }
+}
+
+/** Each user's profile from the dataset's user table (unknown fields left out). */
+export function datasetUserProfiles(dataset: Dataset): Map<string, UserProfile> {
+  const { ids, age, gender, occupation, geo } = dataset.users;
+  const out = new Map<string, UserProfile>();
+  const value = (column: { codes: Int32Array; values: readonly string[] }, u: number): string | undefined => {
+    const code = column.codes[u]!;
+    return code < 0 ? undefined : column.values[code];
+  };
+  for (let u = 0; u < ids.length; u++) {
+    const profile: { age?: number; gender?: string; occupation?: string; geo?: string } = {};
+    if (Number.isFinite(age[u]!)) profile.age = age[u]!;
+    const g = value(gender, u);
+    if (g !== undefined && g !== "") profile.gender = g;
+    const o = value(occupation, u);
+    if (o !== undefined && o !== "") profile.occupation = o;
+    const z = value(geo, u);
+    if (z !== undefined && z !== "") profile.geo = z;
+    out.set(ids[u]!, profile);
+  }
+  return out;
+}

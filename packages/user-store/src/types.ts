@@ -1,0 +1,206 @@
+/**
+ * The user store contract: what the orchestrator reads to build a user's context for `Recommend`
+ * and what `RecordEvents` appends to. Two backends implement it (embedded log file, Redis).
+ *
+ * Times are unix seconds (fractions allowed). Events are kept per user in bounded lists; a list
+ * keeps the most recently *appended* entries and `get` returns them sorted by timestamp (stable,
+ * so equal timestamps stay in append order): oldest first, most recent last.
+ */
+
+export interface WatchEvent {
+  readonly userId: string;
+  readonly itemId: string;
+  /** Unix seconds. */
+  readonly timestamp: number;
+  /** Seconds actually watched, when known. */
+  readonly watchSeconds?: number;
+}
+
+export interface SearchEvent {
+  readonly userId: string;
+  readonly query: string;
+  /** Unix seconds. */
+  readonly timestamp: number;
+}
+
+export interface ImpressionEvent {
+  readonly userId: string;
+  readonly itemId: string;
+  /** Unix seconds. */
+  readonly timestamp: number;
+  /** 1-based position in the list shown, when known. */
+  readonly position?: number;
+  /** RecommendResponse.request_id of the list it was shown in, when known. */
+  readonly requestId?: string;
+}
+
+export type UserEvent =
+  | ({ readonly kind: "watch" } & WatchEvent)
+  | ({ readonly kind: "search" } & SearchEvent)
+  | ({ readonly kind: "impression" } & ImpressionEvent);
+
+export type UserEventKind = UserEvent["kind"];
+
+/** Every field may be unknown (absent). */
+export interface UserProfile {
+  readonly age?: number;
+  readonly gender?: string;
+  readonly occupation?: string;
+  /** Region code from the dataset's vocabulary (ml-100k: leading digits of the zip code). */
+  readonly geo?: string;
+  readonly device?: string;
+}
+
+export interface UserState {
+  readonly userId: string;
+  /** `{}` when no profile was set. */
+  readonly profile: UserProfile;
+  /** Oldest first, most recent last; at most `limits.maxWatches`. */
+  readonly watches: readonly WatchEvent[];
+  /** Oldest first; at most `limits.maxSearches`. */
+  readonly searches: readonly SearchEvent[];
+  /** Oldest first; at most `limits.maxImpressions`. */
+  readonly impressions: readonly ImpressionEvent[];
+  /** How often each item appears in `impressions` (the recent, bounded ones). */
+  readonly impressionCounts: ReadonlyMap<string, number>;
+}
+
+/**
+ * A whole user as bulk loading writes it (see `putUsers`, `seedFromEvents`): replaces the user's
+ * profile and histories. Lists are in append order; longer lists keep their last entries.
+ */
+export interface UserSnapshot {
+  readonly userId: string;
+  readonly profile?: UserProfile;
+  readonly watches?: readonly WatchEvent[];
+  readonly searches?: readonly SearchEvent[];
+  readonly impressions?: readonly ImpressionEvent[];
+}
+
+/** Bounds on what is stored and accepted. */
+export interface UserStoreLimits {
+  /** Watches kept per user (the most recently appended). */
+  readonly maxWatches: number;
+  readonly maxSearches: number;
+  readonly maxImpressions: number;
+  /** Longest user / item / request id, in UTF-16 code units. */
+  readonly maxIdLength: number;
+  /** Longest search query, in UTF-16 code units. */
+  readonly maxQueryLength: number;
+  /** Longest profile string field. */
+  readonly maxProfileFieldLength: number;
+  /** Most events in one `append` call. */
+  readonly maxEventsPerAppend: number;
+  /** Most users in one `putUsers` / `getMany` call. */
+  readonly maxUsersPerCall: number;
+}
+
+/** Defaults; the id and query lengths match the gRPC contract (MAX_ID_LENGTH, MAX_QUERY_LENGTH). */
+export const DEFAULT_LIMITS: UserStoreLimits = Object.freeze({
+  maxWatches: 200,
+  maxSearches: 50,
+  maxImpressions: 200,
+  maxIdLength: 256,
+  maxQueryLength: 512,
+  maxProfileFieldLength: 256,
+  maxEventsPerAppend: 10_000,
+  maxUsersPerCall: 10_000,
+});
+
+/** Called with the events of one `append` call, once they are stored. */
+export type EventListener = (events: readonly UserEvent[]) => void;
+
+export interface SubscribeOptions {
+  /** Called when tailing fails (e.g. Redis went away); tailing retries on its own. */
+  readonly onError?: (error: Error) => void;
+}
+
+export interface Subscription {
+  /**
+   * Resolves once the subscription is in place: every event appended (by anyone) after this
+   * resolves reaches the listener. Never rejects; errors go to `onError` and are retried.
+   */
+  readonly ready: Promise<void>;
+  /** Stop delivering events to this listener. Idempotent. */
+  unsubscribe(): void;
+}
+
+export interface AppendOptions {
+  /**
+   * Deliver the events to subscribers (default true). Bulk loading passes false so that replicas
+   * do not count a dataset's history as fresh activity.
+   */
+  readonly publish?: boolean;
+}
+
+export interface UserStore {
+  readonly backend: "embedded" | "redis";
+  readonly limits: UserStoreLimits;
+  /**
+   * Validate then store `events` (any mix of users and kinds), in order. Resolves only once they
+   * are durable (embedded: written and fdatasync'ed) or acknowledged by Redis (MULTI/EXEC);
+   * a subsequent `get` sees them. Throws `UserStoreValidationError` (nothing stored) for bad
+   * input, `UserStoreUnavailableError` when the backend cannot take writes.
+   */
+  append(events: readonly UserEvent[], options?: AppendOptions): Promise<void>;
+  /** The user's state, or undefined when nothing is stored for `userId`. */
+  get(userId: string): Promise<UserState | undefined>;
+  /** `get` for several users at once (one round trip for Redis); results in input order. */
+  getMany(userIds: readonly string[]): Promise<(UserState | undefined)[]>;
+  /** Replace the user's profile (fields absent from `profile` become unknown). */
+  setProfile(userId: string, profile: UserProfile): Promise<void>;
+  /**
+   * Replace whole users (profile and all three histories), not notifying subscribers: bulk
+   * loading. Idempotent, so an interrupted or repeated seeding converges to the same state.
+   */
+  putUsers(users: readonly UserSnapshot[]): Promise<void>;
+  /** Small string metadata (e.g. which dataset was seeded). */
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+  /**
+   * Receive events appended from now on, by this instance or (Redis) any other instance on the
+   * same key prefix, one call per `append` call, in append order.
+   */
+  subscribe(listener: EventListener, options?: SubscribeOptions): Subscription;
+  /** Flush, stop tailing, release files / connections. Further calls reject. */
+  close(): Promise<void>;
+}
+
+/** Where warnings go (a pino logger fits). */
+export interface UserStoreLogger {
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+}
+
+export interface EmbeddedConfig {
+  readonly backend: "embedded";
+  /** Directory holding the log and snapshot files (created if missing). */
+  readonly path: string;
+  readonly limits?: Partial<UserStoreLimits>;
+  /**
+   * Compact (write a snapshot, start a new log) once the log exceeds this many bytes and is at
+   * least as large as the last snapshot. Default 64 MiB.
+   */
+  readonly compactBytes?: number;
+  readonly logger?: UserStoreLogger;
+}
+
+export interface RedisConfig {
+  readonly backend: "redis";
+  /** e.g. "redis://127.0.0.1:6379" (redis://[user:password@]host:port[/db], rediss:// for TLS). */
+  readonly url: string;
+  /** Prepended to every key, e.g. "recsys:"; replicas sharing users use the same prefix. */
+  readonly keyPrefix: string;
+  readonly limits?: Partial<UserStoreLimits>;
+  /** Give up connecting after this long (ms, default 2000). */
+  readonly connectTimeoutMs?: number;
+  /** Fail a command not answered within this long (ms, default 2000). */
+  readonly commandTimeoutMs?: number;
+  /** Approximate cap on the event stream's entries (one per append call; default 100_000). */
+  readonly streamMaxLen?: number;
+  /** Expire a user's keys this long after their last write (default: never). */
+  readonly userTtlSeconds?: number;
+  readonly logger?: UserStoreLogger;
+}
+
+export type UserStoreConfig = EmbeddedConfig | RedisConfig;
