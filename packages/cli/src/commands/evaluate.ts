@@ -7,30 +7,13 @@
  * item-kNN, built from the same allowed training rows) on the same users. Prints a table, or with
  * --json exactly one JSON object on stdout; progress goes to stderr.
  */
-import { lastoutSplit, loadDataset, trainingRows, type Dataset, type UserScorer } from "@recsys/data";
+import { createDatasetScorer, loadBundle } from "@recsys/candidate-gen";
+import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
 import { evaluateLastout, itemKnnScorer, metricNames, mostPopularScorer, type Target } from "@recsys/eval";
 import { parseArgs, UsageError } from "../args.js";
-import { buildReport, formatTable, refusalReason, type ManifestForEvaluation } from "../evaluate-report.js";
+import { buildReport, formatTable, refusalReason } from "../evaluate-report.js";
 
 const USAGE = "usage: recsys evaluate --dataset SPEC --model DIR [--json] [--split test|val]";
-
-/**
- * The part of @recsys/candidate-gen this command uses. Imported dynamically and typed here until
- * the package publishes these exports.
- */
-interface CandidateGenModule {
-  loadBundle(dir: string): Promise<{ readonly manifest: ManifestForEvaluation }>;
-  createDatasetScorer(bundle: { readonly manifest: ManifestForEvaluation }, dataset: Dataset): UserScorer;
-}
-
-async function loadCandidateGen(): Promise<CandidateGenModule> {
-  const specifier = "@recsys/candidate-gen";
-  const module = (await import(specifier)) as Partial<CandidateGenModule>;
-  if (typeof module.loadBundle !== "function" || typeof module.createDatasetScorer !== "function") {
-    throw new Error("@recsys/candidate-gen does not export loadBundle/createDatasetScorer yet (rebuild with npx tsc --build)");
-  }
-  return module as CandidateGenModule;
-}
 
 function log(message: string): void {
   process.stderr.write(`recsys evaluate: ${message}\n`);
@@ -67,8 +50,7 @@ export async function run(argv: string[]): Promise<number> {
   log(`loaded ${spec}: ${numUsers} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`);
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
 
-  const candidateGen = await loadCandidateGen();
-  const bundle = await candidateGen.loadBundle(modelDir);
+  const bundle = await loadBundle(modelDir);
   const refusal = refusalReason(bundle.manifest, modelDir, spec, dataset.fingerprint, target);
   if (refusal !== null) {
     process.stderr.write(`recsys evaluate: refusing to evaluate: ${refusal}\n`);
@@ -81,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   const lastout = lastoutSplit(dataset.events, numUsers);
   const rows = trainingRows(lastout, target === "test" ? "test" : "val");
   started = performance.now();
-  const model = candidateGen.createDatasetScorer(bundle, dataset);
+  const model = createDatasetScorer(bundle, dataset);
   const popular = mostPopularScorer(dataset, rows);
   const knn = itemKnnScorer(dataset, rows);
   const cap = Number.isFinite(knn.maxNeighbors) ? `${knn.maxNeighbors} neighbours per item` : "exact";
