@@ -102,3 +102,12 @@ export {
   requireUniqueIds,
   validateUserContext,
 } from "./validate.js";
+export {
+  DEFAULT_RETRY_FAILED_MS,
+  MANIFEST_FILE,
+  readManifestVersion,
+  watchModel,
+  type ModelWatcher,
+  type ReloadOutcome,
+  type WatchModelOptions,
+} from "./reloadable.js";
