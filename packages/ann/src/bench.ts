@@ -63,6 +63,8 @@ export interface BenchAnnResult {
   readonly normBound: number | null;
   /** Wall-clock seconds to insert all items one by one (undefined when a saved index was reused). */
   readonly buildSeconds: number | undefined;
+  /** CPU seconds (user + system) of this process during the build: less sensitive to a busy machine. */
+  readonly buildCpuSeconds: number | undefined;
   readonly saveSeconds: number | undefined;
   readonly loadSeconds: number | undefined;
   /** Size of the saved directory (hnswlib file + index.json). */
@@ -134,6 +136,7 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
 
   let index: HnswIndex | undefined;
   let buildSeconds: number | undefined;
+  let buildCpuSeconds: number | undefined;
   let saveSeconds: number | undefined;
   let loadSeconds: number | undefined;
   let indexBytes: number | undefined;
@@ -152,6 +155,7 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
   }
   if (index === undefined) {
     const t = performance.now();
+    const cpu = process.cpuUsage();
     const step = Math.max(1, Math.floor(items / 10));
     const built = HnswIndex.build(itemVectors, {
       modelVersion,
@@ -163,6 +167,9 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
       },
     });
     buildSeconds = (performance.now() - t) / 1000;
+    const used = process.cpuUsage(cpu);
+    buildCpuSeconds = (used.user + used.system) / 1e6;
+    log(`build: ${buildSeconds.toFixed(1)} s wall, ${buildCpuSeconds.toFixed(1)} s CPU`);
     index = built;
     if (dir !== undefined) {
       let s = performance.now();
@@ -203,6 +210,7 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
     efConstruction,
     normBound: index.normBound,
     buildSeconds,
+    buildCpuSeconds,
     saveSeconds,
     loadSeconds,
     indexBytes,

@@ -229,6 +229,23 @@ describe("HnswIndex mutations", () => {
     }
   });
 
+  it("serializes concurrent saves into one directory", async () => {
+    const tmp = tempDir("hnsw-concurrent");
+    try {
+      const { hnsw, queries } = small(300);
+      const first = hnsw.save(tmp.dir);
+      hnsw.remove("0");
+      const second = hnsw.save(tmp.dir);
+      await Promise.all([first, second]);
+      expect(readdirSync(tmp.dir).filter((f) => f.endsWith(".bin"))).toHaveLength(1);
+      const loaded = await loadHnswIndex(tmp.dir);
+      expect(loaded.size()).toBe(299);
+      expect(loaded.search(row(queries, DIM, 0), 10)).toEqual(hnsw.search(row(queries, DIM, 0), 10));
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   it("works as a plain inner-product graph with normBound null", () => {
     const { items, exact, queries } = small();
     const plain = HnswIndex.build(items, { modelVersion: "m1", normBound: null, ef: 400 });

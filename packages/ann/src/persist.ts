@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { IndexFormatError, ModelVersionMismatchError } from "./errors.js";
 import type { IndexKind } from "./vector-index.js";
 import { MAX_DIM, MAX_ID_LENGTH } from "./vector-index.js";
@@ -58,11 +58,34 @@ export interface LoadOptions {
   readonly expectedDim?: number;
 }
 
+/** Saves in progress per directory (within this process), so that two saves never interleave. */
+const savesInProgress = new Map<string, Promise<void>>();
+
 /**
  * Saves an index: `writeData` must write the data file synchronously and `metadataFor` must be
  * synchronous too, so that no mutation can slip in between the two and the pair stays consistent.
+ * Saves into the same directory from this process run one after the other.
  */
 export async function saveIndexFiles(
+  dir: string,
+  dataPrefix: "hnsw" | "vectors",
+  writeData: (path: string) => void,
+  metadataFor: (file: string, fileBytes: number) => IndexMetadata,
+): Promise<void> {
+  const key = resolve(dir);
+  const previous = savesInProgress.get(key) ?? Promise.resolve();
+  const current = previous
+    .catch(() => {})
+    .then(() => saveNow(dir, dataPrefix, writeData, metadataFor));
+  savesInProgress.set(key, current);
+  try {
+    await current;
+  } finally {
+    if (savesInProgress.get(key) === current) savesInProgress.delete(key);
+  }
+}
+
+async function saveNow(
   dir: string,
   dataPrefix: "hnsw" | "vectors",
   writeData: (path: string) => void,
