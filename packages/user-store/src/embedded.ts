@@ -186,6 +186,8 @@ export class EmbeddedUserStore implements UserStore {
   private failure: Error | undefined;
   private closed = false;
   private lockPath = "";
+  /** Counters for tests and metrics: group commits (write + fdatasync), records, snapshots. */
+  readonly stats = { commits: 0, records: 0, snapshots: 0 };
 
   private constructor(
     readonly directory: string,
@@ -441,7 +443,9 @@ export class EmbeddedUserStore implements UserStore {
       return;
     }
     this.log.size += bytes.length;
+    this.stats.commits++;
     for (const write of batch) {
+      this.stats.records += write.records.length;
       for (const record of write.records) this.apply(record);
     }
     for (const write of batch) write.resolve();
@@ -537,6 +541,7 @@ export class EmbeddedUserStore implements UserStore {
     await rename(tmpPath, finalPath);
     await syncDirectory(this.directory);
     this.snapshotBytes = size;
+    this.stats.snapshots++;
     await this.removeObsolete(generation);
   }
 
