@@ -1,1 +1,78 @@
-export async function run(_argv: string[]): Promise<number> { throw new Error("recsys train: not implemented yet"); }
+/**
+ * `recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none]`
+ *
+ * Trains the YouTube-DNN candidate generator on a dataset and writes a model bundle directory.
+ * The default holdout "test" leaves every user's lastout test event out, so the bundle can be
+ * evaluated honestly with `recsys evaluate`; "val" also leaves the validation events out (for
+ * tuning); production training uses `--holdout none` (every event). Same seed → same model.
+ * Progress goes to stderr; the last stdout line is a one-line summary.
+ */
+import { DEFAULT_TRAIN_CONFIG, saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
+import { loadDataset } from "@recsys/data";
+import { initBackend } from "@recsys/tf";
+import { parseArgs, UsageError } from "../args.js";
+import { formatDuration, progressReporter } from "../train-progress.js";
+
+const USAGE = "usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none]";
+
+function log(message: string): void {
+  process.stderr.write(`recsys train: ${message}\n`);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv, {
+      dataset: { type: "string", required: true },
+      out: { type: "string", required: true },
+      epochs: { type: "number", default: DEFAULT_TRAIN_CONFIG.epochs },
+      seed: { type: "number", default: DEFAULT_TRAIN_CONFIG.seed },
+      holdout: { type: "string", default: "test" },
+    });
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`recsys train: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const spec = String(args["dataset"]);
+  const out = String(args["out"]);
+  const holdout = String(args["holdout"]);
+  const epochs = Number(args["epochs"]);
+  const seed = Number(args["seed"]);
+  if (holdout !== "test" && holdout !== "val" && holdout !== "none") {
+    process.stderr.write(`recsys train: --holdout must be test, val or none, got '${holdout}'\n${USAGE}\n`);
+    return 2;
+  }
+  if (!Number.isInteger(epochs) || epochs < 1) {
+    process.stderr.write(`recsys train: --epochs must be a positive integer, got ${epochs}\n${USAGE}\n`);
+    return 2;
+  }
+  if (!Number.isSafeInteger(seed)) {
+    process.stderr.write(`recsys train: --seed must be an integer, got ${seed}\n${USAGE}\n`);
+    return 2;
+  }
+
+  const started = performance.now();
+  await initBackend();
+  const dataset = await loadDataset(spec);
+  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  for (const w of dataset.report.warnings) log(`warning: ${w}`);
+  if (holdout === "none") log("holdout none: training on every event (production); the bundle cannot be evaluated on lastout");
+
+  const progress = progressReporter();
+  const result = await trainCandidateGen(dataset, { holdout, epochs, seed, onProgress: (p) => progress.update(p) });
+  progress.done();
+  const s = result.stats;
+  log(`${s.examples} examples, ${s.steps} steps in ${formatDuration(s.seconds)} (${Math.round(s.examplesPerSecond)} examples/s on ${s.backend}), final loss ${s.finalLoss.toFixed(4)}`);
+  try {
+    const manifest = await saveBundle(out, result);
+    process.stdout.write(
+      `wrote ${manifest.modelVersion} to ${out} (holdout ${holdout}, ${s.epochs} epochs, ${Math.round(s.examplesPerSecond)} examples/s, total ${formatDuration((performance.now() - started) / 1000)})\n`,
+    );
+  } finally {
+    result.model.dispose();
+  }
+  return 0;
+}

@@ -1,0 +1,315 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Dataset, lastoutSplit, Rng, trainingRows } from "@recsys/data";
+import { contextFromDataset, EncodedBatch, encodeResolved, fitFeatureSpace } from "@recsys/features";
+import { initBackend, tf } from "@recsys/tf";
+import { beforeAll, describe, expect, it } from "vitest";
+import { bundleFromTraining, createDatasetScorer, loadBundle, saveBundle, UNKNOWN_ITEM_SCORE } from "./bundle.js";
+import { DEFAULT_MODEL_CONFIG, type ModelConfig } from "./config.js";
+import { CandidateGenModel } from "./model.js";
+import { AliasSampler } from "./sampler.js";
+import { SparseTable } from "./sparse.js";
+import { sequentialDataset } from "./test-helpers.js";
+import { TrainStep } from "./train-step.js";
+import { buildExamples, trainCandidateGen } from "./trainer.js";
+
+beforeAll(async () => {
+  await initBackend({ log: null });
+});
+
+/** Rank of the target among non-history items (protocol lastout: ties by lower index first). */
+function hitRate(dataset: Dataset, score: (user: number, history: Int32Array, asOf: number, out: Float32Array) => void, k: number): number {
+  const split = lastoutSplit(dataset.events, dataset.users.ids.length);
+  const scores = new Float32Array(dataset.items.ids.length);
+  let hits = 0;
+  let users = 0;
+  for (let u = 0; u < dataset.users.ids.length; u++) {
+    if (split.testRow[u] === -1) continue;
+    const history = split.keptRows.subarray(split.keptOffsets[u]!, split.keptOffsets[u + 1]! - 1);
+    const target = dataset.events.item[split.testRow[u]!]!;
+    score(u, history, dataset.events.timestamp[split.testRow[u]!]!, scores);
+    const excluded = new Set(Array.from(history, (r) => dataset.events.item[r]!));
+    let rank = 0;
+    for (let i = 0; i < scores.length; i++) {
+      if (excluded.has(i)) continue;
+      if (scores[i]! > scores[target]! || (scores[i] === scores[target] && i < target)) rank++;
+    }
+    if (rank < k) hits++;
+    users++;
+  }
+  return hits / users;
+}
+
+describe("SparseTable", () => {
+  it("sums duplicate rows and updates only touched rows", () => {
+    const t = new SparseTable("t", 10, 3);
+    t.initNormal(new Rng(1), 0.1);
+    const before = t.data.slice();
+    const g = Float32Array.from([1, 2, 3]);
+    t.addGrad(4, g, 0, 1);
+    t.addGrad(4, g, 0, 0.5);
+    t.addGrad(7, g, 0, -1);
+    expect(Array.from(t.gradOf(4))).toEqual([1.5, 3, 4.5]);
+    expect(t.touchedCount).toBe(2);
+    t.apply({ optimizer: "adam", learningRate: 0.1, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 });
+    for (let r = 0; r < 10; r++) {
+      const changed = [0, 1, 2].some((c) => t.data[r * 3 + c] !== before[r * 3 + c]);
+      expect(changed).toBe(r === 4 || r === 7);
+    }
+    // First Adam step moves each coordinate by ≈ lr against the gradient's sign.
+    expect(t.data[4 * 3]! - before[4 * 3]!).toBeCloseTo(-0.1, 4);
+    expect(t.data[7 * 3]! - before[7 * 3]!).toBeCloseTo(0.1, 4);
+    expect(t.touchedCount).toBe(0);
+  });
+
+  it("grows its gradient buffer past the initial capacity", () => {
+    const t = new SparseTable("big", 5000, 2);
+    const g = Float32Array.from([1, 1]);
+    for (let r = 0; r < 5000; r++) t.addGrad(r, g, 0, r);
+    expect(t.touchedCount).toBe(5000);
+    expect(Array.from(t.gradOf(4321))).toEqual([4321, 4321]);
+  });
+});
+
+describe("AliasSampler", () => {
+  it("samples in proportion to the weights", () => {
+    const s = new AliasSampler([1, 0, 3, 6]);
+    expect(s.prob(3)).toBeCloseTo(0.6, 12);
+    const counts = [0, 0, 0, 0];
+    const rng = new Rng(3);
+    for (let i = 0; i < 100_000; i++) counts[s.sample(rng)]!++;
+    expect(counts[1]).toBe(0);
+    expect(counts[0]! / 1e5).toBeCloseTo(0.1, 2);
+    expect(counts[3]! / 1e5).toBeCloseTo(0.6, 2);
+  });
+});
+
+describe("training step", () => {
+  const dataset = sequentialDataset({ users: 30, items: 40, eventsPerUser: 8, follow: 0.8, seed: 5 });
+  const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), "test");
+  const space = fitFeatureSpace(dataset, rows, { historyLength: 4, geoMinCount: 1 });
+  const examples = buildExamples(dataset, space, rows, { maxExamplesPerUser: 100, minHistory: 1 });
+  const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu" };
+  const negatives = 6;
+
+  function setup(seed: number): { model: CandidateGenModel; step: TrainStep; batch: EncodedBatch; labels: Int32Array } {
+    const model = CandidateGenModel.create(space, config, new Rng(seed), 0.5);
+    const weights = new Float64Array(space.items.size - 1).fill(1);
+    const step = new TrainStep(
+      model,
+      { batchSize: 8, negatives, logQ: true, learningRate: 0.01, l2: 0, embeddings: { optimizer: "adam", learningRate: 0.01, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 } },
+      new AliasSampler(weights),
+      new Rng(seed, 1),
+    );
+    const batch = EncodedBatch.forSpace(space, 8);
+    const labels = new Int32Array(8);
+    for (let i = 0; i < 5; i++) {
+      const e = i * 7;
+      const user = examples.users[examples.user[e]!]!;
+      const t = examples.pos[e]!;
+      encodeResolved(space, user, t, user.watchTimes[t]!, user.watchTimes[t]!, batch, i);
+      labels[i] = user.watchIds[t]!;
+    }
+    batch.size = 5;
+    return { model, step, batch, labels };
+  }
+
+  it("matches numerical gradients (embedding rows, output rows and tower weights)", () => {
+    const { model, step, batch, labels } = setup(11);
+    const negs = Int32Array.from([labels[0]!, 3, 9, 17, 25, 33]); // includes an accidental hit
+    const lossOf = (): number => {
+      const r = step.forwardBackward(batch, labels, negs);
+      tf.dispose(r.towerGrads);
+      model.watch.clearGrad();
+      model.search.clearGrad();
+      model.output.clearGrad();
+      for (const t of model.categorical) t.clearGrad();
+      return r.loss;
+    };
+    const { towerGrads } = step.forwardBackward(batch, labels, negs);
+    const watchRow = batch.watchIds[0]!;
+    const analytic = {
+      watch: model.watch.gradOf(watchRow),
+      outPos: model.output.gradOf(labels[1]!),
+      outNeg: model.output.gradOf(17),
+      occupation: model.categorical[1]!.gradOf(batch.categorical[1]!),
+      w0: towerGrads[0]!.dataSync().slice(),
+      b1: towerGrads[3]!.dataSync().slice(),
+    };
+    tf.dispose(towerGrads);
+    for (const t of [model.watch, model.search, model.output, ...model.categorical]) t.clearGrad();
+
+    const eps = 1e-2;
+    const numeric = (data: Float32Array, index: number): number => {
+      const v = data[index]!;
+      data[index] = v + eps;
+      const up = lossOf();
+      data[index] = v - eps;
+      const down = lossOf();
+      data[index] = v;
+      return (up - down) / (2 * eps);
+    };
+    const d = config.embeddingDim;
+    const check = (a: number, n: number): void => {
+      expect(Math.abs(a - n)).toBeLessThan(2e-3 + 0.03 * Math.abs(n));
+    };
+    for (let c = 0; c < d; c++) {
+      check(analytic.watch[c]!, numeric(model.watch.data, watchRow * d + c));
+      check(analytic.outPos[c]!, numeric(model.output.data, labels[1]! * d + c));
+      check(analytic.outNeg[c]!, numeric(model.output.data, 17 * d + c));
+    }
+    for (let c = 0; c < config.categoricalDim; c++) {
+      check(analytic.occupation[c]!, numeric(model.categorical[1]!.data, batch.categorical[1]! * config.categoricalDim + c));
+    }
+    // Tower weights: perturb through the variable.
+    const layer0 = model.layers[0]!;
+    const w0 = layer0.w.dataSync().slice();
+    for (const idx of [0, 5, 17, 40]) {
+      const num = (() => {
+        const v = w0[idx]!;
+        w0[idx] = v + eps;
+        layer0.w.assign(tf.tensor2d(w0, [layer0.inDim, layer0.outDim]));
+        const up = lossOf();
+        w0[idx] = v - eps;
+        layer0.w.assign(tf.tensor2d(w0, [layer0.inDim, layer0.outDim]));
+        const down = lossOf();
+        w0[idx] = v;
+        layer0.w.assign(tf.tensor2d(w0, [layer0.inDim, layer0.outDim]));
+        return (up - down) / (2 * eps);
+      })();
+      check(analytic.w0[idx]!, num);
+    }
+    const layer1 = model.layers[1]!;
+    const b1 = layer1.b.dataSync().slice();
+    for (let idx = 0; idx < b1.length; idx++) {
+      const v = b1[idx]!;
+      b1[idx] = v + eps;
+      layer1.b.assign(tf.tensor1d(b1));
+      const up = lossOf();
+      b1[idx] = v - eps;
+      layer1.b.assign(tf.tensor1d(b1));
+      const down = lossOf();
+      b1[idx] = v;
+      layer1.b.assign(tf.tensor1d(b1));
+      check(analytic.b1[idx]!, (up - down) / (2 * eps));
+    }
+    step.dispose();
+    model.dispose();
+  });
+
+  it("updates only the embedding rows a batch touched", () => {
+    const { model, step, batch, labels } = setup(12);
+    const negs = step.sampleNegatives().slice();
+    const watchBefore = model.watch.data.slice();
+    const outBefore = model.output.data.slice();
+    const { towerGrads } = step.forwardBackward(batch, labels, negs);
+    step.applyUpdates(towerGrads);
+    const touchedWatch = new Set<number>();
+    for (let b = 0; b < batch.size; b++) for (let k = 0; k < batch.watchCount[b]!; k++) touchedWatch.add(batch.watchIds[b * batch.historyLength + k]!);
+    const touchedOut = new Set<number>([...Array.from(labels.subarray(0, batch.size)), ...Array.from(negs)]);
+    const d = config.embeddingDim;
+    const rowChanged = (a: Float32Array, b: Float32Array, r: number): boolean => {
+      for (let c = 0; c < d; c++) if (a[r * d + c] !== b[r * d + c]) return true;
+      return false;
+    };
+    for (let r = 0; r < space.items.size; r++) {
+      expect(rowChanged(watchBefore, model.watch.data, r)).toBe(touchedWatch.has(r));
+      expect(rowChanged(outBefore, model.output.data, r)).toBe(touchedOut.has(r));
+    }
+    step.dispose();
+    model.dispose();
+  });
+});
+
+describe("trainCandidateGen", () => {
+  const small = { epochs: 2, batchSize: 64, negatives: 20, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] }, features: { historyLength: 5 } };
+
+  it("is deterministic for a seed", async () => {
+    const ds = sequentialDataset({ users: 60, items: 50, eventsPerUser: 10, follow: 0.7, seed: 2 });
+    const a = await trainCandidateGen(ds, { ...small, seed: 7 });
+    const b = await trainCandidateGen(ds, { ...small, seed: 7 });
+    const c = await trainCandidateGen(ds, { ...small, seed: 8 });
+    expect(a.stats.finalLoss).toBe(b.stats.finalLoss);
+    expect(Array.from(a.model.output.data)).toEqual(Array.from(b.model.output.data));
+    expect(Array.from(a.model.layers[0]!.w.dataSync())).toEqual(Array.from(b.model.layers[0]!.w.dataSync()));
+    expect(Array.from(a.model.output.data)).not.toEqual(Array.from(c.model.output.data));
+    for (const r of [a, b, c]) r.model.dispose();
+  });
+
+  it("never trains on the held-out events", async () => {
+    const ds = sequentialDataset({ users: 20, items: 400, eventsPerUser: 5, follow: 0, seed: 4 });
+    // Items watched only as some user's test event must not get a vocabulary id.
+    const split = lastoutSplit(ds.events, ds.users.ids.length);
+    const trainItems = new Set(Array.from(trainingRows(split, "test"), (r) => ds.events.item[r]!));
+    const testOnly = [...new Set(Array.from(split.testRow).filter((r) => r >= 0).map((r) => ds.events.item[r]!))].filter((i) => !trainItems.has(i));
+    expect(testOnly.length).toBeGreaterThan(0);
+    const r = await trainCandidateGen(ds, { ...small, epochs: 1 });
+    for (const i of testOnly) expect(r.space.items.id(ds.items.ids[i])).toBe(0);
+    // The bundle scores them with the finite "unknown" score.
+    const scorer = createDatasetScorer(bundleFromTraining(r), ds);
+    const out = new Float32Array(ds.items.ids.length);
+    const u = ds.events.user[split.testRow.find((x) => x >= 0)!]!;
+    scorer.score(u, split.keptRows.subarray(split.keptOffsets[u]!, split.keptOffsets[u]! + 2), 2e9, out);
+    for (const i of testOnly) expect(out[i]).toBe(Math.fround(UNKNOWN_ITEM_SCORE));
+    expect(out.every((s) => Number.isFinite(s))).toBe(true);
+    r.model.dispose();
+  });
+
+  it("learns planted sequential structure and beats most-popular on held-out next watches", async () => {
+    const ds = sequentialDataset({ users: 400, items: 200, eventsPerUser: 25, follow: 0.7, seed: 1 });
+    const result = await trainCandidateGen(ds, {
+      epochs: 3,
+      batchSize: 128,
+      negatives: 50,
+      learningRate: 3e-3,
+      embeddingLearningRate: 3e-3,
+      model: { embeddingDim: 32, searchDim: 4, categoricalDim: 4, tower: [64, 32] },
+      features: { historyLength: 5 },
+    });
+    const scorer = createDatasetScorer(bundleFromTraining(result), ds);
+    const model = hitRate(ds, (u, h, t, out) => scorer.score(u, h, t, out), 10);
+    // Most-popular from the training events.
+    const counts = new Float32Array(ds.items.ids.length);
+    for (const r of trainingRows(lastoutSplit(ds.events, ds.users.ids.length), "test")) counts[ds.events.item[r]!]!++;
+    const popular = hitRate(ds, (_u, _h, _t, out) => out.set(counts), 10);
+    expect(result.stats.epochLosses[2]!).toBeLessThan(result.stats.epochLosses[0]!);
+    expect(model).toBeGreaterThan(popular + 0.2);
+    expect(model).toBeGreaterThan(0.4);
+    result.model.dispose();
+  });
+});
+
+describe("bundle", () => {
+  it("saves and loads: same manifest, item embeddings and user vectors", async () => {
+    const ds = sequentialDataset({ users: 50, items: 60, eventsPerUser: 8, follow: 0.8, seed: 3 });
+    const result = await trainCandidateGen(ds, { epochs: 1, batchSize: 32, negatives: 10, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] } });
+    const inMemory = bundleFromTraining(result);
+    const dir = await mkdtemp(join(tmpdir(), "cg-bundle-"));
+    try {
+      const manifest = await saveBundle(dir, result);
+      expect(manifest.modelVersion).toMatch(/^cg-\d{14}-[0-9a-f]{8}$/);
+      expect(manifest.holdout).toBe("test");
+      const loaded = await loadBundle(dir);
+      expect(loaded.manifest.modelVersion).toBe(manifest.modelVersion);
+      expect(loaded.manifest.datasetFingerprint).toBe(ds.fingerprint);
+      expect(loaded.itemIds).toEqual(inMemory.itemIds);
+      expect(Array.from(loaded.itemEmbeddings)).toEqual(Array.from(inMemory.itemEmbeddings));
+      const ctxs = [0, 7, 13].map((u) => {
+        const lo = ds.events.userOffsets[u]!;
+        return contextFromDataset(ds, u, Int32Array.from([lo, lo + 1, lo + 2]), ds.events.timestamp[lo + 3]!);
+      });
+      ctxs.push({ watches: [{ itemId: "nope", timestamp: 1 }], searches: [], requestTime: 2 });
+      const a = inMemory.userVectors(ctxs);
+      const b = loaded.userVectors(ctxs);
+      expect(b.map((v) => Array.from(v))).toEqual(a.map((v) => Array.from(v)));
+      expect(Array.from(loaded.userVector(ctxs[1]!))).toEqual(Array.from(a[1]!));
+      expect(a[0]!.length).toBe(loaded.dim);
+      loaded.dispose();
+      await expect(loadBundle(join(dir, "missing"))).rejects.toThrow(/manifest\.json/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      result.model.dispose();
+    }
+  });
+});
