@@ -1,0 +1,7 @@
+/**
+ * @recsys/candidate-gen-service: the candidate-generation gRPC stage (EmbedUser). The process is
+ * `dist/main.js`; this module exports its parts for tests and tooling.
+ */
+export { STAGE, configSchema, type CandidateGenConfig } from "./config.js";
+export { timestampSeconds, toFeatureContext } from "./context.js";
+export { createCandidateGenService, type CandidateGenService } from "./service.js";
