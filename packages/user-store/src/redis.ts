@@ -463,6 +463,10 @@ export class RedisUserStore implements UserStore {
 
   /** Find where "now" is in the stream, then XREAD BLOCK from there until stopped. */
   private async runTail(tail: Tail, markReady: () => void): Promise<void> {
+    // On failure the client keeps reconnecting in the background; XREAD fails fast until then.
+    await tail.client.connect().catch((error: unknown) => {
+      if (!tail.stopped) this.reportTailError(error);
+    });
     let backoff = 100;
     while (!tail.stopped && tail.lastId === "") {
       try {
@@ -581,16 +585,17 @@ function sleep(ms: number): Promise<void> {
 
 /**
  * A client that fails fast: bounded connect and command time, no offline queue and no resend of
- * unanswered commands after a reconnect (so an append is never applied twice behind our back).
- * The tail's client has no command timeout (XREAD BLOCK waits) but a blocking-command timeout.
+ * unanswered commands after a reconnect (so an append is never applied twice behind our back);
+ * it reconnects in the background. The tail's client has no command timeout (XREAD BLOCK waits)
+ * but a blocking-command timeout as a safety net against a silently dead connection.
  */
 function connectClient(config: RedisConfig, forTail: boolean): Redis {
   const options: RedisOptions = {
-    lazyConnect: !forTail,
+    lazyConnect: true,
     connectTimeout: config.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    maxRetriesPerRequest: forTail ? null : 0,
+    maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    enableOfflineQueue: forTail,
+    enableOfflineQueue: false,
     retryStrategy: (attempt: number) => Math.min(attempt * 100, 2000),
   };
   if (forTail) options.blockingTimeout = TAIL_BLOCK_MS + 3000;
