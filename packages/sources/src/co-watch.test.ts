@@ -110,7 +110,7 @@ describe("CoWatchSource", () => {
         for (let a = 0; a < 40; a++) {
           for (let b = 0; b < 40; b++) expect(s.coCountAt(a, b, asOf)).toBe(pair.get(`${a},${b}`) ?? 0);
           // Each neighbour list stays sorted by count, which maxNeighbors relies on.
-          const list = (s as unknown as { neighbors: ({ counts: Float64Array; size: number } | undefined)[] }).neighbors[a];
+          const list = (s as unknown as { neighbors: ({ counts: Int32Array; size: number } | undefined)[] }).neighbors[a];
           for (let k = 1; k < (list?.size ?? 0); k++) expect(list!.counts[k - 1]!).toBeGreaterThanOrEqual(list!.counts[k]!);
         }
         got.forEach((c, k) => {

@@ -1,4 +1,5 @@
 import { growFloat64, growInt32 } from "./growable.js";
+import { IntIntMap } from "./int-map.js";
 import { TimeGate } from "./time-gate.js";
 import { TopK } from "./top-k.js";
 import {
@@ -45,18 +46,18 @@ export interface CoWatchOptions {
  * with count > c.
  */
 class NeighborList {
-  private readonly slot = new Map<number, number>();
+  private readonly slot = new IntIntMap();
   private readonly start: number[] = [0];
   items = new Int32Array(4);
-  counts = new Float64Array(4);
+  counts = new Int32Array(4);
   size = 0;
 
   increment(neighbor: number): void {
     let p = this.slot.get(neighbor);
-    if (p === undefined) {
+    if (p < 0) {
       if (this.size === this.items.length) {
         this.items = growInt32(this.items, this.size + 1);
-        this.counts = growFloat64(this.counts, this.size + 1);
+        this.counts = growInt32(this.counts, this.size + 1);
       }
       p = this.size++;
       this.items[p] = neighbor;
@@ -80,7 +81,7 @@ class NeighborList {
 
   get(neighbor: number): number {
     const k = this.slot.get(neighbor);
-    return k === undefined ? 0 : this.counts[k]!;
+    return k < 0 ? 0 : this.counts[k]!;
   }
 }
 
@@ -243,6 +244,8 @@ export class CoWatchSource implements StatefulSource {
     this.acc = growFloat64(this.acc, n);
     this.best = growFloat64(this.best, n);
     this.because = growInt32(this.because, n, -1);
+    // Keep `neighbors` a packed array (assigning far past its end would make it a dictionary).
+    while (this.neighbors.length < n) this.neighbors.push(undefined);
     this.numItems = n;
   }
 

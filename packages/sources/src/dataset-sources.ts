@@ -34,6 +34,7 @@ export interface StandardSourcesOptions {
   /** The candidate-generation network; no "dnn" source without it. */
   readonly dnn?: { readonly index: ItemIndex; readonly userVector: UserVectorProvider };
   readonly onSourceError?: "throw" | "skip";
+  readonly pastRequests?: "throw" | "clamp";
 }
 
 /**
@@ -73,6 +74,7 @@ export function createStandardSources(dataset: Dataset, options: StandardSources
   return new SourceSet(specs, {
     mergedSize: options.mergedSize ?? 300,
     ...(options.onSourceError === undefined ? {} : { onSourceError: options.onSourceError }),
+    ...(options.pastRequests === undefined ? {} : { pastRequests: options.pastRequests }),
   });
 }
 

@@ -1,3 +1,4 @@
+import { growInt32 } from "./growable.js";
 import { compareSources, type MergedCandidate, type Provenance, type SourceResult } from "./types.js";
 
 export interface MergeOptions {
@@ -13,6 +14,9 @@ export interface MergeOptions {
    */
   readonly weights?: Readonly<Partial<Record<string, number>>>;
 }
+
+/** Item -> position in the merged list being built; -1 everywhere between calls. */
+let scratch = new Int32Array(0);
 
 /**
  * Merges source lists into one deduplicated candidate list that keeps, for every item, where each
@@ -49,51 +53,57 @@ export function mergeCandidates(results: readonly SourceResult[], options: Merge
       throw new Error(`mergeCandidates: source "${ordered[s]!.source}" appears twice in the results`);
     }
   }
-  const allowed = (item: number): boolean => !watched.has(item) && exclude?.has(item) !== true;
-  // 1. Round-robin selection.
+  // 1. Round-robin selection. `slot` (item -> index in merged, -1 when not selected) is a shared
+  // scratch array, restored to -1 before returning.
   const merged: { item: number; provenance: Provenance[] }[] = [];
-  const slot = new Map<number, number>(); // item -> index in merged
+  let slot = scratch;
   const cursor = new Array<number>(ordered.length).fill(0);
   const done = new Array<boolean>(ordered.length).fill(false);
   let active = ordered.length;
-  while (merged.length < size && active > 0) {
-    for (let s = 0; s < ordered.length && merged.length < size; s++) {
-      const candidates = ordered[s]!.candidates;
-      for (let turn = 0; turn < quota[s]! && !done[s] && merged.length < size; turn++) {
-        let k = cursor[s]!;
-        while (k < candidates.length) {
+  try {
+    while (merged.length < size && active > 0) {
+      for (let s = 0; s < ordered.length && merged.length < size; s++) {
+        const candidates = ordered[s]!.candidates;
+        for (let turn = 0; turn < quota[s]! && !done[s] && merged.length < size; turn++) {
+          let k = cursor[s]!;
+          while (k < candidates.length) {
+            const item = candidates[k]!.item;
+            if (!(item < slot.length && slot[item]! >= 0) && !watched.has(item) && exclude?.has(item) !== true) break;
+            k++;
+          }
+          cursor[s] = k;
+          if (k === candidates.length) {
+            done[s] = true;
+            active--;
+            break;
+          }
           const item = candidates[k]!.item;
-          if (!slot.has(item) && allowed(item)) break;
-          k++;
+          if (!Number.isInteger(item) || item < 0) throw new RangeError(`source "${ordered[s]!.source}" nominated a bad item index ${item}`);
+          if (item >= slot.length) slot = scratch = growInt32(slot, item + 1, -1);
+          cursor[s] = k + 1;
+          slot[item] = merged.length;
+          merged.push({ item, provenance: [] });
         }
-        cursor[s] = k;
-        if (k === candidates.length) {
-          done[s] = true;
-          active--;
-          break;
-        }
-        const item = candidates[k]!.item;
-        cursor[s] = k + 1;
-        slot.set(item, merged.length);
-        merged.push({ item, provenance: [] });
       }
     }
-  }
-  // 2. Provenance of the selected items from every source's full list, sources in order.
-  for (const result of ordered) {
-    const candidates = result.candidates;
-    for (let rank = 0; rank < candidates.length; rank++) {
-      const c = candidates[rank]!;
-      const at = slot.get(c.item);
-      if (at === undefined) continue;
-      const list = merged[at]!.provenance;
-      if (list.length > 0 && list[list.length - 1]!.source === result.source) continue; // duplicate in one source: keep the best rank
-      list.push(
-        c.because === undefined
-          ? { source: result.source, rank, score: c.score }
-          : { source: result.source, rank, score: c.score, because: c.because },
-      );
+    // 2. Provenance of the selected items from every source's full list, sources in order.
+    for (const result of ordered) {
+      const candidates = result.candidates;
+      for (let rank = 0; rank < candidates.length; rank++) {
+        const c = candidates[rank]!;
+        const at = c.item < slot.length ? slot[c.item]! : -1;
+        if (at < 0) continue;
+        const list = merged[at]!.provenance;
+        if (list.length > 0 && list[list.length - 1]!.source === result.source) continue; // duplicate in one source: keep the best rank
+        list.push(
+          c.because === undefined
+            ? { source: result.source, rank, score: c.score }
+            : { source: result.source, rank, score: c.score, because: c.because },
+        );
+      }
     }
+  } finally {
+    for (const m of merged) slot[m.item] = -1;
   }
   return merged;
 }

@@ -46,6 +46,20 @@ describe("SourceSet", () => {
     expect(run.errors.map((e) => e.source)).toEqual(["trending"]);
   });
 
+  it("refuses requests before its clock, or clamps them to it online", () => {
+    const strict = new SourceSet([new PopularSource()], { mergedSize: 5 });
+    strict.observe({ user: 0, item: 3, timestamp: 50 });
+    strict.run({ history: [], asOf: 100, budget: 5 });
+    expect(strict.clock).toBe(100);
+    expect(() => strict.run({ history: [], asOf: 99, budget: 5 })).toThrow(/non-decreasing time order/);
+    const online = new SourceSet([new PopularSource()], { mergedSize: 5, pastRequests: "clamp" });
+    online.observe({ user: 0, item: 3, timestamp: 50 });
+    online.run({ history: [], asOf: 100, budget: 5 });
+    const late = online.run({ history: [], asOf: 99, budget: 5 });
+    expect(late.asOf).toBe(100);
+    expect(late.merged.map((m) => m.item)).toEqual([3]);
+  });
+
   it("validates its configuration and requests", () => {
     expect(() => new SourceSet([fixed("dnn", []), fixed("dnn", [])], { mergedSize: 1 })).toThrow(/two sources are named "dnn"/);
     expect(() => new SourceSet([{ source: fixed("dnn", []), budget: -1 }], { mergedSize: 1 })).toThrow(/budget/);

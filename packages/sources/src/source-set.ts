@@ -28,6 +28,13 @@ export interface SourceSetOptions {
    * "skip" (online: that source contributes nothing and the error is returned in `errors`).
    */
   readonly onSourceError?: "throw" | "skip";
+  /**
+   * What `run` does with a request earlier than the time a stateful source already answered at
+   * (`clock`): "throw" (default; offline replay must never go back in time) or "clamp" (online:
+   * concurrent requests and clock skew make `asOf` jitter; such a request is answered at the
+   * clock, i.e. it also sees the events between its `asOf` and the clock, all in the past).
+   */
+  readonly pastRequests?: "throw" | "clamp";
 }
 
 export interface SourceTiming {
@@ -39,6 +46,8 @@ export interface SourceTiming {
 }
 
 export interface SourceRun {
+  /** The time the sources answered at: the request's `asOf`, or the clock when clamped. */
+  readonly asOf: number;
   /** One result per source (in `SOURCE_ORDER`), each truncated to the source's budget. */
   readonly results: readonly SourceResult[];
   readonly merged: readonly MergedCandidate[];
@@ -56,6 +65,7 @@ export class SourceSet {
   readonly mergedSize: number;
   private readonly specs: readonly SourceSpec[];
   private readonly onSourceError: "throw" | "skip";
+  private readonly pastRequests: "throw" | "clamp";
 
   constructor(sources: readonly (CandidateSource | SourceSpec)[], options: SourceSetOptions) {
     const specs = sources.map((s): SourceSpec => ("source" in s ? s : { source: s }));
@@ -77,6 +87,14 @@ export class SourceSet {
     this.specs = specs;
     this.mergedSize = options.mergedSize;
     this.onSourceError = options.onSourceError ?? "throw";
+    this.pastRequests = options.pastRequests ?? "throw";
+  }
+
+  /** The latest time any stateful source answered at (-Infinity before any request). */
+  get clock(): number {
+    let clock = -Infinity;
+    for (const spec of this.specs) if (isStateful(spec.source)) clock = Math.max(clock, spec.source.clock);
+    return clock;
   }
 
   /** Source names in `SOURCE_ORDER`. */
@@ -107,7 +125,9 @@ export class SourceSet {
   run(request: SourceRequest, options: { readonly mergedSize?: number } = {}): SourceRun {
     checkRequest(request);
     const watched = watchedSet(request);
-    const shared: SourceRequest = request.watched === watched ? request : { ...request, watched };
+    let asOf = request.asOf;
+    if (this.pastRequests === "clamp") asOf = Math.max(asOf, this.clock);
+    const shared: SourceRequest = request.watched === watched && asOf === request.asOf ? request : { ...request, watched, asOf };
     const results: SourceResult[] = [];
     const timings: SourceTiming[] = [];
     const errors: { source: SourceName; error: unknown }[] = [];
@@ -137,6 +157,6 @@ export class SourceSet {
       weights: this.weights,
       ...(request.exclude === undefined ? {} : { exclude: request.exclude }),
     });
-    return { results, merged, timings, mergeMs: performance.now() - started, errors };
+    return { asOf, results, merged, timings, mergeMs: performance.now() - started, errors };
   }
 }

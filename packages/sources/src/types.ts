@@ -68,8 +68,8 @@ export interface SourceRequest {
   /** Watched item indices, chronological (oldest first). Never nominated. */
   readonly history: ArrayLike<number>;
   /**
-   * Unix seconds of the request. Stateful sources answer from events strictly before it, and a
-   * source never nominates an item uploaded at or after it.
+   * Unix seconds of the request. Stateful sources answer from events strictly before it; fresh
+   * (and dnn, when given upload times) never nominate an item uploaded at or after it.
    */
   readonly asOf: number;
   /** Geography code (the `Dataset`'s users.geo code), for "trending in your area". */
@@ -104,7 +104,13 @@ export interface CandidateSource {
  * those strictly before a request's `asOf` are visible to it (see `TimeGate`).
  */
 export interface StatefulSource extends CandidateSource {
+  /** Records an event; it becomes visible to requests with `asOf` after its timestamp. */
   observe(event: WatchEvent): void;
+  /**
+   * The time of the latest request answered (-Infinity before any): the source cannot answer
+   * before it any more (`TimeGate.clock`).
+   */
+  readonly clock: number;
 }
 
 export function isStateful(source: CandidateSource): source is StatefulSource {
