@@ -38,3 +38,5 @@ export {
 export { seedFromEvents, datasetUserEvents, datasetUserProfiles, SEED_META_KEY } from "./seed.js";
 export type { SeedOptions, SeedResult, DatasetEventsOptions } from "./seed.js";
 export { resolveLimits } from "./validate.js";
+export { benchUserStore, formatBenchResult } from "./bench.js";
+export type { AppendFigures, LatencyFigures, UserStoreBenchOptions, UserStoreBenchResult } from "./bench.js";
