@@ -51,16 +51,17 @@ describe("synthetic generator", () => {
     // no repeated (user, item), weight = watch seconds within the duration.
     expect(d.report.counts["duplicate_events"]).toBe(0);
     let n = 0;
+    const problems: string[] = [];
     for (let u = 0; u < U; u++) {
       for (let r = events.userOffsets[u]!; r < events.userOffsets[u + 1]!; r++, n++) {
-        expect(events.user[r]).toBe(u);
-        if (r > events.userOffsets[u]!) expect(events.timestamp[r]!).toBeGreaterThan(events.timestamp[r - 1]!);
         const i = events.item[r]!;
-        expect(items.uploadTimestamp[i]!).toBeLessThanOrEqual(events.timestamp[r]!);
-        expect(events.weight[r]!).toBeGreaterThanOrEqual(1);
-        expect(events.weight[r]!).toBeLessThanOrEqual(items.durationSeconds[i]!);
+        if (events.user[r] !== u) problems.push(`row ${r}: user ${events.user[r]} in the range of user ${u}`);
+        if (r > events.userOffsets[u]! && !(events.timestamp[r]! > events.timestamp[r - 1]!)) problems.push(`row ${r}: time not increasing`);
+        if (items.uploadTimestamp[i]! > events.timestamp[r]!) problems.push(`row ${r}: item ${i} watched before its upload`);
+        if (!(events.weight[r]! >= 1 && events.weight[r]! <= items.durationSeconds[i]!)) problems.push(`row ${r}: watch ${events.weight[r]} s`);
       }
     }
+    expect(problems.slice(0, 5)).toEqual([]);
     expect(n).toBe(events.user.length);
     const mean = n / U;
     expect(mean).toBeGreaterThan(18);
@@ -69,18 +70,14 @@ describe("synthetic generator", () => {
 
     // Items: topic name first among tags, a channel, a duration, an upload time.
     for (let i = 0; i < N; i++) {
-      expect(items.tagOffsets[i + 1]! - items.tagOffsets[i]!).toBeGreaterThanOrEqual(3);
-      expect(mainTopic(d, i)).toBeLessThan(8);
-      expect(items.channel.codes[i]!).toBeGreaterThanOrEqual(0);
-      expect(Number.isFinite(items.durationSeconds[i]!)).toBe(true);
+      if (items.tagOffsets[i + 1]! - items.tagOffsets[i]! < 3 || mainTopic(d, i) >= 8) problems.push(`item ${i}: tags`);
+      if (items.channel.codes[i]! < 0 || !Number.isFinite(items.durationSeconds[i]!) || !Number.isFinite(items.uploadTimestamp[i]!)) problems.push(`item ${i}: features`);
     }
     // Users: demographics all present.
     for (let u = 0; u < U; u++) {
-      expect(users.age[u]!).toBeGreaterThanOrEqual(13);
-      expect(users.gender.codes[u]!).toBeGreaterThanOrEqual(0);
-      expect(users.occupation.codes[u]!).toBeGreaterThanOrEqual(0);
-      expect(users.geo.codes[u]!).toBeGreaterThanOrEqual(0);
+      if (!(users.age[u]! >= 13) || users.gender.codes[u]! < 0 || users.occupation.codes[u]! < 0 || users.geo.codes[u]! < 0) problems.push(`user ${u}: demographics`);
     }
+    expect(problems.slice(0, 5)).toEqual([]);
     // Searches: sorted per user, words from the tag vocabulary.
     const vocabulary = new Set(items.tagValues);
     expect(searches.user.length).toBeGreaterThan(0);
