@@ -58,7 +58,8 @@ describe("report", () => {
   });
 
   it("prints a table with every metric for the model and both baselines", () => {
-    const text = formatTable(report, ["hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr", "coverage@10"]);
+    const text = formatTable(report, ["hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr", "coverage@10"], "cg-1");
+    expect(text).toContain("model     cg-1");
     expect(text).toContain("dataset   ml100k:d");
     expect(text).toContain("users     943 evaluated");
     expect(text).toMatch(/metric\s+model\s+most-popular\s+item-knn/);

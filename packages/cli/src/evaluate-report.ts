@@ -80,13 +80,14 @@ export function buildReport(
 }
 
 /** A fixed-width table: one row per metric, one column per scorer. */
-export function formatTable(report: EvaluationReport, metricOrder: readonly string[]): string {
+export function formatTable(report: EvaluationReport, metricOrder: readonly string[], modelVersion?: string): string {
   const columns: [string, Readonly<Record<string, number>>][] = [["model", report.model], ...Object.entries(report.baselines)];
   const width = Math.max(12, ...columns.map(([name]) => name.length + 2));
   const lines = [
     `dataset   ${report.dataset}`,
     `protocol  lastout (leave-last-out, full ranking, ties by item id; split: ${report.split})`,
     `users     ${report.users} evaluated`,
+    ...(modelVersion === undefined ? [] : [`model     ${modelVersion}`]),
     `training  ${report.train.seconds.toFixed(1)} s, ${Math.round(report.train.examples_per_second)} examples/s`,
     "",
     "metric".padEnd(14) + columns.map(([name]) => name.padStart(width)).join(""),

@@ -82,6 +82,6 @@ export async function run(argv: string[]): Promise<number> {
   const [modelResult, ...baselineResults] = result.results;
   const report = buildReport(spec, target, result.users, modelResult!, baselineResults, bundle.manifest.train);
   if (args["json"] === true) process.stdout.write(`${JSON.stringify(report)}\n`);
-  else process.stdout.write(formatTable(report, metricNames()));
+  else process.stdout.write(formatTable(report, metricNames(), bundle.manifest.modelVersion));
   return 0;
 }
