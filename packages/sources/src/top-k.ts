@@ -59,11 +59,33 @@ export class TopK {
     this.scores[i] = score;
   }
 
-  /** The kept pairs, best first. */
+  /** The kept pairs, best first. Empties the heap (pops the worst repeatedly, filling from the end). */
   sorted(): Candidate[] {
-    const out: Candidate[] = [];
-    for (let i = 0; i < this.size; i++) out.push({ item: this.items[i]!, score: this.scores[i]! });
-    out.sort(compareCandidates);
+    const n = this.size;
+    const out = new Array<Candidate>(n);
+    const items = this.items;
+    const scores = this.scores;
+    for (let end = n - 1; end >= 0; end--) {
+      out[end] = { item: items[0]!, score: scores[0]! };
+      // Move the last element to the root and sift it down within [0, end).
+      const item = items[end]!;
+      const score = scores[end]!;
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        if (left >= end) break;
+        const right = left + 1;
+        let child = left;
+        if (right < end && worse(items[right]!, scores[right]!, items[left]!, scores[left]!)) child = right;
+        if (!worse(items[child]!, scores[child]!, item, score)) break;
+        items[i] = items[child]!;
+        scores[i] = scores[child]!;
+        i = child;
+      }
+      items[i] = item;
+      scores[i] = score;
+    }
+    this.size = 0;
     return out;
   }
 }
