@@ -259,19 +259,24 @@ export class EmbeddedUserStore implements UserStore {
           `truncating a torn log tail: ${scan.problem}`,
         );
       }
-      if (!last) continue;
       const handle = await open(path, "r+");
-      if (scan.incompleteHeader) {
-        await handle.truncate(0);
-        await writeFully(handle, LOG_MAGIC, 0);
-        await handle.datasync();
-        current = { handle, generation, size: LOG_MAGIC.length };
-      } else {
-        if (scan.validEnd < scan.size) {
+      try {
+        if (scan.incompleteHeader) {
+          await handle.truncate(0);
+          await writeFully(handle, LOG_MAGIC, 0);
+          await handle.datasync();
+        } else if (scan.validEnd < scan.size) {
           await handle.truncate(scan.validEnd);
           await handle.datasync();
         }
-        current = { handle, generation, size: scan.validEnd };
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+      if (last) {
+        current = { handle, generation, size: scan.incompleteHeader ? LOG_MAGIC.length : scan.validEnd };
+      } else {
+        await handle.close();
       }
     }
     this.log = current ?? (await this.createLog(base + 1));

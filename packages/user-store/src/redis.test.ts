@@ -114,6 +114,21 @@ describe("redis user store", () => {
     await other.deleteAllKeys();
   });
 
+  it("expires a user's keys after userTtlSeconds when configured", async () => {
+    const prefix = uniquePrefix("ttl");
+    const s = await store(prefix, { userTtlSeconds: 3600 });
+    await s.append([watch("u", "i", 1)]);
+    await s.setProfile("u", { age: 30 });
+    const raw = new Redis(TEST_REDIS_URL);
+    cleanups.push(() => raw.quit());
+    for (const suffix of ["w", "p"]) {
+      const ttl = await raw.ttl(`${prefix}user:{u}:${suffix}`);
+      expect(ttl).toBeGreaterThan(3500);
+      expect(ttl).toBeLessThanOrEqual(3600);
+    }
+    await s.deleteAllKeys();
+  });
+
   it("fails to open with UNAVAILABLE and a clear message when Redis is not there", async () => {
     const port = await freePort();
     const started = Date.now();

@@ -107,7 +107,11 @@ export const DEFAULT_LIMITS: UserStoreLimits = Object.freeze({
   maxUsersPerCall: 10_000,
 });
 
-/** Called with the events of one `append` call, once they are stored. */
+/**
+ * Called with the events of one `append` call, once they are stored. Keep it quick and do not
+ * throw (a throw is logged and ignored): embedded stores call it from their writer, Redis stores
+ * from the stream reader.
+ */
 export type EventListener = (events: readonly UserEvent[]) => void;
 
 export interface SubscribeOptions {
