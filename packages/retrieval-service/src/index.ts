@@ -1,0 +1,9 @@
+/**
+ * @recsys/retrieval-service: the retrieval gRPC stage (Search, UpsertItems, DeleteItems,
+ * DescribeIndex over one shard). The process is `dist/main.js`; this module exports its parts.
+ */
+export { STAGE, checkRetrievalConfig, configSchema, type RetrievalConfig } from "./config.js";
+export { DenyList } from "./deny-list.js";
+export { indexPath, journalPath, shardTag } from "./paths.js";
+export { compactShardIndex, openShardIndex, type ShardIndex, type ShardIndexSettings } from "./shard-index.js";
+export { createRetrievalService, type RetrievalStage } from "./service.js";
