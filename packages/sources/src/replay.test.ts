@@ -21,7 +21,7 @@ describe("replayExamples", () => {
     const split = lastoutSplit(dataset.events, dataset.users.ids.length);
     const rows = trainingRows(split, "test");
     let examples = 0;
-    for (const ex of replayExamples(dataset, { createSources: () => createStandardSources(dataset, options), rows, budget: 8 })) {
+    for (const ex of replayExamples(dataset, createStandardSources(dataset, options), { rows, budget: 8 })) {
       examples++;
       // Reference: new sources fed only with the rows before the example's time.
       const before = Array.from(rows).filter((r) => dataset.events.timestamp[r]! < ex.asOf);
@@ -46,7 +46,7 @@ describe("replayExamples", () => {
     const dataset = randomDataset(2);
     const split = lastoutSplit(dataset.events, dataset.users.ids.length);
     const rows = trainingRows(split, "test");
-    const got = [...replayExamples(dataset, { createSources: () => createStandardSources(dataset, options), rows, budget: 5, maxExamplesPerUser: 3, minHistory: 2 })];
+    const got = [...replayExamples(dataset, createStandardSources(dataset, options), { rows, budget: 5, maxExamplesPerUser: 3, minHistory: 2 })];
     const perUser = new Map<number, number[]>();
     for (const ex of got) perUser.set(ex.user, [...(perUser.get(ex.user) ?? []), ex.row]);
     for (let u = 0; u < dataset.users.ids.length; u++) {
@@ -56,7 +56,7 @@ describe("replayExamples", () => {
     }
     const used = createStandardSources(dataset, options);
     used.run({ history: [], asOf: 0, budget: 1 });
-    expect(() => replayExamples(dataset, { createSources: () => used, rows, budget: 5 }).next()).toThrow(/new source set/);
+    expect(() => replayExamples(dataset, used, { rows, budget: 5 }).next()).toThrow(/new source set/);
     // Global time order.
     for (let k = 1; k < got.length; k++) expect(got[k]!.asOf).toBeGreaterThanOrEqual(got[k - 1]!.asOf);
   });

@@ -4,8 +4,6 @@ import type { SourceSet, SourceTiming } from "./source-set.js";
 import type { MergedCandidate, SourceResult } from "./types.js";
 
 export interface ReplayOptions {
-  /** Creates the new, empty source set to replay into (e.g. `() => createStandardSources(dataset)`). */
-  readonly createSources: () => SourceSet;
   /**
    * Event-log rows to replay (deduplicated per user, e.g. `trainingRows(split, "test")`): they are
    * both the events fed to the sources and the examples' positives.
@@ -41,15 +39,16 @@ export interface ReplayExample {
 }
 
 /**
- * Replays `options.rows` in global time order (timestamp, then row) through a new source set
- * (`options.createSources()`, which must return a set that has seen no events): for each time t, first every selected
+ * Replays `options.rows` in global time order (timestamp, then row) through `sources`, a new set
+ * that has seen no events (e.g. `createStandardSources(dataset)`; a set that already answered a
+ * request is refused): for each time t, first every selected
  * example at t is answered from the events strictly before t, then the rows at t are observed.
  * A user's history is their earlier rows in `rows` (same-second earlier rows included: the
  * user saw them, but the sources' counts do not include them yet).
  *
  * Lazy: yields one example at a time, so memory stays flat whatever the number of examples.
  */
-export function* replayExamples(dataset: Dataset, options: ReplayOptions): Generator<ReplayExample> {
+export function* replayExamples(dataset: Dataset, sources: SourceSet, options: ReplayOptions): Generator<ReplayExample> {
   const events = dataset.events;
   const numUsers = dataset.users.ids.length;
   const maxPerUser = options.maxExamplesPerUser ?? Infinity;
@@ -77,8 +76,7 @@ export function* replayExamples(dataset: Dataset, options: ReplayOptions): Gener
     for (let k = first; k < end; k++) selected[k] = 1;
   }
 
-  const sources = options.createSources();
-  if (sources.clock !== -Infinity) throw new Error("replayExamples: createSources must return a new source set (this one already answered requests)");
+  if (sources.clock !== -Infinity) throw new Error("replayExamples: needs a new source set (this one already answered requests)");
   const watched: (Set<number> | undefined)[] = new Array(numUsers);
   const order = timeOrder(events, byUser);
   let g = 0;
