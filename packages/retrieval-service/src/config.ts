@@ -4,6 +4,10 @@
  */
 import { HNSW_DEFAULTS, MAX_SHARDS } from "@recsys/ann";
 import { ConfigError, env, runtimeConfigSchema, type ConfigOf } from "@recsys/runtime";
+import type { BackendChoice } from "@recsys/tf";
+
+/** @recsys/tf's backends (listed here: importing @recsys/tf loads tfjs, needed only to build an index). */
+const TF_BACKENDS = ["node-gpu", "node", "wasm", "cpu"] as const satisfies readonly BackendChoice[];
 
 export const STAGE = "retrieval";
 
@@ -46,6 +50,9 @@ export const configSchema = {
     min: 1,
     max: 100_000_000,
     description: "journaled upserts after which the index file is re-saved and the journal emptied",
+  }),
+  RECSYS_TF_BACKEND: env.enum(TF_BACKENDS, {
+    description: "tfjs backend used to load the bundle when an index is built (default: the fastest available)",
   }),
 };
 

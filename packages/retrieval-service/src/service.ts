@@ -101,6 +101,7 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
     M: config.HNSW_M,
     efConstruction: config.HNSW_EF_CONSTRUCTION,
     ef: config.HNSW_EF,
+    tfBackend: config.RECSYS_TF_BACKEND,
     logger,
   };
   const loadedFromFile = new Gauge({

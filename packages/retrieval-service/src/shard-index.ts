@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { AnnError, HnswIndex, META_FILE, loadIndex, shardItems, type IndexKind, type VectorIndex } from "@recsys/ann";
 import type { Logger } from "@recsys/runtime";
+import type { BackendChoice } from "@recsys/tf";
 import type { DenyList } from "./deny-list.js";
 import { emptyFile, readJsonLines } from "./journal.js";
 import { indexPath, journalPath, shardTag } from "./paths.js";
@@ -25,6 +26,8 @@ export interface ShardIndexSettings {
   readonly M: number;
   readonly efConstruction: number;
   readonly ef: number;
+  /** Forced tfjs backend for loading the bundle (RECSYS_TF_BACKEND). */
+  readonly tfBackend?: BackendChoice | undefined;
   readonly logger: Logger;
 }
 
@@ -158,7 +161,10 @@ async function build(bundleDir: string, head: BundleHead, dir: string, settings:
   const started = performance.now();
   // Loaded lazily: a server whose index is on disk never needs the model code (nor tfjs).
   const [{ loadBundle }, { initBackend }] = await Promise.all([import("@recsys/candidate-gen"), import("@recsys/tf")]);
-  await initBackend({ log: ({ level: _level, msg, ...fields }) => logger.info(fields, String(msg)) });
+  await initBackend({
+    ...(settings.tfBackend === undefined ? {} : { backend: settings.tfBackend }),
+    log: ({ level: _level, msg, ...fields }) => logger.info(fields, String(msg)),
+  });
   const bundle = await loadBundle(bundleDir);
   let items;
   try {
