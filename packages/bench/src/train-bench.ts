@@ -33,12 +33,14 @@ export interface TrainBenchResult {
   /** Examples per second of CPU time of this process (less sensitive to a busy machine). */
   readonly examples_per_cpu_second: number;
   readonly batches: number;
-  /** Milliseconds per batch in each phase of a step. */
+  /** Training threads (the default picks 2 on a machine with two or more cores). */
+  readonly threads: number;
+  /** Milliseconds per batch in each phase of a step (on the main thread). */
   readonly ms_per_batch: Readonly<Record<string, number>>;
 }
 
 /** Trains for warmup + batches steps at the reference size and measures the steady state. */
-export async function measureTraining(dataset: Dataset, batches: number, warmup: number): Promise<TrainBenchResult> {
+export async function measureTraining(dataset: Dataset, batches: number, warmup: number, threads = 0): Promise<TrainBenchResult> {
   let warmTime = NaN;
   let warmCpu: NodeJS.CpuUsage | undefined;
   let lastTime = NaN;
@@ -65,6 +67,7 @@ export async function measureTraining(dataset: Dataset, batches: number, warmup:
     batchSize: REFERENCE_SIZE.batchSize,
     onProgress,
     progressEvery: 0,
+    threads,
   });
   result.model.dispose();
   if (stepsSeen < warmup + batches) throw new Error(`bench: ${dataset.spec} has only ${stepsSeen} batches; fewer than warmup + batches`);
@@ -77,6 +80,7 @@ export async function measureTraining(dataset: Dataset, batches: number, warmup:
     examples_per_second: Math.round(examples / (lastTime - warmTime)),
     examples_per_cpu_second: Math.round(examples / cpuUsed),
     batches,
+    threads: result.stats.threads,
     ms_per_batch: ms,
   };
 }
@@ -115,12 +119,17 @@ export async function run(argv: string[]): Promise<number> {
 
   const ml = await loadDataset(`ml100k:${ml100kDir()}`);
   const mlResult = await measureTraining(ml, batches, warmup);
-  say(`ml-100k: ${mlResult.examples_per_second} examples/s (${mlResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(mlResult.ms_per_batch)}`);
+  say(`ml-100k: ${mlResult.examples_per_second} examples/s with ${mlResult.threads} thread(s) (${mlResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(mlResult.ms_per_batch)}`);
+  let mlSingle: TrainBenchResult | null = null;
+  if (mlResult.threads !== 1) {
+    mlSingle = await measureTraining(ml, batches, warmup, 1);
+    say(`ml-100k, single thread: ${mlSingle.examples_per_second} examples/s (${mlSingle.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(mlSingle.ms_per_batch)}`);
+  }
 
   const synSpec = `synthetic:items=100000,users=${users},seed=1`;
   const syn = await loadDataset(synSpec);
   const synResult = await measureTraining(syn, batches, warmup);
-  say(`${synSpec}: ${synResult.examples_per_second} examples/s (${synResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(synResult.ms_per_batch)}`);
+  say(`${synSpec}: ${synResult.examples_per_second} examples/s with ${synResult.threads} thread(s) (${synResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(synResult.ms_per_batch)}`);
 
   let naive: { examples_per_second: number; batches: number } | null = null;
   if (!argv.includes("--no-baseline")) {
@@ -147,6 +156,7 @@ export async function run(argv: string[]): Promise<number> {
         backend: backend.name,
         reference_size: REFERENCE_SIZE,
         ml100k: mlResult,
+        ml100k_single_thread: mlSingle,
         synthetic_100k_items: synResult,
         naive_dense_ml100k: naive,
         pytorch_reference_examples_per_second: PYTORCH_REFERENCE_EXAMPLES_PER_SECOND,

@@ -65,6 +65,7 @@ export interface BundleManifest {
     readonly steps: number;
     readonly examples: number;
     readonly backend: string;
+    readonly threads: number;
   };
   /** External item ids in the row order of item_embeddings.f32. */
   readonly itemIds: readonly string[];
@@ -183,6 +184,7 @@ export function manifestFor(result: TrainResult): BundleManifest {
       steps: stats.steps,
       examples: stats.examples,
       backend: stats.backend,
+      threads: stats.threads,
     },
     itemIds: space.items.tokens,
     files: {

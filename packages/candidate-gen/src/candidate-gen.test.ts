@@ -11,7 +11,7 @@ import { CandidateGenModel } from "./model.js";
 import { AliasSampler } from "./sampler.js";
 import { SparseTable } from "./sparse.js";
 import { sequentialDataset } from "./test-helpers.js";
-import { TrainStep } from "./train-step.js";
+import { type StepInputs, TrainStep } from "./train-step.js";
 import { buildExamples, trainCandidateGen } from "./trainer.js";
 
 beforeAll(async () => {
@@ -93,41 +93,45 @@ describe("training step", () => {
   const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu" };
   const negatives = 6;
 
-  function setup(seed: number): { model: CandidateGenModel; step: TrainStep; batch: EncodedBatch; labels: Int32Array } {
+  function setup(seed: number, negs: number[]): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
     const model = CandidateGenModel.create(space, config, new Rng(seed), 0.5);
-    const weights = new Float64Array(space.items.size - 1).fill(1);
-    const step = new TrainStep(
-      model,
-      { batchSize: 8, negatives, logQ: true, learningRate: 0.01, l2: 0, embeddings: { optimizer: "adam", learningRate: 0.01, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 } },
-      new AliasSampler(weights),
-      new Rng(seed, 1),
-    );
+    const step = new TrainStep(model, {
+      batchSize: 8,
+      negatives,
+      learningRate: 0.01,
+      l2: 0,
+      embeddings: { optimizer: "adam", learningRate: 0.01, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    });
     const batch = EncodedBatch.forSpace(space, 8);
     const labels = new Int32Array(8);
+    const labelOffsets = new Float32Array(8);
     for (let i = 0; i < 5; i++) {
       const e = i * 7;
       const user = examples.users[examples.user[e]!]!;
       const t = examples.pos[e]!;
       encodeResolved(space, user, t, user.watchTimes[t]!, user.watchTimes[t]!, batch, i);
       labels[i] = user.watchIds[t]!;
+      labelOffsets[i] = -0.1 * i; // arbitrary logQ offsets: the gradient must account for them
     }
     batch.size = 5;
-    return { model, step, batch, labels };
+    const negativeOffsets = Float32Array.from(negs, (_, j) => 0.2 * j - 0.5);
+    return { model, step, inputs: { batch, labels, labelOffsets, negatives: Int32Array.from(negs), negativeOffsets } };
   }
 
   it("matches numerical gradients (embedding rows, output rows and tower weights)", () => {
-    const { model, step, batch, labels } = setup(11);
-    const negs = Int32Array.from([labels[0]!, 3, 9, 17, 25, 33]); // includes an accidental hit
+    const probe = setup(11, [1, 3, 9, 17, 25, 33]);
+    const label0 = probe.inputs.labels[0]!;
+    probe.step.dispose();
+    probe.model.dispose();
+    const { model, step, inputs } = setup(11, [label0, 3, 9, 17, 25, 33]); // includes an accidental hit
+    const { batch, labels } = inputs;
     const lossOf = (): number => {
-      const r = step.forwardBackward(batch, labels, negs);
+      const r = step.forwardBackward(inputs);
       tf.dispose(r.towerGrads);
-      model.watch.clearGrad();
-      model.search.clearGrad();
-      model.output.clearGrad();
-      for (const t of model.categorical) t.clearGrad();
-      return r.loss;
+      step.clearSparseGrads();
+      return r.lossSum / batch.size;
     };
-    const { towerGrads } = step.forwardBackward(batch, labels, negs);
+    const { towerGrads } = step.forwardBackward(inputs);
     const watchRow = batch.watchIds[0]!;
     const analytic = {
       watch: model.watch.gradOf(watchRow),
@@ -138,7 +142,7 @@ describe("training step", () => {
       b1: towerGrads[3]!.dataSync().slice(),
     };
     tf.dispose(towerGrads);
-    for (const t of [model.watch, model.search, model.output, ...model.categorical]) t.clearGrad();
+    step.clearSparseGrads();
 
     const eps = 1e-2;
     const numeric = (data: Float32Array, index: number): number => {
@@ -162,49 +166,55 @@ describe("training step", () => {
     for (let c = 0; c < config.categoricalDim; c++) {
       check(analytic.occupation[c]!, numeric(model.categorical[1]!.data, batch.categorical[1]! * config.categoricalDim + c));
     }
-    // Tower weights: perturb through the variable.
-    const layer0 = model.layers[0]!;
-    const w0 = layer0.w.dataSync().slice();
-    for (const idx of [0, 5, 17, 40]) {
-      const num = (() => {
-        const v = w0[idx]!;
-        w0[idx] = v + eps;
-        layer0.w.assign(tf.tensor2d(w0, [layer0.inDim, layer0.outDim]));
-        const up = lossOf();
-        w0[idx] = v - eps;
-        layer0.w.assign(tf.tensor2d(w0, [layer0.inDim, layer0.outDim]));
-        const down = lossOf();
-        w0[idx] = v;
-        layer0.w.assign(tf.tensor2d(w0, [layer0.inDim, layer0.outDim]));
-        return (up - down) / (2 * eps);
-      })();
-      check(analytic.w0[idx]!, num);
-    }
-    const layer1 = model.layers[1]!;
-    const b1 = layer1.b.dataSync().slice();
-    for (let idx = 0; idx < b1.length; idx++) {
-      const v = b1[idx]!;
-      b1[idx] = v + eps;
-      layer1.b.assign(tf.tensor1d(b1));
+    // Tower weights: perturb through the variables.
+    const perturb = (variable: tf.Variable, values: Float32Array, shape: number[], idx: number): number => {
+      const v = values[idx]!;
+      values[idx] = v + eps;
+      variable.assign(tf.tensor(values, shape));
       const up = lossOf();
-      b1[idx] = v - eps;
-      layer1.b.assign(tf.tensor1d(b1));
+      values[idx] = v - eps;
+      variable.assign(tf.tensor(values, shape));
       const down = lossOf();
-      b1[idx] = v;
-      layer1.b.assign(tf.tensor1d(b1));
-      check(analytic.b1[idx]!, (up - down) / (2 * eps));
-    }
+      values[idx] = v;
+      variable.assign(tf.tensor(values, shape));
+      return (up - down) / (2 * eps);
+    };
+    const layer0 = model.layers[0]!;
+    const w0 = layer0.w.dataSync().slice() as Float32Array;
+    for (const idx of [0, 5, 17, 40]) check(analytic.w0[idx]!, perturb(layer0.w, w0, [layer0.inDim, layer0.outDim], idx));
+    const layer1 = model.layers[1]!;
+    const b1 = layer1.b.dataSync().slice() as Float32Array;
+    for (let idx = 0; idx < b1.length; idx++) check(analytic.b1[idx]!, perturb(layer1.b, b1, [layer1.outDim], idx));
     step.dispose();
     model.dispose();
   });
 
+  it("splits a batch into row ranges whose gradients add up to the whole batch's", () => {
+    const negs = [2, 3, 9, 17, 25, 33];
+    const a = setup(13, negs);
+    const whole = a.step.forwardBackward(a.inputs);
+    const wholeW = whole.towerGrads[0]!.dataSync().slice();
+    const wholeOut = a.model.output.gradOf(17);
+    tf.dispose(whole.towerGrads);
+    a.step.clearSparseGrads();
+    const first = a.step.forwardBackward(a.inputs, 0, 2, 5);
+    const second = a.step.forwardBackward(a.inputs, 2, 5, 5);
+    const sumW = first.towerGrads[0]!.dataSync().map((v, i) => v + second.towerGrads[0]!.dataSync()[i]!);
+    expect(first.lossSum + second.lossSum).toBeCloseTo(whole.lossSum, 4);
+    for (let i = 0; i < sumW.length; i++) expect(sumW[i]!).toBeCloseTo(wholeW[i]!, 5);
+    const splitOut = a.model.output.gradOf(17);
+    for (let c = 0; c < splitOut.length; c++) expect(splitOut[c]!).toBeCloseTo(wholeOut[c]!, 5);
+    tf.dispose([...first.towerGrads, ...second.towerGrads]);
+    a.step.dispose();
+    a.model.dispose();
+  });
+
   it("updates only the embedding rows a batch touched", () => {
-    const { model, step, batch, labels } = setup(12);
-    const negs = step.sampleNegatives().slice();
+    const { model, step, inputs } = setup(12, [2, 3, 9, 17, 25, 33]);
+    const { batch, labels, negatives: negs } = inputs;
     const watchBefore = model.watch.data.slice();
     const outBefore = model.output.data.slice();
-    const { towerGrads } = step.forwardBackward(batch, labels, negs);
-    step.applyUpdates(towerGrads);
+    step.run(inputs);
     const touchedWatch = new Set<number>();
     for (let b = 0; b < batch.size; b++) for (let k = 0; k < batch.watchCount[b]!; k++) touchedWatch.add(batch.watchIds[b * batch.historyLength + k]!);
     const touchedOut = new Set<number>([...Array.from(labels.subarray(0, batch.size)), ...Array.from(negs)]);
@@ -223,7 +233,7 @@ describe("training step", () => {
 });
 
 describe("trainCandidateGen", () => {
-  const small = { epochs: 2, batchSize: 64, negatives: 20, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] }, features: { historyLength: 5 } };
+  const small = { threads: 1, epochs: 2, batchSize: 64, negatives: 20, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] }, features: { historyLength: 5 } };
 
   it("is deterministic for a seed", async () => {
     const ds = sequentialDataset({ users: 60, items: 50, eventsPerUser: 10, follow: 0.7, seed: 2 });
@@ -235,6 +245,18 @@ describe("trainCandidateGen", () => {
     expect(Array.from(a.model.layers[0]!.w.dataSync())).toEqual(Array.from(b.model.layers[0]!.w.dataSync()));
     expect(Array.from(a.model.output.data)).not.toEqual(Array.from(c.model.output.data));
     for (const r of [a, b, c]) r.model.dispose();
+  });
+
+  it("gives the same model with two threads on every run, close to the single-threaded one", async () => {
+    const ds = sequentialDataset({ users: 60, items: 50, eventsPerUser: 10, follow: 0.7, seed: 2 });
+    const a = await trainCandidateGen(ds, { ...small, seed: 7, threads: 2 });
+    const b = await trainCandidateGen(ds, { ...small, seed: 7, threads: 2 });
+    const single = await trainCandidateGen(ds, { ...small, seed: 7, threads: 1 });
+    expect(Array.from(a.model.output.data)).toEqual(Array.from(b.model.output.data));
+    expect(Array.from(a.model.layers[1]!.w.dataSync())).toEqual(Array.from(b.model.layers[1]!.w.dataSync()));
+    expect(a.stats.epochLosses[0]!).toBeCloseTo(single.stats.epochLosses[0]!, 2);
+    expect(Math.abs(a.stats.finalLoss - single.stats.finalLoss)).toBeLessThan(0.01 * single.stats.finalLoss);
+    for (const r of [a, b, single]) r.model.dispose();
   });
 
   it("never trains on the held-out events", async () => {
@@ -259,6 +281,7 @@ describe("trainCandidateGen", () => {
   it("learns planted sequential structure and beats most-popular on held-out next watches", async () => {
     const ds = sequentialDataset({ users: 400, items: 200, eventsPerUser: 25, follow: 0.7, seed: 1 });
     const result = await trainCandidateGen(ds, {
+      threads: 1,
       epochs: 3,
       batchSize: 128,
       negatives: 50,
@@ -283,7 +306,7 @@ describe("trainCandidateGen", () => {
 describe("bundle", () => {
   it("saves and loads: same manifest, item embeddings and user vectors", async () => {
     const ds = sequentialDataset({ users: 50, items: 60, eventsPerUser: 8, follow: 0.8, seed: 3 });
-    const result = await trainCandidateGen(ds, { epochs: 1, batchSize: 32, negatives: 10, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] } });
+    const result = await trainCandidateGen(ds, { threads: 1, epochs: 1, batchSize: 32, negatives: 10, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] } });
     const inMemory = bundleFromTraining(result);
     const dir = await mkdtemp(join(tmpdir(), "cg-bundle-"));
     try {

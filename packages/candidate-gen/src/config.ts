@@ -43,6 +43,13 @@ export interface TrainConfig {
   /** Learning rates decay linearly to this fraction of their value over training (1 = constant). */
   readonly finalLearningRateFraction: number;
   readonly seed: number;
+  /**
+   * Threads for synchronous data-parallel training: 1 (single-threaded), 2 (the main thread and
+   * one worker; see parallel.ts), or 0 = automatic (2 when the machine has two or more cores and
+   * there are at least 50 batches per epoch, else 1). A seed gives the same model for a given
+   * thread count.
+   */
+  readonly threads: number;
 }
 
 export const DEFAULT_MODEL_CONFIG: ModelConfig = {
@@ -69,6 +76,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   minHistory: 1,
   finalLearningRateFraction: 1,
   seed: 1,
+  threads: 0,
 };
 
 export function validateModelConfig(c: ModelConfig): void {
@@ -96,6 +104,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!(c.finalLearningRateFraction > 0 && c.finalLearningRateFraction <= 1)) throw new Error(`train config: finalLearningRateFraction must be in (0, 1]`);
   if (c.embeddingOptimizer !== "adam" && c.embeddingOptimizer !== "adagrad") throw new Error(`train config: embeddingOptimizer must be "adam" or "adagrad"`);
   if (!Number.isSafeInteger(c.seed)) throw new Error(`train config: seed must be an integer, got ${c.seed}`);
+  if (c.threads !== 0 && c.threads !== 1 && c.threads !== 2) throw new Error(`train config: threads must be 0 (automatic), 1 or 2, got ${c.threads}`);
 }
 
 /** Options of {@link trainCandidateGen}: every field optional, defaults above. */

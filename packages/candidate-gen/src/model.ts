@@ -87,11 +87,14 @@ export class CandidateGenModel {
     this.layers = layers;
   }
 
-  /** A freshly initialised model: embeddings N(0, initScale²), tower He-uniform, biases 0. */
-  static create(space: FeatureSpace, config: ModelConfig, rng: Rng, initScale: number): CandidateGenModel {
+  /**
+   * A freshly initialised model: embeddings N(0, initScale²), tower He-uniform, biases 0.
+   * `alloc` provides the embedding tables' storage (e.g. views of SharedArrayBuffers).
+   */
+  static create(space: FeatureSpace, config: ModelConfig, rng: Rng, initScale: number, alloc: (n: number) => Float32Array = (n) => new Float32Array(n)): CandidateGenModel {
     validateModelConfig(config);
     const normal = (n: number): Float32Array => {
-      const a = new Float32Array(n);
+      const a = alloc(n);
       for (let i = 0; i < n; i++) a[i] = rng.normal() * initScale;
       return a;
     };
@@ -122,12 +125,12 @@ export class CandidateGenModel {
   }
 
   /**
-   * Writes the tower input x of each batch row into `x` (batch.size × inputDim, row-major):
+   * Writes the tower input x of batch rows start..end-1 into `x` ((end − start) × inputDim, row-major):
    * mean-pooled watch and search embeddings (zeros for an empty window), categorical embeddings,
    * continuous values.
    */
-  pool(batch: EncodedBatch, x: Float32Array): void {
-    const rows = batch.size;
+  pool(batch: EncodedBatch, x: Float32Array, start = 0, end = batch.size): void {
+    const rows = end - start;
     const inDim = this.inputDim;
     const d = this.config.embeddingDim;
     const ds = this.config.searchDim;
@@ -138,14 +141,21 @@ export class CandidateGenModel {
     const st = this.search.data;
     if (x.length < rows * inDim) throw new Error("pool: input buffer too small");
     x.fill(0, 0, rows * inDim);
-    for (let b = 0; b < rows; b++) {
-      const xo = b * inDim;
+    for (let b = start; b < end; b++) {
+      const xo = (b - start) * inDim;
       const wc = batch.watchCount[b]!;
       if (wc > 0) {
         const inv = 1 / wc;
         for (let k = 0; k < wc; k++) {
           const ro = batch.watchIds[b * n + k]! * d;
-          for (let c = 0; c < d; c++) x[xo + c]! += wt[ro + c]!;
+          let c = 0;
+          for (; c + 3 < d; c += 4) {
+            x[xo + c]! += wt[ro + c]!;
+            x[xo + c + 1]! += wt[ro + c + 1]!;
+            x[xo + c + 2]! += wt[ro + c + 2]!;
+            x[xo + c + 3]! += wt[ro + c + 3]!;
+          }
+          for (; c < d; c++) x[xo + c]! += wt[ro + c]!;
         }
         for (let c = 0; c < d; c++) x[xo + c]! *= inv;
       }

@@ -1,86 +1,81 @@
-import type { Rng } from "@recsys/data";
 import { type EncodedBatch, NUM_CATEGORICAL } from "@recsys/features";
 import { tf } from "@recsys/tf";
 import type { CandidateGenModel } from "./model.js";
-import type { AliasSampler } from "./sampler.js";
 import type { SparseOptimizerConfig } from "./sparse.js";
 
 /** Settings of one optimisation step. */
 export interface StepConfig {
   readonly batchSize: number;
   readonly negatives: number;
-  readonly logQ: boolean;
   readonly learningRate: number;
   readonly embeddings: SparseOptimizerConfig;
   readonly l2: number;
 }
 
-/** Logit offset that removes a sampled negative equal to the row's positive ("accidental hit"). */
+/**
+ * The inputs of one step (arrays may be views of SharedArrayBuffers read by several threads):
+ * the encoded batch, each row's positive (item vocabulary id) and logit offset, the S shared
+ * negatives and their offsets. Offsets are −log Q(j), Q(j) = S·p(j) the expected count of j in
+ * the sample (the logQ correction), or 0 without correction.
+ */
+export interface StepInputs {
+  readonly batch: EncodedBatch;
+  readonly labels: Int32Array;
+  readonly labelOffsets: Float32Array;
+  readonly negatives: Int32Array;
+  readonly negativeOffsets: Float32Array;
+}
+
+/** Logit of a sampled negative equal to the row's positive ("accidental hit"): removed. */
 const MASKED = -1e9;
 
 /**
- * One sampled-softmax training step, with hand-written backpropagation:
+ * Forward and backward pass of the sampled softmax for a range of batch rows, backpropagated by
+ * hand (no tfjs autograd tape):
  *
- * JS: pool embeddings into x (B × inputDim); gather the positives' output embeddings V⁺ (B × d)
- *     and the S shared negatives' V⁻ (S × d, and its transpose); logit offsets −log Q(j) (logQ
- *     correction, Q(j) = S·p(j) the expected count of j in the sample) and accidental-hit masks.
- * tfjs: u = tower(x); logits = [u·v⁺_b, u·V⁻ᵀ] + offsets; p = softmax(logits);
- *     loss = mean_b −log p_b0; ∂logits = (p − e₀)/B, then ∂u, ∂V⁺, ∂V⁻, the tower weight
- *     gradients and ∂x by the chain rule. Every matmul is written without transposed operands
- *     (explicit tf.transpose instead), which keeps tfjs-wasm on its fast XNNPACK kernel.
- * JS: scatter ∂x into the touched watch / search / categorical rows (÷ window size for the mean
- *     pooling), ∂V⁺ and ∂V⁻ into the touched output rows, then lazy Adam on those rows only;
- *     the tower weights take a tfjs Adam step.
+ * JS:   x = pooled embeddings (rows × inputDim) and xᵀ; the negatives' output embeddings V⁻
+ *       (S × d) and V⁻ᵀ; the positives' v⁺_b.
+ * tfjs: u = tower(x) (fused matmul + bias + ReLU per layer); N = u·V⁻ᵀ.
+ * JS:   logits [u_b·v⁺_b + o⁺_b, N_bj + o⁻_j] (accidental hits masked), softmax, loss, and
+ *       ∂logits = (p − e₀)/B; ∂v⁺_b = ∂pos_b·u_b straight into the output table's gradient.
+ * tfjs: ∂u = ∂pos·v⁺ + ∂N·V⁻, ∂V⁻ᵀ = uᵀ·∂N, then the tower: ∂z = ∂h ⊙ [h > 0],
+ *       ∂W = inᵀ·∂z, ∂b = 1ᵀ·∂z, ∂in = ∂z·Wᵀ down to ∂x.
+ *       Every matmul has untransposed operands (transposes are explicit or built in JS), which
+ *       keeps tfjs-wasm on its XNNPACK kernel; its transposed-operand kernel is ~10x slower.
+ * JS:   ∂x is scattered into the touched watch / search / categorical rows (÷ window size for
+ *       the mean pooling) and ∂V⁻ into the negatives' output rows: sparse gradients.
  */
 export class TrainStep {
   private readonly x: Float32Array;
   private readonly xT: Float32Array;
-  private readonly dNeg: Float32Array;
-  private readonly dNegT: Float32Array;
-  private readonly dUPos: Float32Array;
   private readonly vPos: Float32Array;
   private readonly vNeg: Float32Array;
   private readonly vNegT: Float32Array;
-  private readonly negatives: Int32Array;
-  private readonly negOffset: Float32Array;
+  private readonly dNeg: Float32Array;
+  private readonly dUPos: Float32Array;
   private readonly optimizer: tf.AdamOptimizer;
   private readonly ones = new Map<number, tf.Tensor2D>();
-  private lr: number;
+  private embeddingScale = 1;
+
+  /** Milliseconds spent in each phase so far (for profiling and the benchmark). */
+  readonly profile: Record<string, number> = {};
 
   constructor(
     readonly model: CandidateGenModel,
     readonly config: StepConfig,
-    private readonly sampler: AliasSampler,
-    private readonly rng: Rng,
   ) {
     const b = config.batchSize;
     const s = config.negatives;
     const d = model.dim;
     this.x = new Float32Array(b * model.inputDim);
     this.xT = new Float32Array(b * model.inputDim);
-    this.dNeg = new Float32Array(b * s);
-    this.dNegT = new Float32Array(b * s);
-    this.dUPos = new Float32Array(b * d);
     this.vPos = new Float32Array(b * d);
     this.vNeg = new Float32Array(s * d);
     this.vNegT = new Float32Array(d * s);
-    this.negatives = new Int32Array(s);
-    this.negOffset = new Float32Array(s);
-    this.lr = config.learningRate;
+    this.dNeg = new Float32Array(b * s);
+    this.dUPos = new Float32Array(b * d);
     this.optimizer = tf.train.adam(config.learningRate);
   }
-
-  /** Scales both the tower and the embedding learning rates (for a decay schedule). */
-  setLearningRateScale(scale: number): void {
-    this.lr = this.config.learningRate * scale;
-    // tfjs's Adam reads its (protected) learningRate field at every step.
-    (this.optimizer as unknown as { learningRate: number }).learningRate = this.lr;
-    this.embeddingScale = scale;
-  }
-  private embeddingScale = 1;
-
-  /** Milliseconds spent in each phase of the step so far (for profiling and the benchmark). */
-  readonly profile: Record<string, number> = {};
 
   private tick(phase: string, since: number): number {
     const now = performance.now();
@@ -88,18 +83,14 @@ export class TrainStep {
     return now;
   }
 
-  /** Draws the batch's shared negatives (item vocabulary ids) from the sampler. */
-  sampleNegatives(): Int32Array {
-    for (let i = 0; i < this.negatives.length; i++) this.negatives[i] = this.sampler.sample(this.rng) + 1;
-    return this.negatives;
+  /** Scales both the tower and the embedding learning rates (for a decay schedule). */
+  setLearningRateScale(scale: number): void {
+    // tfjs's Adam reads its (protected) learningRate field at every step.
+    (this.optimizer as unknown as { learningRate: number }).learningRate = this.config.learningRate * scale;
+    this.embeddingScale = scale;
   }
 
-  /** −log Q(j) for item vocabulary id j (0 without the logQ correction). */
-  private logitOffset(id: number): number {
-    return this.config.logQ ? -Math.log(this.config.negatives * this.sampler.prob(id - 1)) : 0;
-  }
-
-  /** A cached [1 × rows] tensor of ones (bias gradients as ones·G, faster than a column sum). */
+  /** A cached [1 × rows] tensor of ones (bias gradients as 1ᵀ·∂z: faster than a column sum). */
   private onesFor(rows: number): tf.Tensor2D {
     let t = this.ones.get(rows);
     if (t === undefined) {
@@ -110,31 +101,36 @@ export class TrainStep {
   }
 
   /**
-   * Forward and backward pass for rows 0..batch.size-1 with positives `labels` (item vocabulary
-   * ids) and the given negatives. Accumulates the embedding gradients into the sparse tables and
-   * returns the loss and the tower gradients (the caller applies or disposes them).
+   * Forward and backward pass for batch rows start..end-1, the loss being the mean over
+   * `totalRows` rows (the whole batch, which other threads may share). Accumulates embedding
+   * gradients into the model's sparse tables; returns the summed loss of these rows and the tower
+   * gradients [∂W₀, ∂b₀, ∂W₁, …] (the caller applies or disposes them).
    */
-  forwardBackward(batch: EncodedBatch, labels: Int32Array, negatives: Int32Array): { loss: number; towerGrads: tf.Tensor[] } {
+  forwardBackward(inputs: StepInputs, start = 0, end = inputs.batch.size, totalRows = end - start): { lossSum: number; towerGrads: tf.Tensor[] } {
     const model = this.model;
-    const rows = batch.size;
-    const s = negatives.length;
+    const { batch, labels, labelOffsets, negatives, negativeOffsets } = inputs;
+    const rows = end - start;
+    const s = this.config.negatives;
     const d = model.dim;
     const inDim = model.inputDim;
-    if (rows < 1 || rows > this.config.batchSize) throw new Error(`TrainStep: batch of ${rows} rows, capacity ${this.config.batchSize}`);
-    if (s !== this.config.negatives) throw new Error(`TrainStep: ${s} negatives, configured ${this.config.negatives}`);
+    if (rows < 1 || rows > this.config.batchSize || start < 0 || end > batch.size) throw new Error(`TrainStep: rows ${start}..${end} out of the batch (${batch.size} rows, capacity ${this.config.batchSize})`);
+    if (negatives.length < s || negativeOffsets.length < s) throw new Error(`TrainStep: fewer than ${s} negatives`);
 
     // --- JS: inputs.
     let t = performance.now();
     const x = this.x;
     const xT = this.xT;
-    model.pool(batch, x);
-    for (let b = 0; b < rows; b++) {
-      const o = b * inDim;
-      for (let c = 0; c < inDim; c++) xT[c * rows + b] = x[o + c]!;
+    model.pool(batch, x, start, end);
+    for (let i = 0; i < rows; i++) {
+      const o = i * inDim;
+      for (let c = 0; c < inDim; c++) xT[c * rows + i] = x[o + c]!;
     }
     t = this.tick("pool", t);
     const out = model.output.data;
-    for (let b = 0; b < rows; b++) this.vPos.set(out.subarray(labels[b]! * d, (labels[b]! + 1) * d), b * d);
+    for (let i = 0; i < rows; i++) {
+      const label = labels[start + i]!;
+      this.vPos.set(out.subarray(label * d, (label + 1) * d), i * d);
+    }
     for (let j = 0; j < s; j++) {
       const ro = negatives[j]! * d;
       for (let c = 0; c < d; c++) {
@@ -143,8 +139,6 @@ export class TrainStep {
         this.vNegT[c * s + j] = v;
       }
     }
-    const negOffset = this.negOffset;
-    for (let j = 0; j < s; j++) negOffset[j] = this.logitOffset(negatives[j]!);
     t = this.tick("gather", t);
 
     // --- tfjs: the tower and the negatives' logits.
@@ -160,23 +154,22 @@ export class TrainStep {
     negLogitsT.dispose();
     t = this.tick("tfjs_forward", t);
 
-    // --- JS: sampled softmax with logQ correction, loss and ∂logits (÷ rows for the mean).
+    // --- JS: sampled softmax, loss and ∂logits (÷ totalRows: the loss is the batch mean).
     const vPos = this.vPos;
     const dNeg = this.dNeg;
-    const dNegT = this.dNegT;
     const dUPos = this.dUPos;
     const output = model.output;
-    let loss = 0;
-    const invRows = 1 / rows;
-    for (let b = 0; b < rows; b++) {
-      const pos = labels[b]!;
-      const uo = b * d;
-      let lp = this.logitOffset(pos);
+    let lossSum = 0;
+    const invRows = 1 / totalRows;
+    for (let i = 0; i < rows; i++) {
+      const pos = labels[start + i]!;
+      const uo = i * d;
+      let lp = labelOffsets[start + i]!;
       for (let c = 0; c < d; c++) lp += uv[uo + c]! * vPos[uo + c]!;
-      const lo = b * s;
+      const lo = i * s;
       let m = lp;
       for (let j = 0; j < s; j++) {
-        const l = negatives[j] === pos ? MASKED : negLogits[lo + j]! + negOffset[j]!;
+        const l = negatives[j] === pos ? MASKED : negLogits[lo + j]! + negativeOffsets[j]!;
         dNeg[lo + j] = l;
         if (l > m) m = l;
       }
@@ -187,25 +180,21 @@ export class TrainStep {
         dNeg[lo + j] = e;
         z += e;
       }
-      loss += Math.log(z) - (lp - m);
+      lossSum += Math.log(z) - (lp - m);
       const scale = invRows / z;
-      for (let j = 0; j < s; j++) {
-        const g = dNeg[lo + j]! * scale;
-        dNeg[lo + j] = g;
-        dNegT[j * rows + b] = g;
-      }
+      for (let j = 0; j < s; j++) dNeg[lo + j]! *= scale;
       const dPos = ep * scale - invRows;
       for (let c = 0; c < d; c++) dUPos[uo + c] = dPos * vPos[uo + c]!;
       output.addGrad(pos, uv, uo, dPos);
     }
-    loss *= invRows;
     t = this.tick("softmax", t);
 
     // --- tfjs: backward through the logits and the tower.
-    const [dX, dVNeg, ...towerGrads] = tf.tidy(() => {
+    const [dX, dVNegT, ...towerGrads] = tf.tidy(() => {
       const dNegM = tf.tensor2d(dNeg.subarray(0, rows * s), [rows, s]);
       const dU = tf.add(tf.tensor2d(dUPos.subarray(0, rows * d), [rows, d]), tf.matMul(dNegM, tf.tensor2d(this.vNeg, [s, d]))) as tf.Tensor2D;
-      const dVNegM = tf.matMul(tf.tensor2d(dNegT.subarray(0, s * rows), [s, rows]), u);
+      // ∂V⁻ᵀ = uᵀ·∂N (d × S): transposing u (rows × d) is cheaper than transposing ∂N (rows × S).
+      const dVNegT = tf.matMul(tf.transpose(u), dNegM);
       const ones = this.onesFor(rows);
       const grads: tf.Tensor[] = new Array(2 * layers.length);
       let g: tf.Tensor2D = dU;
@@ -214,34 +203,34 @@ export class TrainStep {
         if (layer.relu) g = tf.mul(g, tf.step(acts[l + 1]!));
         const inT = l === 0 ? tf.tensor2d(xT.subarray(0, inDim * rows), [inDim, rows]) : tf.transpose(acts[l]!);
         let dW: tf.Tensor = tf.matMul(inT, g);
-        if (this.config.l2 > 0) dW = tf.add(dW, tf.mul(layer.w, this.config.l2));
+        if (this.config.l2 > 0) dW = tf.add(dW, tf.mul(layer.w, this.config.l2 * (rows / totalRows)));
         grads[2 * l] = dW;
         grads[2 * l + 1] = tf.reshape(tf.matMul(ones, g), [layer.outDim]);
         g = tf.matMul(g, tf.transpose(layer.w));
       }
-      return [g, dVNegM, ...grads];
+      return [g, dVNegT, ...grads];
     });
     tf.dispose(acts);
     const dx = dX!.dataSync() as Float32Array;
-    const dvNeg = dVNeg!.dataSync() as Float32Array;
-    tf.dispose([dX!, dVNeg!]);
+    const dvNegT = dVNegT!.dataSync() as Float32Array;
+    tf.dispose([dX!, dVNegT!]);
     t = this.tick("tfjs_backward", t);
 
-    this.scatterInputGrads(batch, dx);
-    for (let j = 0; j < s; j++) output.addGrad(negatives[j]!, dvNeg, j * d, 1);
+    this.scatterInputGrads(batch, dx, start, end);
+    for (let j = 0; j < s; j++) output.addGradStrided(negatives[j]!, dvNegT, j, s, 1);
     this.tick("scatter", t);
-    return { loss, towerGrads };
+    return { lossSum, towerGrads };
   }
 
   /** ∂x → touched embedding rows (mean pooling spreads ∂ over the window: ÷ count). */
-  private scatterInputGrads(batch: EncodedBatch, dx: Float32Array): void {
+  private scatterInputGrads(batch: EncodedBatch, dx: Float32Array, start: number, end: number): void {
     const model = this.model;
     const inDim = model.inputDim;
     const n = batch.historyLength;
     const m = batch.searchLength;
     const dc = model.config.categoricalDim;
-    for (let b = 0; b < batch.size; b++) {
-      const xo = b * inDim;
+    for (let b = start; b < end; b++) {
+      const xo = (b - start) * inDim;
       const wc = batch.watchCount[b]!;
       for (let k = 0; k < wc; k++) model.watch.addGrad(batch.watchIds[b * n + k]!, dx, xo + model.offsets.watch, 1 / wc);
       const sc = batch.searchCount[b]!;
@@ -252,30 +241,43 @@ export class TrainStep {
     }
   }
 
-  /** Applies accumulated gradients: tfjs Adam on the tower, lazy sparse updates on the tables. */
-  applyUpdates(towerGrads: tf.Tensor[]): void {
-    const model = this.model;
+  /** Tfjs Adam step on the tower with gradients [∂W₀, ∂b₀, …]; disposes them. */
+  applyTowerGrads(towerGrads: tf.Tensor[]): void {
+    const t = performance.now();
     const named: { name: string; tensor: tf.Tensor }[] = [];
-    model.layers.forEach((layer, l) => {
+    this.model.layers.forEach((layer, l) => {
       named.push({ name: layer.w.name, tensor: towerGrads[2 * l]! }, { name: layer.b.name, tensor: towerGrads[2 * l + 1]! });
     });
-    let t = performance.now();
     this.optimizer.applyGradients(named);
     tf.dispose(towerGrads);
-    t = this.tick("tower_adam", t);
+    this.tick("tower_adam", t);
+  }
+
+  /** Lazy sparse updates of the rows touched since the last call, on every table. */
+  applySparseGrads(): void {
+    const t = performance.now();
+    const model = this.model;
     const emb: SparseOptimizerConfig = { ...this.config.embeddings, learningRate: this.config.embeddings.learningRate * this.embeddingScale };
     model.watch.apply(emb);
     model.search.apply(emb);
-    for (const t of model.categorical) t.apply(emb);
+    for (const table of model.categorical) table.apply(emb);
     if (model.output !== model.watch) model.output.apply(emb);
     this.tick("sparse_update", t);
   }
 
-  /** A full step: sample negatives, forward/backward, update. Returns the batch loss. */
-  run(batch: EncodedBatch, labels: Int32Array): number {
-    const { loss, towerGrads } = this.forwardBackward(batch, labels, this.sampleNegatives());
-    this.applyUpdates(towerGrads);
-    return loss;
+  /** Drops accumulated sparse gradients without applying them. */
+  clearSparseGrads(): void {
+    const model = this.model;
+    for (const table of [model.watch, model.search, model.output, ...model.categorical]) table.clearGrad();
+  }
+
+  /** A whole single-threaded step on all rows: forward/backward, then the updates. Returns the mean loss. */
+  run(inputs: StepInputs): number {
+    const rows = inputs.batch.size;
+    const { lossSum, towerGrads } = this.forwardBackward(inputs, 0, rows, rows);
+    this.applyTowerGrads(towerGrads);
+    this.applySparseGrads();
+    return lossSum / rows;
   }
 
   dispose(): void {

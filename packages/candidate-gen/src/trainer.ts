@@ -1,9 +1,12 @@
+import { availableParallelism } from "node:os";
 import { type Dataset, type Holdout, lastoutSplit, Rng, trainingRows } from "@recsys/data";
 import {
   EncodedBatch,
   encodeResolved,
   type FeatureSpace,
   fitFeatureSpace,
+  NUM_CATEGORICAL,
+  NUM_CONTINUOUS,
   resolveDatasetUser,
   type ResolvedUser,
   Vocabulary,
@@ -19,8 +22,10 @@ import {
 } from "./config.js";
 import { tf } from "@recsys/tf";
 import { CandidateGenModel } from "./model.js";
+import { ParallelStep } from "./parallel.js";
 import { AliasSampler } from "./sampler.js";
-import { TrainStep } from "./train-step.js";
+import { allocateShared, tableShapes, towerSize, viewsOf } from "./shared-step.js";
+import { type StepConfig, type StepInputs, TrainStep } from "./train-step.js";
 
 /** The training examples: example k is position pos[k] of user user[k]'s resolved history. */
 export interface TrainingExamples {
@@ -86,6 +91,8 @@ export interface TrainStats {
   readonly epochLosses: readonly number[];
   /** Milliseconds spent in each phase of the training loop (encode, pool, tfjs, scatter, ...). */
   readonly profileMs: Readonly<Record<string, number>>;
+  /** Threads used (1 or 2). */
+  readonly threads: number;
   /** tfjs backend the tower ran on. */
   readonly backend: string;
 }
@@ -99,6 +106,11 @@ export interface TrainResult {
   readonly datasetSpec: string;
   readonly datasetFingerprint: string;
   readonly stats: TrainStats;
+}
+
+/** Width of the tower input for a model config (see CandidateGenModel.inputDim). */
+function inputDimOf(c: ModelConfig): number {
+  return c.embeddingDim + c.searchDim + NUM_CATEGORICAL * c.categoricalDim + NUM_CONTINUOUS;
 }
 
 /** Training-time random streams, all derived from the seed. */
@@ -133,23 +145,50 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   for (let id = 1; id < space.items.size; id++) weights[id - 1] = Math.pow(examples.labelCounts[id]!, cfg.samplingAlpha);
   const sampler = new AliasSampler(weights);
 
-  const model = CandidateGenModel.create(space, modelCfg, new Rng(cfg.seed, STREAM_INIT), cfg.initScale);
-  const step = new TrainStep(
-    model,
-    {
-      batchSize: cfg.batchSize,
-      negatives: cfg.negatives,
-      logQ: cfg.logQ,
-      learningRate: cfg.learningRate,
-      l2: cfg.l2,
-      embeddings: { optimizer: cfg.embeddingOptimizer, learningRate: cfg.embeddingLearningRate, l2: cfg.l2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
-    },
-    sampler,
-    new Rng(cfg.seed, STREAM_NEGATIVES),
-  );
+  const stepConfig: StepConfig = {
+    batchSize: cfg.batchSize,
+    negatives: cfg.negatives,
+    learningRate: cfg.learningRate,
+    l2: cfg.l2,
+    embeddings: { optimizer: cfg.embeddingOptimizer, learningRate: cfg.embeddingLearningRate, l2: cfg.l2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+  };
+  // With two threads the embedding tables and the step inputs live in shared memory.
+  const shapes = tableShapes(space, modelCfg, cfg.batchSize, cfg.negatives);
+  const towerFloats = towerSize(inputDimOf(modelCfg), modelCfg.tower);
+  const threads = cfg.threads !== 0 ? cfg.threads : availableParallelism() >= 2 && numExamples >= 50 * cfg.batchSize ? 2 : 1;
+  const buffers = threads > 1 ? allocateShared(space, shapes, cfg.batchSize, cfg.negatives, towerFloats) : null;
+  const views = buffers === null ? null : viewsOf(buffers, space.config.historyLength, space.config.searchLength, cfg.batchSize, cfg.negatives, towerFloats);
+  let nextTable = 0;
+  const alloc = (n: number): Float32Array => {
+    if (views === null) return new Float32Array(n);
+    const t = views.tables[nextTable++];
+    if (t === undefined || t.length !== n) throw new Error("trainCandidateGen: shared table layout mismatch");
+    return t;
+  };
+  const model = CandidateGenModel.create(space, modelCfg, new Rng(cfg.seed, STREAM_INIT), cfg.initScale, alloc);
+  const step = new TrainStep(model, stepConfig);
+  let parallel: ParallelStep | null = null;
+  if (buffers !== null && views !== null) {
+    try {
+      parallel = await ParallelStep.start(step, space, modelCfg, stepConfig, buffers, views, shapes, towerFloats);
+    } catch (err) {
+      step.dispose();
+      model.dispose();
+      throw err;
+    }
+  }
+  const inputs: StepInputs = views?.inputs ?? {
+    batch: EncodedBatch.forSpace(space, cfg.batchSize),
+    labels: new Int32Array(cfg.batchSize),
+    labelOffsets: new Float32Array(cfg.batchSize),
+    negatives: new Int32Array(cfg.negatives),
+    negativeOffsets: new Float32Array(cfg.negatives),
+  };
+  const { batch, labels, labelOffsets, negatives, negativeOffsets } = inputs;
+  const negativeRng = new Rng(cfg.seed, STREAM_NEGATIVES);
+  // −log Q(j), Q(j) = S·p(j): the expected count of item j among the S sampled negatives.
+  const offsetOf = (id: number): number => (cfg.logQ ? -Math.log(cfg.negatives * sampler.prob(id - 1)) : 0);
   const shuffleRng = new Rng(cfg.seed, STREAM_SHUFFLE);
-  const batch = EncodedBatch.forSpace(space, cfg.batchSize);
-  const labels = new Int32Array(cfg.batchSize);
   const order = new Int32Array(numExamples);
   for (let i = 0; i < numExamples; i++) order[i] = i;
 
@@ -176,9 +215,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
       let epochSteps = 0;
       for (let start = 0; start < numExamples && stepsDone < totalSteps; start += cfg.batchSize) {
         const end = Math.min(numExamples, start + cfg.batchSize);
-        if (cfg.finalLearningRateFraction < 1) {
-          step.setLearningRateScale(1 - (1 - cfg.finalLearningRateFraction) * (stepsDone / Math.max(1, totalSteps - 1)));
-        }
+        const lrScale = cfg.finalLearningRateFraction < 1 ? 1 - (1 - cfg.finalLearningRateFraction) * (stepsDone / Math.max(1, totalSteps - 1)) : 1;
         const encodeStart = performance.now();
         batch.size = 0;
         for (let k = start; k < end; k++) {
@@ -187,10 +224,22 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
           const t = examples.pos[e]!;
           const time = user.watchTimes[t]!;
           encodeResolved(space, user, t, time, time, batch, k - start);
-          labels[k - start] = user.watchIds[t]!;
+          const label = user.watchIds[t]!;
+          labels[k - start] = label;
+          labelOffsets[k - start] = offsetOf(label);
+        }
+        for (let j = 0; j < cfg.negatives; j++) {
+          const id = sampler.sample(negativeRng) + 1;
+          negatives[j] = id;
+          negativeOffsets[j] = offsetOf(id);
         }
         encodeMs += performance.now() - encodeStart;
-        lossSum += step.run(batch, labels);
+        if (parallel !== null) {
+          lossSum += parallel.run(lrScale);
+        } else {
+          step.setLearningRateScale(lrScale);
+          lossSum += step.run(inputs);
+        }
         epochSteps++;
         stepsDone++;
         examplesDone += end - start;
@@ -221,6 +270,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
     throw err;
   } finally {
     step.dispose();
+    if (parallel !== null) await parallel.close();
   }
 
   const seconds = (performance.now() - loopStart) / 1000;
@@ -242,6 +292,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
       finalLoss: epochLosses[epochLosses.length - 1] ?? NaN,
       epochLosses,
       backend: tf.getBackend(),
+      threads,
       profileMs: { encode: encodeMs, ...step.profile },
     },
   };

@@ -249,21 +249,46 @@ export class EncodedBatch {
   /** Rows filled. */
   size = 0;
 
+  /**
+   * `buffer` (optional) backs every array, e.g. a SharedArrayBuffer of
+   * {@link EncodedBatch.byteLength} bytes so that worker threads see the same batch.
+   */
   constructor(
     readonly capacity: number,
     readonly historyLength: number,
     readonly searchLength: number,
+    buffer?: ArrayBufferLike,
   ) {
-    this.watchIds = new Int32Array(capacity * historyLength);
-    this.watchCount = new Int32Array(capacity);
-    this.searchIds = new Int32Array(capacity * Math.max(searchLength, 0));
-    this.searchCount = new Int32Array(capacity);
-    this.categorical = new Int32Array(capacity * NUM_CATEGORICAL);
-    this.continuous = new Float32Array(capacity * NUM_CONTINUOUS);
+    const sizes = EncodedBatch.layout(capacity, historyLength, searchLength);
+    const buf = buffer ?? new ArrayBuffer(sizes.bytes);
+    if (buf.byteLength < sizes.bytes) throw new Error(`EncodedBatch: buffer of ${buf.byteLength} bytes, needs ${sizes.bytes}`);
+    let o = 0;
+    const ints = (n: number): Int32Array => {
+      const a = new Int32Array(buf, o, n);
+      o += 4 * n;
+      return a;
+    };
+    this.watchIds = ints(sizes.watchIds);
+    this.watchCount = ints(capacity);
+    this.searchIds = ints(sizes.searchIds);
+    this.searchCount = ints(capacity);
+    this.categorical = ints(capacity * NUM_CATEGORICAL);
+    this.continuous = new Float32Array(buf, o, capacity * NUM_CONTINUOUS);
   }
 
-  static forSpace(space: FeatureSpace, capacity: number): EncodedBatch {
-    return new EncodedBatch(capacity, space.config.historyLength, space.config.searchLength);
+  private static layout(capacity: number, historyLength: number, searchLength: number): { watchIds: number; searchIds: number; bytes: number } {
+    const watchIds = capacity * historyLength;
+    const searchIds = capacity * Math.max(searchLength, 0);
+    return { watchIds, searchIds, bytes: 4 * (watchIds + searchIds + capacity * (2 + NUM_CATEGORICAL + NUM_CONTINUOUS)) };
+  }
+
+  /** Bytes needed to back a batch of this shape. */
+  static byteLength(capacity: number, historyLength: number, searchLength: number): number {
+    return EncodedBatch.layout(capacity, historyLength, searchLength).bytes;
+  }
+
+  static forSpace(space: FeatureSpace, capacity: number, buffer?: ArrayBufferLike): EncodedBatch {
+    return new EncodedBatch(capacity, space.config.historyLength, space.config.searchLength, buffer);
   }
 }
 

@@ -1,0 +1,156 @@
+/**
+ * Synchronous data-parallel training on two threads (the main thread and one worker thread).
+ *
+ * The embedding tables live in SharedArrayBuffers seen by both threads; each thread has its own
+ * tfjs instance and an identical copy of the tower. Per step:
+ *   main:   writes the encoded batch, labels, negatives and offsets to shared memory; signals;
+ *   both:   forward + backward on their share of the rows (the loss is the mean over the whole
+ *           batch, so the gradients add up exactly to the single-threaded ones);
+ *   worker: exports its sparse gradients and tower gradients; signals;
+ *   main:   merges the worker's sparse gradients into its own and applies the lazy sparse
+ *           updates to the shared tables (only the main thread writes them);
+ *   both:   add the two tower gradients in the same order and take the same tfjs Adam step, so
+ *           both tower copies stay bit-identical.
+ * The worker never reads the tables while the main thread updates them (it waits for the next
+ * step), so there are no races, and a seed gives the same model on every run.
+ */
+import { Worker } from "node:worker_threads";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { FeatureSpace } from "@recsys/features";
+import { tf } from "@recsys/tf";
+import type { ModelConfig } from "./config.js";
+import type { CandidateGenModel } from "./model.js";
+import { flattenTower, towerTensors, type ReplicaWorkerData } from "./replica-worker.js";
+import { CTRL, type SharedBuffers, type SharedViews, signal, STOP, type TableShape, waitFor } from "./shared-step.js";
+import type { SparseTable } from "./sparse.js";
+import type { StepConfig, TrainStep } from "./train-step.js";
+
+/** The compiled worker module (under vitest this module is the .ts source: use dist/). */
+function workerPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  const sibling = join(dirname(here), "replica-worker.js");
+  if (!here.endsWith(".ts") && existsSync(sibling)) return sibling;
+  const dist = join(dirname(here), "..", "dist", "replica-worker.js");
+  if (existsSync(dist)) return dist;
+  throw new Error(`candidate-gen: the compiled worker ${sibling} is missing (run tsc --build)`);
+}
+
+export class ParallelStep {
+  private seq = 0;
+  private readonly sum: Float32Array;
+  private readonly tables: SparseTable[];
+  /** Fraction of each batch's rows the main thread computes (it also does the sparse updates). */
+  mainShare = 0.5;
+
+  private constructor(
+    private readonly step: TrainStep,
+    private readonly views: SharedViews,
+    private readonly worker: Worker,
+    shapes: readonly TableShape[],
+    towerFloats: number,
+  ) {
+    const model = step.model;
+    this.sum = new Float32Array(towerFloats);
+    this.tables = shapes.map((s) => (s.name === "watch" ? model.watch : s.name === "search" ? model.search : s.name === "output" ? model.output : model.categorical[["gender", "occupation", "geo"].indexOf(s.name)]!));
+  }
+
+  /** Starts the worker and waits until it is ready. `model`'s tables must be views of `buffers.tables`. */
+  static async start(
+    step: TrainStep,
+    space: FeatureSpace,
+    modelConfig: ModelConfig,
+    stepConfig: StepConfig,
+    buffers: SharedBuffers,
+    views: SharedViews,
+    shapes: readonly TableShape[],
+    towerFloats: number,
+  ): Promise<ParallelStep> {
+    const model: CandidateGenModel = step.model;
+    const data: ReplicaWorkerData = {
+      buffers,
+      shapes,
+      space: space.toJSON(),
+      model: modelConfig,
+      step: stepConfig,
+      tower: model.weights().tower,
+      towerFloats,
+      backend: tf.getBackend() === "tensorflow" ? "node" : tf.getBackend(),
+    };
+    const worker = new Worker(workerPath(), { workerData: data });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new Error(`training worker failed to start: ${err.message}`));
+      worker.once("error", onError);
+      worker.once("exit", (code) => reject(new Error(`training worker exited during start-up (code ${code})`)));
+      worker.once("message", (m: { ready?: boolean }) => {
+        if (m.ready === true) {
+          worker.removeAllListeners("error");
+          worker.removeAllListeners("exit");
+          resolve();
+        }
+      });
+      // A failure inside the worker's try block is reported through shared memory.
+      const poll = setInterval(() => {
+        if (Atomics.load(views.ctrl, CTRL.ERROR) !== 0) {
+          clearInterval(poll);
+          const end = views.error.indexOf(0);
+          reject(new Error(`training worker failed: ${new TextDecoder().decode(views.error.slice(0, end < 0 ? undefined : end))}`));
+        }
+      }, 50);
+      worker.once("message", () => clearInterval(poll));
+    });
+    worker.on("error", () => {
+      // Errors after start-up surface through shared memory (writeError); keep the process alive.
+    });
+    return new ParallelStep(step, views, worker, shapes, towerFloats);
+  }
+
+  /**
+   * One step on the batch already written to the shared inputs (batch.size rows). Returns the
+   * mean loss. `lrScale` scales both learning rates.
+   */
+  run(lrScale: number): number {
+    const { ctrl, error, inputs, scalars } = this.views;
+    const rows = inputs.batch.size;
+    const split = Math.max(1, Math.min(rows, Math.round(rows * this.mainShare)));
+    const seq = ++this.seq;
+    scalars[2] = lrScale;
+    this.step.setLearningRateScale(lrScale);
+    ctrl[CTRL.ROWS] = rows;
+    ctrl[CTRL.SPLIT] = split;
+    signal(ctrl, CTRL.STEP, seq);
+
+    const own = this.step.forwardBackward(inputs, 0, split, rows);
+    const [mainGrads, workerGrads] = this.views.towerGrads;
+    flattenTower(own.towerGrads, mainGrads);
+    signal(ctrl, CTRL.MAIN_GRADS, seq);
+
+    waitFor(ctrl, CTRL.WORKER_GRADS, seq, error);
+    const t = performance.now();
+    this.tables.forEach((table, i) => table.importGrads(this.views.exportRows[i]!, this.views.exportGrads[i]!, ctrl[CTRL.EXPORTS + i]!));
+    this.step.profile["merge"] = (this.step.profile["merge"] ?? 0) + (performance.now() - t);
+    this.step.applySparseGrads();
+    for (let i = 0; i < this.sum.length; i++) this.sum[i] = mainGrads[i]! + workerGrads[i]!;
+    this.step.applyTowerGrads(towerTensors(this.step.model, this.sum));
+    const loss = (own.lossSum + scalars[1]!) / rows;
+    // The worker must be done with this step's buffers before the caller writes the next batch.
+    const w = performance.now();
+    waitFor(ctrl, CTRL.WORKER_DONE, seq, error);
+    this.step.profile["wait_worker"] = (this.step.profile["wait_worker"] ?? 0) + (performance.now() - w);
+    return loss;
+  }
+
+  async close(): Promise<void> {
+    signal(this.views.ctrl, CTRL.STEP, STOP);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        void this.worker.terminate().then(() => resolve());
+      }, 5000);
+      this.worker.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
