@@ -6,6 +6,7 @@
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
   train: { summary: "train a model bundle: --dataset SPEC --out DIR [--epochs N] [--seed S]", load: () => import("./commands/train.js") },
   start: { summary: "the main job: train and evaluate on --dataset SPEC (default: the embedded synthetic set)", load: () => import("./commands/start.js") },
+  "train-ranker": { summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]", load: () => import("./commands/train-ranker.js") },
   evaluate: { summary: "offline evaluation, protocol lastout: --dataset SPEC --model DIR [--json]", load: () => import("./commands/evaluate.js") },
 };
 

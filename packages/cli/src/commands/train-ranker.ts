@@ -1,0 +1,143 @@
+/**
+ * `recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [...]`
+ *
+ * Trains the ranking model behind the candidate-gen bundle in DIR and writes it to DIR/ranker/
+ * (DIR/ranker-noprov/ with --no-provenance, the ablation `recsys evaluate` reports as
+ * "pipeline_without_provenance"). The ranker trains on the same rows as the bundle (the bundle's
+ * holdout), by replaying the candidate sources, the bundle's "dnn" source included, over them.
+ * Progress goes to stderr; the last stdout line is a one-line summary.
+ */
+import { loadBundle } from "@recsys/candidate-gen";
+import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
+import { DEFAULT_RANKER_MODEL_CONFIG, DEFAULT_RANKER_TRAIN_CONFIG, saveRanker, trainRanker } from "@recsys/ranking";
+import { initBackend } from "@recsys/tf";
+import { parseArgs, UsageError } from "../args.js";
+import { createPipelineSources, DEFAULT_PIPELINE, rankerDir } from "../pipeline-setup.js";
+import { formatDuration } from "../train-progress.js";
+
+const USAGE =
+  "usage: recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [--out DIR]\n" +
+  "         [--negatives N] [--max-examples N] [--missed drop|keep] [--slate-negatives true|false]\n" +
+  "         [--budget N] [--merged-size N] [--tower W,W] [--dim D] [--lr X] [--embedding-lr X] [--l2 X]";
+
+function log(message: string): void {
+  process.stderr.write(`recsys train-ranker: ${message}\n`);
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`recsys train-ranker: ${message}\n${USAGE}\n`);
+  return 2;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv, {
+      dataset: { type: "string", required: true },
+      model: { type: "string", required: true },
+      out: { type: "string" },
+      epochs: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.epochs },
+      seed: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.seed },
+      "no-provenance": { type: "boolean", default: false },
+      negatives: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.negatives },
+      "max-examples": { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.maxExamplesPerUser },
+      missed: { type: "string", default: DEFAULT_RANKER_TRAIN_CONFIG.missedPositives },
+      "slate-negatives": { type: "string", default: String(DEFAULT_RANKER_TRAIN_CONFIG.slateNegatives) },
+      budget: { type: "number", default: DEFAULT_PIPELINE.budget },
+      "merged-size": { type: "number", default: DEFAULT_PIPELINE.mergedSize },
+      tower: { type: "string", default: DEFAULT_RANKER_MODEL_CONFIG.tower.join(",") },
+      dim: { type: "number", default: DEFAULT_RANKER_MODEL_CONFIG.itemDim },
+      lr: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.learningRate },
+      "embedding-lr": { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.embeddingLearningRate },
+      l2: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.l2 },
+    });
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(err.message);
+    throw err;
+  }
+  const spec = String(args["dataset"]);
+  const modelDir = String(args["model"]);
+  const provenance = args["no-provenance"] !== true;
+  const out = typeof args["out"] === "string" ? args["out"] : rankerDir(modelDir, provenance);
+  const epochs = Number(args["epochs"]);
+  const seed = Number(args["seed"]);
+  const missed = String(args["missed"]);
+  const slate = String(args["slate-negatives"]);
+  const tower = String(args["tower"])
+    .split(",")
+    .filter((s) => s.trim() !== "")
+    .map(Number);
+  for (const [name, v] of [["epochs", epochs], ["negatives", args["negatives"]], ["max-examples", args["max-examples"]], ["budget", args["budget"]], ["merged-size", args["merged-size"]], ["dim", args["dim"]]] as const) {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < (name === "negatives" ? 0 : 1)) return usageError(`--${name} must be a ${name === "negatives" ? "non-negative" : "positive"} integer, got ${String(v)}`);
+  }
+  if (!Number.isSafeInteger(seed)) return usageError(`--seed must be an integer, got ${seed}`);
+  if (missed !== "drop" && missed !== "keep") return usageError(`--missed must be drop or keep, got '${missed}'`);
+  if (slate !== "true" && slate !== "false") return usageError(`--slate-negatives must be true or false, got '${slate}'`);
+  if (tower.some((w) => !Number.isInteger(w) || w < 1)) return usageError(`--tower must be comma-separated positive integers, got '${String(args["tower"])}'`);
+
+  const started = performance.now();
+  await initBackend();
+  const dataset = await loadDataset(spec);
+  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
+  const bundle = await loadBundle(modelDir);
+  try {
+    const m = bundle.manifest;
+    if (m.datasetFingerprint !== dataset.fingerprint) {
+      process.stderr.write(
+        `recsys train-ranker: the bundle in ${modelDir} was trained on "${m.datasetSpec}" (fingerprint ${m.datasetFingerprint.slice(0, 12)}…), not on "${spec}" (${dataset.fingerprint.slice(0, 12)}…)\n`,
+      );
+      return 1;
+    }
+    const split = lastoutSplit(dataset.events, dataset.users.ids.length);
+    const rows = trainingRows(split, m.holdout);
+    const pipeline = { budget: Number(args["budget"]), mergedSize: Number(args["merged-size"]) };
+    log(`holdout ${m.holdout} (from the bundle ${m.modelVersion}): ${rows.length} training rows; sources budget ${pipeline.budget}, merged ${pipeline.mergedSize}; provenance features ${provenance ? "on" : "off"}`);
+    let lastPhase = "";
+    const result = await trainRanker(dataset, {
+      rows,
+      sources: createPipelineSources(dataset, bundle, pipeline),
+      budget: pipeline.budget,
+      train: {
+        epochs,
+        seed,
+        negatives: Number(args["negatives"]),
+        maxExamplesPerUser: Number(args["max-examples"]),
+        missedPositives: missed,
+        slateNegatives: slate === "true",
+        learningRate: Number(args["lr"]),
+        embeddingLearningRate: Number(args["embedding-lr"]),
+        l2: Number(args["l2"]),
+      },
+      model: { tower, itemDim: Number(args["dim"]) },
+      features: { provenance },
+      onProgress: (p) => {
+        const key = `${p.phase}${p.epoch}`;
+        if (p.phase === "replay") log(`replay: ${p.done}/${p.total} watches (${formatDuration(p.elapsedSeconds)})`);
+        else if (p.done === p.total || key !== lastPhase) log(`epoch ${p.epoch}/${p.epochs}: ${p.done}/${p.total} examples, loss ${p.loss.toFixed(4)} (${formatDuration(p.elapsedSeconds)})`);
+        lastPhase = key;
+      },
+    });
+    const s = result.stats;
+    log(
+      `${s.examples} examples (${s.candidates} candidates; ${(100 * s.positiveInMerged).toFixed(1)}% of ${s.replayed} replayed watches retrieved, ` +
+        `${s.droppedMissed} dropped, ${s.keptMissed} kept as missed, ${s.slateNegatives} slate negatives) built in ${formatDuration(s.replaySeconds)}; ` +
+        `trained ${epochs} epochs in ${formatDuration(s.seconds)} on ${s.backend}, losses ${s.epochLosses.map((l) => l.toFixed(4)).join(" ")}`,
+    );
+    try {
+      const manifest = await saveRanker(out, result, {
+        datasetSpec: spec,
+        datasetFingerprint: dataset.fingerprint,
+        holdout: m.holdout,
+        candidateGenVersion: m.modelVersion,
+        pipeline,
+      });
+      process.stdout.write(`wrote ${manifest.modelVersion} to ${out} (${s.examples} examples, ${epochs} epochs, total ${formatDuration((performance.now() - started) / 1000)})\n`);
+    } finally {
+      result.model.dispose();
+    }
+  } finally {
+    bundle.dispose();
+  }
+  return 0;
+}
