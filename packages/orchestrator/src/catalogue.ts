@@ -1,0 +1,231 @@
+/**
+ * The catalogue as the orchestrator sees it: external item ids <-> the dense item indices the
+ * candidate sources work on, item metadata for filters and reasons (titles, tags, channels,
+ * upload times, durations), the taken-down items, and the candidate-generation bundle's item
+ * embeddings (for "Because you watched X" on DNN candidates).
+ *
+ * Indices 0..n-1 are the dataset's items (its index order); items first seen later (a watch of a
+ * new upload, a retrieval hit upserted after training) get the next indices and have no
+ * metadata: they pass no tag, channel, upload-time or duration filter.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Dataset, Holdout } from "@recsys/data";
+
+/** What the orchestrator reads from the bundle's manifest.json (see @recsys/candidate-gen bundle.ts). */
+interface ManifestFields {
+  readonly format: string;
+  readonly modelVersion: string;
+  readonly datasetSpec: string;
+  readonly datasetFingerprint: string;
+  readonly holdout: Holdout;
+  readonly dim: number;
+  readonly itemIds: readonly string[];
+  readonly files: { readonly itemEmbeddings: { readonly file: string; readonly rows: number; readonly cols: number } };
+}
+
+export const BUNDLE_FORMAT = "recsys-candidate-gen/1";
+
+/** The parts of a candidate-generation bundle the orchestrator uses. */
+export interface BundleInfo {
+  readonly modelVersion: string;
+  readonly datasetSpec: string;
+  readonly datasetFingerprint: string;
+  readonly holdout: Holdout;
+  readonly dim: number;
+  readonly itemIds: readonly string[];
+  /** itemIds.length × dim, row-major (the output item embeddings retrieval indexes). */
+  readonly embeddings: Float32Array;
+  /** Item id -> row of `embeddings`. */
+  readonly rowOf: ReadonlyMap<string, number>;
+}
+
+/** Reads manifest.json and item_embeddings.f32 of a bundle directory; throws naming the problem. */
+export async function loadBundleInfo(dir: string): Promise<BundleInfo> {
+  const manifestPath = join(dir, "manifest.json");
+  let manifest: ManifestFields;
+  try {
+    manifest = JSON.parse(await readFile(manifestPath, "utf8")) as ManifestFields;
+  } catch (error) {
+    throw new Error(`cannot read the bundle manifest ${manifestPath}: ${(error as Error).message}`, { cause: error });
+  }
+  if (manifest.format !== BUNDLE_FORMAT) {
+    throw new Error(`${manifestPath}: format ${JSON.stringify(manifest.format)}, expected ${JSON.stringify(BUNDLE_FORMAT)}`);
+  }
+  const { itemIds, dim } = manifest;
+  if (!Array.isArray(itemIds) || !Number.isInteger(dim) || dim < 1) {
+    throw new Error(`${manifestPath}: itemIds or dim missing or malformed`);
+  }
+  const file = join(dir, manifest.files.itemEmbeddings.file);
+  const bytes = await readFile(file);
+  if (bytes.byteLength !== itemIds.length * dim * 4) {
+    throw new Error(`${file}: ${bytes.byteLength} bytes, expected ${itemIds.length} items × ${dim} floats × 4`);
+  }
+  const embeddings = new Float32Array(itemIds.length * dim);
+  new Uint8Array(embeddings.buffer).set(bytes);
+  const rowOf = new Map<string, number>();
+  itemIds.forEach((id, row) => rowOf.set(id, row));
+  return {
+    modelVersion: manifest.modelVersion,
+    datasetSpec: manifest.datasetSpec,
+    datasetFingerprint: manifest.datasetFingerprint,
+    holdout: manifest.holdout,
+    dim,
+    itemIds,
+    embeddings,
+    rowOf,
+  };
+}
+
+/**
+ * Among `historyIds`, the item whose bundle embedding is most similar (cosine) to `itemId`'s:
+ * the watched item that "explains" a DNN candidate. Undefined when either has no embedding.
+ * Ties: the more recent history item (later in the list).
+ */
+export function nearestHistoryItem(bundle: BundleInfo, itemId: string, historyIds: readonly string[]): string | undefined {
+  const row = bundle.rowOf.get(itemId);
+  if (row === undefined) return undefined;
+  const d = bundle.dim;
+  const e = bundle.embeddings;
+  const a = row * d;
+  let normA = 0;
+  for (let j = 0; j < d; j++) normA += e[a + j]! * e[a + j]!;
+  if (normA === 0) return undefined;
+  let best: string | undefined;
+  let bestScore = -Infinity;
+  for (let k = historyIds.length - 1; k >= 0; k--) {
+    const h = historyIds[k]!;
+    const hr = bundle.rowOf.get(h);
+    if (hr === undefined || h === itemId) continue;
+    const b = hr * d;
+    let dot = 0;
+    let normB = 0;
+    for (let j = 0; j < d; j++) {
+      dot += e[a + j]! * e[b + j]!;
+      normB += e[b + j]! * e[b + j]!;
+    }
+    if (normB === 0) continue;
+    const score = dot / Math.sqrt(normA * normB);
+    if (score > bestScore) {
+      bestScore = score;
+      best = h;
+    }
+  }
+  return best;
+}
+
+export class Catalogue {
+  readonly dataset: Dataset;
+  private readonly ids: string[];
+  private readonly index = new Map<string, number>();
+  private readonly geoCodes = new Map<string, number>();
+  private deletedIds: ReadonlySet<string> = new Set();
+  private readonly deletedIndex = new Set<number>();
+
+  constructor(dataset: Dataset) {
+    this.dataset = dataset;
+    this.ids = [...dataset.items.ids];
+    this.ids.forEach((id, i) => this.index.set(id, i));
+    dataset.users.geo.values.forEach((value, code) => this.geoCodes.set(value, code));
+  }
+
+  /** Number of known items (dataset + later ones). */
+  get size(): number {
+    return this.ids.length;
+  }
+
+  /** Number of dataset items (indices below it have metadata). */
+  get datasetSize(): number {
+    return this.dataset.items.ids.length;
+  }
+
+  indexOf(id: string): number | undefined {
+    return this.index.get(id);
+  }
+
+  /** The item's index, allocating the next one for an id never seen. */
+  intern(id: string): number {
+    let i = this.index.get(id);
+    if (i === undefined) {
+      i = this.ids.length;
+      this.ids.push(id);
+      this.index.set(id, i);
+      if (this.deletedIds.has(id)) this.deletedIndex.add(i);
+    }
+    return i;
+  }
+
+  id(index: number): string {
+    const id = this.ids[index];
+    if (id === undefined) throw new RangeError(`no catalogue item with index ${index}`);
+    return id;
+  }
+
+  /** The item's title, or its id in quotes when the catalogue has no title. */
+  displayTitle(index: number): string {
+    const title = index < this.datasetSize ? this.dataset.items.titles[index]! : "";
+    return title !== "" ? title : `"${this.id(index)}"`;
+  }
+
+  channel(index: number): string | undefined {
+    if (index >= this.datasetSize) return undefined;
+    const code = this.dataset.items.channel.codes[index]!;
+    return code < 0 ? undefined : this.dataset.items.channel.values[code];
+  }
+
+  tags(index: number): string[] {
+    if (index >= this.datasetSize) return [];
+    const { tagOffsets, tagCodes, tagValues } = this.dataset.items;
+    const out: string[] = [];
+    for (let k = tagOffsets[index]!; k < tagOffsets[index + 1]!; k++) out.push(tagValues[tagCodes[k]!]!);
+    return out;
+  }
+
+  /** Unix seconds; NaN when unknown. */
+  uploadTimestamp(index: number): number {
+    return index < this.datasetSize ? this.dataset.items.uploadTimestamp[index]! : Number.NaN;
+  }
+
+  /** Seconds; NaN when unknown. */
+  durationSeconds(index: number): number {
+    return index < this.datasetSize ? this.dataset.items.durationSeconds[index]! : Number.NaN;
+  }
+
+  /** The dataset's geo code of a geography value ("94" for ml-100k zip prefixes), if known. */
+  geoCode(value: string): number | undefined {
+    return value === "" ? undefined : this.geoCodes.get(value);
+  }
+
+  /** Replaces the taken-down items. */
+  setDeleted(ids: ReadonlySet<string>): void {
+    this.deletedIds = ids;
+    this.deletedIndex.clear();
+    for (const id of ids) {
+      const i = this.index.get(id);
+      if (i !== undefined) this.deletedIndex.add(i);
+    }
+  }
+
+  isDeletedId(id: string): boolean {
+    return this.deletedIds.has(id);
+  }
+
+  /** Indices of taken-down items. */
+  get deleted(): ReadonlySet<number> {
+    return this.deletedIndex;
+  }
+
+  get deletedCount(): number {
+    return this.deletedIds.size;
+  }
+}
+
+/** Parses a taken-down items file: one id per line, blank lines and `#` comments ignored. */
+export function parseDeletedItems(text: string): Set<string> {
+  const out = new Set<string>();
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.replace(/#.*$/, "").trim();
+    if (line !== "") out.add(line);
+  }
+  return out;
+}

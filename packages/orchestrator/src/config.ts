@@ -1,0 +1,105 @@
+/**
+ * Every environment variable the orchestrator reads (exported: the Kubernetes manifests test
+ * compares its keys with the Deployment's env). README.md explains each one.
+ */
+import { MAX_RANK_CANDIDATES, MAX_SEARCH_K } from "@recsys/gen";
+import { ConfigError, env, runtimeConfigSchema, type ConfigOf } from "@recsys/runtime";
+
+export const STAGE = "orchestrator";
+
+/** Budget of one candidate source: 0 leaves the source out. */
+function budget(defaultValue: number, what: string, max = MAX_RANK_CANDIDATES) {
+  return env.int({ default: defaultValue, min: 0, max, description: `${what} candidates per request (0 = source off)` });
+}
+
+export const configSchema = {
+  ...runtimeConfigSchema,
+
+  // Downstream stages.
+  CANDIDATE_GENERATION_ADDRESS: env.string({
+    required: true,
+    description: "candidate-generation service (EmbedUser), host:port or dns:///name:port",
+  }),
+  RETRIEVAL_ADDRESSES: env.list({
+    required: true,
+    description: "retrieval services, comma-separated, one per shard in shard order (shard 0 first)",
+  }),
+  RANKING_ADDRESS: env.string({ required: true, description: "ranking service (Rank), host:port or dns:///name:port" }),
+
+  // Per-stage budgets; each downstream deadline is also capped by the caller's deadline.
+  USER_STORE_TIMEOUT: env.duration({ default: 100, description: "longest wait for the user's stored history in Recommend" }),
+  CANDIDATE_GENERATION_TIMEOUT: env.duration({ default: 100, description: "budget of the EmbedUser call" }),
+  RETRIEVAL_TIMEOUT: env.duration({ default: 100, description: "budget of the Search fan-out (all shards in parallel)" }),
+  RANKING_TIMEOUT: env.duration({ default: 150, description: "budget of the Rank call" }),
+  DEADLINE_MARGIN: env.duration({
+    default: 20,
+    description: "time kept back from the caller's deadline for the orchestrator's own work after each stage",
+  }),
+
+  // User store.
+  USER_STORE: env.enum(["embedded", "redis"], {
+    default: "embedded",
+    description: "embedded (one replica, log files under USER_STORE_PATH) or redis (replicas share users)",
+  }),
+  USER_STORE_PATH: env.string({ description: "directory of the embedded user store (required with USER_STORE=embedded)" }),
+  REDIS_URL: env.url({ default: "redis://127.0.0.1:6379", description: "Redis of the user store (USER_STORE=redis)" }),
+  REDIS_KEY_PREFIX: env.string({ default: "recsys:", description: "key prefix of the user store; replicas share it" }),
+  SEED_USER_STORE: env.bool({
+    default: true,
+    description: "load the dataset's training histories and profiles into the user store once (per dataset and holdout)",
+  }),
+
+  // Catalogue and source state.
+  MODEL_PATH: env.string({
+    required: true,
+    description: "candidate-generation bundle: catalogue ids, the dataset and holdout it was trained on, item embeddings for reasons",
+  }),
+  MODEL_POLL_INTERVAL: env.duration({
+    default: 30_000,
+    description: "how often the bundle's manifest.json is checked for a new modelVersion (item embeddings for reasons; 0 = never)",
+  }),
+  DATASET: env.string({
+    description: "dataset spec seeding catalogue metadata, source state and the user store (default: the bundle's datasetSpec)",
+  }),
+  SERVING_CLOCK: env.enum(["dataset", "wall"], {
+    default: "dataset",
+    description:
+      "dataset: time continues from the last training event (historical datasets); wall: the system clock (live data)",
+  }),
+  MAX_EVENT_CLOCK_SKEW: env.duration({
+    default: 300_000,
+    description: "RecordEvents rejects events timestamped more than this after the serving clock",
+  }),
+  DELETED_ITEMS_FILE: env.string({
+    description: "taken-down item ids, one per line (# comments); never recommended; re-read when it changes",
+  }),
+  DELETED_ITEMS_POLL_INTERVAL: env.duration({ default: 30_000, description: "how often DELETED_ITEMS_FILE is checked (0 = never)" }),
+
+  // Candidates.
+  CANDIDATES_DNN: budget(200, "DNN (retrieval)", MAX_SEARCH_K),
+  CANDIDATES_CO_WATCH: budget(200, "co-watch"),
+  CANDIDATES_POPULAR: budget(100, "popular"),
+  CANDIDATES_TRENDING: budget(100, "trending"),
+  CANDIDATES_TRENDING_GEO: budget(50, "trending in the user's area"),
+  CANDIDATES_FRESH: budget(50, "fresh upload"),
+  MERGED_CANDIDATES: env.int({
+    default: 300,
+    min: 1,
+    max: MAX_RANK_CANDIDATES,
+    description: "candidates sent to the ranker after the merge",
+  }),
+  TRENDING_HALF_LIFE: env.duration({ default: 7 * 24 * 3_600_000, description: "half-life of the trending counts" }),
+  FRESH_WINDOW: env.duration({ default: 30 * 24 * 3_600_000, description: "an item is fresh this long after its upload" }),
+};
+
+export type OrchestratorConfig = ConfigOf<typeof configSchema>;
+
+/** Checks between variables (the schema checks each one alone). Throws ConfigError. */
+export function checkOrchestratorConfig(config: OrchestratorConfig): void {
+  if (config.USER_STORE === "embedded" && (config.USER_STORE_PATH === undefined || config.USER_STORE_PATH === "")) {
+    throw new ConfigError("USER_STORE_PATH", "USER_STORE_PATH is required when USER_STORE=embedded (directory of the user store)");
+  }
+  if (config.RETRIEVAL_ADDRESSES.length === 0) {
+    throw new ConfigError("RETRIEVAL_ADDRESSES", "RETRIEVAL_ADDRESSES must list at least one retrieval shard address");
+  }
+}

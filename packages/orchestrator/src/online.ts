@@ -1,0 +1,155 @@
+/**
+ * The orchestrator's in-process candidate sources (@recsys/sources): co-watch, popular, trending
+ * (global and per geography) and fresh, built from the dataset's training rows at startup and
+ * kept current by RecordEvents (this replica's events at once, other replicas' through the user
+ * store's subscription). The DNN source is not here: it is the candidate-generation + retrieval
+ * services, merged with these by the orchestrator.
+ *
+ * Users get dense indices like items: the dataset's users first, users first seen online after.
+ * An online user's geography is learnt from their profile when they are served, and counts for
+ * "trending in your area" from then on.
+ */
+import type { Dataset } from "@recsys/data";
+import {
+  CoWatchSource,
+  FreshSource,
+  PopularSource,
+  SourceSet,
+  TrendingSource,
+  observeRows,
+  type SourceName,
+  type SourceRequest,
+  type SourceRun,
+  type SourceSpec,
+} from "@recsys/sources";
+import type { Catalogue } from "./catalogue.js";
+
+export interface OnlineSourcesOptions {
+  /** Candidates per source; 0 (or absent) leaves the source out. */
+  readonly budgets: Readonly<Partial<Record<SourceName, number>>>;
+  readonly trendingHalfLifeSeconds: number;
+  readonly freshWindowSeconds: number;
+}
+
+export class OnlineSources {
+  readonly set: SourceSet;
+  private readonly userIds = new Map<string, number>();
+  private readonly dynamicGeo = new Map<number, number>();
+  private readonly numDatasetUsers: number;
+  private nextUser: number;
+  private readonly coWatch: CoWatchSource | undefined;
+  /** The trending counts ordering fresh uploads when trending is not itself a source of the set. */
+  private readonly hiddenTrending: TrendingSource | undefined;
+
+  constructor(
+    private readonly catalogue: Catalogue,
+    options: OnlineSourcesOptions,
+  ) {
+    const dataset = catalogue.dataset;
+    dataset.users.ids.forEach((id, u) => this.userIds.set(id, u));
+    this.numDatasetUsers = dataset.users.ids.length;
+    this.nextUser = this.numDatasetUsers;
+    const geoCodes = dataset.users.geo.codes;
+    const userGeo = (u: number): number =>
+      u < this.numDatasetUsers ? geoCodes[u]! : (this.dynamicGeo.get(u) ?? -1);
+    const specs: SourceSpec[] = [];
+    const budget = (name: SourceName): number => options.budgets[name] ?? 0;
+    const numItems = catalogue.size;
+    if (budget("co-watch") > 0) {
+      this.coWatch = new CoWatchSource({ numItems });
+      specs.push({ source: this.coWatch, budget: budget("co-watch") });
+    }
+    if (budget("popular") > 0) specs.push({ source: new PopularSource({ numItems }), budget: budget("popular") });
+    // Fresh is ordered by the global trending score, so that source exists whenever fresh does.
+    const trending = new TrendingSource({ halfLifeSeconds: options.trendingHalfLifeSeconds });
+    if (budget("trending") > 0) specs.push({ source: trending, budget: budget("trending") });
+    if (budget("trending-geo") > 0) {
+      specs.push({
+        source: new TrendingSource({ halfLifeSeconds: options.trendingHalfLifeSeconds, userGeo }),
+        budget: budget("trending-geo"),
+      });
+    }
+    if (budget("fresh") > 0) {
+      specs.push({
+        source: new FreshSource({
+          uploadTimestamp: dataset.items.uploadTimestamp,
+          windowSeconds: options.freshWindowSeconds,
+          popularity: trending,
+        }),
+        budget: budget("fresh"),
+      });
+      // The trending counts behind fresh must see events even when trending itself is off.
+      if (budget("trending") === 0) this.hiddenTrending = trending;
+    }
+    this.set = new SourceSet(specs, { mergedSize: 0, onSourceError: "skip", pastRequests: "clamp" });
+  }
+
+  /** Loads the dataset rows (e.g. the training rows the bundle's holdout allows), in time order. */
+  seed(dataset: Dataset, rows: ArrayLike<number>): void {
+    observeRows(this, dataset, rows);
+  }
+
+  /**
+   * Applies every event observed before `asOf` (the sources apply events lazily, at the first
+   * request after them): done once at startup so that the first request does not pay for the
+   * whole seeding.
+   */
+  warmUp(asOf: number): void {
+    this.set.run({ history: [], asOf, budget: 0 }, { mergedSize: 0 });
+  }
+
+  /** The user's index, allocating the next one for a user never seen. */
+  userIndex(userId: string): number {
+    let u = this.userIds.get(userId);
+    if (u === undefined) {
+      u = this.nextUser++;
+      this.userIds.set(userId, u);
+    }
+    return u;
+  }
+
+  /** The user's index when the user is in the dataset or has recorded watches. */
+  knownUserIndex(userId: string): number | undefined {
+    return this.userIds.get(userId);
+  }
+
+  /** Records the geography of a user first seen online (dataset users keep theirs). */
+  learnGeo(user: number, geoCode: number | undefined): void {
+    if (user >= this.numDatasetUsers && geoCode !== undefined && geoCode >= 0) this.dynamicGeo.set(user, geoCode);
+  }
+
+  /** A watch (dense indices); visible to requests after `timestamp`. */
+  observe(event: { readonly user: number; readonly item: number; readonly timestamp: number }): void {
+    this.set.observe(event);
+    this.hiddenTrending?.observe(event);
+  }
+
+  /** A watch by external ids (the item is interned into the catalogue). */
+  observeWatch(userId: string, itemId: string, timestamp: number): void {
+    this.observe({ user: this.userIndex(userId), item: this.catalogue.intern(itemId), timestamp });
+  }
+
+  run(request: SourceRequest): SourceRun {
+    return this.set.run(request, { mergedSize: 0 });
+  }
+
+  /** Names of the sources in the set (SOURCE_ORDER). */
+  get names(): SourceName[] {
+    return this.set.names;
+  }
+
+  /** The latest time the sources answered at. */
+  get clock(): number {
+    return this.set.clock;
+  }
+
+  /**
+   * All-time watch count of an item as the co-watch source has it at `asOf` (tests and
+   * diagnostics); undefined when co-watch is off or the item is unknown.
+   */
+  watchCount(itemId: string, asOf: number): number | undefined {
+    const item = this.catalogue.indexOf(itemId);
+    if (this.coWatch === undefined || item === undefined) return undefined;
+    return this.coWatch.watchCountAt(item, Math.max(asOf, this.coWatch.clock));
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Assembles the orchestrator: bundle (MODEL_PATH) -> dataset (DATASET or the bundle's) ->
+ * catalogue and in-process sources from the training rows the bundle's holdout allows -> user
+ * store (seeded once) -> serving clock -> clients of the downstream stages -> the
+ * RecommenderService handlers.
+ */
+import { readFile, stat } from "node:fs/promises";
+import {
+  CandidateGenerationService,
+  RankingService,
+  RecommenderService,
+  RetrievalService,
+} from "@recsys/gen";
+import { lastoutSplit, loadDataset, trainingRows, type Dataset } from "@recsys/data";
+import {
+  ConfigError,
+  connect,
+  implement,
+  watchModel,
+  type Client,
+  type ModelWatcher,
+  type ServiceRegistration,
+  type ServiceSetup,
+} from "@recsys/runtime";
+import {
+  datasetUserEvents,
+  datasetUserProfiles,
+  openUserStore,
+  seedFromEvents,
+  type Subscription,
+  type UserStore,
+} from "@recsys/user-store";
+import { Catalogue, loadBundleInfo, parseDeletedItems, type BundleInfo } from "./catalogue.js";
+import { ServingClock, wallSeconds } from "./clock.js";
+import { STAGE, checkOrchestratorConfig, type OrchestratorConfig } from "./config.js";
+import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.js";
+import { OnlineSources } from "./online.js";
+import { OwnEvents, applyReplicatedEvents, recordEvents } from "./record-events.js";
+import { Recommender } from "./recommend.js";
+
+/** User-store metadata key of the wall time the dataset clock started at (per dataset). */
+export const CLOCK_ORIGIN_META_KEY = "orchestrator.clock_origin";
+
+export interface Orchestrator {
+  readonly services: readonly ServiceRegistration[];
+  readonly catalogue: Catalogue;
+  readonly online: OnlineSources;
+  readonly clock: ServingClock;
+  readonly store: UserStore;
+  readonly bundle: ModelWatcher<BundleInfo>;
+  readonly metrics: OrchestratorMetrics;
+  /** Re-reads DELETED_ITEMS_FILE now (what the poller does). */
+  reloadDeletedItems(): Promise<void>;
+  /** Stops polling and the subscription, closes the clients and the user store. */
+  close(): Promise<void>;
+}
+
+async function readDeletedItems(path: string): Promise<{ ids: Set<string>; mtimeMs: number }> {
+  const info = await stat(path);
+  return { ids: parseDeletedItems(await readFile(path, "utf8")), mtimeMs: info.mtimeMs };
+}
+
+async function loadSeedDataset(config: OrchestratorConfig, bundle: BundleInfo): Promise<Dataset> {
+  const spec = config.DATASET ?? bundle.datasetSpec;
+  const from = config.DATASET === undefined ? `the bundle's datasetSpec (MODEL_PATH=${config.MODEL_PATH})` : "DATASET";
+  let dataset: Dataset;
+  try {
+    dataset = await loadDataset(spec);
+  } catch (error) {
+    throw new ConfigError("DATASET", `DATASET: cannot load "${spec}" (from ${from}): ${(error as Error).message}`);
+  }
+  if (dataset.fingerprint !== bundle.datasetFingerprint) {
+    throw new ConfigError(
+      "DATASET",
+      `DATASET "${spec}" (fingerprint ${dataset.fingerprint.slice(0, 16)}) is not the dataset the bundle at MODEL_PATH ` +
+        `was trained on ("${bundle.datasetSpec}", fingerprint ${bundle.datasetFingerprint.slice(0, 16)})`,
+    );
+  }
+  return dataset;
+}
+
+export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>): Promise<Orchestrator> {
+  const { config, logger, registry } = setup;
+  checkOrchestratorConfig(config);
+  const metrics = createOrchestratorMetrics(registry);
+  const closers: (() => unknown)[] = [];
+  const close = async (): Promise<void> => {
+    for (const step of closers.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        logger.warn({ err: error }, "error while closing");
+      }
+    }
+  };
+  try {
+    // The bundle: catalogue ids, dataset and holdout; item embeddings (hot-reloaded) for reasons.
+    const bundle = await watchModel<BundleInfo>({
+      path: config.MODEL_PATH,
+      load: loadBundleInfo,
+      versionOf: (b) => b.modelVersion,
+      pollMs: config.MODEL_POLL_INTERVAL,
+      logger,
+      stage: STAGE,
+      registry,
+      onSwap: (next) => metrics.setModelVersion("catalogue", next.modelVersion),
+    });
+    closers.push(() => bundle.close());
+    const first = bundle.current();
+    metrics.setModelVersion("catalogue", first.modelVersion);
+
+    const loadStarted = performance.now();
+    const dataset = await loadSeedDataset(config, first);
+    const split = lastoutSplit(dataset.events, dataset.users.ids.length);
+    const rows = trainingRows(split, first.holdout);
+    const catalogue = new Catalogue(dataset);
+    const missing = first.itemIds.filter((id) => catalogue.indexOf(id) === undefined).length;
+    if (missing > 0) logger.warn({ missing }, "bundle items missing from the dataset: served without metadata");
+
+    if (config.DELETED_ITEMS_FILE !== undefined) {
+      try {
+        catalogue.setDeleted((await readDeletedItems(config.DELETED_ITEMS_FILE)).ids);
+      } catch (error) {
+        throw new ConfigError("DELETED_ITEMS_FILE", `DELETED_ITEMS_FILE: cannot read ${config.DELETED_ITEMS_FILE}: ${(error as Error).message}`);
+      }
+    }
+
+    const online = new OnlineSources(catalogue, {
+      budgets: {
+        "co-watch": config.CANDIDATES_CO_WATCH,
+        popular: config.CANDIDATES_POPULAR,
+        trending: config.CANDIDATES_TRENDING,
+        "trending-geo": config.CANDIDATES_TRENDING_GEO,
+        fresh: config.CANDIDATES_FRESH,
+      },
+      trendingHalfLifeSeconds: config.TRENDING_HALF_LIFE / 1000,
+      freshWindowSeconds: config.FRESH_WINDOW / 1000,
+    });
+    online.seed(dataset, rows);
+    let datasetEnd = -Infinity;
+    for (const row of rows) datasetEnd = Math.max(datasetEnd, dataset.events.timestamp[row]!);
+    if (!Number.isFinite(datasetEnd)) datasetEnd = wallSeconds();
+    logger.info(
+      {
+        dataset: dataset.spec,
+        holdout: first.holdout,
+        items: catalogue.size,
+        users: dataset.users.ids.length,
+        rows: rows.length,
+        sources: online.names,
+        seconds: Number(((performance.now() - loadStarted) / 1000).toFixed(2)),
+      },
+      "catalogue and candidate sources ready",
+    );
+
+    // The user store, seeded once per dataset and holdout.
+    const store = await openUserStore(
+      config.USER_STORE === "redis"
+        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger }
+        : { backend: "embedded", path: config.USER_STORE_PATH!, logger },
+    );
+    closers.push(() => store.close());
+    if (config.SEED_USER_STORE) {
+      const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), {
+        seedId: `${dataset.fingerprint}/${first.holdout}`,
+      });
+      logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
+    }
+
+    // The serving clock; in dataset mode its origin is shared through the store.
+    let clock: ServingClock;
+    if (config.SERVING_CLOCK === "wall") {
+      clock = new ServingClock("wall");
+    } else {
+      const key = `${CLOCK_ORIGIN_META_KEY}/${dataset.fingerprint}`;
+      let origin = Number(await store.getMeta(key));
+      if (!Number.isFinite(origin) || origin <= 0) {
+        origin = wallSeconds();
+        await store.setMeta(key, String(origin));
+      }
+      clock = new ServingClock("dataset", datasetEnd + 1, origin);
+      logger.info({ servingTime: new Date(clock.now() * 1000).toISOString() }, "dataset clock");
+    }
+
+    const warmStarted = performance.now();
+    online.warmUp(clock.now());
+    logger.info({ seconds: Number(((performance.now() - warmStarted) / 1000).toFixed(2)) }, "source state applied");
+
+    // Other replicas' watches (Redis); our own are skipped when they come back.
+    let own: OwnEvents | undefined;
+    let subscription: Subscription | undefined;
+    if (store.backend === "redis") {
+      own = new OwnEvents();
+      const ownEvents = own;
+      subscription = store.subscribe((events) => applyReplicatedEvents(events, ownEvents, online, metrics), {
+        onError: (error) => logger.warn({ err: error }, "user store subscription failed (retrying)"),
+      });
+      closers.push(() => subscription?.unsubscribe());
+      await subscription.ready;
+    }
+
+    // Taken-down items, re-read when the file changes.
+    let deletedMtime = -1;
+    const reloadDeletedItems = async (): Promise<void> => {
+      if (config.DELETED_ITEMS_FILE === undefined) return;
+      try {
+        const info = await stat(config.DELETED_ITEMS_FILE);
+        if (info.mtimeMs === deletedMtime) return;
+        const next = await readDeletedItems(config.DELETED_ITEMS_FILE);
+        catalogue.setDeleted(next.ids);
+        deletedMtime = next.mtimeMs;
+        logger.info({ deleted: next.ids.size }, "taken-down items loaded");
+      } catch (error) {
+        logger.warn({ err: error, file: config.DELETED_ITEMS_FILE }, "cannot re-read DELETED_ITEMS_FILE: keeping the previous list");
+      }
+    };
+    if (config.DELETED_ITEMS_FILE !== undefined) {
+      deletedMtime = (await stat(config.DELETED_ITEMS_FILE)).mtimeMs;
+      if (config.DELETED_ITEMS_POLL_INTERVAL > 0) {
+        const timer = setInterval(() => void reloadDeletedItems(), config.DELETED_ITEMS_POLL_INTERVAL);
+        timer.unref();
+        closers.push(() => clearInterval(timer));
+      }
+    }
+
+    // Downstream stages.
+    const candidateGeneration = connect(CandidateGenerationService, config.CANDIDATE_GENERATION_ADDRESS, {
+      maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
+    });
+    closers.push(() => candidateGeneration.$close());
+    const retrieval: Client<typeof RetrievalService.method>[] = config.RETRIEVAL_ADDRESSES.map((address) => {
+      const client = connect(RetrievalService, address, { maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES });
+      closers.push(() => client.$close());
+      return client;
+    });
+    const ranking = connect(RankingService, config.RANKING_ADDRESS, { maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES });
+    closers.push(() => ranking.$close());
+
+    const recommender = new Recommender({
+      catalogue,
+      online,
+      clock,
+      store,
+      candidateGeneration,
+      retrieval,
+      ranking,
+      metrics,
+      bundle: () => bundle.current(),
+      logger,
+      budgets: {
+        userStoreMs: config.USER_STORE_TIMEOUT,
+        candidateGenerationMs: config.CANDIDATE_GENERATION_TIMEOUT,
+        retrievalMs: config.RETRIEVAL_TIMEOUT,
+        rankingMs: config.RANKING_TIMEOUT,
+        marginMs: config.DEADLINE_MARGIN,
+        dnn: config.CANDIDATES_DNN,
+        merged: config.MERGED_CANDIDATES,
+      },
+    });
+    const recordDeps = { store, online, clock, metrics, own, maxClockSkewSeconds: config.MAX_EVENT_CLOCK_SKEW / 1000 };
+    const service = implement(RecommenderService, {
+      recommend: (request, ctx) => recommender.recommend(request, ctx),
+      recordEvents: (request) => recordEvents(recordDeps, request),
+    });
+    return { services: [service], catalogue, online, clock, store, bundle, metrics, reloadDeletedItems, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
