@@ -93,9 +93,10 @@ describe("training step", () => {
   const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu" };
   const negatives = 6;
 
-  function setup(seed: number, negs: number[]): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
+  function setup(seed: number, negs: number[], towerOptimizer: "js" | "tfjs" = "js"): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
     const model = CandidateGenModel.create(space, config, new Rng(seed), 0.5);
     const step = new TrainStep(model, {
+      towerOptimizer,
       batchSize: 8,
       negatives,
       learningRate: 0.01,
@@ -207,6 +208,25 @@ describe("training step", () => {
     tf.dispose([...first.towerGrads, ...second.towerGrads]);
     a.step.dispose();
     a.model.dispose();
+  });
+
+  it("takes the same tower Adam step in JS as tf.train.adam", () => {
+    const negs = [2, 3, 9, 17, 25, 33];
+    const a = setup(14, negs, "js");
+    const b = setup(14, negs, "tfjs");
+    for (let i = 0; i < 3; i++) {
+      a.step.run(a.inputs);
+      b.step.run(b.inputs);
+    }
+    for (let l = 0; l < a.model.layers.length; l++) {
+      const wa = a.model.layers[l]!.w.dataSync();
+      const wb = b.model.layers[l]!.w.dataSync();
+      for (let i = 0; i < wa.length; i++) expect(wa[i]!).toBeCloseTo(wb[i]!, 5);
+    }
+    for (const x of [a, b]) {
+      x.step.dispose();
+      x.model.dispose();
+    }
   });
 
   it("updates only the embedding rows a batch touched", () => {

@@ -29,6 +29,11 @@ export interface TrainConfig {
   readonly logQ: boolean;
   /** Adam learning rate of the dense tower. */
   readonly learningRate: number;
+  /**
+   * Where the tower's Adam runs: "js" (one pass over a flat copy of the ~90k parameters, then an
+   * upload; the default, cheaper) or "tfjs" (tf.train.adam: ~20 kernel launches per variable).
+   */
+  readonly towerOptimizer: "js" | "tfjs";
   /** Sparse optimiser of the embedding tables and its learning rate. */
   readonly embeddingOptimizer: SparseOptimizer;
   readonly embeddingLearningRate: number;
@@ -68,6 +73,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   samplingAlpha: 0.75,
   logQ: true,
   learningRate: 1e-3,
+  towerOptimizer: "js",
   embeddingOptimizer: "adam",
   embeddingLearningRate: 1e-3,
   l2: 0,
@@ -102,6 +108,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!(c.l2 >= 0)) throw new Error(`train config: l2 must be >= 0, got ${c.l2}`);
   if (!(c.samplingAlpha >= 0 && c.samplingAlpha <= 1)) throw new Error(`train config: samplingAlpha must be in [0, 1], got ${c.samplingAlpha}`);
   if (!(c.finalLearningRateFraction > 0 && c.finalLearningRateFraction <= 1)) throw new Error(`train config: finalLearningRateFraction must be in (0, 1]`);
+  if (c.towerOptimizer !== "js" && c.towerOptimizer !== "tfjs") throw new Error(`train config: towerOptimizer must be "js" or "tfjs"`);
   if (c.embeddingOptimizer !== "adam" && c.embeddingOptimizer !== "adagrad") throw new Error(`train config: embeddingOptimizer must be "adam" or "adagrad"`);
   if (!Number.isSafeInteger(c.seed)) throw new Error(`train config: seed must be an integer, got ${c.seed}`);
   if (c.threads !== 0 && c.threads !== 1 && c.threads !== 2) throw new Error(`train config: threads must be 0 (automatic), 1 or 2, got ${c.threads}`);

@@ -22,10 +22,10 @@ import type { FeatureSpace } from "@recsys/features";
 import { tf } from "@recsys/tf";
 import type { ModelConfig } from "./config.js";
 import type { CandidateGenModel } from "./model.js";
-import { flattenTower, towerTensors, type ReplicaWorkerData } from "./replica-worker.js";
+import type { ReplicaWorkerData } from "./replica-worker.js";
 import { CTRL, type SharedBuffers, type SharedViews, signal, STOP, type TableShape, waitFor } from "./shared-step.js";
 import type { SparseTable } from "./sparse.js";
-import type { StepConfig, TrainStep } from "./train-step.js";
+import { flattenTower, type StepConfig, type TrainStep } from "./train-step.js";
 
 /** The compiled worker module (under vitest this module is the .ts source: use dist/). */
 function workerPath(): string {
@@ -132,7 +132,7 @@ export class ParallelStep {
     this.step.profile["merge"] = (this.step.profile["merge"] ?? 0) + (performance.now() - t);
     this.step.applySparseGrads();
     for (let i = 0; i < this.sum.length; i++) this.sum[i] = mainGrads[i]! + workerGrads[i]!;
-    this.step.applyTowerGrads(towerTensors(this.step.model, this.sum));
+    this.step.applyTowerFlat(this.sum);
     const loss = (own.lossSum + scalars[1]!) / rows;
     // The worker must be done with this step's buffers before the caller writes the next batch.
     const w = performance.now();

@@ -7,11 +7,11 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { FeatureSpace, type FeatureSpaceJson } from "@recsys/features";
-import { initBackend, tf } from "@recsys/tf";
+import { initBackend } from "@recsys/tf";
 import type { ModelConfig } from "./config.js";
 import { CandidateGenModel } from "./model.js";
 import { CTRL, type SharedBuffers, signal, STOP, type TableShape, viewsOf, waitFor, writeError } from "./shared-step.js";
-import { TrainStep, type StepConfig } from "./train-step.js";
+import { flattenTower, type StepConfig, TrainStep } from "./train-step.js";
 
 export interface ReplicaWorkerData {
   readonly buffers: SharedBuffers;
@@ -22,30 +22,6 @@ export interface ReplicaWorkerData {
   readonly tower: readonly { readonly w: Float32Array; readonly b: Float32Array }[];
   readonly towerFloats: number;
   readonly backend: string;
-}
-
-/** Unflattens tower gradients [W₀, b₀, W₁, …] into tensors. */
-export function towerTensors(model: CandidateGenModel, flat: Float32Array): tf.Tensor[] {
-  const out: tf.Tensor[] = [];
-  let o = 0;
-  for (const l of model.layers) {
-    out.push(tf.tensor2d(flat.subarray(o, o + l.inDim * l.outDim), [l.inDim, l.outDim]));
-    o += l.inDim * l.outDim;
-    out.push(tf.tensor1d(flat.subarray(o, o + l.outDim)));
-    o += l.outDim;
-  }
-  return out;
-}
-
-/** Downloads tower gradient tensors into a flat array (and disposes them). */
-export function flattenTower(grads: tf.Tensor[], into: Float32Array): void {
-  let o = 0;
-  for (const g of grads) {
-    const v = g.dataSync() as Float32Array;
-    into.set(v, o);
-    o += v.length;
-  }
-  tf.dispose(grads);
 }
 
 async function main(data: ReplicaWorkerData): Promise<void> {
@@ -104,7 +80,7 @@ async function main(data: ReplicaWorkerData): Promise<void> {
 
       waitFor(ctrl, CTRL.MAIN_GRADS, seq, error);
       for (let i = 0; i < sum.length; i++) sum[i] = mainGrads[i]! + ownGrads[i]!;
-      step.applyTowerGrads(towerTensors(model, sum));
+      step.applyTowerFlat(sum);
       signal(ctrl, CTRL.WORKER_DONE, seq);
     }
     step.dispose();

@@ -2,6 +2,46 @@ import { type EncodedBatch, NUM_CATEGORICAL } from "@recsys/features";
 import { tf } from "@recsys/tf";
 import type { CandidateGenModel } from "./model.js";
 import type { SparseOptimizerConfig } from "./sparse.js";
+import { DenseAdam } from "./dense-adam.js";
+
+/** Unflattens tower gradients or weights [W₀, b₀, W₁, …] into tensors. */
+export function towerTensors(model: CandidateGenModel, flat: Float32Array): tf.Tensor[] {
+  const out: tf.Tensor[] = [];
+  let o = 0;
+  for (const l of model.layers) {
+    out.push(tf.tensor2d(flat.subarray(o, o + l.inDim * l.outDim), [l.inDim, l.outDim]));
+    o += l.inDim * l.outDim;
+    out.push(tf.tensor1d(flat.subarray(o, o + l.outDim)));
+    o += l.outDim;
+  }
+  return out;
+}
+
+/** Downloads tower gradient tensors into a flat array (and disposes them). */
+export function flattenTower(grads: tf.Tensor[], into: Float32Array): void {
+  let o = 0;
+  for (const g of grads) {
+    const v = g.dataSync() as Float32Array;
+    into.set(v, o);
+    o += v.length;
+  }
+  tf.dispose(grads);
+}
+
+/** The model's current tower weights, flat [W₀, b₀, W₁, …]. */
+export function flattenWeights(model: CandidateGenModel): Float32Array {
+  let size = 0;
+  for (const l of model.layers) size += l.inDim * l.outDim + l.outDim;
+  const out = new Float32Array(size);
+  let o = 0;
+  for (const l of model.layers) {
+    out.set(l.w.dataSync() as Float32Array, o);
+    o += l.inDim * l.outDim;
+    out.set(l.b.dataSync() as Float32Array, o);
+    o += l.outDim;
+  }
+  return out;
+}
 
 /** Settings of one optimisation step. */
 export interface StepConfig {
@@ -10,6 +50,8 @@ export interface StepConfig {
   readonly learningRate: number;
   readonly embeddings: SparseOptimizerConfig;
   readonly l2: number;
+  /** Tower Adam in "js" (one pass over a flat copy, then upload) or with "tfjs"'s tf.train.adam. */
+  readonly towerOptimizer: "js" | "tfjs";
 }
 
 /**
@@ -53,7 +95,12 @@ export class TrainStep {
   private readonly vNegT: Float32Array;
   private readonly dNeg: Float32Array;
   private readonly dUPos: Float32Array;
-  private readonly optimizer: tf.AdamOptimizer;
+  private readonly optimizer: tf.AdamOptimizer | null;
+  private readonly denseAdam: DenseAdam | null;
+  /** Flat tower weights [W₀, b₀, W₁, …] (the "js" tower optimizer's master copy). */
+  private readonly towerFlat: Float32Array | null;
+  private readonly towerGradFlat: Float32Array | null;
+  private lrScale = 1;
   private readonly ones = new Map<number, tf.Tensor2D>();
   private embeddingScale = 1;
 
@@ -74,7 +121,17 @@ export class TrainStep {
     this.vNegT = new Float32Array(d * s);
     this.dNeg = new Float32Array(b * s);
     this.dUPos = new Float32Array(b * d);
-    this.optimizer = tf.train.adam(config.learningRate);
+    if (config.towerOptimizer === "js") {
+      this.towerFlat = flattenWeights(model);
+      this.towerGradFlat = new Float32Array(this.towerFlat.length);
+      this.denseAdam = new DenseAdam(this.towerFlat.length);
+      this.optimizer = null;
+    } else {
+      this.towerFlat = null;
+      this.towerGradFlat = null;
+      this.denseAdam = null;
+      this.optimizer = tf.train.adam(config.learningRate);
+    }
   }
 
   private tick(phase: string, since: number): number {
@@ -86,7 +143,8 @@ export class TrainStep {
   /** Scales both the tower and the embedding learning rates (for a decay schedule). */
   setLearningRateScale(scale: number): void {
     // tfjs's Adam reads its (protected) learningRate field at every step.
-    (this.optimizer as unknown as { learningRate: number }).learningRate = this.config.learningRate * scale;
+    if (this.optimizer !== null) (this.optimizer as unknown as { learningRate: number }).learningRate = this.config.learningRate * scale;
+    this.lrScale = scale;
     this.embeddingScale = scale;
   }
 
@@ -241,8 +299,15 @@ export class TrainStep {
     }
   }
 
-  /** Tfjs Adam step on the tower with gradients [∂W₀, ∂b₀, …]; disposes them. */
+  /** Adam step on the tower with gradient tensors [∂W₀, ∂b₀, …]; disposes them. */
   applyTowerGrads(towerGrads: tf.Tensor[]): void {
+    if (this.optimizer === null) {
+      const t = performance.now();
+      flattenTower(towerGrads, this.towerGradFlat!);
+      this.tick("tower_update", t);
+      this.applyTowerFlat(this.towerGradFlat!);
+      return;
+    }
     const t = performance.now();
     const named: { name: string; tensor: tf.Tensor }[] = [];
     this.model.layers.forEach((layer, l) => {
@@ -250,7 +315,27 @@ export class TrainStep {
     });
     this.optimizer.applyGradients(named);
     tf.dispose(towerGrads);
-    this.tick("tower_adam", t);
+    this.tick("tower_update", t);
+  }
+
+  /** Adam step on the tower with a flat gradient [∂W₀, ∂b₀, …] (e.g. summed over threads). */
+  applyTowerFlat(grad: Float32Array): void {
+    if (this.denseAdam === null) {
+      this.applyTowerGrads(towerTensors(this.model, grad));
+      return;
+    }
+    const t = performance.now();
+    this.denseAdam.update(this.towerFlat!, grad, this.config.learningRate * this.lrScale);
+    const flat = this.towerFlat!;
+    let o = 0;
+    for (const layer of this.model.layers) {
+      const nw = layer.inDim * layer.outDim;
+      layer.w.assign(tf.tensor2d(flat.subarray(o, o + nw), [layer.inDim, layer.outDim]));
+      o += nw;
+      layer.b.assign(tf.tensor1d(flat.subarray(o, o + layer.outDim)));
+      o += layer.outDim;
+    }
+    this.tick("tower_update", t);
   }
 
   /** Lazy sparse updates of the rows touched since the last call, on every table. */
@@ -281,7 +366,7 @@ export class TrainStep {
   }
 
   dispose(): void {
-    this.optimizer.dispose();
+    this.optimizer?.dispose();
     for (const t of this.ones.values()) t.dispose();
     this.ones.clear();
   }

@@ -151,6 +151,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
     learningRate: cfg.learningRate,
     l2: cfg.l2,
     embeddings: { optimizer: cfg.embeddingOptimizer, learningRate: cfg.embeddingLearningRate, l2: cfg.l2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    towerOptimizer: cfg.towerOptimizer,
   };
   // With two threads the embedding tables and the step inputs live in shared memory.
   const shapes = tableShapes(space, modelCfg, cfg.batchSize, cfg.negatives);
