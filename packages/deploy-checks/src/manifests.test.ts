@@ -1,0 +1,260 @@
+/**
+ * Every kustomization rendered with the real kustomize (kubectl kustomize) and checked offline:
+ * Kubernetes JSON schemas (kubernetes-models), unknown fields (TypeScript excess-property check),
+ * environment = the services' config schemas, ports/probes/Services, security, shutdown timing,
+ * autoscalers, volumes, images, retrieval shards and the orchestrator's addresses. The second half
+ * breaks rendered manifests on purpose and expects each check to notice.
+ */
+import { readdirSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { ConfigSchema } from "@recsys/runtime";
+import { findObject, kustomizeVersion, objectsOfKind, renderKustomization, type K8sObject } from "./kustomize.js";
+import {
+  checkEnvAgainstSchema,
+  checkImages,
+  checkPorts,
+  checkScalingObjects,
+  checkSecurityAndResources,
+  checkServiceKinds,
+  checkShardsAndAddresses,
+  checkShutdownTiming,
+  checkVolumes,
+  containerEnv,
+  workloads,
+  workloadStage,
+  type Workload,
+} from "./manifest-checks.js";
+import { K8S_DIR, OVERLAYS, overlayDir, PROMETHEUS_RULE_FILE, type OverlayName } from "./paths.js";
+import { parseObjects } from "./kustomize.js";
+import { readFile } from "node:fs/promises";
+import { prometheusRuleObject, readRuleFiles } from "./rules.js";
+import { STAGES, isLanded, loadStagePackage, type LandedPackage, type StageInfo } from "./stages.js";
+import { strictFieldCheck, validateSchemas } from "./validate.js";
+
+/** Every kustomization directory: bases, shards, components are rendered through overlays. */
+const BASES = readdirSync(join(K8S_DIR, "base")).map((d) => join(K8S_DIR, "base", d));
+const SHARDS = readdirSync(join(K8S_DIR, "shards")).map((d) => join(K8S_DIR, "shards", d));
+
+const rendered = new Map<string, K8sObject[]>();
+const overlay = (name: OverlayName): K8sObject[] => rendered.get(overlayDir(name))!;
+const packages = new Map<string, LandedPackage>();
+
+/** Schemas of landed stages; undefined for the others (the runtime's defaults apply). */
+const schemaOf = (stage: StageInfo): ConfigSchema | undefined => packages.get(stage.stage)?.configSchema;
+
+beforeAll(async () => {
+  await kustomizeVersion();
+  const dirs = [...BASES, ...SHARDS, ...OVERLAYS.map(overlayDir)];
+  const results = await Promise.all(dirs.map(async (dir) => [dir, await renderKustomization(dir)] as const));
+  for (const [dir, objects] of results) rendered.set(dir, objects);
+  for (const stage of STAGES) if (isLanded(stage)) packages.set(stage.stage, await loadStagePackage(stage));
+});
+
+describe("rendering", () => {
+  it("uses kustomize v5 through kubectl", async () => {
+    expect(await kustomizeVersion()).toMatch(/^v5\./);
+  });
+
+  it.each(OVERLAYS)("overlay %s has the four stages, its namespace and the model volume", (name) => {
+    const objects = overlay(name);
+    const stages = new Set(workloads(objects).map((w) => workloadStage(w)?.stage));
+    expect([...stages].sort()).toEqual(STAGES.map((s) => s.stage).sort());
+    const namespaces = new Set(objects.filter((o) => o.kind !== "Namespace").map((o) => o.metadata.namespace));
+    expect(namespaces.size).toBe(1);
+    expect(objectsOfKind(objects, "Namespace").map((o) => o.metadata.name)).toEqual([...namespaces]);
+    expect(findObject(objects, "PersistentVolumeClaim", "recsys-models")).toBeDefined();
+  });
+
+  it("shards retrieval in one StatefulSet per shard: 1 in dev, 2 in prod and gpu", () => {
+    expect(checkShardsAndAddresses(overlay("dev")).shards).toBe(1);
+    expect(checkShardsAndAddresses(overlay("prod")).shards).toBe(2);
+    expect(checkShardsAndAddresses(overlay("gpu")).shards).toBe(2);
+  });
+});
+
+describe("validation against the Kubernetes schemas", () => {
+  it("accepts every object of every base, shard and overlay (kubernetes-models)", async () => {
+    const problems = [];
+    for (const [dir, objects] of rendered) {
+      for (const problem of await validateSchemas(objects)) problems.push(`${dir.slice(K8S_DIR.length + 1)}: ${problem.object}: ${problem.message}`);
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("finds no unknown field (TypeScript excess-property check against the same models)", () => {
+    const items = [...rendered].flatMap(([dir, objects]) => objects.map((object) => ({ label: `${dir.slice(K8S_DIR.length + 1)}: ${object.kind}/${object.metadata.name}`, object })));
+    expect(strictFieldCheck(items)).toEqual([]);
+  });
+});
+
+describe.each(OVERLAYS)("overlay %s", (name) => {
+  for (const stage of STAGES) {
+    const landed = isLanded(stage);
+    const title = `sets exactly the variables ${stage.stage} reads${landed ? "" : ` (skipped: packages/${stage.packageDir} has not landed)`}`;
+    it.skipIf(!landed)(title, () => {
+      const pkg = packages.get(stage.stage)!;
+      expect(pkg.stage).toBe(stage.stage);
+      const stageWorkloads = workloads(overlay(name)).filter((w) => workloadStage(w) === stage);
+      expect(stageWorkloads.length).toBeGreaterThan(0);
+      const problems = stageWorkloads.flatMap((w) => {
+        const container = w.spec.template.spec.containers.find((c) => c.name === stage.k8sName)!;
+        const env = containerEnv(overlay(name), `${w.kind}/${w.metadata.name}`, container);
+        return [...env.problems, ...checkEnvAgainstSchema(`${w.kind}/${w.metadata.name}`, env.values, pkg.configSchema, pkg.crossCheck)];
+      });
+      expect(problems).toEqual([]);
+    });
+  }
+
+  it("wires ports, probes and Services consistently", () => {
+    expect(checkPorts(overlay(name), schemaOf)).toEqual([]);
+    expect(checkServiceKinds(overlay(name))).toEqual([]);
+  });
+
+  it("runs non-root, read-only, without capabilities, with requests and limits", () => {
+    expect(checkSecurityAndResources(overlay(name))).toEqual([]);
+  });
+
+  it("gives pods time to drain: grace period > preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + SHUTDOWN_TIMEOUT", () => {
+    expect(checkShutdownTiming(overlay(name), schemaOf)).toEqual([]);
+  });
+
+  it("has an autoscaler and a disruption budget per workload, volumes that exist, the stages' own images", () => {
+    expect(checkScalingObjects(overlay(name))).toEqual([]);
+    expect(checkVolumes(overlay(name))).toEqual([]);
+    expect(checkImages(overlay(name))).toEqual([]);
+  });
+
+  it("points the orchestrator at every retrieval shard in order and at the other stages' Services", () => {
+    expect(checkShardsAndAddresses(overlay(name)).problems).toEqual([]);
+  });
+});
+
+describe("the gpu overlay", () => {
+  const gpuLimit = (w: Workload): unknown => (w.spec.template.spec.containers[0]!.resources?.limits as Record<string, unknown> | undefined)?.["nvidia.com/gpu"];
+  it("puts candidate generation and ranking on GPU nodes with the -gpu images, nothing else", () => {
+    for (const w of workloads(overlay("gpu"))) {
+      const stage = workloadStage(w)!;
+      const spec = w.spec.template.spec as Workload["spec"]["template"]["spec"] & { nodeSelector?: unknown; tolerations?: unknown[] };
+      expect(w.spec.template.spec.containers).toHaveLength(1);
+      if (stage.gpu) {
+        expect(gpuLimit(w), w.metadata.name).toBe(1);
+        expect(w.spec.template.spec.containers[0]!.image).toMatch(/-gpu$/);
+        expect(spec.nodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
+        expect(spec.tolerations).toHaveLength(1);
+        const env = containerEnv(overlay("gpu"), w.metadata.name, w.spec.template.spec.containers[0]!);
+        expect(env.values.get("RECSYS_TF_BACKEND")).toBe("node-gpu");
+      } else {
+        expect(gpuLimit(w), w.metadata.name).toBeUndefined();
+        expect(w.spec.template.spec.containers[0]!.image).not.toMatch(/-gpu$/);
+      }
+    }
+  });
+});
+
+describe("the Prometheus operator overlay", () => {
+  it("adds a ServiceMonitor on the metrics ports and the PrometheusRule generated from deploy/prometheus/rules", async () => {
+    const objects = overlay("prod-operator");
+    const monitor = findObject(objects, "ServiceMonitor", "recsys") as (K8sObject & { spec: { jobLabel: string; endpoints: { port: string }[] } }) | undefined;
+    expect(monitor?.spec.jobLabel).toBe("recsys.io/stage");
+    expect(monitor?.spec.endpoints.map((e) => e.port)).toEqual(["metrics"]);
+    // Every Service with a metrics port carries the job label with its stage name.
+    for (const service of objectsOfKind<K8sObject & { spec: { ports: { name: string }[] } }>(objects, "Service")) {
+      if (service.spec.ports.some((p) => p.name === "metrics")) {
+        expect(STAGES.map((s) => s.stage)).toContain(service.metadata.labels?.["recsys.io/stage"]);
+      }
+    }
+    const committed = parseObjects(await readFile(PROMETHEUS_RULE_FILE, "utf8"), PROMETHEUS_RULE_FILE)[0]!;
+    expect(committed, "prometheusrule.yaml is stale: run `npm run generate -w @recsys/deploy-checks`").toEqual(prometheusRuleObject(await readRuleFiles()));
+    const inOverlay = findObject(objects, "PrometheusRule", "recsys") as K8sObject & { spec: unknown };
+    expect(inOverlay.spec).toEqual((committed as K8sObject & { spec: unknown }).spec);
+  });
+});
+
+describe("the checks catch broken manifests", () => {
+  /** A deep copy of the dev overlay with `edit` applied to the named workload's main container. */
+  function broken(kind: string, name: string, edit: (w: Workload, objects: K8sObject[]) => void): K8sObject[] {
+    const objects = structuredClone(overlay("dev"));
+    const workload = findObject(objects, kind, name) as Workload;
+    edit(workload, objects);
+    return objects;
+  }
+  const cg = STAGES[0]!;
+  const configMapOf = (w: Workload, objects: K8sObject[]): { data: Record<string, string> } =>
+    findObject(objects, "ConfigMap", w.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as { data: Record<string, string> };
+  const envProblems = (objects: K8sObject[]): string[] => {
+    const w = findObject(objects, "Deployment", cg.k8sName) as Workload;
+    const env = containerEnv(objects, "cg", w.spec.template.spec.containers[0]!);
+    return checkEnvAgainstSchema("cg", env.values, packages.get(cg.stage)!.configSchema);
+  };
+
+  it("an unknown variable, a missing required one, a value the service refuses", () => {
+    expect(envProblems(broken("Deployment", cg.k8sName, (w, o) => (configMapOf(w, o).data["MODEL_DIR"] = "/models")))).toEqual([
+      "cg: sets MODEL_DIR, which the service does not read (not in its configSchema)",
+    ]);
+    expect(envProblems(broken("Deployment", cg.k8sName, (w, o) => delete configMapOf(w, o).data["MODEL_PATH"]))).toEqual([
+      "cg: does not set MODEL_PATH, which the service requires",
+    ]);
+    expect(envProblems(broken("Deployment", cg.k8sName, (w, o) => (configMapOf(w, o).data["DRAIN_TIMEOUT"] = "15 seconds")))[0]).toMatch(/DRAIN_TIMEOUT="15 seconds" is refused/);
+  });
+
+  it("a probe or a Service on the wrong port, a port that disagrees with GRPC_PORT", () => {
+    expect(checkPorts(broken("Deployment", cg.k8sName, (w) => (w.spec.template.spec.containers[0]!.readinessProbe!.grpc!.port = 50052)), schemaOf)).toEqual([
+      "Deployment/candidate-generation: readinessProbe probes port 50052, the gRPC port is 50051",
+    ]);
+    const wrongTarget = structuredClone(overlay("dev"));
+    (findObject(wrongTarget, "Service", "ranking") as unknown as { spec: { ports: { targetPort: string }[] } }).spec.ports[0]!.targetPort = "grcp";
+    expect(checkPorts(wrongTarget, schemaOf)).toEqual(["Service/ranking: port grpc targets grcp, which Deployment/ranking does not expose"]);
+    expect(checkPorts(broken("Deployment", cg.k8sName, (w, o) => (configMapOf(w, o).data["GRPC_PORT"] = "6000")), schemaOf)).toContain(
+      'Deployment/candidate-generation: container port "grpc" is 50051, GRPC_PORT is 6000',
+    );
+  });
+
+  it("a writable root filesystem, a short grace period, a foreign image, a missing claim", () => {
+    expect(checkSecurityAndResources(broken("Deployment", cg.k8sName, (w) => (w.spec.template.spec.containers[0]!.securityContext!.readOnlyRootFilesystem = false)))).toEqual([
+      "Deployment/candidate-generation container candidate-generation: readOnlyRootFilesystem is not true",
+    ]);
+    expect(checkShutdownTiming(broken("StatefulSet", "retrieval-0", (w) => (w.spec.template.spec.terminationGracePeriodSeconds = 20)), schemaOf)).toEqual([
+      "StatefulSet/retrieval-0: terminationGracePeriodSeconds 20 must exceed preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + SHUTDOWN_TIMEOUT = 27 s",
+    ]);
+    expect(checkImages(broken("Deployment", "ranking", (w) => (w.spec.template.spec.containers[0]!.image = "localhost/recsys/retrieval:dev")))).toEqual([
+      "Deployment/ranking: runs image recsys/retrieval, the stage's image is recsys/ranking",
+    ]);
+    expect(checkVolumes(broken("Deployment", "ranking", (w) => (w.spec.template.spec.volumes![0]!.persistentVolumeClaim!.claimName = "models")))).toEqual([
+      'Deployment/ranking: volume models uses PersistentVolumeClaim "models", which is not rendered',
+    ]);
+  });
+
+  it("a shard missing from RETRIEVAL_ADDRESSES, shards out of order", () => {
+    const prod = structuredClone(overlay("prod"));
+    const orchestrator = findObject(prod, "Deployment", "orchestrator") as Workload;
+    const cm = findObject(prod, "ConfigMap", orchestrator.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as { data: Record<string, string> };
+    cm.data["RETRIEVAL_ADDRESSES"] = "dns:///retrieval-0:50051";
+    expect(checkShardsAndAddresses(prod).problems).toEqual([
+      'orchestrator RETRIEVAL_ADDRESSES is "dns:///retrieval-0:50051", the rendered shards need "dns:///retrieval-0:50051,dns:///retrieval-1:50051"',
+    ]);
+    const swapped = structuredClone(overlay("prod"));
+    const shard1 = findObject(swapped, "StatefulSet", "retrieval-1") as Workload;
+    (findObject(swapped, "ConfigMap", shard1.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as { data: Record<string, string> }).data["SHARD_INDEX"] = "0";
+    expect(checkShardsAndAddresses(swapped).problems).toEqual(["StatefulSet/retrieval-1: SHARD_INDEX=0 SHARD_COUNT=2, expected 1 and 2"]);
+  });
+
+  it("a misspelt field (schemas alone accept it) and a wrong type", async () => {
+    const objects = broken("Deployment", cg.k8sName, (w) => {
+      const sc = w.spec.template.spec.containers[0]!.securityContext as Record<string, unknown>;
+      sc["readOnlyRootFileSystem"] = true;
+    });
+    const deployment = findObject(objects, "Deployment", cg.k8sName)!;
+    expect(await validateSchemas([deployment])).toEqual([]); // why the second check exists
+    const strict = strictFieldCheck([{ label: "cg", object: deployment }]);
+    expect(strict).toHaveLength(1);
+    expect(strict[0]!.message).toMatch(/readOnlyRootFileSystem.*does not exist in type 'ISecurityContext'/);
+    const wrongType = structuredClone(deployment) as Workload;
+    (wrongType.spec.template.spec.containers[0]!.ports![0] as unknown as Record<string, unknown>)["containerPort"] = "50051";
+    expect((await validateSchemas([wrongType]))[0]?.message).toMatch(/containerPort must be integer/);
+  });
+});
+
+it("has a Containerfile for every stage image", () => {
+  for (const stage of STAGES) expect(existsSync(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`)), stage.image).toBe(true);
+});
