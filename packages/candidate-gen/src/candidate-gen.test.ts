@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { bundleFromTraining, createDatasetScorer, loadBundle, saveBundle, UNKNOWN_ITEM_SCORE } from "./bundle.js";
 import { DEFAULT_MODEL_CONFIG, type ModelConfig } from "./config.js";
 import { CandidateGenModel } from "./model.js";
+import { expNonPositive } from "./fast-exp.js";
 import { AliasSampler } from "./sampler.js";
 import { SparseTable } from "./sparse.js";
 import { sequentialDataset } from "./test-helpers.js";
@@ -69,6 +70,20 @@ describe("SparseTable", () => {
     for (let r = 0; r < 5000; r++) t.addGrad(r, g, 0, r);
     expect(t.touchedCount).toBe(5000);
     expect(Array.from(t.gradOf(4321))).toEqual([4321, 4321]);
+  });
+});
+
+describe("expNonPositive", () => {
+  it("matches Math.exp to 1e-6 relative on x <= 0", () => {
+    const rng = new Rng(9);
+    let worst = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const x = -rng.next() * (i % 2 === 0 ? 30 : 700);
+      worst = Math.max(worst, Math.abs(expNonPositive(x) / Math.exp(x) - 1));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    expect(expNonPositive(0)).toBeCloseTo(1, 12);
+    expect(expNonPositive(-1e9)).toBe(0);
   });
 });
 

@@ -3,6 +3,7 @@ import { tf } from "@recsys/tf";
 import type { CandidateGenModel } from "./model.js";
 import type { SparseOptimizerConfig } from "./sparse.js";
 import { DenseAdam } from "./dense-adam.js";
+import { expNonPositive } from "./fast-exp.js";
 
 /** Unflattens tower gradients or weights [W₀, b₀, W₁, …] into tensors. */
 export function towerTensors(model: CandidateGenModel, flat: Float32Array): tf.Tensor[] {
@@ -231,10 +232,10 @@ export class TrainStep {
         dNeg[lo + j] = l;
         if (l > m) m = l;
       }
-      const ep = Math.exp(lp - m);
+      const ep = expNonPositive(lp - m);
       let z = ep;
       for (let j = 0; j < s; j++) {
-        const e = Math.exp(dNeg[lo + j]! - m);
+        const e = expNonPositive(dNeg[lo + j]! - m);
         dNeg[lo + j] = e;
         z += e;
       }
