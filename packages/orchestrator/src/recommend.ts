@@ -107,7 +107,8 @@ class TimeoutError extends Error {
 /** `promise`, or a TimeoutError after `ms` (the promise keeps running; its result is dropped). */
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TimeoutError(`${what} took longer than ${Math.round(ms)}ms`)), Math.max(0, ms));
+    const limit = Math.max(0, Math.round(ms));
+    const timer = setTimeout(() => reject(new TimeoutError(`${what} took longer than ${limit}ms`)), limit);
     promise.then(
       (value) => {
         clearTimeout(timer);
@@ -176,7 +177,9 @@ export class Recommender {
       const t0 = performance.now();
       let state: UserState | undefined;
       try {
-        state = await withTimeout(deps.store.get(valid.userId), budgets.userStoreMs, "user store read");
+        // Like the gRPC stages: the budget, but never past the caller's deadline minus the margin.
+        const budget = Math.min(budgets.userStoreMs, ctx.deadline - Date.now() - budgets.marginMs);
+        state = await withTimeout(deps.store.get(valid.userId), budget, "user store read");
       } catch (error) {
         failures.push(failureOf(STAGE_USER_STORE, error));
       }
