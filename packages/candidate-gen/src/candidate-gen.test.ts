@@ -64,6 +64,21 @@ describe("SparseTable", () => {
     expect(t.touchedCount).toBe(0);
   });
 
+  it("row-wise Adagrad keeps one accumulator per row", () => {
+    const t = new SparseTable("r", 4, 2);
+    const g = Float32Array.from([3, 4]);
+    t.addGrad(1, g, 0, 1);
+    t.apply({ optimizer: "rowwise-adagrad", learningRate: 0.5, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 0 });
+    // acc = mean(g²) = 12.5; step = 0.5 / √12.5 per unit of gradient.
+    const step = 0.5 / Math.sqrt(12.5);
+    expect(t.data[2]).toBeCloseTo(-3 * step, 6);
+    expect(t.data[3]).toBeCloseTo(-4 * step, 6);
+    expect(Array.from(t.data.subarray(0, 2))).toEqual([0, 0]);
+    t.addGrad(1, g, 0, 1);
+    t.apply({ optimizer: "rowwise-adagrad", learningRate: 0.5, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 0 });
+    expect(t.data[2]).toBeCloseTo(-3 * step - 3 * (0.5 / Math.sqrt(25)), 6);
+  });
+
   it("grows its gradient buffer past the initial capacity", () => {
     const t = new SparseTable("big", 5000, 2);
     const g = Float32Array.from([1, 1]);

@@ -109,7 +109,9 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!(c.samplingAlpha >= 0 && c.samplingAlpha <= 1)) throw new Error(`train config: samplingAlpha must be in [0, 1], got ${c.samplingAlpha}`);
   if (!(c.finalLearningRateFraction > 0 && c.finalLearningRateFraction <= 1)) throw new Error(`train config: finalLearningRateFraction must be in (0, 1]`);
   if (c.towerOptimizer !== "js" && c.towerOptimizer !== "tfjs") throw new Error(`train config: towerOptimizer must be "js" or "tfjs"`);
-  if (c.embeddingOptimizer !== "adam" && c.embeddingOptimizer !== "adagrad") throw new Error(`train config: embeddingOptimizer must be "adam" or "adagrad"`);
+  if (c.embeddingOptimizer !== "adam" && c.embeddingOptimizer !== "adagrad" && c.embeddingOptimizer !== "rowwise-adagrad") {
+    throw new Error(`train config: embeddingOptimizer must be "adam", "adagrad" or "rowwise-adagrad"`);
+  }
   if (!Number.isSafeInteger(c.seed)) throw new Error(`train config: seed must be an integer, got ${c.seed}`);
   if (c.threads !== 0 && c.threads !== 1 && c.threads !== 2) throw new Error(`train config: threads must be 0 (automatic), 1 or 2, got ${c.threads}`);
 }

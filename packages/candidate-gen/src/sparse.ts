@@ -1,7 +1,13 @@
 import type { Rng } from "@recsys/data";
 
-/** How embedding rows are updated. */
-export type SparseOptimizer = "adam" | "adagrad";
+/**
+ * How embedding rows are updated: lazy "adam" (per-coordinate moments advanced only on touched
+ * rows), "adagrad" (per-coordinate accumulator) or "rowwise-adagrad" (one accumulator per row,
+ * the mean of the squared gradient, as large-scale recommender trainers use: the optimiser
+ * state is one float per row instead of two per coordinate, so an update reads and writes half
+ * the memory of Adam).
+ */
+export type SparseOptimizer = "adam" | "adagrad" | "rowwise-adagrad";
 
 export interface SparseOptimizerConfig {
   readonly optimizer: SparseOptimizer;
@@ -158,6 +164,24 @@ export class SparseTable {
           v[o + k] = vk;
           w[o + k]! -= (lrT * mk) / (Math.sqrt(vk) + eps);
         }
+      }
+    } else if (cfg.optimizer === "rowwise-adagrad") {
+      if (this.v === null) this.v = new Float32Array(this.rows);
+      const acc = this.v;
+      for (let i = 0; i < this.touched; i++) {
+        const r = this.touchedRows[i]!;
+        const o = r * d;
+        const go = i * d;
+        let sq = 0;
+        for (let k = 0; k < d; k++) {
+          const gk = g[go + k]! + l2 * w[o + k]!;
+          g[go + k] = gk;
+          sq += gk * gk;
+        }
+        const a = acc[r]! + sq / d;
+        acc[r] = a;
+        const step = lr / (Math.sqrt(a) + eps);
+        for (let k = 0; k < d; k++) w[o + k]! -= step * g[go + k]!;
       }
     } else {
       if (this.v === null) this.v = new Float32Array(this.data.length).fill(0.1);
