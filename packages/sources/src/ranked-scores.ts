@@ -43,6 +43,13 @@ export class RankedScores {
     this.position.set(item, p);
   }
 
+  /** Forgets every score (back to the empty ranking). */
+  clear(): void {
+    this.items = [];
+    this.scores = [];
+    this.position.clear();
+  }
+
   /** Multiplies every score by `factor` (> 0). */
   scaleAll(factor: number): void {
     if (!(factor > 0)) throw new RangeError(`RankedScores.scaleAll: factor must be > 0, got ${factor}`);

@@ -19,6 +19,18 @@ describe("TrendingSource", () => {
     expect(after[1]!.score).toBeCloseTo(4 * Math.pow(2, -4), 12);
   });
 
+  it("forgets old counts when a new event comes more than ~1074 half-lives later", () => {
+    // ml-100k's 1998 events followed by a 2025 wall-clock event at a 7-day half-life.
+    const t = new TrendingSource({ halfLifeSeconds: 7 * 86400 });
+    t.observe(ev(0, 1, 890_000_000));
+    t.observe(ev(1, 1, 890_000_100));
+    t.observe(ev(2, 2, 1_750_000_000));
+    const top = t.candidates({ history: [], asOf: 1_750_000_001, budget: 5 }).candidates;
+    expect(top.map((c) => c.item)).toEqual([2]);
+    expect(top[0]!.score).toBeCloseTo(Math.pow(2, -1 / (7 * 86400)), 12);
+    expect(t.scoreAt(1, 1_750_000_001)).toBe(0);
+  });
+
   it("halves a score every half-life", () => {
     const t = new TrendingSource({ halfLifeSeconds: 3600 });
     t.observe(ev(0, 3, 1000));

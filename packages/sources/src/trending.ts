@@ -46,7 +46,11 @@ class DecayedCounts {
     if (Number.isNaN(this.ref)) this.ref = timestamp;
     let exponent = (timestamp - this.ref) / this.halfLife;
     if (exponent > RESCALE_HALF_LIVES) {
-      this.sums.scaleAll(Math.pow(2, -exponent));
+      // After ~1074 half-lives every old contribution is below the smallest double: the factor
+      // underflows to 0 and the old counts are forgotten (they are 0 at any time from now on).
+      const factor = Math.pow(2, -exponent);
+      if (factor > 0) this.sums.scaleAll(factor);
+      else this.sums.clear();
       this.ref = timestamp;
       exponent = 0;
     }
