@@ -14,6 +14,8 @@ export const MAX_EXCLUDED_ITEMS = 10_000;
 export const MAX_WATCH_HISTORY = 1000;
 /** UserContext.search_history entries accepted. */
 export const MAX_SEARCH_HISTORY = 200;
+/** UserContext.impression_history entries accepted. */
+export const MAX_IMPRESSION_HISTORY = 1000;
 /** RankRequest.candidates. */
 export const MAX_RANK_CANDIDATES = 2000;
 /** UpsertItemsRequest.items per call. */

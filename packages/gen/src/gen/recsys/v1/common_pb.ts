@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file recsys/v1/common.proto.
  */
 export const file_recsys_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChZyZWNzeXMvdjEvY29tbW9uLnByb3RvEglyZWNzeXMudjEijgIKC1VzZXJDb250ZXh0Eg8KB3VzZXJfaWQYASABKAkSLQoNd2F0Y2hfaGlzdG9yeRgCIAMoCzIWLnJlY3N5cy52MS5XYXRjaGVkSXRlbRIuCg5zZWFyY2hfaGlzdG9yeRgDIAMoCzIWLnJlY3N5cy52MS5TZWFyY2hRdWVyeRItCgxkZW1vZ3JhcGhpY3MYBCABKAsyFy5yZWNzeXMudjEuRGVtb2dyYXBoaWNzEgsKA2dlbxgFIAEoCRIhCgZkZXZpY2UYBiABKA4yES5yZWNzeXMudjEuRGV2aWNlEjAKDHJlcXVlc3RfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoLV2F0Y2hlZEl0ZW0SDwoHaXRlbV9pZBgBIAEoCRIuCgp3YXRjaGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaCg13YXRjaF9zZWNvbmRzGAMgASgCSACIAQFCEAoOX3dhdGNoX3NlY29uZHMiTQoLU2VhcmNoUXVlcnkSDQoFcXVlcnkYASABKAkSLwoLc2VhcmNoZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKDERlbW9ncmFwaGljcxIQCgNhZ2UYASABKA1IAIgBARIOCgZnZW5kZXIYAiABKAkSEgoKb2NjdXBhdGlvbhgDIAEoCUIGCgRfYWdlImoKClByb3ZlbmFuY2USKgoGc291cmNlGAEgASgOMhoucmVjc3lzLnYxLkNhbmRpZGF0ZVNvdXJjZRITCgtzb3VyY2VfbmFtZRgCIAEoCRIMCgRyYW5rGAMgASgNEg0KBXNjb3JlGAQgASgCIkcKCUNhbmRpZGF0ZRIPCgdpdGVtX2lkGAEgASgJEikKCnByb3ZlbmFuY2UYAiADKAsyFS5yZWNzeXMudjEuUHJvdmVuYW5jZSJOCgtWZXJzaW9uSW5mbxIRCgljb21wb25lbnQYASABKAkSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIVCg1pbmRleF92ZXJzaW9uGAMgASgJKmkKBkRldmljZRIWChJERVZJQ0VfVU5TUEVDSUZJRUQQABISCg5ERVZJQ0VfREVTS1RPUBABEhEKDURFVklDRV9NT0JJTEUQAhIRCg1ERVZJQ0VfVEFCTEVUEAMSDQoJREVWSUNFX1RWEAQq4gEKD0NhbmRpZGF0ZVNvdXJjZRIgChxDQU5ESURBVEVfU09VUkNFX1VOU1BFQ0lGSUVEEAASGAoUQ0FORElEQVRFX1NPVVJDRV9ETk4QARIdChlDQU5ESURBVEVfU09VUkNFX0NPX1dBVENIEAISHAoYQ0FORElEQVRFX1NPVVJDRV9QT1BVTEFSEAMSHQoZQ0FORElEQVRFX1NPVVJDRV9UUkVORElORxAEEhoKFkNBTkRJREFURV9TT1VSQ0VfRlJFU0gQBRIbChdDQU5ESURBVEVfU09VUkNFX1NFQVJDSBAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChZyZWNzeXMvdjEvY29tbW9uLnByb3RvEglyZWNzeXMudjEiwAIKC1VzZXJDb250ZXh0Eg8KB3VzZXJfaWQYASABKAkSLQoNd2F0Y2hfaGlzdG9yeRgCIAMoCzIWLnJlY3N5cy52MS5XYXRjaGVkSXRlbRIuCg5zZWFyY2hfaGlzdG9yeRgDIAMoCzIWLnJlY3N5cy52MS5TZWFyY2hRdWVyeRItCgxkZW1vZ3JhcGhpY3MYBCABKAsyFy5yZWNzeXMudjEuRGVtb2dyYXBoaWNzEgsKA2dlbxgFIAEoCRIhCgZkZXZpY2UYBiABKA4yES5yZWNzeXMudjEuRGV2aWNlEjAKDHJlcXVlc3RfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoSaW1wcmVzc2lvbl9oaXN0b3J5GAggAygLMhQucmVjc3lzLnYxLlNob3duSXRlbSJKCglTaG93bkl0ZW0SDwoHaXRlbV9pZBgBIAEoCRIsCghzaG93bl9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoLV2F0Y2hlZEl0ZW0SDwoHaXRlbV9pZBgBIAEoCRIuCgp3YXRjaGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaCg13YXRjaF9zZWNvbmRzGAMgASgCSACIAQFCEAoOX3dhdGNoX3NlY29uZHMiTQoLU2VhcmNoUXVlcnkSDQoFcXVlcnkYASABKAkSLwoLc2VhcmNoZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKDERlbW9ncmFwaGljcxIQCgNhZ2UYASABKA1IAIgBARIOCgZnZW5kZXIYAiABKAkSEgoKb2NjdXBhdGlvbhgDIAEoCUIGCgRfYWdlImoKClByb3ZlbmFuY2USKgoGc291cmNlGAEgASgOMhoucmVjc3lzLnYxLkNhbmRpZGF0ZVNvdXJjZRITCgtzb3VyY2VfbmFtZRgCIAEoCRIMCgRyYW5rGAMgASgNEg0KBXNjb3JlGAQgASgCInEKCUNhbmRpZGF0ZRIPCgdpdGVtX2lkGAEgASgJEikKCnByb3ZlbmFuY2UYAiADKAsyFS5yZWNzeXMudjEuUHJvdmVuYW5jZRIoCgVzdGF0cxgDIAEoCzIZLnJlY3N5cy52MS5DYW5kaWRhdGVTdGF0cyI3Cg5DYW5kaWRhdGVTdGF0cxITCgt3YXRjaF9jb3VudBgBIAEoARIQCgh0cmVuZGluZxgCIAEoASJOCgtWZXJzaW9uSW5mbxIRCgljb21wb25lbnQYASABKAkSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIVCg1pbmRleF92ZXJzaW9uGAMgASgJKmkKBkRldmljZRIWChJERVZJQ0VfVU5TUEVDSUZJRUQQABISCg5ERVZJQ0VfREVTS1RPUBABEhEKDURFVklDRV9NT0JJTEUQAhIRCg1ERVZJQ0VfVEFCTEVUEAMSDQoJREVWSUNFX1RWEAQq4gEKD0NhbmRpZGF0ZVNvdXJjZRIgChxDQU5ESURBVEVfU09VUkNFX1VOU1BFQ0lGSUVEEAASGAoUQ0FORElEQVRFX1NPVVJDRV9ETk4QARIdChlDQU5ESURBVEVfU09VUkNFX0NPX1dBVENIEAISHAoYQ0FORElEQVRFX1NPVVJDRV9QT1BVTEFSEAMSHQoZQ0FORElEQVRFX1NPVVJDRV9UUkVORElORxAEEhoKFkNBTkRJREFURV9TT1VSQ0VfRlJFU0gQBRIbChdDQU5ESURBVEVfU09VUkNFX1NFQVJDSBAGYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Everything the system knows about the user at request time. The orchestrator either receives
@@ -69,6 +69,16 @@ export type UserContext = Message<"recsys.v1.UserContext"> & {
    * @generated from field: google.protobuf.Timestamp request_time = 7;
    */
   requestTime?: Timestamp | undefined;
+
+  /**
+   * Items recently shown to the user (impressions), oldest first, at most MAX_IMPRESSION_HISTORY.
+   * The ranker counts, per candidate, the impressions of that item strictly before request_time
+   * (its "previous impressions" feature; 0 when this list is empty). Send every logged impression
+   * the user store keeps, not a filtered subset: the training data counted all of them.
+   *
+   * @generated from field: repeated recsys.v1.ShownItem impression_history = 8;
+   */
+  impressionHistory: ShownItem[];
 };
 
 /**
@@ -77,6 +87,32 @@ export type UserContext = Message<"recsys.v1.UserContext"> & {
  */
 export const UserContextSchema: GenMessage<UserContext> = /*@__PURE__*/
   messageDesc(file_recsys_v1_common, 0);
+
+/**
+ * One item shown to the user (an impression), whether or not it was watched.
+ *
+ * @generated from message recsys.v1.ShownItem
+ */
+export type ShownItem = Message<"recsys.v1.ShownItem"> & {
+  /**
+   * @generated from field: string item_id = 1;
+   */
+  itemId: string;
+
+  /**
+   * When it was shown. When absent it counts as shown just before the request time.
+   *
+   * @generated from field: google.protobuf.Timestamp shown_at = 2;
+   */
+  shownAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message recsys.v1.ShownItem.
+ * Use `create(ShownItemSchema)` to create a new message.
+ */
+export const ShownItemSchema: GenMessage<ShownItem> = /*@__PURE__*/
+  messageDesc(file_recsys_v1_common, 1);
 
 /**
  * One watched item in the user's history.
@@ -107,7 +143,7 @@ export type WatchedItem = Message<"recsys.v1.WatchedItem"> & {
  * Use `create(WatchedItemSchema)` to create a new message.
  */
 export const WatchedItemSchema: GenMessage<WatchedItem> = /*@__PURE__*/
-  messageDesc(file_recsys_v1_common, 1);
+  messageDesc(file_recsys_v1_common, 2);
 
 /**
  * One search query in the user's history.
@@ -131,7 +167,7 @@ export type SearchQuery = Message<"recsys.v1.SearchQuery"> & {
  * Use `create(SearchQuerySchema)` to create a new message.
  */
 export const SearchQuerySchema: GenMessage<SearchQuery> = /*@__PURE__*/
-  messageDesc(file_recsys_v1_common, 2);
+  messageDesc(file_recsys_v1_common, 3);
 
 /**
  * Demographic features; every field may be unknown.
@@ -166,7 +202,7 @@ export type Demographics = Message<"recsys.v1.Demographics"> & {
  * Use `create(DemographicsSchema)` to create a new message.
  */
 export const DemographicsSchema: GenMessage<Demographics> = /*@__PURE__*/
-  messageDesc(file_recsys_v1_common, 3);
+  messageDesc(file_recsys_v1_common, 4);
 
 /**
  * One nomination of an item by one source.
@@ -180,7 +216,11 @@ export type Provenance = Message<"recsys.v1.Provenance"> & {
   source: CandidateSource;
 
   /**
-   * Optional finer name of the source instance, e.g. "ann/shard-2", "popular/geo=94".
+   * Optional finer name of the source: the orchestrator sends the @recsys/sources name ("dnn",
+   * "co-watch", "popular", "trending", "trending-geo", "fresh"). The ranking service matches it
+   * against the sources its model was trained with; when empty it uses the enum's name (DNN ->
+   * "dnn", CO_WATCH -> "co-watch", POPULAR -> "popular", TRENDING -> "trending", FRESH -> "fresh",
+   * SEARCH -> "search"). A name the model does not know is ignored by the ranker.
    *
    * @generated from field: string source_name = 2;
    */
@@ -206,7 +246,7 @@ export type Provenance = Message<"recsys.v1.Provenance"> & {
  * Use `create(ProvenanceSchema)` to create a new message.
  */
 export const ProvenanceSchema: GenMessage<Provenance> = /*@__PURE__*/
-  messageDesc(file_recsys_v1_common, 4);
+  messageDesc(file_recsys_v1_common, 5);
 
 /**
  * An item proposed for ranking with every source that nominated it.
@@ -225,6 +265,14 @@ export type Candidate = Message<"recsys.v1.Candidate"> & {
    * @generated from field: repeated recsys.v1.Provenance provenance = 2;
    */
   provenance: Provenance[];
+
+  /**
+   * The item's live statistics at the request time, from the caller's candidate-source state.
+   * Required by the ranking service (they are features of its model).
+   *
+   * @generated from field: recsys.v1.CandidateStats stats = 3;
+   */
+  stats?: CandidateStats | undefined;
 };
 
 /**
@@ -232,7 +280,40 @@ export type Candidate = Message<"recsys.v1.Candidate"> & {
  * Use `create(CandidateSchema)` to create a new message.
  */
 export const CandidateSchema: GenMessage<Candidate> = /*@__PURE__*/
-  messageDesc(file_recsys_v1_common, 5);
+  messageDesc(file_recsys_v1_common, 6);
+
+/**
+ * Per-item statistics the ranker uses as features. Both are computed from watch events strictly
+ * before the request time, exactly as the ranker's training data computed them (@recsys/ranking
+ * `sourceItemStats`: the "popular" and global "trending" sources of @recsys/sources).
+ *
+ * @generated from message recsys.v1.CandidateStats
+ */
+export type CandidateStats = Message<"recsys.v1.CandidateStats"> & {
+  /**
+   * All-time number of watches of the item (the "popular" source's count). >= 0.
+   *
+   * @generated from field: double watch_count = 1;
+   */
+  watchCount: number;
+
+  /**
+   * Exponentially time-decayed number of watches at the request time: the sum over the item's
+   * watches at t_e of 2^(-(request_time - t_e) / half_life) (the global "trending" source's score;
+   * the rankers are trained with a half-life of 7 days, the orchestrator's TRENDING_HALF_LIFE
+   * default). >= 0.
+   *
+   * @generated from field: double trending = 2;
+   */
+  trending: number;
+};
+
+/**
+ * Describes the message recsys.v1.CandidateStats.
+ * Use `create(CandidateStatsSchema)` to create a new message.
+ */
+export const CandidateStatsSchema: GenMessage<CandidateStats> = /*@__PURE__*/
+  messageDesc(file_recsys_v1_common, 7);
 
 /**
  * The model and index a response was computed with. Every response carries one (or, for the
@@ -269,7 +350,7 @@ export type VersionInfo = Message<"recsys.v1.VersionInfo"> & {
  * Use `create(VersionInfoSchema)` to create a new message.
  */
 export const VersionInfoSchema: GenMessage<VersionInfo> = /*@__PURE__*/
-  messageDesc(file_recsys_v1_common, 6);
+  messageDesc(file_recsys_v1_common, 8);
 
 /**
  * The kind of device the request comes from.

@@ -19,14 +19,17 @@ export const file_recsys_v1_ranking: GenFile = /*@__PURE__*/
  */
 export type RankRequest = Message<"recsys.v1.RankRequest"> & {
   /**
-   * The complete user context. Required.
+   * The complete user context (impression_history included when impressions are logged).
+   * Required.
    *
    * @generated from field: recsys.v1.UserContext context = 1;
    */
   context?: UserContext | undefined;
 
   /**
-   * Candidates with provenance, at most MAX_RANK_CANDIDATES, item ids unique.
+   * Candidates with provenance and stats, 1..MAX_RANK_CANDIDATES, item ids unique, in the merged
+   * order of the candidate sources: the index in this list is the ranker's "merged position"
+   * feature (0 = first).
    *
    * @generated from field: repeated recsys.v1.Candidate candidates = 2;
    */
@@ -81,14 +84,18 @@ export type RankedItem = Message<"recsys.v1.RankedItem"> & {
   itemId: string;
 
   /**
-   * The ranking score (higher is better); with weighted logistic regression exp(logit).
+   * The ranking score (higher is better). The ranking service returns the logit z of its
+   * weighted logistic regression (any real number; exp(z) is expected_watch_seconds, so the order
+   * is the same).
    *
    * @generated from field: float score = 2;
    */
   score: number;
 
   /**
-   * Predicted seconds of watch time if the item is shown.
+   * Predicted watch time if the item is shown: exp(logit), the odds of the weighted logistic
+   * regression (Covington et al. 2016, 4.2), in the unit of the training watch times (seconds
+   * where the data logs them; the rating on MovieLens).
    *
    * @generated from field: float expected_watch_seconds = 3;
    */
