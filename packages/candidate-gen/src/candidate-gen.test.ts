@@ -64,6 +64,42 @@ describe("SparseTable", () => {
     expect(t.touchedCount).toBe(0);
   });
 
+  it("two partitions with exchanged gradients update like one table", () => {
+    const cfg = { optimizer: "adam" as const, learningRate: 0.1, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    const whole = new SparseTable("w", 6, 2);
+    const data = new Float32Array(12);
+    const [ms, vs] = SparseTable.stateSizes("adam", 6, 2);
+    const m = new Float32Array(ms);
+    const v = new Float32Array(vs);
+    const a = new SparseTable("a", 6, 2, data);
+    const b = new SparseTable("b", 6, 2, data);
+    a.attachState("adam", m, v);
+    b.attachState("adam", m, v);
+    const ga = [[1, [1, 2]], [2, [3, 1]], [5, [-1, 1]]] as const;
+    const gb = [[2, [1, 1]], [3, [2, 2]], [5, [4, 0]]] as const;
+    for (const [r, g] of ga) {
+      whole.addGrad(r, Float32Array.from(g), 0, 1);
+      a.addGrad(r, Float32Array.from(g), 0, 1);
+    }
+    for (const [r, g] of gb) {
+      whole.addGrad(r, Float32Array.from(g), 0, 1);
+      b.addGrad(r, Float32Array.from(g), 0, 1);
+    }
+    const rowsA = new Int32Array(6);
+    const gradsA = new Float32Array(12);
+    const rowsB = new Int32Array(6);
+    const gradsB = new Float32Array(12);
+    const na = a.exportGrads(rowsA, gradsA);
+    const nb = b.exportGrads(rowsB, gradsB);
+    a.importGrads(rowsB, gradsB, nb, { parts: 2, part: 0 });
+    b.importGrads(rowsA, gradsA, na, { parts: 2, part: 1 });
+    a.apply(cfg, { parts: 2, part: 0 });
+    b.apply(cfg, { parts: 2, part: 1 });
+    whole.apply(cfg);
+    expect(Array.from(data)).toEqual(Array.from(whole.data));
+    expect(a.touchedCount + b.touchedCount).toBe(0);
+  });
+
   it("row-wise Adagrad keeps one accumulator per row", () => {
     const t = new SparseTable("r", 4, 2);
     const g = Float32Array.from([3, 4]);

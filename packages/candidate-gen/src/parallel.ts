@@ -6,13 +6,14 @@
  *   main:   writes the encoded batch, labels, negatives and offsets to shared memory; signals;
  *   both:   forward + backward on their share of the rows (the loss is the mean over the whole
  *           batch, so the gradients add up exactly to the single-threaded ones);
- *   worker: exports its sparse gradients and tower gradients; signals;
- *   main:   merges the worker's sparse gradients into its own and applies the lazy sparse
- *           updates to the shared tables (only the main thread writes them);
- *   both:   add the two tower gradients in the same order and take the same tfjs Adam step, so
- *           both tower copies stay bit-identical.
- * The worker never reads the tables while the main thread updates them (it waits for the next
- * step), so there are no races, and a seed gives the same model on every run.
+ *   both:   export their sparse and tower gradients to shared memory; signal; wait for the
+ *           other's; add the other thread's gradients of the rows of their partition
+ *           (row % 2 === thread) and apply the lazy sparse updates to those rows only — the
+ *           tables and optimiser state are shared, the partitions disjoint;
+ *   both:   add the two tower gradients in the same order and take the same Adam step, so both
+ *           tower copies stay bit-identical.
+ * Neither thread reads the tables while they are being updated (the next step starts only when
+ * both are done), so there are no races, and a seed gives the same model on every run.
  */
 import { Worker } from "node:worker_threads";
 import { existsSync } from "node:fs";
@@ -21,9 +22,8 @@ import { fileURLToPath } from "node:url";
 import type { FeatureSpace } from "@recsys/features";
 import { tf } from "@recsys/tf";
 import type { ModelConfig } from "./config.js";
-import type { CandidateGenModel } from "./model.js";
 import type { ReplicaWorkerData } from "./replica-worker.js";
-import { CTRL, type SharedBuffers, type SharedViews, signal, STOP, type TableShape, waitFor } from "./shared-step.js";
+import { CTRL, exportOwn, importOther, type SharedBuffers, type SharedViews, signal, STOP, type TableShape, tablesInOrder, waitFor } from "./shared-step.js";
 import type { SparseTable } from "./sparse.js";
 import { flattenTower, type StepConfig, type TrainStep } from "./train-step.js";
 
@@ -53,7 +53,7 @@ export class ParallelStep {
   ) {
     const model = step.model;
     this.sum = new Float32Array(towerFloats);
-    this.tables = shapes.map((s) => (s.name === "watch" ? model.watch : s.name === "search" ? model.search : s.name === "output" ? model.output : model.categorical[["gender", "occupation", "geo"].indexOf(s.name)]!));
+    this.tables = tablesInOrder(model, shapes);
   }
 
   /** Starts the worker and waits until it is ready. `model`'s tables must be views of `buffers.tables`. */
@@ -67,7 +67,7 @@ export class ParallelStep {
     shapes: readonly TableShape[],
     towerFloats: number,
   ): Promise<ParallelStep> {
-    const model: CandidateGenModel = step.model;
+    const model = step.model;
     const data: ReplicaWorkerData = {
       buffers,
       shapes,
@@ -123,18 +123,24 @@ export class ParallelStep {
 
     const own = this.step.forwardBackward(inputs, 0, split, rows);
     const [mainGrads, workerGrads] = this.views.towerGrads;
+    const t = performance.now();
     flattenTower(own.towerGrads, mainGrads);
+    exportOwn(this.views, this.tables, 0);
+    this.step.profile["exchange"] = (this.step.profile["exchange"] ?? 0) + (performance.now() - t);
     signal(ctrl, CTRL.MAIN_GRADS, seq);
 
+    const w0 = performance.now();
     waitFor(ctrl, CTRL.WORKER_GRADS, seq, error);
-    const t = performance.now();
-    this.tables.forEach((table, i) => table.importGrads(this.views.exportRows[i]!, this.views.exportGrads[i]!, ctrl[CTRL.EXPORTS + i]!));
-    this.step.profile["merge"] = (this.step.profile["merge"] ?? 0) + (performance.now() - t);
-    this.step.applySparseGrads();
+    const t1 = performance.now();
+    this.step.profile["wait_worker"] = (this.step.profile["wait_worker"] ?? 0) + (t1 - w0);
+    importOther(this.views, this.tables, 0);
+    this.step.profile["exchange"] = (this.step.profile["exchange"] ?? 0) + (performance.now() - t1);
+    this.step.applySparseGrads({ parts: 2, part: 0 });
     for (let i = 0; i < this.sum.length; i++) this.sum[i] = mainGrads[i]! + workerGrads[i]!;
     this.step.applyTowerFlat(this.sum);
     const loss = (own.lossSum + scalars[1]!) / rows;
-    // The worker must be done with this step's buffers before the caller writes the next batch.
+    // The worker must be done with this step (its buffers and its half of the updates) before
+    // the caller writes the next batch.
     const w = performance.now();
     waitFor(ctrl, CTRL.WORKER_DONE, seq, error);
     this.step.profile["wait_worker"] = (this.step.profile["wait_worker"] ?? 0) + (performance.now() - w);

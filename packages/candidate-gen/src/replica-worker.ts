@@ -1,16 +1,16 @@
 /**
  * The second thread of data-parallel training (see parallel.ts). It holds its own tfjs instance
  * and tower copy, views the shared embedding tables, and for each step: computes the forward and
- * backward pass of its share of the batch, exports its sparse gradients and tower gradients,
- * then applies the summed tower gradients (the same Adam update as the main thread, so both
- * tower copies stay identical).
+ * backward pass of its share of the batch, exchanges sparse and tower gradients with the main
+ * thread, updates its partition of the embedding rows (odd rows), and applies the summed tower
+ * gradients (the same Adam update as the main thread, so both tower copies stay identical).
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { FeatureSpace, type FeatureSpaceJson } from "@recsys/features";
 import { initBackend } from "@recsys/tf";
 import type { ModelConfig } from "./config.js";
 import { CandidateGenModel } from "./model.js";
-import { CTRL, type SharedBuffers, signal, STOP, type TableShape, viewsOf, waitFor, writeError } from "./shared-step.js";
+import { CTRL, exportOwn, importOther, type SharedBuffers, signal, STOP, type TableShape, tablesInOrder, viewsOf, waitFor, writeError } from "./shared-step.js";
 import { flattenTower, type StepConfig, TrainStep } from "./train-step.js";
 
 export interface ReplicaWorkerData {
@@ -27,7 +27,8 @@ export interface ReplicaWorkerData {
 async function main(data: ReplicaWorkerData): Promise<void> {
   const { buffers, shapes, step: stepConfig } = data;
   const space = FeatureSpace.fromJSON(data.space);
-  const views = viewsOf(buffers, space.config.historyLength, space.config.searchLength, stepConfig.batchSize, stepConfig.negatives, data.towerFloats);
+  const optimizer = stepConfig.embeddings.optimizer;
+  const views = viewsOf(buffers, shapes, optimizer, space.config.historyLength, space.config.searchLength, stepConfig.batchSize, stepConfig.negatives, data.towerFloats);
   const { ctrl, error } = views;
   try {
     await initBackend({ backend: data.backend as "wasm", log: null });
@@ -44,7 +45,8 @@ async function main(data: ReplicaWorkerData): Promise<void> {
       output: data.model.sharedItemEmbeddings ? watch : table("output"),
       tower: data.tower,
     });
-    const tables = shapes.map((s) => (s.name === "watch" ? model.watch : s.name === "search" ? model.search : s.name === "output" ? model.output : model.categorical[["gender", "occupation", "geo"].indexOf(s.name)]!));
+    const tables = tablesInOrder(model, shapes);
+    tables.forEach((t, i) => t.attachState(optimizer, views.state[i]![0], views.state[i]![1]));
     const step = new TrainStep(model, stepConfig);
     const [mainGrads, ownGrads] = views.towerGrads;
     const sum = new Float32Array(data.towerFloats);
@@ -72,13 +74,12 @@ async function main(data: ReplicaWorkerData): Promise<void> {
         ownGrads.fill(0);
         views.scalars[1] = 0;
       }
-      tables.forEach((t, i) => {
-        ctrl[CTRL.EXPORTS + i] = t.exportGrads(views.exportRows[i]!, views.exportGrads[i]!);
-        t.clearGrad();
-      });
+      exportOwn(views, tables, 1);
       signal(ctrl, CTRL.WORKER_GRADS, seq);
 
       waitFor(ctrl, CTRL.MAIN_GRADS, seq, error);
+      importOther(views, tables, 1);
+      step.applySparseGrads({ parts: 2, part: 1 });
       for (let i = 0; i < sum.length; i++) sum[i] = mainGrads[i]! + ownGrads[i]!;
       step.applyTowerFlat(sum);
       signal(ctrl, CTRL.WORKER_DONE, seq);

@@ -4,6 +4,8 @@
  */
 import { EncodedBatch, type FeatureSpace } from "@recsys/features";
 import type { ModelConfig } from "./config.js";
+import type { CandidateGenModel } from "./model.js";
+import { type SparseOptimizer, SparseTable } from "./sparse.js";
 import type { StepInputs } from "./train-step.js";
 
 /** Control word indices (Int32Array over a SharedArrayBuffer). */
@@ -22,7 +24,7 @@ export const CTRL = {
   ROWS: 5,
   /** First row of the worker's share (the main thread takes rows 0..SPLIT-1). */
   SPLIT: 6,
-  /** Worker → main: number of exported rows per table, from index EXPORTS on. */
+  /** Exported rows per table: main's from EXPORTS, the worker's from EXPORTS + number of tables. */
   EXPORTS: 8,
 } as const;
 
@@ -50,8 +52,11 @@ export interface SharedBuffers {
   /** Flattened tower gradients: slot 0 (main), slot 1 (worker). */
   readonly towerGrads: SharedArrayBuffer;
   readonly tables: readonly SharedArrayBuffer[];
-  readonly exportRows: readonly SharedArrayBuffer[];
-  readonly exportGrads: readonly SharedArrayBuffer[];
+  /** Optimiser state per table ([m, v]; m is empty when the optimiser has none). */
+  readonly state: readonly (readonly [SharedArrayBuffer, SharedArrayBuffer])[];
+  /** Sparse-gradient exports per thread (0 main, 1 worker), per table. */
+  readonly exportRows: readonly (readonly SharedArrayBuffer[])[];
+  readonly exportGrads: readonly (readonly SharedArrayBuffer[])[];
 }
 
 export interface SharedViews {
@@ -61,8 +66,9 @@ export interface SharedViews {
   readonly inputs: StepInputs & { readonly batch: EncodedBatch };
   readonly towerGrads: readonly [Float32Array, Float32Array];
   readonly tables: readonly Float32Array[];
-  readonly exportRows: readonly Int32Array[];
-  readonly exportGrads: readonly Float32Array[];
+  readonly state: readonly (readonly [Float32Array | null, Float32Array])[];
+  readonly exportRows: readonly (readonly Int32Array[])[];
+  readonly exportGrads: readonly (readonly Float32Array[])[];
 }
 
 export function tableShapes(space: FeatureSpace, config: ModelConfig, batchSize: number, negatives: number): TableShape[] {
@@ -89,10 +95,22 @@ export function towerSize(inputDim: number, tower: readonly number[]): number {
   return size;
 }
 
-export function allocateShared(space: FeatureSpace, shapes: readonly TableShape[], batchSize: number, negatives: number, towerFloats: number): SharedBuffers {
+export function allocateShared(
+  space: FeatureSpace,
+  shapes: readonly TableShape[],
+  batchSize: number,
+  negatives: number,
+  towerFloats: number,
+  optimizer: SparseOptimizer,
+): SharedBuffers {
   const sab = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(Math.max(8, bytes));
+  const exports = (): { rows: SharedArrayBuffer[]; grads: SharedArrayBuffer[] } => ({
+    rows: shapes.map((t) => sab(4 * t.maxTouched)),
+    grads: shapes.map((t) => sab(4 * t.maxTouched * t.dim)),
+  });
+  const ex = [exports(), exports()];
   return {
-    ctrl: sab(4 * (CTRL.EXPORTS + shapes.length)),
+    ctrl: sab(4 * (CTRL.EXPORTS + 2 * shapes.length)),
     scalars: sab(8 * 3),
     error: sab(2048),
     batch: sab(EncodedBatch.byteLength(batchSize, space.config.historyLength, space.config.searchLength)),
@@ -102,12 +120,25 @@ export function allocateShared(space: FeatureSpace, shapes: readonly TableShape[
     negativeOffsets: sab(4 * negatives),
     towerGrads: sab(4 * 2 * towerFloats),
     tables: shapes.map((t) => sab(4 * t.rows * t.dim)),
-    exportRows: shapes.map((t) => sab(4 * t.maxTouched)),
-    exportGrads: shapes.map((t) => sab(4 * t.maxTouched * t.dim)),
+    state: shapes.map((t) => {
+      const [m, v] = SparseTable.stateSizes(optimizer, t.rows, t.dim);
+      return [sab(4 * m), sab(4 * v)] as const;
+    }),
+    exportRows: ex.map((e) => e.rows),
+    exportGrads: ex.map((e) => e.grads),
   };
 }
 
-export function viewsOf(b: SharedBuffers, historyLength: number, searchLength: number, batchSize: number, negatives: number, towerFloats: number): SharedViews {
+export function viewsOf(
+  b: SharedBuffers,
+  shapes: readonly TableShape[],
+  optimizer: SparseOptimizer,
+  historyLength: number,
+  searchLength: number,
+  batchSize: number,
+  negatives: number,
+  towerFloats: number,
+): SharedViews {
   return {
     ctrl: new Int32Array(b.ctrl),
     scalars: new Float64Array(b.scalars),
@@ -121,9 +152,57 @@ export function viewsOf(b: SharedBuffers, historyLength: number, searchLength: n
     },
     towerGrads: [new Float32Array(b.towerGrads, 0, towerFloats), new Float32Array(b.towerGrads, 4 * towerFloats, towerFloats)],
     tables: b.tables.map((t) => new Float32Array(t)),
-    exportRows: b.exportRows.map((t) => new Int32Array(t)),
-    exportGrads: b.exportGrads.map((t) => new Float32Array(t)),
+    state: b.state.map(([m, v], i) => {
+      const [ms, vs] = SparseTable.stateSizes(optimizer, shapes[i]!.rows, shapes[i]!.dim);
+      return [ms > 0 ? new Float32Array(m, 0, ms) : null, new Float32Array(v, 0, vs)] as const;
+    }),
+    exportRows: b.exportRows.map((set) => set.map((t) => new Int32Array(t))),
+    exportGrads: b.exportGrads.map((set) => set.map((t) => new Float32Array(t))),
   };
+}
+
+/** The model's tables in `tableShapes` order. */
+export function tablesInOrder(model: CandidateGenModel, shapes: readonly TableShape[]): SparseTable[] {
+  return shapes.map((s) => {
+    switch (s.name) {
+      case "watch":
+        return model.watch;
+      case "search":
+        return model.search;
+      case "output":
+        return model.output;
+      default: {
+        const j = ["gender", "occupation", "geo"].indexOf(s.name);
+        if (j < 0) throw new Error(`unknown table ${s.name}`);
+        return model.categorical[j]!;
+      }
+    }
+  });
+}
+
+/**
+ * Copies this thread's accumulated sparse gradients to its export buffers (the other thread
+ * imports the rows of its partition from them, see importOther).
+ */
+export function exportOwn(views: SharedViews, tables: readonly SparseTable[], thread: 0 | 1): void {
+  const n = tables.length;
+  tables.forEach((t, i) => {
+    views.ctrl[CTRL.EXPORTS + thread * n + i] = t.exportGrads(views.exportRows[thread]![i]!, views.exportGrads[thread]![i]!);
+  });
+}
+
+/**
+ * Adds the other thread's exported gradients of this thread's partition of the rows
+ * (row % 2 === thread). Each thread then updates only its partition: the two threads write
+ * disjoint rows of the shared tables and optimiser state, so there is no race.
+ */
+export function importOther(views: SharedViews, tables: readonly SparseTable[], thread: 0 | 1): void {
+  const n = tables.length;
+  const other = 1 - thread;
+  const partition = { parts: 2, part: thread };
+  tables.forEach((t, i) => {
+    t.importGrads(views.exportRows[other]![i]!, views.exportGrads[other]![i]!, views.ctrl[CTRL.EXPORTS + other * n + i]!, partition);
+  });
 }
 
 /**

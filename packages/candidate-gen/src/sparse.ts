@@ -1,5 +1,11 @@
 import type { Rng } from "@recsys/data";
 
+/** Rows r with r % parts === part (the share of the rows one thread updates). */
+export interface RowPartition {
+  readonly parts: number;
+  readonly part: number;
+}
+
 /**
  * How embedding rows are updated: lazy "adam" (per-coordinate moments advanced only on touched
  * rows), "adagrad" (per-coordinate accumulator) or "rowwise-adagrad" (one accumulator per row,
@@ -50,6 +56,25 @@ export class SparseTable {
     const initial = Math.min(rows, 1024);
     this.touchedRows = new Int32Array(initial);
     this.grad = new Float32Array(initial * dim);
+  }
+
+  /** Sizes of the optimiser state arrays for an optimiser: [m, v] (0 = none). */
+  static stateSizes(optimizer: SparseOptimizer, rows: number, dim: number): [number, number] {
+    if (optimizer === "adam") return [rows * dim, rows * dim];
+    if (optimizer === "rowwise-adagrad") return [0, rows];
+    return [0, rows * dim];
+  }
+
+  /**
+   * Uses caller-provided optimiser state (e.g. views of SharedArrayBuffers, so that two threads
+   * can each update their own partition of the rows), zero-initialised, sized by stateSizes().
+   */
+  attachState(optimizer: SparseOptimizer, m: Float32Array | null, v: Float32Array): void {
+    const [ms, vs] = SparseTable.stateSizes(optimizer, this.rows, this.dim);
+    if ((ms > 0 && (m === null || m.length !== ms)) || v.length !== vs) throw new Error(`SparseTable ${this.name}: optimiser state of the wrong size`);
+    if (optimizer === "adagrad") v.fill(0.1);
+    this.m = ms > 0 ? m : null;
+    this.v = v;
   }
 
   /** Fills with N(0, scale²) values from `rng`. */
@@ -119,15 +144,42 @@ export class SparseTable {
     return n;
   }
 
-  /** Adds gradients exported by {@link exportGrads} (possibly from another thread). */
-  importGrads(rows: Int32Array, grads: Float32Array, count: number): void {
-    for (let i = 0; i < count; i++) this.addGrad(rows[i]!, grads, i * this.dim, 1);
+  /**
+   * Adds gradients exported by {@link exportGrads} (possibly from another thread); with a
+   * partition, only rows r with r % parts === part.
+   */
+  importGrads(rows: Int32Array, grads: Float32Array, count: number, partition?: RowPartition): void {
+    for (let i = 0; i < count; i++) {
+      const r = rows[i]!;
+      if (partition !== undefined && r % partition.parts !== partition.part) continue;
+      this.addGrad(r, grads, i * this.dim, 1);
+    }
   }
 
   /** The accumulated gradient of `row` in this batch (zeros when untouched); for tests. */
   gradOf(row: number): Float32Array {
     const s = this.slot[row]!;
     return s < 0 ? new Float32Array(this.dim) : this.grad.slice(s * this.dim, (s + 1) * this.dim);
+  }
+
+  /** Drops the accumulated gradients of rows outside the partition (another thread updates them). */
+  private keepPartition(p: RowPartition): void {
+    const d = this.dim;
+    let kept = 0;
+    for (let i = 0; i < this.touched; i++) {
+      const r = this.touchedRows[i]!;
+      if (r % p.parts !== p.part) {
+        this.slot[r] = -1;
+        continue;
+      }
+      if (kept !== i) {
+        this.touchedRows[kept] = r;
+        this.grad.copyWithin(kept * d, i * d, (i + 1) * d);
+      }
+      this.slot[r] = kept;
+      kept++;
+    }
+    this.touched = kept;
   }
 
   /** Drops the accumulated gradients without updating. */
@@ -137,7 +189,8 @@ export class SparseTable {
   }
 
   /** Applies the optimiser to the touched rows, then clears the gradients. */
-  apply(cfg: SparseOptimizerConfig): void {
+  apply(cfg: SparseOptimizerConfig, partition?: RowPartition): void {
+    if (partition !== undefined) this.keepPartition(partition);
     const d = this.dim;
     const w = this.data;
     const g = this.grad;

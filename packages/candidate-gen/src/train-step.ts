@@ -1,7 +1,7 @@
 import { type EncodedBatch, NUM_CATEGORICAL } from "@recsys/features";
 import { tf } from "@recsys/tf";
 import type { CandidateGenModel } from "./model.js";
-import type { SparseOptimizerConfig } from "./sparse.js";
+import type { RowPartition, SparseOptimizerConfig } from "./sparse.js";
 import { DenseAdam } from "./dense-adam.js";
 import { expNonPositive } from "./fast-exp.js";
 
@@ -339,15 +339,18 @@ export class TrainStep {
     this.tick("tower_update", t);
   }
 
-  /** Lazy sparse updates of the rows touched since the last call, on every table. */
-  applySparseGrads(): void {
+  /**
+   * Lazy sparse updates of the rows touched since the last call, on every table (with a
+   * partition: only its rows; the others' gradients are dropped, another thread updates them).
+   */
+  applySparseGrads(partition?: RowPartition): void {
     const t = performance.now();
     const model = this.model;
     const emb: SparseOptimizerConfig = { ...this.config.embeddings, learningRate: this.config.embeddings.learningRate * this.embeddingScale };
-    model.watch.apply(emb);
-    model.search.apply(emb);
-    for (const table of model.categorical) table.apply(emb);
-    if (model.output !== model.watch) model.output.apply(emb);
+    model.watch.apply(emb, partition);
+    model.search.apply(emb, partition);
+    for (const table of model.categorical) table.apply(emb, partition);
+    if (model.output !== model.watch) model.output.apply(emb, partition);
     this.tick("sparse_update", t);
   }
 

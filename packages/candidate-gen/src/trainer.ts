@@ -24,7 +24,7 @@ import { tf } from "@recsys/tf";
 import { CandidateGenModel } from "./model.js";
 import { ParallelStep } from "./parallel.js";
 import { AliasSampler } from "./sampler.js";
-import { allocateShared, tableShapes, towerSize, viewsOf } from "./shared-step.js";
+import { allocateShared, tableShapes, tablesInOrder, towerSize, viewsOf } from "./shared-step.js";
 import { type StepConfig, type StepInputs, TrainStep } from "./train-step.js";
 
 /** The training examples: example k is position pos[k] of user user[k]'s resolved history. */
@@ -157,8 +157,9 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   const shapes = tableShapes(space, modelCfg, cfg.batchSize, cfg.negatives);
   const towerFloats = towerSize(inputDimOf(modelCfg), modelCfg.tower);
   const threads = cfg.threads !== 0 ? cfg.threads : availableParallelism() >= 2 && numExamples >= 50 * cfg.batchSize ? 2 : 1;
-  const buffers = threads > 1 ? allocateShared(space, shapes, cfg.batchSize, cfg.negatives, towerFloats) : null;
-  const views = buffers === null ? null : viewsOf(buffers, space.config.historyLength, space.config.searchLength, cfg.batchSize, cfg.negatives, towerFloats);
+  const buffers = threads > 1 ? allocateShared(space, shapes, cfg.batchSize, cfg.negatives, towerFloats, cfg.embeddingOptimizer) : null;
+  const views =
+    buffers === null ? null : viewsOf(buffers, shapes, cfg.embeddingOptimizer, space.config.historyLength, space.config.searchLength, cfg.batchSize, cfg.negatives, towerFloats);
   let nextTable = 0;
   const alloc = (n: number): Float32Array => {
     if (views === null) return new Float32Array(n);
@@ -167,6 +168,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
     return t;
   };
   const model = CandidateGenModel.create(space, modelCfg, new Rng(cfg.seed, STREAM_INIT), cfg.initScale, alloc);
+  if (views !== null) tablesInOrder(model, shapes).forEach((t, i) => t.attachState(cfg.embeddingOptimizer, views.state[i]![0], views.state[i]![1]));
   const step = new TrainStep(model, stepConfig);
   let parallel: ParallelStep | null = null;
   if (buffers !== null && views !== null) {
