@@ -87,6 +87,35 @@ export function watchDcg(dataset: Dataset, split: LastoutSplit, target: Target, 
   return users > 0 ? sum / users : NaN;
 }
 
+/** The pipeline part of the readable report: metrics by column, source recall, calibration. */
+export function formatPipelineTable(report: PipelineReport, metricOrder: readonly string[]): string {
+  const columns: [string, Readonly<Record<string, number>>][] = [
+    ["pipeline", report.pipeline],
+    ...(report.pipeline_without_provenance === undefined ? [] : [["no-provenance", report.pipeline_without_provenance] as [string, Readonly<Record<string, number>>]]),
+    ["merged-order", report.merged_order],
+  ];
+  const width = Math.max(14, ...columns.map(([name]) => name.length + 2));
+  const lines = [
+    "",
+    `pipeline  sources → merge (${report.ranker.budget} per source, ${report.ranker.mergedSize} merged) → ranker ${report.ranker.modelVersion}; ` +
+      "items outside the merged list follow in merged order, then by item id",
+    "",
+    "metric".padEnd(14) + columns.map(([name]) => name.padStart(width)).join(""),
+  ];
+  for (const m of [...metricOrder, "watch_dcg@10"]) {
+    lines.push(m.padEnd(14) + columns.map(([, metrics]) => (metrics[m] ?? NaN).toFixed(4).padStart(width)).join(""));
+  }
+  lines.push("", "candidate recall of the test item (the ranker's ceiling):");
+  for (const [name, s] of Object.entries(report.sources)) {
+    lines.push(`  ${name.padEnd(14)} ${s.recall.toFixed(4)}  (${s.size === undefined ? `budget ${s.budget}` : `size ${s.size}`})`);
+  }
+  lines.push("", "calibration (held-out impressions by predicted exp(logit)): predicted / realised odds");
+  for (const [name, buckets] of Object.entries(report.calibration)) {
+    lines.push(`  ${name}: ${buckets.map((b) => `${b.predicted.toPrecision(3)}/${b.realisedOdds.toPrecision(3)}`).join("  ")}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
 /**
  * The pipeline entries of the report, or null when `modelDir` has no ranker. `others` are the
  * scorers already evaluated (model and baselines), for the watch_dcg comparison.
