@@ -302,8 +302,10 @@ export async function loadBundle(dir: string): Promise<CandidateGenBundle> {
 /** Options of {@link createDatasetScorer}. */
 export interface DatasetScorerOptions {
   /**
-   * Example age used for scoring: "serving" (0, as the paper serves) or "asOf" (the age of the
-   * scored moment relative to the end of the training window, clamped at 0).
+   * Example age used for scoring. "asOf" (default): the age of the scored moment relative to the
+   * end of the training window, clamped at 0 — the model served at the held-out event's time,
+   * which is what the protocol asks; a live service (now ≥ window end) gets 0, as in the paper.
+   * "serving": always 0.
    */
   readonly exampleAge?: "serving" | "asOf";
   readonly name?: string;
@@ -325,7 +327,7 @@ export function createDatasetScorer(bundle: CandidateGenBundle, dataset: Dataset
   for (let i = 0; i < numItems; i++) rowOf[i] = index.get(dataset.items.ids[i]!) ?? -1;
   const d = bundle.dim;
   const emb = bundle.itemEmbeddings;
-  const mode = options.exampleAge ?? "serving";
+  const mode = options.exampleAge ?? "asOf";
   return {
     name: options.name ?? "youtube-dnn",
     score(user: number, historyRows: Int32Array, asOf: number, out: Float32Array): void {

@@ -373,6 +373,7 @@ describe("trainCandidateGen", () => {
       negatives: 50,
       learningRate: 3e-3,
       embeddingLearningRate: 3e-3,
+      finalLearningRateFraction: 1,
       model: { embeddingDim: 32, searchDim: 4, categoricalDim: 4, tower: [64, 32] },
       features: { historyLength: 5 },
     });

@@ -62,25 +62,26 @@ export const DEFAULT_MODEL_CONFIG: ModelConfig = {
   searchDim: 32,
   categoricalDim: 16,
   tower: [256, 128, 64],
-  finalActivation: "relu",
+  finalActivation: "linear",
   sharedItemEmbeddings: false,
 };
 
+/** Defaults chosen on ml-100k validation items (protocol lastout); see README.md. */
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   epochs: 10,
   batchSize: 256,
   negatives: 500,
   samplingAlpha: 0.75,
   logQ: true,
-  learningRate: 1e-3,
+  learningRate: 2e-3,
   towerOptimizer: "js",
   embeddingOptimizer: "adam",
-  embeddingLearningRate: 1e-3,
+  embeddingLearningRate: 2e-3,
   l2: 0,
   initScale: 0.05,
-  maxExamplesPerUser: 1000,
+  maxExamplesPerUser: 150,
   minHistory: 1,
-  finalLearningRateFraction: 1,
+  finalLearningRateFraction: 0.1,
   seed: 1,
   threads: 0,
 };

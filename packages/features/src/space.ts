@@ -21,7 +21,8 @@ export interface FeatureConfig {
 }
 
 export const DEFAULT_FEATURE_CONFIG: FeatureConfig = {
-  historyLength: 50,
+  // 20 recent watches beat 50 on ml-100k validation (and cost 2.5x less to pool and update).
+  historyLength: 20,
   searchLength: 32,
   itemMinCount: 1,
   tokenMinCount: 2,
