@@ -5,13 +5,15 @@
  */
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
   train: { summary: "train a model bundle: --dataset SPEC --out DIR [--epochs N] [--seed S]", load: () => import("./commands/train.js") },
-  start: { summary: "the main job: train and evaluate on --dataset SPEC (default: the embedded synthetic set)", load: () => import("./commands/start.js") },
+  start: { summary: "the main job: train (or reuse), evaluate, start the four services and serve: [--dataset SPEC] [--no-serve] [--shards N] [--port P]", load: () => import("./commands/start.js") },
+  recommend: { summary: "ask the running stack: --user ID [--count N] [--address HOST:PORT] [--json] [--debug]", load: () => import("./commands/recommend.js") },
+  event: { summary: "record an event: --user ID (--watch ITEM [--seconds S] | --search \"query\" | --impression ITEM) [--address HOST:PORT]", load: () => import("./commands/event.js") },
   "train-ranker": { summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]", load: () => import("./commands/train-ranker.js") },
   evaluate: { summary: "offline evaluation, protocol lastout: --dataset SPEC --model DIR [--json]", load: () => import("./commands/evaluate.js") },
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
   return `usage: recsys <command> [options]\n\ncommands:\n${lines.join("\n")}\n`;
 }
 

@@ -1,0 +1,212 @@
+/**
+ * The whole serving stack on loopback, every stage a separate `node packages/<pkg>/dist/main.js`
+ * process with its own environment and log file: candidate generation, `shards` retrieval
+ * shards, ranking, then the orchestrator pointed at them. Ports are chosen by the OS (GRPC_PORT=0)
+ * and read from each stage's "serving" log line, except the orchestrator's when one is asked for.
+ *
+ * Layout of the state directory:
+ *
+ *   logs/<stage>.log        every stage's JSON logs (stdout and stderr)
+ *   index/                  the retrieval shards' INDEX_DIR (indexes, journals, deleted items)
+ *   users/                  the orchestrator's embedded user store
+ *   deleted-items.txt       the orchestrator's DELETED_ITEMS_FILE (taken-down ids, one a line)
+ */
+import { mkdir, writeFile, access } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startStageProcess, type StageProcess } from "./stack-process.js";
+
+/** Stage names as the orchestrator reports them (and the log file names, "/" → "-"). */
+export const STAGE_CANDIDATE_GENERATION = "candidate_generation";
+export const STAGE_RANKING = "ranking";
+export const STAGE_ORCHESTRATOR = "orchestrator";
+export function retrievalStageName(shard: number): string {
+  return `retrieval/shard-${shard}`;
+}
+
+export type StackStageKind = "candidate_generation" | "retrieval" | "ranking" | "orchestrator";
+
+export interface StackOptions {
+  /** Candidate-generation bundle directory, with the ranker in `<modelDir>/ranker/`. */
+  readonly modelDir: string;
+  /** DATASET of the orchestrator (the spec the bundle was trained on; file paths absolute). */
+  readonly dataset: string;
+  /** Where logs, indexes, the user store and the taken-down list live (created). */
+  readonly stateDir: string;
+  /** Retrieval shards (default 2). */
+  readonly shards?: number;
+  /** The orchestrator's gRPC port (default 0: any free port). */
+  readonly orchestratorPort?: number;
+  /** Start the ranking stage (default true); without it the orchestrator answers degraded. */
+  readonly ranking?: boolean;
+  /** Per-source candidate budget and merged size sent to the ranker (the ranker's training pipeline). */
+  readonly pipeline?: { readonly budget: number; readonly mergedSize: number };
+  /** Extra environment per stage kind (applied last). */
+  readonly env?: Partial<Record<StackStageKind, Readonly<Record<string, string>>>>;
+  /** Longest wait for one stage to serve (default 10 min: a first start may build an index). */
+  readonly startTimeoutMs?: number;
+  /** Extra node flags for every stage. */
+  readonly nodeArgs?: readonly string[];
+  /** Progress messages (default: none). */
+  readonly log?: (message: string) => void;
+}
+
+export interface Stack {
+  readonly candidateGeneration: StageProcess;
+  readonly retrieval: readonly StageProcess[];
+  /** Undefined when started with `ranking: false`. */
+  readonly ranking: StageProcess | undefined;
+  /** The current orchestrator process (replaced by restartOrchestrator). */
+  readonly orchestrator: StageProcess;
+  readonly stateDir: string;
+  readonly deletedItemsFile: string;
+  /** Every running stage, orchestrator last. */
+  stages(): StageProcess[];
+  /**
+   * Starts a new orchestrator with the same environment (and port, unless it was 0) after the
+   * current one has exited (stop or kill it first).
+   */
+  restartOrchestrator(): Promise<StageProcess>;
+  /** Stops the orchestrator first, then the other stages (SIGTERM, SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** The main module of a stage package (`@recsys/<pkg>` resolves to dist/index.js; main.js is next to it). */
+export function stageEntry(pkg: "candidate-gen-service" | "retrieval-service" | "ranking-service" | "orchestrator"): string {
+  const index = fileURLToPath(import.meta.resolve(`@recsys/${pkg}`));
+  return join(dirname(index), "main.js");
+}
+
+export function stackPaths(stateDir: string): { logs: string; index: string; users: string; deletedItems: string } {
+  return {
+    logs: join(stateDir, "logs"),
+    index: join(stateDir, "index"),
+    users: join(stateDir, "users"),
+    deletedItems: join(stateDir, "deleted-items.txt"),
+  };
+}
+
+const COMMON_ENV = { GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "info" };
+
+export async function launchStack(options: StackOptions): Promise<Stack> {
+  const shards = options.shards ?? 2;
+  if (!Number.isInteger(shards) || shards < 1) throw new Error(`shards must be a positive integer, got ${shards}`);
+  const log = options.log ?? (() => undefined);
+  const paths = stackPaths(options.stateDir);
+  await mkdir(paths.logs, { recursive: true });
+  await mkdir(paths.index, { recursive: true });
+  await mkdir(paths.users, { recursive: true });
+  try {
+    await access(paths.deletedItems);
+  } catch {
+    await writeFile(paths.deletedItems, "# taken-down item ids, one per line (the orchestrator re-reads this file when it changes)\n");
+  }
+  const extra = (kind: StackStageKind): Readonly<Record<string, string>> => options.env?.[kind] ?? {};
+  const startTimeoutMs = options.startTimeoutMs ?? 600_000;
+  const onWaiting = (name: string, waitedMs: number): void =>
+    log(`still waiting for ${name} (${Math.round(waitedMs / 1000)} s${name.startsWith("retrieval") ? "; a first start builds its index" : ""})`);
+  const start = (name: string, entry: string, env: Record<string, string>): Promise<StageProcess> =>
+    startStageProcess({
+      name,
+      entry,
+      env: { ...COMMON_ENV, ...env },
+      logFile: join(paths.logs, `${name.replace(/\//g, "-")}.log`),
+      startTimeoutMs,
+      onWaiting,
+      ...(options.nodeArgs === undefined ? {} : { nodeArgs: options.nodeArgs }),
+    });
+
+  const started: StageProcess[] = [];
+  const track = async (p: Promise<StageProcess>): Promise<StageProcess> => {
+    const stage = await p;
+    started.push(stage);
+    log(`${stage.name} serving on ${stage.address} (pid ${stage.pid})`);
+    return stage;
+  };
+  try {
+    log(`starting ${shards + 2} stages (candidate generation, ${shards} retrieval shard${shards === 1 ? "" : "s"}${options.ranking === false ? "" : ", ranking"}), logs in ${paths.logs}`);
+    const results = await Promise.allSettled([
+      track(start(STAGE_CANDIDATE_GENERATION, stageEntry("candidate-gen-service"), { MODEL_PATH: options.modelDir, ...extra("candidate_generation") })),
+      ...Array.from({ length: shards }, (_, shard) =>
+        track(
+          start(retrievalStageName(shard), stageEntry("retrieval-service"), {
+            MODEL_PATH: options.modelDir,
+            INDEX_DIR: paths.index,
+            SHARD_INDEX: String(shard),
+            SHARD_COUNT: String(shards),
+            ...extra("retrieval"),
+          }),
+        ),
+      ),
+      options.ranking === false
+        ? Promise.resolve(undefined)
+        : track(start(STAGE_RANKING, stageEntry("ranking-service"), { MODEL_PATH: options.modelDir, ...extra("ranking") })),
+    ]);
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failure !== undefined) throw failure.reason;
+    const [cg, ...rest] = results.map((r) => (r as PromiseFulfilledResult<StageProcess | undefined>).value);
+    const retrieval = rest.slice(0, shards) as StageProcess[];
+    const ranking = rest[shards];
+
+    const pipeline = options.pipeline;
+    const orchestratorEnv: Record<string, string> = {
+      GRPC_PORT: String(options.orchestratorPort ?? 0),
+      CANDIDATE_GENERATION_ADDRESS: cg!.address,
+      RETRIEVAL_ADDRESSES: retrieval.map((s) => s.address).join(","),
+      // Without a ranking stage: an address nothing listens on (port 1 is never bound by us),
+      // so every Rank fails fast and the orchestrator answers in merged order, flagged degraded.
+      RANKING_ADDRESS: ranking?.address ?? "127.0.0.1:1",
+      MODEL_PATH: options.modelDir,
+      DATASET: options.dataset,
+      USER_STORE: "embedded",
+      USER_STORE_PATH: paths.users,
+      DELETED_ITEMS_FILE: paths.deletedItems,
+      DELETED_ITEMS_POLL_INTERVAL: "2s",
+      ...(pipeline === undefined
+        ? {}
+        : {
+            CANDIDATES_DNN: String(pipeline.budget),
+            CANDIDATES_CO_WATCH: String(pipeline.budget),
+            CANDIDATES_POPULAR: String(pipeline.budget),
+            CANDIDATES_TRENDING: String(pipeline.budget),
+            CANDIDATES_TRENDING_GEO: String(pipeline.budget),
+            CANDIDATES_FRESH: String(pipeline.budget),
+            MERGED_CANDIDATES: String(pipeline.mergedSize),
+          }),
+      ...extra("orchestrator"),
+    };
+    const startOrchestrator = (): Promise<StageProcess> => track(start(STAGE_ORCHESTRATOR, stageEntry("orchestrator"), orchestratorEnv));
+    let orchestrator = await startOrchestrator();
+    // A restart keeps the port the first process got, so clients can reconnect to it.
+    orchestratorEnv["GRPC_PORT"] = String(orchestrator.port);
+
+    let stopping: Promise<void> | undefined;
+    const stack: Stack = {
+      candidateGeneration: cg!,
+      retrieval,
+      ranking,
+      get orchestrator() {
+        return orchestrator;
+      },
+      stateDir: options.stateDir,
+      deletedItemsFile: paths.deletedItems,
+      stages: () => [cg!, ...retrieval, ...(ranking === undefined ? [] : [ranking]), orchestrator],
+      async restartOrchestrator() {
+        if (!orchestrator.hasExited()) throw new Error("restartOrchestrator: the orchestrator is still running (stop or kill it first)");
+        orchestrator = await startOrchestrator();
+        return orchestrator;
+      },
+      stop(graceMs = 10_000) {
+        stopping ??= (async () => {
+          await orchestrator.stop(graceMs);
+          await Promise.all([cg!, ...retrieval, ...(ranking === undefined ? [] : [ranking])].map((s) => s.stop(graceMs)));
+        })();
+        return stopping;
+      },
+    };
+    return stack;
+  } catch (error) {
+    await Promise.all(started.map((s) => s.stop(2000)));
+    throw error;
+  }
+}
