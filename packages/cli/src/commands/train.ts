@@ -5,7 +5,9 @@
  * The default holdout "test" leaves every user's lastout test event out, so the bundle can be
  * evaluated honestly with `recsys evaluate`; "val" also leaves the validation events out (for
  * tuning); production training uses `--holdout none` (every event). Same seed → same model.
- * Progress goes to stderr; the last stdout line is a one-line summary.
+ * `--threads` picks single-threaded (1) or two-thread data-parallel (2) training; the default 0
+ * uses two threads on a machine with two or more cores (a seed gives the same model for a given
+ * thread count). Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import { DEFAULT_TRAIN_CONFIG, saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
 import { loadDataset } from "@recsys/data";
@@ -13,7 +15,7 @@ import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
 import { formatDuration, progressReporter } from "../train-progress.js";
 
-const USAGE = "usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none]";
+const USAGE = "usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 0|1|2]";
 
 function log(message: string): void {
   process.stderr.write(`recsys train: ${message}\n`);
@@ -28,6 +30,7 @@ export async function run(argv: string[]): Promise<number> {
       epochs: { type: "number", default: DEFAULT_TRAIN_CONFIG.epochs },
       seed: { type: "number", default: DEFAULT_TRAIN_CONFIG.seed },
       holdout: { type: "string", default: "test" },
+      threads: { type: "number", default: DEFAULT_TRAIN_CONFIG.threads },
     });
   } catch (err) {
     if (err instanceof UsageError) {
@@ -41,6 +44,11 @@ export async function run(argv: string[]): Promise<number> {
   const holdout = String(args["holdout"]);
   const epochs = Number(args["epochs"]);
   const seed = Number(args["seed"]);
+  const threads = Number(args["threads"]);
+  if (threads !== 0 && threads !== 1 && threads !== 2) {
+    process.stderr.write(`recsys train: --threads must be 0 (automatic), 1 or 2, got ${threads}\n${USAGE}\n`);
+    return 2;
+  }
   if (holdout !== "test" && holdout !== "val" && holdout !== "none") {
     process.stderr.write(`recsys train: --holdout must be test, val or none, got '${holdout}'\n${USAGE}\n`);
     return 2;
@@ -62,10 +70,10 @@ export async function run(argv: string[]): Promise<number> {
   if (holdout === "none") log("holdout none: training on every event (production); the bundle cannot be evaluated on lastout");
 
   const progress = progressReporter();
-  const result = await trainCandidateGen(dataset, { holdout, epochs, seed, onProgress: (p) => progress.update(p) });
+  const result = await trainCandidateGen(dataset, { holdout, epochs, seed, threads, onProgress: (p) => progress.update(p) });
   progress.done();
   const s = result.stats;
-  log(`${s.examples} examples, ${s.steps} steps in ${formatDuration(s.seconds)} (${Math.round(s.examplesPerSecond)} examples/s on ${s.backend}), final loss ${s.finalLoss.toFixed(4)}`);
+  log(`${s.examples} examples, ${s.steps} steps in ${formatDuration(s.seconds)} (${Math.round(s.examplesPerSecond)} examples/s on ${s.backend}, ${s.threads} thread${s.threads === 1 ? "" : "s"}), final loss ${s.finalLoss.toFixed(4)}`);
   try {
     const manifest = await saveBundle(out, result);
     process.stdout.write(
