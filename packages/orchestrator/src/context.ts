@@ -8,6 +8,7 @@ import {
   Device,
   MAX_EXCLUDED_ITEMS,
   MAX_ID_LENGTH,
+  MAX_IMPRESSION_HISTORY,
   MAX_RECOMMEND_COUNT,
   MAX_SEARCH_HISTORY,
   MAX_WATCH_HISTORY,
@@ -91,6 +92,11 @@ export function validateRecommendRequest(request: RecommendRequest): ValidRecomm
       if (watch.watchedAt !== undefined) requireValidTimestamp(watch.watchedAt, `context.watch_history[${i}].watched_at`);
     });
     if (context.requestTime !== undefined) requireValidTimestamp(context.requestTime, "context.request_time");
+    requireMaxItems(context.impressionHistory, MAX_IMPRESSION_HISTORY, "context.impression_history");
+    context.impressionHistory.forEach((shown, i) => {
+      requireNonEmpty(shown.itemId, `context.impression_history[${i}].item_id`);
+      if (shown.shownAt !== undefined) requireValidTimestamp(shown.shownAt, `context.impression_history[${i}].shown_at`);
+    });
   }
   if (!Number.isInteger(request.count) || request.count < 1 || request.count > MAX_RECOMMEND_COUNT) {
     throw invalidArgument(`count must be between 1 and ${MAX_RECOMMEND_COUNT}, got ${request.count}`);
@@ -156,12 +162,14 @@ export function deviceOf(profile: UserProfile): Device {
 
 /**
  * The context of a user from the user store (undefined state: an unknown user, context with the
- * id only), served at `requestTime`. Keeps the most recent MAX_WATCH_HISTORY watches and
- * MAX_SEARCH_HISTORY searches.
+ * id only), served at `requestTime`. Keeps the most recent MAX_WATCH_HISTORY watches,
+ * MAX_SEARCH_HISTORY searches and MAX_IMPRESSION_HISTORY impressions (the ranker counts
+ * previous impressions of each candidate).
  */
 export function contextFromState(userId: string, state: UserState | undefined, requestTime: number): UserContext {
   const watches = state?.watches ?? [];
   const searches = state?.searches ?? [];
+  const impressions = state?.impressions ?? [];
   const profile = state?.profile ?? {};
   return create(UserContextSchema, {
     userId,
@@ -171,6 +179,7 @@ export function contextFromState(userId: string, state: UserState | undefined, r
       ...(w.watchSeconds === undefined ? {} : { watchSeconds: w.watchSeconds }),
     })),
     searchHistory: searches.slice(-MAX_SEARCH_HISTORY).map((s) => ({ query: s.query, searchedAt: secondsTimestamp(s.timestamp) })),
+    impressionHistory: impressions.slice(-MAX_IMPRESSION_HISTORY).map((i) => ({ itemId: i.itemId, shownAt: secondsTimestamp(i.timestamp) })),
     demographics: {
       ...(profile.age === undefined ? {} : { age: Math.max(0, Math.round(profile.age)) }),
       gender: profile.gender ?? "",

@@ -21,6 +21,7 @@ import {
   type SourceRequest,
   type SourceRun,
   type SourceSpec,
+  type StatefulSource,
 } from "@recsys/sources";
 import type { Catalogue } from "./catalogue.js";
 
@@ -31,6 +32,14 @@ export interface OnlineSourcesOptions {
   readonly freshWindowSeconds: number;
 }
 
+/** The ranker's per-item statistics (the RankRequest's Candidate.stats). */
+export interface ItemStats {
+  /** All-time watch count from events strictly before the time asked. */
+  readonly watchCount: number;
+  /** Global trending score (exponentially decayed watch count) at the time asked. */
+  readonly trending: number;
+}
+
 export class OnlineSources {
   readonly set: SourceSet;
   private readonly userIds = new Map<string, number>();
@@ -38,8 +47,15 @@ export class OnlineSources {
   private readonly numDatasetUsers: number;
   private nextUser: number;
   private readonly coWatch: CoWatchSource | undefined;
-  /** The trending counts ordering fresh uploads when trending is not itself a source of the set. */
-  private readonly hiddenTrending: TrendingSource | undefined;
+  /**
+   * Sources kept current although they are not candidate sources of the set (their budget is 0):
+   * the trending counts ordering fresh uploads, and the popular and trending counts behind the
+   * ranker's item statistics.
+   */
+  private readonly hidden: StatefulSource[] = [];
+  /** The ranker's item statistics come from these two (in the set, or hidden). */
+  private readonly statsPopular: PopularSource;
+  private readonly statsTrending: TrendingSource;
 
   constructor(
     private readonly catalogue: Catalogue,
@@ -59,10 +75,15 @@ export class OnlineSources {
       this.coWatch = new CoWatchSource({ numItems });
       specs.push({ source: this.coWatch, budget: budget("co-watch") });
     }
-    if (budget("popular") > 0) specs.push({ source: new PopularSource({ numItems }), budget: budget("popular") });
-    // Fresh is ordered by the global trending score, so that source exists whenever fresh does.
+    // Popular and trending always exist: the ranker reads its item statistics from them.
+    this.statsPopular = new PopularSource({ numItems });
+    if (budget("popular") > 0) specs.push({ source: this.statsPopular, budget: budget("popular") });
+    else this.hidden.push(this.statsPopular);
+    // Fresh is ordered by the global trending score too.
     const trending = new TrendingSource({ halfLifeSeconds: options.trendingHalfLifeSeconds });
+    this.statsTrending = trending;
     if (budget("trending") > 0) specs.push({ source: trending, budget: budget("trending") });
+    else this.hidden.push(trending);
     if (budget("trending-geo") > 0) {
       specs.push({
         source: new TrendingSource({ halfLifeSeconds: options.trendingHalfLifeSeconds, userGeo }),
@@ -78,8 +99,6 @@ export class OnlineSources {
         }),
         budget: budget("fresh"),
       });
-      // The trending counts behind fresh must see events even when trending itself is off.
-      if (budget("trending") === 0) this.hiddenTrending = trending;
     }
     this.set = new SourceSet(specs, { mergedSize: 0, onSourceError: "skip", pastRequests: "clamp" });
   }
@@ -96,6 +115,7 @@ export class OnlineSources {
    */
   warmUp(asOf: number): void {
     this.set.run({ history: [], asOf, budget: 0 }, { mergedSize: 0 });
+    this.itemStats(0, asOf);
   }
 
   /** The user's index, allocating the next one for a user never seen. */
@@ -121,7 +141,7 @@ export class OnlineSources {
   /** A watch (dense indices); visible to requests after `timestamp`. */
   observe(event: { readonly user: number; readonly item: number; readonly timestamp: number }): void {
     this.set.observe(event);
-    this.hiddenTrending?.observe(event);
+    for (const source of this.hidden) source.observe(event);
   }
 
   /** A watch by external ids (the item is interned into the catalogue). */
@@ -131,6 +151,22 @@ export class OnlineSources {
 
   run(request: SourceRequest): SourceRun {
     return this.set.run(request, { mergedSize: 0 });
+  }
+
+  /**
+   * The ranker's statistics of `item` (catalogue index) at `asOf`, defined exactly as in the
+   * ranker's training data (@recsys/ranking `sourceItemStats`): the popular source's all-time
+   * count and the global trending source's decayed count, from events strictly before the time.
+   * When a later request already advanced a source past `asOf` (requests interleave while they
+   * wait for other stages), that source answers at its clock: a few milliseconds later.
+   */
+  itemStats(item: number, asOf: number): ItemStats {
+    const popular = this.statsPopular;
+    const trending = this.statsTrending;
+    return {
+      watchCount: popular.countAt(item, Math.max(asOf, popular.clock)),
+      trending: trending.scoreAt(item, Math.max(asOf, trending.clock)),
+    };
   }
 
   /** Names of the sources in the set (SOURCE_ORDER). */

@@ -160,6 +160,9 @@ describe.each(["embedded", "redis"] as const)("with the %s user store", (backend
     expect(rankRequest.context?.userId).toBe(userId);
     expect(rankRequest.context?.requestTime).toBeDefined();
     expect(rankRequest.candidates.every((c) => c.provenance.length > 0 && c.provenance.every((p) => p.rank >= 1))).toBe(true);
+    // ...and each candidate's item statistics from the in-process sources.
+    expect(rankRequest.candidates.every((c) => c.stats !== undefined && c.stats.watchCount >= 0 && c.stats.trending >= 0)).toBe(true);
+    expect(rankRequest.candidates.some((c) => c.stats!.watchCount > 0 && c.stats!.trending > 0)).toBe(true);
     const scores = first.items.map((i) => i.score);
     expect(scores).toEqual([...scores].sort((a, b) => b - a));
     expect(first.items[0]!.expectedWatchSeconds).toBe(60);
@@ -248,6 +251,16 @@ describe("validation", () => {
       c.recommend({ userId: "1", count: 5, context: { watchHistory: Array.from({ length: 1001 }, (_, k) => ({ itemId: `${k}` })) } }),
       status.INVALID_ARGUMENT,
       "context.watch_history has 1001 entries, at most 1000 allowed",
+    );
+    await expectRpcError(
+      c.recommend({ userId: "1", count: 5, context: { impressionHistory: Array.from({ length: 1001 }, (_, k) => ({ itemId: `${k}` })) } }),
+      status.INVALID_ARGUMENT,
+      "context.impression_history has 1001 entries, at most 1000 allowed",
+    );
+    await expectRpcError(
+      c.recommend({ userId: "1", count: 5, context: { impressionHistory: [{ itemId: "" }] } }),
+      status.INVALID_ARGUMENT,
+      "context.impression_history[0].item_id is required",
     );
     await expectRpcError(
       c.recommend({ userId: "1", count: 5, context: { userId: "2" } }),

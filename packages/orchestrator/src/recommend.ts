@@ -12,6 +12,10 @@
  *   vector): that shard's DNN candidates are skipped, never mixed across embedding spaces;
  * - ranking down/late: the merged candidates in merge order, score = 1 / (1 + position),
  *   expected watch time 0 (unknown).
+ * The ranker gets the context (impression history included), the merged candidates in merge
+ * order (the index is its merged-position feature) with provenance and, per item, the popular and
+ * trending counts of the in-process sources at the serving time (`OnlineSources.itemStats`: the
+ * statistics its training data read from the same sources).
  * Only when no source produced a candidate and some stage failed is the call answered UNAVAILABLE.
  */
 import { randomUUID } from "node:crypto";
@@ -269,7 +273,11 @@ export class Recommender {
         const response = await deps.ranking.rank(
           {
             context,
-            candidates: merged.map((c) => ({ itemId: catalogue.id(c.item), provenance: protoProvenance(c) })),
+            candidates: merged.map((c) => ({
+              itemId: catalogue.id(c.item),
+              provenance: protoProvenance(c),
+              stats: online.itemStats(c.item, now),
+            })),
             debug: valid.debug,
           },
           childCallOptions(ctx.call, { budgetMs: budgets.rankingMs, marginMs: budgets.marginMs }),

@@ -1,20 +1,27 @@
 /**
  * Test fixtures: a tiny candidate-generation bundle trained on a small synthetic dataset, the real
- * candidate-generation and retrieval services over it (in-process, port 0), a fake ranker that
- * follows the RankingService contract and can be made to fail or stall, and the orchestrator.
+ * candidate-generation and retrieval services over it (in-process, port 0), a tiny ranker trained
+ * behind them and the real ranking service, a fake ranker that follows the RankingService
+ * contract and can be made to fail or stall, and the orchestrator.
  */
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { saveBundle, trainCandidateGen, type BundleManifest } from "@recsys/candidate-gen";
+import { loadBundle, saveBundle, trainCandidateGen, type BundleManifest } from "@recsys/candidate-gen";
 import {
   STAGE as CG_STAGE,
   configSchema as cgConfigSchema,
   createCandidateGenService,
 } from "@recsys/candidate-gen-service";
-import { generateSynthetic, parseSyntheticSpec } from "@recsys/data";
+import { generateSynthetic, lastoutSplit, parseSyntheticSpec, trainingRows } from "@recsys/data";
 import { RankingService, RecommenderService, type RankRequest } from "@recsys/gen";
+import { dnnFromBundle, saveRanker, trainRanker, type RankerManifest } from "@recsys/ranking";
+import {
+  STAGE as RANKING_STAGE,
+  configSchema as rankingConfigSchema,
+  createRankingService,
+} from "@recsys/ranking-service";
 import {
   STAGE as RETRIEVAL_STAGE,
   configSchema as retrievalConfigSchema,
@@ -30,6 +37,7 @@ import {
   type RunningService,
 } from "@recsys/runtime";
 import { memoryLogger, testConfig } from "@recsys/runtime/testing";
+import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 import { Registry } from "prom-client";
 import { STAGE, configSchema } from "./config.js";
@@ -54,6 +62,40 @@ export async function writeTinyBundle(dir: string, seed: number): Promise<Bundle
   const manifest = await saveBundle(dir, result);
   result.model.dispose();
   return manifest;
+}
+
+/**
+ * Trains a tiny ranker behind the standard sources plus the "dnn" source of the candidate-gen
+ * bundle at `bundleDir` (on the same dataset and training rows, holdout "test") and saves it as
+ * `<bundleDir>/ranker/`, the layout `recsys train-ranker` writes and the ranking service reads.
+ */
+export async function writeTinyRanker(bundleDir: string, seed: number): Promise<RankerManifest> {
+  await initBackend({ log: null });
+  const dataset = generateSynthetic(TEST_DATASET, parseSyntheticSpec(TEST_SPEC));
+  const bundle = await loadBundle(bundleDir);
+  try {
+    const split = lastoutSplit(dataset.events, dataset.users.ids.length);
+    const pipeline = { budget: 30, mergedSize: 120 };
+    const result = await trainRanker(dataset, {
+      rows: trainingRows(split, "test"),
+      sources: createStandardSources(dataset, { mergedSize: pipeline.mergedSize, dnn: dnnFromBundle(bundle, dataset) }),
+      budget: pipeline.budget,
+      train: { epochs: 2, maxExamplesPerUser: 6, negatives: 8, seed },
+      model: { itemDim: 8, categoricalDim: 4, tower: [16, 8] },
+      features: { quantiles: 50 },
+    });
+    const manifest = await saveRanker(join(bundleDir, "ranker"), result, {
+      datasetSpec: dataset.spec,
+      datasetFingerprint: dataset.fingerprint,
+      holdout: "test",
+      candidateGenVersion: bundle.manifest.modelVersion,
+      pipeline,
+    });
+    result.model.dispose();
+    return manifest;
+  } finally {
+    bundle.dispose();
+  }
 }
 
 export async function tempDir(label: string): Promise<string> {
@@ -103,6 +145,23 @@ export async function startRetrievalShard(modelPath: string, indexDir: string, s
   const logger = memoryLogger(RETRIEVAL_STAGE).logger;
   const stage = await createRetrievalService({ config, logger, registry });
   const service = await startService({ stage: RETRIEVAL_STAGE, config, services: stage.services, logger, registry });
+  return {
+    address: service.address,
+    service,
+    async stop() {
+      await service.stop();
+      await stage.close();
+    },
+  };
+}
+
+/** The real ranking service over the ranker in `<modelPath>/ranker/`. */
+export async function startRankingService(modelPath: string): Promise<Started> {
+  const config = loadConfig(rankingConfigSchema, { ...quiet, MODEL_PATH: modelPath, MODEL_POLL_INTERVAL: "0" });
+  const registry = new Registry();
+  const logger = memoryLogger(RANKING_STAGE).logger;
+  const stage = await createRankingService({ config, logger, registry });
+  const service = await startService({ stage: RANKING_STAGE, config, services: stage.services, logger, registry });
   return {
     address: service.address,
     service,
