@@ -4,10 +4,10 @@
  * rules present after a few calls; and every metric name the rules and the dashboard use is one
  * the code registers (read from the running services' /metrics).
  *
- * Started: candidate generation, retrieval (one shard) and the orchestrator (when its package has
- * landed), configured only through environment variables as in the manifests. The ranking service
- * has not landed: the orchestrator is pointed at a closed port, so its responses are degraded by
- * ranking, which the degraded-responses metric must show.
+ * Started (the stages whose package has landed): candidate generation, retrieval (one shard),
+ * ranking and the orchestrator, configured only through environment variables as in the
+ * manifests, on one tiny bundle with its ranker. Without a ranking service the orchestrator is
+ * pointed at a closed port and its responses must show up as degraded by ranking.
  */
 import { mkdtemp, readFile, rm, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,14 +19,14 @@ import { connect, createLogger, createRpcMetrics, watchModel } from "@recsys/run
 import { scrapeMetrics } from "@recsys/runtime/testing";
 import type { BundleManifest } from "@recsys/candidate-gen";
 import { DEPLOY_DIR } from "./paths.js";
-import { freePort, prometheusApi, publishBundle, startPrometheus, startStage, stopAll, writeTinyBundle, type Started } from "./processes.js";
+import { freePort, prometheusApi, publishBundle, startPrometheus, startStage, stopAll, tinyDataset, writeTinyBundle, writeTinyRanker, type Started } from "./processes.js";
 import { PROMETHEUS_SERIES, exposedMetricNames, metricNames } from "./promql.js";
 import { allRules, readRuleFiles, recordedNames, RULES_DIR } from "./rules.js";
 import { STAGES, isLanded, loadStagePackage, stageByName } from "./stages.js";
 import { PROMETHEUS, requireTool } from "./tools.js";
 
-/** Stages this test knows how to start (ranking needs a ranker bundle: add it when it lands). */
-const LAUNCHABLE = new Set(["candidate_generation", "retrieval", "orchestrator"]);
+/** Stages this test knows how to start. */
+const LAUNCHABLE = new Set(["candidate_generation", "retrieval", "ranking", "orchestrator"]);
 const started = STAGES.filter((s) => isLanded(s) && LAUNCHABLE.has(s.stage));
 const notStarted = STAGES.filter((s) => !started.includes(s));
 
@@ -98,25 +98,35 @@ beforeAll(async () => {
   root = SCRATCH;
   const models = join(root, "models");
   await mkdir(models, { recursive: true });
-  manifest = await writeTinyBundle(join(models, "cg-1"));
+  const dataset = tinyDataset();
+  manifest = await writeTinyBundle(join(models, "cg-1"), dataset);
+  const withRanking = started.some((s) => s.stage === "ranking");
+  if (withRanking) await writeTinyRanker(join(models, "cg-1"), manifest, dataset);
   await publishBundle(join(models, "current"), join(models, "cg-1"));
   const common = { GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "info", MODEL_PATH: join(models, "current"), MODEL_POLL_INTERVAL: "0" };
   const main = async (stage: string): Promise<string> => (await loadStagePackage(stageByName(stage))).main;
 
-  const [cg, retrieval] = await Promise.all([
+  const [cg, retrieval, ranking] = await Promise.all([
     startStage("candidate_generation", await main("candidate_generation"), common),
     startStage("retrieval", await main("retrieval"), { ...common, INDEX_DIR: join(root, "index"), SHARD_INDEX: "0", SHARD_COUNT: "1" }),
+    withRanking ? startStage("ranking", await main("ranking"), common) : undefined,
   ]);
   running.set("candidate_generation", cg);
   running.set("retrieval", retrieval);
+  if (ranking !== undefined) running.set("ranking", ranking);
   if (started.some((s) => s.stage === "orchestrator")) {
     const orchestrator = await startStage("orchestrator", await main("orchestrator"), {
       ...common,
       CANDIDATE_GENERATION_ADDRESS: `127.0.0.1:${cg.port}`,
       RETRIEVAL_ADDRESSES: `127.0.0.1:${retrieval.port}`,
-      RANKING_ADDRESS: `127.0.0.1:${await freePort()}`, // nothing listens: ranking has not landed
+      RANKING_ADDRESS: `127.0.0.1:${ranking?.port ?? (await freePort())}`, // without ranking: a closed port
       USER_STORE: "embedded",
       USER_STORE_PATH: join(root, "users"),
+      // Generous budgets: this test is about wiring and metrics, on a shared, busy machine.
+      USER_STORE_TIMEOUT: "5s",
+      CANDIDATE_GENERATION_TIMEOUT: "5s",
+      RETRIEVAL_TIMEOUT: "5s",
+      RANKING_TIMEOUT: "5s",
     });
     running.set("orchestrator", orchestrator);
   }
@@ -146,7 +156,11 @@ beforeAll(async () => {
     for (const user of users) {
       const embedded = await cgClient.embedUser({ context: { userId: String(user), watchHistory: [{ itemId: manifest.itemIds[user]! }] } });
       await retrievalClient.search({ userVector: embedded.userVector, k: 5, modelVersion: manifest.modelVersion });
-      if (recommender !== undefined) expect((await recommender.recommend({ userId: String(user), count: 5 })).degraded).toBe(true);
+      if (recommender !== undefined) {
+        const response = await recommender.recommend({ userId: String(user), count: 5 }, { deadline: Date.now() + 30_000 });
+        expect(response.failedStages.map((f) => `${f.stage}: ${f.code} ${f.message}`)).toEqual(ranking === undefined ? [expect.stringMatching(/^ranking: /)] : []);
+        expect(response.items.length).toBeGreaterThan(0);
+      }
     }
     // One refused call per stage and round (INVALID_ARGUMENT), so the error series grows too.
     await expect(cgClient.embedUser({ context: { userId: "" } })).rejects.toMatchObject({ code: 3 });
@@ -206,7 +220,8 @@ describe("Prometheus scraping the stages", () => {
     if (running.has("orchestrator")) {
       expect(await ok("orchestrator", "recsys.v1.RecommenderService/Recommend")).toBe(4);
       const degraded = await query("recsys_orchestrator_degraded_responses_total");
-      expect(degraded.map((s) => [s.metric["stage"], s.value[1]])).toEqual([["ranking", "4"]]);
+      expect(degraded.map((s) => [s.metric["stage"], s.value[1]])).toEqual(running.has("ranking") ? [] : [["ranking", "4"]]);
+      if (running.has("ranking")) expect(await ok("ranking", "recsys.v1.RankingService/Rank")).toBe(4);
     }
   });
 
@@ -222,9 +237,13 @@ describe("Prometheus scraping the stages", () => {
       expect((await query("recsys:candidate_model_versions:count")).map((s) => s.value[1])).toEqual(["1"]);
       const info = await query("recsys_candidate_generation_model_info");
       expect(info.map((s) => s.metric["model_version"])).toEqual([manifest.modelVersion]);
-      if (running.has("orchestrator")) {
+      if (running.has("orchestrator") && !running.has("ranking")) {
         const degraded = await query("stage:recsys_orchestrator_degraded_responses:ratio_rate5m");
         expect(degraded.map((s) => [s.metric["stage"], Number(s.value[1])])).toEqual([["ranking", 1]]);
+      }
+      if (running.has("ranking")) {
+        // The ranker's own version (rk-...), one across the ranking replicas.
+        expect((await query("recsys:ranking_model_versions:count")).map((s) => s.value[1])).toEqual(["1"]);
       }
     }, 30_000);
   });

@@ -9,7 +9,9 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { saveBundle, trainCandidateGen, type BundleManifest } from "@recsys/candidate-gen";
-import { generateSynthetic, parseSyntheticSpec } from "@recsys/data";
+import { generateSynthetic, lastoutSplit, parseSyntheticSpec, trainingRows, type Dataset } from "@recsys/data";
+import { saveRanker, trainRanker, type RankerManifest } from "@recsys/ranking";
+import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 
 type Child = ChildProcessByStdio<null, Readable, Readable>;
@@ -25,10 +27,16 @@ export interface Started {
 
 const children = new Set<Child>();
 
+/** A small synthetic dataset with every feature group live (impressions for the ranker). */
+export const TINY_SPEC = "users=120,items=90,events=14,impressions=30,seed=4";
+
+export function tinyDataset(spec = TINY_SPEC): Dataset {
+  return generateSynthetic(`synthetic:${spec}`, parseSyntheticSpec(spec));
+}
+
 /** A tiny candidate-generation bundle (dimension 8, trained in about a second) saved in `dir`. */
-export async function writeTinyBundle(dir: string, spec = "users=60,items=50,events=12,seed=3"): Promise<BundleManifest> {
+export async function writeTinyBundle(dir: string, dataset: Dataset = tinyDataset()): Promise<BundleManifest> {
   await initBackend({ log: null });
-  const dataset = generateSynthetic(`synthetic:${spec}`, parseSyntheticSpec(spec));
   const result = await trainCandidateGen(dataset, {
     holdout: "none",
     epochs: 1,
@@ -38,6 +46,30 @@ export async function writeTinyBundle(dir: string, spec = "users=60,items=50,eve
     model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8], finalActivation: "linear" },
   });
   const manifest = await saveBundle(dir, result);
+  result.model.dispose();
+  return manifest;
+}
+
+/** A tiny ranker trained behind the standard sources of `dataset`, saved as `<bundleDir>/ranker/` (what `recsys train-ranker` writes). */
+export async function writeTinyRanker(bundleDir: string, bundle: BundleManifest, dataset: Dataset = tinyDataset()): Promise<RankerManifest> {
+  await initBackend({ log: null });
+  const pipeline = { budget: 20, mergedSize: 40 };
+  const split = lastoutSplit(dataset.events, dataset.users.ids.length);
+  const result = await trainRanker(dataset, {
+    rows: trainingRows(split, "none"),
+    sources: createStandardSources(dataset, { mergedSize: pipeline.mergedSize }),
+    budget: pipeline.budget,
+    train: { epochs: 1, maxExamplesPerUser: 4, negatives: 6, seed: 1 },
+    model: { itemDim: 8, categoricalDim: 4, tower: [16, 8] },
+    features: { quantiles: 50 },
+  });
+  const manifest = await saveRanker(join(bundleDir, "ranker"), result, {
+    datasetSpec: dataset.spec,
+    datasetFingerprint: dataset.fingerprint,
+    holdout: "none",
+    candidateGenVersion: bundle.modelVersion,
+    pipeline,
+  });
   result.model.dispose();
   return manifest;
 }
