@@ -11,7 +11,8 @@
  * be shared, so the 1-minute load average is printed with them.
  */
 import { loadavg } from "node:os";
-import { trainCandidateGen, type TrainProgress } from "@recsys/candidate-gen";
+import { DEFAULT_MODEL_CONFIG, trainCandidateGen, type TrainProgress } from "@recsys/candidate-gen";
+import { NUM_CATEGORICAL, NUM_CONTINUOUS } from "@recsys/features";
 import { type Dataset, loadDataset } from "@recsys/data";
 import { initBackend } from "@recsys/tf";
 import { naiveDenseExamplesPerSecond } from "./naive-dense.js";
@@ -141,7 +142,8 @@ export async function run(argv: string[]): Promise<number> {
       negatives: REFERENCE_SIZE.negatives,
       dim: REFERENCE_SIZE.embeddingDim,
       tower: REFERENCE_SIZE.tower,
-      inputDim: 151,
+      // The same tower input width as the sparse trainer's default model.
+      inputDim: REFERENCE_SIZE.embeddingDim + DEFAULT_MODEL_CONFIG.searchDim + NUM_CATEGORICAL * DEFAULT_MODEL_CONFIG.categoricalDim + NUM_CONTINUOUS,
     });
     naive = { examples_per_second: Math.round(r.examplesPerSecond), batches: r.batches };
     say(`naive dense tfjs baseline (ml-100k): ${naive.examples_per_second} examples/s → sparse trainer is ${(mlResult.examples_per_second / naive.examples_per_second).toFixed(1)}x faster`);
