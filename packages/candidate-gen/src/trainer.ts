@@ -190,7 +190,9 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   const { batch, labels, labelOffsets, negatives, negativeOffsets } = inputs;
   const negativeRng = new Rng(cfg.seed, STREAM_NEGATIVES);
   // −log Q(j), Q(j) = S·p(j): the expected count of item j among the S sampled negatives.
-  const offsetOf = (id: number): number => (cfg.logQ ? -Math.log(cfg.negatives * sampler.prob(id - 1)) : 0);
+  const logitOffset = new Float32Array(space.items.size);
+  if (cfg.logQ) for (let id = 1; id < space.items.size; id++) logitOffset[id] = -Math.log(cfg.negatives * sampler.prob(id - 1));
+  const offsetOf = (id: number): number => logitOffset[id]!;
   const shuffleRng = new Rng(cfg.seed, STREAM_SHUFFLE);
   const order = new Int32Array(numExamples);
   for (let i = 0; i < numExamples; i++) order[i] = i;
