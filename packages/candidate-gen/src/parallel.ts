@@ -79,27 +79,36 @@ export class ParallelStep {
       backend: tf.getBackend() === "tensorflow" ? "node" : tf.getBackend(),
     };
     const worker = new Worker(workerPath(), { workerData: data });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new Error(`training worker failed to start: ${err.message}`));
-      worker.once("error", onError);
-      worker.once("exit", (code) => reject(new Error(`training worker exited during start-up (code ${code})`)));
-      worker.once("message", (m: { ready?: boolean }) => {
-        if (m.ready === true) {
-          worker.removeAllListeners("error");
-          worker.removeAllListeners("exit");
-          resolve();
-        }
-      });
-      // A failure inside the worker's try block is reported through shared memory.
-      const poll = setInterval(() => {
-        if (Atomics.load(views.ctrl, CTRL.ERROR) !== 0) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        // A failure inside the worker's try block is reported through shared memory.
+        const poll = setInterval(() => {
+          if (Atomics.load(views.ctrl, CTRL.ERROR) !== 0) {
+            const end = views.error.indexOf(0);
+            finish(new Error(`training worker failed: ${new TextDecoder().decode(views.error.slice(0, end < 0 ? undefined : end))}`));
+          }
+        }, 50);
+        const onError = (err: Error): void => finish(new Error(`training worker failed to start: ${err.message}`));
+        const onExit = (code: number): void => finish(new Error(`training worker exited during start-up (code ${code})`));
+        const onMessage = (m: { ready?: boolean }): void => {
+          if (m.ready === true) finish(null);
+        };
+        function finish(err: Error | null): void {
           clearInterval(poll);
-          const end = views.error.indexOf(0);
-          reject(new Error(`training worker failed: ${new TextDecoder().decode(views.error.slice(0, end < 0 ? undefined : end))}`));
+          worker.off("error", onError);
+          worker.off("exit", onExit);
+          worker.off("message", onMessage);
+          if (err === null) resolve();
+          else reject(err);
         }
-      }, 50);
-      worker.once("message", () => clearInterval(poll));
-    });
+        worker.on("error", onError);
+        worker.on("exit", onExit);
+        worker.on("message", onMessage);
+      });
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
     worker.on("error", () => {
       // Errors after start-up surface through shared memory (writeError); keep the process alive.
     });
