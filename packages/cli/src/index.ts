@@ -15,7 +15,7 @@ export {
   type StackOptions,
   type StackStageKind,
 } from "./stack-launch.js";
-export { findServingLine, logTail, startStageProcess, type StageProcess, type StageProcessOptions } from "./stack-process.js";
+export { freePorts, logTail, startStageProcess, type StageProcess, type StageProcessOptions } from "./stack-process.js";
 export { ensureStackModel, reusableModel, trainStackModel, type Holdout, type StackModel, type StackModelSettings } from "./stack-model.js";
 export { formatColumns, formatRecommendations, recommendationsJson, type FormatRecommendOptions } from "./stack-format.js";
 export {

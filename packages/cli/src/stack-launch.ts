@@ -1,8 +1,8 @@
 /**
  * The whole serving stack on loopback, every stage a separate `node packages/<pkg>/dist/main.js`
  * process with its own environment and log file: candidate generation, `shards` retrieval
- * shards, ranking, then the orchestrator pointed at them. Ports are chosen by the OS (GRPC_PORT=0)
- * and read from each stage's "serving" log line, except the orchestrator's when one is asked for.
+ * shards, ranking, then the orchestrator pointed at them. Ports are free loopback ports picked
+ * here, except the orchestrator's when one is asked for.
  *
  * Layout of the state directory:
  *
@@ -117,6 +117,19 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
     });
 
   const started: StageProcess[] = [];
+  // If this process exits without stopping the stack (an uncaught error, process.exit), the
+  // stages (own process groups) would outlive it: ask them to stop.
+  const onExit = (): void => {
+    for (const stage of started) {
+      if (stage.hasExited()) continue;
+      try {
+        process.kill(stage.pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+  };
+  process.on("exit", onExit);
   const track = async (p: Promise<StageProcess>): Promise<StageProcess> => {
     const stage = await p;
     started.push(stage);
@@ -200,6 +213,7 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
         stopping ??= (async () => {
           await orchestrator.stop(graceMs);
           await Promise.all([cg!, ...retrieval, ...(ranking === undefined ? [] : [ranking])].map((s) => s.stop(graceMs)));
+          process.off("exit", onExit);
         })();
         return stopping;
       },
@@ -207,6 +221,7 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
     return stack;
   } catch (error) {
     await Promise.all(started.map((s) => s.stop(2000)));
+    process.off("exit", onExit);
     throw error;
   }
 }

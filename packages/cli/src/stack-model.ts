@@ -19,6 +19,7 @@ import {
   type RankerTrainConfig,
   type RankingFeatureConfig,
 } from "@recsys/ranking";
+import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 import { createPipelineSources } from "./pipeline-setup.js";
 import { formatDuration, progressReporter } from "./train-progress.js";
@@ -35,6 +36,13 @@ export interface StackModelSettings {
     readonly train?: Partial<RankerTrainConfig>;
     readonly model?: Partial<RankerModelConfig>;
     readonly features?: Partial<RankingFeatureConfig>;
+    /**
+     * Replay the bundle's "dnn" source too (default true, what serving sends). Its replay scores
+     * the whole catalogue exactly for every replayed watch (~0.1 s per watch at 1M items), so
+     * very large catalogues train the ranker behind the other sources only; the ranker then
+     * ignores dnn provenance.
+     */
+    readonly dnnSource?: boolean;
   };
 }
 
@@ -114,11 +122,15 @@ export async function trainStackModel(
     const split = lastoutSplit(dataset.events, dataset.users.ids.length);
     const rows = trainingRows(split, settings.holdout);
     const pipeline = settings.ranker.pipeline;
-    log(`training the ranker behind it (replaying ${rows.length} training rows through the candidate sources, budget ${pipeline.budget}, merged ${pipeline.mergedSize})`);
+    const which = settings.ranker.dnnSource === false ? "the candidate sources without dnn" : "the candidate sources";
+    log(`training the ranker behind it (replaying ${rows.length} training rows through ${which}, budget ${pipeline.budget}, merged ${pipeline.mergedSize})`);
     let lastEpoch = 0;
     const rankerResult = await trainRanker(dataset, {
       rows,
-      sources: createPipelineSources(dataset, bundle, pipeline),
+      sources:
+        settings.ranker.dnnSource === false
+          ? createStandardSources(dataset, { mergedSize: pipeline.mergedSize })
+          : createPipelineSources(dataset, bundle, pipeline),
       budget: pipeline.budget,
       ...(settings.ranker.train === undefined ? {} : { train: settings.ranker.train }),
       ...(settings.ranker.model === undefined ? {} : { model: settings.ranker.model }),

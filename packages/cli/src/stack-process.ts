@@ -1,12 +1,12 @@
 /**
  * One stage of the stack as a child process: `node <entry>` with its own environment, stdout and
- * stderr appended to a log file, the bound ports read from the stage's "serving" log line (every
- * stage logs `{"msg":"serving","port":…,"metricsPort":…}` once bound, so GRPC_PORT=0 and
- * METRICS_PORT=0 work), then health SERVING asked over gRPC. Stopping sends SIGTERM (the stages
- * drain and exit 0) and SIGKILL after a grace period.
+ * stderr appended to a log file, on loopback ports given to it (GRPC_PORT / METRICS_PORT "0" or
+ * absent: free ports picked here), started once its gRPC health check answers SERVING. Stopping
+ * sends SIGTERM (the stages drain and exit 0) and SIGKILL after a grace period.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { open, readFile, stat } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { checkHealth } from "@recsys/runtime";
 
 export interface StageProcessOptions {
@@ -58,25 +58,26 @@ function baseEnvironment(): Record<string, string> {
   return out;
 }
 
-interface ServingLine {
-  readonly port: number;
-  readonly metricsPort: number;
-}
-
-/** Finds the stage's `serving` log line in `text` (JSON lines, other output ignored). */
-export function findServingLine(text: string): ServingLine | undefined {
-  for (const line of text.split("\n")) {
-    if (!line.includes('"serving"')) continue;
-    try {
-      const parsed = JSON.parse(line) as { msg?: unknown; port?: unknown; metricsPort?: unknown };
-      if (parsed.msg === "serving" && typeof parsed.port === "number" && typeof parsed.metricsPort === "number") {
-        return { port: parsed.port, metricsPort: parsed.metricsPort };
-      }
-    } catch {
-      // not a JSON line
-    }
-  }
-  return undefined;
+/**
+ * Free loopback ports, chosen by the OS (all bound at once so they differ, then released). A
+ * stage is given its ports explicitly: nothing has to be read back from its logs, whatever
+ * its LOG_LEVEL.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((resolvePromise, reject) => {
+          const server = createServer();
+          server.once("error", reject);
+          server.listen(0, "127.0.0.1", () => resolvePromise(server));
+        }),
+    ),
+  );
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise<void>((resolvePromise) => server.close(() => resolvePromise()))));
+  return ports;
 }
 
 /** The last `lines` lines of a log file, for error messages. */
@@ -97,16 +98,15 @@ function sleep(ms: number): Promise<void> {
 export async function startStageProcess(options: StageProcessOptions): Promise<StageProcess> {
   const { name, logFile } = options;
   const startTimeoutMs = options.startTimeoutMs ?? 120_000;
-  // The log may already hold earlier runs: read only what this process writes.
-  const offset = await stat(logFile).then(
-    (s) => s.size,
-    () => 0,
-  );
+  const wanted = [options.env["GRPC_PORT"], options.env["METRICS_PORT"]].map((p) => (p === undefined || p === "" ? 0 : Number(p)));
+  const picked = await freePorts(wanted.filter((p) => p === 0).length);
+  const [port, metricsPort] = wanted.map((p) => (p === 0 ? picked.shift()! : p)) as [number, number];
+  const address = `127.0.0.1:${port}`;
   const log = await open(logFile, "a");
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry], {
-      env: { ...baseEnvironment(), ...options.env },
+      env: { ...baseEnvironment(), ...options.env, GRPC_PORT: String(port), METRICS_PORT: String(metricsPort) },
       stdio: ["ignore", log.fd, log.fd],
       // Own process group: a terminal's Ctrl-C reaches only the parent, which stops the stages
       // in order.
@@ -146,9 +146,8 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
 
   const started = Date.now();
   let nextNotice = started + 10_000;
-  let serving: ServingLine | undefined;
   try {
-    while (serving === undefined) {
+    for (;;) {
       if (exitedWith !== undefined) {
         throw new Error(`${name} exited (${exitedWith}) before serving; the end of ${logFile}:\n${await logTail(logFile)}`);
       }
@@ -159,13 +158,11 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
         options.onWaiting?.(name, Date.now() - started);
         nextNotice += 10_000;
       }
-      const text = await readFile(logFile, "utf8").then((t) => t.slice(offset), () => "");
-      serving = findServingLine(text);
-      if (serving === undefined) await sleep(100);
+      // UNAVAILABLE until it binds (a stage binds once its model and index are loaded).
+      const health = await checkHealth(address, { timeoutMs: 1000 }).catch(() => undefined);
+      if (health === "SERVING") break;
+      await sleep(200);
     }
-    const address = `127.0.0.1:${serving.port}`;
-    const health = await checkHealth(address, { timeoutMs: 5000 });
-    if (health !== "SERVING") throw new Error(`${name} at ${address} answers health ${health}, not SERVING`);
   } catch (error) {
     await stop(2000);
     throw error;
@@ -173,10 +170,10 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
   return {
     name,
     pid,
-    address: `127.0.0.1:${serving.port}`,
-    port: serving.port,
-    metricsPort: serving.metricsPort,
-    metricsUrl: `http://127.0.0.1:${serving.metricsPort}/metrics`,
+    address,
+    port,
+    metricsPort,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     logFile,
     child,
     exited,

@@ -1,0 +1,400 @@
+/**
+ * `npm run bench -- serve [--json] [--items N] [...]`: the serving stack under load.
+ *
+ * 1. A synthetic catalogue of `--items` (default 1,000,000) items watched by `--users` users
+ *    (default 20,000, ~`--events` 10 watches each, no impression log): the catalogue is full size,
+ *    the watch log is small so that training stays within minutes on two cores (most items are
+ *    never watched: their embeddings keep their random initial values, as in any sparse
+ *    catalogue).
+ * 2. Both models trained on it (or reused from the cache directory): the candidate generator for
+ *    1 epoch; the ranker behind the candidate sources without the DNN one (replaying the DNN
+ *    source scores all items exactly per watch, hours at 1M items).
+ * 3. The four stages as separate processes on loopback (`recsys start`'s launcher); the first
+ *    run builds the shards' HNSW indexes (minutes at 1M items; cached for later runs).
+ * 4. Load from gRPC clients in this process: a sequential pass (latency without queueing), then
+ *    `--requests` requests at `--rate` per second with at most `--concurrency` in flight and a
+ *    time cap: QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
+ *    p50/p95/p99 from the orchestrator's stage histogram (bucket-interpolated).
+ * 5. The same pipeline in this process without gRPC (serve-in-process.ts), sequentially.
+ * 6. HNSW recall@100 of the served shard indexes vs brute force and q/s at several ef, with the
+ *    user vectors the candidate-generation stage returned.
+ *
+ * Every figure depends on the machine: it prints the load average and core count.
+ */
+import { rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/cli";
+import { loadDataset } from "@recsys/data";
+import { CandidateGenerationService, RecommenderService, type RecommendResponse } from "@recsys/gen";
+import { loadBundleInfo } from "@recsys/orchestrator";
+import { connect, isServiceError, statusName } from "@recsys/runtime";
+import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
+import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
+import { startInProcessPipeline } from "./serve-in-process.js";
+import {
+  diffBuckets,
+  histogramCount,
+  histogramQuantile,
+  machineLoad,
+  parseHistogram,
+  percentiles,
+  prng,
+  runLoad,
+  type Percentiles,
+} from "./serve-load.js";
+
+const USAGE =
+  "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
+  "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh]";
+
+interface Args {
+  json: boolean;
+  items: number;
+  users: number;
+  events: number;
+  shards: number;
+  requests: number;
+  concurrency: number;
+  rate: number;
+  timeCap: number;
+  count: number;
+  sequential: number;
+  inProcess: number;
+  annQueries: number;
+  efs: number[];
+  cache: string;
+  fresh: boolean;
+}
+
+function parse(argv: string[]): Args {
+  const a: Args = {
+    json: false,
+    items: 1_000_000,
+    users: 20_000,
+    events: 10,
+    shards: 2,
+    requests: 3000,
+    concurrency: 16,
+    rate: 100,
+    timeCap: 60,
+    count: 20,
+    sequential: 200,
+    inProcess: 200,
+    annQueries: 200,
+    efs: [100, 150, 200, 400],
+    cache: ".cache/bench-serve",
+    fresh: false,
+  };
+  const numbers: Record<string, keyof Args> = {
+    "--items": "items",
+    "--users": "users",
+    "--events": "events",
+    "--shards": "shards",
+    "--requests": "requests",
+    "--concurrency": "concurrency",
+    "--rate": "rate",
+    "--time-cap": "timeCap",
+    "--count": "count",
+    "--sequential": "sequential",
+    "--in-process": "inProcess",
+    "--ann-queries": "annQueries",
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--json") a.json = true;
+    else if (arg === "--fresh") a.fresh = true;
+    else if (arg === "--cache") a.cache = argv[++i] ?? "";
+    else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
+    else if (numbers[arg] !== undefined) {
+      const v = Number(argv[++i]);
+      if (!Number.isFinite(v) || v < 0) throw new Error(`${arg} needs a non-negative number`);
+      (a as unknown as Record<string, number>)[numbers[arg]] = v;
+    } else throw new Error(`unknown option ${arg}\n${USAGE}`);
+  }
+  if (a.items < 10 || a.users < 10 || a.shards < 1 || a.requests < 1 || a.concurrency < 1 || a.count < 1 || a.count > 500) {
+    throw new Error(`out of range: --items, --users ≥ 10; --shards, --requests, --concurrency ≥ 1; --count 1..500\n${USAGE}`);
+  }
+  if (a.efs.some((ef) => !Number.isInteger(ef) || ef < 1)) throw new Error(`--efs must be positive integers\n${USAGE}`);
+  if (a.cache === "") throw new Error(`--cache needs a directory\n${USAGE}`);
+  return a;
+}
+
+/** Start row of each user's events (events are sorted by user), plus the end. */
+function userOffsets(eventUsers: Int32Array, numUsers: number): Int32Array {
+  const offsets = new Int32Array(numUsers + 1);
+  for (let row = 0; row < eventUsers.length; row++) offsets[eventUsers[row]! + 1]! += 1;
+  for (let u = 0; u < numUsers; u++) offsets[u + 1]! += offsets[u]!;
+  return offsets;
+}
+
+function errorKey(error: unknown): string {
+  return isServiceError(error) ? statusName(error.code) : error instanceof Error ? error.message : String(error);
+}
+
+const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+const pctJson = (p: Percentiles): { p50_ms: number; p95_ms: number; p99_ms: number } => ({ p50_ms: round(p.p50), p95_ms: round(p.p95), p99_ms: round(p.p99) });
+
+export async function run(argv: string[]): Promise<number> {
+  let args: Args;
+  try {
+    args = parse(argv);
+  } catch (error) {
+    process.stderr.write(`bench serve: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const log = (message: string): void => {
+    process.stderr.write(`bench serve: ${message}\n`);
+  };
+  const loadAtStart = await machineLoad();
+  log(`machine: ${loadAtStart.cores} cores, load average ${loadAtStart.loadAverage1m} (shared with other work: figures are noisy)`);
+
+  // 1. The catalogue.
+  const spec = `synthetic:users=${args.users},items=${args.items},events=${args.events},impressions=0,seed=1`;
+  let t = performance.now();
+  const dataset = await loadDataset(spec);
+  const datasetSeconds = (performance.now() - t) / 1000;
+  log(`dataset ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches (${datasetSeconds.toFixed(1)} s)`);
+  const lowered = [
+    `training data: ${dataset.users.ids.length} users × ~${args.events} watches (${dataset.events.user.length} events) over the ${dataset.items.ids.length}-item catalogue`,
+    "the candidate generator trains 1 epoch; the ranker 1 epoch on ≤ 5 examples per user, behind the sources without dnn (it ignores dnn provenance)",
+  ];
+
+  // 2. The models.
+  const runDir = resolve(args.cache, `${dataset.fingerprint.slice(0, 12)}`);
+  if (args.fresh) await rm(runDir, { recursive: true, force: true });
+  const pipeline = { budget: 50, mergedSize: 150 };
+  t = performance.now();
+  const trained = await ensureStackModel(
+    dataset,
+    join(runDir, "trained"),
+    {
+      holdout: "none",
+      candidateGen: { epochs: 1, seed: 1 },
+      ranker: { pipeline, train: { epochs: 1, maxExamplesPerUser: 5, seed: 1 }, dnnSource: false },
+    },
+    { log },
+  );
+  const trainSeconds = (performance.now() - t) / 1000;
+  // The served bundle covers the whole catalogue (serve-catalogue.ts).
+  const model = { dir: join(runDir, "bundle"), reused: trained.reused };
+  const extension = (await existingExtension(trained.dir, model.dir)) ?? (await extendBundleToCatalogue(trained.dir, model.dir, dataset));
+  const info = extension.syntheticCatalogue;
+  lowered.push(
+    `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a trained item of the same channel, scaled by U(0.5, 1), plus noise)`,
+  );
+  for (const line of lowered) log(`lowered: ${line}`);
+
+  // 3. The stack.
+  t = performance.now();
+  let stack: Stack | undefined = await launchStack({
+    modelDir: model.dir,
+    dataset: spec,
+    stateDir: join(runDir, "run"),
+    shards: args.shards,
+    pipeline,
+    startTimeoutMs: 3_600_000,
+    env: {
+      candidate_generation: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
+      retrieval: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info" },
+      ranking: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
+      orchestrator: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
+    },
+    log,
+  });
+  const startSeconds = (performance.now() - t) / 1000;
+  log(`stack serving after ${startSeconds.toFixed(1)} s`);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log(`${signal}: stopping the stack`);
+    void (stack?.stop(3000) ?? Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const users = dataset.users.ids;
+  const random = prng(42);
+  const pickUser = (): string => users[Math.floor(random() * users.length)]!;
+  let report: Record<string, unknown>;
+  const queries: Float32Array[] = [];
+  try {
+    const client = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 5000 });
+    const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, { defaultTimeoutMs: 5000 });
+    try {
+      // Warm-up: channels, JIT.
+      await runLoad({ requests: 100, concurrency: 4, rate: 0, timeCapSeconds: 60 }, () => client.recommend({ userId: pickUser(), count: args.count }), errorKey);
+
+      // Sequential: latency without queueing.
+      const sequential = await runLoad(
+        { requests: args.sequential, concurrency: 1, rate: 0, timeCapSeconds: 60 },
+        () => client.recommend({ userId: pickUser(), count: args.count }),
+        errorKey,
+      );
+      const sequentialP = percentiles(sequential.latenciesMs);
+      log(`sequential: ${sequential.completed} requests, p50 ${sequentialP.p50.toFixed(1)} ms, p99 ${sequentialP.p99.toFixed(1)} ms`);
+
+      // Load.
+      const before = await (await fetch(stack.orchestrator.metricsUrl)).text();
+      const loadStart = await machineLoad();
+      const load = await runLoad<RecommendResponse>(
+        { requests: args.requests, concurrency: args.concurrency, rate: args.rate, timeCapSeconds: args.timeCap },
+        () => client.recommend({ userId: pickUser(), count: args.count }),
+        errorKey,
+      );
+      const loadEnd = await machineLoad();
+      const after = await (await fetch(stack.orchestrator.metricsUrl)).text();
+      const loadP = percentiles(load.latenciesMs);
+      const errors = Object.values(load.errors).reduce((s, n) => s + n, 0);
+      const degradedBy: Record<string, number> = {};
+      let degraded = 0;
+      for (const response of load.outcomes) {
+        if (!response.degraded) continue;
+        degraded += 1;
+        for (const f of response.failedStages) degradedBy[`${f.stage} ${f.code}`] = (degradedBy[`${f.stage} ${f.code}`] ?? 0) + 1;
+      }
+      const name = "recsys_orchestrator_stage_duration_seconds";
+      const beforeH = parseHistogram(before, name, "stage");
+      const stages: Record<string, { p50_ms: number; p95_ms: number; p99_ms: number; count: number }> = {};
+      for (const [stage, buckets] of parseHistogram(after, name, "stage")) {
+        const diff = diffBuckets(buckets, beforeH.get(stage));
+        const count = histogramCount(diff);
+        if (count === 0) continue;
+        stages[stage] = {
+          p50_ms: round(histogramQuantile(diff, 0.5) * 1000),
+          p95_ms: round(histogramQuantile(diff, 0.95) * 1000),
+          p99_ms: round(histogramQuantile(diff, 0.99) * 1000),
+          count,
+        };
+      }
+      log(
+        `load: ${load.completed} requests in ${load.seconds.toFixed(1)} s = ${load.rps.toFixed(1)} req/s (target rate ${args.rate || "unpaced"}, ≤ ${args.concurrency} in flight${load.capped ? ", stopped by the time cap" : ""}), ` +
+          `p50 ${loadP.p50.toFixed(1)} / p95 ${loadP.p95.toFixed(1)} / p99 ${loadP.p99.toFixed(1)} ms, ${errors} errors, ${degraded} degraded`,
+      );
+
+      // User vectors for the ANN recall check, from the candidate-generation stage.
+      // Each context carries the user's last 50 watches (with their times), as the orchestrator sends it.
+      const offsets = userOffsets(dataset.events.user, users.length);
+      for (let i = 0; i < args.annQueries; i++) {
+        const u = (i * 7919) % users.length;
+        const from = Math.max(offsets[u]!, offsets[u + 1]! - 50);
+        const watchHistory = [];
+        let last = 0;
+        for (let row = from; row < offsets[u + 1]!; row++) {
+          const seconds = dataset.events.timestamp[row]!;
+          last = Math.max(last, seconds);
+          watchHistory.push({ itemId: dataset.items.ids[dataset.events.item[row]!]!, watchedAt: { seconds: BigInt(Math.floor(seconds)), nanos: 0 } });
+        }
+        const embedded = await cg.embedUser({ context: { userId: users[u]!, watchHistory, requestTime: { seconds: BigInt(Math.floor(last) + 1), nanos: 0 } } });
+        queries.push(Float32Array.from(embedded.userVector));
+      }
+
+      report = {
+        items: dataset.items.ids.length,
+        users: dataset.users.ids.length,
+        shards: args.shards,
+        count: args.count,
+        concurrency: args.concurrency,
+        target_rate: args.rate,
+        requests: load.completed,
+        seconds: round(load.seconds),
+        rps: round(load.rps, 1),
+        ...pctJson(loadP),
+        errors,
+        errors_by_code: load.errors,
+        degraded,
+        degraded_by_stage: degradedBy,
+        stages,
+        sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
+        machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m] },
+        setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1) },
+        lowered,
+      };
+    } finally {
+      client.$close();
+      cg.$close();
+    }
+  } finally {
+    await stack.stop();
+    stack = undefined;
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+
+  // 5. In process, without gRPC.
+  if (args.inProcess > 0) {
+    log("in-process pipeline: loading every stage into this process");
+    const paths = stackPaths(join(runDir, "run"));
+    const inProcess = await startInProcessPipeline({
+      modelDir: model.dir,
+      dataset: spec,
+      indexDir: paths.index,
+      shards: args.shards,
+      usersDir: paths.users,
+      deletedItemsFile: paths.deletedItems,
+      orchestratorEnv: Object.fromEntries(
+        ["CANDIDATES_DNN", "CANDIDATES_CO_WATCH", "CANDIDATES_POPULAR", "CANDIDATES_TRENDING", "CANDIDATES_TRENDING_GEO", "CANDIDATES_FRESH"].map((k) => [k, String(pipeline.budget)]).concat([["MERGED_CANDIDATES", String(pipeline.mergedSize)]]),
+      ),
+    });
+    try {
+      await runLoad({ requests: 50, concurrency: 1, rate: 0, timeCapSeconds: 60 }, () => inProcess.recommend({ userId: pickUser(), count: args.count }), errorKey);
+      const result = await runLoad({ requests: args.inProcess, concurrency: 1, rate: 0, timeCapSeconds: 120 }, () => inProcess.recommend({ userId: pickUser(), count: args.count }), errorKey);
+      const p = percentiles(result.latenciesMs);
+      const degradedInProcess = result.outcomes.filter((r) => r.degraded).length;
+      log(`in process: ${result.completed} sequential requests, p50 ${p.p50.toFixed(1)} / p95 ${p.p95.toFixed(1)} / p99 ${p.p99.toFixed(1)} ms, ${degradedInProcess} degraded`);
+      const seq = report["sequential"] as { p50_ms: number };
+      report = {
+        ...report,
+        in_process_p50_ms: round(p.p50),
+        in_process: { requests: result.completed, ...pctJson(p), degraded: degradedInProcess },
+        split_over_in_process_p50: { sequential: round(seq.p50_ms / p.p50), under_load: round((report["p50_ms"] as number) / p.p50) },
+      };
+    } finally {
+      await inProcess.close();
+    }
+  }
+
+  // 6. ANN recall of the served indexes.
+  const bundle = await loadBundleInfo(model.dir);
+  const ann = await servedAnnRecall({
+    indexDir: stackPaths(join(runDir, "run")).index,
+    modelVersion: bundle.modelVersion,
+    shards: args.shards,
+    itemIds: bundle.itemIds,
+    embeddings: bundle.embeddings,
+    dim: bundle.dim,
+    queries,
+    efs: args.efs,
+    log,
+  });
+  report = { ...report, ann: ann.results, ann_brute_force_qps: round(ann.bruteForceQps, 1) };
+
+  if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  else process.stdout.write(formatReport(report, ann.results));
+  return 0;
+}
+
+function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[]): string {
+  const stages = r["stages"] as Record<string, { p50_ms: number; p95_ms: number; p99_ms: number; count: number }>;
+  const seq = r["sequential"] as { p50_ms: number; p95_ms: number; p99_ms: number };
+  const machine = r["machine"] as { cores: number; load_average_1m_start: number; load_average_1m_during_load: number[] };
+  let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}\n`;
+  out += `machine: ${machine.cores} cores, load average ${machine.load_average_1m_start} at start, ${machine.load_average_1m_during_load.join(" → ")} during the load\n`;
+  for (const line of r["lowered"] as string[]) out += `lowered: ${line}\n`;
+  out += `\nRecommend over gRPC (4 stages as processes on loopback)\n`;
+  out += `  sequential         p50 ${seq.p50_ms} ms  p95 ${seq.p95_ms} ms  p99 ${seq.p99_ms} ms\n`;
+  out += `  load               ${r["requests"]} requests in ${r["seconds"]} s = ${r["rps"]} req/s (rate ${r["target_rate"] || "unpaced"}, ≤ ${r["concurrency"]} in flight)\n`;
+  out += `                     p50 ${r["p50_ms"]} ms  p95 ${r["p95_ms"]} ms  p99 ${r["p99_ms"]} ms  errors ${r["errors"]}  degraded ${r["degraded"]}\n`;
+  const degradedBy = r["degraded_by_stage"] as Record<string, number>;
+  if (Object.keys(degradedBy).length > 0) out += `  degraded by        ${Object.entries(degradedBy).map(([k, n]) => `${k} ×${n}`).join(", ")}\n`;
+  out += `\nstages under load (orchestrator's histogram, bucket-interpolated)\n`;
+  const width = Math.max(...Object.keys(stages).map((s) => s.length));
+  for (const [stage, s] of Object.entries(stages)) out += `  ${stage.padEnd(width)}  p50 ${String(s.p50_ms).padStart(7)} ms  p95 ${String(s.p95_ms).padStart(7)} ms  p99 ${String(s.p99_ms).padStart(7)} ms  (${s.count})\n`;
+  if (r["in_process_p50_ms"] !== undefined) {
+    const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number };
+    const ratio = r["split_over_in_process_p50"] as { sequential: number; under_load: number };
+    out += `\nsame pipeline in one process, no gRPC (sequential): p50 ${ip.p50_ms} ms  p95 ${ip.p95_ms} ms  p99 ${ip.p99_ms} ms\n`;
+    out += `split / in-process p50: ${ratio.sequential}× sequential, ${ratio.under_load}× under load\n`;
+  }
+  out += `\nHNSW as served vs brute force (recall@100, user vectors from EmbedUser; brute force ${r["ann_brute_force_qps"]} q/s)\n`;
+  for (const a of ann) out += `  ef ${String(a.ef).padStart(4)}  recall ${a.recall_at_100.toFixed(4)}  ${a.qps} q/s\n`;
+  return out;
+}

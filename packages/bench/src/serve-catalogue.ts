@@ -1,0 +1,138 @@
+/**
+ * The full-size catalogue of the serving benchmark. A bundle only knows the items its training
+ * rows watched (the item vocabulary's minimum count is 1), and training until every item of a
+ * 1M-item catalogue has been watched takes hours here. So the benchmark trains on a small watch
+ * log and then writes a derived bundle covering the whole catalogue: trained items keep their
+ * rows; every other item gets a synthesised output embedding (and input watch embedding) — the
+ * trained row of a random item of the same channel (any trained item when the channel has none),
+ * scaled by a uniform factor in [0.5, 1] plus Gaussian noise of 0.3 × that row's RMS — so the
+ * extra items sit in the trained clusters and compete in retrieval. Everything else (tower,
+ * search and categorical tables, the ranker) is copied. The manifest records what was
+ * synthesised (`syntheticCatalogue`) and gets its own modelVersion.
+ *
+ * Format: packages/candidate-gen/src/bundle.ts (manifest.json + raw little-endian float32 files).
+ */
+import { createHash } from "node:crypto";
+import { copyFile, cp, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { BundleManifest } from "@recsys/candidate-gen";
+import type { Dataset } from "@recsys/data";
+import { prng } from "./serve-load.js";
+
+export interface SyntheticCatalogueInfo {
+  /** modelVersion of the trained bundle it extends. */
+  readonly source: string;
+  readonly trained: number;
+  readonly synthesised: number;
+  readonly seed: number;
+}
+
+type ExtendedManifest = BundleManifest & { readonly syntheticCatalogue: SyntheticCatalogueInfo };
+
+async function readF32(path: string): Promise<Float32Array> {
+  const bytes = await readFile(path);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+function asBytes(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** The derived bundle in `dst` if it extends `src` already, else undefined. */
+export async function existingExtension(src: string, dst: string): Promise<ExtendedManifest | undefined> {
+  try {
+    const source = JSON.parse(await readFile(join(src, "manifest.json"), "utf8")) as BundleManifest;
+    const derived = JSON.parse(await readFile(join(dst, "manifest.json"), "utf8")) as ExtendedManifest;
+    return derived.syntheticCatalogue?.source === source.modelVersion ? derived : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes into `dst` the bundle of `src` extended to every item of `dataset` (see the module comment). */
+export async function extendBundleToCatalogue(src: string, dst: string, dataset: Dataset, seed = 1): Promise<ExtendedManifest> {
+  const manifest = JSON.parse(await readFile(join(src, "manifest.json"), "utf8")) as BundleManifest;
+  const dim = manifest.dim;
+  const trainedOut = await readF32(join(src, manifest.files.itemEmbeddings.file));
+  const trainedWatch = await readF32(join(src, manifest.files.watchEmbeddings.file));
+  const rowOf = new Map<string, number>();
+  manifest.itemIds.forEach((id, row) => rowOf.set(id, row));
+
+  const ids = dataset.items.ids;
+  const n = ids.length;
+  // Trained items per channel (donors of the synthesised rows).
+  const channel = dataset.items.channel.codes;
+  const byChannel = new Map<number, number[]>();
+  const trainedRows: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const row = rowOf.get(ids[i]!);
+    if (row === undefined) continue;
+    trainedRows.push(row);
+    const c = channel[i]!;
+    let list = byChannel.get(c);
+    if (list === undefined) byChannel.set(c, (list = []));
+    list.push(row);
+  }
+  if (trainedRows.length === 0) throw new Error("the trained bundle shares no item with the dataset");
+
+  const random = prng(seed);
+  const gaussian = (): number => {
+    const u = Math.max(random(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+  };
+  const out = new Float32Array(n * dim);
+  const watch = new Float32Array((n + 1) * dim); // row 0 = out of vocabulary
+  watch.set(trainedWatch.subarray(0, dim), 0);
+  let synthesised = 0;
+  for (let i = 0; i < n; i++) {
+    const row = rowOf.get(ids[i]!);
+    if (row !== undefined) {
+      out.set(trainedOut.subarray(row * dim, (row + 1) * dim), i * dim);
+      watch.set(trainedWatch.subarray((row + 1) * dim, (row + 2) * dim), (i + 1) * dim);
+      continue;
+    }
+    synthesised += 1;
+    const donors = byChannel.get(channel[i]!) ?? trainedRows;
+    const donor = donors[Math.floor(random() * donors.length)]!;
+    for (const [target, table, offset, base] of [
+      [out, trainedOut, i * dim, donor * dim],
+      [watch, trainedWatch, (i + 1) * dim, (donor + 1) * dim],
+    ] as const) {
+      let sq = 0;
+      for (let d = 0; d < dim; d++) sq += table[base + d]! ** 2;
+      const noise = 0.3 * Math.sqrt(sq / dim);
+      const scale = 0.5 + 0.5 * random();
+      for (let d = 0; d < dim; d++) target[offset + d] = scale * table[base + d]! + noise * gaussian();
+    }
+  }
+
+  const info: SyntheticCatalogueInfo = { source: manifest.modelVersion, trained: n - synthesised, synthesised, seed };
+  const hash = createHash("sha256").update(JSON.stringify(info)).digest("hex").slice(0, 8);
+  const stamp = manifest.modelVersion.split("-")[1] ?? "0";
+  const derived: ExtendedManifest = {
+    ...manifest,
+    modelVersion: `cg-${stamp}-${hash}`,
+    itemIds: ids,
+    features: { ...manifest.features, items: { ...manifest.features.items, tokens: ids } },
+    files: {
+      ...manifest.files,
+      itemEmbeddings: { ...manifest.files.itemEmbeddings, rows: n },
+      watchEmbeddings: { ...manifest.files.watchEmbeddings, rows: n + 1 },
+    },
+    syntheticCatalogue: info,
+  };
+
+  const partial = `${dst}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  await mkdir(partial, { recursive: true });
+  const copied = new Set([manifest.files.itemEmbeddings.file, manifest.files.watchEmbeddings.file]);
+  const others = [manifest.files.searchEmbeddings.file, ...manifest.files.categorical.map((f) => f.file), ...new Set(manifest.files.tower.map((l) => l.file))];
+  for (const file of others) if (!copied.has(file)) await copyFile(join(src, file), join(partial, file));
+  await writeFile(join(partial, manifest.files.itemEmbeddings.file), asBytes(out));
+  await writeFile(join(partial, manifest.files.watchEmbeddings.file), asBytes(watch));
+  await cp(join(src, "ranker"), join(partial, "ranker"), { recursive: true });
+  await writeFile(join(partial, "manifest.json"), JSON.stringify(derived));
+  await rm(dst, { recursive: true, force: true });
+  await rename(partial, dst);
+  return derived;
+}
