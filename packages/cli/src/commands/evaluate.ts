@@ -4,14 +4,16 @@
  * Offline evaluation with protocol lastout (../shared/PROTOCOL.md): loads the dataset and its
  * split, the model bundle and its scorer, refuses a model trained on another dataset or on the
  * target events, then evaluates the model and the two reference baselines (most-popular,
- * item-kNN, built from the same allowed training rows) on the same users. Prints a table, or with
- * --json exactly one JSON object on stdout; progress goes to stderr.
+ * item-kNN, built from the same allowed training rows) on the same users. When DIR also holds a
+ * ranker (`recsys train-ranker`), the full two-stage pipeline is evaluated too (../pipeline-evaluate.ts).
+ * Prints a table, or with --json exactly one JSON object on stdout; progress goes to stderr.
  */
 import { createDatasetScorer, loadBundle } from "@recsys/candidate-gen";
 import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
 import { evaluateLastout, itemKnnScorer, metricNames, mostPopularScorer, type Target } from "@recsys/eval";
 import { parseArgs, UsageError } from "../args.js";
 import { buildReport, formatTable, refusalReason } from "../evaluate-report.js";
+import { evaluatePipeline, formatPipelineTable } from "../pipeline-evaluate.js";
 
 const USAGE = "usage: recsys evaluate --dataset SPEC --model DIR [--json] [--split test|val]";
 
@@ -81,7 +83,9 @@ export async function run(argv: string[]): Promise<number> {
   for (const r of result.results) log(`${r.name}: ${r.users} users in ${r.seconds.toFixed(1)} s`);
   const [modelResult, ...baselineResults] = result.results;
   const report = buildReport(spec, target, result.users, modelResult!, baselineResults, bundle.manifest.train);
-  if (args["json"] === true) process.stdout.write(`${JSON.stringify(report)}\n`);
-  else process.stdout.write(formatTable(report, metricNames(), bundle.manifest.modelVersion));
+  // The two-stage pipeline, when the model directory holds a ranker (DIR/ranker/, DIR/ranker-noprov/).
+  const pipeline = await evaluatePipeline({ dataset, split: lastout, target, modelDir, bundle, baselines: [popular, knn], log });
+  if (args["json"] === true) process.stdout.write(`${JSON.stringify(pipeline === null ? report : { ...report, ...pipeline })}\n`);
+  else process.stdout.write(formatTable(report, metricNames(), bundle.manifest.modelVersion) + (pipeline === null ? "" : formatPipelineTable(pipeline, metricNames())));
   return 0;
 }
