@@ -2,13 +2,16 @@
  * `npm run bench -- serve [--json] [--items N] [...]`: the serving stack under load.
  *
  * 1. A synthetic catalogue of `--items` (default 1,000,000) items watched by `--users` users
- *    (default 20,000, ~`--events` 10 watches each, no impression log): the catalogue is full size,
- *    the watch log is small so that training stays within minutes on two cores (most items are
- *    never watched: their embeddings keep their random initial values, as in any sparse
- *    catalogue).
+ *    (default 5,000, ~`--events` 4 watches each, no impression log): the catalogue is full size,
+ *    the watch log small. The in-process sources of @recsys/sources cost O(distinct watched
+ *    items) per watch event for trending (an insertion step in a sorted array), so the
+ *    orchestrator's startup (applying the log) and the ranker's replay grow with events ×
+ *    distinct items: a 200k-event log over 1M items took over 15 minutes before the first request.
  * 2. Both models trained on it (or reused from the cache directory): the candidate generator for
  *    1 epoch; the ranker behind the candidate sources without the DNN one (replaying the DNN
- *    source scores all items exactly per watch, hours at 1M items).
+ *    source scores all items exactly per watch, hours at 1M items). The bundle is then extended
+ *    to the whole catalogue with synthesised embeddings for the items nobody watched
+ *    (serve-catalogue.ts).
  * 3. The four stages as separate processes on loopback (`recsys start`'s launcher); the first
  *    run builds the shards' HNSW indexes (minutes at 1M items; cached for later runs).
  * 4. Load from gRPC clients in this process: a sequential pass (latency without queueing), then
@@ -21,7 +24,7 @@
  *
  * Every figure depends on the machine: it prints the load average and core count.
  */
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/cli";
 import { loadDataset } from "@recsys/data";
@@ -42,6 +45,13 @@ import {
   runLoad,
   type Percentiles,
 } from "./serve-load.js";
+
+/**
+ * The fresh source's window: @recsys/sources' FreshSource sorts every item uploaded within the
+ * window on each request (O(w log w)); with 1M items over 90 days the default 30 days is ~250k
+ * items per request. One day (~8k items) keeps the source on at a bearable cost.
+ */
+const FRESH_WINDOW_SECONDS = 86_400;
 
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
@@ -71,8 +81,8 @@ function parse(argv: string[]): Args {
   const a: Args = {
     json: false,
     items: 1_000_000,
-    users: 20_000,
-    events: 10,
+    users: 5_000,
+    events: 4,
     shards: 2,
     requests: 3000,
     concurrency: 16,
@@ -128,6 +138,22 @@ function userOffsets(eventUsers: Int32Array, numUsers: number): Int32Array {
   return offsets;
 }
 
+/** The `seconds` field of the last log line with each message (JSON log lines). */
+async function logSeconds(file: string, messages: readonly string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const text = await readFile(file, "utf8").catch(() => "");
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const parsed = JSON.parse(line) as { msg?: unknown; seconds?: unknown };
+      if (typeof parsed.msg === "string" && messages.includes(parsed.msg) && typeof parsed.seconds === "number") out[parsed.msg] = parsed.seconds;
+    } catch {
+      // not JSON
+    }
+  }
+  return out;
+}
+
 function errorKey(error: unknown): string {
   return isServiceError(error) ? statusName(error.code) : error instanceof Error ? error.message : String(error);
 }
@@ -158,6 +184,7 @@ export async function run(argv: string[]): Promise<number> {
   const lowered = [
     `training data: ${dataset.users.ids.length} users × ~${args.events} watches (${dataset.events.user.length} events) over the ${dataset.items.ids.length}-item catalogue`,
     "the candidate generator trains 1 epoch; the ranker 1 epoch on ≤ 5 examples per user, behind the sources without dnn (it ignores dnn provenance)",
+    "fresh-upload window 1 day instead of 30 (the fresh source sorts every item uploaded in the window per request: ~250k items at 1M)",
   ];
 
   // 2. The models.
@@ -171,7 +198,7 @@ export async function run(argv: string[]): Promise<number> {
     {
       holdout: "none",
       candidateGen: { epochs: 1, seed: 1 },
-      ranker: { pipeline, train: { epochs: 1, maxExamplesPerUser: 5, seed: 1 }, dnnSource: false },
+      ranker: { pipeline, train: { epochs: 1, maxExamplesPerUser: 5, seed: 1 }, dnnSource: false, freshWindowSeconds: FRESH_WINDOW_SECONDS },
     },
     { log },
   );
@@ -198,12 +225,13 @@ export async function run(argv: string[]): Promise<number> {
       candidate_generation: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
       retrieval: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info" },
       ranking: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
-      orchestrator: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
+      orchestrator: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s` },
     },
     log,
   });
   const startSeconds = (performance.now() - t) / 1000;
-  log(`stack serving after ${startSeconds.toFixed(1)} s`);
+  const orchestratorStartup = await logSeconds(stack.orchestrator.logFile, ["catalogue and candidate sources ready", "source state applied"]);
+  log(`stack serving after ${startSeconds.toFixed(1)} s (orchestrator: ${JSON.stringify(orchestratorStartup)})`);
   const onSignal = (signal: NodeJS.Signals): void => {
     log(`${signal}: stopping the stack`);
     void (stack?.stop(3000) ?? Promise.resolve()).finally(() => process.exit(130));
@@ -305,7 +333,7 @@ export async function run(argv: string[]): Promise<number> {
         stages,
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m] },
-        setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1) },
+        setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
       };
     } finally {
@@ -331,7 +359,12 @@ export async function run(argv: string[]): Promise<number> {
       usersDir: paths.users,
       deletedItemsFile: paths.deletedItems,
       orchestratorEnv: Object.fromEntries(
-        ["CANDIDATES_DNN", "CANDIDATES_CO_WATCH", "CANDIDATES_POPULAR", "CANDIDATES_TRENDING", "CANDIDATES_TRENDING_GEO", "CANDIDATES_FRESH"].map((k) => [k, String(pipeline.budget)]).concat([["MERGED_CANDIDATES", String(pipeline.mergedSize)]]),
+        ["CANDIDATES_DNN", "CANDIDATES_CO_WATCH", "CANDIDATES_POPULAR", "CANDIDATES_TRENDING", "CANDIDATES_TRENDING_GEO", "CANDIDATES_FRESH"]
+          .map((k) => [k, String(pipeline.budget)])
+          .concat([
+            ["MERGED_CANDIDATES", String(pipeline.mergedSize)],
+            ["FRESH_WINDOW", `${FRESH_WINDOW_SECONDS}s`],
+          ]),
       ),
     });
     try {

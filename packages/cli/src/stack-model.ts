@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { loadBundle, saveBundle, trainCandidateGen, type BundleManifest, type TrainOptions } from "@recsys/candidate-gen";
 import { lastoutSplit, trainingRows, type Dataset } from "@recsys/data";
 import {
+  dnnFromBundle,
   saveRanker,
   trainRanker,
   type PipelineSettings,
@@ -21,7 +22,6 @@ import {
 } from "@recsys/ranking";
 import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
-import { createPipelineSources } from "./pipeline-setup.js";
 import { formatDuration, progressReporter } from "./train-progress.js";
 
 export type Holdout = "test" | "val" | "none";
@@ -43,6 +43,8 @@ export interface StackModelSettings {
      * ignores dnn provenance.
      */
     readonly dnnSource?: boolean;
+    /** Fresh-upload window of the replayed fresh source (default the sources' 30 days; serve with the same FRESH_WINDOW). */
+    readonly freshWindowSeconds?: number;
   };
 }
 
@@ -125,17 +127,24 @@ export async function trainStackModel(
     const which = settings.ranker.dnnSource === false ? "the candidate sources without dnn" : "the candidate sources";
     log(`training the ranker behind it (replaying ${rows.length} training rows through ${which}, budget ${pipeline.budget}, merged ${pipeline.mergedSize})`);
     let lastEpoch = 0;
+    let nextReplayLog = 30;
     const rankerResult = await trainRanker(dataset, {
       rows,
-      sources:
-        settings.ranker.dnnSource === false
-          ? createStandardSources(dataset, { mergedSize: pipeline.mergedSize })
-          : createPipelineSources(dataset, bundle, pipeline),
+      // createPipelineSources of pipeline-setup.ts, with the options above.
+      sources: createStandardSources(dataset, {
+        mergedSize: pipeline.mergedSize,
+        ...(settings.ranker.dnnSource === false ? {} : { dnn: dnnFromBundle(bundle, dataset) }),
+        ...(settings.ranker.freshWindowSeconds === undefined ? {} : { freshWindowSeconds: settings.ranker.freshWindowSeconds }),
+      }),
       budget: pipeline.budget,
       ...(settings.ranker.train === undefined ? {} : { train: settings.ranker.train }),
       ...(settings.ranker.model === undefined ? {} : { model: settings.ranker.model }),
       ...(settings.ranker.features === undefined ? {} : { features: settings.ranker.features }),
       onProgress: (p) => {
+        if (p.phase === "replay" && p.elapsedSeconds >= nextReplayLog) {
+          nextReplayLog = p.elapsedSeconds + 30;
+          log(`ranker replay: ${p.done}/${p.total} watches (${formatDuration(p.elapsedSeconds)})`);
+        }
         if (p.phase !== "replay" && p.done === p.total && p.epoch !== lastEpoch) {
           lastEpoch = p.epoch;
           log(`ranker epoch ${p.epoch}/${p.epochs}: ${p.total} examples, loss ${p.loss.toFixed(4)} (${formatDuration(p.elapsedSeconds)})`);

@@ -20,7 +20,7 @@ export interface StageProcessOptions {
   readonly logFile: string;
   /** Longest wait for the stage to bind and answer SERVING (index builds can take minutes). */
   readonly startTimeoutMs?: number;
-  /** Called about every 10 s while waiting, with the time waited so far. */
+  /** Called about every minute while waiting, with the time waited so far. */
   readonly onWaiting?: (name: string, waitedMs: number) => void;
   /** Extra node flags, e.g. ["--max-old-space-size=4096"]. */
   readonly nodeArgs?: readonly string[];
@@ -145,7 +145,7 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
   };
 
   const started = Date.now();
-  let nextNotice = started + 10_000;
+  let nextNotice = started + 60_000;
   try {
     for (;;) {
       if (exitedWith !== undefined) {
@@ -156,7 +156,7 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
       }
       if (Date.now() >= nextNotice) {
         options.onWaiting?.(name, Date.now() - started);
-        nextNotice += 10_000;
+        nextNotice += 60_000;
       }
       // UNAVAILABLE until it binds (a stage binds once its model and index are loaded).
       const health = await checkHealth(address, { timeoutMs: 1000 }).catch(() => undefined);

@@ -110,11 +110,13 @@ async function printSamples(stack: Stack, dataset: Dataset, users: number, count
 
 function printStack(stack: Stack, statePath: string, sampleUser: string): void {
   const rows = stack.stages().map((s) => [s.name, s.address, s.metricsUrl, String(s.pid), s.logFile]);
+  // The client commands read the default state file; another one must be named.
+  const state = resolve(statePath) === resolve(DEFAULT_RUN_ROOT, STATE_FILE) ? "" : ` --state ${statePath}`;
   process.stdout.write(`\n${formatColumns(["stage", "gRPC", "metrics", "pid", "log"], rows)}`);
   process.stdout.write(
     `\nserving; the public API is recsys.v1.RecommenderService at ${stack.orchestrator.address} (state in ${statePath}). Try:\n` +
-      `  npm run recsys -- recommend --user ${sampleUser} --count 10\n` +
-      `  npm run recsys -- event --user ${sampleUser} --watch <item id>\n` +
+      `  npm run recsys -- recommend --user ${sampleUser} --count 10${state}\n` +
+      `  npm run recsys -- event --user ${sampleUser} --watch <item id>${state}\n` +
       `  grpcurl -plaintext -d '{"user_id":"${sampleUser}","count":5}' ${stack.orchestrator.address} recsys.v1.RecommenderService/Recommend\n` +
       `Take an item down by adding its id to ${stack.deletedItemsFile}. Ctrl-C stops every stage.\n`,
   );
