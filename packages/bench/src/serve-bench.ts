@@ -20,12 +20,16 @@
  *    p50/p95/p99 from the orchestrator's stage histogram (bucket-interpolated).
  * 5. The same pipeline in this process without gRPC (serve-in-process.ts), sequentially.
  * 6. HNSW recall@100 of the served shard indexes vs brute force and q/s at several ef, with the
- *    user vectors the candidate-generation stage returned.
+ *    user vectors the candidate-generation stage returned (hnswlib searches with max(ef, k), so
+ *    an ef below 100 is 100 here).
+ * 7. `benchAnn` of @recsys/ann at the same item count on its clustered synthetic vectors (index
+ *    cached under the cache directory), a recall figure independent of the synthesised catalogue.
  *
  * Every figure depends on the machine: it prints the load average and core count.
  */
 import { readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { benchAnn } from "@recsys/ann";
 import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/cli";
 import { loadDataset } from "@recsys/data";
 import { CandidateGenerationService, RecommenderService, type RecommendResponse } from "@recsys/gen";
@@ -56,7 +60,7 @@ const FRESH_WINDOW_SECONDS = 86_400;
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
-  "         [--efs 100,150,200,400] [--cache DIR] [--fresh]";
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered]";
 
 interface Args {
   json: boolean;
@@ -75,6 +79,7 @@ interface Args {
   efs: number[];
   cache: string;
   fresh: boolean;
+  annClustered: boolean;
 }
 
 function parse(argv: string[]): Args {
@@ -95,6 +100,7 @@ function parse(argv: string[]): Args {
     efs: [100, 150, 200, 400],
     cache: ".cache/bench-serve",
     fresh: false,
+    annClustered: true,
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -114,6 +120,7 @@ function parse(argv: string[]): Args {
     const arg = argv[i]!;
     if (arg === "--json") a.json = true;
     else if (arg === "--fresh") a.fresh = true;
+    else if (arg === "--no-ann-clustered") a.annClustered = false;
     else if (arg === "--cache") a.cache = argv[++i] ?? "";
     else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
     else if (numbers[arg] !== undefined) {
@@ -208,7 +215,7 @@ export async function run(argv: string[]): Promise<number> {
   const extension = (await existingExtension(trained.dir, model.dir)) ?? (await extendBundleToCatalogue(trained.dir, model.dir, dataset));
   const info = extension.syntheticCatalogue;
   lowered.push(
-    `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a trained item of the same channel, scaled by U(0.5, 1), plus noise)`,
+    `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a diagonal Gaussian fitted on the trained items of their topic)`,
   );
   for (const line of lowered) log(`lowered: ${line}`);
 
@@ -400,6 +407,29 @@ export async function run(argv: string[]): Promise<number> {
   });
   report = { ...report, ann: ann.results, ann_brute_force_qps: round(ann.bruteForceQps, 1) };
 
+  // 7. The ANN package's own benchmark at the same size (clustered synthetic vectors), for a
+  // figure that does not depend on how the catalogue above was synthesised.
+  if (args.annClustered && args.annQueries > 0) {
+    const clustered = await benchAnn({
+      items: args.items,
+      dim: bundle.dim,
+      queries: args.annQueries,
+      efs: args.efs,
+      indexDir: resolve(args.cache, `ann-clustered-${args.items}`),
+      reuseIndex: true,
+      log: (line) => log(`benchAnn: ${line}`),
+    });
+    report = {
+      ...report,
+      ann_clustered: {
+        items: clustered.data.items,
+        clusters: clustered.data.clusters,
+        build_seconds: clustered.buildSeconds === undefined ? null : round(clustered.buildSeconds, 1),
+        results: clustered.results.map((x) => ({ ef: x.ef, recall_at_100: round(x.recall, 4), qps: Math.round(x.qps) })),
+      },
+    };
+  }
+
   if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else process.stdout.write(formatReport(report, ann.results));
   return 0;
@@ -429,5 +459,10 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   }
   out += `\nHNSW as served vs brute force (recall@100, user vectors from EmbedUser; brute force ${r["ann_brute_force_qps"]} q/s)\n`;
   for (const a of ann) out += `  ef ${String(a.ef).padStart(4)}  recall ${a.recall_at_100.toFixed(4)}  ${a.qps} q/s\n`;
+  const clustered = r["ann_clustered"] as { items: number; clusters: number; results: ServedAnnResult[] } | undefined;
+  if (clustered !== undefined) {
+    out += `\nbenchAnn (@recsys/ann): ${clustered.items} clustered synthetic vectors (${clustered.clusters} clusters), one index\n`;
+    for (const a of clustered.results) out += `  ef ${String(a.ef).padStart(4)}  recall ${a.recall_at_100.toFixed(4)}  ${a.qps} q/s\n`;
+  }
   return out;
 }
