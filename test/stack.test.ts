@@ -75,7 +75,6 @@ beforeAll(async () => {
     dataset: dataset.spec,
     stateDir: join(dir, "run"),
     shards: 2,
-    pipeline: model.ranker.pipeline,
     startTimeoutMs: 90_000,
     env: {
       orchestrator: ORCHESTRATOR_ENV,

@@ -226,7 +226,6 @@ export async function run(argv: string[]): Promise<number> {
     dataset: spec,
     stateDir: join(runDir, "run"),
     shards: args.shards,
-    pipeline,
     startTimeoutMs: 3_600_000,
     env: {
       candidate_generation: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
@@ -365,14 +364,7 @@ export async function run(argv: string[]): Promise<number> {
       shards: args.shards,
       usersDir: paths.users,
       deletedItemsFile: paths.deletedItems,
-      orchestratorEnv: Object.fromEntries(
-        ["CANDIDATES_DNN", "CANDIDATES_CO_WATCH", "CANDIDATES_POPULAR", "CANDIDATES_TRENDING", "CANDIDATES_TRENDING_GEO", "CANDIDATES_FRESH"]
-          .map((k) => [k, String(pipeline.budget)])
-          .concat([
-            ["MERGED_CANDIDATES", String(pipeline.mergedSize)],
-            ["FRESH_WINDOW", `${FRESH_WINDOW_SECONDS}s`],
-          ]),
-      ),
+      orchestratorEnv: { FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s` },
     });
     try {
       await runLoad({ requests: 50, concurrency: 1, rate: 0, timeCapSeconds: 60 }, () => inProcess.recommend({ userId: pickUser(), count: args.count }), errorKey);

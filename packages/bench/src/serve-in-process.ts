@@ -2,17 +2,14 @@
  * The serving pipeline in one process without gRPC, for comparison with the split stack: the
  * real stage handlers (candidate generation, every retrieval shard, ranking: the registrations
  * their `create…Service` functions return) called directly through in-process "clients" (no
- * serialization, no sockets, no deadlines enforced by a transport), behind the orchestrator's own
- * `Recommender`, assembled as `createOrchestrator` assembles it (catalogue, in-process sources
- * seeded from the bundle's training rows, user store, dataset clock). The orchestrator package
- * has no hook to inject clients, so the assembly below mirrors its `service.ts`.
+ * serialization, no sockets, no deadlines enforced by a transport), behind the orchestrator
+ * `createOrchestrator` assembles with those clients injected (same catalogue, sources, user
+ * store and clock as the served orchestrator).
  */
-import { stat, readFile } from "node:fs/promises";
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
 import { configSchema as cgConfigSchema, createCandidateGenService } from "@recsys/candidate-gen-service";
-import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
 import {
   CandidateGenerationService,
   RankingService,
@@ -22,22 +19,10 @@ import {
   type RecommendResponse,
 } from "@recsys/gen";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import {
-  CLOCK_ORIGIN_META_KEY,
-  Catalogue,
-  OnlineSources,
-  Recommender,
-  ServingClock,
-  configSchema as orchestratorConfigSchema,
-  createOrchestratorMetrics,
-  loadBundleInfo,
-  parseDeletedItems,
-  wallSeconds,
-} from "@recsys/orchestrator";
+import { configSchema as orchestratorConfigSchema, createOrchestrator } from "@recsys/orchestrator";
 import { configSchema as rankingConfigSchema, createRankingService } from "@recsys/ranking-service";
 import { configSchema as retrievalConfigSchema, createRetrievalService } from "@recsys/retrieval-service";
 import { createLogger, loadConfig, type CallContext, type CallOptions, type Client, type Logger, type ServiceRegistration } from "@recsys/runtime";
-import { datasetUserEvents, datasetUserProfiles, openUserStore, seedFromEvents } from "@recsys/user-store";
 import { Registry } from "prom-client";
 
 export interface InProcessOptions {
@@ -126,7 +111,7 @@ export async function startInProcessPipeline(options: InProcessOptions): Promise
     });
     closers.push(() => ranking.close());
 
-    // The orchestrator's assembly (see packages/orchestrator/src/service.ts).
+    // The orchestrator itself, with in-process clients instead of gRPC connections.
     const config = loadConfig(orchestratorConfigSchema, {
       ...QUIET,
       CANDIDATE_GENERATION_ADDRESS: "in-process",
@@ -135,66 +120,19 @@ export async function startInProcessPipeline(options: InProcessOptions): Promise
       MODEL_PATH: options.modelDir,
       DATASET: options.dataset,
       USER_STORE_PATH: options.usersDir,
+      ...(options.deletedItemsFile === undefined ? {} : { DELETED_ITEMS_FILE: options.deletedItemsFile, DELETED_ITEMS_POLL_INTERVAL: "0" }),
       ...options.orchestratorEnv,
     });
-    const bundle = await loadBundleInfo(options.modelDir);
-    const dataset = await loadDataset(options.dataset);
-    if (dataset.fingerprint !== bundle.datasetFingerprint) throw new Error(`${options.dataset} is not the dataset the bundle was trained on`);
-    const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), bundle.holdout);
-    const catalogue = new Catalogue(dataset);
-    if (options.deletedItemsFile !== undefined) {
-      await stat(options.deletedItemsFile);
-      catalogue.setDeleted(parseDeletedItems(await readFile(options.deletedItemsFile, "utf8")));
-    }
-    const online = new OnlineSources(catalogue, {
-      budgets: {
-        "co-watch": config.CANDIDATES_CO_WATCH,
-        popular: config.CANDIDATES_POPULAR,
-        trending: config.CANDIDATES_TRENDING,
-        "trending-geo": config.CANDIDATES_TRENDING_GEO,
-        fresh: config.CANDIDATES_FRESH,
+    const orchestrator = await createOrchestrator(
+      { config, logger, registry: new Registry() },
+      {
+        candidateGeneration: inProcessClient(CandidateGenerationService, registrationOf(cg.services, CandidateGenerationService), logger),
+        retrieval: shards.map((s) => inProcessClient(RetrievalService, registrationOf(s.services, RetrievalService), logger)),
+        ranking: inProcessClient(RankingService, registrationOf(ranking.services, RankingService), logger),
       },
-      trendingHalfLifeSeconds: config.TRENDING_HALF_LIFE / 1000,
-      freshWindowSeconds: config.FRESH_WINDOW / 1000,
-    });
-    online.seed(dataset, rows);
-    let datasetEnd = -Infinity;
-    for (const row of rows) datasetEnd = Math.max(datasetEnd, dataset.events.timestamp[row]!);
-    const store = await openUserStore({ backend: "embedded", path: options.usersDir, logger });
-    closers.push(() => store.close());
-    await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), {
-      seedId: `${dataset.fingerprint}/${bundle.holdout}`,
-    });
-    const key = `${CLOCK_ORIGIN_META_KEY}/${dataset.fingerprint}`;
-    let origin = Number(await store.getMeta(key));
-    if (!Number.isFinite(origin) || origin <= 0) {
-      origin = wallSeconds();
-      await store.setMeta(key, String(origin));
-    }
-    const clock = new ServingClock("dataset", datasetEnd + 1, origin);
-    online.warmUp(clock.now());
-
-    const recommender = new Recommender({
-      catalogue,
-      online,
-      clock,
-      store,
-      candidateGeneration: inProcessClient(CandidateGenerationService, registrationOf(cg.services, CandidateGenerationService), logger),
-      retrieval: shards.map((s) => inProcessClient(RetrievalService, registrationOf(s.services, RetrievalService), logger)),
-      ranking: inProcessClient(RankingService, registrationOf(ranking.services, RankingService), logger),
-      metrics: createOrchestratorMetrics(new Registry()),
-      bundle: () => bundle,
-      logger,
-      budgets: {
-        userStoreMs: config.USER_STORE_TIMEOUT,
-        candidateGenerationMs: config.CANDIDATE_GENERATION_TIMEOUT,
-        retrievalMs: config.RETRIEVAL_TIMEOUT,
-        rankingMs: config.RANKING_TIMEOUT,
-        marginMs: config.DEADLINE_MARGIN,
-        dnn: config.CANDIDATES_DNN,
-        merged: config.MERGED_CANDIDATES,
-      },
-    });
+    );
+    closers.push(() => orchestrator.close());
+    const recommender = orchestrator.recommender;
     return {
       async recommend(init) {
         const request = create(RecommendRequestSchema, init);

@@ -1,4 +1,3 @@
-import { availableParallelism } from "node:os";
 import { type Dataset, type Holdout, lastoutSplit, Rng, trainingRows } from "@recsys/data";
 import {
   EncodedBatch,
@@ -156,7 +155,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   // With two threads the embedding tables and the step inputs live in shared memory.
   const shapes = tableShapes(space, modelCfg, cfg.batchSize, cfg.negatives);
   const towerFloats = towerSize(inputDimOf(modelCfg), modelCfg.tower);
-  const threads = cfg.threads !== 0 ? cfg.threads : availableParallelism() >= 2 && numExamples >= 50 * cfg.batchSize ? 2 : 1;
+  const threads = cfg.threads;
   const buffers = threads > 1 ? allocateShared(space, shapes, cfg.batchSize, cfg.negatives, towerFloats, cfg.embeddingOptimizer) : null;
   const views =
     buffers === null ? null : viewsOf(buffers, shapes, cfg.embeddingOptimizer, space.config.historyLength, space.config.searchLength, cfg.batchSize, cfg.negatives, towerFloats);

@@ -8,9 +8,9 @@ import { join } from "node:path";
 import type { CandidateGenBundle } from "@recsys/candidate-gen";
 import type { Dataset } from "@recsys/data";
 import { dnnFromBundle, type PipelineSettings } from "@recsys/ranking";
-import { createStandardSources, type SourceSet } from "@recsys/sources";
+import { createStandardSources, DEFAULT_MERGED_SIZE, DEFAULT_SOURCE_BUDGET, type SourceSet } from "@recsys/sources";
 
-export const DEFAULT_PIPELINE: PipelineSettings = { budget: 100, mergedSize: 300 };
+export const DEFAULT_PIPELINE: PipelineSettings = { budget: DEFAULT_SOURCE_BUDGET, mergedSize: DEFAULT_MERGED_SIZE };
 
 /** A fresh (empty) standard source set with the bundle's dnn source. */
 export function createPipelineSources(dataset: Dataset, bundle: CandidateGenBundle, settings: PipelineSettings): SourceSet {

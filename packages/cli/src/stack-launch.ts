@@ -39,8 +39,6 @@ export interface StackOptions {
   readonly orchestratorPort?: number;
   /** Start the ranking stage (default true); without it the orchestrator answers degraded. */
   readonly ranking?: boolean;
-  /** Per-source candidate budget and merged size sent to the ranker (the ranker's training pipeline). */
-  readonly pipeline?: { readonly budget: number; readonly mergedSize: number };
   /** Extra environment per stage kind (applied last). */
   readonly env?: Partial<Record<StackStageKind, Readonly<Record<string, string>>>>;
   /** Longest wait for one stage to serve (default 10 min: a first start may build an index). */
@@ -161,7 +159,6 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
     const retrieval = rest.slice(0, shards) as StageProcess[];
     const ranking = rest[shards];
 
-    const pipeline = options.pipeline;
     const orchestratorEnv: Record<string, string> = {
       GRPC_PORT: String(options.orchestratorPort ?? 0),
       CANDIDATE_GENERATION_ADDRESS: cg!.address,
@@ -175,17 +172,6 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
       USER_STORE_PATH: paths.users,
       DELETED_ITEMS_FILE: paths.deletedItems,
       DELETED_ITEMS_POLL_INTERVAL: "2s",
-      ...(pipeline === undefined
-        ? {}
-        : {
-            CANDIDATES_DNN: String(pipeline.budget),
-            CANDIDATES_CO_WATCH: String(pipeline.budget),
-            CANDIDATES_POPULAR: String(pipeline.budget),
-            CANDIDATES_TRENDING: String(pipeline.budget),
-            CANDIDATES_TRENDING_GEO: String(pipeline.budget),
-            CANDIDATES_FRESH: String(pipeline.budget),
-            MERGED_CANDIDATES: String(pipeline.mergedSize),
-          }),
       ...extra("orchestrator"),
     };
     const startOrchestrator = (): Promise<StageProcess> => track(start(STAGE_ORCHESTRATOR, stageEntry("orchestrator"), orchestratorEnv));

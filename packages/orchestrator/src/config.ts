@@ -7,9 +7,12 @@ import { ConfigError, env, runtimeConfigSchema, type ConfigOf } from "@recsys/ru
 
 export const STAGE = "orchestrator";
 
-/** Budget of one candidate source: 0 leaves the source out. */
-function budget(defaultValue: number, what: string, max = MAX_RANK_CANDIDATES) {
-  return env.int({ default: defaultValue, min: 0, max, description: `${what} candidates per request (0 = source off)` });
+/**
+ * Budget of one candidate source: 0 leaves the source out; unset, the per-source budget the
+ * ranker was trained behind (its manifest's pipeline, else 100; see budgets.ts).
+ */
+function budget(what: string, max = MAX_RANK_CANDIDATES) {
+  return env.int({ min: 0, max, description: `${what} candidates per request (0 = source off; default: the ranker's training budget)` });
 }
 
 export const configSchema = {
@@ -76,17 +79,20 @@ export const configSchema = {
   DELETED_ITEMS_POLL_INTERVAL: env.duration({ default: 30_000, description: "how often DELETED_ITEMS_FILE is checked (0 = never)" }),
 
   // Candidates.
-  CANDIDATES_DNN: budget(200, "DNN (retrieval)", MAX_SEARCH_K),
-  CANDIDATES_CO_WATCH: budget(200, "co-watch"),
-  CANDIDATES_POPULAR: budget(100, "popular"),
-  CANDIDATES_TRENDING: budget(100, "trending"),
-  CANDIDATES_TRENDING_GEO: budget(50, "trending in the user's area"),
-  CANDIDATES_FRESH: budget(50, "fresh upload"),
+  RANKER_SUBDIR: env.string({
+    default: "ranker",
+    description: "subdirectory of MODEL_PATH with the ranker's manifest.json, whose training budgets are the defaults of CANDIDATES_* and MERGED_CANDIDATES",
+  }),
+  CANDIDATES_DNN: budget("DNN (retrieval)", MAX_SEARCH_K),
+  CANDIDATES_CO_WATCH: budget("co-watch"),
+  CANDIDATES_POPULAR: budget("popular"),
+  CANDIDATES_TRENDING: budget("trending"),
+  CANDIDATES_TRENDING_GEO: budget("trending in the user's area"),
+  CANDIDATES_FRESH: budget("fresh upload"),
   MERGED_CANDIDATES: env.int({
-    default: 300,
     min: 1,
     max: MAX_RANK_CANDIDATES,
-    description: "candidates sent to the ranker after the merge",
+    description: "candidates sent to the ranker after the merge (default: the merged size the ranker was trained behind, else 300)",
   }),
   TRENDING_HALF_LIFE: env.duration({ default: 7 * 24 * 3_600_000, description: "half-life of the trending counts" }),
   FRESH_WINDOW: env.duration({ default: 30 * 24 * 3_600_000, description: "an item is fresh this long after its upload" }),

@@ -38,4 +38,5 @@ export {
   shardStage,
   type RecommendDeps,
 } from "./recommend.js";
-export { CLOCK_ORIGIN_META_KEY, createOrchestrator, type Orchestrator } from "./service.js";
+export { CLOCK_ORIGIN_META_KEY, createOrchestrator, type Downstream, type Orchestrator } from "./service.js";
+export { readRankerPipeline, resolveBudgets, type BudgetedSource, type PipelineBudgets } from "./budgets.js";

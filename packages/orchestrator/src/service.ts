@@ -30,6 +30,7 @@ import {
   type Subscription,
   type UserStore,
 } from "@recsys/user-store";
+import { resolveBudgets, type PipelineBudgets } from "./budgets.js";
 import { Catalogue, loadBundleInfo, parseDeletedItems, type BundleInfo } from "./catalogue.js";
 import { ServingClock, wallSeconds } from "./clock.js";
 import { STAGE, checkOrchestratorConfig, type OrchestratorConfig } from "./config.js";
@@ -49,6 +50,9 @@ export interface Orchestrator {
   readonly store: UserStore;
   readonly bundle: ModelWatcher<BundleInfo>;
   readonly metrics: OrchestratorMetrics;
+  readonly recommender: Recommender;
+  /** The candidate budgets in force (variables, else the ranker's training budgets). */
+  readonly budgets: PipelineBudgets;
   /** Re-reads DELETED_ITEMS_FILE now (what the poller does). */
   reloadDeletedItems(): Promise<void>;
   /** Stops polling and the subscription, closes the clients and the user store. */
@@ -79,7 +83,17 @@ async function loadSeedDataset(config: OrchestratorConfig, bundle: BundleInfo): 
   return dataset;
 }
 
-export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>): Promise<Orchestrator> {
+/**
+ * Clients of the downstream stages. Without them `createOrchestrator` connects to the configured
+ * addresses; the serving benchmark passes in-process clients to measure the pipeline without gRPC.
+ */
+export interface Downstream {
+  readonly candidateGeneration: Client<typeof CandidateGenerationService.method>;
+  readonly retrieval: readonly Client<typeof RetrievalService.method>[];
+  readonly ranking: Client<typeof RankingService.method>;
+}
+
+export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>, downstream?: Downstream): Promise<Orchestrator> {
   const { config, logger, registry } = setup;
   checkOrchestratorConfig(config);
   const metrics = createOrchestratorMetrics(registry);
@@ -125,14 +139,11 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       }
     }
 
+    const budgets = await resolveBudgets(config);
+    logger.info({ budgets: budgets.sources, merged: budgets.merged, from: budgets.from }, "candidate budgets");
+    const { dnn: _dnn, ...sourceBudgets } = budgets.sources;
     const online = new OnlineSources(catalogue, {
-      budgets: {
-        "co-watch": config.CANDIDATES_CO_WATCH,
-        popular: config.CANDIDATES_POPULAR,
-        trending: config.CANDIDATES_TRENDING,
-        "trending-geo": config.CANDIDATES_TRENDING_GEO,
-        fresh: config.CANDIDATES_FRESH,
-      },
+      budgets: sourceBudgets,
       trendingHalfLifeSeconds: config.TRENDING_HALF_LIFE / 1000,
       freshWindowSeconds: config.FRESH_WINDOW / 1000,
     });
@@ -224,17 +235,10 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     }
 
     // Downstream stages.
-    const candidateGeneration = connect(CandidateGenerationService, config.CANDIDATE_GENERATION_ADDRESS, {
-      maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
-    });
-    closers.push(() => candidateGeneration.$close());
-    const retrieval: Client<typeof RetrievalService.method>[] = config.RETRIEVAL_ADDRESSES.map((address) => {
-      const client = connect(RetrievalService, address, { maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES });
-      closers.push(() => client.$close());
-      return client;
-    });
-    const ranking = connect(RankingService, config.RANKING_ADDRESS, { maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES });
-    closers.push(() => ranking.$close());
+    const { candidateGeneration, retrieval, ranking } = downstream ?? connectDownstream(config);
+    if (downstream === undefined) {
+      for (const client of [candidateGeneration, ...retrieval, ranking]) closers.push(() => client.$close());
+    }
 
     const recommender = new Recommender({
       catalogue,
@@ -253,8 +257,8 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
         retrievalMs: config.RETRIEVAL_TIMEOUT,
         rankingMs: config.RANKING_TIMEOUT,
         marginMs: config.DEADLINE_MARGIN,
-        dnn: config.CANDIDATES_DNN,
-        merged: config.MERGED_CANDIDATES,
+        dnn: budgets.sources.dnn,
+        merged: budgets.merged,
       },
     });
     const recordDeps = { store, online, clock, metrics, own, maxClockSkewSeconds: config.MAX_EVENT_CLOCK_SKEW / 1000 };
@@ -262,9 +266,18 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       recommend: (request, ctx) => recommender.recommend(request, ctx),
       recordEvents: (request) => recordEvents(recordDeps, request),
     });
-    return { services: [service], catalogue, online, clock, store, bundle, metrics, reloadDeletedItems, close };
+    return { services: [service], catalogue, online, clock, store, bundle, metrics, recommender, budgets, reloadDeletedItems, close };
   } catch (error) {
     await close();
     throw error;
   }
+}
+
+function connectDownstream(config: OrchestratorConfig): Downstream {
+  const options = { maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES };
+  return {
+    candidateGeneration: connect(CandidateGenerationService, config.CANDIDATE_GENERATION_ADDRESS, options),
+    retrieval: config.RETRIEVAL_ADDRESSES.map((address) => connect(RetrievalService, address, options)),
+    ranking: connect(RankingService, config.RANKING_ADDRESS, options),
+  };
 }

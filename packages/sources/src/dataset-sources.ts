@@ -42,6 +42,14 @@ export interface StandardSourcesOptions {
  * per geography), fresh (ordered by the global trending score) and, when given, dnn.
  * Feed it with `observeRows` (offline) or `SourceSet.observe` (online).
  */
+/**
+ * The default candidate stage: candidates per source and the merged size. The ranker is trained
+ * behind it unless told otherwise (its manifest records what it was trained behind), and the
+ * orchestrator serves with the ranker's recorded settings.
+ */
+export const DEFAULT_SOURCE_BUDGET = 100;
+export const DEFAULT_MERGED_SIZE = 300;
+
 export function createStandardSources(dataset: Dataset, options: StandardSourcesOptions = {}): SourceSet {
   const numItems = dataset.items.ids.length;
   const budgets = options.budgets ?? {};
@@ -72,7 +80,7 @@ export function createStandardSources(dataset: Dataset, options: StandardSources
     add(new FreshSource({ uploadTimestamp: dataset.items.uploadTimestamp, windowSeconds: freshWindow, ...(trending ? { popularity: trending } : {}) }));
   }
   return new SourceSet(specs, {
-    mergedSize: options.mergedSize ?? 300,
+    mergedSize: options.mergedSize ?? DEFAULT_MERGED_SIZE,
     ...(options.onSourceError === undefined ? {} : { onSourceError: options.onSourceError }),
     ...(options.pastRequests === undefined ? {} : { pastRequests: options.pastRequests }),
   });

@@ -35,6 +35,8 @@ export type { MergeOptions } from "./merge.js";
 export { SourceSet } from "./source-set.js";
 export type { SourceRun, SourceSetOptions, SourceSpec, SourceTiming } from "./source-set.js";
 export {
+  DEFAULT_MERGED_SIZE,
+  DEFAULT_SOURCE_BUDGET,
   buildStandardSources,
   createStandardSources,
   datasetRequest,

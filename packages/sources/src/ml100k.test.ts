@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadDataset } from "@recsys/data";
 import { describe, expect, it } from "vitest";
@@ -8,7 +7,7 @@ import { candidateRecall } from "./recall.js";
 const REAL = join(import.meta.dirname, "../../../../shared/data/ml-100k");
 
 describe("sources on MovieLens 100K (protocol lastout, target test)", () => {
-  it.skipIf(!existsSync(REAL))("popular in static mode is the protocol's most-popular baseline; replay recall is sane", async () => {
+  it("popular in static mode is the protocol's most-popular baseline; replay recall is sane", async () => {
     const d = await loadDataset(`ml100k:${REAL}`);
     const popularOnly = () => createStandardSources(d, { coWatch: false, trendingHalfLifeSeconds: false, freshWindowSeconds: false });
     const stat = candidateRecall(d, { createSources: popularOnly, budgets: [10, 50], mergedSizes: [], mode: "static" });

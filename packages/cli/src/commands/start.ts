@@ -198,7 +198,6 @@ export async function run(argv: string[]): Promise<number> {
     stateDir: runDir,
     shards: Number(args["shards"]),
     orchestratorPort,
-    pipeline: model.ranker.pipeline,
     log,
   });
   const statePath = join(root, STATE_FILE);
