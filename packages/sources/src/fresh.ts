@@ -28,8 +28,9 @@ export interface FreshOptions {
  * item index). Items with unknown upload time are never fresh, so with no upload times at all the
  * source is a no-op (empty lists).
  *
- * Uploads are sorted once at construction; a request binary-searches its window: O(log items +
- * items in the window).
+ * Uploads are sorted once at construction (most recent first); a request binary-searches its
+ * window and keeps the best `budget` in a bounded heap: O(log items + items in the window × log
+ * budget).
  */
 export class FreshSource implements CandidateSource {
   readonly name: SourceName;
@@ -48,7 +49,8 @@ export class FreshSource implements CandidateSource {
       if (Number.isFinite(options.uploadTimestamp[i]!)) known.push(i);
     }
     const up = options.uploadTimestamp;
-    known.sort((a, b) => up[a]! - up[b]! || a - b);
+    // Most recent first, ties by item index: position order is the tie-break order.
+    known.sort((a, b) => up[b]! - up[a]! || a - b);
     this.byUpload = Int32Array.from(known);
     this.uploads = Float64Array.from(known, (i) => up[i]!);
   }
@@ -61,40 +63,33 @@ export class FreshSource implements CandidateSource {
   candidates(request: SourceRequest): SourceResult {
     checkRequest(request);
     const asOf = request.asOf;
-    const from = lowerBound(this.uploads, asOf - this.windowSeconds);
-    const to = lowerBound(this.uploads, asOf); // first upload >= asOf: excluded
+    const from = firstBelow(this.uploads, asOf); // uploads at or after asOf are excluded
+    const to = firstBelow(this.uploads, asOf - this.windowSeconds);
     if (from >= to || request.budget === 0) return { source: this.name, candidates: [] };
     const watched = watchedSet(request);
     const exclude = request.exclude;
     const window = this.windowSeconds;
-    if (this.popularity === undefined) {
-      const top = new TopK(request.budget);
-      for (let k = from; k < to; k++) {
-        const item = this.byUpload[k]!;
-        if (watched.has(item) || exclude?.has(item)) continue;
-        top.push(item, 1 - (asOf - this.uploads[k]!) / window);
-      }
-      return { source: this.name, candidates: top.sorted() };
-    }
-    const rows: { item: number; score: number; upload: number }[] = [];
+    const popularity = this.popularity;
+    // Positions are pushed instead of items: ties in score then go to the lower position, i.e.
+    // the more recent upload, then the lower item index. O(items in the window × log budget).
+    const top = new TopK(request.budget);
     for (let k = from; k < to; k++) {
       const item = this.byUpload[k]!;
       if (watched.has(item) || exclude?.has(item)) continue;
-      rows.push({ item, score: this.popularity.scoreAt(item, asOf), upload: this.uploads[k]! });
+      top.push(k, popularity === undefined ? 1 - (asOf - this.uploads[k]!) / window : popularity.scoreAt(item, asOf));
     }
-    rows.sort((a, b) => b.score - a.score || b.upload - a.upload || a.item - b.item);
-    const candidates = rows.slice(0, request.budget).map((r) => ({ item: r.item, score: r.score }));
+    const candidates = top.sorted().map((c) => ({ item: this.byUpload[c.item]!, score: c.score }));
     return { source: this.name, candidates };
   }
 }
 
-/** First index k with values[k] >= x (values ascending). */
-function lowerBound(values: Float64Array, x: number): number {
+/** First index k with values[k] < x (values descending). */
+function firstBelow(values: Float64Array, x: number): number {
   let lo = 0;
   let hi = values.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (values[mid]! < x) lo = mid + 1;
+    if (values[mid]! >= x) lo = mid + 1;
     else hi = mid;
   }
   return lo;

@@ -39,11 +39,14 @@ const RESCALE_HALF_LIVES = 256;
 class DecayedCounts {
   readonly sums = new RankedScores();
   private ref = Number.NaN;
+  /** The last `scale` computed and its time (requests ask for many items at one time). */
+  private scaleTime = Number.NaN;
+  private scaleValue = 0;
 
   constructor(private readonly halfLife: number) {}
 
   add(item: number, timestamp: number): void {
-    if (Number.isNaN(this.ref)) this.ref = timestamp;
+    if (Number.isNaN(this.ref)) this.setRef(timestamp);
     let exponent = (timestamp - this.ref) / this.halfLife;
     if (exponent > RESCALE_HALF_LIVES) {
       // After ~1074 half-lives every old contribution is below the smallest double: the factor
@@ -51,15 +54,25 @@ class DecayedCounts {
       const factor = Math.pow(2, -exponent);
       if (factor > 0) this.sums.scaleAll(factor);
       else this.sums.clear();
-      this.ref = timestamp;
+      this.setRef(timestamp);
       exponent = 0;
     }
     this.sums.add(item, Math.pow(2, exponent));
   }
 
+  private setRef(timestamp: number): void {
+    this.ref = timestamp;
+    this.scaleTime = Number.NaN;
+  }
+
   /** Factor turning a stored sum into the decayed count at `time`. */
   scale(time: number): number {
-    return Number.isNaN(this.ref) ? 0 : Math.pow(2, (this.ref - time) / this.halfLife);
+    if (Number.isNaN(this.ref)) return 0;
+    if (time !== this.scaleTime) {
+      this.scaleValue = Math.pow(2, (this.ref - time) / this.halfLife);
+      this.scaleTime = time;
+    }
+    return this.scaleValue;
   }
 }
 
