@@ -4,11 +4,14 @@
  * 1M-item catalogue has been watched takes hours here. So the benchmark trains on a small watch
  * log and then writes a derived bundle covering the whole catalogue: trained items keep their
  * rows; every other item gets a synthesised output embedding (and input watch embedding) drawn
- * from a diagonal Gaussian fitted on the trained items of its topic (its first tag; the whole
- * trained catalogue for topics with fewer than 20 trained items), so the extra items spread over
- * the trained topic clusters like trained items do and compete in retrieval. (Copies of single
- * trained items plus small noise were tried first: ~55 near-duplicates per trained item made a
- * pathological HNSW graph, recall@100 0.37 at ef 100.) Everything else (tower, search and
+ * from a low-rank Gaussian fitted on the trained items of its topic (its first tag; the whole
+ * trained catalogue for topics with fewer than 20 trained items): the topic's mean plus its top
+ * principal directions with their variances, plus a small isotropic residual, so the extra items
+ * spread over the trained topic clusters along the directions trained items vary in and compete
+ * in retrieval. (Tried before: copies of single trained items plus small noise, ~55
+ * near-duplicates per trained item, made a pathological HNSW graph, recall@100 0.37 at ef 100;
+ * a diagonal Gaussian per topic filled all 64 dimensions with independent noise, the hardest
+ * case for any ANN index and unlike learnt embeddings: recall@100 0.09 at ef 100 at 1M items.) Everything else (tower, search and
  * categorical tables, the ranker) is copied. The manifest records what was
  * synthesised (`syntheticCatalogue`) and gets its own modelVersion.
  *
@@ -31,6 +34,73 @@ export interface SyntheticCatalogueInfo {
   readonly method: string;
 }
 
+/** Recorded in the derived manifest: a cached extension made another way is rebuilt. */
+const SYNTHESIS_METHOD = "topic-lowrank-8";
+/** Principal directions kept per topic, and the scale of the isotropic residual kept. */
+const RANK = 8;
+const RESIDUAL_SCALE = 0.25;
+
+interface LowRankGaussian {
+  readonly mean: Float64Array;
+  /** RANK directions (unit, row-major RANK × dim) scaled by their standard deviations. */
+  readonly axes: Float64Array;
+  /** Standard deviation of the isotropic residual per dimension. */
+  readonly residual: number;
+}
+
+/** Mean, top principal directions (power iteration with deflation) and residual of table rows. */
+function fitLowRank(table: Float32Array, rows: readonly number[], offset: number, dim: number): LowRankGaussian {
+  const n = rows.length;
+  const mean = new Float64Array(dim);
+  for (const row of rows) for (let d = 0; d < dim; d++) mean[d]! += table[(row + offset) * dim + d]! / n;
+  const cov = new Float64Array(dim * dim);
+  const x = new Float64Array(dim);
+  for (const row of rows) {
+    for (let d = 0; d < dim; d++) x[d] = table[(row + offset) * dim + d]! - mean[d]!;
+    for (let a = 0; a < dim; a++) for (let b = 0; b < dim; b++) cov[a * dim + b]! += (x[a]! * x[b]!) / n;
+  }
+  let total = 0;
+  for (let d = 0; d < dim; d++) total += cov[d * dim + d]!;
+  const rank = Math.min(RANK, dim);
+  const axes = new Float64Array(rank * dim);
+  let explained = 0;
+  const v = new Float64Array(dim);
+  const w = new Float64Array(dim);
+  for (let k = 0; k < rank; k++) {
+    for (let d = 0; d < dim; d++) v[d] = 1 / Math.sqrt(dim) + (d === k ? 0.5 : 0);
+    let lambda = 0;
+    for (let iter = 0; iter < 100; iter++) {
+      for (let a = 0; a < dim; a++) {
+        let sum = 0;
+        for (let b = 0; b < dim; b++) sum += cov[a * dim + b]! * v[b]!;
+        w[a] = sum;
+      }
+      let norm = 0;
+      for (let d = 0; d < dim; d++) norm += w[d]! * w[d]!;
+      norm = Math.sqrt(norm);
+      if (norm === 0) break;
+      lambda = norm;
+      for (let d = 0; d < dim; d++) v[d] = w[d]! / norm;
+    }
+    explained += lambda;
+    const sd = Math.sqrt(lambda);
+    for (let d = 0; d < dim; d++) axes[k * dim + d] = v[d]! * sd;
+    // Deflate: cov -= lambda v vᵀ.
+    for (let a = 0; a < dim; a++) for (let b = 0; b < dim; b++) cov[a * dim + b]! -= lambda * v[a]! * v[b]!;
+  }
+  return { mean, axes, residual: Math.sqrt(Math.max(0, total - explained) / dim) * RESIDUAL_SCALE };
+}
+
+function sampleLowRank(model: LowRankGaussian, gaussian: () => number, into: Float32Array, at: number): void {
+  const dim = model.mean.length;
+  const rank = model.axes.length / dim;
+  for (let d = 0; d < dim; d++) into[at + d] = model.mean[d]! + model.residual * gaussian();
+  for (let k = 0; k < rank; k++) {
+    const z = gaussian();
+    for (let d = 0; d < dim; d++) into[at + d]! += z * model.axes[k * dim + d]!;
+  }
+}
+
 type ExtendedManifest = BundleManifest & { readonly syntheticCatalogue: SyntheticCatalogueInfo };
 
 async function readF32(path: string): Promise<Float32Array> {
@@ -48,7 +118,7 @@ export async function existingExtension(src: string, dst: string): Promise<Exten
     const source = JSON.parse(await readFile(join(src, "manifest.json"), "utf8")) as BundleManifest;
     const derived = JSON.parse(await readFile(join(dst, "manifest.json"), "utf8")) as ExtendedManifest;
     const info = derived.syntheticCatalogue;
-    return info?.source === source.modelVersion && info.method === "topic-gaussian" ? derived : undefined;
+    return info?.source === source.modelVersion && info.method === SYNTHESIS_METHOD ? derived : undefined;
   } catch {
     return undefined;
   }
@@ -80,20 +150,12 @@ export async function extendBundleToCatalogue(src: string, dst: string, dataset:
     list.push(row);
   }
   if (trainedRows.length === 0) throw new Error("the trained bundle shares no item with the dataset");
-  // A diagonal Gaussian per topic and table, fitted on the topic's trained rows (`offset` 1 for the watch table).
-  const fit = (table: Float32Array, rows: readonly number[], offset: number): { mean: Float64Array; std: Float64Array } => {
-    const mean = new Float64Array(dim);
-    const std = new Float64Array(dim);
-    for (const row of rows) for (let d = 0; d < dim; d++) mean[d]! += table[(row + offset) * dim + d]! / rows.length;
-    for (const row of rows) for (let d = 0; d < dim; d++) std[d]! += (table[(row + offset) * dim + d]! - mean[d]!) ** 2 / rows.length;
-    for (let d = 0; d < dim; d++) std[d] = Math.sqrt(std[d]!);
-    return { mean, std };
-  };
-  const everyone = { out: fit(trainedOut, trainedRows, 0), watch: fit(trainedWatch, trainedRows, 1) };
-  const models = new Map<number, { out: ReturnType<typeof fit>; watch: ReturnType<typeof fit> }>();
+  // A low-rank Gaussian per topic and table, fitted on the topic's trained rows (`offset` 1 for the watch table).
+  const everyone = { out: fitLowRank(trainedOut, trainedRows, 0, dim), watch: fitLowRank(trainedWatch, trainedRows, 1, dim) };
+  const models = new Map<number, { out: LowRankGaussian; watch: LowRankGaussian }>();
   for (const [topic, rows] of byTopic) {
     // Too few trained items for a fit: the catalogue-wide one.
-    models.set(topic, rows.length < 20 ? everyone : { out: fit(trainedOut, rows, 0), watch: fit(trainedWatch, rows, 1) });
+    models.set(topic, rows.length < 20 ? everyone : { out: fitLowRank(trainedOut, rows, 0, dim), watch: fitLowRank(trainedWatch, rows, 1, dim) });
   }
 
   const random = prng(seed);
@@ -114,13 +176,11 @@ export async function extendBundleToCatalogue(src: string, dst: string, dataset:
     }
     synthesised += 1;
     const model = models.get(topicOf(i)) ?? everyone;
-    for (let d = 0; d < dim; d++) {
-      out[i * dim + d] = model.out.mean[d]! + model.out.std[d]! * gaussian();
-      watch[(i + 1) * dim + d] = model.watch.mean[d]! + model.watch.std[d]! * gaussian();
-    }
+    sampleLowRank(model.out, gaussian, out, i * dim);
+    sampleLowRank(model.watch, gaussian, watch, (i + 1) * dim);
   }
 
-  const info: SyntheticCatalogueInfo = { source: manifest.modelVersion, trained: n - synthesised, synthesised, seed, method: "topic-gaussian" };
+  const info: SyntheticCatalogueInfo = { source: manifest.modelVersion, trained: n - synthesised, synthesised, seed, method: SYNTHESIS_METHOD };
   const hash = createHash("sha256").update(JSON.stringify(info)).digest("hex").slice(0, 8);
   const stamp = manifest.modelVersion.split("-")[1] ?? "0";
   const derived: ExtendedManifest = {

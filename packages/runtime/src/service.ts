@@ -122,15 +122,17 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
     }
   };
 
-  const wrap =
-    (method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) =>
-    (
+  const wrap = (method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) => {
+    const path = methodPath(method);
+    const label = path.slice(1);
+    return (
       call: grpc.ServerUnaryCall<MessageShape<DescMessage>, Buffer>,
       callback: grpc.sendUnaryData<Buffer>,
     ): void => {
       const started = process.hrtime.bigint();
-      const label = methodPath(method).slice(1);
-      const callLogger = logger.child({ method: label });
+      // The per-call child logger is made only when something is logged (most calls log nothing).
+      let childLogger: Logger | undefined;
+      const callLogger = (): Logger => (childLogger ??= logger.child({ method: label }));
       const deadline = callDeadlineMs(call);
       const abort = new AbortController();
       let endedByCaller: string | undefined;
@@ -158,8 +160,10 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
       };
       const context: CallContext = {
         call: call as grpc.ServerUnaryCall<unknown, unknown>,
-        method: methodPath(method),
-        logger: callLogger,
+        method: path,
+        get logger() {
+          return callLogger();
+        },
         deadline,
         signal: abort.signal,
         metadata: call.metadata,
@@ -180,7 +184,7 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
           (error: unknown) => {
             if (error instanceof RpcError) {
               const level = CLIENT_CODES.has(error.code) ? "debug" : "warn";
-              callLogger[level](
+              callLogger()[level](
                 { code: statusName(error.code), ...(error.cause === undefined ? {} : { err: error.cause }) },
                 error.message,
               );
@@ -191,15 +195,18 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
               });
               return;
             }
-            callLogger.error({ err: error }, "handler failed");
+            callLogger().error({ err: error }, "handler failed");
             finish(grpc.status.INTERNAL, { code: grpc.status.INTERNAL, details: INTERNAL_ERROR_MESSAGE });
           },
         );
     };
+  };
 
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+    // Channelz (per-call tracing counters) costs on every call and nothing here serves it.
+    "grpc.enable_channelz": 0,
   });
   const serviceNames = options.services.map((registration) => registration.service.typeName);
   for (const registration of options.services) {
