@@ -16,6 +16,7 @@ const { values } = parseArgs({
     k: { type: "string", default: "100" },
     M: { type: "string" },
     "ef-construction": { type: "string" },
+    "head-fraction": { type: "string" },
     "norm-quantile": { type: "string" },
     "plain-ip": { type: "boolean", default: false },
     "index-dir": { type: "string" },
@@ -38,6 +39,7 @@ const result = await benchAnn({
   k: int("k", values.k)!,
   ...(values.M !== undefined ? { M: int("M", values.M)! } : {}),
   ...(values["ef-construction"] !== undefined ? { efConstruction: int("ef-construction", values["ef-construction"])! } : {}),
+  ...(values["head-fraction"] !== undefined ? { headFraction: int("head-fraction", values["head-fraction"])! } : {}),
   ...(values["plain-ip"]
     ? { normQuantile: null }
     : values["norm-quantile"] !== undefined

@@ -23,7 +23,12 @@ export interface BenchAnnOptions {
   /** Data shape, see `clusteredData` (defaults: items/500 clusters, noise 0.75, norm spread 0.25). */
   readonly clusters?: number;
   readonly noise?: number;
-  /** Φ quantile of the inner-product reduction (default 0.99), or null for a plain inner-product graph. */
+  /**
+   * Fraction of the items (largest norms) searched exactly outside the graph (see
+   * `HnswBuildOptions.headFraction`); default the index default (0.03), or 0 when normQuantile is given.
+   */
+  readonly headFraction?: number;
+  /** Single graph (headFraction 0): Φ quantile of the inner-product reduction, or null for a plain inner-product graph. */
   readonly normQuantile?: number | null;
   /**
    * When set, the built index is saved here, loaded back, and searches run on the loaded copy
@@ -61,6 +66,8 @@ export interface BenchAnnResult {
   readonly efConstruction: number;
   /** Φ of the reduction (null: plain inner-product graph). */
   readonly normBound: number | null;
+  /** Items in the exact head (0: single graph). */
+  readonly headSize: number;
   /** Wall-clock seconds to insert all items one by one (undefined when a saved index was reused). */
   readonly buildSeconds: number | undefined;
   /** CPU seconds (user + system) of this process during the build: less sensitive to a busy machine. */
@@ -116,7 +123,8 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
   const efConstruction = options.efConstruction ?? HNSW_DEFAULTS.efConstruction;
   const seed = options.seed ?? 1;
   const noise = options.noise ?? 0.75;
-  const quantile = options.normQuantile === undefined ? HNSW_DEFAULTS.normQuantile : options.normQuantile;
+  const quantile = options.normQuantile;
+  const headFraction = options.headFraction ?? (quantile === undefined ? HNSW_DEFAULTS.headFraction : 0);
   const log = options.log ?? (() => {});
   if (!Number.isInteger(items) || items < 1) throw new InvalidArgumentError("items must be a positive integer");
   if (!Number.isInteger(numQueries) || numQueries < 1) throw new InvalidArgumentError("queries must be a positive integer");
@@ -131,7 +139,7 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
     ...(options.clusters !== undefined ? { clusters: options.clusters } : {}),
   });
   const ids = Array.from({ length: items }, (_, i) => String(i));
-  const modelVersion = `bench-clustered-${items}x${dim}-c${data.clusters}-n${noise}-s${seed}-M${M}-efc${efConstruction}-q${quantile}`;
+  const modelVersion = `bench-clustered-${items}x${dim}-c${data.clusters}-n${noise}-s${seed}-M${M}-efc${efConstruction}-${headFraction > 0 ? `h${headFraction}` : `q${quantile ?? HNSW_DEFAULTS.normQuantile}`}`;
   const itemVectors = { ids, vectors: data.items, dim };
 
   let index: HnswIndex | undefined;
@@ -161,7 +169,8 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
       modelVersion,
       M,
       efConstruction,
-      ...(quantile === null ? { normBound: null } : { normQuantile: quantile }),
+      headFraction,
+      ...(quantile === null ? { normBound: null } : quantile === undefined ? {} : { normQuantile: quantile }),
       onProgress: (done, total) => {
         if (done % step === 0 || done === total) log(`built ${done}/${total} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
       },
@@ -209,6 +218,7 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
     M,
     efConstruction,
     normBound: index.normBound,
+    headSize: index.headSize(),
     buildSeconds,
     buildCpuSeconds,
     saveSeconds,

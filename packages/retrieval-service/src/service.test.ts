@@ -339,6 +339,29 @@ describe("index files", () => {
     await server.stop();
   });
 
+  it("rebuilds an HNSW index saved in the previous format (formatVersion 1, no exact head) once", async () => {
+    const indexDir = join(root, "index-v1");
+    let server = await start({ INDEX_DIR: indexDir });
+    await server.stop();
+    const metaPath = join(indexPath(indexDir, catA.modelVersion, 0, 1), "index.json");
+    const meta = JSON.parse(await readFile(metaPath, "utf8")) as { formatVersion: number; head?: unknown; labels: (string | null)[] };
+    expect(meta.formatVersion).toBe(2);
+    // What a version-1 save looked like: every item in the graph's labels, no head.
+    const { head: _head, ...v1 } = meta;
+    await writeFile(metaPath, JSON.stringify({ ...v1, formatVersion: 1, size: meta.labels.filter((l) => l !== null).length }));
+    server = await start({ INDEX_DIR: indexDir });
+    expect(logged(server, "saved index unusable: rebuilding it from the bundle")).toBe(true);
+    expect(logged(server, "index built from the bundle and saved")).toBe(true);
+    expect((JSON.parse(await readFile(metaPath, "utf8")) as { formatVersion: number }).formatVersion).toBe(2);
+    expect((await server.client.describeIndex({})).shard!.itemCount).toBe(catA.ids.length);
+    expect((await server.client.search({ userVector: randomVector(8, 3), k: 5 })).items).toHaveLength(5);
+    await server.stop();
+    server = await start({ INDEX_DIR: indexDir });
+    expect(logged(server, "index loaded from file")).toBe(true);
+    expect(logged(server, "saved index unusable: rebuilding it from the bundle")).toBe(false);
+    await server.stop();
+  });
+
   it("serves the exact top-k with INDEX_KIND=brute-force", async () => {
     const server = await start({ INDEX_DIR: join(root, "index-bf"), INDEX_KIND: "brute-force" });
     for (let seed = 1; seed <= 4; seed++) {
