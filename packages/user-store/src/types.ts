@@ -97,9 +97,11 @@ export interface UserStoreLimits {
 
 /** Defaults; the id and query lengths match the gRPC contract (MAX_ID_LENGTH, MAX_QUERY_LENGTH). */
 export const DEFAULT_LIMITS: UserStoreLimits = Object.freeze({
-  maxWatches: 200,
-  maxSearches: 50,
-  maxImpressions: 200,
+  // The orchestrator removes a user's stored watches from every answer, so a watch dropped from
+  // the list could be recommended again: 1000 covers every MovieLens-100K history (at most 737).
+  maxWatches: 1000,
+  maxSearches: 200,
+  maxImpressions: 1000,
   maxIdLength: 256,
   maxQueryLength: 512,
   maxProfileFieldLength: 256,
