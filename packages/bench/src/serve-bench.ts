@@ -51,8 +51,8 @@ import {
 } from "./serve-load.js";
 
 /**
- * The fresh source's window: @recsys/sources' FreshSource sorts every item uploaded within the
- * window on each request (O(w log w)); with 1M items over 90 days the default 30 days is ~250k
+ * The fresh source's window: @recsys/sources' FreshSource scores every item uploaded within the
+ * window on each request (O(w log budget)); with 1M items over 90 days the default 30 days is ~250k
  * items per request. One day (~8k items) keeps the source on at a bearable cost.
  */
 const FRESH_WINDOW_SECONDS = 86_400;
@@ -191,7 +191,7 @@ export async function run(argv: string[]): Promise<number> {
   const lowered = [
     `training data: ${dataset.users.ids.length} users × ~${args.events} watches (${dataset.events.user.length} events) over the ${dataset.items.ids.length}-item catalogue`,
     "the candidate generator trains 10 epochs on that log; the ranker 1 epoch on ≤ 5 examples per user, behind the sources without dnn (it ignores dnn provenance)",
-    "fresh-upload window 1 day instead of 30 (the fresh source sorts every item uploaded in the window per request: ~250k items at 1M)",
+    "fresh-upload window 1 day instead of 30 (the fresh source scores every item uploaded in the window per request: ~250k items at 1M)",
   ];
 
   // 2. The models.
@@ -217,7 +217,7 @@ export async function run(argv: string[]): Promise<number> {
   const extension = (await existingExtension(trained.dir, model.dir)) ?? (await extendBundleToCatalogue(trained.dir, model.dir, dataset));
   const info = extension.syntheticCatalogue;
   lowered.push(
-    `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a diagonal Gaussian fitted on the trained items of their topic)`,
+    `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a low-rank Gaussian fitted on the trained items of their topic: its top 8 principal directions plus a small residual)`,
   );
   for (const line of lowered) log(`lowered: ${line}`);
 
