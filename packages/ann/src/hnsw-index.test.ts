@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BruteForceIndex } from "./brute-force-index.js";
 import { IndexFormatError, InvalidArgumentError, ModelVersionMismatchError } from "./errors.js";
-import { HnswIndex, loadHnswIndex, normQuantile } from "./hnsw-index.js";
+import { HNSW_DEFAULTS, HnswIndex, loadHnswIndex, normQuantile } from "./hnsw-index.js";
 import { loadIndex } from "./load-index.js";
 import type { ItemVectors } from "./shard.js";
 import { clusteredData, gaussian, mulberry32 } from "./synthetic.js";
@@ -61,7 +61,7 @@ describe("HnswIndex on 10k clustered 64-d vectors", () => {
   });
 
   it("reaches recall@100 ≥ 0.95 and recall@10 ≥ 0.98 at the default ef", () => {
-    expect(hnsw.ef).toBe(100);
+    expect(hnsw.ef).toBe(HNSW_DEFAULTS.ef);
     expect(recallAt(hnsw, exact, data.queries, 100)).toBeGreaterThanOrEqual(0.95);
     expect(recallAt(hnsw, exact, data.queries, 10)).toBeGreaterThanOrEqual(0.98);
   });

@@ -28,7 +28,7 @@ export interface HnswParams {
   readonly M?: number;
   /** Candidate list size while building. Default 200. */
   readonly efConstruction?: number;
-  /** Candidate list size while searching (hnswlib uses max(ef, k)). Default 100; settable later. */
+  /** Candidate list size while searching (hnswlib uses max(ef, k)). Default 150; settable later. */
   readonly ef?: number;
   /** Initial capacity; the index doubles it automatically when full. Default 1024. */
   readonly maxElements?: number;
@@ -80,7 +80,9 @@ export interface HnswBuildOptions extends HnswParams {
 export const HNSW_DEFAULTS = {
   M: 16,
   efConstruction: 200,
-  ef: 100,
+  // 1M items (npm run bench -- serve): recall@100 0.9943 → 0.9976 on the served catalogue and
+  // 0.9218 → 0.9601 on clustered vectors going from ef 100 to 150, at the same queries/s.
+  ef: 150,
   maxElements: 1024,
   seed: 100,
   headFraction: 0.03,
