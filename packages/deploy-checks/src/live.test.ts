@@ -168,9 +168,13 @@ beforeAll(async () => {
   };
   try {
     await round([1]);
+    // Every stage's counters (each was called in round 1) scraped once, or a stage first scraped
+    // after round 2 has a single sample and a zero rate.
     await eventually(async () => {
-      const series = await query("recsys_retrieval_grpc_requests_total");
-      if (series.length === 0) throw new Error("first round not scraped yet");
+      for (const stage of running.keys()) {
+        const series = await query(`recsys_${stage}_grpc_requests_total`);
+        if (series.length === 0) throw new Error(`first round not scraped yet from ${stage}`);
+      }
     });
     await round([2, 3, 4]);
   } finally {

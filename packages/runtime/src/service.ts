@@ -205,8 +205,8 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
-    // Channelz (per-call tracing counters) costs on every call and nothing here serves it.
-    "grpc.enable_channelz": 0,
+    // Channelz stays on: with "grpc.enable_channelz": 0, grpc-js 1.14 does not track sessions,
+    // so forceShutdown() cannot cancel stuck calls (the forced-close test catches it).
   });
   const serviceNames = options.services.map((registration) => registration.service.typeName);
   for (const registration of options.services) {
