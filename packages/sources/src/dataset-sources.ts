@@ -38,11 +38,6 @@ export interface StandardSourcesOptions {
 }
 
 /**
- * The standard sources for a dataset, with empty state: co-watch, popular, trending (global and
- * per geography), fresh (ordered by the global trending score) and, when given, dnn.
- * Feed it with `observeRows` (offline) or `SourceSet.observe` (online).
- */
-/**
  * The default candidate stage: candidates per source and the merged size. The ranker is trained
  * behind it unless told otherwise (its manifest records what it was trained behind), and the
  * orchestrator serves with the ranker's recorded settings.
@@ -50,6 +45,11 @@ export interface StandardSourcesOptions {
 export const DEFAULT_SOURCE_BUDGET = 100;
 export const DEFAULT_MERGED_SIZE = 300;
 
+/**
+ * The standard sources for a dataset, with empty state: co-watch, popular, trending (global and
+ * per geography), fresh (ordered by the global trending score) and, when given, dnn.
+ * Feed it with `observeRows` (offline) or `SourceSet.observe` (online).
+ */
 export function createStandardSources(dataset: Dataset, options: StandardSourcesOptions = {}): SourceSet {
   const numItems = dataset.items.ids.length;
   const budgets = options.budgets ?? {};
