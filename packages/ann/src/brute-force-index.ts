@@ -1,9 +1,8 @@
-import { readFile } from "node:fs/promises";
 import { writeFileSync } from "node:fs";
 import { IndexFormatError } from "./errors.js";
 import { validateAnnotations } from "./annotations.js";
 import type { IndexMetadata, LoadOptions } from "./persist.js";
-import { FORMAT_VERSION, INDEX_FORMAT, readIndexMetadata, saveIndexFiles } from "./persist.js";
+import { FORMAT_VERSION, INDEX_FORMAT, readFloat32Rows, readIndexMetadata, saveIndexFiles } from "./persist.js";
 import type { ItemVectors } from "./shard.js";
 import { checkItemVectors } from "./shard.js";
 import { TopK } from "./top-k.js";
@@ -196,22 +195,7 @@ export class BruteForceIndex implements VectorIndex {
   ): Promise<BruteForceIndex> {
     const rows = ids.length;
     const index = new BruteForceIndex({ ...options, capacity: Math.max(1, rows) });
-    const dim = index.dim;
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(dataPath);
-    } catch (err) {
-      throw new IndexFormatError(`cannot read data file ${dataPath}: ${(err as Error).message}`, { cause: err });
-    }
-    if (bytes.byteLength !== rows * dim * 4) {
-      throw new IndexFormatError(`${dataPath} has ${bytes.byteLength} bytes, expected ${rows}×${dim} float32 values`);
-    }
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let i = 0; i < rows * dim; i++) {
-      const v = view.getFloat32(i * 4, true);
-      if (!Number.isFinite(v)) throw new IndexFormatError(`${dataPath}: non-finite value at row ${Math.floor(i / dim)}`);
-      index.data[i] = v;
-    }
+    index.data.set(await readFloat32Rows(dataPath, rows, index.dim));
     for (let row = 0; row < rows; row++) {
       const id = ids[row]!;
       if (index.rowOf.has(id)) throw new IndexFormatError(`${dataPath}: id ${JSON.stringify(id)} appears twice`);

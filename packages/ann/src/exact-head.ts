@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import { writeFileSync } from "node:fs";
 import hnswlib from "hnswlib-node";
 import { IndexFormatError, InvalidArgumentError } from "./errors.js";
+import { readFloat32Rows } from "./persist.js";
 import type { SearchHit } from "./vector-index.js";
 import { compareHits } from "./vector-index.js";
 
@@ -203,28 +203,13 @@ export class ExactHead {
    * when the file does not hold exactly ids.length rows of finite values or an id repeats.
    */
   static async readRows(path: string, ids: readonly string[], dim: number): Promise<ExactHead> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(path);
-    } catch (err) {
-      throw new IndexFormatError(`cannot read data file ${path}: ${(err as Error).message}`, { cause: err });
-    }
     const rows = ids.length;
-    if (bytes.byteLength !== rows * dim * 4) {
-      throw new IndexFormatError(`${path} has ${bytes.byteLength} bytes, expected ${rows}×${dim} float32 values`);
-    }
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const data = await readFloat32Rows(path, rows, dim);
     const head = new ExactHead(dim, rows);
-    const v = new Float32Array(dim);
     for (let row = 0; row < rows; row++) {
       const id = ids[row]!;
       if (head.has(id)) throw new IndexFormatError(`${path}: id ${JSON.stringify(id)} appears twice`);
-      for (let j = 0; j < dim; j++) {
-        const x = view.getFloat32((row * dim + j) * 4, true);
-        if (!Number.isFinite(x)) throw new IndexFormatError(`${path}: non-finite value at row ${row}`);
-        v[j] = x;
-      }
-      head.upsert(id, v);
+      head.upsert(id, data.subarray(row * dim, (row + 1) * dim));
     }
     return head;
   }

@@ -99,6 +99,31 @@ const savesInProgress = new Map<string, Promise<void>>();
  * slip in between them and the set stays consistent. Saves into the same directory from this
  * process run one after the other.
  */
+/**
+ * Reads a data file of `rows` × `dim` raw little-endian float32 values (a brute-force index's
+ * vectors, an HNSW index's exact head). IndexFormatError when it cannot be read, has another size
+ * or holds a non-finite value.
+ */
+export async function readFloat32Rows(path: string, rows: number, dim: number): Promise<Float32Array> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new IndexFormatError(`cannot read data file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (bytes.byteLength !== rows * dim * 4) {
+    throw new IndexFormatError(`${path} has ${bytes.byteLength} bytes, expected ${rows}×${dim} float32 values`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(rows * dim);
+  for (let i = 0; i < out.length; i++) {
+    const v = view.getFloat32(i * 4, true);
+    if (!Number.isFinite(v)) throw new IndexFormatError(`${path}: non-finite value at row ${Math.floor(i / dim)}`);
+    out[i] = v;
+  }
+  return out;
+}
+
 export async function saveIndexFiles(
   dir: string,
   writers: readonly DataFileWriter[],
