@@ -28,7 +28,7 @@ import {
   type UserContext as ProtoUserContext,
 } from "@recsys/gen";
 import type { Impression, RankingCandidate, RankingContext } from "@recsys/ranking";
-import { invalidArgument, requireMaxItems, requireNonEmpty, validateUserContext } from "@recsys/runtime";
+import { emptyOrTooLong, invalidArgument, requireMaxItems, requireNonEmpty, validateUserContext } from "@recsys/runtime";
 
 type SourceProvenance = RankingCandidate["provenance"][number];
 
@@ -48,6 +48,11 @@ export function provenanceSourceName(provenance: ProtoProvenance): string | unde
   return SOURCE_ENUM_NAMES[provenance.source];
 }
 
+/** True when `requireValidTimestamp` accepts `ts`. */
+function validTimestamp(ts: Timestamp): boolean {
+  return Number.isInteger(ts.nanos) && ts.nanos >= 0 && ts.nanos <= 999_999_999 && Number.isFinite(timestampSeconds(ts));
+}
+
 /** A Timestamp field as Unix seconds, rejecting nanos outside 0..999 999 999. */
 function requireValidTimestamp(ts: Timestamp, field: string): number {
   if (!Number.isInteger(ts.nanos) || ts.nanos < 0 || ts.nanos > 999_999_999) {
@@ -62,18 +67,24 @@ function requireValidTimestamp(ts: Timestamp, field: string): number {
 export function validateRankingContext(context: ProtoUserContext | undefined): ProtoUserContext {
   const value = validateUserContext(context, "context");
   if (value.requestTime !== undefined) requireValidTimestamp(value.requestTime, "context.request_time");
+  // Entry field names are built only for an error message (histories run to thousands of entries).
   value.watchHistory.forEach((watch, i) => {
-    if (watch.watchedAt !== undefined) requireValidTimestamp(watch.watchedAt, `context.watch_history[${i}].watched_at`);
+    if (watch.watchedAt !== undefined && !validTimestamp(watch.watchedAt)) requireValidTimestamp(watch.watchedAt, `context.watch_history[${i}].watched_at`);
   });
   value.searchHistory.forEach((search, i) => {
-    if (search.searchedAt !== undefined) requireValidTimestamp(search.searchedAt, `context.search_history[${i}].searched_at`);
+    if (search.searchedAt !== undefined && !validTimestamp(search.searchedAt)) requireValidTimestamp(search.searchedAt, `context.search_history[${i}].searched_at`);
   });
   requireMaxItems(value.impressionHistory, MAX_IMPRESSION_HISTORY, "context.impression_history");
   value.impressionHistory.forEach((shown, i) => {
-    requireNonEmpty(shown.itemId, `context.impression_history[${i}].item_id`);
-    if (shown.shownAt !== undefined) requireValidTimestamp(shown.shownAt, `context.impression_history[${i}].shown_at`);
+    if (emptyOrTooLong(shown.itemId)) requireNonEmpty(shown.itemId, `context.impression_history[${i}].item_id`);
+    if (shown.shownAt !== undefined && !validTimestamp(shown.shownAt)) requireValidTimestamp(shown.shownAt, `context.impression_history[${i}].shown_at`);
   });
   return value;
+}
+
+/** A candidate statistic must be a finite number >= 0. */
+function requireStat(value: number, k: number, name: string): void {
+  if (!Number.isFinite(value) || value < 0) throw invalidArgument(`candidates[${k}].stats.${name} must be a finite number >= 0, got ${value}`);
 }
 
 /** What the ranker scores for one request. */
@@ -100,38 +111,38 @@ export function rankInputs(request: RankRequest, knownSources: readonly string[]
   const known = new Set(knownSources);
   const seen = new Set<string>();
   let ignoredProvenance = 0;
+  // Field names are built only for an error message (this runs for every candidate of every call).
   const candidates: RankingCandidate[] = request.candidates.map((candidate, k) => {
-    const field = `candidates[${k}]`;
-    const itemId = requireNonEmpty(candidate.itemId, `${field}.item_id`);
+    const itemId = candidate.itemId;
+    if (emptyOrTooLong(itemId)) requireNonEmpty(itemId, `candidates[${k}].item_id`);
     if (seen.has(itemId)) throw invalidArgument(`candidates contains item_id "${itemId}" more than once`);
     seen.add(itemId);
     const stats = candidate.stats;
     if (stats === undefined) {
-      throw invalidArgument(`${field}.stats is required (watch_count and trending are features of the ranker)`);
+      throw invalidArgument(`candidates[${k}].stats is required (watch_count and trending are features of the ranker)`);
     }
-    for (const [name, value] of [["watch_count", stats.watchCount], ["trending", stats.trending]] as const) {
-      if (!Number.isFinite(value) || value < 0) throw invalidArgument(`${field}.stats.${name} must be a finite number >= 0, got ${value}`);
-    }
+    requireStat(stats.watchCount, k, "watch_count");
+    requireStat(stats.trending, k, "trending");
     const provenance: SourceProvenance[] = [];
-    const names = new Set<string>();
-    candidate.provenance.forEach((p, j) => {
-      const pfield = `${field}.provenance[${j}]`;
-      if (p.rank < 1) throw invalidArgument(`${pfield}.rank must be >= 1 (1-based position in the source's list), got ${p.rank}`);
-      if (!Number.isFinite(p.score)) throw invalidArgument(`${pfield}.score must be a finite number, got ${p.score}`);
+    const names: string[] = [];
+    for (let j = 0; j < candidate.provenance.length; j++) {
+      const p = candidate.provenance[j]!;
+      if (p.rank < 1) throw invalidArgument(`candidates[${k}].provenance[${j}].rank must be >= 1 (1-based position in the source's list), got ${p.rank}`);
+      if (!Number.isFinite(p.score)) throw invalidArgument(`candidates[${k}].provenance[${j}].score must be a finite number, got ${p.score}`);
       if (p.sourceName.length > MAX_ID_LENGTH) {
-        throw invalidArgument(`${pfield}.source_name is too long: ${p.sourceName.length} characters, at most ${MAX_ID_LENGTH}`);
+        throw invalidArgument(`candidates[${k}].provenance[${j}].source_name is too long: ${p.sourceName.length} characters, at most ${MAX_ID_LENGTH}`);
       }
       const source = provenanceSourceName(p);
       if (source !== undefined) {
-        if (names.has(source)) throw invalidArgument(`${field}.provenance lists source "${source}" more than once`);
-        names.add(source);
+        if (names.includes(source)) throw invalidArgument(`candidates[${k}].provenance lists source "${source}" more than once`);
+        names.push(source);
       }
       if (source === undefined || !known.has(source)) {
         ignoredProvenance++;
-        return;
+        continue;
       }
       provenance.push({ source, rank: p.rank - 1, score: p.score });
-    });
+    }
     return { itemId, provenance, position: k, stats: { watchCount: stats.watchCount, trending: stats.trending } };
   });
 

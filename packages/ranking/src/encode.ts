@@ -7,8 +7,13 @@
  * {@link normalizeRaw} turns them into model inputs.
  */
 import { CATEGORICAL_FEATURES, NUM_CATEGORICAL, Vocabulary } from "@recsys/features";
-import { BASE_FEATURES, NULLABLE_FEATURES, type RankingSpace } from "./space.js";
+import { BASE_FEATURES, NULLABLE_FEATURES, type BaseFeature, type RankingSpace } from "./space.js";
 import type { RankingCandidate, RankingContext } from "./types.js";
+
+/** Column of each base feature in a raw row (BASE_FEATURES order). */
+const BASE = Object.fromEntries(BASE_FEATURES.map((f, j) => [f, j])) as Readonly<Record<BaseFeature, number>>;
+/** NULLABLE_FEATURES as a flag per BASE_FEATURES column. */
+const NULLABLE_BASE: readonly boolean[] = BASE_FEATURES.map((f) => NULLABLE_FEATURES.has(f));
 
 /** A request's user, resolved against the space at request time `t`. */
 export interface ResolvedRankingUser {
@@ -123,23 +128,19 @@ export function rawCandidateFeatures(space: RankingSpace, user: ResolvedRankingU
     if (latest > -Infinity) sinceTag = t - latest;
     tagShare = user.recentCount > 0 ? most / user.recentCount : 0;
   }
+  // In BASE_FEATURES order (written in place: this runs for every candidate of every request).
   const stats = candidate.stats;
-  const base: Record<(typeof BASE_FEATURES)[number], number> = {
-    user_age: user.age,
-    history_length: user.numWatches,
-    since_last_watch: t - user.lastWatch,
-    item_age: itemAge,
-    item_watch_count: stats.watchCount,
-    item_trending: stats.trending,
-    since_channel: sinceChannel,
-    channel_watches: channelWatches,
-    since_tag: sinceTag,
-    tag_share: tagShare,
-    previous_impressions: user.impressions.get(candidate.itemId) ?? 0,
-  };
-  BASE_FEATURES.forEach((f, j) => {
-    out[offset + j] = base[f];
-  });
+  out[offset + BASE.user_age] = user.age;
+  out[offset + BASE.history_length] = user.numWatches;
+  out[offset + BASE.since_last_watch] = t - user.lastWatch;
+  out[offset + BASE.item_age] = itemAge;
+  out[offset + BASE.item_watch_count] = stats.watchCount;
+  out[offset + BASE.item_trending] = stats.trending;
+  out[offset + BASE.since_channel] = sinceChannel;
+  out[offset + BASE.channel_watches] = channelWatches;
+  out[offset + BASE.since_tag] = sinceTag;
+  out[offset + BASE.tag_share] = tagShare;
+  out[offset + BASE.previous_impressions] = user.impressions.get(candidate.itemId) ?? 0;
   const p = offset + space.rawOffsets.provenance;
   const k = space.sources.length;
   for (let s = 0; s < 2 * k; s++) out[p + s] = NaN;
@@ -167,16 +168,16 @@ export function normalizeRaw(space: RankingSpace, raw: Float64Array, rawOffset: 
   const n = space.normalizers;
   if (n === null) throw new Error("ranking: the feature space has no fitted normalisers");
   let o = offset;
-  BASE_FEATURES.forEach((f, j) => {
+  for (let j = 0; j < BASE_FEATURES.length; j++) {
     const x = raw[rawOffset + j]!;
     const missing = !Number.isFinite(x);
     triple(missing ? 0 : n.base[j]!.transform(x), out, o);
     o += 3;
-    if (NULLABLE_FEATURES.has(f)) out[o++] = missing ? 1 : 0;
-  });
+    if (NULLABLE_BASE[j]) out[o++] = missing ? 1 : 0;
+  }
   if (space.config.provenance) {
     const p = rawOffset + space.rawOffsets.provenance;
-    space.sources.forEach((_, s) => {
+    for (let s = 0; s < space.sources.length; s++) {
       const rank = raw[p + 2 * s]!;
       if (Number.isNaN(rank)) {
         out.fill(0, o, o + 7);
@@ -187,7 +188,7 @@ export function normalizeRaw(space: RankingSpace, raw: Float64Array, rawOffset: 
         triple(Number.isFinite(score) ? n.score[s]!.transform(score) : 0, out, o + 4);
       }
       o += 7;
-    });
+    }
     out[o++] = space.sources.length > 0 ? raw[rawOffset + space.rawOffsets.numSources]! / space.sources.length : 0;
     const pos = raw[rawOffset + space.rawOffsets.position]!;
     if (Number.isNaN(pos)) {

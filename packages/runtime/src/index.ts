@@ -97,6 +97,7 @@ export {
   requireFinite,
   requireInRange,
   requireMaxItems,
+  emptyOrTooLong,
   requireNonEmpty,
   requirePresent,
   requireUniqueIds,

@@ -21,6 +21,11 @@ export function requireNonEmpty(value: string, field: string, maxLength: number 
   return value;
 }
 
+/** True when `requireNonEmpty(value, …, maxLength)` throws: lets a loop name the field only then. */
+export function emptyOrTooLong(value: string, maxLength: number = MAX_ID_LENGTH): boolean {
+  return value === "" || value.length > maxLength;
+}
+
 /** A required message field. */
 export function requirePresent<T>(value: T | undefined, field: string): T {
   if (value === undefined) throw invalidArgument(`${field} is required`);
@@ -53,7 +58,7 @@ export function requireMaxItems<T>(list: readonly T[], max: number, field: strin
 export function requireUniqueIds(ids: readonly string[], field: string): readonly string[] {
   const seen = new Set<string>();
   ids.forEach((id, i) => {
-    requireNonEmpty(id, `${field}[${i}]`);
+    if (emptyOrTooLong(id)) requireNonEmpty(id, `${field}[${i}]`);
     if (seen.has(id)) throw invalidArgument(`${field} contains "${id}" more than once`);
     seen.add(id);
   });
@@ -68,15 +73,16 @@ export function validateUserContext(context: UserContext | undefined, field = "c
   const value = requirePresent(context, field);
   requireNonEmpty(value.userId, `${field}.user_id`);
   requireMaxItems(value.watchHistory, MAX_WATCH_HISTORY, `${field}.watch_history`);
+  // Entry field names are built only for an error message (histories run to thousands of entries).
   value.watchHistory.forEach((watch, i) => {
-    requireNonEmpty(watch.itemId, `${field}.watch_history[${i}].item_id`);
+    if (emptyOrTooLong(watch.itemId)) requireNonEmpty(watch.itemId, `${field}.watch_history[${i}].item_id`);
     if (watch.watchSeconds !== undefined && !(watch.watchSeconds >= 0)) {
       throw invalidArgument(`${field}.watch_history[${i}].watch_seconds must be >= 0, got ${watch.watchSeconds}`);
     }
   });
   requireMaxItems(value.searchHistory, MAX_SEARCH_HISTORY, `${field}.search_history`);
   value.searchHistory.forEach((search, i) => {
-    requireNonEmpty(search.query, `${field}.search_history[${i}].query`, MAX_QUERY_LENGTH);
+    if (emptyOrTooLong(search.query, MAX_QUERY_LENGTH)) requireNonEmpty(search.query, `${field}.search_history[${i}].query`, MAX_QUERY_LENGTH);
   });
   return value;
 }

@@ -41,6 +41,46 @@ describe("FreshSource", () => {
     expect(got[2]!.score).toBe(0);
   });
 
+  it("finds the same top by one pass over the popularity as by one lookup per window item", () => {
+    const r = rng(7);
+    const items = 2000;
+    const upload = Float64Array.from({ length: items }, () => (r() < 0.05 ? Number.NaN : Math.floor(r() * 5000)));
+    // Duplicate upload times: ties between equal scores go to the position order.
+    for (let i = 0; i < 200; i++) upload[Math.floor(r() * items)] = upload[Math.floor(r() * items)]!;
+    const trending = new TrendingSource({ halfLifeSeconds: 400 });
+    for (let e = 0; e < 3000; e++) {
+      // Skewed items, and equal timestamps for equal scores.
+      const item = Math.floor(Math.pow(r(), 3) * items);
+      trending.observe({ user: e % 50, item, timestamp: Math.floor(r() * 50) * 100 });
+    }
+    // The same popularity without scoresAt: the per-item path.
+    const lookups = { scoreAt: (item: number, asOf: number) => trending.scoreAt(item, asOf) };
+    let passes = 0;
+    const counting = {
+      scoreAt: lookups.scoreAt,
+      scoresAt: (asOf: number) => {
+        passes += 1;
+        return trending.scoresAt(asOf);
+      },
+    };
+    const pairs = [50, 400, 5000].map((window) => ({
+      onePass: new FreshSource({ uploadTimestamp: upload, windowSeconds: window, popularity: counting }),
+      perItem: new FreshSource({ uploadTimestamp: upload, windowSeconds: window, popularity: lookups }),
+    }));
+    // Requests to the (stateful) trending source come in time order.
+    for (let asOf = 0; asOf <= 5200; asOf += 260) {
+      for (const { onePass, perItem } of pairs) {
+        for (const budget of [1, 10, 100, 1000]) {
+          const history = Array.from({ length: 20 }, () => Math.floor(r() * items));
+          const exclude = new Set(Array.from({ length: 30 }, () => Math.floor(Math.pow(r(), 3) * items)));
+          const request = { history, asOf, budget, exclude };
+          expect(onePass.candidates(request)).toEqual(perItem.candidates(request));
+        }
+      }
+    }
+    expect(passes).toBeGreaterThan(0);
+  });
+
   it("is a no-op when no item has an upload time", () => {
     const fresh = new FreshSource({ uploadTimestamp: new Float64Array(10).fill(Number.NaN), windowSeconds: 1e9 });
     expect(fresh.knownUploads).toBe(0);

@@ -1,10 +1,26 @@
 import { TopK } from "./top-k.js";
+import type { ItemScores } from "./trending.js";
 import { checkRequest, watchedSet, type SourceName, type SourceRequest, type SourceResult, type CandidateSource } from "./types.js";
 
 /** Recent popularity of an item at a time, from events strictly before it (e.g. `TrendingSource`). */
 export interface PopularityAt {
   scoreAt(item: number, asOf: number): number;
+  /**
+   * Optional: every item with a nonzero popularity at `asOf` and its `scoreAt` value (items not
+   * visited score 0). When it visits at most SCAN_RATIO times as many items as the window holds,
+   * a request reads the popularity in one pass over it instead of one `scoreAt` per window item.
+   */
+  scoresAt?(asOf: number): ItemScores;
 }
+
+/**
+ * Visiting one item of `PopularityAt.scoresAt` (an array read) costs a fraction of one `scoreAt`
+ * (a hash lookup in a catalogue-sized map): the pass is taken up to this many items per window
+ * item. With 1M items, an 18k-item trending list and an 11k-item window, measured with the
+ * caches flushed between requests (as between requests of a busy server): 0.09 ms for the pass,
+ * 0.55 ms for the lookups.
+ */
+const SCAN_RATIO = 8;
 
 export interface FreshOptions {
   /** Defaults to "fresh". */
@@ -30,13 +46,16 @@ export interface FreshOptions {
  *
  * Uploads are sorted once at construction (most recent first); a request binary-searches its
  * window and keeps the best `budget` in a bounded heap: O(log items + items in the window × log
- * budget).
+ * budget), or, when the popularity can list its items (`scoresAt`) and they are not many more
+ * than the window's, one pass over those instead of a lookup per window item.
  */
 export class FreshSource implements CandidateSource {
   readonly name: SourceName;
   readonly windowSeconds: number;
   private readonly byUpload: Int32Array;
   private readonly uploads: Float64Array;
+  /** Position of each item in `byUpload`; -1 when its upload time is unknown. */
+  private readonly positionOf: Int32Array;
   private readonly popularity: PopularityAt | undefined;
 
   constructor(options: FreshOptions) {
@@ -53,6 +72,10 @@ export class FreshSource implements CandidateSource {
     known.sort((a, b) => up[b]! - up[a]! || a - b);
     this.byUpload = Int32Array.from(known);
     this.uploads = Float64Array.from(known, (i) => up[i]!);
+    this.positionOf = new Int32Array(up.length).fill(-1);
+    this.byUpload.forEach((item, k) => {
+      this.positionOf[item] = k;
+    });
   }
 
   /** Number of items with a known upload time. */
@@ -73,6 +96,11 @@ export class FreshSource implements CandidateSource {
     // Positions are pushed instead of items: ties in score then go to the lower position, i.e.
     // the more recent upload, then the lower item index. O(items in the window × log budget).
     const top = new TopK(request.budget);
+    const scores = popularity?.scoresAt?.(asOf);
+    if (scores !== undefined && scores.size <= SCAN_RATIO * (to - from)) {
+      this.topByScores(scores, from, to, top, watched, exclude);
+      return { source: this.name, candidates: top.sorted().map((c) => ({ item: this.byUpload[c.item]!, score: c.score })) };
+    }
     for (let k = from; k < to; k++) {
       const item = this.byUpload[k]!;
       if (watched.has(item) || exclude?.has(item)) continue;
@@ -80,6 +108,31 @@ export class FreshSource implements CandidateSource {
     }
     const candidates = top.sorted().map((c) => ({ item: this.byUpload[c.item]!, score: c.score }));
     return { source: this.name, candidates };
+  }
+
+  /**
+   * The top of window positions [from, to) by popularity, as the per-item `scoreAt` loop finds
+   * it, from one pass over the items with a popularity: those in the window are pushed with their
+   * score. Every other window item scores 0, so when fewer than the budget were kept, the rest of
+   * the top is the most recent uploads (lowest positions) not kept yet.
+   */
+  private topByScores(scores: ItemScores, from: number, to: number, top: TopK, watched: ReadonlySet<number>, exclude: SourceRequest["exclude"]): void {
+    const positionOf = this.positionOf;
+    scores.forEach((item, score) => {
+      const k = item < positionOf.length ? positionOf[item]! : -1;
+      if (k < from || k >= to || watched.has(item) || exclude?.has(item)) return;
+      top.push(k, score);
+    });
+    if (top.length >= top.k) return;
+    // Not full: every window item with a popularity was kept.
+    const kept = top.sorted();
+    const keptPositions = new Set(kept.map((c) => c.item));
+    for (const c of kept) top.push(c.item, c.score);
+    for (let k = from; k < to && top.length < top.k; k++) {
+      const item = this.byUpload[k]!;
+      if (keptPositions.has(k) || watched.has(item) || exclude?.has(item)) continue;
+      top.push(k, 0);
+    }
   }
 }
 

@@ -43,6 +43,13 @@ export class RankedScores {
     this.position.set(item, p);
   }
 
+  /** Calls `visit` with every item that has a score (zero included), best first. */
+  forEach(visit: (item: number, score: number) => void): void {
+    const items = this.items;
+    const scores = this.scores;
+    for (let p = 0; p < items.length; p++) visit(items[p]!, scores[p]!);
+  }
+
   /** Forgets every score (back to the empty ranking). */
   clear(): void {
     this.items = [];
