@@ -13,7 +13,10 @@
  *    to the whole catalogue with synthesised embeddings for the items nobody watched
  *    (serve-catalogue.ts).
  * 3. The four stages as separate processes on loopback (`recsys start`'s launcher); the first
- *    run builds the shards' HNSW indexes (minutes at 1M items; cached for later runs).
+ *    run builds the shards' HNSW indexes (minutes at 1M items; cached for later runs). One
+ *    retrieval shard by default (`--shards`): on one 2-core machine a second shard process adds a
+ *    process and a call per request (measured under 100 req/s: 17.3 ms of CPU per request with 2
+ *    shards, 15.8 with 1) and no capacity; `--shards 2` measures the fan-out.
  * 4. Load from gRPC clients in this process: a sequential pass (latency without queueing), then
  *    `--requests` requests at `--rate` per second with at most `--concurrency` in flight and a
  *    time cap: QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
@@ -88,7 +91,7 @@ function parse(argv: string[]): Args {
     items: 1_000_000,
     users: 5_000,
     events: 4,
-    shards: 2,
+    shards: 1,
     requests: 3000,
     concurrency: 16,
     rate: 100,
