@@ -42,6 +42,7 @@ import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
 import {
+  cpuPerRequest,
   diffBuckets,
   histogramCount,
   histogramQuantile,
@@ -49,6 +50,7 @@ import {
   parseHistogram,
   percentiles,
   prng,
+  processCpuMs,
   runLoad,
   type Percentiles,
 } from "./serve-load.js";
@@ -274,12 +276,18 @@ export async function run(argv: string[]): Promise<number> {
       // Load.
       const before = await (await fetch(stack.orchestrator.metricsUrl)).text();
       const loadStart = await machineLoad();
+      const processes = [...stack.stages().map((s) => [s.name, s.pid] as const), ["load generator", process.pid] as const];
+      const readCpu = async (): Promise<Map<string, number | undefined>> =>
+        new Map(await Promise.all(processes.map(async ([name, pid]) => [name, await processCpuMs(pid)] as const)));
+      const cpuBefore = await readCpu();
       const load = await runLoad<RecommendResponse>(
         { requests: args.requests, concurrency: args.concurrency, rate: args.rate, timeCapSeconds: args.timeCap },
         () => client.recommend({ userId: pickUser(), count: args.count }),
         errorKey,
       );
+      const cpuAfter = await readCpu();
       const loadEnd = await machineLoad();
+      const cpuMs = cpuPerRequest(cpuBefore, cpuAfter, load.completed);
       const after = await (await fetch(stack.orchestrator.metricsUrl)).text();
       const loadP = percentiles(load.latenciesMs);
       const errors = Object.values(load.errors).reduce((s, n) => s + n, 0);
@@ -303,6 +311,10 @@ export async function run(argv: string[]): Promise<number> {
           p99_ms: round(histogramQuantile(diff, 0.99) * 1000),
           count,
         };
+      }
+      const cpuTotal = Object.values(cpuMs).reduce((sum, ms) => sum + ms, 0);
+      if (Object.keys(cpuMs).length > 0) {
+        log(`CPU per request under load: ${Object.entries(cpuMs).map(([name, ms]) => `${name} ${ms.toFixed(2)} ms`).join(", ")}; total ${cpuTotal.toFixed(2)} ms`);
       }
       log(
         `load: ${load.completed} requests in ${load.seconds.toFixed(1)} s = ${load.rps.toFixed(1)} req/s (target rate ${args.rate || "unpaced"}, ≤ ${args.concurrency} in flight${load.capped ? ", stopped by the time cap" : ""}), ` +
@@ -342,6 +354,7 @@ export async function run(argv: string[]): Promise<number> {
         degraded,
         degraded_by_stage: degradedBy,
         stages,
+        cpu_ms_per_request: Object.fromEntries(Object.entries(cpuMs).map(([name, ms]) => [name, round(ms)])),
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
@@ -448,6 +461,13 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   out += `\nstages under load (orchestrator's histogram, bucket-interpolated)\n`;
   const width = Math.max(...Object.keys(stages).map((s) => s.length));
   for (const [stage, s] of Object.entries(stages)) out += `  ${stage.padEnd(width)}  p50 ${String(s.p50_ms).padStart(7)} ms  p95 ${String(s.p95_ms).padStart(7)} ms  p99 ${String(s.p99_ms).padStart(7)} ms  (${s.count})\n`;
+  const cpu = r["cpu_ms_per_request"] as Record<string, number>;
+  if (Object.keys(cpu).length > 0) {
+    const total = Object.values(cpu).reduce((sum, ms) => sum + ms, 0);
+    out += `\nCPU per request under load (/proc, user + system)\n`;
+    for (const [name, ms] of Object.entries(cpu)) out += `  ${name.padEnd(width)}  ${ms.toFixed(2)} ms\n`;
+    out += `  ${"total".padEnd(width)}  ${total.toFixed(2)} ms (${((total * (r["rps"] as number)) / 10 / machine.cores).toFixed(0)} % of ${machine.cores} cores at ${r["rps"]} req/s)\n`;
+  }
   if (r["in_process_p50_ms"] !== undefined) {
     const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number };
     const ratio = r["split_over_in_process_p50"] as { sequential: number; under_load: number };

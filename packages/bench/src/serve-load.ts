@@ -176,3 +176,37 @@ export async function machineLoad(): Promise<{ loadAverage1m: number; cores: num
   const os = await import("node:os");
   return { loadAverage1m: Number(os.loadavg()[0]!.toFixed(2)), cores: os.cpus().length };
 }
+
+/**
+ * CPU time (user + system) a process has used so far, in milliseconds, from /proc/<pid>/stat;
+ * undefined where /proc is not available (not Linux) or the process is gone.
+ */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  const { readFile } = await import("node:fs/promises");
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  // USER_HZ is 100 on every Linux architecture Node runs on.
+  return Number.isFinite(ticks) ? ticks * 10 : undefined;
+}
+
+/** CPU milliseconds per request of each named process between two `processCpuMs` readings. */
+export function cpuPerRequest(
+  before: ReadonlyMap<string, number | undefined>,
+  after: ReadonlyMap<string, number | undefined>,
+  requests: number,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, end] of after) {
+    const start = before.get(name);
+    if (start === undefined || end === undefined || requests <= 0) continue;
+    out[name] = (end - start) / requests;
+  }
+  return out;
+}
