@@ -169,11 +169,16 @@ beforeAll(async () => {
   try {
     await round([1]);
     // Every stage's counters (each was called in round 1) scraped once, or a stage first scraped
-    // after round 2 has a single sample and a zero rate.
+    // after round 2 has a single sample and a zero rate. The refused calls' series too: a scrape
+    // between a stage's first accepted and its refused call of round 1 would otherwise pass.
     await eventually(async () => {
       for (const stage of running.keys()) {
         const series = await query(`recsys_${stage}_grpc_requests_total`);
         if (series.length === 0) throw new Error(`first round not scraped yet from ${stage}`);
+      }
+      for (const stage of ["candidate_generation", "retrieval"]) {
+        const refused = await query(`recsys_${stage}_grpc_requests_total{code="INVALID_ARGUMENT"}`);
+        if (refused.length === 0) throw new Error(`first round's refused call not scraped yet from ${stage}`);
       }
     });
     await round([2, 3, 4]);
