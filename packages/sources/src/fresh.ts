@@ -6,7 +6,7 @@ import { checkRequest, watchedSet, type SourceName, type SourceRequest, type Sou
 export interface PopularityAt {
   scoreAt(item: number, asOf: number): number;
   /**
-   * Optional: every item with a nonzero popularity at `asOf` and its `scoreAt` value (items not
+   * Optional: every item it holds a popularity for, with its `scoreAt` value at `asOf` (items not
    * visited score 0). When it visits at most SCAN_RATIO times as many items as the window holds,
    * a request reads the popularity in one pass over it instead of one `scoreAt` per window item.
    */
