@@ -197,6 +197,47 @@ describe("startService", () => {
     ).toBe(4);
   });
 
+  it("answers INVALID_ARGUMENT to request bytes that are not a valid message, and stays up", async () => {
+    const { service, client } = await startRanking();
+    const raw = new grpc.Client(service.address, grpc.credentials.createInsecure());
+    clients.push({ $close: () => raw.close() });
+    const passBytes = (bytes: Buffer): Buffer => bytes;
+    // Field 1 (context) as a length-delimited field claiming 100 bytes, followed by 2.
+    const truncated = Buffer.from([0x0a, 100, 1, 2]);
+    const error = await rejection(
+      new Promise((resolve, reject) => {
+        raw.makeUnaryRequest(`/${RANK}`, passBytes, passBytes, truncated, (e, r) => (e ? reject(e) : resolve(r)));
+      }),
+    );
+    expect(error.code).toBe(status.INVALID_ARGUMENT);
+    expect(error.details).toMatch(/^the request is not a valid recsys\.v1\.RankRequest: /);
+    expect((await client.rank({ context, candidates })).items).toHaveLength(2);
+    const metrics = await scrapeMetrics(service.metricsPort);
+    expect(metricValue(metrics, "recsys_ranking_test_grpc_requests_total", { method: RANK, code: "INVALID_ARGUMENT" })).toBe(1);
+  });
+
+  it("rejects a response the client cannot decode with INTERNAL", async () => {
+    // A raw grpc-js server answering bytes that are not a RankResponse.
+    const server = new grpc.Server();
+    const passBytes = (bytes: Buffer): Buffer => bytes;
+    server.addService(
+      { rank: { path: `/${RANK}`, requestStream: false, responseStream: false, requestSerialize: passBytes, requestDeserialize: passBytes, responseSerialize: passBytes, responseDeserialize: passBytes } },
+      { rank: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, Buffer.from([0x0a, 100, 1])) },
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    try {
+      const client = connect(RankingService, `127.0.0.1:${port}`);
+      clients.push(client);
+      const error = await rejection(client.rank({ context, candidates }));
+      expect(error.code).toBe(status.INTERNAL);
+      expect(error.details).toMatch(/^\/recsys\.v1\.RankingService\/Rank: the response is not a valid message: /);
+    } finally {
+      server.forceShutdown();
+    }
+  });
+
   it("answers UNIMPLEMENTED for a service it does not serve", async () => {
     const { service } = await startRanking();
     const retrieval = connect(RetrievalService, service.address);

@@ -12,7 +12,7 @@
  * SIGINT into `stop()` followed by exit 0 (or 1 when the shutdown had to be forced).
  */
 import * as grpc from "@grpc/grpc-js";
-import { create, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
 import { Registry } from "prom-client";
 import {
   ConfigError,
@@ -23,7 +23,7 @@ import {
   runtimeConfigSchema,
 } from "./config.js";
 import { callDeadlineMs, rejectIfExpired } from "./deadline.js";
-import { INTERNAL_ERROR_MESSAGE, RpcError, statusName } from "./errors.js";
+import { INTERNAL_ERROR_MESSAGE, RpcError, invalidArgument, statusName } from "./errors.js";
 import {
   grpcImplementation,
   methodPath,
@@ -36,6 +36,7 @@ import { HealthImplementation, type ServingStatus } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createRpcMetrics, startMetricsServer, type MetricsServer, type RpcMetrics } from "./metrics.js";
 import { createReflectionService } from "./reflection.js";
+import { applyServingV8Flags } from "./v8-flags.js";
 
 export interface StartServiceOptions {
   /** Stage name: metric prefix `recsys_<stage>_` and the `service` field of logs. */
@@ -122,11 +123,28 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
     }
   };
 
+  /**
+   * The request message, decoded here rather than by grpc-js: grpc-js keeps what its deserializer
+   * returns in per-call objects (the call's `request`, its listener's closure), and once one of
+   * those has been promoted to the old generation, a minor GC cannot free the message it points
+   * to: every decoded request then survived to the next major GC (measured on the ranking stage at
+   * 100 req/s: ~80 KB promoted per Rank call, ~7 ms per scavenge). Decoded here, the message is
+   * referenced only from this call's own short-lived closures. Bytes that are not a valid message
+   * are the caller's error: INVALID_ARGUMENT.
+   */
+  const decodeRequest = (method: DescMethod, bytes: Buffer): MessageShape<DescMessage> => {
+    try {
+      return fromBinary(method.input, bytes);
+    } catch (error) {
+      throw invalidArgument(`the request is not a valid ${method.input.typeName}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+
   const wrap = (method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) => {
     const path = methodPath(method);
     const label = path.slice(1);
     return (
-      call: grpc.ServerUnaryCall<MessageShape<DescMessage>, Buffer>,
+      call: grpc.ServerUnaryCall<Buffer, Buffer>,
       callback: grpc.sendUnaryData<Buffer>,
     ): void => {
       const started = process.hrtime.bigint();
@@ -171,7 +189,7 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
       Promise.resolve()
         .then(() => {
           rejectIfExpired(call);
-          return handler(call.request, context);
+          return handler(decodeRequest(method, call.request), context);
         })
         // Serialized here rather than by grpc-js, so that a response that cannot be encoded
         // becomes a logged INTERNAL error instead of an encoder message sent to the caller.
@@ -210,10 +228,11 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
   });
   const serviceNames = options.services.map((registration) => registration.service.typeName);
   for (const registration of options.services) {
-    // Responses reach grpc-js already serialized (see wrap).
+    // grpc-js passes request bytes and sends response bytes: the wrap decodes and encodes (see
+    // decodeRequest).
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
     for (const [name, method] of Object.entries(serviceDefinition(registration.service))) {
-      definition[name] = { ...method, responseSerialize: (bytes) => bytes as Buffer };
+      definition[name] = { ...method, requestDeserialize: (bytes) => bytes, responseSerialize: (bytes) => bytes as Buffer };
     }
     server.addService(definition, grpcImplementation(registration, wrap));
   }
@@ -347,6 +366,7 @@ export async function runService<S extends typeof runtimeConfigSchema>(
     }
     throw error;
   }
+  applyServingV8Flags();
   const runtimeConfig = config as unknown as RuntimeConfig;
   const logger = createLogger({ service: options.stage, level: runtimeConfig.LOG_LEVEL });
   process.on("uncaughtException", (error) => {
