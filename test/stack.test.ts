@@ -5,7 +5,7 @@
  * processes.
  */
 import { execFile } from "node:child_process";
-import { appendFile, mkdtemp, rm } from "node:fs/promises";
+import { appendFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +20,7 @@ import {
   RetrievalService,
   type RecommendResponse,
 } from "@recsys/gen";
-import { checkHealth, connect, type Client } from "@recsys/runtime";
+import { SERVING_NODE_FLAGS, checkHealth, connect, type Client } from "@recsys/runtime";
 import { E2E_MODEL_SETTINGS, e2eDataset, eventually, rpcFailure, trainingHistories } from "./stack-helpers.js";
 
 let dir: string;
@@ -96,7 +96,12 @@ afterAll(async () => {
 
 describe("the stack as separate processes", () => {
   it("serves personalised answers in which every item has provenance and a reason", async () => {
-    for (const s of stack!.stages()) expect(await checkHealth(s.address)).toBe("SERVING");
+    for (const s of stack!.stages()) {
+      expect(await checkHealth(s.address)).toBe("SERVING");
+      // Started with the serving processes' node flags (@recsys/runtime v8-flags.ts).
+      const argv = (await readFile(`/proc/${s.pid}/cmdline`, "utf8")).split("\0");
+      expect(argv.slice(1, 1 + SERVING_NODE_FLAGS.length), s.name).toEqual([...SERVING_NODE_FLAGS]);
+    }
     for (const userId of ["1", "2", "3", "4", "5"]) {
       const response = await recommend(userId);
       expect(response.degraded, JSON.stringify(response.failedStages)).toBe(false);

@@ -37,7 +37,7 @@ import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/c
 import { loadDataset } from "@recsys/data";
 import { CandidateGenerationService, RecommenderService, type RecommendResponse } from "@recsys/gen";
 import { loadBundleInfo } from "@recsys/orchestrator";
-import { connect, isServiceError, statusName } from "@recsys/runtime";
+import { applyServingV8Flags, connect, isServiceError, statusName } from "@recsys/runtime";
 import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
@@ -184,6 +184,9 @@ export async function run(argv: string[]): Promise<number> {
   const log = (message: string): void => {
     process.stderr.write(`bench serve: ${message}\n`);
   };
+  // This process is the load generator and, later, the in-process pipeline: the same GC settings
+  // as the stages (those V8 takes at run time), so that the comparison is like for like.
+  applyServingV8Flags();
   const loadAtStart = await machineLoad();
   log(`machine: ${loadAtStart.cores} cores, load average ${loadAtStart.loadAverage1m} (shared with other work: figures are noisy)`);
 

@@ -14,6 +14,7 @@
 import { mkdir, writeFile, access } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SERVING_NODE_FLAGS } from "@recsys/runtime";
 import { startStageProcess, type StageProcess } from "./stack-process.js";
 
 /** Stage names as the orchestrator reports them (and the log file names, "/" → "-"). */
@@ -43,7 +44,7 @@ export interface StackOptions {
   readonly env?: Partial<Record<StackStageKind, Readonly<Record<string, string>>>>;
   /** Longest wait for one stage to serve (default 10 min: a first start may build an index). */
   readonly startTimeoutMs?: number;
-  /** Extra node flags for every stage. */
+  /** Extra node flags for every stage (after the runtime's SERVING_NODE_FLAGS, which every stage gets). */
   readonly nodeArgs?: readonly string[];
   /** Progress messages (default: none). */
   readonly log?: (message: string) => void;
@@ -111,7 +112,7 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
       logFile: join(paths.logs, `${name.replace(/\//g, "-")}.log`),
       startTimeoutMs,
       onWaiting,
-      ...(options.nodeArgs === undefined ? {} : { nodeArgs: options.nodeArgs }),
+      nodeArgs: [...SERVING_NODE_FLAGS, ...(options.nodeArgs ?? [])],
     });
 
   const started: StageProcess[] = [];

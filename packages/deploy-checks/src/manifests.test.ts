@@ -8,7 +8,7 @@
 import { readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { ConfigSchema } from "@recsys/runtime";
+import { SERVING_NODE_FLAGS, type ConfigSchema } from "@recsys/runtime";
 import { findObject, kustomizeVersion, objectsOfKind, renderKustomization, type K8sObject } from "./kustomize.js";
 import {
   checkEnvAgainstSchema,
@@ -257,4 +257,16 @@ describe("the checks catch broken manifests", () => {
 
 it("has a Containerfile for every stage image", () => {
   for (const stage of STAGES) expect(existsSync(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`)), stage.image).toBe(true);
+});
+
+it("starts every stage image with the runtime's SERVING_NODE_FLAGS", async () => {
+  for (const stage of STAGES) {
+    const text = await readFile(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`), "utf8");
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(text);
+    expect(entrypoint, `${stage.image}: an exec-form ENTRYPOINT`).not.toBeNull();
+    const argv = JSON.parse(entrypoint![1]!) as string[];
+    expect(argv[0], stage.image).toBe("node");
+    expect(argv.slice(1, -1), stage.image).toEqual([...SERVING_NODE_FLAGS]);
+    expect(argv.at(-1), stage.image).toMatch(/^packages\/[a-z-]+\/dist\/main\.js$/);
+  }
 });

@@ -1,21 +1,39 @@
 /**
- * V8 settings of a serving process, applied by `runService` before a stage loads its models.
+ * V8 settings of the serving processes: garbage collection tuned for latency rather than memory.
+ * Measured with the four stages and the load generator on one 2-core machine, 1M items, 100
+ * Recommend/s (`npm run bench -- serve` and the same stack with each flag on and off):
  *
- * `--no-allocation-site-pretenuring`: V8 allocates objects of an allocation site directly in the
- * old generation once enough of them survived a minor GC. In a serving process the sites that
- * qualify are the ones that build messages and candidate lists (a model load or a burst of calls
- * is enough); every request's objects are then born old, and the young objects they point to
- * (strings, arrays, nested messages) survive each scavenge through those pointers and are
- * promoted, to be freed only by the next mark-compact. Measured on the ranking stage alone at
- * 100 Rank calls/s (150 candidates each): 78 KB promoted per call and 6 ms per scavenge with
- * pretenuring, 7.5 KB and 1.6 ms without it (with requests decoded by the service wrap, see
- * `decodeRequest` in service.ts). The flag is read when a GC processes pretenuring feedback, so
- * setting it at run time takes effect from then on.
+ * - `--no-allocation-site-pretenuring`: V8 allocates an allocation site's objects directly in the
+ *   old generation once enough of them survived a minor GC. In a serving process the sites that
+ *   qualify build messages and candidate lists (a model load or a burst of calls is enough); the
+ *   young objects those old ones point to then survive each scavenge and are promoted, to be freed
+ *   only by the next mark-compact. On the ranking stage alone at 100 Rank calls/s: 78 KB promoted
+ *   per call and 6 ms per scavenge with pretenuring, 7.5 KB and 1.6 ms without (with requests
+ *   decoded by the service wrap, see `decodeRequest` in service.ts).
+ * - `--no-memory-reducer`: the memory reducer starts full GCs when a process looks idle (a stage
+ *   between calls does) to shrink its heap: 35-45 ms pauses that freed ~2 MB of 95 MB on the
+ *   candidate-generation stage.
+ * - `--heap-growing-percent=100`: the next full GC when the heap has doubled since the last one.
+ *   The default factor let the ranking stage's heap grow from 140 to 147 MB between mark-compacts:
+ *   6 of them (35-45 ms each) in a 30 s run; none with the flag. Costs memory: up to twice each
+ *   stage's live heap.
+ * - `--min-semi-space-size=16`: the young generation starts at its full 16 MB instead of growing
+ *   from 1 MB under load (p99 53-70 ms vs 83-92 ms with the three flags above alone, two runs
+ *   each). V8 reads it only at start-up.
+ *
+ * The stage launcher (`recsys start`, the benchmark) and the container images start every stage
+ * with SERVING_NODE_FLAGS; `runService` also applies the ones V8 honours when set at run time
+ * (RUNTIME_V8_FLAGS), so a stage started as plain `node main.js` keeps the most important ones.
  */
 import { setFlagsFromString } from "node:v8";
 
-export const SERVING_V8_FLAGS = ["--no-allocation-site-pretenuring"] as const;
+/** V8 flags V8 reads whenever a GC runs: settable at run time. */
+export const RUNTIME_V8_FLAGS = ["--no-allocation-site-pretenuring", "--no-memory-reducer", "--heap-growing-percent=100"] as const;
 
+/** Node command-line flags of every serving process. */
+export const SERVING_NODE_FLAGS = [...RUNTIME_V8_FLAGS, "--min-semi-space-size=16"] as const;
+
+/** Applies RUNTIME_V8_FLAGS to this process. */
 export function applyServingV8Flags(): void {
-  for (const flag of SERVING_V8_FLAGS) setFlagsFromString(flag);
+  for (const flag of RUNTIME_V8_FLAGS) setFlagsFromString(flag);
 }
