@@ -81,6 +81,33 @@ describe("FreshSource", () => {
     expect(passes).toBeGreaterThan(0);
   });
 
+  it("finds the same top by one pass as by lookups when request times go back and forth", () => {
+    const r = rng(11);
+    const items = 3000;
+    const upload = Float64Array.from({ length: items }, () => (r() < 0.05 ? Number.NaN : Math.floor(r() * 10_000)));
+    // A fixed popularity (no time dependence), so requests may come in any time order; a third of
+    // the items have none, and equal scores are common.
+    const score = Float64Array.from({ length: items }, () => (r() < 0.33 ? 0 : Math.floor(r() * 20)));
+    const listed = Array.from({ length: items }, (_, i) => i).filter((i) => score[i]! > 0 || r() < 0.5);
+    listed.sort((a, b) => score[b]! - score[a]! || a - b);
+    const popularity = {
+      scoreAt: (item: number) => score[item]!,
+      scoresAt: () => ({ items: listed, sums: listed.map((i) => score[i]!), scale: 1 }),
+    };
+    const lookups = { scoreAt: popularity.scoreAt };
+    for (const window of [300, 2000]) {
+      const onePass = new FreshSource({ uploadTimestamp: upload, windowSeconds: window, popularity });
+      const perItem = new FreshSource({ uploadTimestamp: upload, windowSeconds: window, popularity: lookups });
+      for (let n = 0; n < 200; n++) {
+        const asOf = Math.floor(r() * 11_000);
+        const budget = [1, 5, 50, 400][n % 4]!;
+        const exclude = new Set(Array.from({ length: 20 }, () => Math.floor(r() * items)));
+        const request = { history: [Math.floor(r() * items)], asOf, budget, exclude };
+        expect(onePass.candidates(request), `asOf ${asOf} budget ${budget}`).toEqual(perItem.candidates(request));
+      }
+    }
+  });
+
   it("is a no-op when no item has an upload time", () => {
     const fresh = new FreshSource({ uploadTimestamp: new Float64Array(10).fill(Number.NaN), windowSeconds: 1e9 });
     expect(fresh.knownUploads).toBe(0);

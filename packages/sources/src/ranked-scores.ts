@@ -43,11 +43,14 @@ export class RankedScores {
     this.position.set(item, p);
   }
 
-  /** Calls `visit` with every item that has a score (zero included), best first. */
-  forEach(visit: (item: number, score: number) => void): void {
-    const items = this.items;
-    const scores = this.scores;
-    for (let p = 0; p < items.length; p++) visit(items[p]!, scores[p]!);
+  /**
+   * Every item that has a score (zero included) and its score, best first: `items[p]` has
+   * `scores[p]`. The arrays are this ranking's own, read-only to the caller and valid until its
+   * next change (read them at once): a plain loop over them costs an array read per item, where a
+   * visitor callback per item cost ~65 ns in the serving process.
+   */
+  entries(): { readonly items: readonly number[]; readonly scores: readonly number[] } {
+    return { items: this.items, scores: this.scores };
   }
 
   /** Forgets every score (back to the empty ranking). */

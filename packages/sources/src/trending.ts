@@ -23,14 +23,18 @@ export interface TrendingOptions {
   readonly userGeo?: (user: number) => number;
 }
 
-/** Items with a score, visited in one pass (see `TrendingSource.scoresAt`). */
+/**
+ * Items with a score, best first (see `TrendingSource.scoresAt`): `items[p]` scores
+ * `sums[p] * scale`, and the scores never increase along the list. Read at once: the arrays
+ * change with the next event.
+ */
 export interface ItemScores {
-  /** How many items `forEach` visits. */
-  readonly size: number;
-  forEach(visit: (item: number, score: number) => void): void;
+  readonly items: readonly number[];
+  readonly sums: readonly number[];
+  readonly scale: number;
 }
 
-const NO_SCORES: ItemScores = { size: 0, forEach: () => undefined };
+const NO_SCORES: ItemScores = { items: [], sums: [], scale: 1 };
 
 /** Rescale the stored sums when the newest event is this many half-lives after the reference. */
 const RESCALE_HALF_LIVES = 256;
@@ -134,17 +138,14 @@ export class TrendingSource implements StatefulSource {
   /**
    * Every item with a count (over everyone, or over `geo` as in `scoreAt`) and its decayed count
    * at `asOf`: the values `scoreAt` returns, in one pass over the ranking instead of one lookup
-   * per item. Items it does not visit have count 0.
+   * per item. Items it does not list have count 0.
    */
   scoresAt(asOf: number, geo?: number): ItemScores {
     this.gate.advanceTo(asOf);
     const counts = this.countsFor(geo);
     if (counts === undefined) return NO_SCORES;
-    const scale = counts.scale(asOf);
-    return {
-      size: counts.sums.size,
-      forEach: (visit) => counts.sums.forEach((item, sum) => visit(item, sum * scale)),
-    };
+    const { items, scores } = counts.sums.entries();
+    return { items, sums: scores, scale: counts.scale(asOf) };
   }
 
   candidates(request: SourceRequest): SourceResult {
