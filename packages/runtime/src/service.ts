@@ -36,7 +36,7 @@ import { HealthImplementation, type ServingStatus } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createRpcMetrics, startMetricsServer, type MetricsServer, type RpcMetrics } from "./metrics.js";
 import { createReflectionService } from "./reflection.js";
-import { applyServingV8Flags } from "./v8-flags.js";
+import { applyServingV8Flags, collectStartupGarbage } from "./v8-flags.js";
 
 export interface StartServiceOptions {
   /** Stage name: metric prefix `recsys_<stage>_` and the `service` field of logs. */
@@ -381,6 +381,10 @@ export async function runService<S extends typeof runtimeConfigSchema>(
   let running: RunningService;
   try {
     const services = await options.setup({ config, logger, registry });
+    // Before the first call: the setup's garbage goes now, and V8 schedules the next full GC from
+    // the live heap (see collectStartupGarbage).
+    const gc = collectStartupGarbage();
+    logger.info({ ms: Math.round(gc.ms), heapUsedMb: Math.round(gc.heapUsedBytes / 1e6) }, "start-up garbage collected");
     running = await startService({ stage: options.stage, config: runtimeConfig, services, logger, registry });
   } catch (error) {
     if (error instanceof ConfigError) {
