@@ -35,9 +35,10 @@ import { join, resolve } from "node:path";
 import { benchAnn } from "@recsys/ann";
 import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/cli";
 import { loadDataset } from "@recsys/data";
-import { CandidateGenerationService, RecommenderService, type RecommendResponse } from "@recsys/gen";
+import { CandidateGenerationService, RecommenderService, type RecommendResponse, type UserContextSchema } from "@recsys/gen";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { loadBundleInfo } from "@recsys/orchestrator";
-import { applyServingV8Flags, connect, isServiceError, statusName } from "@recsys/runtime";
+import { applyServingV8Flags, collectStartupGarbage, connect, isServiceError, statusName } from "@recsys/runtime";
 import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
@@ -150,6 +151,80 @@ function userOffsets(eventUsers: Int32Array, numUsers: number): Int32Array {
   return offsets;
 }
 
+interface Prepared {
+  readonly spec: string;
+  readonly runDir: string;
+  readonly model: { readonly dir: string; readonly reused: boolean };
+  readonly lowered: string[];
+  readonly datasetSeconds: number;
+  readonly trainSeconds: number;
+  readonly users: readonly string[];
+  readonly itemCount: number;
+  /** The contexts whose user vectors the ANN recall check queries with. */
+  readonly annContexts: MessageInitShape<typeof UserContextSchema>[];
+}
+
+/** Steps 1-2: the synthetic catalogue, the models trained on it (or reused) and the served bundle. */
+async function prepareCatalogueAndModels(args: Args, log: (message: string) => void): Promise<Prepared> {
+  // 1. The catalogue.
+  const spec = `synthetic:users=${args.users},items=${args.items},events=${args.events},impressions=0,seed=1`;
+  let t = performance.now();
+  const dataset = await loadDataset(spec);
+  const datasetSeconds = (performance.now() - t) / 1000;
+  log(`dataset ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches (${datasetSeconds.toFixed(1)} s)`);
+  const lowered = [
+    `training data: ${dataset.users.ids.length} users × ~${args.events} watches (${dataset.events.user.length} events) over the ${dataset.items.ids.length}-item catalogue`,
+    "the candidate generator trains 10 epochs on that log; the ranker 1 epoch on ≤ 5 examples per user, behind the sources without dnn (it ignores dnn provenance)",
+    "fresh-upload window 1 day instead of 30 (the fresh source scores every item uploaded in the window per request: ~250k items at 1M)",
+  ];
+
+  // 2. The models.
+  const runDir = resolve(args.cache, `${dataset.fingerprint.slice(0, 12)}`);
+  if (args.fresh) await rm(runDir, { recursive: true, force: true });
+  const pipeline = { budget: 50, mergedSize: 150 };
+  t = performance.now();
+  const trained = await ensureStackModel(
+    dataset,
+    join(runDir, "trained"),
+    {
+      holdout: "none",
+      // 10 epochs (~15 s): 1 epoch left the item embeddings near their random initialisation,
+      // which the synthesised catalogue then copied (an unrealistically hard ANN workload).
+      candidateGen: { epochs: 10, seed: 1 },
+      ranker: { pipeline, train: { epochs: 1, maxExamplesPerUser: 5, seed: 1 }, dnnSource: false, freshWindowSeconds: FRESH_WINDOW_SECONDS },
+    },
+    { log },
+  );
+  const trainSeconds = (performance.now() - t) / 1000;
+  // The served bundle covers the whole catalogue (serve-catalogue.ts).
+  const model = { dir: join(runDir, "bundle"), reused: trained.reused };
+  const extension = (await existingExtension(trained.dir, model.dir)) ?? (await extendBundleToCatalogue(trained.dir, model.dir, dataset));
+  const info = extension.syntheticCatalogue;
+  lowered.push(
+    `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a low-rank Gaussian fitted on the trained items of their topic: its top 8 principal directions plus a small residual)`,
+  );
+  for (const line of lowered) log(`lowered: ${line}`);
+
+  // Each ANN query context carries the user's last 50 watches (with their times), as the
+  // orchestrator sends it.
+  const users = [...dataset.users.ids];
+  const offsets = userOffsets(dataset.events.user, users.length);
+  const annContexts: MessageInitShape<typeof UserContextSchema>[] = [];
+  for (let i = 0; i < args.annQueries; i++) {
+    const u = (i * 7919) % users.length;
+    const from = Math.max(offsets[u]!, offsets[u + 1]! - 50);
+    const watchHistory = [];
+    let last = 0;
+    for (let row = from; row < offsets[u + 1]!; row++) {
+      const seconds = dataset.events.timestamp[row]!;
+      last = Math.max(last, seconds);
+      watchHistory.push({ itemId: dataset.items.ids[dataset.events.item[row]!]!, watchedAt: { seconds: BigInt(Math.floor(seconds)), nanos: 0 } });
+    }
+    annContexts.push({ userId: users[u]!, watchHistory, requestTime: { seconds: BigInt(Math.floor(last) + 1), nanos: 0 } });
+  }
+  return { spec, runDir, model, lowered, datasetSeconds, trainSeconds, users, itemCount: dataset.items.ids.length, annContexts };
+}
+
 /** The `seconds` field of the last log line with each message (JSON log lines). */
 async function logSeconds(file: string, messages: readonly string[]): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
@@ -190,47 +265,15 @@ export async function run(argv: string[]): Promise<number> {
   const loadAtStart = await machineLoad();
   log(`machine: ${loadAtStart.cores} cores, load average ${loadAtStart.loadAverage1m} (shared with other work: figures are noisy)`);
 
-  // 1. The catalogue.
-  const spec = `synthetic:users=${args.users},items=${args.items},events=${args.events},impressions=0,seed=1`;
-  let t = performance.now();
-  const dataset = await loadDataset(spec);
-  const datasetSeconds = (performance.now() - t) / 1000;
-  log(`dataset ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches (${datasetSeconds.toFixed(1)} s)`);
-  const lowered = [
-    `training data: ${dataset.users.ids.length} users × ~${args.events} watches (${dataset.events.user.length} events) over the ${dataset.items.ids.length}-item catalogue`,
-    "the candidate generator trains 10 epochs on that log; the ranker 1 epoch on ≤ 5 examples per user, behind the sources without dnn (it ignores dnn provenance)",
-    "fresh-upload window 1 day instead of 30 (the fresh source scores every item uploaded in the window per request: ~250k items at 1M)",
-  ];
-
-  // 2. The models.
-  const runDir = resolve(args.cache, `${dataset.fingerprint.slice(0, 12)}`);
-  if (args.fresh) await rm(runDir, { recursive: true, force: true });
-  const pipeline = { budget: 50, mergedSize: 150 };
-  t = performance.now();
-  const trained = await ensureStackModel(
-    dataset,
-    join(runDir, "trained"),
-    {
-      holdout: "none",
-      // 10 epochs (~15 s): 1 epoch left the item embeddings near their random initialisation,
-      // which the synthesised catalogue then copied (an unrealistically hard ANN workload).
-      candidateGen: { epochs: 10, seed: 1 },
-      ranker: { pipeline, train: { epochs: 1, maxExamplesPerUser: 5, seed: 1 }, dnnSource: false, freshWindowSeconds: FRESH_WINDOW_SECONDS },
-    },
-    { log },
-  );
-  const trainSeconds = (performance.now() - t) / 1000;
-  // The served bundle covers the whole catalogue (serve-catalogue.ts).
-  const model = { dir: join(runDir, "bundle"), reused: trained.reused };
-  const extension = (await existingExtension(trained.dir, model.dir)) ?? (await extendBundleToCatalogue(trained.dir, model.dir, dataset));
-  const info = extension.syntheticCatalogue;
-  lowered.push(
-    `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a low-rank Gaussian fitted on the trained items of their topic: its top 8 principal directions plus a small residual)`,
-  );
-  for (const line of lowered) log(`lowered: ${line}`);
+  // 1-2. The catalogue and the models. Only what the load generator needs comes back: the dataset
+  // (a 1M-item catalogue) stays out of this process's heap during the load, so that this
+  // process's own GC does not stall the clients it times.
+  const prepared = await prepareCatalogueAndModels(args, log);
+  const { spec, runDir, model, lowered, datasetSeconds, trainSeconds, users, itemCount, annContexts } = prepared;
+  collectStartupGarbage(); // the dataset's garbage goes now rather than during the load
 
   // 3. The stack.
-  t = performance.now();
+  const t = performance.now();
   let stack: Stack | undefined = await launchStack({
     modelDir: model.dir,
     dataset: spec,
@@ -255,7 +298,6 @@ export async function run(argv: string[]): Promise<number> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
 
-  const users = dataset.users.ids;
   const random = prng(42);
   const pickUser = (): string => users[Math.floor(random() * users.length)]!;
   let report: Record<string, unknown>;
@@ -325,25 +367,14 @@ export async function run(argv: string[]): Promise<number> {
       );
 
       // User vectors for the ANN recall check, from the candidate-generation stage.
-      // Each context carries the user's last 50 watches (with their times), as the orchestrator sends it.
-      const offsets = userOffsets(dataset.events.user, users.length);
-      for (let i = 0; i < args.annQueries; i++) {
-        const u = (i * 7919) % users.length;
-        const from = Math.max(offsets[u]!, offsets[u + 1]! - 50);
-        const watchHistory = [];
-        let last = 0;
-        for (let row = from; row < offsets[u + 1]!; row++) {
-          const seconds = dataset.events.timestamp[row]!;
-          last = Math.max(last, seconds);
-          watchHistory.push({ itemId: dataset.items.ids[dataset.events.item[row]!]!, watchedAt: { seconds: BigInt(Math.floor(seconds)), nanos: 0 } });
-        }
-        const embedded = await cg.embedUser({ context: { userId: users[u]!, watchHistory, requestTime: { seconds: BigInt(Math.floor(last) + 1), nanos: 0 } } });
+      for (const context of annContexts) {
+        const embedded = await cg.embedUser({ context });
         queries.push(Float32Array.from(embedded.userVector));
       }
 
       report = {
-        items: dataset.items.ids.length,
-        users: dataset.users.ids.length,
+        items: itemCount,
+        users: users.length,
         shards: args.shards,
         count: args.count,
         concurrency: args.concurrency,

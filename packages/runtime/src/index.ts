@@ -84,7 +84,7 @@ export {
   type RpcMetrics,
 } from "./metrics.js";
 export { createReflectionService, fileDescriptorProtos } from "./reflection.js";
-export { applyServingV8Flags, RUNTIME_V8_FLAGS, SERVING_NODE_FLAGS } from "./v8-flags.js";
+export { applyServingV8Flags, collectStartupGarbage, RUNTIME_V8_FLAGS, SERVING_NODE_FLAGS } from "./v8-flags.js";
 export {
   runService,
   startService,
