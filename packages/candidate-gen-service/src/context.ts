@@ -15,11 +15,7 @@
  */
 import type { UserContext as ProtoUserContext } from "@recsys/gen";
 import type { Search, UserContext, Watch } from "@recsys/features";
-
-/** A google.protobuf.Timestamp as Unix seconds. */
-export function timestampSeconds(ts: { readonly seconds: bigint; readonly nanos: number }): number {
-  return Number(ts.seconds) + ts.nanos / 1e9;
-}
+import { timestampSeconds } from "@recsys/runtime";
 
 export function toFeatureContext(context: ProtoUserContext, nowSeconds: number): UserContext {
   const requestTime = context.requestTime === undefined ? nowSeconds : timestampSeconds(context.requestTime);

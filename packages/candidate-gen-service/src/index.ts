@@ -3,5 +3,5 @@
  * `dist/main.js`; this module exports its parts for tests and tooling.
  */
 export { STAGE, configSchema, type CandidateGenConfig } from "./config.js";
-export { timestampSeconds, toFeatureContext } from "./context.js";
+export { toFeatureContext } from "./context.js";
 export { createCandidateGenService, type CandidateGenService } from "./service.js";

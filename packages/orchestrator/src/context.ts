@@ -17,31 +17,16 @@ import {
   type RecommendRequest,
   type UserContext,
 } from "@recsys/gen";
-import { invalidArgument, requireMaxItems, requireNonEmpty, validateUserContext } from "@recsys/runtime";
+import { invalidArgument, requireMaxItems, requireNonEmpty, requireValidTimestamp, timestampSeconds, validateUserContext } from "@recsys/runtime";
 import type { UserProfile, UserState } from "@recsys/user-store";
 import type { Catalogue } from "./catalogue.js";
 
 /** Entries per RecommendFilters list (tags, channels). */
 export const MAX_FILTER_VALUES = 1000;
 
-/** A google.protobuf.Timestamp as Unix seconds. */
-export function timestampSeconds(ts: { readonly seconds: bigint; readonly nanos: number }): number {
-  return Number(ts.seconds) + ts.nanos / 1e9;
-}
-
 /** Unix seconds as a google.protobuf.Timestamp (millisecond precision). */
 export function secondsTimestamp(seconds: number): Timestamp {
   return timestampFromMs(Math.round(seconds * 1000));
-}
-
-/** Checks a Timestamp field is a real instant (nanos in range). */
-export function requireValidTimestamp(ts: Timestamp, field: string): number {
-  if (!Number.isInteger(ts.nanos) || ts.nanos < 0 || ts.nanos > 999_999_999) {
-    throw invalidArgument(`${field}.nanos must be in 0..999999999, got ${ts.nanos}`);
-  }
-  const seconds = timestampSeconds(ts);
-  if (!Number.isFinite(seconds)) throw invalidArgument(`${field} is not a valid time`);
-  return seconds;
 }
 
 export interface ValidRecommendRequest {

@@ -10,7 +10,7 @@
  * no event is counted twice.
  */
 import { MAX_ID_LENGTH, MAX_QUERY_LENGTH, MAX_RECORD_EVENTS, type RecordEventsRequest, type UserEvent } from "@recsys/gen";
-import { RpcError, invalidArgument, requireMaxItems, requireNonEmpty, status, unavailable } from "@recsys/runtime";
+import { RpcError, invalidArgument, requireMaxItems, requireNonEmpty, requireValidTimestamp, status, unavailable } from "@recsys/runtime";
 import {
   isUserStoreUnavailable,
   isUserStoreValidationError,
@@ -18,7 +18,6 @@ import {
   type UserStore,
 } from "@recsys/user-store";
 import type { ServingClock } from "./clock.js";
-import { requireValidTimestamp } from "./context.js";
 import type { OrchestratorMetrics } from "./metrics.js";
 import type { OnlineSources } from "./online.js";
 

@@ -16,8 +16,7 @@
  * - Item statistics (`stats`) are required: they are features, and a default would be silent
  *   train/serve skew.
  */
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { timestampSeconds, toFeatureContext } from "@recsys/candidate-gen-service";
+import { toFeatureContext } from "@recsys/candidate-gen-service";
 import {
   CandidateSource,
   MAX_ID_LENGTH,
@@ -28,7 +27,16 @@ import {
   type UserContext as ProtoUserContext,
 } from "@recsys/gen";
 import type { Impression, RankingCandidate, RankingContext } from "@recsys/ranking";
-import { emptyOrTooLong, invalidArgument, requireMaxItems, requireNonEmpty, validateUserContext } from "@recsys/runtime";
+import {
+  emptyOrTooLong,
+  invalidArgument,
+  requireMaxItems,
+  requireNonEmpty,
+  requireValidTimestamp,
+  timestampSeconds,
+  validTimestamp,
+  validateUserContext,
+} from "@recsys/runtime";
 
 type SourceProvenance = RankingCandidate["provenance"][number];
 
@@ -46,21 +54,6 @@ export const SOURCE_ENUM_NAMES: Readonly<Record<number, string>> = {
 export function provenanceSourceName(provenance: ProtoProvenance): string | undefined {
   if (provenance.sourceName !== "") return provenance.sourceName;
   return SOURCE_ENUM_NAMES[provenance.source];
-}
-
-/** True when `requireValidTimestamp` accepts `ts`. */
-function validTimestamp(ts: Timestamp): boolean {
-  return Number.isInteger(ts.nanos) && ts.nanos >= 0 && ts.nanos <= 999_999_999 && Number.isFinite(timestampSeconds(ts));
-}
-
-/** A Timestamp field as Unix seconds, rejecting nanos outside 0..999 999 999. */
-function requireValidTimestamp(ts: Timestamp, field: string): number {
-  if (!Number.isInteger(ts.nanos) || ts.nanos < 0 || ts.nanos > 999_999_999) {
-    throw invalidArgument(`${field}.nanos must be in 0..999999999, got ${ts.nanos}`);
-  }
-  const seconds = timestampSeconds(ts);
-  if (!Number.isFinite(seconds)) throw invalidArgument(`${field} is not a valid time`);
-  return seconds;
 }
 
 /** The user context checks (runtime's common ones, timestamps, impression_history). */

@@ -102,6 +102,9 @@ export {
   requireNonEmpty,
   requirePresent,
   requireUniqueIds,
+  requireValidTimestamp,
+  timestampSeconds,
+  validTimestamp,
   validateUserContext,
 } from "./validate.js";
 export {

@@ -26,6 +26,28 @@ export function emptyOrTooLong(value: string, maxLength: number = MAX_ID_LENGTH)
   return value === "" || value.length > maxLength;
 }
 
+/** A google.protobuf.Timestamp as Unix seconds (seconds + nanos / 1e9; not validated). */
+export function timestampSeconds(ts: { readonly seconds: bigint; readonly nanos: number }): number {
+  return Number(ts.seconds) + ts.nanos / 1e9;
+}
+
+function validNanos(nanos: number): boolean {
+  return Number.isInteger(nanos) && nanos >= 0 && nanos <= 999_999_999;
+}
+
+/** True when `requireValidTimestamp` accepts `ts`: lets a loop name the field only on an error. */
+export function validTimestamp(ts: { readonly seconds: bigint; readonly nanos: number }): boolean {
+  return validNanos(ts.nanos) && Number.isFinite(timestampSeconds(ts));
+}
+
+/** A Timestamp field as Unix seconds, rejecting nanos outside 0..999 999 999 and times that are not finite. */
+export function requireValidTimestamp(ts: { readonly seconds: bigint; readonly nanos: number }, field: string): number {
+  if (!validNanos(ts.nanos)) throw invalidArgument(`${field}.nanos must be in 0..999999999, got ${ts.nanos}`);
+  const seconds = timestampSeconds(ts);
+  if (!Number.isFinite(seconds)) throw invalidArgument(`${field} is not a valid time`);
+  return seconds;
+}
+
 /** A required message field. */
 export function requirePresent<T>(value: T | undefined, field: string): T {
   if (value === undefined) throw invalidArgument(`${field} is required`);
