@@ -90,15 +90,6 @@ export interface LoadOptions {
   readonly expectedDim?: number;
 }
 
-/** Saves in progress per directory (within this process), so that two saves never interleave. */
-const savesInProgress = new Map<string, Promise<void>>();
-
-/**
- * Saves an index: every writer must write its data file synchronously and `metadataFor` (given
- * the written files in the order of `writers`) must be synchronous too, so that no mutation can
- * slip in between them and the set stays consistent. Saves into the same directory from this
- * process run one after the other.
- */
 /**
  * Reads a data file of `rows` × `dim` raw little-endian float32 values (a brute-force index's
  * vectors, an HNSW index's exact head). IndexFormatError when it cannot be read, has another size
@@ -124,6 +115,15 @@ export async function readFloat32Rows(path: string, rows: number, dim: number): 
   return out;
 }
 
+/** Saves in progress per directory (within this process), so that two saves never interleave. */
+const savesInProgress = new Map<string, Promise<void>>();
+
+/**
+ * Saves an index: every writer must write its data file synchronously and `metadataFor` (given
+ * the written files in the order of `writers`) must be synchronous too, so that no mutation can
+ * slip in between them and the set stays consistent. Saves into the same directory from this
+ * process run one after the other.
+ */
 export async function saveIndexFiles(
   dir: string,
   writers: readonly DataFileWriter[],
