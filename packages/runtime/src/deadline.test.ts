@@ -162,7 +162,7 @@ describe("deadline propagation", () => {
     } catch (caught) {
       error = caught;
     }
-    expect(isServiceError(error) && error.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(isServiceError(error) && error.code, `${(error as { details?: string })?.details}`).toBe(status.DEADLINE_EXCEEDED);
     expect(Date.now() - started).toBeLessThan(2000);
     // The downstream handler was told to stop instead of working for 5 s.
     const until = Date.now() + 2000;
