@@ -17,7 +17,8 @@
  *    retrieval shard by default (`--shards`): on one 2-core machine a second shard process adds a
  *    process and a call per request (measured under 100 req/s: 17.3 ms of CPU per request with 2
  *    shards, 15.8 with 1) and no capacity; `--shards 2` measures the fan-out.
- * 4. Load from gRPC clients in this process: a sequential pass (latency without queueing), then
+ * 4. Load from gRPC clients in this process (`--transport`: the runtime's http2 client, the
+ *    default, or grpc-js's; the orchestrator's downstream calls use the same): a sequential pass (latency without queueing), then
  *    `--requests` requests at `--rate` per second with at most `--concurrency` in flight and a
  *    time cap: QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
  *    p50/p95/p99 from the orchestrator's stage histogram (bucket-interpolated).
@@ -66,7 +67,7 @@ const FRESH_WINDOW_SECONDS = 86_400;
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
-  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered]";
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js]";
 
 interface Args {
   json: boolean;
@@ -86,6 +87,8 @@ interface Args {
   cache: string;
   fresh: boolean;
   annClustered: boolean;
+  /** The gRPC client of the load generator and of the orchestrator's downstream calls. */
+  transport: "http2" | "grpc-js";
 }
 
 function parse(argv: string[]): Args {
@@ -107,6 +110,7 @@ function parse(argv: string[]): Args {
     cache: ".cache/bench-serve",
     fresh: false,
     annClustered: true,
+    transport: "http2",
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -128,6 +132,11 @@ function parse(argv: string[]): Args {
     else if (arg === "--fresh") a.fresh = true;
     else if (arg === "--no-ann-clustered") a.annClustered = false;
     else if (arg === "--cache") a.cache = argv[++i] ?? "";
+    else if (arg === "--transport") {
+      const transport = argv[++i];
+      if (transport !== "http2" && transport !== "grpc-js") throw new Error(`--transport is http2 or grpc-js\n${USAGE}`);
+      a.transport = transport;
+    }
     else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
     else if (numbers[arg] !== undefined) {
       const v = Number(argv[++i]);
@@ -284,7 +293,7 @@ export async function run(argv: string[]): Promise<number> {
       candidate_generation: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
       retrieval: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info" },
       ranking: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
-      orchestrator: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s` },
+      orchestrator: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`, DOWNSTREAM_TRANSPORT: args.transport },
     },
     log,
   });
@@ -303,8 +312,8 @@ export async function run(argv: string[]): Promise<number> {
   let report: Record<string, unknown>;
   const queries: Float32Array[] = [];
   try {
-    const client = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 5000 });
-    const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, { defaultTimeoutMs: 5000 });
+    const client = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 5000, transport: args.transport });
+    const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, { defaultTimeoutMs: 5000, transport: args.transport });
     try {
       // Warm-up: channels, JIT.
       await runLoad({ requests: 100, concurrency: 4, rate: 0, timeCapSeconds: 60 }, () => client.recommend({ userId: pickUser(), count: args.count }), errorKey);
@@ -376,6 +385,7 @@ export async function run(argv: string[]): Promise<number> {
         items: itemCount,
         users: users.length,
         shards: args.shards,
+        transport: args.transport,
         count: args.count,
         concurrency: args.concurrency,
         target_rate: args.rate,
@@ -483,7 +493,7 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   const stages = r["stages"] as Record<string, { p50_ms: number; p95_ms: number; p99_ms: number; count: number }>;
   const seq = r["sequential"] as { p50_ms: number; p95_ms: number; p99_ms: number };
   const machine = r["machine"] as { cores: number; load_average_1m_start: number; load_average_1m_during_load: number[] };
-  let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}\n`;
+  let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}, ${r["transport"]} clients\n`;
   out += `machine: ${machine.cores} cores, load average ${machine.load_average_1m_start} at start, ${machine.load_average_1m_during_load.join(" → ")} during the load\n`;
   for (const line of r["lowered"] as string[]) out += `lowered: ${line}\n`;
   out += `\nRecommend over gRPC (4 stages as processes on loopback)\n`;

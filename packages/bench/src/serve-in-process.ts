@@ -58,7 +58,7 @@ function registrationOf(registrations: readonly ServiceRegistration[], service: 
 
 /** A `Client` whose methods call the registration's handlers directly (messages built, never serialized). */
 export function inProcessClient<S extends GenServiceMethods>(service: GenService<S>, registration: ServiceRegistration, logger: Logger): Client<S> {
-  const client: Record<string, unknown> = { $close: () => undefined, $grpc: undefined };
+  const client: Record<string, unknown> = { $close: () => undefined, $transport: undefined };
   for (const [name, method] of Object.entries(service.method as Record<string, { input: DescMessage; output: DescMessage; name: string }>)) {
     const handler = registration.implementation[name];
     if (handler === undefined) throw new Error(`${service.typeName}: no handler ${name}`);

@@ -39,6 +39,11 @@ export const configSchema = {
     description: "time kept back from the caller's deadline for the orchestrator's own work after each stage",
   }),
 
+  DOWNSTREAM_TRANSPORT: env.enum(["http2", "grpc-js"], {
+    default: "http2",
+    description: "client of the downstream stages: http2 (the runtime's lean unary client on node:http2) or grpc-js",
+  }),
+
   // User store.
   USER_STORE: env.enum(["embedded", "redis"], {
     default: "embedded",

@@ -274,7 +274,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
 }
 
 function connectDownstream(config: OrchestratorConfig): Downstream {
-  const options = { maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES };
+  const options = { maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES, transport: config.DOWNSTREAM_TRANSPORT };
   return {
     candidateGeneration: connect(CandidateGenerationService, config.CANDIDATE_GENERATION_ADDRESS, options),
     retrieval: config.RETRIEVAL_ADDRESSES.map((address) => connect(RetrievalService, address, options)),

@@ -2,7 +2,6 @@
  * Deadline helpers: pure arithmetic, then propagation through two real servers
  * (client -> candidate generation -> ranking).
  */
-import * as grpc from "@grpc/grpc-js";
 import { CandidateGenerationService, RankingService } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
 import { connect } from "./client.js";
@@ -12,7 +11,6 @@ import {
   callDeadlineMs,
   childCallOptions,
   childDeadline,
-  deadlineMs,
   rejectIfExpired,
   remainingMs,
 } from "./deadline.js";
@@ -20,6 +18,7 @@ import { RpcError, isServiceError, status } from "./errors.js";
 import type { Client } from "./grpc-adapter.js";
 import { createClient, implement } from "./grpc-adapter.js";
 import { startService, type RunningService } from "./service.js";
+import type { UnaryTransport } from "./transport.js";
 import { testConfig } from "./testing/index.js";
 
 const fakeCall = (deadline: Date | number) => ({ getDeadline: () => deadline });
@@ -62,7 +61,7 @@ describe("childDeadline", () => {
   });
 });
 
-describe("deadline propagation", () => {
+describe.each(["http2", "grpc-js"] as const)("deadline propagation (%s transport)", (transport) => {
   const running: RunningService[] = [];
   const clients: Array<{ $close(): void }> = [];
   afterEach(async () => {
@@ -97,14 +96,16 @@ describe("deadline propagation", () => {
     running.push(ranking);
     // Records the deadline each outgoing call is issued with (what goes into grpc-timeout).
     const carried: number[] = [];
-    const recordDeadline: grpc.Interceptor = (callOptions, nextCall) => {
-      if (callOptions.deadline !== undefined) carried.push(deadlineMs(callOptions.deadline));
-      return new grpc.InterceptingCall(nextCall(callOptions));
+    const inner = connect(RankingService, ranking.address, { transport }).$transport;
+    const recording: UnaryTransport = {
+      unary: (path, request, callOptions) => {
+        carried.push(callOptions.deadline);
+        return inner.unary(path, request, callOptions);
+      },
+      waitForReady: (deadline) => inner.waitForReady(deadline),
+      close: () => inner.close(),
     };
-    const rankingClient = createClient(
-      RankingService,
-      new grpc.Client(ranking.address, grpc.credentials.createInsecure(), { interceptors: [recordDeadline] }),
-    );
+    const rankingClient = createClient(RankingService, recording);
     clients.push(rankingClient);
     const upstream = await startService({
       stage: "upstream",
@@ -123,6 +124,7 @@ describe("deadline propagation", () => {
     const client: Client<typeof CandidateGenerationService.method> = connect(
       CandidateGenerationService,
       upstream.address,
+      { transport },
     );
     clients.push(client);
     return { seen, client, carried };

@@ -18,6 +18,9 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { Logger } from "pino";
+import { serviceError, type UnaryTransport } from "./transport.js";
+
+const { status } = grpc;
 
 /** The gRPC path of a method: `/recsys.v1.RankingService/Rank`. */
 export function methodPath(method: DescMethod): string {
@@ -166,9 +169,9 @@ export type Client<S extends GenServiceMethods> = {
       ) => Promise<MessageShape<S[K]["output"]>>
     : never;
 } & {
-  /** The underlying grpc-js client (channel state, waitForReady). */
-  readonly $grpc: grpc.Client;
-  /** Closes the channel. */
+  /** What the calls go through (waitForReady, close). */
+  readonly $transport: UnaryTransport;
+  /** Closes the transport; calls in flight finish. */
   $close(): void;
 };
 
@@ -180,127 +183,56 @@ export interface ClientOptions {
 export const DEFAULT_CLIENT_TIMEOUT_MS = 5000;
 
 /**
- * A typed client for `service` over an existing grpc-js client (which owns the channel).
- * Methods take the request message or its init object, resolve with the response message and
- * reject with the grpc-js ServiceError (code, details, metadata).
+ * A typed client for `service` over a transport (`Http2Channel`, or `GrpcJsTransport` over a
+ * grpc-js client). Methods take the request message or its init object, resolve with the
+ * response message and reject with a ServiceError (code, details, metadata), as grpc-js does.
+ * Requests are encoded and responses decoded here; a response that does not decode is INTERNAL,
+ * naming the method.
  */
 export function createClient<S extends GenServiceMethods>(
   service: GenService<S>,
-  grpcClient: grpc.Client,
+  transport: UnaryTransport,
   options: ClientOptions = {},
 ): Client<S> {
   const defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
   const out: Record<string, unknown> = {
-    $grpc: grpcClient,
-    $close: () => grpcClient.close(),
+    $transport: transport,
+    $close: () => transport.close(),
   };
   for (const method of unaryMethods(service as unknown as DescService)) {
     const path = methodPath(method);
-    const serialize = serializer(method.input);
-    const deserialize = deserializer(method.output);
+    const decode = (bytes: Buffer): MessageShape<DescMessage> => {
+      try {
+        return fromBinary(method.output, bytes);
+      } catch (error) {
+        throw serviceError(status.INTERNAL, `${path}: the response is not a valid message: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    };
     out[method.localName] = (
       request: MessageInitShape<DescMessage>,
       callOptions: CallOptions = {},
     ): Promise<MessageShape<DescMessage>> => {
-      if (callOptions.signal?.aborted) return Promise.reject(abortError(path));
-      const grpcOptions: grpc.CallOptions = {
-        deadline: callOptions.deadline ?? Date.now() + defaultTimeoutMs,
-      };
-      if (callOptions.parent !== undefined) {
-        grpcOptions.parent = callOptions.parent;
-        grpcOptions.propagate_flags = callOptions.propagate ?? grpc.propagate.DEFAULTS;
+      let bytes: Uint8Array;
+      try {
+        bytes = toBinary(method.input, create(method.input, request));
+      } catch (error) {
+        return Promise.reject(error);
       }
-      return unaryCall(grpcClient, path, serialize(create(method.input, request)), {
-        metadata: callOptions.metadata ?? new grpc.Metadata(),
-        options: grpcOptions,
-        signal: callOptions.signal,
-        deserialize,
-      });
+      const deadline = callOptions.deadline === undefined ? Date.now() + defaultTimeoutMs : deadlineOf(callOptions.deadline);
+      return transport
+        .unary(path, bytes, {
+          deadline,
+          metadata: callOptions.metadata,
+          signal: callOptions.signal,
+          parent: callOptions.parent,
+          propagate: callOptions.propagate,
+        })
+        .then(decode);
     };
   }
   return out as Client<S>;
 }
 
-const passBytes = (bytes: Buffer): Buffer => bytes;
-
-/**
- * One unary call with the request already encoded; the response is decoded here.
- *
- * grpc-js gets and returns bytes, and its callback reaches this call's promise only through
- * `pending`, which the first completion empties. grpc-js per-call objects can stay reachable
- * after the call (until a minor GC or longer, and until the next major GC once one of them is in
- * the old generation); whatever they point to stays alive with them. Before this, the callback's
- * closure held the request message and, through the promise, the caller's whole async frame
- * (measured on the orchestrator: each Recommend's candidate lists survived the scavenges).
- */
-function unaryCall(
-  client: grpc.Client,
-  path: string,
-  request: Buffer,
-  call: {
-    readonly metadata: grpc.Metadata;
-    readonly options: grpc.CallOptions;
-    readonly signal: AbortSignal | undefined;
-    readonly deserialize: (bytes: Buffer) => MessageShape<DescMessage>;
-  },
-): Promise<MessageShape<DescMessage>> {
-  return new Promise((resolve, reject) => {
-    const { signal, deserialize } = call;
-    let started: grpc.ClientUnaryCall | undefined;
-    const onAbort = (): void => started?.cancel();
-    const pending: PendingCall = {
-      settle: (error, bytes) => {
-        signal?.removeEventListener("abort", onAbort);
-        if (error) {
-          reject(error);
-          return;
-        }
-        if (bytes === undefined) {
-          reject(new Error(`${path}: empty response`));
-          return;
-        }
-        let response: MessageShape<DescMessage>;
-        try {
-          response = deserialize(bytes);
-        } catch (decodeError) {
-          reject(unparsableResponse(path, decodeError));
-          return;
-        }
-        resolve(response);
-      },
-    };
-    started = client.makeUnaryRequest<Buffer, Buffer>(path, passBytes, passBytes, request, call.metadata, call.options, detachedCallback(pending));
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-interface PendingCall {
-  settle: ((error: grpc.ServiceError | null, bytes?: Buffer) => void) | undefined;
-}
-
-/** The grpc-js callback: its closure holds only `pending` (see unaryCall). */
-function detachedCallback(pending: PendingCall): grpc.requestCallback<Buffer> {
-  return (error, bytes) => {
-    const settle = pending.settle;
-    pending.settle = undefined;
-    settle?.(error, bytes);
-  };
-}
-
-/** What grpc-js reports for a response its deserializer rejects: INTERNAL. */
-function unparsableResponse(path: string, cause: unknown): grpc.ServiceError {
-  const details = `${path}: the response is not a valid message: ${cause instanceof Error ? cause.message : String(cause)}`;
-  return Object.assign(new Error(`${grpc.status.INTERNAL} INTERNAL: ${details}`), {
-    code: grpc.status.INTERNAL,
-    details,
-    metadata: new grpc.Metadata(),
-  });
-}
-
-function abortError(path: string): grpc.ServiceError {
-  return Object.assign(new Error(`${grpc.status.CANCELLED} CANCELLED: ${path} aborted before start`), {
-    code: grpc.status.CANCELLED,
-    details: "aborted before start",
-    metadata: new grpc.Metadata(),
-  });
+function deadlineOf(deadline: Date | number): number {
+  return deadline instanceof Date ? deadline.getTime() : deadline;
 }

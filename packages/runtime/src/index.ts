@@ -64,6 +64,9 @@ export {
   waitForReady,
   type ConnectOptions,
 } from "./client.js";
+export { GrpcJsTransport } from "./grpc-js-transport.js";
+export { Http2Channel, parseTarget, type Http2ChannelOptions } from "./http2-channel.js";
+export { serviceError, type UnaryCallOptions, type UnaryTransport } from "./transport.js";
 export {
   HEALTH_SERVICE_NAME,
   checkHealth,

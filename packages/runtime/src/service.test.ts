@@ -359,7 +359,7 @@ describe("server reflection", () => {
       expect(rankingService?.methods.map((method) => method.name)).toEqual(["Rank"]);
       const dynamic = createClient(
         rankingService as DescService as typeof RankingService,
-        new grpc.Client(service.address, grpc.credentials.createInsecure()),
+        connect(RankingService, service.address).$transport,
       ) as Client<typeof RankingService.method>;
       clients.push(dynamic);
       const response = await dynamic.rank({ context, candidates });

@@ -23,7 +23,7 @@ import {
   runtimeConfigSchema,
 } from "./config.js";
 import { callDeadlineMs, rejectIfExpired } from "./deadline.js";
-import { INTERNAL_ERROR_MESSAGE, RpcError, invalidArgument, statusName } from "./errors.js";
+import { INTERNAL_ERROR_MESSAGE, RpcError, invalidArgument, isServiceError, statusName } from "./errors.js";
 import {
   grpcImplementation,
   methodPath,
@@ -211,6 +211,15 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
                 details: error.message,
                 ...(error.metadata === undefined ? {} : { metadata: error.metadata }),
               });
+              return;
+            }
+            if (isServiceError(error) && error.code === grpc.status.DEADLINE_EXCEEDED) {
+              // A downstream call the handler let through ran out of time. Its deadline is derived
+              // from this call's (childCallOptions: the caller's minus a margin), so it fires just
+              // before the caller's own: the caller's answer is DEADLINE_EXCEEDED, not INTERNAL.
+              const details = `a downstream call exceeded its deadline: ${error.details}`;
+              callLogger().warn({ code: "DEADLINE_EXCEEDED", err: error }, details);
+              finish(grpc.status.DEADLINE_EXCEEDED, { code: grpc.status.DEADLINE_EXCEEDED, details });
               return;
             }
             callLogger().error({ err: error }, "handler failed");

@@ -1,0 +1,313 @@
+/**
+ * Http2Channel against real servers on loopback: the runtime's grpc-js server (what every stage
+ * runs) and, for protocol corners, raw node:http2 and TCP servers.
+ */
+import http2 from "node:http2";
+import net from "node:net";
+import * as grpc from "@grpc/grpc-js";
+import { RankingService, type RankRequest } from "@recsys/gen";
+import { afterEach, describe, expect, it } from "vitest";
+import { createClient, implement, type Client } from "./grpc-adapter.js";
+import { RpcError, isServiceError, status } from "./errors.js";
+import { Http2Channel, parseTarget, type Http2ChannelOptions } from "./http2-channel.js";
+import { startService, type RunningService } from "./service.js";
+import { testConfig } from "./testing/index.js";
+
+const running: RunningService[] = [];
+const closers: Array<() => void | Promise<void>> = [];
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+  await Promise.all(running.splice(0).map((service) => service.stop("test done")));
+});
+
+const OPTIONS: Http2ChannelOptions = { maxMessageBytes: 1 << 20, keepaliveTimeMs: 30_000, keepaliveTimeoutMs: 10_000, loadBalancing: "round_robin" };
+
+interface Seen {
+  calls: number;
+  metadata: string[];
+  aborted: number;
+}
+
+/** A ranking server answering each candidate with its id; `slow` waits 5 s or until cancelled. */
+async function startRanking(host = "127.0.0.1", port = 0): Promise<{ service: RunningService; seen: Seen }> {
+  const seen: Seen = { calls: 0, metadata: [], aborted: 0 };
+  const service = await startService({
+    stage: "channel_test",
+    config: testConfig({ GRPC_HOST: host, GRPC_PORT: port }),
+    services: [
+      implement(RankingService, {
+        async rank(request: RankRequest, ctx) {
+          seen.calls += 1;
+          const tag = ctx.metadata.get("x-tag")[0];
+          if (tag !== undefined) seen.metadata.push(String(tag));
+          const userId = request.context?.userId;
+          if (userId === "slow") {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, 5000);
+              ctx.signal.addEventListener("abort", () => {
+                seen.aborted += 1;
+                clearTimeout(timer);
+                resolve();
+              });
+            });
+          }
+          if (userId === "refuse") {
+            const metadata = new grpc.Metadata();
+            metadata.set("x-reason", "quota");
+            throw new RpcError(status.RESOURCE_EXHAUSTED, "over quota: 100% used", { metadata });
+          }
+          if (userId === "big") return { items: Array.from({ length: 50_000 }, (_, i) => ({ itemId: `item-${i}-${"x".repeat(20)}` })) };
+          return { items: request.candidates.map((c) => ({ itemId: c.itemId, score: 1 })), version: { component: host } };
+        },
+      }),
+    ],
+  });
+  running.push(service);
+  return { service, seen };
+}
+
+function client(target: string, options: Partial<Http2ChannelOptions> = {}): { channel: Http2Channel; ranking: Client<typeof RankingService.method> } {
+  const channel = new Http2Channel(target, { ...OPTIONS, ...options });
+  closers.push(() => channel.close());
+  return { channel, ranking: createClient(RankingService, channel) };
+}
+
+async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (isServiceError(error)) return error;
+    throw error;
+  }
+  throw new Error("expected the call to fail");
+}
+
+const request = (userId: string) => ({ context: { userId }, candidates: [{ itemId: "a" }, { itemId: "b" }] });
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe("parseTarget", () => {
+  it("takes host:port, [ipv6]:port and dns targets", () => {
+    expect(parseTarget("127.0.0.1:50051")).toEqual({ host: "127.0.0.1", port: 50051, authority: "127.0.0.1:50051" });
+    expect(parseTarget("[::1]:8080")).toEqual({ host: "::1", port: 8080, authority: "[::1]:8080" });
+    expect(parseTarget("dns:///ranking.recsys.svc:50051")).toEqual({ host: "ranking.recsys.svc", port: 50051, authority: "ranking.recsys.svc:50051" });
+    expect(parseTarget("dns:ranking:7")).toEqual({ host: "ranking", port: 7, authority: "ranking:7" });
+  });
+
+  it("refuses targets without a port or with another authority", () => {
+    expect(() => parseTarget("ranking")).toThrow(/expected host:port/);
+    expect(() => parseTarget("dns://8.8.8.8/ranking:50051")).toThrow(/expected host:port/);
+    expect(() => parseTarget("ranking:0")).toThrow(/out of range/);
+    expect(() => parseTarget("::1:50051")).toThrow(/expected host:port/);
+  });
+});
+
+describe("Http2Channel", () => {
+  it("makes unary calls, sends metadata and receives error status with its trailing metadata", async () => {
+    const { service, seen } = await startRanking();
+    const { ranking } = client(service.address);
+    const metadata = new grpc.Metadata();
+    metadata.set("x-tag", "hello");
+    const response = await ranking.rank(request("u1"), { metadata });
+    expect(response.items.map((item) => item.itemId)).toEqual(["a", "b"]);
+    expect(seen.metadata).toEqual(["hello"]);
+
+    const error = await failure(ranking.rank(request("refuse")));
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.details).toBe("over quota: 100% used"); // percent-encoded on the wire
+    expect(error.metadata.get("x-reason")).toEqual(["quota"]);
+    expect(error.message).toBe("8 RESOURCE_EXHAUSTED: over quota: 100% used");
+
+    // Concurrent calls share the connection.
+    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => ranking.rank({ context: { userId: `u${i}` }, candidates: [{ itemId: `i${i}` }] })));
+    expect(many.map((r) => r.items[0]!.itemId)).toEqual(Array.from({ length: 50 }, (_, i) => `i${i}`));
+  });
+
+  it("fails at once with UNAVAILABLE when nothing listens, then reconnects after the backoff", async () => {
+    const port = await freePort();
+    const { ranking } = client(`127.0.0.1:${port}`);
+    const started = Date.now();
+    const first = await failure(ranking.rank(request("u"), { deadline: Date.now() + 5000 }));
+    expect(first.code).toBe(status.UNAVAILABLE);
+    expect(first.details).toMatch(/ECONNREFUSED/);
+    // While backing off, calls fail without trying.
+    const second = await failure(ranking.rank(request("u"), { deadline: Date.now() + 5000 }));
+    expect(second.code).toBe(status.UNAVAILABLE);
+    expect(second.details).toMatch(/no connection to 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+    expect(Date.now() - started).toBeLessThan(1000);
+
+    await startRanking("127.0.0.1", port);
+    const until = Date.now() + 5000;
+    let answered = false;
+    while (!answered && Date.now() < until) {
+      answered = await ranking.rank(request("u")).then(() => true, () => false);
+      if (!answered) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(answered).toBe(true);
+  });
+
+  it("follows a server that stops and comes back on the same port", async () => {
+    const { service } = await startRanking();
+    const { ranking } = client(service.address);
+    await ranking.rank(request("u"));
+    await service.stop("restart");
+    running.splice(running.indexOf(service), 1);
+    expect((await failure(ranking.rank(request("u")))).code).toBe(status.UNAVAILABLE);
+    await startRanking("127.0.0.1", service.port);
+    const until = Date.now() + 5000;
+    let answered = false;
+    while (!answered && Date.now() < until) {
+      answered = await ranking.rank(request("u")).then(() => true, () => false);
+      if (!answered) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(answered).toBe(true);
+  });
+
+  it("ends a call at its deadline and cancels it on the server", async () => {
+    const { service, seen } = await startRanking();
+    const { ranking } = client(service.address);
+    const started = Date.now();
+    const error = await failure(ranking.rank(request("slow"), { deadline: Date.now() + 200 }));
+    expect(error.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(Date.now() - started).toBeLessThan(1500);
+    const until = Date.now() + 2000;
+    while (seen.aborted === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(seen.aborted).toBe(1);
+    // An expired deadline fails before sending.
+    const calls = seen.calls;
+    expect((await failure(ranking.rank(request("u"), { deadline: Date.now() - 1 }))).code).toBe(status.DEADLINE_EXCEEDED);
+    expect(seen.calls).toBe(calls);
+  });
+
+  it("cancels on an AbortSignal, and the server sees it", async () => {
+    const { service, seen } = await startRanking();
+    const { ranking } = client(service.address);
+    const abort = new AbortController();
+    const pending = failure(ranking.rank(request("slow"), { signal: abort.signal }));
+    while (seen.calls === 0) await new Promise((r) => setTimeout(r, 5));
+    abort.abort();
+    expect((await pending).code).toBe(status.CANCELLED);
+    const until = Date.now() + 2000;
+    while (seen.aborted === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(seen.aborted).toBe(1);
+    expect((await failure(ranking.rank(request("u"), { signal: abort.signal }))).code).toBe(status.CANCELLED);
+  });
+
+  it("enforces the message size limit both ways with RESOURCE_EXHAUSTED", async () => {
+    const { service, seen } = await startRanking();
+    const { ranking } = client(service.address, { maxMessageBytes: 100_000 });
+    const big = await failure(ranking.rank(request("big")));
+    expect(big.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(big.details).toMatch(/^Received message larger than max \(\d+ vs\. 100000\)$/);
+    const calls = seen.calls;
+    const tooLarge = { context: { userId: "u" }, candidates: Array.from({ length: 20_000 }, (_, i) => ({ itemId: `candidate-${i}` })) };
+    const sent = await failure(ranking.rank(tooLarge));
+    expect(sent.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(sent.details).toMatch(/^Sent message larger than max \(\d+ vs\. 100000\)$/);
+    expect(seen.calls).toBe(calls);
+    // The channel is still good.
+    expect((await ranking.rank(request("u"))).items).toHaveLength(2);
+  });
+
+  it("spreads calls over every address a name resolves to, and follows the resolution", async () => {
+    // Two servers on the same port at 127.0.0.1 and 127.0.0.2 (Linux routes all of 127/8 to lo).
+    const first = await startRanking("127.0.0.1");
+    const second = await startRanking("127.0.0.2", first.service.port);
+    let addresses = ["127.0.0.1", "127.0.0.2"];
+    const { ranking } = client(`dns:///ranking.test:${first.service.port}`, { lookup: async () => addresses, resolveIntervalMs: 100 });
+    const answered = await Promise.all(Array.from({ length: 20 }, async () => (await ranking.rank(request("u"))).version?.component));
+    expect(new Set(answered)).toEqual(new Set(["127.0.0.1", "127.0.0.2"]));
+    for (const host of ["127.0.0.1", "127.0.0.2"]) expect(answered.filter((h) => h === host).length).toBeGreaterThanOrEqual(5);
+
+    // The name now resolves to one address: once resolved again, only that one is called.
+    addresses = ["127.0.0.2"];
+    await new Promise((r) => setTimeout(r, 300));
+    const before = first.seen.calls;
+    for (let i = 0; i < 10; i++) expect((await ranking.rank(request("u"))).version?.component).toBe("127.0.0.2");
+    expect(first.seen.calls).toBe(before);
+
+    // An address that stops listening: calls go to the other one without failing.
+    addresses = ["127.0.0.1", "127.0.0.2"];
+    await new Promise((r) => setTimeout(r, 300));
+    await second.service.stop("gone");
+    running.splice(running.indexOf(second.service), 1);
+    const after = await Promise.all(Array.from({ length: 10 }, () => ranking.rank(request("u")).then((r) => r.version?.component, (e: unknown) => (isServiceError(e) ? status[e.code] : String(e)))));
+    expect(after.filter((h) => h === "127.0.0.1").length).toBeGreaterThanOrEqual(9);
+  });
+
+  it("reports an unresolvable name as UNAVAILABLE", async () => {
+    const { ranking } = client("dns:///nowhere.invalid:50051", {
+      lookup: () => Promise.reject(Object.assign(new Error("getaddrinfo ENOTFOUND nowhere.invalid"), { code: "ENOTFOUND" })),
+    });
+    const error = await failure(ranking.rank(request("u")));
+    expect(error.code).toBe(status.UNAVAILABLE);
+    expect(error.details).toMatch(/name resolution of nowhere\.invalid failed: getaddrinfo ENOTFOUND/);
+  });
+
+  it("drops a connection whose peer stops answering keepalive pings", async () => {
+    // Accepts TCP and never speaks HTTP/2: the call hangs until the pings go unanswered.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    closers.push(() => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => silent.close(() => resolve()));
+    });
+    const { ranking } = client(`127.0.0.1:${(silent.address() as net.AddressInfo).port}`, { keepaliveTimeMs: 100, keepaliveTimeoutMs: 100 });
+    const started = Date.now();
+    const error = await failure(ranking.rank(request("u"), { deadline: Date.now() + 10_000 }));
+    expect(error.code).toBe(status.UNAVAILABLE);
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it("maps an HTTP error status and a missing gRPC status", async () => {
+    const server = http2.createServer();
+    server.on("stream", (stream, headers) => {
+      if (headers[":path"] === "/recsys.v1.RankingService/Rank") {
+        stream.respond({ ":status": 503 });
+        stream.end("overloaded");
+      } else {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" });
+        stream.end(); // no trailers
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const { ranking, channel } = client(address);
+    const error = await failure(ranking.rank(request("u")));
+    expect(error.code).toBe(status.UNAVAILABLE);
+    expect(error.details).toBe("Received HTTP status code 503");
+    const noStatus = await failure(channel.unary("/other/Method", new Uint8Array(0), { deadline: Date.now() + 1000 }));
+    expect(noStatus.code).toBe(status.INTERNAL);
+    expect(noStatus.details).toMatch(/without gRPC status/);
+  });
+
+  it("waits for readiness, and gives up at the deadline", async () => {
+    const { service } = await startRanking();
+    const { channel } = client(service.address);
+    await channel.waitForReady(Date.now() + 2000);
+    const { channel: nowhere } = client(`127.0.0.1:${await freePort()}`);
+    const started = Date.now();
+    await expect(nowhere.waitForReady(Date.now() + 300)).rejects.toThrow(/not ready before the deadline/);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it("refuses calls after close", async () => {
+    const { service } = await startRanking();
+    const { ranking, channel } = client(service.address);
+    await ranking.rank(request("u"));
+    channel.close();
+    const error = await failure(ranking.rank(request("u")));
+    expect(error.code).toBe(status.UNAVAILABLE);
+    expect(error.details).toMatch(/channel closed/);
+  });
+});
