@@ -288,6 +288,60 @@ describe("startService", () => {
     expect(metricValue(metrics, "recsys_slow_grpc_requests_total", { method: RANK, code: "CANCELLED" })).toBe(1);
   });
 
+  it("gives an aborted ctx.signal to a handler that reads it only after the caller cancelled", async () => {
+    let seenAborted: boolean | undefined;
+    let cancelled = false;
+    const service = await startService({
+      stage: "late_reader",
+      config: testConfig(),
+      services: [
+        implement(RankingService, {
+          async rank(_request, ctx) {
+            while (!cancelled) await new Promise((r) => setTimeout(r, 5));
+            await new Promise((r) => setTimeout(r, 50)); // the cancellation reaches the server
+            seenAborted = ctx.signal.aborted;
+            return {};
+          },
+        }),
+      ],
+    });
+    running.push(service);
+    const client = connect(RankingService, service.address);
+    clients.push(client);
+    const controller = new AbortController();
+    const call = client.rank({ context }, { signal: controller.signal });
+    await until(() => service.inFlight() === 1);
+    controller.abort();
+    expect((await rejection(call)).code).toBe(status.CANCELLED);
+    cancelled = true;
+    await until(() => seenAborted !== undefined);
+    expect(seenAborted).toBe(true);
+  });
+
+  it("answers DEADLINE_EXCEEDED for a downstream deadline the handler let through, INTERNAL for other downstream errors", async () => {
+    const service = await startService({
+      stage: "passthrough",
+      config: testConfig(),
+      services: [
+        implement(RankingService, {
+          rank(request) {
+            const code = request.context?.userId === "late" ? status.DEADLINE_EXCEEDED : status.UNAVAILABLE;
+            throw Object.assign(new Error(`${code} downstream`), { code, details: "Deadline exceeded after 0.095s", metadata: new grpc.Metadata() });
+          },
+        }),
+      ],
+    });
+    running.push(service);
+    const client = connect(RankingService, service.address);
+    clients.push(client);
+    const late = await rejection(client.rank({ context: { userId: "late" } }));
+    expect(late.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(late.details).toBe("a downstream call exceeded its deadline: Deadline exceeded after 0.095s");
+    const down = await rejection(client.rank({ context: { userId: "down" } }));
+    expect(down.code).toBe(status.INTERNAL);
+    expect(down.details).toBe(INTERNAL_ERROR_MESSAGE);
+  });
+
   it("stop() reports NOT_SERVING, drains in-flight calls, then closes", async () => {
     let release: () => void = () => undefined;
     const service = await startService({

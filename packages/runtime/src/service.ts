@@ -152,11 +152,13 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
       let childLogger: Logger | undefined;
       const callLogger = (): Logger => (childLogger ??= logger.child({ method: label }));
       const deadline = callDeadlineMs(call);
-      const abort = new AbortController();
+      // Made when a handler first reads ctx.signal (the stages' handlers do not: an AbortController
+      // per call was a measurable part of a call's garbage).
+      let abort: AbortController | undefined;
       let endedByCaller: string | undefined;
       const onCancelled = (): void => {
         endedByCaller = Date.now() >= deadline ? "DEADLINE_EXCEEDED" : "CANCELLED";
-        abort.abort();
+        abort?.abort();
       };
       call.on("cancelled", onCancelled);
       inFlight += 1;
@@ -183,7 +185,13 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
           return callLogger();
         },
         deadline,
-        signal: abort.signal,
+        get signal() {
+          if (abort === undefined) {
+            abort = new AbortController();
+            if (endedByCaller !== undefined) abort.abort();
+          }
+          return abort.signal;
+        },
         metadata: call.metadata,
       };
       Promise.resolve()
