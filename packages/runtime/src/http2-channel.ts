@@ -1,12 +1,15 @@
 /**
  * A lean gRPC channel for unary calls, straight on `node:http2`: the transport of `connect`.
  *
- * Why not grpc-js's client: between two stages on loopback its unary call cost about 0.3 ms more
- * than the same request framed here (scratch echo, 5 ms between calls: p50 0.72 vs 0.40 ms against
- * a grpc-js server), and a Recommend makes four such calls in sequence. Its per-call objects
- * (resolving, retrying, load-balancing and subchannel calls, bound async resources) also outlived
- * their calls under load and were promoted: ~5 MB/s in the orchestrator at 100 req/s, hence a
- * mark-compact every ~30 s. Here a call is one HTTP/2 stream and one timer.
+ * Why not grpc-js's client: under the serving benchmark's load (1M items, 100 Recommend/s, four
+ * stages and the load generator on 2 cores) its per-call machinery (resolving, retrying,
+ * load-balancing and subchannel calls, bound async resources) cost CPU and left garbage that
+ * survived its calls. With this channel in the orchestrator and the load generator, same machine,
+ * runs alternated: p99 15.2-17.6 ms (4 runs) instead of 29.0-42.9 ms (3 runs); CPU per request
+ * 2.6-2.7 instead of 3.2-3.4 ms in the orchestrator (three calls) and 0.72-0.77 instead of 0.98-1.05 ms
+ * in the load generator (one call); sequential p50 7.5-7.9 instead of 8.2-9.4 ms. One idle hop
+ * alone differs less (EmbedUser-sized echo to a runtime server, 5 ms between calls: p50 0.79-0.83
+ * vs 0.86 ms). Here a call is one HTTP/2 stream and one timer.
  *
  * What it does, as grpc-js would for a unary call:
  * - targets `host:port`, `[v6]:port`, `dns:///host:port` (`dns:host:port`); a name resolves to
@@ -20,8 +23,8 @@
  *   deadline and cancellation propagation, an AbortSignal, metadata in and out;
  * - status from trailers (or trailers-only headers), HTTP status and RST_STREAM codes mapped as
  *   grpc-js maps them, message size limits both ways (RESOURCE_EXHAUSTED);
- * - a call refused before the server saw it (REFUSED_STREAM, GOAWAY) is retried once on a new
- *   connection, as grpc-js's transparent retry does.
+ * - a call the server never saw (REFUSED_STREAM, GOAWAY, a connection that never came up) is
+ *   retried once, on a new connection or another address, as grpc-js's transparent retry does.
  * Plaintext only: `connect` uses grpc-js when credentials are given.
  */
 import http2 from "node:http2";
