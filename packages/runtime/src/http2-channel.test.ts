@@ -11,7 +11,7 @@ import { createClient, implement, type Client } from "./grpc-adapter.js";
 import { RpcError, isServiceError, status } from "./errors.js";
 import { Http2Channel, parseTarget, type Http2ChannelOptions } from "./http2-channel.js";
 import { startService, type RunningService } from "./service.js";
-import { testConfig } from "./testing/index.js";
+import { rejection, testConfig } from "./testing/index.js";
 
 const running: RunningService[] = [];
 const closers: Array<() => void | Promise<void>> = [];
@@ -73,14 +73,14 @@ function client(target: string, options: Partial<Http2ChannelOptions> = {}): { c
   return { channel, ranking: createClient(RankingService, channel) };
 }
 
-async function failure(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isServiceError(error)) return error;
-    throw error;
+/** Calls until one answers (5 s at most): whether one did. */
+async function untilAnswered(ranking: Client<typeof RankingService.method>): Promise<boolean> {
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    if (await ranking.rank(request("u")).then(() => true, () => false)) return true;
+    await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error("expected the call to fail");
+  return false;
 }
 
 const request = (userId: string) => ({ context: { userId }, candidates: [{ itemId: "a" }, { itemId: "b" }] });
@@ -120,7 +120,7 @@ describe("Http2Channel", () => {
     expect(response.items.map((item) => item.itemId)).toEqual(["a", "b"]);
     expect(seen.metadata).toEqual(["hello"]);
 
-    const error = await failure(ranking.rank(request("refuse")));
+    const error = await rejection(ranking.rank(request("refuse")));
     expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(error.details).toBe("over quota: 100% used"); // percent-encoded on the wire
     expect(error.metadata.get("x-reason")).toEqual(["quota"]);
@@ -135,23 +135,17 @@ describe("Http2Channel", () => {
     const port = await freePort();
     const { ranking } = client(`127.0.0.1:${port}`);
     const started = Date.now();
-    const first = await failure(ranking.rank(request("u"), { deadline: Date.now() + 5000 }));
+    const first = await rejection(ranking.rank(request("u"), { deadline: Date.now() + 5000 }));
     expect(first.code).toBe(status.UNAVAILABLE);
     expect(first.details).toMatch(/ECONNREFUSED/);
     // While backing off, calls fail without trying.
-    const second = await failure(ranking.rank(request("u"), { deadline: Date.now() + 5000 }));
+    const second = await rejection(ranking.rank(request("u"), { deadline: Date.now() + 5000 }));
     expect(second.code).toBe(status.UNAVAILABLE);
     expect(second.details).toMatch(/no connection to 127\.0\.0\.1:\d+: .*ECONNREFUSED/);
     expect(Date.now() - started).toBeLessThan(1000);
 
     await startRanking("127.0.0.1", port);
-    const until = Date.now() + 5000;
-    let answered = false;
-    while (!answered && Date.now() < until) {
-      answered = await ranking.rank(request("u")).then(() => true, () => false);
-      if (!answered) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(answered).toBe(true);
+    expect(await untilAnswered(ranking)).toBe(true);
   });
 
   it("follows a server that stops and comes back on the same port", async () => {
@@ -160,22 +154,16 @@ describe("Http2Channel", () => {
     await ranking.rank(request("u"));
     await service.stop("restart");
     running.splice(running.indexOf(service), 1);
-    expect((await failure(ranking.rank(request("u")))).code).toBe(status.UNAVAILABLE);
+    expect((await rejection(ranking.rank(request("u")))).code).toBe(status.UNAVAILABLE);
     await startRanking("127.0.0.1", service.port);
-    const until = Date.now() + 5000;
-    let answered = false;
-    while (!answered && Date.now() < until) {
-      answered = await ranking.rank(request("u")).then(() => true, () => false);
-      if (!answered) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(answered).toBe(true);
+    expect(await untilAnswered(ranking)).toBe(true);
   });
 
   it("ends a call at its deadline and cancels it on the server", async () => {
     const { service, seen } = await startRanking();
     const { ranking } = client(service.address);
     const started = Date.now();
-    const error = await failure(ranking.rank(request("slow"), { deadline: Date.now() + 200 }));
+    const error = await rejection(ranking.rank(request("slow"), { deadline: Date.now() + 200 }));
     expect(error.code).toBe(status.DEADLINE_EXCEEDED);
     expect(Date.now() - started).toBeLessThan(1500);
     const until = Date.now() + 2000;
@@ -183,7 +171,7 @@ describe("Http2Channel", () => {
     expect(seen.aborted).toBe(1);
     // An expired deadline fails before sending.
     const calls = seen.calls;
-    expect((await failure(ranking.rank(request("u"), { deadline: Date.now() - 1 }))).code).toBe(status.DEADLINE_EXCEEDED);
+    expect((await rejection(ranking.rank(request("u"), { deadline: Date.now() - 1 }))).code).toBe(status.DEADLINE_EXCEEDED);
     expect(seen.calls).toBe(calls);
   });
 
@@ -191,25 +179,25 @@ describe("Http2Channel", () => {
     const { service, seen } = await startRanking();
     const { ranking } = client(service.address);
     const abort = new AbortController();
-    const pending = failure(ranking.rank(request("slow"), { signal: abort.signal }));
+    const pending = rejection(ranking.rank(request("slow"), { signal: abort.signal }));
     while (seen.calls === 0) await new Promise((r) => setTimeout(r, 5));
     abort.abort();
     expect((await pending).code).toBe(status.CANCELLED);
     const until = Date.now() + 2000;
     while (seen.aborted === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect(seen.aborted).toBe(1);
-    expect((await failure(ranking.rank(request("u"), { signal: abort.signal }))).code).toBe(status.CANCELLED);
+    expect((await rejection(ranking.rank(request("u"), { signal: abort.signal }))).code).toBe(status.CANCELLED);
   });
 
   it("enforces the message size limit both ways with RESOURCE_EXHAUSTED", async () => {
     const { service, seen } = await startRanking();
     const { ranking } = client(service.address, { maxMessageBytes: 100_000 });
-    const big = await failure(ranking.rank(request("big")));
+    const big = await rejection(ranking.rank(request("big")));
     expect(big.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(big.details).toMatch(/^Received message larger than max \(\d+ vs\. 100000\)$/);
     const calls = seen.calls;
     const tooLarge = { context: { userId: "u" }, candidates: Array.from({ length: 20_000 }, (_, i) => ({ itemId: `candidate-${i}` })) };
-    const sent = await failure(ranking.rank(tooLarge));
+    const sent = await rejection(ranking.rank(tooLarge));
     expect(sent.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(sent.details).toMatch(/^Sent message larger than max \(\d+ vs\. 100000\)$/);
     expect(seen.calls).toBe(calls);
@@ -243,13 +231,20 @@ describe("Http2Channel", () => {
     expect(after.filter((h) => h === "127.0.0.1").length).toBeGreaterThanOrEqual(9);
   });
 
-  it("reports an unresolvable name as UNAVAILABLE", async () => {
-    const { ranking } = client("dns:///nowhere.invalid:50051", {
-      lookup: () => Promise.reject(Object.assign(new Error("getaddrinfo ENOTFOUND nowhere.invalid"), { code: "ENOTFOUND" })),
+  it("reports an unresolvable name as UNAVAILABLE, and looks it up again soon", async () => {
+    const { service } = await startRanking();
+    let resolvable = false;
+    const { ranking } = client(`dns:///ranking.test:${service.port}`, {
+      lookup: async () => {
+        if (resolvable) return ["127.0.0.1"];
+        throw Object.assign(new Error("getaddrinfo ENOTFOUND ranking.test"), { code: "ENOTFOUND" });
+      },
     });
-    const error = await failure(ranking.rank(request("u")));
+    const error = await rejection(ranking.rank(request("u")));
     expect(error.code).toBe(status.UNAVAILABLE);
-    expect(error.details).toMatch(/name resolution of nowhere\.invalid failed: getaddrinfo ENOTFOUND/);
+    expect(error.details).toMatch(/name resolution of ranking\.test failed: getaddrinfo ENOTFOUND/);
+    resolvable = true; // e.g. the first pod of a headless Service became ready
+    expect(await untilAnswered(ranking)).toBe(true);
   });
 
   it("drops a connection whose peer stops answering keepalive pings", async () => {
@@ -263,7 +258,7 @@ describe("Http2Channel", () => {
     });
     const { ranking } = client(`127.0.0.1:${(silent.address() as net.AddressInfo).port}`, { keepaliveTimeMs: 100, keepaliveTimeoutMs: 100 });
     const started = Date.now();
-    const error = await failure(ranking.rank(request("u"), { deadline: Date.now() + 10_000 }));
+    const error = await rejection(ranking.rank(request("u"), { deadline: Date.now() + 10_000 }));
     expect(error.code).toBe(status.UNAVAILABLE);
     expect(Date.now() - started).toBeLessThan(3000);
   });
@@ -283,10 +278,10 @@ describe("Http2Channel", () => {
     closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
     const { ranking, channel } = client(address);
-    const error = await failure(ranking.rank(request("u")));
+    const error = await rejection(ranking.rank(request("u")));
     expect(error.code).toBe(status.UNAVAILABLE);
     expect(error.details).toBe("Received HTTP status code 503");
-    const noStatus = await failure(channel.unary("/other/Method", new Uint8Array(0), { deadline: Date.now() + 1000 }));
+    const noStatus = await rejection(channel.unary("/other/Method", new Uint8Array(0), { deadline: Date.now() + 1000 }));
     expect(noStatus.code).toBe(status.INTERNAL);
     expect(noStatus.details).toMatch(/without gRPC status/);
   });
@@ -306,7 +301,7 @@ describe("Http2Channel", () => {
     const { ranking, channel } = client(service.address);
     await ranking.rank(request("u"));
     channel.close();
-    const error = await failure(ranking.rank(request("u")));
+    const error = await rejection(ranking.rank(request("u")));
     expect(error.code).toBe(status.UNAVAILABLE);
     expect(error.details).toMatch(/channel closed/);
   });

@@ -131,6 +131,8 @@ function statusOf(headers: http2.IncomingHttpHeaders): grpc.ServiceError | { cod
 }
 
 const INITIAL_BACKOFF_MS = 1000;
+/** Delay before looking a name up again after a failed lookup. */
+const RESOLVE_RETRY_MS = 1000;
 const MAX_BACKOFF_MS = 20_000;
 
 /** One address: at most one open connection, made on demand. */
@@ -297,10 +299,12 @@ export class Http2Channel implements UnaryTransport {
   private resolve(): Promise<void> {
     this.resolved ??= this.lookup().finally(() => {
       if (this.closed) return;
+      // After a failed lookup (NXDOMAIN while a headless Service has no ready pod, say), again soon.
+      const interval = this.resolveError === "" ? (this.options.resolveIntervalMs ?? 30_000) : RESOLVE_RETRY_MS;
       this.resolveTimer = setTimeout(() => {
         this.resolved = undefined;
         void this.resolve();
-      }, this.options.resolveIntervalMs ?? 30_000);
+      }, interval);
       this.resolveTimer.unref();
     });
     return this.resolved;

@@ -17,10 +17,10 @@ import {
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient, implement, type Client, type ServiceImplementation } from "./grpc-adapter.js";
 import { connect, waitForReady } from "./client.js";
-import { INTERNAL_ERROR_MESSAGE, RpcError, isServiceError, resourceExhausted, status } from "./errors.js";
+import { INTERNAL_ERROR_MESSAGE, RpcError, resourceExhausted, status } from "./errors.js";
 import { checkHealth } from "./health.js";
 import { startService, type RunningService } from "./service.js";
-import { memoryLogger, metricValue, scrapeMetrics, testConfig } from "./testing/index.js";
+import { memoryLogger, metricValue, rejection, scrapeMetrics, testConfig } from "./testing/index.js";
 import { requireMaxItems, validateUserContext } from "./validate.js";
 
 const RANK = "recsys.v1.RankingService/Rank";
@@ -65,15 +65,6 @@ async function startRanking(stage = "ranking_test") {
   return { service, client, logs };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<grpc.ServiceError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (isServiceError(error)) return error;
-    throw error;
-  }
-  throw new Error("expected the call to fail");
-}
 
 const context = { userId: "u1", watchHistory: [{ itemId: "i9" }] };
 const candidates = [

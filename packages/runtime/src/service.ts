@@ -383,9 +383,10 @@ export async function runService<S extends typeof runtimeConfigSchema>(
     }
     throw error;
   }
-  applyServingV8Flags();
+  const v8Flags = applyServingV8Flags();
   const runtimeConfig = config as unknown as RuntimeConfig;
   const logger = createLogger({ service: options.stage, level: runtimeConfig.LOG_LEVEL });
+  logger.debug({ applied: v8Flags, execArgv: process.execArgv }, "V8 flags set at run time");
   process.on("uncaughtException", (error) => {
     logger.fatal({ err: error }, "uncaught exception");
     process.exit(1);

@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { getHeapStatistics } from "node:v8";
-import { RUNTIME_V8_FLAGS, SERVING_NODE_FLAGS, applyServingV8Flags, collectStartupGarbage } from "./v8-flags.js";
+import { RUNTIME_V8_FLAGS, SERVING_NODE_FLAGS, applyServingV8Flags, collectStartupGarbage, runtimeFlagsToApply } from "./v8-flags.js";
 
 describe("SERVING_NODE_FLAGS", () => {
   it("are flags this node accepts on its command line (a misspelt one makes node exit with 'bad option')", () => {
@@ -12,6 +12,15 @@ describe("SERVING_NODE_FLAGS", () => {
   it("start with the ones applyServingV8Flags sets at run time", () => {
     expect(SERVING_NODE_FLAGS.slice(0, RUNTIME_V8_FLAGS.length)).toEqual([...RUNTIME_V8_FLAGS]);
     expect(() => applyServingV8Flags()).not.toThrow();
+  });
+});
+
+describe("runtimeFlagsToApply", () => {
+  it("leaves out the flags the command line sets, in either sense and spelling", () => {
+    expect(runtimeFlagsToApply([])).toEqual([...RUNTIME_V8_FLAGS]);
+    expect(runtimeFlagsToApply(["--heap-growing-percent=300", "--inspect"])).toEqual(["--no-allocation-site-pretenuring", "--no-memory-reducer"]);
+    expect(runtimeFlagsToApply(["--allocation_site_pretenuring", "--memory-reducer"])).toEqual(["--heap-growing-percent=100"]);
+    expect(runtimeFlagsToApply([...SERVING_NODE_FLAGS])).toEqual([]);
   });
 });
 

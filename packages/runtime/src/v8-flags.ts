@@ -23,7 +23,8 @@
  *
  * The stage launcher (`recsys start`, the benchmark) and the container images start every stage
  * with SERVING_NODE_FLAGS; `runService` also applies the ones V8 honours when set at run time
- * (RUNTIME_V8_FLAGS), so a stage started as plain `node main.js` keeps the most important ones.
+ * (RUNTIME_V8_FLAGS), so a stage started as plain `node main.js` keeps the most important ones,
+ * except those its command line sets otherwise (`--heap-growing-percent=300` stays 300).
  */
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -34,9 +35,25 @@ export const RUNTIME_V8_FLAGS = ["--no-allocation-site-pretenuring", "--no-memor
 /** Node command-line flags of every serving process. */
 export const SERVING_NODE_FLAGS = [...RUNTIME_V8_FLAGS, "--min-semi-space-size=16"] as const;
 
-/** Applies RUNTIME_V8_FLAGS to this process. */
-export function applyServingV8Flags(): void {
-  for (const flag of RUNTIME_V8_FLAGS) setFlagsFromString(flag);
+/** A V8 flag's name without dashes, `no-` or value: "--no-memory_reducer" → "memory-reducer". */
+function flagName(arg: string): string {
+  return arg.replace(/^--?/, "").split("=")[0]!.replace(/_/g, "-").replace(/^no-/, "");
+}
+
+/**
+ * The RUNTIME_V8_FLAGS that the command line (`execArgv`) does not set itself, in either sense:
+ * `node --heap-growing-percent=300 main.js` or `--allocation-site-pretenuring` wins.
+ */
+export function runtimeFlagsToApply(execArgv: readonly string[] = process.execArgv): string[] {
+  const given = new Set(execArgv.filter((arg) => arg.startsWith("-")).map(flagName));
+  return RUNTIME_V8_FLAGS.filter((flag) => !given.has(flagName(flag)));
+}
+
+/** Applies the RUNTIME_V8_FLAGS the command line did not set (see runtimeFlagsToApply); returns them. */
+export function applyServingV8Flags(execArgv: readonly string[] = process.execArgv): string[] {
+  const flags = runtimeFlagsToApply(execArgv);
+  for (const flag of flags) setFlagsFromString(flag);
+  return flags;
 }
 
 /**

@@ -231,12 +231,31 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   return new Promise<number>((resolvePromise) => {
+    // The first signal stops the stack gracefully. Another one while it stops (an impatient Ctrl-C,
+    // or npm and a supervisor both passing SIGTERM on) kills every stage at once: with `once`, the
+    // second signal's default action ended this process and left the stages (their own process
+    // groups) running.
+    let signals = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
-      void stopAll(signal).then(() => resolvePromise(0));
+      signals += 1;
+      if (signals === 1) {
+        void stopAll(signal).then(() => resolvePromise(0));
+        return;
+      }
+      log(`${signal} again: killing every stage now`);
+      for (const stage of stack.stages()) {
+        if (stage.hasExited()) continue;
+        try {
+          process.kill(stage.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+      void removeStackState(statePath).finally(() => resolvePromise(130));
     };
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-    process.once("SIGHUP", onSignal);
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    process.on("SIGHUP", onSignal);
     // A stage dying on its own: the orchestrator ends the stack; another stage is reported (the
     // orchestrator answers without it, flagged degraded).
     for (const stage of stack.stages()) {

@@ -1,9 +1,11 @@
 /**
  * Test helpers for services built on the runtime (`@recsys/runtime/testing`): a config bound to
  * 127.0.0.1 on free ports with short shutdown timeouts, a logger that keeps its lines in memory,
- * and /metrics scraping.
+ * /metrics scraping, and the error of a call expected to fail.
  */
+import type { ServiceError } from "@grpc/grpc-js";
 import { loadConfig, runtimeConfigSchema, type RuntimeConfig } from "../config.js";
+import { isServiceError } from "../errors.js";
 import { createLogger, type Logger } from "../logger.js";
 
 /** Runtime config for tests: 127.0.0.1, port 0 for gRPC and metrics, silent-fast shutdown. */
@@ -77,4 +79,15 @@ export function metricValue(
     if (found === wanted) return Number(match[3]);
   }
   return undefined;
+}
+
+/** The ServiceError `promise` rejects with; throws when it resolves or rejects with anything else. */
+export async function rejection(promise: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (isServiceError(error)) return error;
+    throw error;
+  }
+  throw new Error("expected the call to fail");
 }

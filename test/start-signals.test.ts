@@ -1,0 +1,93 @@
+/**
+ * `recsys start` as a user runs it (a tiny synthetic dataset, every stage a process), then stopped
+ * by signals: one SIGTERM stops every stage; a second one while it stops kills them, and no stage
+ * outlives the command either way.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+
+const MAIN = fileURLToPath(new URL("../packages/cli/dist/main.js", import.meta.url));
+const DATASET = "synthetic:users=60,items=40,events=8,impressions=0,seed=5";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Whether `pid` runs (a zombie, exited but not yet reaped by whoever inherited it, does not). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Starts `recsys start` in a new directory; resolves with the process and its stages' pids once all serve. */
+async function startStack(): Promise<{ child: ChildProcess; exited: Promise<number | null>; stagePids: number[]; output: () => string }> {
+  const dir = await mkdtemp(join(tmpdir(), "recsys-start-"));
+  let output = "";
+  const child = spawn(process.execPath, [MAIN, "start", "--dataset", DATASET, "--dir", dir, "--epochs", "1", "--ranker-epochs", "1", "--shards", "1", "--users", "0"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal === null ? null : -1))));
+  const stagePids: number[] = [];
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const pid of stagePids) if (alive(pid)) process.kill(pid, "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  });
+  const state = await waitFor(
+    "the stack to serve",
+    async () => {
+      if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output}`);
+      const text = await readFile(join(dir, "stack.json"), "utf8").catch(() => undefined);
+      return text === undefined ? undefined : (JSON.parse(text) as { stages: Array<{ pid: number }> });
+    },
+    120_000,
+  );
+  stagePids.push(...state.stages.map((stage) => stage.pid));
+  return { child, exited, stagePids, output: () => output };
+}
+
+describe("recsys start and signals", () => {
+  it("stops every stage on SIGTERM, and kills them on a second SIGTERM during the stop", async () => {
+    const first = await startStack();
+    expect(first.stagePids).toHaveLength(4);
+    expect(first.stagePids.every(alive)).toBe(true);
+    first.child.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+    expect(first.stagePids.filter(alive)).toEqual([]);
+
+    const second = await startStack();
+    second.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 50));
+    second.child.kill("SIGTERM");
+    expect(await second.exited).toBe(130);
+    expect(second.output()).toMatch(/SIGTERM again: killing every stage now/);
+    await waitFor("the stages to be gone", async () => (second.stagePids.some(alive) ? undefined : true), 5000);
+  }, 300_000);
+});
