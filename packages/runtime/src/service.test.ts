@@ -266,14 +266,7 @@ describe("startService", () => {
       ],
     });
     running.push(service);
-    const client = connect(RankingService, service.address);
-    clients.push(client);
-    const controller = new AbortController();
-    const call = client.rank({ context }, { signal: controller.signal });
-    await until(() => service.inFlight() === 1);
-    controller.abort();
-    const error = await rejection(call);
-    expect(error.code).toBe(status.CANCELLED);
+    expect((await callAndCancel(service)).code).toBe(status.CANCELLED);
     await until(() => service.inFlight() === 0);
     const metrics = await scrapeMetrics(service.metricsPort);
     expect(metricValue(metrics, "recsys_slow_grpc_requests_total", { method: RANK, code: "CANCELLED" })).toBe(1);
@@ -297,13 +290,7 @@ describe("startService", () => {
       ],
     });
     running.push(service);
-    const client = connect(RankingService, service.address);
-    clients.push(client);
-    const controller = new AbortController();
-    const call = client.rank({ context }, { signal: controller.signal });
-    await until(() => service.inFlight() === 1);
-    controller.abort();
-    expect((await rejection(call)).code).toBe(status.CANCELLED);
+    expect((await callAndCancel(service)).code).toBe(status.CANCELLED);
     cancelled = true;
     await until(() => seenAborted !== undefined);
     expect(seenAborted).toBe(true);
@@ -431,6 +418,17 @@ describe("server reflection", () => {
     }
   });
 });
+
+/** Calls Rank, cancels it once the server has it in flight, and returns the caller's error. */
+async function callAndCancel(service: RunningService): Promise<grpc.ServiceError> {
+  const client = connect(RankingService, service.address);
+  clients.push(client);
+  const controller = new AbortController();
+  const call = client.rank({ context }, { signal: controller.signal });
+  await until(() => service.inFlight() === 1);
+  controller.abort();
+  return rejection(call);
+}
 
 async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
   const end = Date.now() + timeoutMs;
