@@ -45,7 +45,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 }
 
 /** Starts `recsys start` in a new directory; resolves with the process and its stages' pids once all serve. */
-async function startStack(): Promise<{ child: ChildProcess; exited: Promise<number | null>; stagePids: number[]; output: () => string }> {
+async function startStack(): Promise<{ child: ChildProcess; exited: Promise<number | string | null>; stagePids: number[]; output: () => string }> {
   const dir = await mkdtemp(join(tmpdir(), "recsys-start-"));
   let output = "";
   const child = spawn(process.execPath, [MAIN, "start", "--dataset", DATASET, "--dir", dir, "--epochs", "1", "--ranker-epochs", "1", "--shards", "1", "--users", "0"], {
@@ -53,7 +53,7 @@ async function startStack(): Promise<{ child: ChildProcess; exited: Promise<numb
   });
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal === null ? null : -1))));
+  const exited = new Promise<number | string | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
   const stagePids: number[] = [];
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -82,11 +82,15 @@ describe("recsys start and signals", () => {
     expect(await first.exited).toBe(0);
     expect(first.stagePids.filter(alive)).toEqual([]);
 
+    // A stage that does not stop (stopped itself here with SIGSTOP) holds the graceful stop up:
+    // the second SIGTERM comes while the command waits for it.
     const second = await startStack();
+    process.kill(second.stagePids[0]!, "SIGSTOP");
     second.child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor("the stop to begin", async () => (/SIGTERM: stopping every stage/.test(second.output()) ? true : undefined), 10_000);
     second.child.kill("SIGTERM");
-    expect(await second.exited).toBe(130);
+    const code = await second.exited;
+    expect(code, second.output()).toBe(130);
     expect(second.output()).toMatch(/SIGTERM again: killing every stage now/);
     await waitFor("the stages to be gone", async () => (second.stagePids.some(alive) ? undefined : true), 5000);
   }, 300_000);

@@ -210,6 +210,34 @@ export async function run(argv: string[]): Promise<number> {
     await removeStackState(statePath);
     log("stopped");
   };
+  let finish: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolvePromise) => (finish = resolvePromise));
+  // From the moment the stages run, a signal stops them: the first one gracefully; another one
+  // while they stop (an impatient Ctrl-C, or npm and a supervisor both passing SIGTERM on) kills
+  // every stage at once. (With `once`, the second signal's default action ended this process and
+  // left the stages, in their own process groups, running; before the handlers were installed, so
+  // did a signal during the sample recommendations.)
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals === 1) {
+      void stopAll(signal).then(() => finish(0));
+      return;
+    }
+    log(`${signal} again: killing every stage now`);
+    for (const stage of stack.stages()) {
+      if (stage.hasExited()) continue;
+      try {
+        process.kill(stage.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    void removeStackState(statePath).finally(() => finish(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onSignal);
   try {
     const state: StackState = {
       address: stack.orchestrator.address,
@@ -226,45 +254,21 @@ export async function run(argv: string[]): Promise<number> {
     if (Number(args["users"]) > 0) await printSamples(stack, dataset, Number(args["users"]), Number(args["count"]), titles);
     printStack(stack, statePath, dataset.users.ids[0] ?? "1");
   } catch (error) {
+    if (stopping) return finished; // a signal stopped the stack under the sample calls
     await stopAll("startup failed");
     throw error;
   }
+  if (stopping) return finished;
 
-  return new Promise<number>((resolvePromise) => {
-    // The first signal stops the stack gracefully. Another one while it stops (an impatient Ctrl-C,
-    // or npm and a supervisor both passing SIGTERM on) kills every stage at once: with `once`, the
-    // second signal's default action ended this process and left the stages (their own process
-    // groups) running.
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals += 1;
-      if (signals === 1) {
-        void stopAll(signal).then(() => resolvePromise(0));
-        return;
-      }
-      log(`${signal} again: killing every stage now`);
-      for (const stage of stack.stages()) {
-        if (stage.hasExited()) continue;
-        try {
-          process.kill(stage.pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-      void removeStackState(statePath).finally(() => resolvePromise(130));
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-    process.on("SIGHUP", onSignal);
-    // A stage dying on its own: the orchestrator ends the stack; another stage is reported (the
-    // orchestrator answers without it, flagged degraded).
-    for (const stage of stack.stages()) {
-      void stage.exited.then(async (code) => {
-        if (stopping) return;
-        log(`${stage.name} (pid ${stage.pid}) exited unexpectedly (${code}); the end of ${stage.logFile}:\n${await logTail(stage.logFile)}`);
-        if (stage === stack.orchestrator) void stopAll("the orchestrator is gone").then(() => resolvePromise(1));
-        else log("the orchestrator keeps answering without it (degraded)");
-      });
-    }
-  });
+  // A stage dying on its own: the orchestrator ends the stack; another stage is reported (the
+  // orchestrator answers without it, flagged degraded).
+  for (const stage of stack.stages()) {
+    void stage.exited.then(async (code) => {
+      if (stopping) return;
+      log(`${stage.name} (pid ${stage.pid}) exited unexpectedly (${code}); the end of ${stage.logFile}:\n${await logTail(stage.logFile)}`);
+      if (stage === stack.orchestrator) void stopAll("the orchestrator is gone").then(() => finish(1));
+      else log("the orchestrator keeps answering without it (degraded)");
+    });
+  }
+  return finished;
 }
