@@ -290,10 +290,12 @@ export async function run(argv: string[]): Promise<number> {
     shards: args.shards,
     startTimeoutMs: 3_600_000,
     env: {
-      candidate_generation: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
-      retrieval: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info" },
-      ranking: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "warn" },
-      orchestrator: { MODEL_POLL_INTERVAL: "0", LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`, DOWNSTREAM_TRANSPORT: args.transport },
+      // Every stage polls its model manifest at the default MODEL_POLL_INTERVAL (30 s), as deployed:
+      // the load runs across at least one poll per stage.
+      candidate_generation: { LOG_LEVEL: "warn" },
+      retrieval: { LOG_LEVEL: "info" },
+      ranking: { LOG_LEVEL: "warn" },
+      orchestrator: { LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`, DOWNSTREAM_TRANSPORT: args.transport },
     },
     log,
   });

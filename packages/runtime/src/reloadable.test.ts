@@ -3,7 +3,7 @@
  * calls finish on the model they started with), broken bundles keep the old model, metrics,
  * polling, onSwap and retire.
  */
-import { mkdtemp, mkdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, rename, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RankingService } from "@recsys/gen";
@@ -235,5 +235,36 @@ describe("watchModel reloads", () => {
     } finally {
       await service.stop();
     }
+  });
+});
+
+describe("readManifestVersion", () => {
+  it("parses a settled manifest once, and again when the file changes", async () => {
+    const dir = await writeBundle("b", "v1", null);
+    const file = join(dir, "manifest.json");
+    const past = new Date(Date.now() - 60_000);
+    await utimes(file, past, past);
+    expect(await readManifestVersion(dir)).toBe("v1");
+    // Same inode, size and mtime (a rewrite with the time put back): the stat says "unchanged", so
+    // the file is not read again. This is what makes a probe cheap.
+    await writeFile(file, JSON.stringify({ modelVersion: "v2" }));
+    await utimes(file, past, past);
+    expect(await readManifestVersion(dir)).toBe("v1");
+    // Any real change of the file (here its mtime) is seen.
+    await utimes(file, new Date(Date.now() - 30_000), new Date(Date.now() - 30_000));
+    expect(await readManifestVersion(dir)).toBe("v2");
+    // Another file at the path (a deploy renames a new one in): read.
+    const next = join(dir, "manifest.next");
+    await writeFile(next, JSON.stringify({ modelVersion: "v3" }));
+    await utimes(next, past, past);
+    await rename(next, file);
+    expect(await readManifestVersion(dir)).toBe("v3");
+  });
+
+  it("reads a recently modified manifest at every probe (file times can be coarser than the writes)", async () => {
+    const dir = await writeBundle("c", "v1", null);
+    expect(await readManifestVersion(dir)).toBe("v1");
+    await writeFile(join(dir, "manifest.json"), JSON.stringify({ modelVersion: "v2" })); // same size, same moment
+    expect(await readManifestVersion(dir)).toBe("v2");
   });
 });

@@ -20,7 +20,7 @@
  * serving; the same broken bundle (same resolved directory and version) is retried at most once
  * per `retryFailedMs`. The serving version is exported as `recsys_<stage>_model_info{model_version}` = 1.
  */
-import { readFile, realpath } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { ConfigError } from "./config.js";
@@ -83,9 +83,39 @@ export interface ModelWatcher<T> {
   close(): Promise<void>;
 }
 
-/** The `modelVersion` string of `<dir>/manifest.json`. */
+/**
+ * What readManifestVersion last read from each manifest, by path: the file's identity (device,
+ * inode, size, mtime) and the version it held.
+ */
+const manifestVersions = new Map<string, { readonly signature: string; readonly version: string }>();
+
+/** A manifest modified this recently is read again at every probe (file times can be coarse). */
+const MANIFEST_SETTLE_MS = 2000;
+
+/**
+ * The `modelVersion` string of `<dir>/manifest.json`.
+ *
+ * A probe (every MODEL_POLL_INTERVAL, in every stage) first stats the file and reads and parses
+ * it only when it is another file or has changed (device, inode, size or mtime), or was modified
+ * within the last 2 s. The manifests are large at 1M items (17.8 MB for the candidate-generation
+ * bundle, 42.8 MB for the ranker with its catalogue): parsing one took 0.5-0.6 s of the event
+ * loop, and with polling every 10 s the serving benchmark's p99 went from ~16 ms to 614 ms.
+ * Deploys replace the file (a symlink flip or a renamed directory: another inode) or rewrite it
+ * (another mtime), so a stat tells them apart.
+ */
 export async function readManifestVersion(dir: string): Promise<string> {
   const file = join(dir, MANIFEST_FILE);
+  let signature: string;
+  let settled: boolean;
+  try {
+    const info = await stat(file);
+    signature = `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`;
+    settled = Date.now() - info.mtimeMs > MANIFEST_SETTLE_MS;
+  } catch (error) {
+    throw new Error(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  const known = manifestVersions.get(file);
+  if (known !== undefined && known.signature === signature && settled) return known.version;
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -102,6 +132,8 @@ export async function readManifestVersion(dir: string): Promise<string> {
   if (typeof version !== "string" || version === "") {
     throw new Error(`${file} has no "modelVersion" string`);
   }
+  if (settled) manifestVersions.set(file, { signature, version });
+  else manifestVersions.delete(file);
   return version;
 }
 
@@ -173,6 +205,11 @@ export async function watchModel<T>(options: WatchModelOptions<T>): Promise<Mode
   }
   let version = versionOf(model);
   let source = dir;
+  if (options.pollMs > 0) {
+    // The first probe reads the whole manifest (readManifestVersion caches what a stat can
+    // vouch for): now, before serving, rather than at the first poll under traffic.
+    await probe(path).catch(() => undefined);
+  }
   metrics?.info.set({ model_version: version }, 1);
   logger.info(
     { modelVersion: version, path, dir, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
