@@ -20,7 +20,7 @@
  * 4. Load from gRPC clients in this process (`--transport`: the runtime's http2 client, the
  *    default, or grpc-js's; the orchestrator's downstream calls use the same): a sequential pass (latency without queueing), then
  *    `--requests` requests at `--rate` per second with at most `--concurrency` in flight and a
- *    time cap: QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
+ *    time cap (with `--events-rate`, RecordEvents calls beside it): QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
  *    p50/p95/p99 from the orchestrator's stage histogram (bucket-interpolated).
  * 5. The same pipeline in this process without gRPC (serve-in-process.ts), sequentially.
  * 6. HNSW recall@100 of the served shard indexes vs brute force and q/s at several ef, with the
@@ -67,7 +67,7 @@ const FRESH_WINDOW_SECONDS = 86_400;
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
-  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js]";
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--events-rate R]";
 
 interface Args {
   json: boolean;
@@ -89,6 +89,8 @@ interface Args {
   annClustered: boolean;
   /** The gRPC client of the load generator and of the orchestrator's downstream calls. */
   transport: "http2" | "grpc-js";
+  /** RecordEvents calls per second (one watch each) sent during the load; 0 = none. */
+  eventsRate: number;
 }
 
 function parse(argv: string[]): Args {
@@ -111,6 +113,7 @@ function parse(argv: string[]): Args {
     fresh: false,
     annClustered: true,
     transport: "http2",
+    eventsRate: 0,
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -125,6 +128,7 @@ function parse(argv: string[]): Args {
     "--sequential": "sequential",
     "--in-process": "inProcess",
     "--ann-queries": "annQueries",
+    "--events-rate": "eventsRate",
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -318,7 +322,9 @@ export async function run(argv: string[]): Promise<number> {
     const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, { defaultTimeoutMs: 5000, transport: args.transport });
     try {
       // Warm-up: channels, JIT.
-      await runLoad({ requests: 100, concurrency: 4, rate: 0, timeCapSeconds: 60 }, () => client.recommend({ userId: pickUser(), count: args.count }), errorKey);
+      const warmUp = await runLoad({ requests: 100, concurrency: 4, rate: 0, timeCapSeconds: 60 }, () => client.recommend({ userId: pickUser(), count: args.count }), errorKey);
+      // What the event load watches: items the stack recommended.
+      const watchable = [...new Set(warmUp.outcomes.flatMap((response) => response.items.map((item) => item.itemId)))];
 
       // Sequential: latency without queueing.
       const sequential = await runLoad(
@@ -336,11 +342,23 @@ export async function run(argv: string[]): Promise<number> {
       const readCpu = async (): Promise<Map<string, number | undefined>> =>
         new Map(await Promise.all(processes.map(async ([name, pid]) => [name, await processCpuMs(pid)] as const)));
       const cpuBefore = await readCpu();
+      // With --events-rate, RecordEvents calls (one watch of a recommended item each) run beside the
+      // Recommend load for as long; they change the stored histories (the user store persists in
+      // the cache directory between runs).
+      const eventsLoad =
+        args.eventsRate > 0 && watchable.length > 0
+          ? runLoad(
+              { requests: Math.round((args.requests * args.eventsRate) / Math.max(args.rate, 1)), concurrency: 4, rate: args.eventsRate, timeCapSeconds: args.timeCap },
+              () => client.recordEvents({ events: [{ userId: pickUser(), kind: { case: "watch", value: { itemId: watchable[Math.floor(random() * watchable.length)]!, watchSeconds: 120 } } }] }),
+              errorKey,
+            )
+          : undefined;
       const load = await runLoad<RecommendResponse>(
         { requests: args.requests, concurrency: args.concurrency, rate: args.rate, timeCapSeconds: args.timeCap },
         () => client.recommend({ userId: pickUser(), count: args.count }),
         errorKey,
       );
+      const events = await eventsLoad;
       const cpuAfter = await readCpu();
       const loadEnd = await machineLoad();
       const cpuMs = cpuPerRequest(cpuBefore, cpuAfter, load.completed);
@@ -383,6 +401,11 @@ export async function run(argv: string[]): Promise<number> {
         queries.push(Float32Array.from(embedded.userVector));
       }
 
+      if (events !== undefined) {
+        const p = percentiles(events.latenciesMs);
+        const failed = Object.values(events.errors).reduce((sum, n) => sum + n, 0);
+        log(`events: ${events.completed} RecordEvents at ${events.rps.toFixed(1)}/s beside the load, p50 ${p.p50.toFixed(1)} / p99 ${p.p99.toFixed(1)} ms, ${failed} errors`);
+      }
       report = {
         items: itemCount,
         users: users.length,
@@ -397,6 +420,9 @@ export async function run(argv: string[]): Promise<number> {
         ...pctJson(loadP),
         errors,
         errors_by_code: load.errors,
+        ...(events === undefined
+          ? {}
+          : { events: { rate: args.eventsRate, requests: events.completed, ...pctJson(percentiles(events.latenciesMs)), errors_by_code: events.errors } }),
         degraded,
         degraded_by_stage: degradedBy,
         stages,
@@ -502,6 +528,11 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   out += `  sequential         p50 ${seq.p50_ms} ms  p95 ${seq.p95_ms} ms  p99 ${seq.p99_ms} ms\n`;
   out += `  load               ${r["requests"]} requests in ${r["seconds"]} s = ${r["rps"]} req/s (rate ${r["target_rate"] || "unpaced"}, ≤ ${r["concurrency"]} in flight)\n`;
   out += `                     p50 ${r["p50_ms"]} ms  p95 ${r["p95_ms"]} ms  p99 ${r["p99_ms"]} ms  errors ${r["errors"]}  degraded ${r["degraded"]}\n`;
+  const events = r["events"] as { rate: number; requests: number; p50_ms: number; p99_ms: number; errors_by_code: Record<string, number> } | undefined;
+  if (events !== undefined) {
+    const failed = Object.values(events.errors_by_code).reduce((sum, n) => sum + n, 0);
+    out += `  RecordEvents       ${events.requests} beside the load (rate ${events.rate}/s): p50 ${events.p50_ms} ms  p99 ${events.p99_ms} ms  errors ${failed}\n`;
+  }
   const degradedBy = r["degraded_by_stage"] as Record<string, number>;
   if (Object.keys(degradedBy).length > 0) out += `  degraded by        ${Object.entries(degradedBy).map(([k, n]) => `${k} ×${n}`).join(", ")}\n`;
   out += `\nstages under load (orchestrator's histogram, bucket-interpolated)\n`;

@@ -1,0 +1,59 @@
+/**
+ * `npm run bench -- serve --json` end to end on a small catalogue (the benchmark itself runs at 1M
+ * items, minutes): every stage starts, the load completes without errors, RecordEvents run beside
+ * it, and the JSON has the fields the serving issue specifies.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+
+const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
+let cache: string | undefined;
+
+afterAll(async () => {
+  if (cache !== undefined) await rm(cache, { recursive: true, force: true });
+});
+
+function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [MAIN, "serve", ...args], { timeout: 240_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+      if (error !== null && typeof error.code !== "number") reject(error);
+      else resolve({ code: error === null ? 0 : (error.code as number), stdout, stderr });
+    });
+  });
+}
+
+describe("bench serve --json", () => {
+  it("serves a small catalogue under load and reports the specified figures", async () => {
+    cache = await mkdtemp(join(tmpdir(), "bench-serve-"));
+    const { code, stdout, stderr } = await bench([
+      "--json", "--items", "5000", "--users", "300", "--requests", "200", "--rate", "100", "--events-rate", "20",
+      "--sequential", "20", "--in-process", "20", "--ann-queries", "20", "--efs", "100,150", "--no-ann-clustered", "--cache", cache,
+    ]);
+    expect(code, stderr).toBe(0);
+    const report = JSON.parse(stdout) as Record<string, unknown>;
+    expect(report["items"]).toBe(5000);
+    expect(report["requests"]).toBe(200);
+    expect(report["errors"]).toBe(0);
+    expect(report["rps"]).toBeGreaterThan(50);
+    for (const key of ["p50_ms", "p95_ms", "p99_ms", "in_process_p50_ms"]) expect(report[key], key).toBeGreaterThan(0);
+    expect(report["p50_ms"] as number).toBeLessThanOrEqual(report["p99_ms"] as number);
+    const stages = report["stages"] as Record<string, { count: number }>;
+    for (const stage of ["candidate_generation", "retrieval", "ranking", "total"]) expect(stages[stage]?.count, stage).toBe(200);
+    const events = report["events"] as { requests: number; errors_by_code: Record<string, number> };
+    expect(events.requests).toBeGreaterThan(0);
+    expect(events.errors_by_code).toEqual({});
+    const ann = report["ann"] as Array<{ ef: number; recall_at_100: number; qps: number }>;
+    expect(ann.map((a) => a.ef)).toEqual([100, 150]);
+    // A recall figure, not a recall target (that is the 1M-item run's): a fraction, not worse at a larger ef.
+    for (const a of ann) {
+      expect(a.recall_at_100).toBeGreaterThan(0.5);
+      expect(a.recall_at_100).toBeLessThanOrEqual(1);
+      expect(a.qps).toBeGreaterThan(0);
+    }
+    expect(ann[1]!.recall_at_100).toBeGreaterThanOrEqual(ann[0]!.recall_at_100);
+  }, 300_000);
+});
