@@ -23,8 +23,9 @@
  *   deadline and cancellation propagation, an AbortSignal, metadata in and out;
  * - status from trailers (or trailers-only headers), HTTP status and RST_STREAM codes mapped as
  *   grpc-js maps them, message size limits both ways (RESOURCE_EXHAUSTED);
- * - a call the server never saw (REFUSED_STREAM, GOAWAY, a connection that never came up) is
- *   retried once, on a new connection or another address, as grpc-js's transparent retry does.
+ * - a call the server never saw (REFUSED_STREAM, GOAWAY, a connection that never came up or that
+ *   ran out of stream ids) is retried once, on a new connection or another address, as grpc-js's
+ *   transparent retry does.
  * Plaintext only: `connect` uses grpc-js when credentials are given.
  */
 import http2 from "node:http2";
@@ -588,8 +589,15 @@ class PendingUnary {
     // Calls the server never saw go once more: refused (GOAWAY, REFUSED_STREAM) or sent on a
     // connection that never came up (then to another address, if one may take it).
     const neverConnected = this.session !== undefined && this.subchannel?.wasConnected(this.session) === false;
+    // A connection that has used up its stream ids (2^31 - 1, odd ones: ~1e9 calls) fails every
+    // new stream with ERR_HTTP2_OUT_OF_STREAMS and is not closed by node: close it here.
+    const outOfStreams = this.transportError?.code === "ERR_HTTP2_OUT_OF_STREAMS";
+    if (outOfStreams) this.session?.close();
     const refused =
-      stream.rstCode === NGHTTP2_REFUSED_STREAM || this.transportError?.code === "ERR_HTTP2_GOAWAY_SESSION" || neverConnected;
+      stream.rstCode === NGHTTP2_REFUSED_STREAM ||
+      this.transportError?.code === "ERR_HTTP2_GOAWAY_SESSION" ||
+      outOfStreams ||
+      neverConnected;
     const exclude = neverConnected ? this.subchannel : undefined;
     if (refused && !this.retried && this.httpStatus === undefined && this.deadline > Date.now() && this.channel.canSend(exclude)) {
       this.retried = true;
