@@ -211,9 +211,13 @@ describe("Http2Channel", () => {
     const second = await startRanking("127.0.0.2", first.service.port);
     let addresses = ["127.0.0.1", "127.0.0.2"];
     const { ranking } = client(`dns:///ranking.test:${first.service.port}`, { lookup: async () => addresses, resolveIntervalMs: 100 });
-    const answered = await Promise.all(Array.from({ length: 20 }, async () => (await ranking.rank(request("u"))).version?.component));
-    expect(new Set(answered)).toEqual(new Set(["127.0.0.1", "127.0.0.2"]));
-    for (const host of ["127.0.0.1", "127.0.0.2"]) expect(answered.filter((h) => h === host).length).toBeGreaterThanOrEqual(5);
+    // One call at a time (as a stage with little traffic makes them): they alternate.
+    const answered: Array<string | undefined> = [];
+    for (let i = 0; i < 20; i++) answered.push((await ranking.rank(request("u"))).version?.component);
+    for (const host of ["127.0.0.1", "127.0.0.2"]) expect(answered.slice(10).filter((h) => h === host).length, answered.join(" ")).toBe(5);
+    // And in bursts.
+    const burst = await Promise.all(Array.from({ length: 20 }, async () => (await ranking.rank(request("u"))).version?.component));
+    for (const host of ["127.0.0.1", "127.0.0.2"]) expect(burst.filter((h) => h === host).length).toBeGreaterThanOrEqual(5);
 
     // The name now resolves to one address: once resolved again, only that one is called.
     addresses = ["127.0.0.2"];

@@ -155,10 +155,6 @@ class Subchannel {
     private readonly onFailure: () => void,
   ) {}
 
-  get key(): string {
-    return `${this.address}|${this.port}`;
-  }
-
   /** Whether a call may be sent here now: a connection exists or may be attempted. */
   usable(now: number): boolean {
     return this.session !== undefined || now >= this.retryAt;
@@ -347,7 +343,9 @@ export class Http2Channel implements UnaryTransport {
     if (this.options.loadBalancing === "pick_first") {
       return list.find((s) => s !== exclude && s.usable(now));
     }
-    // round_robin: connected ones first, then any that may connect.
+    // round_robin: every address gets a connection (started here, as grpc-js connects to all of
+    // them), calls rotate over the connected ones, then over any that may connect.
+    for (const s of list) if (s.session === undefined && s !== exclude && s.usable(now)) s.getSession();
     for (let pass = 0; pass < 2; pass++) {
       for (let i = 0; i < list.length; i++) {
         const s = list[(this.next + i) % list.length]!;
@@ -395,7 +393,7 @@ export class Http2Channel implements UnaryTransport {
   }
 
   /** @internal Sends `call` on a picked subchannel; false when no subchannel may take it. */
-  send(call: PendingUnary, exclude?: Subchannel): boolean {
+  send(call: PendingUnary, exclude?: Subchannel, again = false): boolean {
     if (call.settled) return false;
     const subchannel = this.pick(exclude);
     if (subchannel === undefined) {
@@ -408,9 +406,10 @@ export class Http2Channel implements UnaryTransport {
       session = subchannel.getSession();
       stream = session.request(call.headers(), { endStream: false });
     } catch (error) {
-      // The session was closing (GOAWAY or closed between pick and request): drop it, try once more.
+      // The session was closing (GOAWAY, or closed between pick and request): drop it and try once
+      // more, on a new connection.
       if (subchannel.session !== undefined) subchannel.detach(subchannel.session);
-      if (exclude === undefined && this.pick(subchannel) !== undefined) return this.send(call, subchannel);
+      if (!again) return this.send(call, exclude, true);
       call.fail(serviceError(grpc.status.UNAVAILABLE, `${this.target}: ${error instanceof Error ? error.message : String(error)}`));
       return false;
     }
