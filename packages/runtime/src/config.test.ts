@@ -139,6 +139,7 @@ describe("schema introspection", () => {
       "LOG_LEVEL",
       "GRPC_MAX_MESSAGE_BYTES",
       "GRPC_REFLECTION",
+      "GRPC_MAX_CONNECTION_AGE",
       "SHUTDOWN_DELAY",
       "DRAIN_TIMEOUT",
       "SHUTDOWN_TIMEOUT",
@@ -154,6 +155,7 @@ describe("schema introspection", () => {
       METRICS_PORT: 9464,
       LOG_LEVEL: "info",
       GRPC_REFLECTION: true,
+      GRPC_MAX_CONNECTION_AGE: 300_000,
       DRAIN_TIMEOUT: 15_000,
     });
   });

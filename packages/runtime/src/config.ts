@@ -274,6 +274,11 @@ export const runtimeConfigSchema = {
     description: "largest gRPC message sent or received",
   }),
   GRPC_REFLECTION: env.bool({ default: true, description: "serve gRPC server reflection" }),
+  GRPC_MAX_CONNECTION_AGE: env.duration({
+    default: 300_000,
+    description:
+      "a client connection is closed after this long (GOAWAY; its calls in flight get DRAIN_TIMEOUT to finish), so callers reconnect and reach pods added since; 0 = never",
+  }),
   SHUTDOWN_DELAY: env.duration({
     default: 0,
     description:

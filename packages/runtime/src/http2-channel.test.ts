@@ -290,6 +290,40 @@ describe("Http2Channel", () => {
     expect(noStatus.details).toMatch(/without gRPC status/);
   });
 
+  it("follows the server's connection recycling (GRPC_MAX_CONNECTION_AGE) without a failed call", async () => {
+    const service = await startService({
+      stage: "aging",
+      config: testConfig({ GRPC_MAX_CONNECTION_AGE: 200 }),
+      services: [implement(RankingService, { rank: () => ({ items: [{ itemId: "x" }] }) })],
+    });
+    running.push(service);
+    // A TCP proxy in front of it counts the connections the channel makes.
+    let connections = 0;
+    const proxy = net.createServer((inbound) => {
+      connections += 1;
+      const outbound = net.connect(service.port, "127.0.0.1");
+      inbound.pipe(outbound).pipe(inbound);
+      for (const [a, b] of [[inbound, outbound], [outbound, inbound]] as const) {
+        a.on("error", () => b.destroy());
+        a.on("close", () => b.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    closers.push(() => new Promise<void>((resolve) => proxy.close(() => resolve())));
+    const { ranking } = client(`127.0.0.1:${(proxy.address() as net.AddressInfo).port}`);
+    const failures: string[] = [];
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      // A few calls at once, so that some are in flight when a GOAWAY arrives.
+      await Promise.all(
+        Array.from({ length: 4 }, () => ranking.rank(request("u")).catch((e: unknown) => failures.push(isServiceError(e) ? `${status[e.code]} ${e.details}` : String(e)))),
+      );
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(failures).toEqual([]);
+    expect(connections).toBeGreaterThanOrEqual(3);
+  });
+
   it("waits for readiness, and gives up at the deadline", async () => {
     const { service } = await startRanking();
     const { channel } = client(service.address);

@@ -190,6 +190,8 @@ class Subchannel {
     session.on("error", (error: Error) => {
       this.lastError = error.message;
     });
+    // No new calls on it (node closes it once the calls in flight are done, or at once for an
+    // error code).
     session.once("goaway", () => this.detach(session));
     session.once("close", () => {
       clearTimeout(connectTimer);

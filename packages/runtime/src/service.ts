@@ -240,6 +240,11 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+    // Callers that resolve a headless Service's pods only when they connect (grpc-js) reach the
+    // pods a scale-out adds once their connections are recycled.
+    ...(config.GRPC_MAX_CONNECTION_AGE > 0
+      ? { "grpc.max_connection_age_ms": config.GRPC_MAX_CONNECTION_AGE, "grpc.max_connection_age_grace_ms": config.DRAIN_TIMEOUT }
+      : {}),
     // Channelz stays on: with "grpc.enable_channelz": 0, grpc-js 1.14 does not track sessions,
     // so forceShutdown() cannot cancel stuck calls (the forced-close test catches it).
   });
