@@ -21,7 +21,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { endianness } from "node:os";
 import { join } from "node:path";
-import type { Dataset, Holdout, UserScorer } from "@recsys/data";
+import { readFloat32File, type Dataset, type Holdout, type UserScorer } from "@recsys/data";
 import {
   CATEGORICAL_FEATURES,
   contextFromDataset,
@@ -238,19 +238,14 @@ export async function saveBundle(dir: string, result: TrainResult): Promise<Bund
   return manifest;
 }
 
-async function readMatrix(dir: string, file: string, rows: number, cols: number): Promise<Float32Array> {
-  const path = join(dir, file);
-  let buf: Buffer;
+/** A rows × cols float32 file of the bundle (into `into`, or a new array). */
+async function readMatrix(dir: string, file: string, rows: number, cols: number, into?: Float32Array): Promise<Float32Array> {
   try {
-    buf = await readFile(path);
+    return await readFloat32File(join(dir, file), rows * cols, into);
   } catch (err) {
-    throw new Error(`model bundle ${dir}: cannot read ${file}: ${(err as Error).message}`);
+    const message = (err as Error).message.replace(join(dir, file), file);
+    throw new Error(`model bundle ${dir}: ${message.includes("expected") ? `${message} (${rows}×${cols} float32)` : `cannot read ${file}: ${message}`}`);
   }
-  const expected = rows * cols * 4;
-  if (buf.byteLength !== expected) throw new Error(`model bundle ${dir}: ${file} has ${buf.byteLength} bytes, expected ${expected} (${rows}×${cols} float32)`);
-  const out = new Float32Array(rows * cols);
-  new Uint8Array(out.buffer).set(buf);
-  return out;
 }
 
 /** Loads a bundle directory written by {@link saveBundle}; initialises the tfjs backend. */
@@ -270,7 +265,11 @@ export async function loadBundle(dir: string): Promise<CandidateGenBundle> {
   if (manifest.itemIds.length !== space.items.size - 1 || f.itemEmbeddings.rows !== manifest.itemIds.length) {
     throw new Error(`model bundle ${dir}: ${manifest.itemIds.length} item ids but the item vocabulary has ${space.items.size - 1}`);
   }
-  const itemEmbeddings = await readMatrix(dir, f.itemEmbeddings.file, f.itemEmbeddings.rows, manifest.dim);
+  // The output table is the OOV row 0 followed by the item rows: the item file is read into it in
+  // place, and itemEmbeddings is a view of it (one 256 MB table at 1M items, not two).
+  if (manifest.dim !== cfg.embeddingDim) throw new Error(`model bundle ${dir}: dim ${manifest.dim} but the model's embeddingDim is ${cfg.embeddingDim}`);
+  const output = cfg.sharedItemEmbeddings ? undefined : new Float32Array(space.items.size * cfg.embeddingDim);
+  const itemEmbeddings = await readMatrix(dir, f.itemEmbeddings.file, f.itemEmbeddings.rows, manifest.dim, output?.subarray(cfg.embeddingDim));
   const watch = await readMatrix(dir, f.watchEmbeddings.file, space.items.size, cfg.embeddingDim);
   const search = await readMatrix(dir, f.searchEmbeddings.file, space.tokens.size, cfg.searchDim);
   const categorical: Float32Array[] = [];
@@ -290,10 +289,7 @@ export async function loadBundle(dir: string): Promise<CandidateGenBundle> {
     o += b.length;
     tower.push({ w, b });
   }
-  // The output table: OOV row 0 (unused for scoring) followed by the item rows.
-  const output = new Float32Array(space.items.size * cfg.embeddingDim);
-  output.set(itemEmbeddings, cfg.embeddingDim);
-  const weights: ModelWeights = { watch, search, categorical, output: cfg.sharedItemEmbeddings ? watch : output, tower };
+  const weights: ModelWeights = { watch, search, categorical, output: cfg.sharedItemEmbeddings ? watch : output!, tower };
   await initBackend();
   const model = CandidateGenModel.fromWeights(space, cfg, weights);
   return new Bundle(manifest, model, itemEmbeddings);

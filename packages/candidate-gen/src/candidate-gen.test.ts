@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Dataset, lastoutSplit, Rng, trainingRows } from "@recsys/data";
@@ -405,6 +405,11 @@ describe("bundle", () => {
       expect(loaded.manifest.datasetFingerprint).toBe(ds.fingerprint);
       expect(loaded.itemIds).toEqual(inMemory.itemIds);
       expect(Array.from(loaded.itemEmbeddings)).toEqual(Array.from(inMemory.itemEmbeddings));
+      // The output table holds the same rows (item i is vocabulary id i + 1; row 0 is OOV).
+      const loadedModel = (loaded as unknown as { model: { itemVector(id: number): Float32Array } }).model;
+      for (const i of [0, 17, loaded.itemIds.length - 1]) {
+        expect(Array.from(loadedModel.itemVector(i + 1))).toEqual(Array.from(inMemory.itemEmbeddings.subarray(i * loaded.dim, (i + 1) * loaded.dim)));
+      }
       const ctxs = [0, 7, 13].map((u) => {
         const lo = ds.events.userOffsets[u]!;
         return contextFromDataset(ds, u, Int32Array.from([lo, lo + 1, lo + 2]), ds.events.timestamp[lo + 3]!);
@@ -417,6 +422,8 @@ describe("bundle", () => {
       expect(a[0]!.length).toBe(loaded.dim);
       loaded.dispose();
       await expect(loadBundle(join(dir, "missing"))).rejects.toThrow(/manifest\.json/);
+      await truncate(join(dir, "item_embeddings.f32"), 100);
+      await expect(loadBundle(dir)).rejects.toThrow(/item_embeddings\.f32 has 100 bytes, expected \d+ \(\d+×8 float32\)/);
     } finally {
       await rm(dir, { recursive: true, force: true });
       result.model.dispose();

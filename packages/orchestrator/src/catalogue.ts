@@ -10,7 +10,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Dataset, Holdout } from "@recsys/data";
+import { readFloat32File, type Dataset, type Holdout } from "@recsys/data";
 
 /** What the orchestrator reads from the bundle's manifest.json (see @recsys/candidate-gen bundle.ts). */
 interface ManifestFields {
@@ -57,12 +57,12 @@ export async function loadBundleInfo(dir: string): Promise<BundleInfo> {
     throw new Error(`${manifestPath}: itemIds or dim missing or malformed`);
   }
   const file = join(dir, manifest.files.itemEmbeddings.file);
-  const bytes = await readFile(file);
-  if (bytes.byteLength !== itemIds.length * dim * 4) {
-    throw new Error(`${file}: ${bytes.byteLength} bytes, expected ${itemIds.length} items × ${dim} floats × 4`);
+  let embeddings: Float32Array;
+  try {
+    embeddings = await readFloat32File(file, itemIds.length * dim);
+  } catch (error) {
+    throw new Error(`${(error as Error).message} (${itemIds.length} items × ${dim} floats)`, { cause: error });
   }
-  const embeddings = new Float32Array(itemIds.length * dim);
-  new Uint8Array(embeddings.buffer).set(bytes);
   const rowOf = new Map<string, number>();
   itemIds.forEach((id, row) => rowOf.set(id, row));
   return {
