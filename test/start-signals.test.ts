@@ -4,7 +4,7 @@
  * outlives the command either way.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -73,7 +73,51 @@ async function startStack(): Promise<{ child: ChildProcess; exited: Promise<numb
   return { child, exited, stagePids, output: () => output };
 }
 
+/** Pids of the processes whose environment mentions `dir` (the stages get paths under it). */
+function processesMentioning(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, "latin1").includes(dir)) pids.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids.filter(alive);
+}
+
 describe("recsys start and signals", () => {
+  it("stops the stages already spawned when interrupted while they start", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "recsys-start-"));
+    let output = "";
+    const child = spawn(process.execPath, [MAIN, "start", "--dataset", DATASET, "--dir", dir, "--epochs", "1", "--ranker-epochs", "1", "--shards", "1", "--users", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | string | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
+    const seen = new Set<number>();
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      for (const pid of [...seen, ...processesMentioning(dir)]) if (alive(pid)) process.kill(pid, "SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    });
+    // Hold one stage back (SIGSTOP) so that the start-up cannot finish, then interrupt it.
+    const held = await waitFor("a stage process", async () => {
+      if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output}`);
+      return processesMentioning(dir)[0];
+    }, 120_000);
+    process.kill(held, "SIGSTOP");
+    await waitFor("the other stages", async () => (processesMentioning(dir).length >= 3 ? true : undefined), 30_000);
+    for (const pid of processesMentioning(dir)) seen.add(pid);
+    expect(output).not.toMatch(/all stages serving/);
+    child.kill("SIGINT");
+    expect(await exited, output).toBe(130);
+    expect(output).toMatch(/SIGINT while the stages start: stopping them/);
+    await waitFor("every stage to be gone", async () => ([...seen].some(alive) || processesMentioning(dir).length > 0 ? undefined : true), 10_000);
+  }, 300_000);
+
   it("stops every stage on SIGTERM, and kills them on a second SIGTERM during the stop", async () => {
     const first = await startStack();
     expect(first.stagePids).toHaveLength(4);

@@ -15,7 +15,7 @@ import { mkdir, writeFile, access } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SERVING_NODE_FLAGS } from "@recsys/runtime";
-import { startStageProcess, type StageProcess } from "./stack-process.js";
+import { killSpawnedStages, startStageProcess, type StageProcess } from "./stack-process.js";
 
 /** Stage names as the orchestrator reports them (and the log file names, "/" → "-"). */
 export const STAGE_CANDIDATE_GENERATION = "candidate_generation";
@@ -129,6 +129,23 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
     }
   };
   process.on("exit", onExit);
+  // A signal while the stages start (a first start builds indexes for minutes; Ctrl-C then is
+  // natural): stop every stage spawned so far, serving or not, and exit. Without this the default
+  // action ended this process and left them running (they have their own process groups, and
+  // "exit" handlers do not run on a signal). The caller installs its own handlers once the stack
+  // is up.
+  let interrupted = false;
+  const onSignalWhileStarting = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal} while the stages start: stopping them`);
+    void killSpawnedStages(3000).finally(() => process.exit(130));
+  };
+  const startSignals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const signal of startSignals) process.on(signal, onSignalWhileStarting);
+  const stopWatchingSignals = (): void => {
+    for (const signal of startSignals) process.off(signal, onSignalWhileStarting);
+  };
   const track = async (p: Promise<StageProcess>): Promise<StageProcess> => {
     const stage = await p;
     started.push(stage);
@@ -205,10 +222,12 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
         return stopping;
       },
     };
+    stopWatchingSignals();
     return stack;
   } catch (error) {
     await Promise.all(started.map((s) => s.stop(2000)));
     process.off("exit", onExit);
+    stopWatchingSignals();
     throw error;
   }
 }

@@ -94,6 +94,24 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Every stage process this process spawned that has not exited yet (serving or still starting). */
+const spawnedStages = new Set<ChildProcess>();
+
+/**
+ * Stops every stage process this process spawned, serving or still starting: SIGTERM, then SIGKILL
+ * after `graceMs` (a stage still loading its model dies at SIGTERM; a stopped one only at SIGKILL).
+ */
+export async function killSpawnedStages(graceMs: number): Promise<void> {
+  const children = [...spawnedStages];
+  const gone = children.map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve()))));
+  for (const child of children) child.kill("SIGTERM");
+  const timer = setTimeout(() => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }, graceMs);
+  await Promise.all(gone);
+  clearTimeout(timer);
+}
+
 /** Starts a stage and resolves once it serves (health SERVING), or rejects with its log tail. */
 export async function startStageProcess(options: StageProcessOptions): Promise<StageProcess> {
   const { name, logFile } = options;
@@ -115,13 +133,16 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
   } finally {
     await log.close();
   }
+  spawnedStages.add(child);
   let exitedWith: number | string | undefined;
   const exited = new Promise<number | string>((resolve) => {
     child.once("exit", (code, signal) => {
+      spawnedStages.delete(child);
       exitedWith = code ?? signal ?? "unknown";
       resolve(exitedWith);
     });
     child.once("error", (error) => {
+      spawnedStages.delete(child);
       exitedWith = `spawn error: ${error.message}`;
       resolve(exitedWith);
     });
