@@ -12,7 +12,8 @@
  *    source scores all items exactly per watch, hours at 1M items). The bundle is then extended
  *    to the whole catalogue with synthesised embeddings for the items nobody watched
  *    (serve-catalogue.ts).
- * 3. The four stages as separate processes on loopback (`recsys start`'s launcher); the first
+ * 3. The four stages as separate processes on loopback (`recsys start`'s launcher), configured as
+ *    deployed (each polls its model manifest every 30 s, the default MODEL_POLL_INTERVAL); the first
  *    run builds the shards' HNSW indexes (minutes at 1M items; cached for later runs). One
  *    retrieval shard by default (`--shards`): on one 2-core machine a second shard process adds a
  *    process and a call per request (measured under 100 req/s: 17.3 ms of CPU per request with 2
