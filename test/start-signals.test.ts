@@ -44,8 +44,17 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
   }
 }
 
-/** Starts `recsys start` in a new directory; resolves with the process and its stages' pids once all serve. */
-async function startStack(): Promise<{ child: ChildProcess; exited: Promise<number | string | null>; stagePids: number[]; output: () => string }> {
+interface Started {
+  readonly dir: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | string | null>;
+  /** Stage pids to kill if the test leaves them behind. */
+  readonly stagePids: number[];
+  output(): string;
+}
+
+/** Runs `recsys start` in a new directory (removed, with anything left running, after the test). */
+async function spawnStart(): Promise<Started> {
   const dir = await mkdtemp(join(tmpdir(), "recsys-start-"));
   let output = "";
   const child = spawn(process.execPath, [MAIN, "start", "--dataset", DATASET, "--dir", dir, "--epochs", "1", "--ranker-epochs", "1", "--shards", "1", "--users", "0"], {
@@ -60,17 +69,24 @@ async function startStack(): Promise<{ child: ChildProcess; exited: Promise<numb
     for (const pid of stagePids) if (alive(pid)) process.kill(pid, "SIGKILL");
     await rm(dir, { recursive: true, force: true });
   });
+  return { dir, child, exited, stagePids, output: () => output };
+}
+
+/** Starts `recsys start`; resolves once all its stages serve, with their pids. */
+async function startStack(): Promise<Started> {
+  const started = await spawnStart();
+  const { dir, child, stagePids, output } = started;
   const state = await waitFor(
     "the stack to serve",
     async () => {
-      if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output}`);
+      if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output()}`);
       const text = await readFile(join(dir, "stack.json"), "utf8").catch(() => undefined);
       return text === undefined ? undefined : (JSON.parse(text) as { stages: Array<{ pid: number }> });
     },
     120_000,
   );
   stagePids.push(...state.stages.map((stage) => stage.pid));
-  return { child, exited, stagePids, output: () => output };
+  return started;
 }
 
 /** Pids of the processes whose environment mentions `dir` (the stages get paths under it). */
@@ -89,33 +105,21 @@ function processesMentioning(dir: string): number[] {
 
 describe("recsys start and signals", () => {
   it("stops the stages already spawned when interrupted while they start", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "recsys-start-"));
-    let output = "";
-    const child = spawn(process.execPath, [MAIN, "start", "--dataset", DATASET, "--dir", dir, "--epochs", "1", "--ranker-epochs", "1", "--shards", "1", "--users", "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<number | string | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
-    const seen = new Set<number>();
-    cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      for (const pid of [...seen, ...processesMentioning(dir)]) if (alive(pid)) process.kill(pid, "SIGKILL");
-      await rm(dir, { recursive: true, force: true });
-    });
+    const { dir, child, exited, stagePids, output } = await spawnStart();
     // Hold one stage back (SIGSTOP) so that the start-up cannot finish, then interrupt it.
     const held = await waitFor("a stage process", async () => {
-      if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output}`);
+      if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output()}`);
       return processesMentioning(dir)[0];
     }, 120_000);
+    stagePids.push(held);
     process.kill(held, "SIGSTOP");
     await waitFor("the other stages", async () => (processesMentioning(dir).length >= 3 ? true : undefined), 30_000);
-    for (const pid of processesMentioning(dir)) seen.add(pid);
-    expect(output).not.toMatch(/all stages serving/);
+    stagePids.push(...processesMentioning(dir).filter((pid) => pid !== held));
+    expect(output()).not.toMatch(/all stages serving/);
     child.kill("SIGINT");
-    expect(await exited, output).toBe(130);
-    expect(output).toMatch(/SIGINT while the stages start: stopping them/);
-    await waitFor("every stage to be gone", async () => ([...seen].some(alive) || processesMentioning(dir).length > 0 ? undefined : true), 10_000);
+    expect(await exited, output()).toBe(130);
+    expect(output()).toMatch(/SIGINT while the stages start: stopping them/);
+    await waitFor("every stage to be gone", async () => (stagePids.some(alive) || processesMentioning(dir).length > 0 ? undefined : true), 10_000);
   }, 300_000);
 
   it("stops every stage on SIGTERM, and kills them on a second SIGTERM during the stop", async () => {
