@@ -195,7 +195,7 @@ export class BruteForceIndex implements VectorIndex {
   ): Promise<BruteForceIndex> {
     const rows = ids.length;
     const index = new BruteForceIndex({ ...options, capacity: Math.max(1, rows) });
-    index.data.set(await readFloat32Rows(dataPath, rows, index.dim));
+    await readFloat32Rows(dataPath, rows, index.dim, index.data.subarray(0, rows * index.dim));
     for (let row = 0; row < rows; row++) {
       const id = ids[row]!;
       if (index.rowOf.has(id)) throw new IndexFormatError(`${dataPath}: id ${JSON.stringify(id)} appears twice`);

@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BruteForceIndex } from "./brute-force-index.js";
@@ -94,6 +95,12 @@ describe("ExactHead (hnswlib BruteforceSearch)", () => {
       }
       await expect(ExactHead.readRows(path, ids.slice(1), DIM)).rejects.toBeInstanceOf(IndexFormatError);
       await expect(ExactHead.readRows(path, [ids[0]!, ...ids.slice(0, -1)], DIM)).rejects.toThrow(/appears twice/);
+      await expect(ExactHead.readRows(path, ids.slice(1), DIM)).rejects.toThrow(/head\.bin has \d+ bytes, expected \d+×\d+ float32 values/);
+      // A NaN in row 3 (little-endian float32 0x7fc00000).
+      const bytes = readFileSync(path);
+      bytes.writeFloatLE(Number.NaN, (3 * DIM + 1) * 4);
+      writeFileSync(path, bytes);
+      await expect(ExactHead.readRows(path, ids, DIM)).rejects.toThrow(/head\.bin: non-finite value at row 3/);
     } finally {
       tmp.cleanup();
     }

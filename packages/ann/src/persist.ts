@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { IndexFormatError, ModelVersionMismatchError } from "./errors.js";
 import type { IndexKind } from "./vector-index.js";
 import { MAX_DIM, MAX_ID_LENGTH } from "./vector-index.js";
+import { Float32FileSizeError, readFloat32File } from "@recsys/data";
 
 /**
  * On-disk layout of a saved index directory:
@@ -92,25 +93,21 @@ export interface LoadOptions {
 
 /**
  * Reads a data file of `rows` × `dim` raw little-endian float32 values (a brute-force index's
- * vectors, an HNSW index's exact head). IndexFormatError when it cannot be read, has another size
- * or holds a non-finite value.
+ * vectors, an HNSW index's exact head) into `into` (default: a new array). IndexFormatError when
+ * it cannot be read, has another size or holds a non-finite value.
  */
-export async function readFloat32Rows(path: string, rows: number, dim: number): Promise<Float32Array> {
-  let bytes: Buffer;
+export async function readFloat32Rows(path: string, rows: number, dim: number, into?: Float32Array): Promise<Float32Array> {
+  let out: Float32Array;
   try {
-    bytes = await readFile(path);
+    out = await readFloat32File(path, rows * dim, into);
   } catch (err) {
+    if (err instanceof Float32FileSizeError) {
+      throw new IndexFormatError(`${path} has ${err.bytes} bytes, expected ${rows}×${dim} float32 values`);
+    }
     throw new IndexFormatError(`cannot read data file ${path}: ${(err as Error).message}`, { cause: err });
   }
-  if (bytes.byteLength !== rows * dim * 4) {
-    throw new IndexFormatError(`${path} has ${bytes.byteLength} bytes, expected ${rows}×${dim} float32 values`);
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Float32Array(rows * dim);
   for (let i = 0; i < out.length; i++) {
-    const v = view.getFloat32(i * 4, true);
-    if (!Number.isFinite(v)) throw new IndexFormatError(`${path}: non-finite value at row ${Math.floor(i / dim)}`);
-    out[i] = v;
+    if (!Number.isFinite(out[i])) throw new IndexFormatError(`${path}: non-finite value at row ${Math.floor(i / dim)}`);
   }
   return out;
 }

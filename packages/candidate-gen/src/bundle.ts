@@ -21,7 +21,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { endianness } from "node:os";
 import { join } from "node:path";
-import { readFloat32File, type Dataset, type Holdout, type UserScorer } from "@recsys/data";
+import { Float32FileSizeError, readFloat32File, type Dataset, type Holdout, type UserScorer } from "@recsys/data";
 import {
   CATEGORICAL_FEATURES,
   contextFromDataset,
@@ -243,8 +243,10 @@ async function readMatrix(dir: string, file: string, rows: number, cols: number,
   try {
     return await readFloat32File(join(dir, file), rows * cols, into);
   } catch (err) {
-    const message = (err as Error).message.replace(join(dir, file), file);
-    throw new Error(`model bundle ${dir}: ${message.includes("expected") ? `${message} (${rows}×${cols} float32)` : `cannot read ${file}: ${message}`}`);
+    if (err instanceof Float32FileSizeError) {
+      throw new Error(`model bundle ${dir}: ${file} has ${err.bytes} bytes, expected ${err.expectedBytes} (${rows}×${cols} float32)`);
+    }
+    throw new Error(`model bundle ${dir}: cannot read ${file}: ${(err as Error).message}`);
   }
 }
 

@@ -9,4 +9,4 @@ export { parseCsv, CsvParser, CsvError } from "./csv.js";
 export { Rng } from "./prng.js";
 export { datasetFromEvents } from "./in-memory.js";
 export type { EventRecord, InMemoryOptions } from "./in-memory.js";
-export { readFloat32File } from "./float32-file.js";
+export { Float32FileSizeError, readFloat32File } from "./float32-file.js";
