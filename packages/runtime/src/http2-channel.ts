@@ -394,13 +394,13 @@ export class Http2Channel implements UnaryTransport {
     return this.subchannels.some((s) => s !== exclude && s.usable(now));
   }
 
-  /** @internal Sends `call` on a picked subchannel; false when no subchannel may take it. */
-  send(call: PendingUnary, exclude?: Subchannel, again = false): boolean {
-    if (call.settled) return false;
+  /** @internal Sends `call` on a picked subchannel, or fails it with UNAVAILABLE when none may take it. */
+  send(call: PendingUnary, exclude?: Subchannel, again = false): void {
+    if (call.settled) return;
     const subchannel = this.pick(exclude);
     if (subchannel === undefined) {
       call.fail(serviceError(grpc.status.UNAVAILABLE, this.unavailableReason()));
-      return false;
+      return;
     }
     let session: http2.ClientHttp2Session;
     let stream: http2.ClientHttp2Stream;
@@ -411,12 +411,14 @@ export class Http2Channel implements UnaryTransport {
       // The session was closing (GOAWAY, or closed between pick and request): drop it and try once
       // more, on a new connection.
       if (subchannel.session !== undefined) subchannel.detach(subchannel.session);
-      if (!again) return this.send(call, exclude, true);
+      if (!again) {
+        this.send(call, exclude, true);
+        return;
+      }
       call.fail(serviceError(grpc.status.UNAVAILABLE, `${this.target}: ${error instanceof Error ? error.message : String(error)}`));
-      return false;
+      return;
     }
     call.attach(stream, subchannel, session);
-    return true;
   }
 
   get maxMessageBytes(): number {
