@@ -25,7 +25,7 @@ import { parseArgs, UsageError } from "../args.js";
 import { formatColumns, formatRecommendations } from "../stack-format.js";
 import { launchStack, type Stack } from "../stack-launch.js";
 import { ensureStackModel, type Holdout, type StackModelSettings } from "../stack-model.js";
-import { logTail } from "../stack-process.js";
+import { killSpawnedStages, logTail } from "../stack-process.js";
 import { DEFAULT_RUN_ROOT, STATE_FILE, removeStackState, writeStackState, type StackState } from "../stack-state.js";
 import { formatDuration } from "../train-progress.js";
 import { run as evaluate } from "./evaluate.js";
@@ -225,15 +225,9 @@ export async function run(argv: string[]): Promise<number> {
       return;
     }
     log(`${signal} again: killing every stage now`);
-    for (const stage of stack.stages()) {
-      if (stage.hasExited()) continue;
-      try {
-        process.kill(stage.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    void removeStackState(statePath).finally(() => finish(130));
+    void killSpawnedStages(0)
+      .then(() => removeStackState(statePath))
+      .finally(() => finish(130));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
