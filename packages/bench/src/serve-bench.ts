@@ -30,7 +30,9 @@
  * 7. `benchAnn` of @recsys/ann at the same item count on its clustered synthetic vectors (index
  *    cached under the cache directory), a recall figure independent of the synthesised catalogue.
  *
- * Every figure depends on the machine: it prints the load average and core count.
+ * Every figure depends on the machine: it prints the load average, the core count and the time a
+ * fixed loop takes on one core (`referenceLoopMs`) before the sequential pass, after the load and
+ * before the in-process pass, since the host's speed moves between runs and within one.
  */
 import { readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -51,6 +53,7 @@ import {
   histogramQuantile,
   machineLoad,
   parseHistogram,
+  referenceLoopMs,
   percentiles,
   prng,
   processCpuMs,
@@ -327,6 +330,9 @@ export async function run(argv: string[]): Promise<number> {
       // What the event load watches: items the stack recommended.
       const watchable = [...new Set(warmUp.outcomes.flatMap((response) => response.items.map((item) => item.itemId)))];
 
+      const referenceBefore = referenceLoopMs();
+      log(`reference loop: ${referenceBefore.toFixed(0)} ms (the host's speed now; lower is faster)`);
+
       // Sequential: latency without queueing.
       const sequential = await runLoad(
         { requests: args.sequential, concurrency: 1, rate: 0, timeCapSeconds: 60 },
@@ -362,6 +368,7 @@ export async function run(argv: string[]): Promise<number> {
       const events = await eventsLoad;
       const cpuAfter = await readCpu();
       const loadEnd = await machineLoad();
+      const referenceAfter = referenceLoopMs();
       const cpuMs = cpuPerRequest(cpuBefore, cpuAfter, load.completed);
       const after = await (await fetch(stack.orchestrator.metricsUrl)).text();
       const loadP = percentiles(load.latenciesMs);
@@ -429,7 +436,7 @@ export async function run(argv: string[]): Promise<number> {
         stages,
         cpu_ms_per_request: Object.fromEntries(Object.entries(cpuMs).map(([name, ms]) => [name, round(ms)])),
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
-        machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m] },
+        machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
       };
@@ -459,15 +466,16 @@ export async function run(argv: string[]): Promise<number> {
     });
     try {
       await runLoad({ requests: 50, concurrency: 1, rate: 0, timeCapSeconds: 60 }, () => inProcess.recommend({ userId: pickUser(), count: args.count }), errorKey);
+      const reference = referenceLoopMs();
       const result = await runLoad({ requests: args.inProcess, concurrency: 1, rate: 0, timeCapSeconds: 120 }, () => inProcess.recommend({ userId: pickUser(), count: args.count }), errorKey);
       const p = percentiles(result.latenciesMs);
       const degradedInProcess = result.outcomes.filter((r) => r.degraded).length;
-      log(`in process: ${result.completed} sequential requests, p50 ${p.p50.toFixed(1)} / p95 ${p.p95.toFixed(1)} / p99 ${p.p99.toFixed(1)} ms, ${degradedInProcess} degraded`);
+      log(`in process: ${result.completed} sequential requests, p50 ${p.p50.toFixed(1)} / p95 ${p.p95.toFixed(1)} / p99 ${p.p99.toFixed(1)} ms, ${degradedInProcess} degraded (reference loop ${reference.toFixed(0)} ms)`);
       const seq = report["sequential"] as { p50_ms: number };
       report = {
         ...report,
         in_process_p50_ms: round(p.p50),
-        in_process: { requests: result.completed, ...pctJson(p), degraded: degradedInProcess },
+        in_process: { requests: result.completed, ...pctJson(p), degraded: degradedInProcess, reference_loop_ms: round(reference, 0) },
         split_over_in_process_p50: { sequential: round(seq.p50_ms / p.p50), under_load: round((report["p50_ms"] as number) / p.p50) },
       };
     } finally {
@@ -521,9 +529,9 @@ export async function run(argv: string[]): Promise<number> {
 function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[]): string {
   const stages = r["stages"] as Record<string, { p50_ms: number; p95_ms: number; p99_ms: number; count: number }>;
   const seq = r["sequential"] as { p50_ms: number; p95_ms: number; p99_ms: number };
-  const machine = r["machine"] as { cores: number; load_average_1m_start: number; load_average_1m_during_load: number[] };
+  const machine = r["machine"] as { cores: number; load_average_1m_start: number; load_average_1m_during_load: number[]; reference_loop_ms: number[] };
   let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}, ${r["transport"]} clients\n`;
-  out += `machine: ${machine.cores} cores, load average ${machine.load_average_1m_start} at start, ${machine.load_average_1m_during_load.join(" → ")} during the load\n`;
+  out += `machine: ${machine.cores} cores, load average ${machine.load_average_1m_start} at start, ${machine.load_average_1m_during_load.join(" → ")} during the load; reference loop ${machine.reference_loop_ms.join(" → ")} ms (one core, before the sequential pass → after the load; lower is faster)\n`;
   for (const line of r["lowered"] as string[]) out += `lowered: ${line}\n`;
   out += `\nRecommend over gRPC (4 stages as processes on loopback)\n`;
   out += `  sequential         p50 ${seq.p50_ms} ms  p95 ${seq.p95_ms} ms  p99 ${seq.p99_ms} ms\n`;
@@ -547,9 +555,9 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
     out += `  ${"total".padEnd(width)}  ${total.toFixed(2)} ms (${((total * (r["rps"] as number)) / 10 / machine.cores).toFixed(0)} % of ${machine.cores} cores at ${r["rps"]} req/s)\n`;
   }
   if (r["in_process_p50_ms"] !== undefined) {
-    const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number };
+    const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number; reference_loop_ms: number };
     const ratio = r["split_over_in_process_p50"] as { sequential: number; under_load: number };
-    out += `\nsame pipeline in one process, no gRPC (sequential): p50 ${ip.p50_ms} ms  p95 ${ip.p95_ms} ms  p99 ${ip.p99_ms} ms\n`;
+    out += `\nsame pipeline in one process, no gRPC (sequential): p50 ${ip.p50_ms} ms  p95 ${ip.p95_ms} ms  p99 ${ip.p99_ms} ms  (reference loop ${ip.reference_loop_ms} ms)\n`;
     out += `split / in-process p50: ${ratio.sequential}× sequential, ${ratio.under_load}× under load\n`;
   }
   out += `\nHNSW as served vs brute force (recall@100, user vectors from EmbedUser; brute force ${r["ann_brute_force_qps"]} q/s)\n`;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cpuPerRequest, processCpuMs } from "./serve-load.js";
+import { cpuPerRequest, processCpuMs, referenceLoopMs } from "./serve-load.js";
 
 describe("processCpuMs", () => {
   it.runIf(process.platform === "linux")("reads this process's CPU time, which grows with work", async () => {
@@ -24,5 +24,15 @@ describe("cpuPerRequest", () => {
     const after = new Map<string, number | undefined>([["a", 400], ["b", 90], ["c", undefined]]);
     expect(cpuPerRequest(before, after, 100)).toEqual({ a: 3 });
     expect(cpuPerRequest(before, after, 0)).toEqual({});
+  });
+});
+
+describe("referenceLoopMs", () => {
+  it("is a positive time that grows with the loop", () => {
+    const short = referenceLoopMs(100_000, 1);
+    const long = referenceLoopMs(20_000_000, 1);
+    expect(short).toBeGreaterThan(0);
+    expect(Number.isFinite(long)).toBe(true);
+    expect(long).toBeGreaterThan(short);
   });
 });

@@ -178,6 +178,26 @@ export async function machineLoad(): Promise<{ loadAverage1m: number; cores: num
 }
 
 /**
+ * Milliseconds one core takes for a fixed integer loop (the best of `repeats`): the speed the
+ * host gives this machine at the moment of the reading. Virtual machines of the same kind differ
+ * (seen in this workplace: one ran the loop in 411 ms or 553 ms from one run to the next), and
+ * every latency figure moves with it, so the report prints it beside them.
+ */
+export function referenceLoopMs(iterations = 100_000_000, repeats = 3): number {
+  let best = Infinity;
+  let sink = 0;
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    let x = r;
+    for (let i = 0; i < iterations; i++) x = (x + i * 7) % 1_000_003;
+    best = Math.min(best, performance.now() - t0);
+    sink += x;
+  }
+  // The loop's result is used, so the compiler cannot drop the loop.
+  return sink < 0 ? NaN : best;
+}
+
+/**
  * CPU time (user + system) a process has used so far, in milliseconds, from /proc/<pid>/stat;
  * undefined where /proc is not available (not Linux) or the process is gone.
  */
