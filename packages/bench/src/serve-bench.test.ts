@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { compareInterleaved } from "./serve-bench.js";
 
 const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 let cache: string | undefined;
@@ -40,6 +41,11 @@ describe("bench serve --json", () => {
     expect(report["errors"]).toBe(0);
     expect(report["rps"]).toBeGreaterThan(50);
     for (const key of ["p50_ms", "p95_ms", "p99_ms", "in_process_p50_ms"]) expect(report[key], key).toBeGreaterThan(0);
+    const interleaved = report["sequential_interleaved"] as { requests: number; p50_ms: number; blocks: number };
+    expect(interleaved.requests).toBe(20);
+    expect((report["in_process"] as { requests: number }).requests).toBe(20);
+    const ratio = report["split_over_in_process_p50"] as { sequential: number };
+    expect(ratio.sequential).toBeCloseTo(interleaved.p50_ms / (report["in_process_p50_ms"] as number), 1);
     expect(report["p50_ms"] as number).toBeLessThanOrEqual(report["p99_ms"] as number);
     const stages = report["stages"] as Record<string, { count: number }>;
     for (const stage of ["candidate_generation", "retrieval", "ranking", "total"]) expect(stages[stage]?.count, stage).toBe(200);
@@ -56,4 +62,30 @@ describe("bench serve --json", () => {
     }
     expect(ann[1]!.recall_at_100).toBeGreaterThanOrEqual(ann[0]!.recall_at_100);
   }, 300_000);
+});
+
+describe("compareInterleaved", () => {
+  it("takes turns in blocks, shares the requests out over them, and warms the in-process side first", async () => {
+    const calls: string[] = [];
+    const answer = (side: string, degraded: boolean) => async () => {
+      calls.push(side);
+      return { degraded } as never;
+    };
+    const result = await compareInterleaved({
+      blocks: 4,
+      splitRequests: 10,
+      inProcessRequests: 6,
+      split: answer("s", false),
+      inProcess: answer("i", true),
+      errorKey: String,
+    });
+    expect(calls.slice(0, 50).every((c) => c === "i")).toBe(true); // warm-up
+    const blocks = calls.slice(50).join("").match(/s+|i+/g);
+    expect(blocks).toEqual(["sss", "ii", "sss", "ii", "ss", "i", "ss", "i"]);
+    expect(result.split.completed).toBe(10);
+    expect(result.inProcess.completed).toBe(6);
+    expect(result.split.degraded).toBe(0);
+    expect(result.inProcess.degraded).toBe(6); // the warm-up is not counted
+    expect(result.referenceMs).toBeGreaterThan(0);
+  });
 });

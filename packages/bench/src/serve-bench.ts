@@ -23,7 +23,10 @@
  *    `--requests` requests at `--rate` per second with at most `--concurrency` in flight and a
  *    time cap (with `--events-rate`, RecordEvents calls beside it): QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
  *    p50/p95/p99 from the orchestrator's stage histogram (bucket-interpolated).
- * 5. The same pipeline in this process without gRPC (serve-in-process.ts), sequentially.
+ * 5. The same pipeline in this process without gRPC (serve-in-process.ts), loaded while the stack
+ *    still runs, in blocks taking turns with blocks of sequential calls to the stack
+ *    (`compareInterleaved`): the split / in-process ratio compares samples taken at the same host
+ *    speed. The pass before the load (step 4) stays as it was for comparison with earlier runs.
  * 6. HNSW recall@100 of the served shard indexes vs brute force and q/s at several ef, with the
  *    user vectors the candidate-generation stage returned (hnswlib searches with max(ef, k), so
  *    an ef below 100 is 100 here).
@@ -34,8 +37,8 @@
  * fixed loop takes on one core (`referenceLoopMs`) before the sequential pass, after the load and
  * before the in-process pass, since the host's speed moves between runs and within one.
  */
-import { readFile, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { cp, readFile, rm } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
 import { benchAnn } from "@recsys/ann";
 import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/cli";
 import { loadDataset } from "@recsys/data";
@@ -158,6 +161,58 @@ function parse(argv: string[]): Args {
   if (a.efs.some((ef) => !Number.isInteger(ef) || ef < 1)) throw new Error(`--efs must be positive integers\n${USAGE}`);
   if (a.cache === "") throw new Error(`--cache needs a directory\n${USAGE}`);
   return a;
+}
+
+/** Blocks of each side in `compareInterleaved`. */
+const INTERLEAVED_BLOCKS = 10;
+
+interface SideResult {
+  readonly completed: number;
+  readonly p: Percentiles;
+  readonly degraded: number;
+}
+
+interface Comparison {
+  readonly blocks: number;
+  readonly split: SideResult;
+  readonly inProcess: SideResult;
+  /** referenceLoopMs before the first block. */
+  readonly referenceMs: number;
+}
+
+/**
+ * Sequential requests to both sides in `blocks` turns (a block of the split stack, then a block
+ * of the in-process pipeline), after a warm-up of the in-process pipeline (the stack is warm
+ * from the load). Each side's percentiles are over all its blocks.
+ */
+export async function compareInterleaved(options: {
+  readonly blocks: number;
+  readonly splitRequests: number;
+  readonly inProcessRequests: number;
+  readonly split: () => Promise<RecommendResponse>;
+  readonly inProcess: () => Promise<RecommendResponse>;
+  readonly errorKey: (error: unknown) => string;
+}): Promise<Comparison> {
+  const { blocks, errorKey } = options;
+  await runLoad({ requests: 50, concurrency: 1, rate: 0, timeCapSeconds: 60 }, options.inProcess, errorKey);
+  const referenceMs = referenceLoopMs();
+  const latencies = { split: [] as number[], inProcess: [] as number[] };
+  const degraded = { split: 0, inProcess: 0 };
+  for (let block = 0; block < blocks; block++) {
+    for (const side of ["split", "inProcess"] as const) {
+      const total = side === "split" ? options.splitRequests : options.inProcessRequests;
+      const requests = Math.floor(total / blocks) + (block < total % blocks ? 1 : 0);
+      if (requests === 0) continue;
+      const result = await runLoad({ requests, concurrency: 1, rate: 0, timeCapSeconds: 60 }, options[side], errorKey);
+      latencies[side].push(...result.latenciesMs);
+      degraded[side] += result.outcomes.filter((r) => r.degraded).length;
+    }
+  }
+  const side = (name: "split" | "inProcess"): SideResult => {
+    const sorted = Float64Array.from(latencies[name]).sort();
+    return { completed: sorted.length, p: percentiles(sorted), degraded: degraded[name] };
+  };
+  return { blocks, split: side("split"), inProcess: side("inProcess"), referenceMs };
 }
 
 /** Start row of each user's events (events are sorted by user), plus the end. */
@@ -409,6 +464,47 @@ export async function run(argv: string[]): Promise<number> {
         queries.push(Float32Array.from(embedded.userVector));
       }
 
+      // 5. The same pipeline in this process without gRPC, in blocks taking turns with blocks of
+      // sequential calls to the stack, so that the host's speed, which moves during a run (see
+      // referenceLoopMs), moves both sides alike: a separate in-process pass after the stack had
+      // stopped measured 3.4-5.6 ms p50 from run to run on one host.
+      let comparison: Comparison | undefined;
+      if (args.inProcess > 0) {
+        log("in-process pipeline: loading every stage into this process");
+        const paths = stackPaths(join(runDir, "run"));
+        // The served orchestrator holds the embedded user store (one process at a time): the
+        // in-process one opens a copy of it (the load's writes are done).
+        const usersCopy = join(runDir, "run", "users-in-process");
+        await rm(usersCopy, { recursive: true, force: true });
+        await cp(paths.users, usersCopy, { recursive: true, filter: (source) => basename(source) !== "LOCK" });
+        const inProcess = await startInProcessPipeline({
+          modelDir: model.dir,
+          dataset: spec,
+          indexDir: paths.index,
+          shards: args.shards,
+          usersDir: usersCopy,
+          deletedItemsFile: paths.deletedItems,
+          orchestratorEnv: { FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s` },
+        });
+        try {
+          comparison = await compareInterleaved({
+            blocks: INTERLEAVED_BLOCKS,
+            splitRequests: args.sequential,
+            inProcessRequests: args.inProcess,
+            split: () => client.recommend({ userId: pickUser(), count: args.count }),
+            inProcess: () => inProcess.recommend({ userId: pickUser(), count: args.count }),
+            errorKey,
+          });
+        } finally {
+          await inProcess.close();
+        }
+        const { split: sp, inProcess: ip } = comparison;
+        log(
+          `in process: ${ip.completed} sequential requests, p50 ${ip.p.p50.toFixed(1)} / p95 ${ip.p.p95.toFixed(1)} / p99 ${ip.p.p99.toFixed(1)} ms, ${ip.degraded} degraded; ` +
+            `the stack in the blocks between: p50 ${sp.p.p50.toFixed(1)} ms (${comparison.blocks} blocks each, reference loop ${comparison.referenceMs.toFixed(0)} ms)`,
+        );
+      }
+
       if (events !== undefined) {
         const p = percentiles(events.latenciesMs);
         const failed = Object.values(events.errors).reduce((sum, n) => sum + n, 0);
@@ -439,6 +535,22 @@ export async function run(argv: string[]): Promise<number> {
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
+        ...(comparison === undefined
+          ? {}
+          : {
+              in_process_p50_ms: round(comparison.inProcess.p.p50),
+              in_process: {
+                requests: comparison.inProcess.completed,
+                ...pctJson(comparison.inProcess.p),
+                degraded: comparison.inProcess.degraded,
+                reference_loop_ms: round(comparison.referenceMs, 0),
+              },
+              sequential_interleaved: { requests: comparison.split.completed, ...pctJson(comparison.split.p), blocks: comparison.blocks },
+              split_over_in_process_p50: {
+                sequential: round(comparison.split.p.p50 / comparison.inProcess.p.p50),
+                under_load: round(loadP.p50 / comparison.inProcess.p.p50),
+              },
+            }),
       };
     } finally {
       client.$close();
@@ -451,41 +563,9 @@ export async function run(argv: string[]): Promise<number> {
     process.off("SIGTERM", onSignal);
   }
 
-  // 5. In process, without gRPC.
-  if (args.inProcess > 0) {
-    log("in-process pipeline: loading every stage into this process");
-    const paths = stackPaths(join(runDir, "run"));
-    const inProcess = await startInProcessPipeline({
-      modelDir: model.dir,
-      dataset: spec,
-      indexDir: paths.index,
-      shards: args.shards,
-      usersDir: paths.users,
-      deletedItemsFile: paths.deletedItems,
-      orchestratorEnv: { FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s` },
-    });
-    try {
-      await runLoad({ requests: 50, concurrency: 1, rate: 0, timeCapSeconds: 60 }, () => inProcess.recommend({ userId: pickUser(), count: args.count }), errorKey);
-      const reference = referenceLoopMs();
-      const result = await runLoad({ requests: args.inProcess, concurrency: 1, rate: 0, timeCapSeconds: 120 }, () => inProcess.recommend({ userId: pickUser(), count: args.count }), errorKey);
-      const p = percentiles(result.latenciesMs);
-      const degradedInProcess = result.outcomes.filter((r) => r.degraded).length;
-      log(`in process: ${result.completed} sequential requests, p50 ${p.p50.toFixed(1)} / p95 ${p.p95.toFixed(1)} / p99 ${p.p99.toFixed(1)} ms, ${degradedInProcess} degraded (reference loop ${reference.toFixed(0)} ms)`);
-      const seq = report["sequential"] as { p50_ms: number };
-      report = {
-        ...report,
-        in_process_p50_ms: round(p.p50),
-        in_process: { requests: result.completed, ...pctJson(p), degraded: degradedInProcess, reference_loop_ms: round(reference, 0) },
-        split_over_in_process_p50: { sequential: round(seq.p50_ms / p.p50), under_load: round((report["p50_ms"] as number) / p.p50) },
-      };
-    } finally {
-      await inProcess.close();
-    }
-  }
-
-  // 6. ANN recall of the served indexes.
+  // 6. ANN recall of the served indexes (none with --ann-queries 0).
   const bundle = await loadBundleInfo(model.dir);
-  const ann = await servedAnnRecall({
+  const ann = queries.length === 0 ? { results: [], bruteForceQps: 0 } : await servedAnnRecall({
     indexDir: stackPaths(join(runDir, "run")).index,
     modelVersion: bundle.modelVersion,
     shards: args.shards,
@@ -496,7 +576,7 @@ export async function run(argv: string[]): Promise<number> {
     efs: args.efs,
     log,
   });
-  report = { ...report, ann: ann.results, ann_brute_force_qps: round(ann.bruteForceQps, 1) };
+  report = { ...report, ann: ann.results, ...(queries.length === 0 ? {} : { ann_brute_force_qps: round(ann.bruteForceQps, 1) }) };
 
   // 7. The ANN package's own benchmark at the same size (clustered synthetic vectors), for a
   // figure that does not depend on how the catalogue above was synthesised.
@@ -557,10 +637,13 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   if (r["in_process_p50_ms"] !== undefined) {
     const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number; reference_loop_ms: number };
     const ratio = r["split_over_in_process_p50"] as { sequential: number; under_load: number };
-    out += `\nsame pipeline in one process, no gRPC (sequential): p50 ${ip.p50_ms} ms  p95 ${ip.p95_ms} ms  p99 ${ip.p99_ms} ms  (reference loop ${ip.reference_loop_ms} ms)\n`;
-    out += `split / in-process p50: ${ratio.sequential}× sequential, ${ratio.under_load}× under load\n`;
+    const interleaved = r["sequential_interleaved"] as { p50_ms: number; p95_ms: number; p99_ms: number; blocks: number };
+    out += `\nsame pipeline in one process, no gRPC, in ${interleaved.blocks} blocks taking turns with blocks of sequential calls to the stack\n`;
+    out += `  in process         p50 ${ip.p50_ms} ms  p95 ${ip.p95_ms} ms  p99 ${ip.p99_ms} ms  (reference loop ${ip.reference_loop_ms} ms)\n`;
+    out += `  the stack          p50 ${interleaved.p50_ms} ms  p95 ${interleaved.p95_ms} ms  p99 ${interleaved.p99_ms} ms\n`;
+    out += `split / in-process p50: ${ratio.sequential}× sequential (interleaved), ${ratio.under_load}× under load\n`;
   }
-  out += `\nHNSW as served vs brute force (recall@100, user vectors from EmbedUser; brute force ${r["ann_brute_force_qps"]} q/s)\n`;
+  if (ann.length > 0) out += `\nHNSW as served vs brute force (recall@100, user vectors from EmbedUser; brute force ${r["ann_brute_force_qps"]} q/s)\n`;
   for (const a of ann) out += `  ef ${String(a.ef).padStart(4)}  recall ${a.recall_at_100.toFixed(4)}  ${a.qps} q/s\n`;
   const clustered = r["ann_clustered"] as { items: number; clusters: number; results: ServedAnnResult[] } | undefined;
   if (clustered !== undefined) {
