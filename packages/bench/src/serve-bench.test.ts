@@ -41,6 +41,13 @@ describe("bench serve --json", () => {
     expect(report["errors"]).toBe(0);
     expect(report["rps"]).toBeGreaterThan(50);
     for (const key of ["p50_ms", "p95_ms", "p99_ms", "in_process_p50_ms"]) expect(report[key], key).toBeGreaterThan(0);
+    // Every call of a Recommend, each side measured: the caller waits longer than the callee works.
+    const hops = report["hops"] as { sequential: Array<{ hop: string; caller_ms: number; callee_ms: number }> };
+    expect(hops.sequential.map((h) => h.hop)).toEqual(["Recommend", "EmbedUser", "Search (retrieval/shard-0)", "Rank"]);
+    for (const h of hops.sequential) {
+      expect(h.callee_ms, h.hop).toBeGreaterThan(0);
+      expect(h.caller_ms, h.hop).toBeGreaterThan(h.callee_ms);
+    }
     const interleaved = report["sequential_interleaved"] as { requests: number; p50_ms: number; blocks: number };
     expect(interleaved.requests).toBe(20);
     expect((report["in_process"] as { requests: number }).requests).toBe(20);

@@ -55,7 +55,9 @@ import {
   histogramCount,
   histogramQuantile,
   machineLoad,
+  meanMsBetween,
   parseHistogram,
+  parseHistogramSums,
   referenceLoopMs,
   percentiles,
   prng,
@@ -161,6 +163,59 @@ function parse(argv: string[]): Args {
   if (a.efs.some((ef) => !Number.isInteger(ef) || ef < 1)) throw new Error(`--efs must be positive integers\n${USAGE}`);
   if (a.cache === "") throw new Error(`--cache needs a directory\n${USAGE}`);
   return a;
+}
+
+/** Every stage's /metrics text, by stage process name. */
+async function scrapeStages(stack: Stack): Promise<Map<string, string>> {
+  return new Map(await Promise.all(stack.stages().map(async (s) => [s.name, await (await fetch(s.metricsUrl)).text()] as const)));
+}
+
+/** One hop of a Recommend: the caller's mean wait and the callee's mean handling time. */
+export interface Hop {
+  readonly hop: string;
+  readonly caller_ms: number;
+  readonly callee_ms: number;
+}
+
+/**
+ * Between two `scrapeStages` readings: for each call a Recommend makes, the mean time the caller
+ * waited (the orchestrator's stage histogram; for Recommend itself, `clientMeanMs` of the load
+ * generator) and the mean time the callee's handler took (its gRPC server histogram). The
+ * difference is what the split adds to that hop: encoding, the network stack, decoding, the
+ * server's call handling, waiting for a core.
+ */
+export function hopBreakdown(stack: Stack, before: Map<string, string>, after: Map<string, string>, clientMeanMs: number): Hop[] {
+  const served = (stage: string, metricStage: string, method: string): number =>
+    meanMsBetween(
+      parseHistogramSums(before.get(stage) ?? "", `recsys_${metricStage}_grpc_request_duration_seconds`, "method").get(method),
+      parseHistogramSums(after.get(stage) ?? "", `recsys_${metricStage}_grpc_request_duration_seconds`, "method").get(method),
+    );
+  const waited = (stage: string): number => {
+    const name = "recsys_orchestrator_stage_duration_seconds";
+    return meanMsBetween(
+      parseHistogramSums(before.get(stack.orchestrator.name) ?? "", name, "stage").get(stage),
+      parseHistogramSums(after.get(stack.orchestrator.name) ?? "", name, "stage").get(stage),
+    );
+  };
+  const hops: Hop[] = [
+    { hop: "Recommend", caller_ms: clientMeanMs, callee_ms: served(stack.orchestrator.name, "orchestrator", "recsys.v1.RecommenderService/Recommend") },
+    {
+      hop: "EmbedUser",
+      caller_ms: waited("candidate_generation"),
+      callee_ms: served(stack.candidateGeneration.name, "candidate_generation", "recsys.v1.CandidateGenerationService/EmbedUser"),
+    },
+    ...stack.retrieval.map((shard) => ({ hop: `Search (${shard.name})`, caller_ms: waited(shard.name), callee_ms: served(shard.name, "retrieval", "recsys.v1.RetrievalService/Search") })),
+  ];
+  if (stack.ranking !== undefined) {
+    hops.push({ hop: "Rank", caller_ms: waited("ranking"), callee_ms: served(stack.ranking.name, "ranking", "recsys.v1.RankingService/Rank") });
+  }
+  return hops.map((h) => ({ hop: h.hop, caller_ms: round(h.caller_ms), callee_ms: round(h.callee_ms) }));
+}
+
+function mean(values: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += values[i]!;
+  return values.length > 0 ? sum / values.length : NaN;
 }
 
 /** Blocks of each side in `compareInterleaved`. */
@@ -389,16 +444,19 @@ export async function run(argv: string[]): Promise<number> {
       log(`reference loop: ${referenceBefore.toFixed(0)} ms (the host's speed now; lower is faster)`);
 
       // Sequential: latency without queueing.
+      const beforeSequential = await scrapeStages(stack);
       const sequential = await runLoad(
         { requests: args.sequential, concurrency: 1, rate: 0, timeCapSeconds: 60 },
         () => client.recommend({ userId: pickUser(), count: args.count }),
         errorKey,
       );
       const sequentialP = percentiles(sequential.latenciesMs);
+      const sequentialHops = hopBreakdown(stack, beforeSequential, await scrapeStages(stack), mean(sequential.latenciesMs));
       log(`sequential: ${sequential.completed} requests, p50 ${sequentialP.p50.toFixed(1)} ms, p99 ${sequentialP.p99.toFixed(1)} ms`);
 
       // Load.
-      const before = await (await fetch(stack.orchestrator.metricsUrl)).text();
+      const beforeLoad = await scrapeStages(stack);
+      const before = beforeLoad.get(stack.orchestrator.name) ?? "";
       const loadStart = await machineLoad();
       const processes = [...stack.stages().map((s) => [s.name, s.pid] as const), ["load generator", process.pid] as const];
       const readCpu = async (): Promise<Map<string, number | undefined>> =>
@@ -425,7 +483,9 @@ export async function run(argv: string[]): Promise<number> {
       const loadEnd = await machineLoad();
       const referenceAfter = referenceLoopMs();
       const cpuMs = cpuPerRequest(cpuBefore, cpuAfter, load.completed);
-      const after = await (await fetch(stack.orchestrator.metricsUrl)).text();
+      const afterLoad = await scrapeStages(stack);
+      const after = afterLoad.get(stack.orchestrator.name) ?? "";
+      const loadHops = hopBreakdown(stack, beforeLoad, afterLoad, mean(load.latenciesMs));
       const loadP = percentiles(load.latenciesMs);
       const errors = Object.values(load.errors).reduce((s, n) => s + n, 0);
       const degradedBy: Record<string, number> = {};
@@ -532,6 +592,7 @@ export async function run(argv: string[]): Promise<number> {
         stages,
         cpu_ms_per_request: Object.fromEntries(Object.entries(cpuMs).map(([name, ms]) => [name, round(ms)])),
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
+        hops: { sequential: sequentialHops, under_load: loadHops },
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
@@ -627,6 +688,15 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   out += `\nstages under load (orchestrator's histogram, bucket-interpolated)\n`;
   const width = Math.max(...Object.keys(stages).map((s) => s.length));
   for (const [stage, s] of Object.entries(stages)) out += `  ${stage.padEnd(width)}  p50 ${String(s.p50_ms).padStart(7)} ms  p95 ${String(s.p95_ms).padStart(7)} ms  p99 ${String(s.p99_ms).padStart(7)} ms  (${s.count})\n`;
+  const hops = r["hops"] as { sequential: Hop[]; under_load: Hop[] };
+  out += `\nwhere a Recommend's time goes: mean wait of the caller vs mean handling of the callee (its /metrics); the difference is the hop\n`;
+  out += `  ${"call".padEnd(28)} ${"sequential: caller".padStart(18)} ${"callee".padStart(8)} ${"hop".padStart(7)}   ${"under load: caller".padStart(18)} ${"callee".padStart(8)} ${"hop".padStart(7)}\n`;
+  hops.sequential.forEach((h, i) => {
+    const l = hops.under_load[i];
+    const cells = (x: Hop | undefined): string =>
+      x === undefined ? "" : `${x.caller_ms.toFixed(2).padStart(18)} ${x.callee_ms.toFixed(2).padStart(8)} ${(x.caller_ms - x.callee_ms).toFixed(2).padStart(7)}`;
+    out += `  ${h.hop.padEnd(28)} ${cells(h)}   ${cells(l)}\n`;
+  });
   const cpu = r["cpu_ms_per_request"] as Record<string, number>;
   if (Object.keys(cpu).length > 0) {
     const total = Object.values(cpu).reduce((sum, ms) => sum + ms, 0);

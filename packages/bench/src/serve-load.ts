@@ -99,6 +99,42 @@ export function percentiles(sorted: ArrayLike<number>): Percentiles {
 /** Cumulative bucket counts of one histogram series: upper bound (seconds) → count. */
 export type HistogramBuckets = Map<number, number>;
 
+/** Sum and count of a histogram's observations. */
+export interface SumCount {
+  readonly sum: number;
+  readonly count: number;
+}
+
+/**
+ * The `_sum` and `_count` of histogram `name` in Prometheus text, keyed by the value of `label`
+ * and added up over the other labels (e.g. over status codes): exact means, where the buckets
+ * (1 ms, 2.5 ms, 5 ms, ...) only bound a quantile.
+ */
+export function parseHistogramSums(text: string, name: string, label: string): Map<string, SumCount> {
+  const out = new Map<string, { sum: number; count: number }>();
+  for (const line of text.split("\n")) {
+    const kind = line.startsWith(`${name}_sum{`) ? "sum" : line.startsWith(`${name}_count{`) ? "count" : undefined;
+    if (kind === undefined) continue;
+    const open = line.indexOf("{");
+    const close = line.indexOf("}");
+    const labels = new Map<string, string>();
+    for (const m of line.slice(open + 1, close).matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels.set(m[1]!, m[2]!);
+    const key = labels.get(label);
+    if (key === undefined) continue;
+    let entry = out.get(key);
+    if (entry === undefined) out.set(key, (entry = { sum: 0, count: 0 }));
+    entry[kind] += Number(line.slice(close + 1).trim());
+  }
+  return out;
+}
+
+/** Mean in milliseconds of the observations between two `parseHistogramSums` readings; NaN if none. */
+export function meanMsBetween(before: SumCount | undefined, after: SumCount | undefined): number {
+  if (after === undefined) return NaN;
+  const count = after.count - (before?.count ?? 0);
+  return count > 0 ? ((after.sum - (before?.sum ?? 0)) / count) * 1000 : NaN;
+}
+
 /**
  * The `_bucket` series of histogram `name` in Prometheus text, keyed by the value of `label`
  * (e.g. stage). Other labels must not vary.
