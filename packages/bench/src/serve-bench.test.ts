@@ -55,7 +55,12 @@ describe("bench serve --json", () => {
     expect(ratio.sequential).toBeCloseTo(interleaved.p50_ms / (report["in_process_p50_ms"] as number), 1);
     expect(report["p50_ms"] as number).toBeLessThanOrEqual(report["p99_ms"] as number);
     const stages = report["stages"] as Record<string, { count: number }>;
-    for (const stage of ["candidate_generation", "retrieval", "ranking", "total"]) expect(stages[stage]?.count, stage).toBe(200);
+    for (const stage of ["candidate_generation", "ranking", "total"]) expect(stages[stage]?.count, stage).toBe(200);
+    // Search follows a successful EmbedUser only: a request whose EmbedUser was late (the suite
+    // runs test files side by side on two cores; seen once: 16 of 200) makes no Search call.
+    const degradedBy = report["degraded_by_stage"] as Record<string, number>;
+    const embedFailed = Object.entries(degradedBy).filter(([key]) => key.startsWith("candidate_generation ")).reduce((sum, [, n]) => sum + n, 0);
+    expect(stages["retrieval"]?.count, "retrieval").toBe(200 - embedFailed);
     const events = report["events"] as { requests: number; errors_by_code: Record<string, number> };
     expect(events.requests).toBeGreaterThan(0);
     expect(events.errors_by_code).toEqual({});
