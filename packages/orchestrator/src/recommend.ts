@@ -36,6 +36,7 @@ import { compareIds } from "@recsys/data";
 import {
   childCallOptions,
   isServiceError,
+  SOURCE_ENUM_NAMES,
   status,
   statusName,
   unavailable,
@@ -144,19 +145,6 @@ const SOURCE_ENUM: Readonly<Record<string, CandidateSource>> = {
 };
 
 /**
- * The source name the ranker reads from each CandidateSource value when source_name is empty
- * (ranking.proto, Provenance.source_name).
- */
-const ENUM_SOURCE_NAMES: Readonly<Record<number, string>> = {
-  [CandidateSource.DNN]: "dnn",
-  [CandidateSource.CO_WATCH]: "co-watch",
-  [CandidateSource.POPULAR]: "popular",
-  [CandidateSource.TRENDING]: "trending",
-  [CandidateSource.FRESH]: "fresh",
-  [CandidateSource.SEARCH]: "search",
-};
-
-/**
  * Provenance for the ranker: as `protoProvenance`, but source_name left empty where the enum
  * stands for the same name (all but "trending-geo"). A string fewer per entry to encode and decode:
  * measured on a 150-candidate RankRequest, create + encode 213 → 131 µs, decode 198 → 118 µs.
@@ -164,7 +152,7 @@ const ENUM_SOURCE_NAMES: Readonly<Record<number, string>> = {
 export function rankProvenance(candidate: MergedCandidate) {
   return candidate.provenance.map((p) => {
     const source = SOURCE_ENUM[p.source] ?? CandidateSource.UNSPECIFIED;
-    return { source, sourceName: ENUM_SOURCE_NAMES[source] === p.source ? "" : p.source, rank: p.rank + 1, score: p.score };
+    return { source, sourceName: SOURCE_ENUM_NAMES[source] === p.source ? "" : p.source, rank: p.rank + 1, score: p.score };
   });
 }
 

@@ -18,7 +18,6 @@
  */
 import { toFeatureContext } from "@recsys/candidate-gen-service";
 import {
-  CandidateSource,
   MAX_ID_LENGTH,
   MAX_IMPRESSION_HISTORY,
   MAX_RANK_CANDIDATES,
@@ -33,6 +32,7 @@ import {
   requireMaxItems,
   requireNonEmpty,
   requireValidTimestamp,
+  SOURCE_ENUM_NAMES,
   timestampSeconds,
   validTimestamp,
   validateUserContext,
@@ -41,14 +41,7 @@ import {
 type SourceProvenance = RankingCandidate["provenance"][number];
 
 /** The @recsys/sources name of each CandidateSource value (used when source_name is empty). */
-export const SOURCE_ENUM_NAMES: Readonly<Record<number, string>> = {
-  [CandidateSource.DNN]: "dnn",
-  [CandidateSource.CO_WATCH]: "co-watch",
-  [CandidateSource.POPULAR]: "popular",
-  [CandidateSource.TRENDING]: "trending",
-  [CandidateSource.FRESH]: "fresh",
-  [CandidateSource.SEARCH]: "search",
-};
+export { SOURCE_ENUM_NAMES };
 
 /** The source name a provenance entry stands for; undefined for UNSPECIFIED (or unknown) without a name. */
 export function provenanceSourceName(provenance: ProtoProvenance): string | undefined {

@@ -86,6 +86,7 @@ export {
   type MetricsServer,
   type RpcMetrics,
 } from "./metrics.js";
+export { SOURCE_ENUM_NAMES } from "./provenance.js";
 export { createReflectionService, fileDescriptorProtos } from "./reflection.js";
 export { applyServingV8Flags, collectStartupGarbage, RUNTIME_V8_FLAGS, SERVING_NODE_FLAGS } from "./v8-flags.js";
 export {
