@@ -145,25 +145,23 @@ const SOURCE_ENUM: Readonly<Record<string, CandidateSource>> = {
 };
 
 /**
- * Provenance for the ranker: as `protoProvenance`, but source_name left empty where the enum
- * stands for the same name (all but "trending-geo"). A string fewer per entry to encode and decode:
- * measured on a 150-candidate RankRequest, create + encode 213 → 131 µs, decode 198 → 118 µs.
+ * Sources' provenance as the proto's: rank 1-based; source_name = the @recsys/sources name, or,
+ * with `omitEnumNames`, empty where the enum stands for the same name (ranking.proto).
  */
-export function rankProvenance(candidate: MergedCandidate) {
+function protoProvenance(candidate: MergedCandidate, omitEnumNames = false) {
   return candidate.provenance.map((p) => {
     const source = SOURCE_ENUM[p.source] ?? CandidateSource.UNSPECIFIED;
-    return { source, sourceName: SOURCE_ENUM_NAMES[source] === p.source ? "" : p.source, rank: p.rank + 1, score: p.score };
+    return { source, sourceName: omitEnumNames && SOURCE_ENUM_NAMES[source] === p.source ? "" : p.source, rank: p.rank + 1, score: p.score };
   });
 }
 
-/** Sources' provenance as the proto's: rank 1-based; source_name = the @recsys/sources name. */
-function protoProvenance(candidate: MergedCandidate) {
-  return candidate.provenance.map((p) => ({
-    source: SOURCE_ENUM[p.source] ?? CandidateSource.UNSPECIFIED,
-    sourceName: p.source,
-    rank: p.rank + 1,
-    score: p.score,
-  }));
+/**
+ * Provenance for the ranker: source_name left empty where the enum stands for the same name (all
+ * but "trending-geo"). A string fewer per entry to encode and decode: measured on a 150-candidate
+ * RankRequest, create + encode 213 → 131 µs, decode 198 → 118 µs.
+ */
+export function rankProvenance(candidate: MergedCandidate) {
+  return protoProvenance(candidate, true);
 }
 
 export class Recommender {
