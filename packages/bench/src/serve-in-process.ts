@@ -22,7 +22,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { configSchema as orchestratorConfigSchema, createOrchestrator } from "@recsys/orchestrator";
 import { configSchema as rankingConfigSchema, createRankingService } from "@recsys/ranking-service";
 import { configSchema as retrievalConfigSchema, createRetrievalService } from "@recsys/retrieval-service";
-import { createLogger, loadConfig, type CallContext, type CallOptions, type Client, type Logger, type ServiceRegistration } from "@recsys/runtime";
+import { createLogger, deadlineMs, loadConfig, type CallContext, type CallOptions, type Client, type Logger, type ServiceRegistration } from "@recsys/runtime";
 import { Registry } from "prom-client";
 
 export interface InProcessOptions {
@@ -64,7 +64,7 @@ export function inProcessClient<S extends GenServiceMethods>(service: GenService
     if (handler === undefined) throw new Error(`${service.typeName}: no handler ${name}`);
     client[name] = async (init: unknown, options?: CallOptions) => {
       const d = options?.deadline;
-      const deadline = d === undefined ? Infinity : d instanceof Date ? d.getTime() : d;
+      const deadline = d === undefined ? Infinity : deadlineMs(d);
       const request = create(method.input, init as never);
       const response = await handler(request, callContext(`/${service.typeName}/${method.name}`, logger, deadline, options?.signal));
       return create(method.output, response as never);

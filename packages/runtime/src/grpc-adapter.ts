@@ -18,6 +18,7 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { Logger } from "pino";
+import { deadlineMs } from "./deadline.js";
 import { serviceError, type UnaryTransport } from "./transport.js";
 
 const { status } = grpc;
@@ -218,7 +219,7 @@ export function createClient<S extends GenServiceMethods>(
       } catch (error) {
         return Promise.reject(error);
       }
-      const deadline = callOptions.deadline === undefined ? Date.now() + defaultTimeoutMs : deadlineOf(callOptions.deadline);
+      const deadline = callOptions.deadline === undefined ? Date.now() + defaultTimeoutMs : deadlineMs(callOptions.deadline);
       return transport
         .unary(path, bytes, {
           deadline,
@@ -231,8 +232,4 @@ export function createClient<S extends GenServiceMethods>(
     };
   }
   return out as Client<S>;
-}
-
-function deadlineOf(deadline: Date | number): number {
-  return deadline instanceof Date ? deadline.getTime() : deadline;
 }
