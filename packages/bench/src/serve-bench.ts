@@ -185,18 +185,15 @@ export interface Hop {
  * server's call handling, waiting for a core.
  */
 export function hopBreakdown(stack: Stack, before: Map<string, string>, after: Map<string, string>, clientMeanMs: number): Hop[] {
-  const served = (stage: string, metricStage: string, method: string): number =>
-    meanMsBetween(
-      parseHistogramSums(before.get(stage) ?? "", `recsys_${metricStage}_grpc_request_duration_seconds`, "method").get(method),
-      parseHistogramSums(after.get(stage) ?? "", `recsys_${metricStage}_grpc_request_duration_seconds`, "method").get(method),
-    );
-  const waited = (stage: string): number => {
-    const name = "recsys_orchestrator_stage_duration_seconds";
-    return meanMsBetween(
-      parseHistogramSums(before.get(stack.orchestrator.name) ?? "", name, "stage").get(stage),
-      parseHistogramSums(after.get(stack.orchestrator.name) ?? "", name, "stage").get(stage),
-    );
+  const served = (stage: string, metricStage: string, method: string): number => {
+    const name = `recsys_${metricStage}_grpc_request_duration_seconds`;
+    return meanMsBetween(parseHistogramSums(before.get(stage) ?? "", name, "method").get(method), parseHistogramSums(after.get(stage) ?? "", name, "method").get(method));
   };
+  // The orchestrator's stage histogram, read once for every hop it waits on.
+  const stageName = "recsys_orchestrator_stage_duration_seconds";
+  const waitsBefore = parseHistogramSums(before.get(stack.orchestrator.name) ?? "", stageName, "stage");
+  const waitsAfter = parseHistogramSums(after.get(stack.orchestrator.name) ?? "", stageName, "stage");
+  const waited = (stage: string): number => meanMsBetween(waitsBefore.get(stage), waitsAfter.get(stage));
   const hops: Hop[] = [
     { hop: "Recommend", caller_ms: clientMeanMs, callee_ms: served(stack.orchestrator.name, "orchestrator", "recsys.v1.RecommenderService/Recommend") },
     {
