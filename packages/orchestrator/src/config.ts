@@ -2,8 +2,9 @@
  * Every environment variable the orchestrator reads (exported: the Kubernetes manifests test
  * compares its keys with the Deployment's env). README.md explains each one.
  */
-import { MAX_RANK_CANDIDATES, MAX_SEARCH_K } from "@recsys/gen";
+import { MAX_RANK_CANDIDATES, MAX_SEARCH_K, MAX_WATCH_HISTORY } from "@recsys/gen";
 import { ConfigError, env, runtimeConfigSchema, type ConfigOf } from "@recsys/runtime";
+import { DEFAULT_LIMITS } from "@recsys/user-store";
 
 export const STAGE = "orchestrator";
 
@@ -52,6 +53,18 @@ export const configSchema = {
   USER_STORE_PATH: env.string({ description: "directory of the embedded user store (required with USER_STORE=embedded)" }),
   REDIS_URL: env.url({ default: "redis://127.0.0.1:6379", description: "Redis of the user store (USER_STORE=redis)" }),
   REDIS_KEY_PREFIX: env.string({ default: "recsys:", description: "key prefix of the user store; replicas share it" }),
+  USER_STORE_MAX_WATCHES: env.int({
+    default: DEFAULT_LIMITS.maxWatches,
+    min: 1,
+    max: MAX_WATCH_HISTORY,
+    description: "recent watches kept per user: the context of candidate generation and ranking",
+  }),
+  USER_STORE_MAX_EARLIER_WATCHES: env.int({
+    default: DEFAULT_LIMITS.maxEarlierWatches,
+    min: 1,
+    max: 10_000_000,
+    description: "distinct older watched items remembered per user (ids only) so they are never recommended again",
+  }),
   SEED_USER_STORE: env.bool({
     default: true,
     description: "load the dataset's training histories and profiles into the user store once (per dataset and holdout)",

@@ -35,6 +35,7 @@ export {
   STAGE_SOURCES,
   STAGE_TOTAL,
   STAGE_USER_STORE,
+  STAGE_EARLIER_WATCHES,
   shardStage,
   type RecommendDeps,
 } from "./recommend.js";

@@ -4,7 +4,7 @@
  * - `recsys_orchestrator_degraded_responses_total{stage}`: responses answered without `stage`
  *   (one increment per failed stage of a degraded response).
  * - `recsys_orchestrator_stage_duration_seconds{stage}`: time spent in each stage of Recommend
- *   (user_store, candidate_generation, retrieval/shard-<i>, retrieval, sources, ranking, total).
+ *   (user_store, user_store/earlier_watches, candidate_generation, retrieval/shard-<i>, retrieval, sources, ranking, total).
  * - `recsys_orchestrator_candidates{source}`: candidates each source contributed per request,
  *   and `merged` for the merged list (histogram).
  * - `recsys_orchestrator_model_version_info{stage,model_version}` = 1 for the model version each

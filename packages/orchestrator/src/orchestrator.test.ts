@@ -226,6 +226,48 @@ describe.each(["embedded", "redis"] as const)("with the %s user store", (backend
   });
 });
 
+describe.each(["embedded", "redis"] as const)("watches that left the stored list (%s user store)", (backend) => {
+  it("are never recommended again; a failed check is reported as the user store's", async () => {
+    const prefix = uniqueRedisPrefix(`earlier-${backend}`);
+    const o = await start({
+      USER_STORE_MAX_WATCHES: "2",
+      ...(backend === "redis" ? { USER_STORE: "redis", REDIS_URL: TEST_REDIS_URL, REDIS_KEY_PREFIX: prefix } : {}),
+    });
+    try {
+      const userId = `heavy-${backend}`;
+      // The user watches the 12 items of a cold answer (popular ones): 10 leave the 2-long list.
+      const cold = await o.client.recommend({ userId, count: 12 });
+      const watched = cold.items.map((i) => i.itemId);
+      expect(watched).toHaveLength(12);
+      await o.client.recordEvents({ events: watched.map((itemId) => ({ userId, kind: { case: "watch" as const, value: { itemId } } })) });
+      const state = (await o.orchestrator.store.get(userId))!;
+      expect(state.watches).toHaveLength(2);
+      expect(state.hasEarlierWatches).toBe(true);
+
+      const warm = await o.client.recommend({ userId, count: 500, debug: true });
+      expect(warm.degraded, JSON.stringify(warm.failedStages)).toBe(false);
+      expect(warm.items.length).toBeGreaterThan(12);
+      expectWellFormed(warm, new Set(watched));
+      const check = warm.stageTimings.find((t) => t.stage === "user_store/earlier_watches");
+      expect(check?.itemCount).toBeGreaterThan(0); // it did drop some
+
+      const store = o.orchestrator.store;
+      const { watchedAmong } = store;
+      try {
+        store.watchedAmong = () => Promise.reject(new UserStoreUnavailableError("connection refused"));
+        const down = await o.client.recommend({ userId, count: 20 });
+        expect(down.failedStages.map((f) => [f.stage, f.code, f.message])).toEqual([["user_store", "UNAVAILABLE", "connection refused"]]);
+        expect(down.items).toHaveLength(20);
+        expectWellFormed(down, new Set(state.watches.map((w) => w.itemId)));
+      } finally {
+        store.watchedAmong = watchedAmong;
+      }
+    } finally {
+      if (backend === "redis") await (o.orchestrator.store as RedisUserStore).deleteAllKeys();
+    }
+  });
+});
+
 describe("validation", () => {
   let o: RunningOrchestrator;
   beforeAll(async () => {

@@ -56,6 +56,8 @@ import { reasonsFor } from "./reasons.js";
 
 /** Stage names used in failed_stages, stage_timings and the metrics. */
 export const STAGE_USER_STORE = "user_store";
+/** The user store's check of the merged candidates against watches older than the stored list. */
+export const STAGE_EARLIER_WATCHES = "user_store/earlier_watches";
 export const STAGE_CANDIDATE_GENERATION = "candidate_generation";
 export const STAGE_RETRIEVAL = "retrieval";
 export const STAGE_RANKING = "ranking";
@@ -185,6 +187,8 @@ export class Recommender {
     // 1. The user's context: the caller's, else the stored one.
     let context: UserContext;
     let personalised: boolean;
+    // The stored user has watches that left the stored list: merged candidates are checked.
+    let earlierWatches = false;
     if (valid.context !== undefined) {
       context = valid.context.requestTime === undefined ? { ...valid.context, requestTime: secondsTimestamp(now) } : valid.context;
       personalised = true;
@@ -200,6 +204,7 @@ export class Recommender {
       }
       time(STAGE_USER_STORE, t0, state?.watches.length ?? 0);
       context = contextFromState(valid.userId, state, now);
+      earlierWatches = state?.hasEarlierWatches ?? false;
       // An unknown user (nothing stored) is a cold start: non-personalised sources only.
       personalised = state !== undefined;
     }
@@ -260,7 +265,7 @@ export class Recommender {
 
     // 4. Merge (watched, excluded, taken-down and filtered items dropped).
     const t4 = performance.now();
-    const merged = mergeCandidates([...run.results, dnnResult], {
+    let merged = mergeCandidates([...run.results, dnnResult], {
       size: budgets.merged,
       watched,
       exclude: exclusion,
@@ -270,6 +275,7 @@ export class Recommender {
       return !watchedIds.has(id) && !excludedIds.has(id);
     });
     time(STAGE_MERGE, t4, merged.length);
+    if (earlierWatches && merged.length > 0) merged = await this.dropEarlierWatches(valid.userId, merged, ctx, failures, time);
     metrics.candidates.observe({ source: "merged" }, merged.length);
     if (merged.length === 0 && failures.length > 0) {
       for (const f of failures) metrics.degraded.inc({ stage: f.stage });
@@ -353,6 +359,34 @@ export class Recommender {
       stageTimings: valid.debug ? timings : [],
       requestId: randomUUID(),
     };
+  }
+
+  /**
+   * `merged` without the items the user watched before the stored watch list (the user store
+   * remembers their ids). When the store cannot answer in time, `merged` as it is, the failure
+   * reported as the user store's: the recent watches are filtered all the same.
+   */
+  private async dropEarlierWatches(
+    userId: string,
+    merged: MergedCandidate[],
+    ctx: CallContext,
+    failures: Failure[],
+    time: (stage: string, since: number, itemCount: number) => void,
+  ): Promise<MergedCandidate[]> {
+    const { deps } = this;
+    const t0 = performance.now();
+    try {
+      const budget = Math.min(deps.budgets.userStoreMs, ctx.deadline - Date.now() - deps.budgets.marginMs);
+      const ids = merged.map((c) => deps.catalogue.id(c.item));
+      const watched = await withTimeout(deps.store.watchedAmong(userId, ids), budget, "user store watched check");
+      const kept = watched.size === 0 ? merged : merged.filter((_, i) => !watched.has(ids[i]!));
+      time(STAGE_EARLIER_WATCHES, t0, merged.length - kept.length);
+      return kept;
+    } catch (error) {
+      failures.push(failureOf(STAGE_USER_STORE, error));
+      time(STAGE_EARLIER_WATCHES, t0, 0);
+      return merged;
+    }
   }
 
   /**

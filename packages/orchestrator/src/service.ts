@@ -165,10 +165,11 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     );
 
     // The user store, seeded once per dataset and holdout.
+    const limits = { maxWatches: config.USER_STORE_MAX_WATCHES, maxEarlierWatches: config.USER_STORE_MAX_EARLIER_WATCHES };
     const store = await openUserStore(
       config.USER_STORE === "redis"
-        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger }
-        : { backend: "embedded", path: config.USER_STORE_PATH!, logger },
+        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, limits, logger }
+        : { backend: "embedded", path: config.USER_STORE_PATH!, limits, logger },
     );
     closers.push(() => store.close());
     if (config.SEED_USER_STORE) {

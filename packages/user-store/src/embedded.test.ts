@@ -206,6 +206,9 @@ describe("embedded user store durability", () => {
     expect(await store.getMeta("seeded")).toBe("x");
     expect(before[1]!.profile).toEqual({ age: 40 });
     expect(before[0]!.watches.map((w) => w.itemId)).toEqual(["i540", "i546", "i552", "i558", "i564", "i570", "i576", "i582", "i588", "i594"]);
+    // The 90 watches that left u0's list are remembered through the snapshots and the reopen.
+    expect(before[0]!.hasEarlierWatches).toBe(true);
+    expect(await store.watchedAmong("u0", ["i0", "i6", "i534", "i594", "i1", "i595"])).toEqual(new Set(["i0", "i6", "i534", "i594"]));
   });
 
   it("batches concurrent appends into shared commits, each resolved only when durable", async () => {

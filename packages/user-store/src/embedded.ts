@@ -31,7 +31,9 @@ import { UserStoreError, UserStoreUnavailableError } from "./errors.js";
 import { encodeRecord, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
 import {
   appendBounded,
+  appendWatches,
   groupByUser,
+  rememberEarlier,
   stripImpression,
   stripSearch,
   stripWatch,
@@ -57,6 +59,7 @@ import type {
 import {
   checkEvents,
   checkId,
+  checkItemIds,
   checkMetaKey,
   checkMetaValue,
   checkProfile,
@@ -78,13 +81,20 @@ interface UserRecord {
   readonly watches: readonly StoredWatch[];
   readonly searches: readonly StoredSearch[];
   readonly impressions: readonly StoredImpression[];
+  /** Item ids of watches that left `watches`, oldest first (at most limits.maxEarlierWatches). */
+  readonly earlier: ReadonlySet<string>;
+}
+
+/** A user as a log or snapshot record holds it (`x`: the earlier watched ids, absent when none). */
+interface StoredUserRecord extends Omit<UserRecord, "earlier"> {
+  readonly x?: readonly string[];
 }
 
 /** What a log or snapshot record holds. */
 type LogRecord =
   | { readonly t: "e"; readonly e: readonly UserEvent[] }
   | { readonly t: "p"; readonly u: string; readonly p: UserProfile }
-  | { readonly t: "u"; readonly u: string; readonly r: UserRecord }
+  | { readonly t: "u"; readonly u: string; readonly r: StoredUserRecord }
   | { readonly t: "m"; readonly k: string; readonly v: string };
 
 interface PendingWrite {
@@ -102,7 +112,12 @@ interface OpenLog {
   size: number;
 }
 
-const EMPTY_RECORD: UserRecord = Object.freeze({ profile: {}, watches: [], searches: [], impressions: [] });
+const EMPTY_RECORD: UserRecord = Object.freeze({ profile: {}, watches: [], searches: [], impressions: [], earlier: new Set<string>() });
+
+function storedRecord(record: UserRecord): StoredUserRecord {
+  const { earlier, ...rest } = record;
+  return earlier.size === 0 ? rest : { ...rest, x: [...earlier] };
+}
 
 const consoleLogger: UserStoreLogger = {
   warn: (fields, message) => console.warn(`user-store: ${message}`, fields),
@@ -294,11 +309,13 @@ export class EmbeddedUserStore implements UserStore {
       case "e":
         for (const [userId, batch] of groupByUser(record.e)) {
           const old = this.users.get(userId) ?? EMPTY_RECORD;
+          const watches = appendWatches(old.watches, batch.watches, this.limits.maxWatches);
           this.users.set(userId, {
             profile: old.profile,
-            watches: appendBounded(old.watches, batch.watches, this.limits.maxWatches),
+            watches: watches.kept,
             searches: appendBounded(old.searches, batch.searches, this.limits.maxSearches),
             impressions: appendBounded(old.impressions, batch.impressions, this.limits.maxImpressions),
+            earlier: rememberEarlier(old.earlier, watches.dropped.map((w) => w.itemId), this.limits.maxEarlierWatches),
           });
         }
         break;
@@ -307,14 +324,18 @@ export class EmbeddedUserStore implements UserStore {
         this.users.set(record.u, { ...old, profile: record.p });
         break;
       }
-      case "u":
+      case "u": {
+        const dropped = record.r.watches.slice(0, Math.max(0, record.r.watches.length - this.limits.maxWatches));
+        const earlier = [...(record.r.x ?? []), ...dropped.map((w) => w.itemId)];
         this.users.set(record.u, {
           profile: record.r.profile,
           watches: record.r.watches.slice(-this.limits.maxWatches),
           searches: record.r.searches.slice(-this.limits.maxSearches),
           impressions: record.r.impressions.slice(-this.limits.maxImpressions),
+          earlier: rememberEarlier(EMPTY_RECORD.earlier, earlier, this.limits.maxEarlierWatches),
         });
         break;
+      }
       case "m":
         this.meta.set(record.k, record.v);
         break;
@@ -375,6 +396,7 @@ export class EmbeddedUserStore implements UserStore {
         watches: user.watches.map(stripWatch),
         searches: user.searches.map(stripSearch),
         impressions: user.impressions.map(stripImpression),
+        ...(user.earlierWatchedIds.length === 0 ? {} : { x: user.earlierWatchedIds }),
       },
     }));
     await this.write(records, undefined);
@@ -533,7 +555,7 @@ export class EmbeddedUserStore implements UserStore {
         chunkBytes += bytes.length;
       }
       for (const [u, r] of users) {
-        const bytes = encodeRecord({ t: "u", u, r } satisfies LogRecord);
+        const bytes = encodeRecord({ t: "u", u, r: storedRecord(r) } satisfies LogRecord);
         chunks.push(bytes);
         chunkBytes += bytes.length;
         if (chunkBytes >= SNAPSHOT_WRITE_BYTES) await flush();
@@ -564,6 +586,20 @@ export class EmbeddedUserStore implements UserStore {
     return ids.map((id) => this.stateOf(id));
   }
 
+  async watchedAmong(userId: string, itemIds: readonly string[]): Promise<ReadonlySet<string>> {
+    const id = checkId(userId, "userId", this.limits);
+    const ids = checkItemIds(itemIds, this.limits);
+    this.assertOpen();
+    const record = this.users.get(id);
+    const watched = new Set<string>();
+    if (record === undefined) return watched;
+    const recent = new Set(record.watches.map((w) => w.itemId));
+    for (const item of ids) {
+      if (recent.has(item) || record.earlier.has(item)) watched.add(item);
+    }
+    return watched;
+  }
+
   async getMeta(key: string): Promise<string | undefined> {
     const k = checkMetaKey(key);
     this.assertOpen();
@@ -573,7 +609,7 @@ export class EmbeddedUserStore implements UserStore {
   private stateOf(userId: string): UserState | undefined {
     const record = this.users.get(userId);
     if (record === undefined) return undefined;
-    return toUserState(userId, record.profile, record.watches, record.searches, record.impressions);
+    return toUserState(userId, record.profile, record.watches, record.searches, record.impressions, record.earlier.size > 0);
   }
 
   private assertOpen(): void {

@@ -18,7 +18,7 @@ export type {
   UserStoreLogger,
   WatchEvent,
 } from "./types.js";
-export { DEFAULT_LIMITS } from "./types.js";
+export { DEFAULT_LIMITS, MAX_WATCHED_AMONG_IDS } from "./types.js";
 export {
   UserStoreError,
   UserStoreUnavailableError,

@@ -5,6 +5,9 @@
  * - `P user:{userId}:w`, `:s`, `:i`: lists of recent watches / searches / impressions, oldest
  *   first, entries as compact JSON arrays; each append is RPUSH + LTRIM in one MULTI/EXEC.
  * - `P user:{userId}:p`: the profile as a hash (age, gender, occupation, geo, device).
+ * - `P user:{userId}:x`: every watched item id, scored by its latest watch time (ZADD GT), kept
+ *   to the newest maxWatches + maxEarlierWatches (ZREMRANGEBYRANK): `watchedAmong` (ZMSCORE)
+ *   finds watches that left the `:w` list.
  * - `P events`: a stream with one entry per append call (field `e`: JSON array of events), capped
  *   with XADD MAXLEN ~; every replica tails it with XREAD BLOCK to update its own counts.
  * - `P meta`: a hash of small metadata (e.g. which dataset was seeded).
@@ -42,6 +45,7 @@ import {
   checkEvent,
   checkEvents,
   checkId,
+  checkItemIds,
   checkMetaKey,
   checkMetaValue,
   checkProfile,
@@ -243,7 +247,7 @@ export class RedisUserStore implements UserStore {
     this.logger.warn({ redis: this.where, err: error.message }, "Redis connection error (reconnecting)");
   }
 
-  private userKey(userId: string, suffix: "w" | "s" | "i" | "p"): string {
+  private userKey(userId: string, suffix: "w" | "s" | "i" | "p" | "x"): string {
     return `${this.config.keyPrefix}user:{${userId}}:${suffix}`;
   }
 
@@ -286,9 +290,15 @@ export class RedisUserStore implements UserStore {
     if (this.closed) throw new UserStoreUnavailableError("user store is closed");
   }
 
+  /** ZADD GT of `scored` (score, id, score, id, ...) to the user's watched set, then its bound. */
+  private rememberWatched(multi: ChainableCommander, userId: string, scored: (number | string)[]): void {
+    const key = this.userKey(userId, "x");
+    multi.zadd(key, "GT", ...scored).zremrangebyrank(key, 0, -(this.limits.maxWatches + this.limits.maxEarlierWatches) - 1);
+  }
+
   private expireUser(multi: ChainableCommander, userId: string): void {
     if (this.userTtlSeconds === undefined) return;
-    for (const suffix of ["w", "s", "i", "p"] as const) multi.expire(this.userKey(userId, suffix), this.userTtlSeconds);
+    for (const suffix of ["w", "s", "i", "p", "x"] as const) multi.expire(this.userKey(userId, suffix), this.userTtlSeconds);
   }
 
   // ---- writes ---------------------------------------------------------------------------------
@@ -300,6 +310,7 @@ export class RedisUserStore implements UserStore {
       if (batch.watches.length > 0) {
         const key = this.userKey(userId, "w");
         multi.rpush(key, ...batch.watches.map(encodeWatch)).ltrim(key, -this.limits.maxWatches, -1);
+        this.rememberWatched(multi, userId, batch.watches.flatMap((w) => [w.timestamp, w.itemId]));
       }
       if (batch.searches.length > 0) {
         const key = this.userKey(userId, "s");
@@ -338,8 +349,12 @@ export class RedisUserStore implements UserStore {
         i: this.userKey(user.userId, "i"),
         p: this.userKey(user.userId, "p"),
       };
-      multi.del(keys.w, keys.s, keys.i, keys.p);
+      multi.del(keys.w, keys.s, keys.i, keys.p, this.userKey(user.userId, "x"));
       if (user.watches.length > 0) multi.rpush(keys.w, ...user.watches.map((w) => encodeWatch(stripWatch(w))));
+      // Earlier ids have no time: scored below every watch (timestamps are >= 0), oldest lowest.
+      const n = user.earlierWatchedIds.length;
+      const scored = [...user.earlierWatchedIds.flatMap((id, i) => [i - n, id]), ...user.watches.flatMap((w) => [w.timestamp, w.itemId])];
+      if (scored.length > 0) this.rememberWatched(multi, user.userId, scored);
       if (user.searches.length > 0) multi.rpush(keys.s, ...user.searches.map((s) => encodeSearch(stripSearch(s))));
       if (user.impressions.length > 0) {
         multi.rpush(keys.i, ...user.impressions.map((i) => encodeImpression(stripImpression(i))));
@@ -364,24 +379,31 @@ export class RedisUserStore implements UserStore {
       .lrange(this.userKey(userId, "w"), 0, -1)
       .lrange(this.userKey(userId, "s"), 0, -1)
       .lrange(this.userKey(userId, "i"), 0, -1)
-      .hgetall(this.userKey(userId, "p"));
+      .hgetall(this.userKey(userId, "p"))
+      .zcard(this.userKey(userId, "x"));
   }
+
+  /** Replies per user read by `queueRead`. */
+  private static readonly READ_REPLIES = 5;
 
   private decodeState(userId: string, replies: readonly unknown[], at: number): UserState | undefined {
     const watches = replies[at] as string[];
     const searches = replies[at + 1] as string[];
     const impressions = replies[at + 2] as string[];
     const profile = replies[at + 3] as Record<string, string>;
+    const watchedCount = replies[at + 4] as number;
     if (watches.length === 0 && searches.length === 0 && impressions.length === 0 && Object.keys(profile).length === 0) {
       return undefined;
     }
     const bad = { count: 0 };
+    const recentWatches = decodeList(watches, decodeWatch, bad);
     const state = toUserState(
       userId,
       decodeProfile(profile),
-      decodeList(watches, decodeWatch, bad),
+      recentWatches,
       decodeList(searches, decodeSearch, bad),
       decodeList(impressions, decodeImpression, bad),
+      watchedCount > new Set(recentWatches.map((w) => w.itemId)).size,
     );
     if (bad.count > 0) this.logger.warn({ userId, entries: bad.count }, "skipped undecodable history entries");
     return state;
@@ -401,7 +423,19 @@ export class RedisUserStore implements UserStore {
     const multi = this.client.multi();
     for (const id of ids) this.queueRead(multi, id);
     const replies = await this.exec("getMany", multi);
-    return ids.map((id, n) => this.decodeState(id, replies, 4 * n));
+    return ids.map((id, n) => this.decodeState(id, replies, RedisUserStore.READ_REPLIES * n));
+  }
+
+  async watchedAmong(userId: string, itemIds: readonly string[]): Promise<ReadonlySet<string>> {
+    const id = checkId(userId, "userId", this.limits);
+    const ids = checkItemIds(itemIds, this.limits);
+    const watched = new Set<string>();
+    if (ids.length === 0) return watched;
+    const scores = await this.call("watchedAmong", () => this.client.zmscore(this.userKey(id, "x"), ...ids));
+    for (const [i, score] of scores.entries()) {
+      if (score !== null) watched.add(ids[i]!);
+    }
+    return watched;
   }
 
   async getMeta(key: string): Promise<string | undefined> {

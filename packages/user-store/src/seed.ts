@@ -44,6 +44,8 @@ export interface SeedResult {
 interface Pending {
   profile: UserProfile | undefined;
   watches: WatchEvent[];
+  /** Item ids of watches trimmed off `watches` while reading, oldest first. */
+  earlier: string[];
   searches: SearchEvent[];
   impressions: ImpressionEvent[];
 }
@@ -73,7 +75,7 @@ export async function seedFromEvents(
   const pendingOf = (userId: string): Pending => {
     let p = users.get(userId);
     if (p === undefined) {
-      p = { profile: undefined, watches: [], searches: [], impressions: [] };
+      p = { profile: undefined, watches: [], earlier: [], searches: [], impressions: [] };
       users.set(userId, p);
     }
     return p;
@@ -84,7 +86,12 @@ export async function seedFromEvents(
       case "watch": {
         const { kind: _kind, ...watch } = event;
         p.watches.push(watch);
-        if (p.watches.length >= 2 * maxWatches) p.watches = keepRecent(p.watches, maxWatches);
+        if (p.watches.length >= 2 * maxWatches) {
+          const kept = keepRecent(p.watches, maxWatches);
+          for (const w of p.watches.slice(0, p.watches.length - kept.length)) p.earlier.push(w.itemId);
+          p.watches = kept;
+          if (p.earlier.length >= 2 * store.limits.maxEarlierWatches) p.earlier = p.earlier.slice(-store.limits.maxEarlierWatches);
+        }
         break;
       }
       case "search": {
@@ -126,13 +133,16 @@ export async function seedFromEvents(
     inFlight.add(call);
   };
   for (const [userId, p] of users) {
+    // putUsers keeps the last maxWatches watches and remembers the others' ids as earlier ones.
     const w = keepRecent(p.watches, maxWatches);
+    const earlierWatchedIds = p.earlier.concat(p.watches.slice(0, p.watches.length - w.length).map((x) => x.itemId));
     const s = keepRecent(p.searches, maxSearches);
     const i = keepRecent(p.impressions, maxImpressions);
     watches += w.length;
     searches += s.length;
     impressions += i.length;
-    chunk.push(p.profile === undefined ? { userId, watches: w, searches: s, impressions: i } : { userId, profile: p.profile, watches: w, searches: s, impressions: i });
+    const snapshot: UserSnapshot = { userId, watches: w, searches: s, impressions: i, ...(earlierWatchedIds.length === 0 ? {} : { earlierWatchedIds }) };
+    chunk.push(p.profile === undefined ? snapshot : { ...snapshot, profile: p.profile });
     if (chunk.length >= usersPerCall) {
       await send(chunk);
       chunk = [];

@@ -75,6 +75,41 @@ export function appendBounded<T>(list: readonly T[], added: readonly T[], max: n
   return list.slice(total - max).concat(added);
 }
 
+/**
+ * `appendBounded` for watches, also returning the entries that left the list (oldest first): the
+ * store remembers their item ids as earlier watches.
+ */
+export function appendWatches(
+  list: readonly StoredWatch[],
+  added: readonly StoredWatch[],
+  max: number,
+): { readonly kept: readonly StoredWatch[]; readonly dropped: readonly StoredWatch[] } {
+  const kept = appendBounded(list, added, max);
+  const droppedCount = list.length + added.length - kept.length;
+  if (droppedCount === 0) return { kept, dropped: [] };
+  return { kept, dropped: list.concat(added).slice(0, droppedCount) };
+}
+
+/**
+ * `earlier` with `ids` added as the most recent (an id already there moves to the end), then the
+ * oldest forgotten beyond `max`. Returns `earlier` itself when `ids` is empty (sets are never
+ * mutated: a record may be in a snapshot being written).
+ */
+export function rememberEarlier(earlier: ReadonlySet<string>, ids: Iterable<string>, max: number): ReadonlySet<string> {
+  let next: Set<string> | undefined;
+  for (const id of ids) {
+    next ??= new Set(earlier);
+    next.delete(id);
+    next.add(id);
+  }
+  if (next === undefined) return earlier;
+  for (const id of next) {
+    if (next.size <= max) break;
+    next.delete(id);
+  }
+  return next;
+}
+
 function byTimestamp<T extends { readonly timestamp: number }>(list: readonly T[]): readonly T[] {
   for (let i = 1; i < list.length; i++) {
     if (list[i]!.timestamp < list[i - 1]!.timestamp) {
@@ -92,6 +127,7 @@ export function toUserState(
   watches: readonly StoredWatch[],
   searches: readonly StoredSearch[],
   impressions: readonly StoredImpression[],
+  hasEarlierWatches: boolean,
 ): UserState {
   const impressionCounts = new Map<string, number>();
   for (const impression of impressions) {
@@ -104,5 +140,6 @@ export function toUserState(
     searches: byTimestamp(searches).map((s) => ({ userId, ...s })),
     impressions: byTimestamp(impressions).map((i) => ({ userId, ...i })),
     impressionCounts,
+    hasEarlierWatches,
   };
 }

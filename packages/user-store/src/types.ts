@@ -63,6 +63,11 @@ export interface UserState {
   readonly impressions: readonly ImpressionEvent[];
   /** How often each item appears in `impressions` (the recent, bounded ones). */
   readonly impressionCounts: ReadonlyMap<string, number>;
+  /**
+   * Items watched earlier have left the bounded `watches` list: `watchedAmong` tells which of a
+   * set of items the user watched, those included. False when every watch is still in `watches`.
+   */
+  readonly hasEarlierWatches: boolean;
 }
 
 /**
@@ -75,12 +80,23 @@ export interface UserSnapshot {
   readonly watches?: readonly WatchEvent[];
   readonly searches?: readonly SearchEvent[];
   readonly impressions?: readonly ImpressionEvent[];
+  /**
+   * Items watched before `watches` (oldest first), remembered for `watchedAmong`. Watches beyond
+   * `limits.maxWatches` join them.
+   */
+  readonly earlierWatchedIds?: readonly string[];
 }
 
 /** Bounds on what is stored and accepted. */
 export interface UserStoreLimits {
   /** Watches kept per user (the most recently appended). */
   readonly maxWatches: number;
+  /**
+   * Distinct items remembered per user from watches that left the watch list, so that they are
+   * never recommended again (`watchedAmong`). Beyond it the oldest are forgotten (embedded) or an
+   * arbitrary excess (Redis).
+   */
+  readonly maxEarlierWatches: number;
   readonly maxSearches: number;
   readonly maxImpressions: number;
   /** Longest user / item / request id, in UTF-16 code units. */
@@ -95,11 +111,15 @@ export interface UserStoreLimits {
   readonly maxUsersPerCall: number;
 }
 
+/** Most item ids in one `watchedAmong` call. */
+export const MAX_WATCHED_AMONG_IDS = 10_000;
+
 /** Defaults; the id and query lengths match the gRPC contract (MAX_ID_LENGTH, MAX_QUERY_LENGTH). */
 export const DEFAULT_LIMITS: UserStoreLimits = Object.freeze({
-  // The orchestrator removes a user's stored watches from every answer, so a watch dropped from
-  // the list could be recommended again: 1000 covers every MovieLens-100K history (at most 737).
+  // The recent watches are the user's context (1000 covers every MovieLens-100K history, at most
+  // 737); older watched items are remembered as ids only, up to maxEarlierWatches, and filtered.
   maxWatches: 1000,
+  maxEarlierWatches: 10_000,
   maxSearches: 200,
   maxImpressions: 1000,
   maxIdLength: 256,
@@ -151,6 +171,11 @@ export interface UserStore {
   append(events: readonly UserEvent[], options?: AppendOptions): Promise<void>;
   /** The user's state, or undefined when nothing is stored for `userId`. */
   get(userId: string): Promise<UserState | undefined>;
+  /**
+   * Which of `itemIds` (at most MAX_WATCHED_AMONG_IDS) the user has watched: in the watch list or
+   * earlier (up to `limits.maxEarlierWatches` remembered). One round trip for Redis (SMISMEMBER).
+   */
+  watchedAmong(userId: string, itemIds: readonly string[]): Promise<ReadonlySet<string>>;
   /** `get` for several users at once (one round trip for Redis); results in input order. */
   getMany(userIds: readonly string[]): Promise<(UserState | undefined)[]>;
   /** Replace the user's profile (fields absent from `profile` become unknown). */

@@ -73,6 +73,7 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
         { userId: "alice", itemId: "i7", timestamp: 106, requestId: "r-1" },
       ],
       impressionCounts: new Map([["i7", 2]]),
+      hasEarlierWatches: false,
     });
     expect((await store.get("bob"))?.watches.map((w) => w.itemId)).toEqual(["i9"]);
     const many = await store.getMany(["bob", "nobody", "alice"]);
@@ -104,6 +105,50 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
     expect(state.impressionCounts).toEqual(new Map([["even", 2], ["odd3", 1], ["odd5", 1]]));
   });
 
+  it("remembers watches that left the bounded list: watchedAmong finds them, up to maxEarlierWatches", async () => {
+    const store = await openStore(backend, { maxWatches: 3, maxEarlierWatches: 4 });
+    await store.append([watch("u", "a", 1), watch("u", "b", 2), watch("u", "c", 3)]);
+    let state = (await store.get("u"))!;
+    expect(state.hasEarlierWatches).toBe(false);
+    expect(await store.watchedAmong("u", ["a", "c", "z"])).toEqual(new Set(["a", "c"]));
+    // a and b leave the list; a rewatch of c keeps it in the list.
+    await store.append([watch("u", "d", 4), watch("u", "c", 5)]);
+    state = (await store.get("u"))!;
+    expect(state.watches.map((w) => w.itemId)).toEqual(["c", "d", "c"]);
+    expect(state.hasEarlierWatches).toBe(true);
+    expect(await store.watchedAmong("u", ["a", "b", "c", "d", "e"])).toEqual(new Set(["a", "b", "c", "d"]));
+    // Six more: c, d, e, f, g leave the list; 4 are remembered, the least recently watched
+    // forgotten first (d at 4 before c, rewatched at 5).
+    await store.append(["e", "f", "g", "h", "i", "j"].map((id, k) => watch("u", id, 10 + k)));
+    expect((await store.get("u"))!.watches.map((w) => w.itemId)).toEqual(["h", "i", "j"]);
+    const found = await store.watchedAmong("u", ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "never"]);
+    expect([...found].sort()).toEqual(["c", "e", "f", "g", "h", "i", "j"]);
+    expect(await store.watchedAmong("nobody", ["a"])).toEqual(new Set());
+    expect(await store.watchedAmong("u", [])).toEqual(new Set());
+    await expect(store.watchedAmong("u", [""])).rejects.toThrow(/itemIds\[0\]/);
+  });
+
+  it("keeps the earlier watches of bulk-loaded users: given ones and those beyond maxWatches", async () => {
+    const store = await openStore(backend, { maxWatches: 2 });
+    await store.putUsers([
+      {
+        userId: "p",
+        earlierWatchedIds: ["x", "y"],
+        watches: [1, 2, 3].map((t) => ({ userId: "p", itemId: `i${t}`, timestamp: t })),
+      },
+      { userId: "q", watches: [{ userId: "q", itemId: "only", timestamp: 1 }] },
+    ]);
+    const p = (await store.get("p"))!;
+    expect(p.watches.map((w) => w.itemId)).toEqual(["i2", "i3"]);
+    expect(p.hasEarlierWatches).toBe(true);
+    expect(await store.watchedAmong("p", ["x", "y", "i1", "i2", "i3", "i4"])).toEqual(new Set(["x", "y", "i1", "i2", "i3"]));
+    expect((await store.get("q"))!.hasEarlierWatches).toBe(false);
+    // Replacing the user replaces its earlier watches too.
+    await store.putUsers([{ userId: "p", watches: [{ userId: "p", itemId: "i9", timestamp: 9 }] }]);
+    expect((await store.get("p"))!.hasEarlierWatches).toBe(false);
+    expect(await store.watchedAmong("p", ["x", "i1", "i9"])).toEqual(new Set(["i9"]));
+  });
+
   it("round-trips and replaces profiles", async () => {
     const store = await openStore(backend);
     await store.setProfile("carol", { age: 34, gender: "F", occupation: "engineer", geo: "94", device: "tv" });
@@ -114,6 +159,7 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
       searches: [],
       impressions: [],
       impressionCounts: new Map(),
+      hasEarlierWatches: false,
     });
     await store.append([watch("carol", "i1", 5)]);
     // Replace: fields not given become unknown; "" means unknown.
@@ -222,6 +268,7 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
     });
     expect(result).toMatchObject({ skipped: false, users: 3, watches: 4, searches: 1, impressions: 0 });
     expect((await store.get("u1"))!.watches.map((w) => w.itemId)).toEqual(["b", "c", "d"]);
+    expect(await store.watchedAmong("u1", ["a", "b", "x"])).toEqual(new Set(["a", "b"]));
     expect((await store.get("u1"))!.profile).toEqual({ age: 30 });
     expect((await store.get("u3"))!.profile).toEqual({ geo: "12" });
     expect(await store.getMeta(SEED_META_KEY)).toBe("dataset-1");

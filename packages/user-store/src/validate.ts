@@ -12,7 +12,7 @@ import type {
   UserStoreLimits,
   WatchEvent,
 } from "./types.js";
-import { DEFAULT_LIMITS } from "./types.js";
+import { DEFAULT_LIMITS, MAX_WATCHED_AMONG_IDS } from "./types.js";
 
 /** Largest accepted timestamp (unix seconds, year 5138): larger ones are milliseconds by mistake. */
 export const MAX_TIMESTAMP = 1e11;
@@ -210,13 +210,31 @@ export function checkSnapshot(value: unknown, field: string, limits: UserStoreLi
   const impressions = checkList(value.impressions, `${field}.impressions`, userId, (v, f) =>
     checkImpression(v, f, limits),
   );
+  const given = value.earlierWatchedIds === undefined ? [] : checkIdList(value.earlierWatchedIds, `${field}.earlierWatchedIds`, limits);
+  const overflow = watches.slice(0, Math.max(0, watches.length - limits.maxWatches)).map((w) => w.itemId);
+  // Distinct, oldest first (an id given twice counts at its last place), the newest kept.
+  const earlier = [...new Set([...given, ...overflow].reverse())].reverse();
   return {
     userId,
     profile,
+    earlierWatchedIds: earlier.slice(-limits.maxEarlierWatches),
     watches: watches.slice(-limits.maxWatches),
     searches: searches.slice(-limits.maxSearches),
     impressions: impressions.slice(-limits.maxImpressions),
   };
+}
+
+function checkIdList(value: unknown, field: string, limits: UserStoreLimits): string[] {
+  if (!Array.isArray(value)) fail(field, "must be an array");
+  return value.map((id, i) => checkId(id, `${field}[${i}]`, limits));
+}
+
+/** The item ids of a `watchedAmong` call. */
+export function checkItemIds(itemIds: unknown, limits: UserStoreLimits): string[] {
+  if (Array.isArray(itemIds) && itemIds.length > MAX_WATCHED_AMONG_IDS) {
+    fail("itemIds", `has ${itemIds.length} entries, at most ${MAX_WATCHED_AMONG_IDS}`);
+  }
+  return checkIdList(itemIds, "itemIds", limits);
 }
 
 export function checkSnapshots(users: unknown, limits: UserStoreLimits): Required<UserSnapshot>[] {
