@@ -139,6 +139,7 @@ describe("schema introspection", () => {
       "LOG_LEVEL",
       "GRPC_MAX_MESSAGE_BYTES",
       "GRPC_REFLECTION",
+      "GRPC_SERVER",
       "GRPC_MAX_CONNECTION_AGE",
       "SHUTDOWN_DELAY",
       "DRAIN_TIMEOUT",

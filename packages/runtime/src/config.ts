@@ -274,6 +274,10 @@ export const runtimeConfigSchema = {
     description: "largest gRPC message sent or received",
   }),
   GRPC_REFLECTION: env.bool({ default: true, description: "serve gRPC server reflection" }),
+  GRPC_SERVER: env.enum(["http2", "grpc-js"] as const, {
+    default: "http2",
+    description: "the gRPC server: the runtime's own on node:http2 (http2-server.ts), or grpc-js's",
+  }),
   GRPC_MAX_CONNECTION_AGE: env.duration({
     default: 300_000,
     description:

@@ -33,6 +33,7 @@ import {
   type UnaryHandler,
 } from "./grpc-adapter.js";
 import { HealthImplementation, type ServingStatus } from "./health.js";
+import { Http2Server, type GrpcServer } from "./http2-server.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createRpcMetrics, startMetricsServer, type MetricsServer, type RpcMetrics } from "./metrics.js";
 import { createReflectionService } from "./reflection.js";
@@ -67,7 +68,8 @@ export interface RunningService {
   readonly address: string;
   readonly logger: Logger;
   readonly metrics: RpcMetrics;
-  readonly server: grpc.Server;
+  /** The gRPC server (GRPC_SERVER: the runtime's Http2Server or a grpc.Server). */
+  readonly server: GrpcServer;
   /** Calls currently being handled. */
   inFlight(): number;
   /**
@@ -237,17 +239,25 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
     };
   };
 
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
-    // Callers that resolve a headless Service's pods only when they connect (grpc-js) reach the
-    // pods a scale-out adds once their connections are recycled.
-    ...(config.GRPC_MAX_CONNECTION_AGE > 0
-      ? { "grpc.max_connection_age_ms": config.GRPC_MAX_CONNECTION_AGE, "grpc.max_connection_age_grace_ms": config.DRAIN_TIMEOUT }
-      : {}),
-    // Channelz stays on: with "grpc.enable_channelz": 0, grpc-js 1.14 does not track sessions,
-    // so forceShutdown() cannot cancel stuck calls (the forced-close test catches it).
-  });
+  // Connections are recycled after GRPC_MAX_CONNECTION_AGE: callers that resolve a headless
+  // Service's pods only when they connect (grpc-js) reach the pods a scale-out adds.
+  const server: GrpcServer =
+    config.GRPC_SERVER === "http2"
+      ? new Http2Server({
+          maxReceiveMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
+          maxSendMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
+          maxConnectionAgeMs: config.GRPC_MAX_CONNECTION_AGE,
+          maxConnectionAgeGraceMs: config.DRAIN_TIMEOUT,
+        })
+      : new grpc.Server({
+          "grpc.max_receive_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+          "grpc.max_send_message_length": config.GRPC_MAX_MESSAGE_BYTES,
+          ...(config.GRPC_MAX_CONNECTION_AGE > 0
+            ? { "grpc.max_connection_age_ms": config.GRPC_MAX_CONNECTION_AGE, "grpc.max_connection_age_grace_ms": config.DRAIN_TIMEOUT }
+            : {}),
+          // Channelz stays on: with "grpc.enable_channelz": 0, grpc-js 1.14 does not track
+          // sessions, so forceShutdown() cannot cancel stuck calls (the forced-close test catches it).
+        });
   const serviceNames = options.services.map((registration) => registration.service.typeName);
   for (const registration of options.services) {
     // grpc-js passes request bytes and sends response bytes: the wrap decodes and encodes (see
