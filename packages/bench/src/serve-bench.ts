@@ -19,7 +19,8 @@
  *    process and a call per request (measured under 100 req/s: 17.3 ms of CPU per request with 2
  *    shards, 15.8 with 1) and no capacity; `--shards 2` measures the fan-out.
  * 4. Load from gRPC clients in this process (`--transport`: the runtime's http2 client, the
- *    default, or grpc-js's; the orchestrator's downstream calls use the same): a sequential pass (latency without queueing), then
+ *    default, or grpc-js's; the orchestrator's downstream calls use the same; `--server`: every
+ *    stage's gRPC server, the runtime's Http2Server by default, or grpc-js's): a sequential pass (latency without queueing), then
  *    `--requests` requests at `--rate` per second with at most `--concurrency` in flight and a
  *    time cap (with `--events-rate`, RecordEvents calls beside it): QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
  *    p50/p95/p99 from the orchestrator's stage histogram (bucket-interpolated).
@@ -76,7 +77,7 @@ const FRESH_WINDOW_SECONDS = 86_400;
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
-  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--events-rate R]";
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R]";
 
 interface Args {
   json: boolean;
@@ -98,6 +99,8 @@ interface Args {
   annClustered: boolean;
   /** The gRPC client of the load generator and of the orchestrator's downstream calls. */
   transport: "http2" | "grpc-js";
+  /** Every stage's gRPC server (GRPC_SERVER): the runtime's Http2Server or grpc-js's. */
+  server: "http2" | "grpc-js";
   /** RecordEvents calls per second (one watch each) sent during the load; 0 = none. */
   eventsRate: number;
 }
@@ -122,6 +125,7 @@ function parse(argv: string[]): Args {
     fresh: false,
     annClustered: true,
     transport: "http2",
+    server: "http2",
     eventsRate: 0,
   };
   const numbers: Record<string, keyof Args> = {
@@ -149,6 +153,10 @@ function parse(argv: string[]): Args {
       const transport = argv[++i];
       if (transport !== "http2" && transport !== "grpc-js") throw new Error(`--transport is http2 or grpc-js\n${USAGE}`);
       a.transport = transport;
+    } else if (arg === "--server") {
+      const server = argv[++i];
+      if (server !== "http2" && server !== "grpc-js") throw new Error(`--server is http2 or grpc-js\n${USAGE}`);
+      a.server = server;
     }
     else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
     else if (numbers[arg] !== undefined) {
@@ -407,10 +415,10 @@ export async function run(argv: string[]): Promise<number> {
     env: {
       // Every stage polls its model manifest at the default MODEL_POLL_INTERVAL (30 s), as deployed:
       // the load runs across at least one poll per stage.
-      candidate_generation: { LOG_LEVEL: "warn" },
-      retrieval: { LOG_LEVEL: "info" },
-      ranking: { LOG_LEVEL: "warn" },
-      orchestrator: { LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`, DOWNSTREAM_TRANSPORT: args.transport },
+      candidate_generation: { LOG_LEVEL: "warn", GRPC_SERVER: args.server },
+      retrieval: { LOG_LEVEL: "info", GRPC_SERVER: args.server },
+      ranking: { LOG_LEVEL: "warn", GRPC_SERVER: args.server },
+      orchestrator: { LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`, DOWNSTREAM_TRANSPORT: args.transport, GRPC_SERVER: args.server },
     },
     log,
   });
@@ -573,6 +581,7 @@ export async function run(argv: string[]): Promise<number> {
         users: users.length,
         shards: args.shards,
         transport: args.transport,
+        server: args.server,
         count: args.count,
         concurrency: args.concurrency,
         target_rate: args.rate,
@@ -669,7 +678,7 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   const stages = r["stages"] as Record<string, { p50_ms: number; p95_ms: number; p99_ms: number; count: number }>;
   const seq = r["sequential"] as { p50_ms: number; p95_ms: number; p99_ms: number };
   const machine = r["machine"] as { cores: number; load_average_1m_start: number; load_average_1m_during_load: number[]; reference_loop_ms: number[] };
-  let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}, ${r["transport"]} clients\n`;
+  let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}, ${r["transport"]} clients, ${r["server"]} servers\n`;
   out += `machine: ${machine.cores} cores, load average ${machine.load_average_1m_start} at start, ${machine.load_average_1m_during_load.join(" → ")} during the load; reference loop ${machine.reference_loop_ms.join(" → ")} ms (one core, before the sequential pass → after the load; lower is faster)\n`;
   for (const line of r["lowered"] as string[]) out += `lowered: ${line}\n`;
   out += `\nRecommend over gRPC (4 stages as processes on loopback)\n`;
