@@ -461,8 +461,11 @@ export class Http2Channel implements UnaryTransport {
   }
 }
 
-/** The length-prefixed message (uncompressed) as one buffer: one DATA frame for small messages. */
-function frame(message: Uint8Array): Buffer {
+/**
+ * The length-prefixed message (uncompressed) as one buffer: one DATA frame for small messages.
+ * Http2Server frames its responses with it too.
+ */
+export function frame(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);

@@ -24,6 +24,7 @@ import { EventEmitter } from "node:events";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { frame } from "./http2-channel.js";
 
 export interface Http2ServerOptions {
   /** Largest request message accepted, bytes. */
@@ -68,15 +69,6 @@ export function parseGrpcTimeout(value: string | string[] | undefined): number |
   const amount = Number(match[1]);
   const factor: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
   return amount * factor[match[2]!]!;
-}
-
-/** A 5-byte gRPC length prefix and the message. */
-function frame(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
 }
 
 function percentEncode(message: string): string {
