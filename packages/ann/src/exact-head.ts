@@ -1,7 +1,8 @@
 import { writeFileSync } from "node:fs";
 import hnswlib from "hnswlib-node";
+import { yieldToEventLoop } from "@recsys/data";
 import { IndexFormatError, InvalidArgumentError } from "./errors.js";
-import { readFloat32Rows } from "./persist.js";
+import { LOAD_SLICE, readFloat32Rows } from "./persist.js";
 import type { SearchHit } from "./vector-index.js";
 import { compareHits } from "./vector-index.js";
 
@@ -207,6 +208,7 @@ export class ExactHead {
     const data = await readFloat32Rows(path, rows, dim);
     const head = new ExactHead(dim, rows);
     for (let row = 0; row < rows; row++) {
+      if (row > 0 && row % LOAD_SLICE === 0) await yieldToEventLoop(); // loaded while serving
       const id = ids[row]!;
       if (head.has(id)) throw new IndexFormatError(`${path}: id ${JSON.stringify(id)} appears twice`);
       head.upsert(id, data.subarray(row * dim, (row + 1) * dim));

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { IndexFormatError, ModelVersionMismatchError } from "./errors.js";
 import type { IndexKind } from "./vector-index.js";
 import { MAX_DIM, MAX_ID_LENGTH } from "./vector-index.js";
-import { Float32FileSizeError, readFloat32File } from "@recsys/data";
+import { Float32FileSizeError, JsonFileError, readFloat32File, readJsonFile } from "@recsys/data";
 
 /**
  * On-disk layout of a saved index directory:
@@ -28,6 +28,8 @@ import { Float32FileSizeError, readFloat32File } from "@recsys/data";
 export const META_FILE = "index.json";
 export const INDEX_FORMAT = "recsys-ann-index";
 export const FORMAT_VERSION = 2;
+/** Entries a load handles between two yields to the event loop (indexes load while serving). */
+export const LOAD_SLICE = 50_000;
 
 export type DataPrefix = "hnsw" | "vectors" | "head";
 
@@ -189,17 +191,17 @@ export async function readIndexMetadata(
   options: LoadOptions = {},
 ): Promise<{ meta: IndexMetadata; dataPath: string; headPath: string | undefined }> {
   const metaPath = join(dir, META_FILE);
-  let text: string;
-  try {
-    text = await readFile(metaPath, "utf8");
-  } catch (err) {
-    throw new IndexFormatError(`cannot read ${metaPath}: ${(err as Error).message}`, { cause: err });
-  }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    // Off the event loop, the labels rebuilt in slices: they are every id of the index (8.9 MB
+    // of JSON at 1M items), and a serving process loads an index while it serves.
+    raw = await readJsonFile(metaPath, { strings: ["labels", "head.labels"] });
   } catch (err) {
-    throw new IndexFormatError(`${metaPath} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    const message = (err as Error).message;
+    if (err instanceof JsonFileError && err.step === "parse") {
+      throw new IndexFormatError(`${metaPath} is not valid JSON: ${message}`, { cause: err });
+    }
+    throw new IndexFormatError(`cannot read ${metaPath}: ${message}`, { cause: err });
   }
   const meta = checkMetadata(raw, metaPath);
   if (options.expectedDim !== undefined && meta.dim !== options.expectedDim) {

@@ -18,10 +18,10 @@
  * complete.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, rename, writeFile } from "node:fs/promises";
 import { endianness } from "node:os";
 import { join } from "node:path";
-import { Float32FileSizeError, readFloat32File, type Dataset, type Holdout, type UserScorer } from "@recsys/data";
+import { Float32FileSizeError, readFloat32File, readJsonFile, type Dataset, type Holdout, type UserScorer } from "@recsys/data";
 import {
   CATEGORICAL_FEATURES,
   contextFromDataset,
@@ -255,12 +255,14 @@ export async function loadBundle(dir: string): Promise<CandidateGenBundle> {
   assertLittleEndian();
   let manifest: BundleManifest;
   try {
-    manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as BundleManifest;
+    // Off the event loop, the two lists of item ids rebuilt in slices (17.8 MB of JSON at 1M
+    // items: ~0.5 s of JSON.parse in one piece): a serving stage loads a new bundle while it serves.
+    manifest = (await readJsonFile(join(dir, "manifest.json"), { strings: ["itemIds", "features.items.tokens"] })) as BundleManifest;
   } catch (err) {
     throw new Error(`model bundle ${dir}: cannot read manifest.json (${(err as Error).message}); is this a directory written by 'recsys train'?`);
   }
   if (manifest.format !== BUNDLE_FORMAT) throw new Error(`model bundle ${dir}: format "${String(manifest.format)}", expected "${BUNDLE_FORMAT}"`);
-  const space = FeatureSpace.fromJSON(manifest.features);
+  const space = await FeatureSpace.fromJSONInSlices(manifest.features);
   const cfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, ...manifest.model };
   validateModelConfig(cfg);
   const f = manifest.files;

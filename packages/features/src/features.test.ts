@@ -86,6 +86,16 @@ describe("Vocabulary", () => {
     expect(back.id("rare")).toBe(Vocabulary.OOV);
   });
 
+  it("loads in slices what fromJSON loads, and refuses a duplicate token the same way", async () => {
+    const tokens = Array.from({ length: 120_000 }, (_, i) => `t${i}`);
+    const sliced = await Vocabulary.fromJSONInSlices({ minCount: 2, tokens });
+    const plain = Vocabulary.fromJSON({ minCount: 2, tokens });
+    expect(sliced.size).toBe(plain.size);
+    for (const t of ["t0", "t49999", "t50000", "t119999", "nope"]) expect(sliced.id(t), t).toBe(plain.id(t));
+    expect(sliced.minCount).toBe(2);
+    await expect(Vocabulary.fromJSONInSlices({ minCount: 1, tokens: [...tokens, "t70000"] })).rejects.toThrow('duplicate token "t70000"');
+  });
+
   it("orders numeric ids numerically (as the dataset orders items)", () => {
     const v = Vocabulary.fromCounts(
       new Map([

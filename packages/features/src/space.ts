@@ -100,12 +100,30 @@ export class FeatureSpace {
   }
 
   static fromJSON(json: FeatureSpaceJson): FeatureSpace {
+    FeatureSpace.checkJSON(json);
+    return FeatureSpace.fromParts(json, Vocabulary.fromJSON(json.items), Vocabulary.fromJSON(json.tokens));
+  }
+
+  /**
+   * {@link fromJSON} with the item and search-token vocabularies indexed in slices, yielding to
+   * the event loop between them (`Vocabulary.fromJSONInSlices`): for stages that load a model
+   * while they serve.
+   */
+  static async fromJSONInSlices(json: FeatureSpaceJson): Promise<FeatureSpace> {
+    FeatureSpace.checkJSON(json);
+    return FeatureSpace.fromParts(json, await Vocabulary.fromJSONInSlices(json.items), await Vocabulary.fromJSONInSlices(json.tokens));
+  }
+
+  private static checkJSON(json: FeatureSpaceJson): void {
     if (json === null || typeof json !== "object" || json.version !== 1) throw new Error("FeatureSpace.fromJSON: unsupported or missing version (expected 1)");
+  }
+
+  private static fromParts(json: FeatureSpaceJson, items: Vocabulary, tokens: Vocabulary): FeatureSpace {
     return new FeatureSpace(
       { ...DEFAULT_FEATURE_CONFIG, ...json.config },
       json.windowEnd,
-      Vocabulary.fromJSON(json.items),
-      Vocabulary.fromJSON(json.tokens),
+      items,
+      tokens,
       Vocabulary.fromJSON(json.gender),
       Vocabulary.fromJSON(json.occupation),
       Vocabulary.fromJSON(json.geo),

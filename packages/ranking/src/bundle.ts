@@ -17,7 +17,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { endianness } from "node:os";
 import { join } from "node:path";
-import type { Holdout } from "@recsys/data";
+import { readJsonFile, type Holdout } from "@recsys/data";
 import { CATEGORICAL_FEATURES } from "@recsys/features";
 import { initBackend } from "@recsys/tf";
 import { encodeCandidates, RankingBatch } from "./encode.js";
@@ -204,12 +204,17 @@ export async function loadRanker(dir: string): Promise<Ranker> {
   assertLittleEndian();
   let manifest: RankerManifest;
   try {
-    manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as RankerManifest;
+    // Off the event loop, the item ids rebuilt in slices (42.8 MB of JSON at 1M items: ~0.45 s
+    // of JSON.parse in one piece): the ranking stage loads a new ranker while it serves.
+    manifest = (await readJsonFile(join(dir, "manifest.json"), {
+      strings: ["space.catalog.ids", "space.features.items.tokens"],
+      numbers: { "space.catalog.upload": "float64", "space.catalog.channel": "int32", "space.catalog.tagOffsets": "int32", "space.catalog.tagCodes": "int32" },
+    })) as RankerManifest;
   } catch (err) {
     throw new Error(`ranker ${dir}: cannot read manifest.json (${(err as Error).message}); is this a directory written by 'recsys train-ranker'?`);
   }
   if (manifest.format !== RANKER_FORMAT) throw new Error(`ranker ${dir}: format "${String(manifest.format)}", expected "${RANKER_FORMAT}"`);
-  const space = RankingSpace.fromJSON(manifest.space);
+  const space = await RankingSpace.fromJSONInSlices(manifest.space);
   const cfg: RankerModelConfig = { ...DEFAULT_RANKER_MODEL_CONFIG, ...manifest.model };
   validateRankerModelConfig(cfg);
   const f = manifest.files;

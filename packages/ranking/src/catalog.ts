@@ -1,4 +1,7 @@
-import type { Dataset } from "@recsys/data";
+import { yieldToEventLoop, type Dataset } from "@recsys/data";
+
+/** Items indexed between two yields to the event loop by {@link Catalog.fromJSONInSlices}. */
+const SLICE = 50_000;
 
 /** JSON form of a {@link Catalog}. */
 export interface CatalogJson {
@@ -14,13 +17,21 @@ export interface CatalogJson {
   readonly tags: readonly string[];
 }
 
+/** The numeric columns of a CatalogJson as a reader may hold them: arrays or typed arrays. */
+interface CatalogColumns {
+  readonly upload: readonly (number | null)[] | Float64Array;
+  readonly channel: readonly number[] | Int32Array;
+  readonly tagOffsets: readonly number[] | Int32Array;
+  readonly tagCodes: readonly number[] | Int32Array;
+}
+
 /**
  * The item metadata the ranker reads (upload time, channel, tags), by external item id: a snapshot
  * of the dataset's item table stored with the ranker, so that the ranking service needs no other
  * catalogue. Items it does not know have unknown upload time, channel and tags.
  */
 export class Catalog {
-  private readonly index = new Map<string, number>();
+  private readonly index: Map<string, number>;
 
   constructor(
     readonly ids: readonly string[],
@@ -30,13 +41,22 @@ export class Catalog {
     readonly tagOffsets: Int32Array,
     readonly tagCodes: Int32Array,
     readonly tags: readonly string[],
+    /** id → position of `ids`, built by the caller (`fromJSONInSlices`); built here when absent. */
+    index?: Map<string, number>,
   ) {
     const n = ids.length;
     if (upload.length !== n || channel.length !== n || tagOffsets.length !== n + 1) throw new Error("Catalog: column lengths do not match the ids");
-    ids.forEach((id, i) => {
-      if (this.index.has(id)) throw new Error(`Catalog: duplicate item id "${id}"`);
-      this.index.set(id, i);
-    });
+    if (index !== undefined) {
+      this.index = index;
+      return;
+    }
+    this.index = new Map();
+    ids.forEach((id, i) => Catalog.add(this.index, id, i));
+  }
+
+  private static add(index: Map<string, number>, id: string, i: number): void {
+    if (index.has(id)) throw new Error(`Catalog: duplicate item id "${id}"`);
+    index.set(id, i);
   }
 
   static fromDataset(dataset: Dataset): Catalog {
@@ -70,15 +90,41 @@ export class Catalog {
   }
 
   static fromJSON(json: CatalogJson): Catalog {
+    Catalog.checkJSON(json);
+    return Catalog.fromColumns(json);
+  }
+
+  /**
+   * {@link fromJSON}, indexing `SLICE` ids at a time and yielding to the event loop between
+   * slices: the ranking stage loads a new ranker while it serves (1M items in one piece held its
+   * event loop for ~0.2 s).
+   */
+  static async fromJSONInSlices(json: CatalogJson): Promise<Catalog> {
+    Catalog.checkJSON(json);
+    const index = new Map<string, number>();
+    for (let i = 0; i < json.ids.length; i++) {
+      if (i > 0 && i % SLICE === 0) await yieldToEventLoop();
+      Catalog.add(index, json.ids[i]!, i);
+    }
+    return Catalog.fromColumns(json, index);
+  }
+
+  private static checkJSON(json: CatalogJson): void {
     if (json === null || typeof json !== "object" || !Array.isArray(json.ids)) throw new Error("Catalog.fromJSON: expected { ids, upload, channel, ... }");
+  }
+
+  private static fromColumns(json: CatalogJson, index?: Map<string, number>): Catalog {
+    // A column may arrive as a typed array already (readJsonFile's `numbers`): taken as it is.
+    const { upload, channel, tagOffsets, tagCodes } = json as CatalogColumns;
     return new Catalog(
       json.ids,
-      Float64Array.from(json.upload, (v) => (v === null ? NaN : v)),
-      Int32Array.from(json.channel),
+      upload instanceof Float64Array ? upload : Float64Array.from(upload, (v) => (v === null ? NaN : v)),
+      channel instanceof Int32Array ? channel : Int32Array.from(channel),
       json.channels,
-      Int32Array.from(json.tagOffsets),
-      Int32Array.from(json.tagCodes),
+      tagOffsets instanceof Int32Array ? tagOffsets : Int32Array.from(tagOffsets),
+      tagCodes instanceof Int32Array ? tagCodes : Int32Array.from(tagCodes),
       json.tags,
+      index,
     );
   }
 }

@@ -217,6 +217,12 @@ describe("trainRanker", () => {
       const cands = exampleCandidates(dataset, result.examples, e);
       expect(loaded.score(ctx, cands, result.examples.asOf[e]!)).toEqual(ranker.score(ctx, cands, result.examples.asOf[e]!));
       expect(loaded.manifest.modelVersion).toMatch(/^rk-\d{14}-[0-9a-f]{8}$/);
+      // The catalogue came back through the worker's typed columns and the sliced index.
+      const [a, b] = [loaded.space.catalog, ranker.space.catalog];
+      expect(a.upload).toBeInstanceOf(Float64Array);
+      expect(Array.from(a.upload)).toEqual(Array.from(b.upload));
+      expect([a.channel, a.tagOffsets, a.tagCodes]).toEqual([b.channel, b.tagOffsets, b.tagCodes]);
+      for (const id of [b.ids[0]!, b.ids[b.ids.length - 1]!, "no-such-item"]) expect(a.indexOf(id), id).toBe(b.indexOf(id));
       loaded.dispose();
     } finally {
       ranker.dispose();

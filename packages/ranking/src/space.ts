@@ -158,7 +158,21 @@ export class RankingSpace {
   }
 
   static fromJSON(json: RankingSpaceJson): RankingSpace {
+    RankingSpace.checkJSON(json);
+    return RankingSpace.fromParts(json, FeatureSpace.fromJSON(json.features), Catalog.fromJSON(json.catalog));
+  }
+
+  /** {@link fromJSON} with the large vocabularies and the catalogue indexed in slices (a stage loads while it serves). */
+  static async fromJSONInSlices(json: RankingSpaceJson): Promise<RankingSpace> {
+    RankingSpace.checkJSON(json);
+    return RankingSpace.fromParts(json, await FeatureSpace.fromJSONInSlices(json.features), await Catalog.fromJSONInSlices(json.catalog));
+  }
+
+  private static checkJSON(json: RankingSpaceJson): void {
     if (json === null || typeof json !== "object" || json.version !== 1) throw new Error("RankingSpace.fromJSON: unsupported or missing version (expected 1)");
+  }
+
+  private static fromParts(json: RankingSpaceJson, features: FeatureSpace, catalog: Catalog): RankingSpace {
     const base = BASE_FEATURES.map((f) => {
       const q = json.normalizers.base[f];
       if (q === undefined) throw new Error(`RankingSpace.fromJSON: no normaliser for feature "${f}"`);
@@ -166,8 +180,8 @@ export class RankingSpace {
     });
     return new RankingSpace(
       { ...DEFAULT_RANKING_FEATURE_CONFIG, ...json.config },
-      FeatureSpace.fromJSON(json.features),
-      Catalog.fromJSON(json.catalog),
+      features,
+      catalog,
       json.sources,
       {
         base,

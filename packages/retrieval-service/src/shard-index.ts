@@ -7,11 +7,12 @@
  * replayed and the deleted-items list applied.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { AnnError, HnswIndex, META_FILE, loadIndex, shardItems, type IndexKind, type VectorIndex } from "@recsys/ann";
+import { readJsonFile } from "@recsys/data";
 import type { Logger } from "@recsys/runtime";
 import type { BackendChoice } from "@recsys/tf";
 import type { DenyList } from "./deny-list.js";
@@ -77,7 +78,8 @@ async function readBundleHead(bundleDir: string): Promise<BundleHead> {
   const file = join(bundleDir, "manifest.json");
   let manifest: { modelVersion?: unknown; dim?: unknown };
   try {
-    manifest = JSON.parse(await readFile(file, "utf8")) as typeof manifest;
+    // Parsed off the event loop: at 1M items the manifest is 17.8 MB (~0.5 s of JSON.parse).
+    manifest = (await readJsonFile(file, { keep: ["modelVersion", "dim"] })) as typeof manifest;
   } catch (error) {
     throw new Error(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
   }
@@ -88,7 +90,8 @@ async function readBundleHead(bundleDir: string): Promise<BundleHead> {
 }
 
 async function readSavedAt(dir: string): Promise<string> {
-  const meta = JSON.parse(await readFile(join(dir, META_FILE), "utf8")) as { savedAt?: unknown };
+  // Off the event loop: the metadata carries every id of the shard (8.9 MB at 1M items).
+  const meta = (await readJsonFile(join(dir, META_FILE), { keep: ["savedAt"] })) as { savedAt?: unknown };
   return typeof meta.savedAt === "string" ? meta.savedAt : "";
 }
 
