@@ -31,6 +31,8 @@
  * 6. HNSW recall@100 of the served shard indexes vs brute force and q/s at several ef, with the
  *    user vectors the candidate-generation stage returned (hnswlib searches with max(ef, k), so
  *    an ef below 100 is 100 here).
+ * 6b. With `--rollout`, a new ranker version published while Recommend calls go on at the load's
+ *    rate (serve-rollout.ts): errors, degraded answers, p99 and the slowest call around it.
  * 7. `benchAnn` of @recsys/ann at the same item count on its clustered synthetic vectors (index
  *    cached under the cache directory), a recall figure independent of the synthesised catalogue.
  *
@@ -50,6 +52,7 @@ import { applyServingV8Flags, collectStartupGarbage, connect, isServiceError, st
 import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
+import { measureRankerRollout, type RolloutResult } from "./serve-rollout.js";
 import {
   cpuPerRequest,
   diffBuckets,
@@ -77,7 +80,7 @@ const FRESH_WINDOW_SECONDS = 86_400;
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
-  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R]";
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]";
 
 interface Args {
   json: boolean;
@@ -103,6 +106,8 @@ interface Args {
   server: "http2" | "grpc-js";
   /** RecordEvents calls per second (one watch each) sent during the load; 0 = none. */
   eventsRate: number;
+  /** After the load, publish a new ranker version under load (serve-rollout.ts). */
+  rollout: boolean;
 }
 
 function parse(argv: string[]): Args {
@@ -127,6 +132,7 @@ function parse(argv: string[]): Args {
     transport: "http2",
     server: "http2",
     eventsRate: 0,
+    rollout: false,
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -148,6 +154,7 @@ function parse(argv: string[]): Args {
     if (arg === "--json") a.json = true;
     else if (arg === "--fresh") a.fresh = true;
     else if (arg === "--no-ann-clustered") a.annClustered = false;
+    else if (arg === "--rollout") a.rollout = true;
     else if (arg === "--cache") a.cache = argv[++i] ?? "";
     else if (arg === "--transport") {
       const transport = argv[++i];
@@ -417,7 +424,8 @@ export async function run(argv: string[]): Promise<number> {
       // the load runs across at least one poll per stage.
       candidate_generation: { LOG_LEVEL: "warn", GRPC_SERVER: args.server },
       retrieval: { LOG_LEVEL: "info", GRPC_SERVER: args.server },
-      ranking: { LOG_LEVEL: "warn", GRPC_SERVER: args.server },
+      // With --rollout the ranking stage checks its ranker's manifest every second (stat only).
+      ranking: { LOG_LEVEL: "warn", GRPC_SERVER: args.server, ...(args.rollout ? { MODEL_POLL_INTERVAL: "1s" } : {}) },
       orchestrator: { LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`, DOWNSTREAM_TRANSPORT: args.transport, GRPC_SERVER: args.server },
     },
     log,
@@ -523,6 +531,25 @@ export async function run(argv: string[]): Promise<number> {
           `p50 ${loadP.p50.toFixed(1)} / p95 ${loadP.p95.toFixed(1)} / p99 ${loadP.p99.toFixed(1)} ms, ${errors} errors, ${degraded} degraded`,
       );
 
+      // A ranker rollout under the same rate: its figures against the load's.
+      let rollout: RolloutResult | undefined;
+      if (args.rollout) {
+        rollout = await measureRankerRollout({
+          bundleDir: model.dir,
+          rate: args.rate || 100,
+          seconds: 15,
+          concurrency: args.concurrency,
+          publishAfterSeconds: 5,
+          send: () => client.recommend({ userId: pickUser(), count: args.count }),
+          errorKey,
+          log,
+        });
+        log(
+          `rollout: ${rollout.requests} requests, ${rollout.answered_by_next} answered by the new ranker; p50 ${rollout.p50_ms} / p99 ${rollout.p99_ms} / max ${rollout.max_ms} ms, ` +
+            `${rollout.errors} errors, ${rollout.degraded} degraded`,
+        );
+      }
+
       // User vectors for the ANN recall check, from the candidate-generation stage.
       for (const context of annContexts) {
         const embedded = await cg.embedUser({ context });
@@ -600,6 +627,7 @@ export async function run(argv: string[]): Promise<number> {
         cpu_ms_per_request: Object.fromEntries(Object.entries(cpuMs).map(([name, ms]) => [name, round(ms)])),
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
         hops: { sequential: sequentialHops, under_load: loadHops },
+        ...(rollout === undefined ? {} : { rollout }),
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
@@ -704,6 +732,11 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
       x === undefined ? "" : `${x.caller_ms.toFixed(2).padStart(18)} ${x.callee_ms.toFixed(2).padStart(8)} ${(x.caller_ms - x.callee_ms).toFixed(2).padStart(7)}`;
     out += `  ${h.hop.padEnd(28)} ${cells(h)}   ${cells(l)}\n`;
   });
+  const rollout = r["rollout"] as RolloutResult | undefined;
+  if (rollout !== undefined) {
+    out += `\na ranker rollout under the same rate (${rollout.previous_version} → ${rollout.next_version}, published 5 s into 15 s of calls)\n`;
+    out += `  Recommend          p50 ${rollout.p50_ms} ms  p99 ${rollout.p99_ms} ms  max ${rollout.max_ms} ms  errors ${rollout.errors}  degraded ${rollout.degraded}  answered by the new ranker ${rollout.answered_by_next} of ${rollout.requests}\n`;
+  }
   const cpu = r["cpu_ms_per_request"] as Record<string, number>;
   if (Object.keys(cpu).length > 0) {
     const total = Object.values(cpu).reduce((sum, ms) => sum + ms, 0);
