@@ -1,10 +1,11 @@
 /**
  * `npm run bench -- serve --json` end to end on a small catalogue (the benchmark itself runs at 1M
  * items, minutes): every stage starts, the load completes without errors, RecordEvents run beside
- * it, and the JSON has the fields the serving issue specifies.
+ * it, a ranker rolls out under load, and the JSON has the fields the serving issue specifies.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +34,7 @@ describe("bench serve --json", () => {
     const { code, stdout, stderr } = await bench([
       "--json", "--items", "5000", "--users", "300", "--requests", "200", "--rate", "100", "--events-rate", "20",
       "--sequential", "20", "--in-process", "20", "--ann-queries", "20", "--efs", "100,150", "--no-ann-clustered", "--cache", cache,
+      "--rollout",
     ]);
     expect(code, stderr).toBe(0);
     const report = JSON.parse(stdout) as Record<string, unknown>;
@@ -64,6 +66,16 @@ describe("bench serve --json", () => {
     const events = report["events"] as { requests: number; errors_by_code: Record<string, number> };
     expect(events.requests).toBeGreaterThan(0);
     expect(events.errors_by_code).toEqual({});
+    // The ranker rolled out under load: the stage swapped to the new version, nothing failed.
+    const rollout = report["rollout"] as { previous_version: string; next_version: string; requests: number; errors: number; answered_by_next: number };
+    expect(rollout.next_version).not.toBe(rollout.previous_version);
+    expect(rollout.errors).toBe(0);
+    expect(rollout.answered_by_next).toBeGreaterThan(0);
+    expect(rollout.answered_by_next).toBeLessThan(rollout.requests);
+    // ...and the bundle was put back as it was.
+    for (const run of await readdir(cache)) {
+      if (existsSync(join(cache, run, "bundle"))) expect((await readdir(join(cache, run, "bundle"))).filter((f) => f.startsWith("ranker"))).toEqual(["ranker"]);
+    }
     const ann = report["ann"] as Array<{ ef: number; recall_at_100: number; qps: number }>;
     expect(ann.map((a) => a.ef)).toEqual([100, 150]);
     // A recall figure, not a recall target (that is the 1M-item run's): a fraction, not worse at a larger ef.

@@ -77,6 +77,10 @@ import {
  */
 const FRESH_WINDOW_SECONDS = 86_400;
 
+/** --rollout: Recommend calls for this long, the new ranker published this far into them. */
+const ROLLOUT_SECONDS = 15;
+const ROLLOUT_PUBLISH_AFTER_SECONDS = 5;
+
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
@@ -537,9 +541,9 @@ export async function run(argv: string[]): Promise<number> {
         rollout = await measureRankerRollout({
           bundleDir: model.dir,
           rate: args.rate || 100,
-          seconds: 15,
+          seconds: ROLLOUT_SECONDS,
           concurrency: args.concurrency,
-          publishAfterSeconds: 5,
+          publishAfterSeconds: ROLLOUT_PUBLISH_AFTER_SECONDS,
           send: () => client.recommend({ userId: pickUser(), count: args.count }),
           errorKey,
           log,
@@ -734,7 +738,7 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   });
   const rollout = r["rollout"] as RolloutResult | undefined;
   if (rollout !== undefined) {
-    out += `\na ranker rollout under the same rate (${rollout.previous_version} → ${rollout.next_version}, published 5 s into 15 s of calls)\n`;
+    out += `\na ranker rollout under the same rate (${rollout.previous_version} → ${rollout.next_version}, published ${ROLLOUT_PUBLISH_AFTER_SECONDS} s into ${ROLLOUT_SECONDS} s of calls)\n`;
     out += `  Recommend          p50 ${rollout.p50_ms} ms  p99 ${rollout.p99_ms} ms  max ${rollout.max_ms} ms  errors ${rollout.errors}  degraded ${rollout.degraded}  answered by the new ranker ${rollout.answered_by_next} of ${rollout.requests}\n`;
   }
   const cpu = r["cpu_ms_per_request"] as Record<string, number>;

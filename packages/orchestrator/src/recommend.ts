@@ -6,6 +6,8 @@
  * stage's budget, keeping DEADLINE_MARGIN for the orchestrator's own work). A stage that fails or
  * is late is reported in `failed_stages` and the answer is built without it:
  * - user store down/late: served as an unknown user (non-personalised sources only);
+ * - its check of the merged candidates against watches older than the stored list down/late:
+ *   only the recent watches are filtered (reported as user_store);
  * - candidate generation down/late, or every retrieval shard down: no DNN candidates;
  * - some retrieval shards down: the DNN candidates of the others;
  * - a shard answering FAILED_PRECONDITION (its index is of another model version than the user
