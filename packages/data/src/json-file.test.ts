@@ -84,4 +84,10 @@ describe("indexInSlices", () => {
     // 120k ids are three slices: the loop turned in between (a plain loop would give 0 turns).
     expect(turns).toBeGreaterThanOrEqual(2);
   });
+
+  it("starts at `base` and throws what `duplicate` makes of a repeated id", async () => {
+    const index = await indexInSlices(["a", "b"], { base: 1 });
+    expect([...index]).toEqual([["a", 1], ["b", 2]]);
+    await expect(indexInSlices(["a", "b", "a"], { duplicate: (id) => new Error(`twice: ${id}`) })).rejects.toThrow("twice: a");
+  });
 });

@@ -142,12 +142,28 @@ export async function readJsonFile(file: string, options: ReadJsonOptions = {}):
   return result.value;
 }
 
-/** id → position of `ids` (the first position of a repeated id), built in slices. */
-export async function indexInSlices(ids: readonly string[]): Promise<Map<string, number>> {
+export interface IndexOptions {
+  /** The position of `ids[0]` (default 0; a vocabulary whose id 0 is out-of-vocabulary uses 1). */
+  readonly base?: number;
+  /** When given, a repeated id throws what this returns; otherwise its first position is kept. */
+  readonly duplicate?: (id: string) => Error;
+}
+
+/**
+ * id → position of `ids`, built `SLICE` ids at a time with a yield to the event loop between
+ * slices: serving stages index a million item ids while they serve (~0.1-0.2 s in one piece).
+ */
+export async function indexInSlices(ids: readonly string[], options: IndexOptions = {}): Promise<Map<string, number>> {
+  const base = options.base ?? 0;
   const index = new Map<string, number>();
   for (let i = 0; i < ids.length; i++) {
-    if (!index.has(ids[i]!)) index.set(ids[i]!, i);
-    if ((i + 1) % SLICE === 0) await yieldToEventLoop();
+    if (i > 0 && i % SLICE === 0) await yieldToEventLoop();
+    const id = ids[i]!;
+    if (index.has(id)) {
+      if (options.duplicate !== undefined) throw options.duplicate(id);
+      continue;
+    }
+    index.set(id, base + i);
   }
   return index;
 }

@@ -1,7 +1,6 @@
-import { compareIds, yieldToEventLoop } from "@recsys/data";
+import { compareIds, indexInSlices } from "@recsys/data";
 
-/** Tokens indexed between two yields to the event loop by {@link Vocabulary.fromJSONInSlices}. */
-const SLICE = 50_000;
+const duplicateToken = (token: string): Error => new Error(`Vocabulary: duplicate token "${token}"`);
 
 /** JSON form of a {@link Vocabulary}. */
 export interface VocabularyJson {
@@ -33,12 +32,10 @@ export class Vocabulary {
       return;
     }
     this.index = new Map();
-    tokens.forEach((t, i) => Vocabulary.add(this.index, t, i));
-  }
-
-  private static add(index: Map<string, number>, token: string, i: number): void {
-    if (index.has(token)) throw new Error(`Vocabulary: duplicate token "${token}"`);
-    index.set(token, i + 1);
+    tokens.forEach((t, i) => {
+      if (this.index.has(t)) throw duplicateToken(t);
+      this.index.set(t, i + 1);
+    });
   }
 
   /** Builds from token counts, keeping tokens counted at least `minCount` times. */
@@ -76,17 +73,12 @@ export class Vocabulary {
   }
 
   /**
-   * {@link fromJSON}, indexing `SLICE` tokens at a time and yielding to the event loop between
-   * slices: a serving stage loads a new model while it serves, and indexing a million item ids at
-   * once held its event loop for ~0.1 s.
+   * {@link fromJSON}, indexed in slices with yields to the event loop between them
+   * (`indexInSlices`): a serving stage loads a new model while it serves.
    */
   static async fromJSONInSlices(json: VocabularyJson): Promise<Vocabulary> {
     Vocabulary.checkJSON(json);
-    const index = new Map<string, number>();
-    for (let i = 0; i < json.tokens.length; i++) {
-      if (i > 0 && i % SLICE === 0) await yieldToEventLoop();
-      Vocabulary.add(index, json.tokens[i]!, i);
-    }
+    const index = await indexInSlices(json.tokens, { base: 1, duplicate: duplicateToken });
     return new Vocabulary(json.tokens, json.minCount, index);
   }
 

@@ -1,7 +1,6 @@
-import { yieldToEventLoop, type Dataset } from "@recsys/data";
+import { indexInSlices, type Dataset } from "@recsys/data";
 
-/** Items indexed between two yields to the event loop by {@link Catalog.fromJSONInSlices}. */
-const SLICE = 50_000;
+const duplicateId = (id: string): Error => new Error(`Catalog: duplicate item id "${id}"`);
 
 /** JSON form of a {@link Catalog}. */
 export interface CatalogJson {
@@ -51,12 +50,10 @@ export class Catalog {
       return;
     }
     this.index = new Map();
-    ids.forEach((id, i) => Catalog.add(this.index, id, i));
-  }
-
-  private static add(index: Map<string, number>, id: string, i: number): void {
-    if (index.has(id)) throw new Error(`Catalog: duplicate item id "${id}"`);
-    index.set(id, i);
+    ids.forEach((id, i) => {
+      if (this.index.has(id)) throw duplicateId(id);
+      this.index.set(id, i);
+    });
   }
 
   static fromDataset(dataset: Dataset): Catalog {
@@ -95,18 +92,12 @@ export class Catalog {
   }
 
   /**
-   * {@link fromJSON}, indexing `SLICE` ids at a time and yielding to the event loop between
-   * slices: the ranking stage loads a new ranker while it serves (1M items in one piece held its
-   * event loop for ~0.2 s).
+   * {@link fromJSON}, the ids indexed in slices with yields to the event loop between them
+   * (`indexInSlices`): the ranking stage loads a new ranker while it serves.
    */
   static async fromJSONInSlices(json: CatalogJson): Promise<Catalog> {
     Catalog.checkJSON(json);
-    const index = new Map<string, number>();
-    for (let i = 0; i < json.ids.length; i++) {
-      if (i > 0 && i % SLICE === 0) await yieldToEventLoop();
-      Catalog.add(index, json.ids[i]!, i);
-    }
-    return Catalog.fromColumns(json, index);
+    return Catalog.fromColumns(json, await indexInSlices(json.ids, { duplicate: duplicateId }));
   }
 
   private static checkJSON(json: CatalogJson): void {
