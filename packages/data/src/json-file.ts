@@ -17,7 +17,7 @@ import { Worker } from "node:worker_threads";
 
 /** Entries per slice of the work done on the calling thread (splitting, indexing). */
 const SLICE = 50_000;
-/** Joins the strings of an array in the worker (it cannot be in a JSON string: escaped as \u0000). */
+/** Joins the strings of an array in the worker (an array with a string holding it is cloned instead). */
 const SEPARATOR = "\u0000";
 
 /** The worker: CommonJS source run with `eval`, so that it works from src/ (vitest) and dist/. */
@@ -36,13 +36,18 @@ try {
     for (const key of workerData.keep) if (key in value) kept[key] = value[key];
     value = kept;
   }
-  const joined = {};
-  for (const path of workerData.strings) {
+  // The array at a dotted path and its parent object, or no list.
+  const locate = (path) => {
     const keys = path.split(".");
     let parent = value;
     for (const key of keys.slice(0, -1)) parent = parent !== null && typeof parent === "object" ? parent[key] : undefined;
     const last = keys[keys.length - 1];
     const list = parent !== null && typeof parent === "object" ? parent[last] : undefined;
+    return { parent, last, list };
+  };
+  const joined = {};
+  for (const path of workerData.strings) {
+    const { parent, last, list } = locate(path);
     if (!Array.isArray(list) || !list.every((s) => s === null || (typeof s === "string" && !s.includes(SEPARATOR)))) continue;
     const nulls = [];
     list.forEach((s, i) => { if (s === null) nulls.push(i); });
@@ -51,11 +56,7 @@ try {
   }
   const transfer = [];
   for (const [path, kind] of Object.entries(workerData.numbers)) {
-    const keys = path.split(".");
-    let parent = value;
-    for (const key of keys.slice(0, -1)) parent = parent !== null && typeof parent === "object" ? parent[key] : undefined;
-    const last = keys[keys.length - 1];
-    const list = parent !== null && typeof parent === "object" ? parent[last] : undefined;
+    const { parent, last, list } = locate(path);
     if (!Array.isArray(list) || !list.every((v) => typeof v === "number" || (v === null && kind === "float64"))) continue;
     const typed = kind === "float64" ? Float64Array.from(list, (v) => (v === null ? NaN : v)) : Int32Array.from(list);
     if (kind === "int32" && !typed.every((v, i) => v === list[i])) continue;
@@ -133,6 +134,8 @@ export async function readJsonFile(file: string, options: ReadJsonOptions = {}):
         void worker.terminate();
       });
       worker.once("error", reject);
+      // A worker that ends without a word (out of memory, say): after a message this is a no-op.
+      worker.once("exit", (code) => reject(new JsonFileError("read", `the worker reading ${file} exited (code ${code}) without an answer`)));
     },
   );
   if (!result.ok) throw new JsonFileError(result.step, result.message);
