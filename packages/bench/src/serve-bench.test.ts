@@ -66,6 +66,8 @@ describe("bench serve --json", () => {
     const events = report["events"] as { requests: number; errors_by_code: Record<string, number> };
     expect(events.requests).toBeGreaterThan(0);
     expect(events.errors_by_code).toEqual({});
+    const rss = report["rss_mb_after_load"] as Record<string, number>;
+    for (const stage of ["candidate_generation", "retrieval/shard-0", "ranking", "orchestrator", "load generator"]) expect(rss[stage], stage).toBeGreaterThan(10);
     // The ranker rolled out under load: the stage swapped to the new version, nothing failed.
     const rollout = report["rollout"] as { previous_version: string; next_version: string; requests: number; errors: number; answered_by_next: number };
     expect(rollout.next_version).not.toBe(rollout.previous_version);

@@ -66,6 +66,7 @@ import {
   percentiles,
   prng,
   processCpuMs,
+  processRssMb,
   runLoad,
   type Percentiles,
 } from "./serve-load.js";
@@ -500,6 +501,12 @@ export async function run(argv: string[]): Promise<number> {
       const loadEnd = await machineLoad();
       const referenceAfter = referenceLoopMs();
       const cpuMs = cpuPerRequest(cpuBefore, cpuAfter, load.completed);
+      // Resident memory of each stage after the load (the load generator holds the dataset too).
+      const rssMb: Record<string, number> = {};
+      for (const [name, pid] of processes) {
+        const mb = await processRssMb(pid);
+        if (mb !== undefined) rssMb[name] = Math.round(mb);
+      }
       const afterLoad = await scrapeStages(stack);
       const after = afterLoad.get(stack.orchestrator.name) ?? "";
       const loadHops = hopBreakdown(stack, beforeLoad, afterLoad, mean(load.latenciesMs));
@@ -527,6 +534,7 @@ export async function run(argv: string[]): Promise<number> {
         };
       }
       const cpuTotal = Object.values(cpuMs).reduce((sum, ms) => sum + ms, 0);
+      if (Object.keys(rssMb).length > 0) log(`resident memory after the load: ${Object.entries(rssMb).map(([name, mb]) => `${name} ${mb} MiB`).join(", ")}`);
       if (Object.keys(cpuMs).length > 0) {
         log(`CPU per request under load: ${Object.entries(cpuMs).map(([name, ms]) => `${name} ${ms.toFixed(2)} ms`).join(", ")}; total ${cpuTotal.toFixed(2)} ms`);
       }
@@ -629,6 +637,7 @@ export async function run(argv: string[]): Promise<number> {
         degraded_by_stage: degradedBy,
         stages,
         cpu_ms_per_request: Object.fromEntries(Object.entries(cpuMs).map(([name, ms]) => [name, round(ms)])),
+        rss_mb_after_load: rssMb,
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
         hops: { sequential: sequentialHops, under_load: loadHops },
         ...(rollout === undefined ? {} : { rollout }),
@@ -736,6 +745,8 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
       x === undefined ? "" : `${x.caller_ms.toFixed(2).padStart(18)} ${x.callee_ms.toFixed(2).padStart(8)} ${(x.caller_ms - x.callee_ms).toFixed(2).padStart(7)}`;
     out += `  ${h.hop.padEnd(28)} ${cells(h)}   ${cells(l)}\n`;
   });
+  const rss = r["rss_mb_after_load"] as Record<string, number>;
+  if (Object.keys(rss).length > 0) out += `\nresident memory after the load (VmRSS): ${Object.entries(rss).map(([name, mb]) => `${name} ${mb} MiB`).join(", ")}\n`;
   const rollout = r["rollout"] as RolloutResult | undefined;
   if (rollout !== undefined) {
     out += `\na ranker rollout under the same rate (${rollout.previous_version} → ${rollout.next_version}, published ${ROLLOUT_PUBLISH_AFTER_SECONDS} s into ${ROLLOUT_SECONDS} s of calls)\n`;

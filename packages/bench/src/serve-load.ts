@@ -252,6 +252,22 @@ export async function processCpuMs(pid: number): Promise<number | undefined> {
   return Number.isFinite(ticks) ? ticks * 10 : undefined;
 }
 
+/**
+ * Resident memory of a process (VmRSS of /proc/<pid>/status) in MiB; undefined where /proc is not
+ * available or the process is gone.
+ */
+export async function processRssMb(pid: number): Promise<number | undefined> {
+  const { readFile } = await import("node:fs/promises");
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(text);
+  return match === null ? undefined : Number(match[1]) / 1024;
+}
+
 /** CPU milliseconds per request of each named process between two `processCpuMs` readings. */
 export function cpuPerRequest(
   before: ReadonlyMap<string, number | undefined>,

@@ -2,7 +2,7 @@
  * The candidate-generation stage: EmbedUser = the trained user tower of the bundle at
  * MODEL_PATH, hot-reloaded when a new bundle is published there.
  */
-import { loadBundle, type CandidateGenBundle } from "@recsys/candidate-gen";
+import { loadUserTower, type UserTower } from "@recsys/candidate-gen";
 import { CandidateGenerationService } from "@recsys/gen";
 import {
   implement,
@@ -22,7 +22,7 @@ const TOWER_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 
 
 export interface CandidateGenService {
   readonly services: readonly ServiceRegistration[];
-  readonly model: ModelWatcher<CandidateGenBundle>;
+  readonly model: ModelWatcher<UserTower>;
   /** Stops watching the bundle and releases the models. */
   close(): Promise<void>;
 }
@@ -42,9 +42,10 @@ export async function createCandidateGenService(
     buckets: TOWER_BUCKETS_SECONDS,
     registers: [registry],
   });
-  const model = await watchModel<CandidateGenBundle>({
+  // The user tower only: the output item embeddings are retrieval's (not loaded here).
+  const model = await watchModel<UserTower>({
     path: config.MODEL_PATH,
-    load: (dir) => loadBundle(dir),
+    load: (dir) => loadUserTower(dir),
     versionOf: (bundle) => bundle.manifest.modelVersion,
     pollMs: config.MODEL_POLL_INTERVAL,
     retireDelayMs: config.MODEL_RETIRE_DELAY,
@@ -54,7 +55,7 @@ export async function createCandidateGenService(
     stage: STAGE,
     registry,
   });
-  logger.info({ modelVersion: model.version(), dim: model.current().dim, items: model.current().itemIds.length }, "user tower ready");
+  logger.info({ modelVersion: model.version(), dim: model.current().dim, items: model.current().manifest.itemIds.length }, "user tower ready");
 
   const service = implement(CandidateGenerationService, {
     async embedUser(request) {

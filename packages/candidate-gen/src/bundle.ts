@@ -78,13 +78,10 @@ export interface BundleManifest {
   };
 }
 
-export interface CandidateGenBundle {
+/** What the candidate-generation stage serves: the user side of a bundle (see {@link loadUserTower}). */
+export interface UserTower {
   readonly manifest: BundleManifest;
   readonly dim: number;
-  /** Row order of itemEmbeddings. */
-  readonly itemIds: readonly string[];
-  /** itemIds.length × dim, row-major. */
-  readonly itemEmbeddings: Float32Array;
   readonly space: FeatureSpace;
   /**
    * The user vector for a context, through @recsys/features encodeUser. Example age 0 (serving)
@@ -95,6 +92,13 @@ export interface CandidateGenBundle {
   userVectors(ctxs: readonly UserContext[], exampleTime?: number): Float32Array[];
   /** Releases the tfjs tensors. */
   dispose(): void;
+}
+
+export interface CandidateGenBundle extends UserTower {
+  /** Row order of itemEmbeddings. */
+  readonly itemIds: readonly string[];
+  /** itemIds.length × dim, row-major. */
+  readonly itemEmbeddings: Float32Array;
 }
 
 class Bundle implements CandidateGenBundle {
@@ -251,7 +255,20 @@ async function readMatrix(dir: string, file: string, rows: number, cols: number,
 }
 
 /** Loads a bundle directory written by {@link saveBundle}; initialises the tfjs backend. */
-export async function loadBundle(dir: string): Promise<CandidateGenBundle> {
+export function loadBundle(dir: string): Promise<CandidateGenBundle> {
+  return loadBundleFrom(dir, true);
+}
+
+/**
+ * The user side of a bundle: {@link loadBundle} without the output item embeddings, which a user
+ * vector does not read (item_embeddings.f32 is not read; 256 MB at 1M items × 64 floats). What
+ * the candidate-generation stage serves; retrieval indexes the item side.
+ */
+export function loadUserTower(dir: string): Promise<UserTower> {
+  return loadBundleFrom(dir, false);
+}
+
+async function loadBundleFrom(dir: string, withItems: boolean): Promise<CandidateGenBundle> {
   assertLittleEndian();
   let manifest: BundleManifest;
   try {
@@ -272,8 +289,10 @@ export async function loadBundle(dir: string): Promise<CandidateGenBundle> {
   // The output table is the OOV row 0 followed by the item rows: the item file is read into it in
   // place, and itemEmbeddings is a view of it (one 256 MB table at 1M items, not two).
   if (manifest.dim !== cfg.embeddingDim) throw new Error(`model bundle ${dir}: dim ${manifest.dim} but the model's embeddingDim is ${cfg.embeddingDim}`);
-  const output = cfg.sharedItemEmbeddings ? undefined : new Float32Array(space.items.size * cfg.embeddingDim);
-  const itemEmbeddings = await readMatrix(dir, f.itemEmbeddings.file, f.itemEmbeddings.rows, manifest.dim, output?.subarray(cfg.embeddingDim));
+  const output = cfg.sharedItemEmbeddings || !withItems ? undefined : new Float32Array(space.items.size * cfg.embeddingDim);
+  const itemEmbeddings = withItems
+    ? await readMatrix(dir, f.itemEmbeddings.file, f.itemEmbeddings.rows, manifest.dim, output?.subarray(cfg.embeddingDim))
+    : new Float32Array(0);
   const watch = await readMatrix(dir, f.watchEmbeddings.file, space.items.size, cfg.embeddingDim);
   const search = await readMatrix(dir, f.searchEmbeddings.file, space.tokens.size, cfg.searchDim);
   const categorical: Float32Array[] = [];
@@ -293,7 +312,9 @@ export async function loadBundle(dir: string): Promise<CandidateGenBundle> {
     o += b.length;
     tower.push({ w, b });
   }
-  const weights: ModelWeights = { watch, search, categorical, output: cfg.sharedItemEmbeddings ? watch : output!, tower };
+  // Without the item side the model's output table is the watch table (never read for a user
+  // vector; only training and item scoring read it, and a UserTower offers neither).
+  const weights: ModelWeights = { watch, search, categorical, output: output ?? watch, tower };
   await initBackend();
   const model = CandidateGenModel.fromWeights(space, cfg, weights);
   return new Bundle(manifest, model, itemEmbeddings);

@@ -5,7 +5,7 @@ import { type Dataset, lastoutSplit, Rng, trainingRows } from "@recsys/data";
 import { contextFromDataset, EncodedBatch, encodeResolved, fitFeatureSpace } from "@recsys/features";
 import { initBackend, tf } from "@recsys/tf";
 import { beforeAll, describe, expect, it } from "vitest";
-import { bundleFromTraining, createDatasetScorer, loadBundle, saveBundle, UNKNOWN_ITEM_SCORE } from "./bundle.js";
+import { bundleFromTraining, createDatasetScorer, loadBundle, loadUserTower, saveBundle, UNKNOWN_ITEM_SCORE } from "./bundle.js";
 import { DEFAULT_MODEL_CONFIG, type ModelConfig } from "./config.js";
 import { CandidateGenModel } from "./model.js";
 import { expNonPositive } from "./fast-exp.js";
@@ -424,6 +424,11 @@ describe("bundle", () => {
       await expect(loadBundle(join(dir, "missing"))).rejects.toThrow(/manifest\.json/);
       await truncate(join(dir, "item_embeddings.f32"), 100);
       await expect(loadBundle(dir)).rejects.toThrow(/item_embeddings\.f32 has 100 bytes, expected \d+ \(\d+×8 float32\)/);
+      // The user tower alone never reads the item side: same user vectors with it broken.
+      const tower = await loadUserTower(dir);
+      expect(tower.userVectors(ctxs).map((v) => Array.from(v))).toEqual(a.map((v) => Array.from(v)));
+      expect(tower.manifest.modelVersion).toBe(manifest.modelVersion);
+      tower.dispose();
     } finally {
       await rm(dir, { recursive: true, force: true });
       result.model.dispose();

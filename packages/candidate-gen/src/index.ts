@@ -20,7 +20,8 @@ export {
   bundleFromTraining,
   createDatasetScorer,
   loadBundle,
+  loadUserTower,
   manifestFor,
   saveBundle,
 } from "./bundle.js";
-export type { BundleFile, BundleManifest, CandidateGenBundle, DatasetScorerOptions } from "./bundle.js";
+export type { BundleFile, BundleManifest, CandidateGenBundle, DatasetScorerOptions, UserTower } from "./bundle.js";
