@@ -233,18 +233,23 @@ export function referenceLoopMs(iterations = 100_000_000, repeats = 3): number {
   return sink < 0 ? NaN : best;
 }
 
+/** /proc/<pid>/<name>, or undefined where /proc is not available or the process is gone. */
+async function readProcFile(pid: number, name: string): Promise<string | undefined> {
+  const { readFile } = await import("node:fs/promises");
+  try {
+    return await readFile(`/proc/${pid}/${name}`, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * CPU time (user + system) a process has used so far, in milliseconds, from /proc/<pid>/stat;
  * undefined where /proc is not available (not Linux) or the process is gone.
  */
 export async function processCpuMs(pid: number): Promise<number | undefined> {
-  const { readFile } = await import("node:fs/promises");
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return undefined;
-  }
+  const text = await readProcFile(pid, "stat");
+  if (text === undefined) return undefined;
   // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]);
@@ -257,13 +262,8 @@ export async function processCpuMs(pid: number): Promise<number | undefined> {
  * available or the process is gone.
  */
 export async function processRssMb(pid: number): Promise<number | undefined> {
-  const { readFile } = await import("node:fs/promises");
-  let text: string;
-  try {
-    text = await readFile(`/proc/${pid}/status`, "utf8");
-  } catch {
-    return undefined;
-  }
+  const text = await readProcFile(pid, "status");
+  if (text === undefined) return undefined;
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(text);
   return match === null ? undefined : Number(match[1]) / 1024;
 }
