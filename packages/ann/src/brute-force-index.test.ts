@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BruteForceIndex, loadBruteForceIndex } from "./brute-force-index.js";
 import { InvalidArgumentError, ModelVersionMismatchError } from "./errors.js";
@@ -74,8 +76,13 @@ describe("BruteForceIndex", () => {
       const index = BruteForceIndex.build({ ids, vectors: data.items, dim: DIM }, { modelVersion: "m7", annotations: { run: "x" } });
       index.remove("i3");
       index.remove("i1499");
+      expect(index.savedAt).toBeUndefined();
       await index.save(tmp.dir);
       const loaded = await loadBruteForceIndex(tmp.dir, { expectedModelVersion: "m7" });
+      // savedAt: index.json's, after the save and after the load.
+      const meta = JSON.parse(readFileSync(join(tmp.dir, "index.json"), "utf8")) as { savedAt: string };
+      expect(index.savedAt).toBe(meta.savedAt);
+      expect(loaded.savedAt).toBe(meta.savedAt);
       expect(loaded.size()).toBe(n - 2);
       expect(loaded.annotations).toEqual({ run: "x" });
       for (let i = 0; i < 5; i++) {

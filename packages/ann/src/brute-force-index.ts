@@ -37,6 +37,8 @@ export class BruteForceIndex implements VectorIndex {
   private data: Float32Array;
   private readonly rowIds: string[] = [];
   private readonly rowOf = new Map<string, number>();
+  /** See VectorIndex.savedAt. */
+  private savedAtValue: string | undefined;
 
   constructor(options: BruteForceIndexOptions) {
     this.dim = validateDim(options.dim);
@@ -135,7 +137,12 @@ export class BruteForceIndex implements VectorIndex {
     return row === undefined ? undefined : this.data.slice(row * this.dim, (row + 1) * this.dim);
   }
 
+  get savedAt(): string | undefined {
+    return this.savedAtValue;
+  }
+
   async save(dir: string): Promise<void> {
+    const savedAt = new Date().toISOString();
     await saveIndexFiles(
       dir,
       [{ prefix: "vectors", write: (path) => this.writeRows(path) }],
@@ -147,7 +154,7 @@ export class BruteForceIndex implements VectorIndex {
         dim: this.dim,
         modelVersion: this.modelVersion,
         annotations: this.annotations,
-        savedAt: new Date().toISOString(),
+        savedAt,
         size: this.size(),
         file: data!.file,
         fileBytes: data!.fileBytes,
@@ -155,6 +162,7 @@ export class BruteForceIndex implements VectorIndex {
         options: {},
       }),
     );
+    this.savedAtValue = savedAt;
   }
 
   /** The ids in row order (the order `writeRows` writes the vectors in). */
@@ -176,11 +184,13 @@ export class BruteForceIndex implements VectorIndex {
     for (const id of meta.labels) {
       if (id === null) throw new IndexFormatError(`${dir}: brute-force labels must not contain null`);
     }
-    return BruteForceIndex.readRows(dataPath, meta.labels as readonly string[], {
+    const index = await BruteForceIndex.readRows(dataPath, meta.labels as readonly string[], {
       dim: meta.dim,
       modelVersion: meta.modelVersion,
       annotations: meta.annotations,
     });
+    index.savedAtValue = meta.savedAt;
+    return index;
   }
 
   /**

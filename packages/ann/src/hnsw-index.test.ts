@@ -243,7 +243,12 @@ describe("HnswIndex mutations", () => {
       expect(loaded.capacity()).toBe(capacity);
       expect(loaded.search(q, 1)[0]!.id).toBe("after-load");
       // A second save replaces the first atomically and leaves one data file.
+      const loadedAt = loaded.savedAt;
+      expect(loadedAt).toBe((meta as unknown as { savedAt: string }).savedAt);
+      await new Promise((resolve) => setTimeout(resolve, 5));
       await loaded.save(tmp.dir);
+      expect(loaded.savedAt).not.toBe(loadedAt);
+      expect(loaded.savedAt).toBe((JSON.parse(readFileSync(join(tmp.dir, "index.json"), "utf8")) as { savedAt: string }).savedAt);
       expect(readdirSync(tmp.dir).sort()).toEqual(["index.json", expect.stringMatching(/^hnsw-.*\.bin$/)].sort());
       expect((await loadHnswIndex(tmp.dir)).search(q, 1)[0]!.id).toBe("after-load");
     } finally {

@@ -171,6 +171,8 @@ export class HnswIndex implements VectorIndex {
   /** Dimension stored in hnswlib: dim + 1 with the reduction. */
   private readonly innerDim: number;
   private readonly hnsw: Hnsw;
+  /** See VectorIndex.savedAt. */
+  private savedAtValue: string | undefined;
   /** label → id; null = deleted (free) label. Its length is the number of labels ever used. */
   private readonly labelToId: (string | null)[];
   private readonly idToLabel = new Map<string, number>();
@@ -372,7 +374,12 @@ export class HnswIndex implements VectorIndex {
     return hits;
   }
 
+  get savedAt(): string | undefined {
+    return this.savedAtValue;
+  }
+
   async save(dir: string): Promise<void> {
+    const savedAt = new Date().toISOString();
     const head = this.head;
     const writers: DataFileWriter[] = [{ prefix: "hnsw", write: (path) => this.hnsw.writeIndexSync(path) }];
     if (head !== null) writers.push({ prefix: "head", write: (path) => head.writeRows(path) });
@@ -387,7 +394,7 @@ export class HnswIndex implements VectorIndex {
         dim: this.dim,
         modelVersion: this.modelVersion,
         annotations: this.annotations,
-        savedAt: new Date().toISOString(),
+        savedAt,
         size: this.size(),
         file: graph!.file,
         fileBytes: graph!.fileBytes,
@@ -403,6 +410,7 @@ export class HnswIndex implements VectorIndex {
         ...(head === null ? {} : { head: { file: headFile!.file, fileBytes: headFile!.fileBytes, labels: head.ids() } }),
       }),
     );
+    this.savedAtValue = savedAt;
   }
 
   /**
@@ -481,6 +489,7 @@ export class HnswIndex implements VectorIndex {
     });
     // hnswlib does not persist ef: restore it.
     index.hnsw.setEf(index.efValue);
+    index.savedAtValue = meta.savedAt;
     const count = index.hnsw.getCurrentCount();
     if (count !== meta.labels.length || index.hnsw.getNumDimensions() !== index.innerDim) {
       throw new IndexFormatError(

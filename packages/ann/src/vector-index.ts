@@ -44,6 +44,11 @@ export interface VectorIndex {
   size(): number;
   /** Writes the index into `dir` (created if missing); the previous save there is replaced atomically. */
   save(dir: string): Promise<void>;
+  /**
+   * index.json's savedAt of the last `save`, or of the save this index was loaded from;
+   * undefined for an index never saved.
+   */
+  readonly savedAt: string | undefined;
 }
 
 /** Sort order of search results: score descending, then id ascending under `compareIds`. */

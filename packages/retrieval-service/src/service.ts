@@ -148,7 +148,8 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
   const versionInfo = (shardIndex: ShardIndex) => ({
     component,
     modelVersion: shardIndex.modelVersion,
-    indexVersion: shardIndex.savedAt,
+    // When the index file was written (index.json's savedAt); changes on compaction.
+    indexVersion: shardIndex.index.savedAt ?? "",
   });
 
   const service = implement(RetrievalService, {

@@ -57,8 +57,6 @@ export interface ShardIndex {
   readonly journalFile: string;
   /** True when the index came from an existing file, false when it was built at this load. */
   readonly loadedFromFile: boolean;
-  /** When the index file was written (index.json's savedAt); changes on compaction. */
-  savedAt: string;
   /** Records in the journal (replayed + appended since). */
   journaled: number;
 }
@@ -87,12 +85,6 @@ async function readBundleHead(bundleDir: string): Promise<BundleHead> {
   if (typeof modelVersion !== "string" || modelVersion === "") throw new Error(`${file} has no "modelVersion" string`);
   if (typeof dim !== "number" || !Number.isInteger(dim) || dim < 1) throw new Error(`${file} has no valid "dim"`);
   return { modelVersion, dim };
-}
-
-async function readSavedAt(dir: string): Promise<string> {
-  // Off the event loop: the metadata carries every id of the shard (8.9 MB at 1M items).
-  const meta = (await readJsonFile(join(dir, META_FILE), { keep: ["savedAt"] })) as { savedAt?: unknown };
-  return typeof meta.savedAt === "string" ? meta.savedAt : "";
 }
 
 /** The compiled worker script (next to this file in dist/; from src/ under vitest, the dist/ copy). */
@@ -249,7 +241,6 @@ export async function openShardIndex(bundleDir: string, settings: ShardIndexSett
     dir,
     journalFile,
     loadedFromFile,
-    savedAt: await readSavedAt(dir),
     journaled: records.length,
   };
   logger.info(
@@ -273,6 +264,5 @@ export async function compactShardIndex(shardIndex: ShardIndex, logger: Logger):
   await emptyFile(shardIndex.journalFile);
   const journaled = shardIndex.journaled;
   shardIndex.journaled = 0;
-  shardIndex.savedAt = await readSavedAt(shardIndex.dir);
   logger.info({ dir: shardIndex.dir, items: shardIndex.index.size(), journaled }, "index re-saved, upsert journal emptied");
 }
