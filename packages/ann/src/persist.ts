@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { IndexFormatError, ModelVersionMismatchError } from "./errors.js";
 import type { IndexKind } from "./vector-index.js";
 import { MAX_DIM, MAX_ID_LENGTH } from "./vector-index.js";
-import { Float32FileSizeError, JsonFileError, readFloat32File, readJsonFile } from "@recsys/data";
+import { describeJsonFileError, Float32FileSizeError, readFloat32File, readJsonFile } from "@recsys/data";
 
 /**
  * On-disk layout of a saved index directory:
@@ -197,11 +197,7 @@ export async function readIndexMetadata(
     // of JSON at 1M items), and a serving process loads an index while it serves.
     raw = await readJsonFile(metaPath, { strings: ["labels", "head.labels"] });
   } catch (err) {
-    const message = (err as Error).message;
-    if (err instanceof JsonFileError && err.step === "parse") {
-      throw new IndexFormatError(`${metaPath} is not valid JSON: ${message}`, { cause: err });
-    }
-    throw new IndexFormatError(`cannot read ${metaPath}: ${message}`, { cause: err });
+    throw new IndexFormatError(describeJsonFileError(metaPath, err), { cause: err });
   }
   const meta = checkMetadata(raw, metaPath);
   if (options.expectedDim !== undefined && meta.dim !== options.expectedDim) {

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { indexInSlices, JsonFileError, readJsonFile } from "./json-file.js";
+import { describeJsonFileError, indexInSlices, JsonFileError, readJsonFile } from "./json-file.js";
 
 let dir: string;
 beforeAll(async () => {
@@ -69,8 +69,11 @@ describe("readJsonFile", () => {
     expect(missing).toBeInstanceOf(JsonFileError);
     expect((missing as JsonFileError).step).toBe("read");
     expect((missing as JsonFileError).message).toMatch(/ENOENT/);
-    const broken = await readJsonFile(await write("broken.json", '{"a": [1, 2')).catch((e: unknown) => e);
+    const brokenFile = await write("broken.json", '{"a": [1, 2');
+    const broken = await readJsonFile(brokenFile).catch((e: unknown) => e);
     expect((broken as JsonFileError).step).toBe("parse");
+    expect(describeJsonFileError(brokenFile, broken)).toMatch(/broken\.json is not valid JSON: /);
+    expect(describeJsonFileError("absent.json", missing)).toMatch(/^cannot read absent\.json: .*ENOENT/);
   });
 });
 

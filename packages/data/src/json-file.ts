@@ -120,6 +120,12 @@ export class JsonFileError extends Error {
   }
 }
 
+/** "`file` is not valid JSON: …" when `error` is a parse failure of readJsonFile, else "cannot read `file`: …". */
+export function describeJsonFileError(file: string, error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return error instanceof JsonFileError && error.step === "parse" ? `${file} is not valid JSON: ${message}` : `cannot read ${file}: ${message}`;
+}
+
 /**
  * The parsed JSON of `file`, read and parsed in a worker thread (see the module comment).
  * Rejects with a JsonFileError carrying the file system's or the parser's message.

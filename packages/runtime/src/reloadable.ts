@@ -22,7 +22,7 @@
  */
 import { realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { JsonFileError, readJsonFile } from "@recsys/data";
+import { describeJsonFileError, readJsonFile } from "@recsys/data";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { ConfigError } from "./config.js";
 import type { Logger } from "./logger.js";
@@ -124,8 +124,7 @@ export async function readManifestVersion(dir: string): Promise<string> {
     // Parsed in a worker thread, only modelVersion sent back: the probe runs in serving stages.
     manifest = await readJsonFile(file, { keep: ["modelVersion"] });
   } catch (error) {
-    const parse = error instanceof JsonFileError && error.step === "parse";
-    throw new Error(parse ? `${file} is not valid JSON: ${(error as Error).message}` : `cannot read ${file}: ${(error as Error).message}`, { cause: error });
+    throw new Error(describeJsonFileError(file, error), { cause: error });
   }
   const version = (manifest as { modelVersion?: unknown } | null)?.modelVersion;
   if (typeof version !== "string" || version === "") {
