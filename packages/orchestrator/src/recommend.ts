@@ -198,9 +198,7 @@ export class Recommender {
       const t0 = performance.now();
       let state: UserState | undefined;
       try {
-        // Like the gRPC stages: the budget, but never past the caller's deadline minus the margin.
-        const budget = Math.min(budgets.userStoreMs, ctx.deadline - Date.now() - budgets.marginMs);
-        state = await withTimeout(deps.store.get(valid.userId), budget, "user store read");
+        state = await withTimeout(deps.store.get(valid.userId), this.userStoreBudgetMs(ctx), "user store read");
       } catch (error) {
         failures.push(failureOf(STAGE_USER_STORE, error));
       }
@@ -367,6 +365,12 @@ export class Recommender {
     };
   }
 
+  /** A user-store call's budget: like the gRPC stages', never past the caller's deadline minus the margin. */
+  private userStoreBudgetMs(ctx: CallContext): number {
+    const { budgets } = this.deps;
+    return Math.min(budgets.userStoreMs, ctx.deadline - Date.now() - budgets.marginMs);
+  }
+
   /**
    * `merged` without the items the user watched before the stored watch list (the user store
    * remembers their ids). When the store cannot answer in time, `merged` as it is, the failure
@@ -382,9 +386,8 @@ export class Recommender {
     const { deps } = this;
     const t0 = performance.now();
     try {
-      const budget = Math.min(deps.budgets.userStoreMs, ctx.deadline - Date.now() - deps.budgets.marginMs);
       const ids = merged.map((c) => deps.catalogue.id(c.item));
-      const watched = await withTimeout(deps.store.watchedAmong(userId, ids), budget, "user store watched check");
+      const watched = await withTimeout(deps.store.watchedAmong(userId, ids), this.userStoreBudgetMs(ctx), "user store watched check");
       const kept = watched.size === 0 ? merged : merged.filter((_, i) => !watched.has(ids[i]!));
       time(STAGE_EARLIER_WATCHES, t0, merged.length - kept.length);
       return kept;

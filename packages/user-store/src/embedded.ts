@@ -325,11 +325,12 @@ export class EmbeddedUserStore implements UserStore {
         break;
       }
       case "u": {
-        const dropped = record.r.watches.slice(0, Math.max(0, record.r.watches.length - this.limits.maxWatches));
-        const earlier = [...(record.r.x ?? []), ...dropped.map((w) => w.itemId)];
+        // Watches beyond maxWatches (a store reopened with a smaller limit) join the earlier ones.
+        const watches = appendWatches(EMPTY_RECORD.watches, record.r.watches, this.limits.maxWatches);
+        const earlier = [...(record.r.x ?? []), ...watches.dropped.map((w) => w.itemId)];
         this.users.set(record.u, {
           profile: record.r.profile,
-          watches: record.r.watches.slice(-this.limits.maxWatches),
+          watches: watches.kept,
           searches: record.r.searches.slice(-this.limits.maxSearches),
           impressions: record.r.impressions.slice(-this.limits.maxImpressions),
           earlier: rememberEarlier(EMPTY_RECORD.earlier, earlier, this.limits.maxEarlierWatches),

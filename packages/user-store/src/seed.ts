@@ -133,15 +133,15 @@ export async function seedFromEvents(
     inFlight.add(call);
   };
   for (const [userId, p] of users) {
-    // putUsers keeps the last maxWatches watches and remembers the others' ids as earlier ones.
-    const w = keepRecent(p.watches, maxWatches);
-    const earlierWatchedIds = p.earlier.concat(p.watches.slice(0, p.watches.length - w.length).map((x) => x.itemId));
+    // Every watch read, oldest first: putUsers keeps the last maxWatches and remembers the
+    // others' ids as earlier watches, after the ones trimmed while reading (p.earlier).
+    const w = keepRecent(p.watches, Infinity);
     const s = keepRecent(p.searches, maxSearches);
     const i = keepRecent(p.impressions, maxImpressions);
-    watches += w.length;
+    watches += Math.min(w.length, maxWatches);
     searches += s.length;
     impressions += i.length;
-    const snapshot: UserSnapshot = { userId, watches: w, searches: s, impressions: i, ...(earlierWatchedIds.length === 0 ? {} : { earlierWatchedIds }) };
+    const snapshot: UserSnapshot = { userId, watches: w, searches: s, impressions: i, ...(p.earlier.length === 0 ? {} : { earlierWatchedIds: p.earlier }) };
     chunk.push(p.profile === undefined ? snapshot : { ...snapshot, profile: p.profile });
     if (chunk.length >= usersPerCall) {
       await send(chunk);

@@ -93,8 +93,8 @@ export interface UserStoreLimits {
   readonly maxWatches: number;
   /**
    * Distinct items remembered per user from watches that left the watch list, so that they are
-   * never recommended again (`watchedAmong`). Beyond it the oldest are forgotten (embedded) or an
-   * arbitrary excess (Redis).
+   * never recommended again (`watchedAmong`). Beyond it the least recently watched are forgotten
+   * (Redis counts the recent watches in the same bound: maxWatches + maxEarlierWatches ids).
    */
   readonly maxEarlierWatches: number;
   readonly maxSearches: number;
@@ -173,7 +173,7 @@ export interface UserStore {
   get(userId: string): Promise<UserState | undefined>;
   /**
    * Which of `itemIds` (at most MAX_WATCHED_AMONG_IDS) the user has watched: in the watch list or
-   * earlier (up to `limits.maxEarlierWatches` remembered). One round trip for Redis (SMISMEMBER).
+   * earlier (up to `limits.maxEarlierWatches` remembered). One round trip for Redis (ZMSCORE).
    */
   watchedAmong(userId: string, itemIds: readonly string[]): Promise<ReadonlySet<string>>;
   /** `get` for several users at once (one round trip for Redis); results in input order. */

@@ -281,6 +281,18 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
     subscription.unsubscribe();
   });
 
+  it("seeds a long history: the last maxWatches watches, every earlier one remembered", async () => {
+    const store = await openStore(backend, { maxWatches: 2 });
+    // Six watches: the reader trims at twice the limit, then putUsers keeps the last two.
+    const events = ["a", "b", "c", "d", "e", "f"].map((id, k) => watch("long", id, 10 + k));
+    const result = await seedFromEvents(store, events.reverse());
+    expect(result.watches).toBe(2);
+    const state = (await store.get("long"))!;
+    expect(state.watches.map((w) => w.itemId)).toEqual(["e", "f"]);
+    expect(state.hasEarlierWatches).toBe(true);
+    expect(await store.watchedAmong("long", ["a", "b", "c", "d", "e", "f", "g"])).toEqual(new Set(["a", "b", "c", "d", "e", "f"]));
+  });
+
   it("refuses calls after close with UNAVAILABLE", async () => {
     const store = await openStore(backend);
     await store.close();
