@@ -64,6 +64,7 @@ import {
   parseHistogramSums,
   referenceLoopMs,
   percentiles,
+  round,
   prng,
   processCpuMs,
   processRssMb,
@@ -389,7 +390,6 @@ function errorKey(error: unknown): string {
   return isServiceError(error) ? statusName(error.code) : error instanceof Error ? error.message : String(error);
 }
 
-const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
 const pctJson = (p: Percentiles): { p50_ms: number; p95_ms: number; p99_ms: number } => ({ p50_ms: round(p.p50), p95_ms: round(p.p95), p99_ms: round(p.p99) });
 
 export async function run(argv: string[]): Promise<number> {

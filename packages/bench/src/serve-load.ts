@@ -99,6 +99,9 @@ export function percentiles(sorted: ArrayLike<number>): Percentiles {
 /** Cumulative bucket counts of one histogram series: upper bound (seconds) → count. */
 export type HistogramBuckets = Map<number, number>;
 
+/** `x` rounded to `digits` decimals, for the report. */
+export const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+
 /** Sum and count of a histogram's observations. */
 export interface SumCount {
   readonly sum: number;

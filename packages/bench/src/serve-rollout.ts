@@ -16,7 +16,10 @@ import { existsSync } from "node:fs";
 import { link, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { RecommendResponse } from "@recsys/gen";
-import { percentiles, runLoad, type LoadResult } from "./serve-load.js";
+import { percentiles, round, runLoad, type LoadResult } from "./serve-load.js";
+
+/** The ranker's directory in the bundle (the ranking stage's default RANKER_SUBDIR). */
+const RANKER = "ranker";
 
 export interface RankerVersions {
   /** The version the bundle held. */
@@ -29,9 +32,9 @@ export interface RankerVersions {
  * Writes `<bundleDir>/ranker.next`: the ranker of `<bundleDir>/ranker` under a new modelVersion
  * (weights hard-linked, manifest rewritten). Does not publish it.
  */
-export async function prepareRankerVersion(bundleDir: string, subdir = "ranker"): Promise<RankerVersions> {
-  const current = join(bundleDir, subdir);
-  const next = join(bundleDir, `${subdir}.next`);
+export async function prepareRankerVersion(bundleDir: string): Promise<RankerVersions> {
+  const current = join(bundleDir, RANKER);
+  const next = join(bundleDir, `${RANKER}.next`);
   await rm(next, { recursive: true, force: true });
   await mkdir(next);
   const manifest = JSON.parse(await readFile(join(current, "manifest.json"), "utf8")) as { modelVersion: string };
@@ -46,19 +49,19 @@ export async function prepareRankerVersion(bundleDir: string, subdir = "ranker")
 }
 
 /** Publishes `ranker.next` (prepared) as `ranker`, keeping the old one as `ranker.prev`. */
-export async function publishRankerVersion(bundleDir: string, subdir = "ranker"): Promise<void> {
-  const prev = join(bundleDir, `${subdir}.prev`);
+export async function publishRankerVersion(bundleDir: string): Promise<void> {
+  const prev = join(bundleDir, `${RANKER}.prev`);
   await rm(prev, { recursive: true, force: true });
-  await rename(join(bundleDir, subdir), prev);
-  await rename(join(bundleDir, `${subdir}.next`), join(bundleDir, subdir));
+  await rename(join(bundleDir, RANKER), prev);
+  await rename(join(bundleDir, `${RANKER}.next`), join(bundleDir, RANKER));
 }
 
 /** Puts `ranker.prev` back as `ranker` (the published one is removed). */
-export async function restoreRankerVersion(bundleDir: string, subdir = "ranker"): Promise<void> {
-  const rolled = join(bundleDir, `${subdir}.rolled`);
+export async function restoreRankerVersion(bundleDir: string): Promise<void> {
+  const rolled = join(bundleDir, `${RANKER}.rolled`);
   await rm(rolled, { recursive: true, force: true });
-  await rename(join(bundleDir, subdir), rolled);
-  await rename(join(bundleDir, `${subdir}.prev`), join(bundleDir, subdir));
+  await rename(join(bundleDir, RANKER), rolled);
+  await rename(join(bundleDir, `${RANKER}.prev`), join(bundleDir, RANKER));
   await rm(rolled, { recursive: true, force: true });
 }
 
@@ -94,7 +97,7 @@ const rankingVersion = (response: RecommendResponse): string | undefined => resp
 /** Publishes a new ranker version during `seconds` of calls at `rate`, then puts the old one back. */
 export async function measureRankerRollout(options: RolloutOptions): Promise<RolloutResult> {
   const { bundleDir, log } = options;
-  if (existsSync(join(bundleDir, "ranker.prev"))) await restoreRankerVersion(bundleDir); // an interrupted run
+  if (existsSync(join(bundleDir, `${RANKER}.prev`))) await restoreRankerVersion(bundleDir); // an interrupted run
   const versions = await prepareRankerVersion(bundleDir);
   let published: Promise<void> | undefined;
   const timer = setTimeout(() => {
@@ -130,8 +133,8 @@ export async function measureRankerRollout(options: RolloutOptions): Promise<Rol
     errors: Object.values(load.errors).reduce((sum, n) => sum + n, 0),
     degraded: load.outcomes.filter((r) => r.degraded).length,
     answered_by_next: load.outcomes.filter((r) => rankingVersion(r) === versions.next).length,
-    p50_ms: Math.round(p.p50 * 100) / 100,
-    p99_ms: Math.round(p.p99 * 100) / 100,
-    max_ms: Math.round((load.latenciesMs[load.latenciesMs.length - 1] ?? 0) * 100) / 100,
+    p50_ms: round(p.p50),
+    p99_ms: round(p.p99),
+    max_ms: round(load.latenciesMs[load.latenciesMs.length - 1] ?? 0),
   };
 }
