@@ -40,9 +40,6 @@ import {
 
 type SourceProvenance = RankingCandidate["provenance"][number];
 
-/** The @recsys/sources name of each CandidateSource value (used when source_name is empty). */
-export { SOURCE_ENUM_NAMES };
-
 /** The source name a provenance entry stands for; undefined for UNSPECIFIED (or unknown) without a name. */
 export function provenanceSourceName(provenance: ProtoProvenance): string | undefined {
   if (provenance.sourceName !== "") return provenance.sourceName;

@@ -3,5 +3,5 @@
  * module exports its parts for tests and tooling.
  */
 export { STAGE, configSchema, type RankingConfig } from "./config.js";
-export { SOURCE_ENUM_NAMES, provenanceSourceName, rankInputs, validateRankingContext, type RankInputs } from "./context.js";
+export { provenanceSourceName, rankInputs, validateRankingContext, type RankInputs } from "./context.js";
 export { createRankingService, debugFeatures, rankedOrder, rankerPath, type RankingStage } from "./service.js";
