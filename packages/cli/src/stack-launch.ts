@@ -222,12 +222,12 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
         return stopping;
       },
     };
-    stopWatchingSignals();
     return stack;
   } catch (error) {
     await Promise.all(started.map((s) => s.stop(2000)));
     process.off("exit", onExit);
-    stopWatchingSignals();
     throw error;
+  } finally {
+    stopWatchingSignals();
   }
 }

@@ -145,11 +145,7 @@ export class Http2ServerCall extends EventEmitter {
     if (this.ended) return;
     this.ended = true;
     this.clearDeadline();
-    this.stream.respond(
-      { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc", "grpc-accept-encoding": "identity" },
-      { waitForTrailers: true },
-    );
-    this.headersSent = true;
+    this.sendHeaders();
     this.stream.once("wantTrailers", () => this.stream.sendTrailers({ "grpc-status": "0", "grpc-message": "" }));
     this.stream.end(frame(bytes));
   }
