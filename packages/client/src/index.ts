@@ -1,0 +1,27 @@
+/**
+ * @recsys/client: a typed client of the recsys public API. See README.md.
+ */
+export {
+  IDEMPOTENT,
+  RecsysClient,
+  createRecsysClient,
+  type CallOptions,
+  type MethodName,
+  type RecsysClientOptions,
+  type RequestOf,
+  type ResponseOf,
+  type RetryEvent,
+} from "./client.js";
+export { ErrorCode, GRPC_STATUS, RecsysError, errorCodeOf, isRecsysError, toRecsysError } from "./errors.js";
+export { impressionEvents, searchEvent, watchEvent, type ImpressionOptions, type UserEventInit } from "./events.js";
+export { DEFAULT_RETRY_POLICY, backoffMs, type RetryPolicy } from "./retry.js";
+export {
+  MAX_RECOMMEND_COUNT,
+  MAX_RECORD_EVENTS,
+  type RecommendRequest,
+  type RecommendResponse,
+  type RecommendedItem,
+  type RecordEventsRequest,
+  type RecordEventsResponse,
+  type UserEvent,
+} from "@recsys/gen";
