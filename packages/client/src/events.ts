@@ -1,6 +1,11 @@
 /**
- * Builders of the events RecordEvents takes (times as Date, default now), and the impressions of
- * a Recommend answer.
+ * Builders of the events RecordEvents takes, and the impressions of a Recommend answer.
+ *
+ * Times are optional Dates. Left out, the orchestrator stamps the event with its serving clock when
+ * it receives it: that is right in both of its clock modes (the wall clock for live data; the
+ * "dataset" clock, which continues from the end of a historical dataset and would refuse
+ * wall-clock times from years after it). Give a time when the event happened earlier than it is
+ * sent (a batch, a replay).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -16,7 +21,7 @@ export function watchEvent(userId: string, itemId: string, options: { watchedAt?
       case: "watch",
       value: {
         itemId,
-        watchedAt: timestampFromDate(options.watchedAt ?? new Date()),
+        ...(options.watchedAt !== undefined ? { watchedAt: timestampFromDate(options.watchedAt) } : {}),
         ...(options.watchSeconds !== undefined ? { watchSeconds: options.watchSeconds } : {}),
       },
     },
@@ -25,11 +30,12 @@ export function watchEvent(userId: string, itemId: string, options: { watchedAt?
 
 /** `userId` searched for `query`. */
 export function searchEvent(userId: string, query: string, options: { searchedAt?: Date } = {}): UserEventInit {
-  return { userId, kind: { case: "search", value: { query, searchedAt: timestampFromDate(options.searchedAt ?? new Date()) } } };
+  const searchedAt = options.searchedAt !== undefined ? { searchedAt: timestampFromDate(options.searchedAt) } : {};
+  return { userId, kind: { case: "search", value: { query, ...searchedAt } } };
 }
 
 export interface ImpressionOptions {
-  /** When the list was shown. Default now. */
+  /** When the list was shown. Default: the orchestrator's clock when it receives the events. */
   readonly shownAt?: Date;
   /** Only the first `shown` items were shown (e.g. a page of 5 out of 10). Default all. */
   readonly shown?: number;
@@ -44,10 +50,10 @@ export function impressionEvents(
   response: Pick<RecommendResponse, "items" | "requestId">,
   options: ImpressionOptions = {},
 ): UserEventInit[] {
-  const shownAt = timestampFromDate(options.shownAt ?? new Date());
+  const shownAt = options.shownAt !== undefined ? { shownAt: timestampFromDate(options.shownAt) } : {};
   const items = options.shown === undefined ? response.items : response.items.slice(0, Math.max(0, options.shown));
   return items.map((item, i) => ({
     userId,
-    kind: { case: "impression", value: { itemId: item.itemId, shownAt, position: i + 1, requestId: response.requestId } },
+    kind: { case: "impression", value: { itemId: item.itemId, ...shownAt, position: i + 1, requestId: response.requestId } },
   }));
 }
