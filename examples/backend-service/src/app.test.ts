@@ -77,7 +77,13 @@ beforeAll(async () => {
     startTimeoutMs: 90_000,
     // Wide budgets: two shared cores must not turn a slow stage into a degraded answer.
     env: {
-      orchestrator: { USER_STORE_TIMEOUT: "3s", CANDIDATE_GENERATION_TIMEOUT: "3s", RETRIEVAL_TIMEOUT: "3s", RANKING_TIMEOUT: "3s", MODEL_POLL_INTERVAL: "0" },
+      orchestrator: {
+        USER_STORE_TIMEOUT: "3s",
+        CANDIDATE_GENERATION_TIMEOUT: "3s",
+        RETRIEVAL_TIMEOUT: "3s",
+        RANKING_TIMEOUT: "3s",
+        MODEL_POLL_INTERVAL: "0",
+      },
     },
   });
   example = spawn(process.execPath, [fileURLToPath(new URL("../dist/main.js", import.meta.url))], {
@@ -137,7 +143,10 @@ describe("examples/backend-service against a running stack", () => {
   it("records a watch, and the next list leaves the watched item out", async () => {
     const first = (await (await fetch(`${exampleUrl}/api/recommendations?user=${user}&count=5`)).json()) as Listed;
     const watched = first.items[0]!.id;
-    const response = await fetch(`${exampleUrl}/api/watch`, { method: "POST", body: JSON.stringify({ user, item: watched, seconds: 300 }) });
+    const response = await fetch(`${exampleUrl}/api/watch`, {
+      method: "POST",
+      body: JSON.stringify({ user, item: watched, seconds: 300 }),
+    });
     expect(response.status).toBe(204);
     const next = (await (await fetch(`${exampleUrl}/api/recommendations?user=${user}&count=20`)).json()) as Listed;
     expect(next.items.map((item) => item.id)).not.toContain(watched);
@@ -165,7 +174,13 @@ describe("gateway in front of the same orchestrator", () => {
       `${gateway!.url}/recsys.v1.RecommenderService/Recommend`,
     ]);
     const body = JSON.parse(stdout) as {
-      items: Array<{ itemId: string; score: number; expectedWatchSeconds: number; provenance: Array<{ source: string; rank: number }>; reasons: string[] }>;
+      items: Array<{
+        itemId: string;
+        score: number;
+        expectedWatchSeconds: number;
+        provenance: Array<{ source: string; rank: number }>;
+        reasons: string[];
+      }>;
       requestId: string;
       versions: unknown[];
     };

@@ -124,7 +124,11 @@ export function createApp(recsys: RecsysClient, options: AppOptions = {}): Handl
       json(response, 400, { error: `expected a JSON body: ${error instanceof Error ? error.message : String(error)}` });
       return;
     }
-    if (typeof body?.user !== "string" || typeof body.item !== "string" || (body.seconds !== undefined && typeof body.seconds !== "number")) {
+    if (
+      typeof body?.user !== "string" ||
+      typeof body.item !== "string" ||
+      (body.seconds !== undefined && typeof body.seconds !== "number")
+    ) {
       json(response, 400, { error: 'expected {"user": string, "item": string, "seconds"?: number}' });
       return;
     }

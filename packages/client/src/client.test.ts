@@ -5,7 +5,10 @@ import { invalidArgument, startFakeRecommender, unavailable, type FakeRecommende
 
 let fake: FakeRecommender;
 const clients: RecsysClient[] = [];
-const defaults = { recommend: undefined as unknown as FakeRecommender["recommend"], recordEvents: undefined as unknown as FakeRecommender["recordEvents"] };
+const defaults = {
+  recommend: undefined as unknown as FakeRecommender["recommend"],
+  recordEvents: undefined as unknown as FakeRecommender["recordEvents"],
+};
 
 function client(options: Partial<Parameters<typeof createRecsysClient>[0]> = {}): RecsysClient {
   const c = createRecsysClient({ address: fake.address, ...options });

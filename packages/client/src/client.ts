@@ -10,12 +10,7 @@
  */
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Metadata, type ChannelCredentials } from "@grpc/grpc-js";
-import {
-  MAX_RECORD_EVENTS,
-  RecommenderService,
-  type RecommendResponse,
-  type RecordEventsResponse,
-} from "@recsys/gen";
+import { MAX_RECORD_EVENTS, RecommenderService, type RecommendResponse, type RecordEventsResponse } from "@recsys/gen";
 import { connect, type Client } from "@recsys/runtime";
 import { ErrorCode, RecsysError, toRecsysError } from "./errors.js";
 import { impressionEvents, type ImpressionOptions } from "./events.js";
@@ -105,7 +100,8 @@ export class RecsysClient {
 
   constructor(options: RecsysClientOptions) {
     this.timeoutMs = options.timeoutMs ?? 1000;
-    if (!(Number.isFinite(this.timeoutMs) && this.timeoutMs > 0)) throw new RangeError(`timeoutMs must be a positive number, got ${options.timeoutMs}`);
+    if (!(Number.isFinite(this.timeoutMs) && this.timeoutMs > 0))
+      throw new RangeError(`timeoutMs must be a positive number, got ${options.timeoutMs}`);
     this.policy = options.retry === false ? undefined : checkRetryPolicy({ ...DEFAULT_RETRY_POLICY, ...options.retry });
     this.metadata = options.metadata ?? {};
     this.onRetry = options.onRetry;
@@ -200,7 +196,9 @@ export class RecsysClient {
         try {
           await sleep(wait, options.signal);
         } catch {
-          throw new RecsysError(ErrorCode.Cancelled, `cancelled while waiting to retry after: ${error.details}`, name, attempt, { cause: error });
+          throw new RecsysError(ErrorCode.Cancelled, `cancelled while waiting to retry after: ${error.details}`, name, attempt, {
+            cause: error,
+          });
         }
       }
     }

@@ -41,7 +41,16 @@ afterAll(async () => {
 
 describe("npm pack of @recsys/client", () => {
   it("ships the compiled code, its declarations, the README and the license, and no tests or sources", async () => {
-    for (const path of ["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts", "dist/client.js", "dist/testing/index.js", "dist/testing/index.d.ts"]) {
+    for (const path of [
+      "package.json",
+      "README.md",
+      "LICENSE",
+      "dist/index.js",
+      "dist/index.d.ts",
+      "dist/client.js",
+      "dist/testing/index.js",
+      "dist/testing/index.d.ts",
+    ]) {
       expect(files).toContain(path);
     }
     expect(files.filter((path) => path.includes(".test.") || path.startsWith("src/") || path.endsWith(".tsbuildinfo"))).toEqual([]);
@@ -90,7 +99,20 @@ void (ErrorCode.Unavailable === "SOMETHING_ELSE");
 `,
     );
     const tsc = join(rootDir, "node_modules/typescript/bin/tsc");
-    const args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--types", "node", "main.ts"];
+    const args = [
+      "--noEmit",
+      "--strict",
+      "--skipLibCheck",
+      "--module",
+      "nodenext",
+      "--moduleResolution",
+      "nodenext",
+      "--target",
+      "es2022",
+      "--types",
+      "node",
+      "main.ts",
+    ];
     await expect(run(process.execPath, [tsc, ...args], { cwd: consumer, timeout: 60_000 })).resolves.toBeDefined();
   });
 });

@@ -36,7 +36,8 @@ export function checkRetryPolicy(policy: RetryPolicy): RetryPolicy {
     throw new RangeError(`retry.maxAttempts must be an integer >= 1, got ${policy.maxAttempts}`);
   }
   for (const key of ["initialBackoffMs", "maxBackoffMs"] as const) {
-    if (!(Number.isFinite(policy[key]) && policy[key] >= 0)) throw new RangeError(`retry.${key} must be a finite number >= 0, got ${policy[key]}`);
+    if (!(Number.isFinite(policy[key]) && policy[key] >= 0))
+      throw new RangeError(`retry.${key} must be a finite number >= 0, got ${policy[key]}`);
   }
   if (!(Number.isFinite(policy.multiplier) && policy.multiplier >= 1)) {
     throw new RangeError(`retry.multiplier must be a finite number >= 1, got ${policy.multiplier}`);

@@ -175,7 +175,13 @@ describe("recsys-gateway process", () => {
 
   it("starts from its environment, serves, and exits 0 on SIGTERM", async () => {
     child = spawn(process.execPath, [main], {
-      env: { PATH: process.env.PATH ?? "", ORCHESTRATOR_ADDRESS: fake.address, GATEWAY_HOST: "127.0.0.1", GATEWAY_PORT: "0", METRICS_PORT: "0" },
+      env: {
+        PATH: process.env.PATH ?? "",
+        ORCHESTRATOR_ADDRESS: fake.address,
+        GATEWAY_HOST: "127.0.0.1",
+        GATEWAY_PORT: "0",
+        METRICS_PORT: "0",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const lines = createInterface({ input: child.stdout! });
@@ -189,7 +195,11 @@ describe("recsys-gateway process", () => {
         }
       });
     });
-    const response = await fetch(`${url}${RECOMMEND}`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"userId":"5","count":1}' });
+    const response = await fetch(`${url}${RECOMMEND}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"userId":"5","count":1}',
+    });
     expect(response.status).toBe(200);
     const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)));
     child.kill("SIGTERM");

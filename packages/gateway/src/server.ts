@@ -5,7 +5,15 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Registry } from "prom-client";
 import { createRecsysClient } from "@recsys/client";
-import { ConfigError, createLogger, createRpcMetrics, loadConfig, startMetricsServer, type Logger, type MetricsServer } from "@recsys/runtime";
+import {
+  ConfigError,
+  createLogger,
+  createRpcMetrics,
+  loadConfig,
+  startMetricsServer,
+  type Logger,
+  type MetricsServer,
+} from "@recsys/runtime";
 import { STAGE, configSchema, type GatewayConfig } from "./config.js";
 import { createGatewayHandler } from "./gateway.js";
 
@@ -19,7 +27,10 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-export async function startGateway(config: GatewayConfig, logger: Logger = createLogger({ service: STAGE, level: config.LOG_LEVEL })): Promise<RunningGateway> {
+export async function startGateway(
+  config: GatewayConfig,
+  logger: Logger = createLogger({ service: STAGE, level: config.LOG_LEVEL }),
+): Promise<RunningGateway> {
   const registry = new Registry();
   const metrics = createRpcMetrics(STAGE, registry);
   const recsys = createRecsysClient({
