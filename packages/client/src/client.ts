@@ -116,16 +116,16 @@ export class RecsysClient {
 
   /** Recommends `count` items to `userId` (see RecommendRequest in recommender.proto). Retried on UNAVAILABLE. */
   recommend(request: RequestOf<"recommend">, options?: CallOptions): Promise<RecommendResponse> {
-    return this.call("recommend", request, options);
+    return this.invoke("recommend", request, options);
   }
 
   /** Records watches, searches and impressions (at most MAX_RECORD_EVENTS). Not retried unless `retry: true`. */
   recordEvents(request: RequestOf<"recordEvents">, options?: CallOptions): Promise<RecordEventsResponse> {
-    return this.call("recordEvents", request, options);
+    return this.invoke("recordEvents", request, options);
   }
 
-  // A new method of RecommenderService is one line here and one in IDEMPOTENT, e.g.
-  //   upsertItems(request: RequestOf<"upsertItems">, options?: CallOptions) { return this.call("upsertItems", request, options); }
+  // A new method of RecommenderService is one line in IDEMPOTENT (required) and a shorthand here, e.g.
+  //   upsertItems(request: RequestOf<"upsertItems">, options?: CallOptions) { return this.invoke("upsertItems", request, options); }
 
   /**
    * Records that the items of `response` were shown to `userId` (one impression per item, with
@@ -167,7 +167,12 @@ export class RecsysClient {
     return checkRetryPolicy({ ...(this.policy ?? DEFAULT_RETRY_POLICY), ...retry });
   }
 
-  private async call<M extends MethodName>(method: M, request: RequestOf<M>, options: CallOptions = {}): Promise<ResponseOf<M>> {
+  /**
+   * Calls any method of RecommenderService by its name in the generated service (`"recommend"`,
+   * `"recordEvents"`, …) with the deadline and retry rules above; the named methods are shorthands
+   * for it. The gateway forwards every method through it.
+   */
+  async invoke<M extends MethodName>(method: M, request: RequestOf<M>, options: CallOptions = {}): Promise<ResponseOf<M>> {
     const name = METHOD_NAMES[method];
     const deadline =
       options.deadline !== undefined

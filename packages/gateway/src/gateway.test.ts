@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { invalidArgument, startFakeRecommender, unavailable, type FakeRecommender } from "@recsys/client/testing";
+import { RecommenderService } from "@recsys/gen";
 import { loadConfig } from "@recsys/runtime";
 import { configSchema } from "./config.js";
 import { startGateway, type RunningGateway } from "./server.js";
@@ -150,6 +151,16 @@ describe("gateway: Connect JSON in front of the orchestrator", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/recsys_gateway_grpc_requests_total\{method="Recommend",code="OK"\} [1-9]/);
     expect(metrics).toMatch(/recsys_gateway_grpc_requests_total\{method="Recommend",code="INVALID_ARGUMENT"\} [1-9]/);
+  });
+
+  it("serves every method of RecommenderService (forwarded by name, none left UNIMPLEMENTED)", async () => {
+    const names = Object.values(RecommenderService.method).map((method) => method.name);
+    expect(names.length).toBeGreaterThanOrEqual(2);
+    for (const name of names) {
+      const response = await post(`/recsys.v1.RecommenderService/${name}`, {});
+      expect(response.status, name).toBe(200);
+    }
+    expect(fake.calls.map((call) => call.method).sort()).toEqual([...names].sort());
   });
 
   it("answers the README's curl line", async () => {

@@ -15,9 +15,9 @@
  * unchanged; a caller that goes away cancels the call downstream.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Code, ConnectError, cors as connectCors, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, cors as connectCors, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { isRecsysError, type RecsysClient } from "@recsys/client";
+import { isRecsysError, type MethodName, type RecsysClient } from "@recsys/client";
 import { RecommenderService } from "@recsys/gen";
 import type { Logger, RpcMetrics } from "@recsys/runtime";
 
@@ -79,16 +79,16 @@ export function createGatewayHandler(options: GatewayOptions): NodeHandler {
     connect: true,
     readMaxBytes: options.maxBodyBytes,
     routes(router) {
-      router.service(RecommenderService, {
-        recommend: (request, context) =>
-          forward("Recommend", options, context.signal, () =>
-            options.recsys.recommend(request, { timeoutMs: timeoutOf(context, options), signal: context.signal }),
-          ),
-        recordEvents: (request, context) =>
-          forward("RecordEvents", options, context.signal, () =>
-            options.recsys.recordEvents(request, { timeoutMs: timeoutOf(context, options), signal: context.signal }),
-          ),
-      });
+      // Every method of the service, forwarded by its name: a method added to the contract (and
+      // to @recsys/client's IDEMPOTENT table) is served here without a line of its own.
+      const implementation: Record<string, (request: never, context: HandlerContext) => Promise<unknown>> = {};
+      for (const [name, method] of Object.entries(RecommenderService.method)) {
+        implementation[name] = (request, context) =>
+          forward(method.name, options, context.signal, () =>
+            options.recsys.invoke(name as MethodName, request, { timeoutMs: timeoutOf(context, options), signal: context.signal }),
+          );
+      }
+      router.service(RecommenderService, implementation as ServiceImpl<typeof RecommenderService>);
     },
   });
   const anyOrigin = options.corsOrigins.includes("*");

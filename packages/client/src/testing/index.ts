@@ -19,14 +19,15 @@ import {
   type RecordEventsResponseSchema,
   type UserEvent,
 } from "@recsys/gen";
-import { implement, startService, type CallContext } from "@recsys/runtime";
+import { implement, startService, type CallContext, type ServiceImplementation } from "@recsys/runtime";
 import { testConfig } from "@recsys/runtime/testing";
 
 export { RpcError, status, unavailable, invalidArgument, deadlineExceeded } from "@recsys/runtime";
 
 export interface FakeCall {
-  readonly method: "Recommend" | "RecordEvents";
-  readonly request: RecommendRequest | RecordEventsRequest;
+  /** The method's proto name, e.g. "Recommend". */
+  readonly method: string;
+  readonly request: RecommendRequest | RecordEventsRequest | object;
   /** The caller's deadline, epoch ms (Infinity when it sent none). */
   readonly deadline: number;
   /** Request metadata as a plain object (first value of each key). */
@@ -66,7 +67,7 @@ export async function startFakeRecommender(): Promise<FakeRecommender> {
   const calls: FakeCall[] = [];
   const events: UserEvent[] = [];
   let recommends = 0;
-  const note = (method: FakeCall["method"], request: FakeCall["request"], context: CallContext): void => {
+  const note = (method: string, request: FakeCall["request"], context: CallContext): void => {
     const metadata: Record<string, string> = {};
     for (const [key, value] of Object.entries(context.metadata.getMap())) metadata[key] = String(value);
     calls.push({ method, request, deadline: context.deadline, metadata });
@@ -80,21 +81,21 @@ export async function startFakeRecommender(): Promise<FakeRecommender> {
       return { accepted: request.events.length };
     },
   };
+  // Every method of the service: Recommend and RecordEvents through the replaceable handlers
+  // above, any other (a method added to the contract later) with an empty answer.
+  const handlers: Record<string, (request: never, context: CallContext) => unknown> = {};
+  for (const [name, method] of Object.entries(RecommenderService.method)) {
+    handlers[name] = (request: FakeCall["request"], context: CallContext) => {
+      note(method.name, request, context);
+      if (name === "recommend") return fake.recommend(request as RecommendRequest, context);
+      if (name === "recordEvents") return fake.recordEvents(request as RecordEventsRequest, context);
+      return {};
+    };
+  }
   const service = await startService({
     stage: "fake_orchestrator",
     config: testConfig({ DRAIN_TIMEOUT: 200, SHUTDOWN_TIMEOUT: 200 }),
-    services: [
-      implement(RecommenderService, {
-        recommend(request, context) {
-          note("Recommend", request, context);
-          return fake.recommend(request, context);
-        },
-        recordEvents(request, context) {
-          note("RecordEvents", request, context);
-          return fake.recordEvents(request, context);
-        },
-      }),
-    ],
+    services: [implement(RecommenderService, handlers as unknown as ServiceImplementation<typeof RecommenderService.method>)],
   });
   return Object.assign(fake, {
     address: service.address,
