@@ -192,6 +192,5 @@ describe("gateway in front of the same orchestrator", () => {
       expect(item.provenance[0]!.source).toMatch(/^CANDIDATE_SOURCE_/);
       expect(item.reasons.length).toBeGreaterThan(0);
     }
-    console.log(`gateway answer: ${stdout.slice(0, 600)}`);
   });
 });
