@@ -175,6 +175,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     if (config.SEED_USER_STORE) {
       const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), {
         seedId: `${dataset.fingerprint}/${first.holdout}`,
+        onRetry: (retry) => logger.warn({ ...retry }, "user store slow while seeding; retrying"),
       });
       logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
     }
