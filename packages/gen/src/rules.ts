@@ -37,6 +37,8 @@ export const FIELD_RULES: Readonly<Record<string, FieldRule>> = {
   "recsys.v1.WatchedItem.watch_seconds": { gte: 0 },
   "recsys.v1.RecommendFilters.max_duration_seconds": { gt: 0 },
   "recsys.v1.Demographics.age": { lte: 150 },
+  "recsys.v1.CandidateStats.watch_count": { gte: 0 },
+  "recsys.v1.CandidateStats.trending": { gte: 0 },
 };
 
 /** google.protobuf.Timestamp's documented range, in seconds since the epoch. */

@@ -90,7 +90,7 @@ export class StageReadiness {
 
   private async round(): Promise<void> {
     const check = this.options.check ?? ((address, timeoutMs) => checkHealth(address, { timeoutMs }));
-    const timeoutMs = Math.max(100, Math.min(2000, this.options.intervalMs));
+    const timeoutMs = Math.max(500, Math.min(2000, this.options.intervalMs));
     await Promise.all(
       this.options.stages.map(async (stage) => {
         const answer = await check(stage.address, timeoutMs).catch(() => "UNREACHABLE");

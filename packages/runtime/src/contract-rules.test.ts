@@ -49,8 +49,8 @@ async function start(server: "http2" | "grpc-js") {
 }
 
 const BAD_RECOMMEND: Array<[string, Parameters<ReturnType<typeof connect<typeof RecommenderService.method>>["recommend"]>[0], RegExp]> = [
-  ["+Inf watch_seconds in the context", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: Infinity }] } }, /^context\.watch_history\[0\]\.watch_seconds must be a finite number, got Infinity$/],
-  ["NaN watch_seconds", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: NaN }] } }, /watch_seconds must be a finite number, got NaN/],
+  ["+Inf watch_seconds in the context", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: Infinity }] } }, /^context\.watch_history\[0\]\.watch_seconds must be a finite number >= 0, got Infinity$/],
+  ["NaN watch_seconds", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: NaN }] } }, /watch_seconds must be a finite number >= 0, got NaN/],
   ["negative watch_seconds", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: -1 }] } }, /watch_seconds must be >= 0, got -1/],
   ["request_time seconds -2^62", { userId: "u", count: 5, context: { userId: "u", requestTime: { seconds: -(2n ** 62n) } } }, /^context\.request_time is out of the Timestamp range/],
   ["uploaded_after seconds 2^62", { userId: "u", count: 5, filters: { uploadedAfter: { seconds: 2n ** 62n } } }, /^filters\.uploaded_after is out of the Timestamp range/],
@@ -77,7 +77,7 @@ describe.each(["http2", "grpc-js"] as const)("contract rules at the boundary (GR
     expect(events.code).toBe(status.INVALID_ARGUMENT);
     expect(events.details).toMatch(/^events\[0\]\.user_id must not be blank/);
     const oneof = await rejection(recommender.recordEvents({ events: [{ userId: "u", kind: { case: "watch", value: { itemId: "i", watchSeconds: -Infinity } } }] }));
-    expect(oneof.details).toMatch(/^events\[0\]\.watch\.watch_seconds must be a finite number, got -Infinity$/);
+    expect(oneof.details).toMatch(/^events\[0\]\.watch\.watch_seconds must be a finite number >= 0, got -Infinity$/);
     const rank = await rejection(ranking.rank({ context: { userId: "u" }, candidates: [{ itemId: "c", provenance: [{ score: NaN }] }] }));
     expect(rank.code).toBe(status.INVALID_ARGUMENT);
     expect(rank.details).toMatch(/^candidates\[0\]\.provenance\[0\]\.score must be a finite number, got NaN$/);

@@ -22,7 +22,9 @@ function isFloat(scalar: ScalarType): boolean {
 }
 
 function checkNumber(value: number, path: string, finite: boolean, rule: FieldRule | undefined): void {
-  if (finite && !Number.isFinite(value)) throw invalidArgument(`${path} must be a finite number, got ${value}`);
+  if (finite && !Number.isFinite(value)) {
+    throw invalidArgument(`${path} must be a finite number${rule?.gte === undefined ? "" : ` >= ${rule.gte}`}, got ${value}`);
+  }
   if (rule === undefined) return;
   if (rule.gte !== undefined && !(value >= rule.gte)) throw invalidArgument(`${path} must be >= ${rule.gte}, got ${value}`);
   if (rule.gt !== undefined && !(value > rule.gt)) throw invalidArgument(`${path} must be > ${rule.gt}, got ${value}`);
