@@ -257,7 +257,7 @@ export async function run(argv: string[]): Promise<number> {
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSignal);
   const startedAt = new Date().toISOString();
-  writeState = async () => {
+  const writeOnce = async (): Promise<void> => {
     if (stopping) return;
     const state: StackState = {
       address: stack.orchestrator.address,
@@ -279,6 +279,9 @@ export async function run(argv: string[]): Promise<number> {
     };
     await writeStackState(statePath, state);
   };
+  // One write at a time (restart events can come together; they share the temporary file).
+  let writing = Promise.resolve();
+  writeState = () => (writing = writing.catch(() => undefined).then(writeOnce));
   try {
     await writeState();
     log(`all stages serving (${formatDuration((performance.now() - started) / 1000)} since start)`);
