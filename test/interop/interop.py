@@ -182,7 +182,18 @@ for stage, address, service, method, good, response_type in STAGES:
 
     def deadlines(address=address, path=path, good=good):
         call = raw_unary(channel(address), path)
-        expect_code(lambda: call(good.SerializeToString(), timeout=0.000001), SC.DEADLINE_EXCEEDED)
+        # A 1 us deadline: DEADLINE_EXCEEDED. A fast server can still answer inside the client's
+        # timer granularity now and then, so: 5 tries, at least one DEADLINE_EXCEEDED, nothing but
+        # OK otherwise.
+        codes = []
+        for _ in range(5):
+            try:
+                call(good.SerializeToString(), timeout=0.000001)
+                codes.append(SC.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+        if SC.DEADLINE_EXCEEDED not in codes or any(c not in (SC.OK, SC.DEADLINE_EXCEEDED) for c in codes):
+            raise AssertionError(f"1 us deadline: {[c.name for c in codes]}")
         # 24 days: under 2^31 ms, every server keeps it.
         call(good.SerializeToString(), timeout=24 * 24 * 3600)
         # 30 days: more than 2^31 ms. grpc-js's server (1.14.7) reads grpc-timeout with `| 0`, a
@@ -243,11 +254,22 @@ BAD = [
     ("Search k 0", lambda: retrieval.Search(retrieval_pb2.SearchRequest(user_vector=vector, k=0), timeout=10)),
     ("Search NaN in the vector", lambda: retrieval.Search(retrieval_pb2.SearchRequest(user_vector=[NAN] * len(vector), k=5), timeout=10)),
     ("Search vector of the wrong dimension", lambda: retrieval.Search(retrieval_pb2.SearchRequest(user_vector=vector + [0.5], k=5), timeout=10)),
+    ("UpsertItems NaN in a vector", lambda: retrieval.UpsertItems(retrieval_pb2.UpsertItemsRequest(items=[retrieval_pb2.ItemVector(item_id="new-1", vector=[NAN] * len(vector))]), timeout=10)),
+    ("UpsertItems blank item id", lambda: retrieval.UpsertItems(retrieval_pb2.UpsertItemsRequest(items=[retrieval_pb2.ItemVector(item_id="  ", vector=vector)]), timeout=10)),
+    ("DeleteItems blank item id", lambda: retrieval.DeleteItems(retrieval_pb2.DeleteItemsRequest(item_ids=[" "]), timeout=10)),
     ("Rank without context", lambda: ranking.Rank(ranking_pb2.RankRequest(candidates=good_rank.candidates), timeout=10)),
     ("Rank NaN provenance score", lambda: ranking.Rank(ranking_pb2.RankRequest(context=ctx(user_id=USER), candidates=[common_pb2.Candidate(item_id=items[0], provenance=[common_pb2.Provenance(score=NAN)])]), timeout=10)),
 ]
 for name, call in BAD:
     check(f"bad input: {name} -> INVALID_ARGUMENT", lambda call=call: expect_code(call, SC.INVALID_ARGUMENT))
+
+def describe_index():
+    answer = retrieval.DescribeIndex(retrieval_pb2.DescribeIndexRequest(), timeout=10)
+    if answer.dimension != len(vector):
+        raise AssertionError(f"dimension {answer.dimension}, EmbedUser returned {len(vector)}")
+
+
+check("retrieval: DescribeIndex", describe_index)
 
 failed = [r for r in RESULTS if not r[0]]
 print(f"{len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed", flush=True)

@@ -123,5 +123,6 @@ describe.each(["http2", "grpc-js"] as const)("interoperability with python3-grpc
     expect(failures, output).toEqual([]);
     expect(code, output).toBe(0);
     expect(output).toMatch(/(\d+) of \1 checks passed/);
+    process.stdout.write(`interop (GRPC_SERVER=${server}): ${/\d+ of \d+ checks passed/.exec(output)![0]}\n`);
   }, 300_000);
 });
