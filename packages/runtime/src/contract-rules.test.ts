@@ -51,7 +51,7 @@ async function start(server: "http2" | "grpc-js") {
 const BAD_RECOMMEND: Array<[string, Parameters<ReturnType<typeof connect<typeof RecommenderService.method>>["recommend"]>[0], RegExp]> = [
   ["+Inf watch_seconds in the context", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: Infinity }] } }, /^context\.watch_history\[0\]\.watch_seconds must be a finite number >= 0, got Infinity$/],
   ["NaN watch_seconds", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: NaN }] } }, /watch_seconds must be a finite number >= 0, got NaN/],
-  ["negative watch_seconds", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: -1 }] } }, /watch_seconds must be >= 0, got -1/],
+  ["negative watch_seconds", { userId: "u", count: 5, context: { userId: "u", watchHistory: [{ itemId: "i", watchSeconds: -1 }] } }, /watch_seconds must be a finite number >= 0, got -1/],
   ["request_time seconds -2^62", { userId: "u", count: 5, context: { userId: "u", requestTime: { seconds: -(2n ** 62n) } } }, /^context\.request_time is out of the Timestamp range/],
   ["uploaded_after seconds 2^62", { userId: "u", count: 5, filters: { uploadedAfter: { seconds: 2n ** 62n } } }, /^filters\.uploaded_after is out of the Timestamp range/],
   ["timestamp nanos out of range", { userId: "u", count: 5, filters: { uploadedAfter: { seconds: 1n, nanos: 1_000_000_000 } } }, /^filters\.uploaded_after\.nanos must be in 0\.\.999999999/],

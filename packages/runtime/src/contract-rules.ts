@@ -22,9 +22,11 @@ function isFloat(scalar: ScalarType): boolean {
 }
 
 function checkNumber(value: number, path: string, finite: boolean, rule: FieldRule | undefined): void {
-  if (finite && !Number.isFinite(value)) {
-    throw invalidArgument(`${path} must be a finite number${rule?.gte === undefined ? "" : ` >= ${rule.gte}`}, got ${value}`);
+  // A float with a lower bound: one message for both failures, as the services word it.
+  if (finite && rule?.gte !== undefined && !(Number.isFinite(value) && value >= rule.gte)) {
+    throw invalidArgument(`${path} must be a finite number >= ${rule.gte}, got ${value}`);
   }
+  if (finite && !Number.isFinite(value)) throw invalidArgument(`${path} must be a finite number, got ${value}`);
   if (rule === undefined) return;
   if (rule.gte !== undefined && !(value >= rule.gte)) throw invalidArgument(`${path} must be >= ${rule.gte}, got ${value}`);
   if (rule.gt !== undefined && !(value > rule.gt)) throw invalidArgument(`${path} must be > ${rule.gt}, got ${value}`);
