@@ -38,7 +38,7 @@ interface Args {
 }
 
 function parse(argv: string[]): Args {
-  const defaultMax = Number((configSchema.MAX_IN_FLIGHT as { default?: unknown }).default ?? 48);
+  const defaultMax = Number((configSchema.MAX_IN_FLIGHT as { default?: unknown }).default ?? 32);
   const a: Args = { json: false, levels: DEFAULT_LEVELS, rounds: 5, maxInFlight: defaultMax, cache: resolve(repoRoot(), "models", "bench-burst") };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;

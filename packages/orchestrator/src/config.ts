@@ -42,7 +42,7 @@ export const configSchema = {
 
   // Overload and readiness (load-shed.ts, readiness.ts).
   MAX_IN_FLIGHT: env.int({
-    default: 48,
+    default: 32,
     min: 0,
     max: 100_000,
     description: "Recommend calls handled at once; beyond it a call is answered RESOURCE_EXHAUSTED with a retry hint at once (0 = no bound)",
