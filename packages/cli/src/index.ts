@@ -14,7 +14,10 @@ export {
   type Stack,
   type StackOptions,
   type StackStageKind,
+  type StageEvent,
+  type StageStatus,
 } from "./stack-launch.js";
+export { formatStackHealth, modelVersionOf, READINESS_SERVICE, stackHealth, stageHealth, type StageHealth } from "./stack-status.js";
 export { freePorts, logTail, startStageProcess, type StageProcess, type StageProcessOptions } from "./stack-process.js";
 export { ensureStackModel, reusableModel, trainStackModel, type Holdout, type StackModel, type StackModelSettings } from "./stack-model.js";
 export { formatColumns, formatRecommendations, recommendationsJson, type FormatRecommendOptions } from "./stack-format.js";

@@ -10,6 +10,15 @@
  *   index/                  the retrieval shards' INDEX_DIR (indexes, journals, deleted items)
  *   users/                  the orchestrator's embedded user store
  *   deleted-items.txt       the orchestrator's DELETED_ITEMS_FILE (taken-down ids, one a line)
+ *
+ * Supervision (`supervise: true`, what `recsys start` asks for): a stage that exits on its own
+ * (a crash, kill -9, an out-of-memory kill) is started again on the same ports, after a backoff
+ * that doubles from `restartBackoffMs.initial` (1 s) up to `restartBackoffMs.max` (30 s) while
+ * restarts keep failing or the stage keeps dying within a minute of starting, and goes back to
+ * the initial delay once a restarted stage has served for a minute. The orchestrator is restarted
+ * like any other stage (its clients reconnect to the same port); the other stages' restarts are
+ * followed by the orchestrator's channels without a restart of their own. Every exit, restart and
+ * failed restart is reported through `onStageEvent`.
  */
 import { mkdir, writeFile, access } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -48,6 +57,29 @@ export interface StackOptions {
   readonly nodeArgs?: readonly string[];
   /** Progress messages (default: none). */
   readonly log?: (message: string) => void;
+  /** Restart a stage that exits on its own, with backoff (default false). */
+  readonly supervise?: boolean;
+  /** Backoff of restarts, ms (default initial 1000, max 30 000). */
+  readonly restartBackoffMs?: { readonly initial?: number; readonly max?: number };
+  /** Told when a stage exits on its own, is restarted, or fails to restart (supervise only). */
+  readonly onStageEvent?: (event: StageEvent) => void;
+}
+
+export type StageEvent =
+  | { readonly type: "exited"; readonly stage: string; readonly pid: number; readonly code: number | string; readonly restartInMs: number; readonly logFile: string }
+  | { readonly type: "restarted"; readonly stage: string; readonly pid: number; readonly address: string; readonly restarts: number }
+  | { readonly type: "restart-failed"; readonly stage: string; readonly error: string; readonly restartInMs: number };
+
+/** One stage as the supervisor sees it. */
+export interface StageStatus {
+  readonly name: string;
+  readonly kind: StackStageKind;
+  /** The current process (the last one, while a restart is pending). */
+  readonly process: StageProcess;
+  /** Restarts since the stack started. */
+  readonly restarts: number;
+  /** "serving": the current process runs; "restarting": it exited and a restart is pending. */
+  readonly state: "serving" | "restarting";
 }
 
 export interface Stack {
@@ -61,6 +93,8 @@ export interface Stack {
   readonly deletedItemsFile: string;
   /** Every running stage, orchestrator last. */
   stages(): StageProcess[];
+  /** Every stage with its restarts and state, orchestrator last. */
+  status(): StageStatus[];
   /**
    * Starts a new orchestrator with the same environment (and port, unless it was 0) after the
    * current one has exited (stop or kill it first).
@@ -104,8 +138,10 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
   const startTimeoutMs = options.startTimeoutMs ?? 600_000;
   const onWaiting = (name: string, waitedMs: number): void =>
     log(`still waiting for ${name} (${Math.round(waitedMs / 1000)} s${name.startsWith("retrieval") ? "; a first start builds its index" : ""})`);
+  const stopController = new AbortController();
   const start = (name: string, entry: string, env: Record<string, string>): Promise<StageProcess> =>
     startStageProcess({
+      signal: stopController.signal,
       name,
       entry,
       env: { ...COMMON_ENV, ...env },
@@ -152,30 +188,106 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
     log(`${stage.name} serving on ${stage.address} (pid ${stage.pid})`);
     return stage;
   };
+
+  // Supervision: one slot per stage, holding its current process.
+  interface Slot {
+    readonly name: string;
+    readonly kind: StackStageKind;
+    readonly entry: string;
+    readonly env: Record<string, string>;
+    current: StageProcess;
+    restarts: number;
+    state: "serving" | "restarting";
+    startedAt: number;
+    nextDelayMs: number;
+  }
+  const slots: Slot[] = [];
+  let stopRequested = false;
+  const initialDelayMs = options.restartBackoffMs?.initial ?? 1000;
+  const maxDelayMs = options.restartBackoffMs?.max ?? 30_000;
+  const emit = options.onStageEvent ?? (() => undefined);
+  const watch = (slot: Slot): void => {
+    const proc = slot.current;
+    void proc.exited.then(async (code) => {
+      if (stopRequested || slot.current !== proc || options.supervise !== true) return;
+      // A stage that served for a minute starts the backoff over; one that dies quickly doubles it.
+      if (Date.now() - slot.startedAt >= 60_000) slot.nextDelayMs = initialDelayMs;
+      let delayMs = slot.nextDelayMs;
+      slot.state = "restarting";
+      emit({ type: "exited", stage: slot.name, pid: proc.pid, code, restartInMs: delayMs, logFile: proc.logFile });
+      for (;;) {
+        await new Promise((r) => setTimeout(r, delayMs));
+        if (stopRequested) return;
+        slot.nextDelayMs = Math.min(maxDelayMs, delayMs * 2);
+        try {
+          const next = await track(start(slot.name, slot.entry, slot.env));
+          if (stopRequested) {
+            await next.stop(2000);
+            return;
+          }
+          slot.current = next;
+          slot.restarts += 1;
+          slot.state = "serving";
+          slot.startedAt = Date.now();
+          emit({ type: "restarted", stage: slot.name, pid: next.pid, address: next.address, restarts: slot.restarts });
+          watch(slot);
+          return;
+        } catch (error) {
+          delayMs = slot.nextDelayMs;
+          emit({ type: "restart-failed", stage: slot.name, error: (error as Error).message.split("\n")[0]!, restartInMs: delayMs });
+        }
+      }
+    });
+  };
+  const supervised = (kind: StackStageKind, name: string, entry: string, env: Record<string, string>) => async (p: Promise<StageProcess>): Promise<StageProcess> => {
+    const proc = await p;
+    // Restarts keep the ports the first process got, so that clients reconnect to them.
+    const slot: Slot = {
+      name,
+      kind,
+      entry,
+      env: { ...env, GRPC_PORT: String(proc.port), METRICS_PORT: String(proc.metricsPort) },
+      current: proc,
+      restarts: 0,
+      state: "serving",
+      startedAt: Date.now(),
+      nextDelayMs: initialDelayMs,
+    };
+    slots.push(slot);
+    watch(slot);
+    return proc;
+  };
+  const startSupervised = (kind: StackStageKind, name: string, entry: string, env: Record<string, string>): Promise<StageProcess> =>
+    supervised(kind, name, entry, env)(track(start(name, entry, env)));
   try {
     log(`starting ${shards + 2} stages (candidate generation, ${shards} retrieval shard${shards === 1 ? "" : "s"}${options.ranking === false ? "" : ", ranking"}), logs in ${paths.logs}`);
     const results = await Promise.allSettled([
-      track(start(STAGE_CANDIDATE_GENERATION, stageEntry("candidate-gen-service"), { MODEL_PATH: options.modelDir, ...extra("candidate_generation") })),
+      startSupervised("candidate_generation", STAGE_CANDIDATE_GENERATION, stageEntry("candidate-gen-service"), {
+        MODEL_PATH: options.modelDir,
+        ...extra("candidate_generation"),
+      }),
       ...Array.from({ length: shards }, (_, shard) =>
-        track(
-          start(retrievalStageName(shard), stageEntry("retrieval-service"), {
-            MODEL_PATH: options.modelDir,
-            INDEX_DIR: paths.index,
-            SHARD_INDEX: String(shard),
-            SHARD_COUNT: String(shards),
-            ...extra("retrieval"),
-          }),
-        ),
+        startSupervised("retrieval", retrievalStageName(shard), stageEntry("retrieval-service"), {
+          MODEL_PATH: options.modelDir,
+          INDEX_DIR: paths.index,
+          SHARD_INDEX: String(shard),
+          SHARD_COUNT: String(shards),
+          ...extra("retrieval"),
+        }),
       ),
       options.ranking === false
         ? Promise.resolve(undefined)
-        : track(start(STAGE_RANKING, stageEntry("ranking-service"), { MODEL_PATH: options.modelDir, ...extra("ranking") })),
+        : startSupervised("ranking", STAGE_RANKING, stageEntry("ranking-service"), { MODEL_PATH: options.modelDir, ...extra("ranking") }),
     ]);
     const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failure !== undefined) throw failure.reason;
     const [cg, ...rest] = results.map((r) => (r as PromiseFulfilledResult<StageProcess | undefined>).value);
     const retrieval = rest.slice(0, shards) as StageProcess[];
     const ranking = rest[shards];
+    // Slots in stack order (they were pushed as the stages came up): orchestrator appended last.
+    const order = [cg!, ...retrieval, ...(ranking === undefined ? [] : [ranking])].map((p) => p.name);
+    slots.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    const slotOf = (name: string): Slot => slots.find((slot) => slot.name === name)!;
 
     const orchestratorEnv: Record<string, string> = {
       GRPC_PORT: String(options.orchestratorPort ?? 0),
@@ -193,30 +305,44 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
       ...extra("orchestrator"),
     };
     const startOrchestrator = (): Promise<StageProcess> => track(start(STAGE_ORCHESTRATOR, stageEntry("orchestrator"), orchestratorEnv));
-    let orchestrator = await startOrchestrator();
+    await supervised("orchestrator", STAGE_ORCHESTRATOR, stageEntry("orchestrator"), orchestratorEnv)(startOrchestrator());
+    const orchestratorSlot = slotOf(STAGE_ORCHESTRATOR);
     // A restart keeps the port the first process got, so clients can reconnect to it.
-    orchestratorEnv["GRPC_PORT"] = String(orchestrator.port);
+    orchestratorEnv["GRPC_PORT"] = String(orchestratorSlot.current.port);
+    const current = (): StageProcess[] => slots.map((slot) => slot.current);
 
     let stopping: Promise<void> | undefined;
     const stack: Stack = {
-      candidateGeneration: cg!,
-      retrieval,
-      ranking,
+      get candidateGeneration() {
+        return slotOf(STAGE_CANDIDATE_GENERATION).current;
+      },
+      get retrieval() {
+        return retrieval.map((s) => slotOf(s.name).current);
+      },
+      get ranking() {
+        return ranking === undefined ? undefined : slotOf(STAGE_RANKING).current;
+      },
       get orchestrator() {
-        return orchestrator;
+        return orchestratorSlot.current;
       },
       stateDir: options.stateDir,
       deletedItemsFile: paths.deletedItems,
-      stages: () => [cg!, ...retrieval, ...(ranking === undefined ? [] : [ranking]), orchestrator],
+      stages: current,
+      status: () => slots.map((slot) => ({ name: slot.name, kind: slot.kind, process: slot.current, restarts: slot.restarts, state: slot.state })),
       async restartOrchestrator() {
-        if (!orchestrator.hasExited()) throw new Error("restartOrchestrator: the orchestrator is still running (stop or kill it first)");
-        orchestrator = await startOrchestrator();
-        return orchestrator;
+        if (options.supervise === true) throw new Error("restartOrchestrator: the stack is supervised (a dead orchestrator is restarted by itself)");
+        if (!orchestratorSlot.current.hasExited()) throw new Error("restartOrchestrator: the orchestrator is still running (stop or kill it first)");
+        orchestratorSlot.current = await startOrchestrator();
+        orchestratorSlot.restarts += 1;
+        return orchestratorSlot.current;
       },
       stop(graceMs = 10_000) {
+        stopRequested = true;
+        // A restart under way stops waiting for its process and stops it.
+        stopController.abort();
         stopping ??= (async () => {
-          await orchestrator.stop(graceMs);
-          await Promise.all([cg!, ...retrieval, ...(ranking === undefined ? [] : [ranking])].map((s) => s.stop(graceMs)));
+          await orchestratorSlot.current.stop(graceMs);
+          await Promise.all(current().filter((s) => s !== orchestratorSlot.current).map((s) => s.stop(graceMs)));
           process.off("exit", onExit);
         })();
         return stopping;
@@ -224,6 +350,8 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
     };
     return stack;
   } catch (error) {
+    stopRequested = true;
+    stopController.abort();
     await Promise.all(started.map((s) => s.stop(2000)));
     process.off("exit", onExit);
     throw error;

@@ -24,6 +24,8 @@ export interface StageProcessOptions {
   readonly onWaiting?: (name: string, waitedMs: number) => void;
   /** Extra node flags, e.g. ["--max-old-space-size=4096"]. */
   readonly nodeArgs?: readonly string[];
+  /** Aborted: stop waiting, stop the process and reject (the stack is being stopped). */
+  readonly signal?: AbortSignal;
 }
 
 export interface StageProcess {
@@ -169,6 +171,7 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
   let nextNotice = started + 60_000;
   try {
     for (;;) {
+      if (options.signal?.aborted === true) throw new Error(`${name}: start abandoned (the stack is stopping)`);
       if (exitedWith !== undefined) {
         throw new Error(`${name} exited (${exitedWith}) before serving; the end of ${logFile}:\n${await logTail(logFile)}`);
       }

@@ -19,6 +19,10 @@ export interface StackStateStage {
   readonly metricsUrl: string;
   readonly pid: number;
   readonly logFile: string;
+  /** Times the launcher restarted it (absent in files written before supervision). */
+  readonly restarts?: number;
+  /** "restarting" while it is down and a restart is pending. */
+  readonly state?: "serving" | "restarting";
 }
 
 export interface StackState {

@@ -18,6 +18,7 @@ export * from "./gen/recsys/v1/retrieval_pb.js";
 export * from "./gen/recsys/v1/ranking_pb.js";
 export * from "./gen/recsys/v1/recommender_pb.js";
 export * from "./limits.js";
+export * from "./rules.js";
 
 /** Every file of package recsys.v1 (dependencies such as google/protobuf/timestamp.proto are
  * reachable through `DescFile.dependencies`). Used e.g. to serve gRPC reflection. */

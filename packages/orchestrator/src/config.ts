@@ -40,6 +40,20 @@ export const configSchema = {
     description: "time kept back from the caller's deadline for the orchestrator's own work after each stage",
   }),
 
+  // Overload and readiness (load-shed.ts, readiness.ts).
+  MAX_IN_FLIGHT: env.int({
+    default: 32,
+    min: 0,
+    max: 100_000,
+    description: "Recommend calls handled at once; beyond it a call is answered RESOURCE_EXHAUSTED with a retry hint at once (0 = no bound)",
+  }),
+  SHED_RETRY_AFTER: env.duration({ default: 200, description: "retry hint (grpc-retry-pushback-ms) of a call shed by MAX_IN_FLIGHT" }),
+  STAGE_HEALTH_INTERVAL: env.duration({ default: 2000, description: "how often the downstream stages' gRPC health is checked (readiness)" }),
+  STAGE_DOWN_NOT_READY_AFTER: env.duration({
+    default: 30_000,
+    description: "readiness (health of recsys.v1.RecommenderService) turns NOT_SERVING once a downstream stage has been down this long (0 = never); liveness does not",
+  }),
+
   DOWNSTREAM_TRANSPORT: env.enum(["http2", "grpc-js"], {
     default: "http2",
     description: "client of the downstream stages: http2 (the runtime's lean unary client on node:http2) or grpc-js",

@@ -38,6 +38,8 @@ import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.j
 import { OnlineSources } from "./online.js";
 import { OwnEvents, applyReplicatedEvents, recordEvents } from "./record-events.js";
 import { Recommender } from "./recommend.js";
+import { LoadShedder } from "./load-shed.js";
+import { StageReadiness } from "./readiness.js";
 
 /** User-store metadata key of the wall time the dataset clock started at (per dataset). */
 export const CLOCK_ORIGIN_META_KEY = "orchestrator.clock_origin";
@@ -53,6 +55,10 @@ export interface Orchestrator {
   readonly recommender: Recommender;
   /** The candidate budgets in force (variables, else the ranker's training budgets). */
   readonly budgets: PipelineBudgets;
+  /** MAX_IN_FLIGHT bound of Recommend. */
+  readonly shedder: LoadShedder;
+  /** Readiness from the downstream stages' health (not started: main.ts starts it once serving). */
+  readonly readiness: StageReadiness;
   /** Re-reads DELETED_ITEMS_FILE now (what the poller does). */
   reloadDeletedItems(): Promise<void>;
   /** Stops polling and the subscription, closes the clients and the user store. */
@@ -175,6 +181,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     if (config.SEED_USER_STORE) {
       const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), {
         seedId: `${dataset.fingerprint}/${first.holdout}`,
+        onRetry: (retry) => logger.warn({ ...retry }, "user store slow while seeding; retrying"),
       });
       logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
     }
@@ -263,11 +270,23 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       },
     });
     const recordDeps = { store, online, clock, metrics, own, maxClockSkewSeconds: config.MAX_EVENT_CLOCK_SKEW / 1000 };
+    const shedder = new LoadShedder({ maxInFlight: config.MAX_IN_FLIGHT, retryAfterMs: config.SHED_RETRY_AFTER, registry });
+    const readiness = new StageReadiness({
+      stages: [
+        { name: "candidate_generation", address: config.CANDIDATE_GENERATION_ADDRESS },
+        ...config.RETRIEVAL_ADDRESSES.map((address, shard) => ({ name: `retrieval/shard-${shard}`, address })),
+        { name: "ranking", address: config.RANKING_ADDRESS },
+      ],
+      intervalMs: config.STAGE_HEALTH_INTERVAL,
+      downAfterMs: config.STAGE_DOWN_NOT_READY_AFTER,
+      registry,
+    });
+    closers.push(() => readiness.stop());
     const service = implement(RecommenderService, {
-      recommend: (request, ctx) => recommender.recommend(request, ctx),
+      recommend: (request, ctx) => shedder.run("Recommend", () => recommender.recommend(request, ctx)),
       recordEvents: (request) => recordEvents(recordDeps, request),
     });
-    return { services: [service], catalogue, online, clock, store, bundle, metrics, recommender, budgets, reloadDeletedItems, close };
+    return { services: [service], catalogue, online, clock, store, bundle, metrics, recommender, budgets, shedder, readiness, reloadDeletedItems, close };
   } catch (error) {
     await close();
     throw error;

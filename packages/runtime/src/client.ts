@@ -11,6 +11,7 @@ import { createClient, type Client } from "./grpc-adapter.js";
 import { GrpcJsTransport } from "./grpc-js-transport.js";
 import { Http2Channel } from "./http2-channel.js";
 import type { UnaryTransport } from "./transport.js";
+import type { Encoding } from "./compression.js";
 import { DEFAULT_OUTGOING_TIMEOUT_MS } from "./deadline.js";
 
 export interface ConnectOptions {
@@ -31,11 +32,19 @@ export interface ConnectOptions {
    * client (the serving benchmark's baseline; also what TLS credentials get).
    */
   readonly transport?: "http2" | "grpc-js";
+  /**
+   * Encoding of request messages: "identity" (default), "deflate" or "gzip". Answers in any of
+   * the three are read either way.
+   */
+  readonly compression?: Encoding;
   /** Further grpc-js channel options, applied last (grpc-js transport only). */
   readonly channelOptions?: grpc.ChannelOptions;
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/** grpc-js's compression algorithm numbers (grpc.compressionAlgorithms). */
+const COMPRESSION_ALGORITHMS: Record<Encoding, number> = { identity: 0, deflate: 1, gzip: 2 };
 
 /** The grpc-js channel options `connect` uses with the grpc-js transport. */
 export function channelOptions(options: ConnectOptions = {}): grpc.ChannelOptions {
@@ -51,6 +60,7 @@ export function channelOptions(options: ConnectOptions = {}): grpc.ChannelOption
     "grpc.service_config": JSON.stringify({
       loadBalancingConfig: [{ [options.loadBalancing ?? "round_robin"]: {} }],
     }),
+    ...(options.compression === undefined ? {} : { "grpc.default_compression_algorithm": COMPRESSION_ALGORITHMS[options.compression] }),
     ...options.channelOptions,
   };
 }
@@ -78,6 +88,7 @@ export function connect<S extends GenServiceMethods>(
           keepaliveTimeMs: options.keepaliveTimeMs ?? 30_000,
           keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 10_000,
           loadBalancing: options.loadBalancing ?? "round_robin",
+          ...(options.compression === undefined ? {} : { compression: options.compression }),
         });
   return createClient(service, transport, {
     defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_OUTGOING_TIMEOUT_MS,

@@ -4,6 +4,7 @@
  */
 import http2 from "node:http2";
 import net from "node:net";
+import zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { RankingService, type RankRequest } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
@@ -203,6 +204,54 @@ describe("Http2Channel", () => {
     expect(seen.calls).toBe(calls);
     // The channel is still good.
     expect((await ranking.rank(request("u"))).items).toHaveLength(2);
+  });
+
+  it("sends gzip and deflate requests, to the runtime's server and to grpc-js's, and reads compressed answers", async () => {
+    for (const server of ["http2", "grpc-js"] as const) {
+      const service = await startService({
+        stage: "channel_test",
+        config: testConfig({ GRPC_SERVER: server }),
+        services: [implement(RankingService, { rank: async (r) => ({ items: r.candidates.map((c) => ({ itemId: c.itemId, score: 1 })) }) })],
+      });
+      running.push(service);
+      for (const compression of ["gzip", "deflate", "identity"] as const) {
+        const { ranking } = client(service.address, { compression });
+        const many = { context: { userId: "u" }, candidates: Array.from({ length: 2000 }, (_, i) => ({ itemId: `c-${i}` })) };
+        expect((await ranking.rank(many)).items, `${server} ${compression}`).toHaveLength(2000);
+      }
+    }
+  });
+
+  it("refuses a compressed answer that inflates past the limit, and one in an encoding it does not read", async () => {
+    const bomb = zlib.gzipSync(Buffer.alloc(64 << 20));
+    const server = http2.createServer();
+    server.on("stream", (stream, headers) => {
+      const encoding = headers[":path"] === "/recsys.v1.RankingService/Rank" ? "gzip" : "br";
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-encoding": encoding }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      const head = Buffer.alloc(5);
+      head[0] = 1;
+      head.writeUInt32BE(bomb.length, 1);
+      stream.end(Buffer.concat([head, bomb]));
+      stream.resume();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const { ranking, channel } = client(address);
+    const error = await rejection(ranking.rank(request("u")));
+    expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.details).toMatch(/after decompression/);
+    const other = await rejection(channel.unary("/other/Method", new Uint8Array(0), { deadline: Date.now() + 1000 }));
+    expect(other.code).toBe(status.INTERNAL);
+    expect(other.details).toMatch(/"br"/);
+  });
+
+  it("keeps a call whose deadline is 2^31 ms or more away", async () => {
+    const { service } = await startRanking();
+    const { ranking } = client(service.address);
+    const answer = await ranking.rank(request("u"), { deadline: Date.now() + 2 ** 32 });
+    expect(answer.items).toHaveLength(2);
   });
 
   it("spreads calls over every address a name resolves to, and follows the resolution", async () => {

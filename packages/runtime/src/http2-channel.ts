@@ -22,7 +22,11 @@
  * - `grpc-timeout` from the deadline, a local deadline timer that cancels the stream, parent
  *   deadline and cancellation propagation, an AbortSignal, metadata in and out;
  * - status from trailers (or trailers-only headers), HTTP status and RST_STREAM codes mapped as
- *   grpc-js maps them, message size limits both ways (RESOURCE_EXHAUSTED);
+ *   grpc-js maps them, message size limits both ways (RESOURCE_EXHAUSTED; a compressed answer is
+ *   limited after decompression, without inflating more than the limit);
+ * - compression (compression.ts): requests in the `compression` option's encoding (identity by
+ *   default), answers in identity, deflate or gzip (`grpc-accept-encoding` says so);
+ * - deadlines of any length (the timer is re-armed in steps of at most 2^31 - 1 ms);
  * - a call the server never saw (REFUSED_STREAM, GOAWAY, a connection that never came up or that
  *   ran out of stream ids) is retried once, on a new connection or another address, as grpc-js's
  *   transparent retry does.
@@ -32,6 +36,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { lookup } from "node:dns/promises";
 import * as grpc from "@grpc/grpc-js";
+import { ACCEPT_ENCODING, decompress, DecompressedTooLarge, frameMessage, isSupportedEncoding, type Encoding } from "./compression.js";
 import { callDeadlineMs } from "./deadline.js";
 import { serviceError, type UnaryCallOptions, type UnaryTransport } from "./transport.js";
 
@@ -57,6 +62,8 @@ export interface Http2ChannelOptions {
   readonly resolveIntervalMs?: number;
   /** Resolves a name to its addresses. Default: `dns.lookup` with `all` (tests replace it). */
   readonly lookup?: (host: string) => Promise<string[]>;
+  /** Encoding of request messages (grpc-encoding). Default "identity". */
+  readonly compression?: Encoding;
 }
 
 const dnsLookup = async (host: string): Promise<string[]> =>
@@ -380,7 +387,7 @@ export class Http2Channel implements UnaryTransport {
       deadline = Math.min(deadline, callDeadlineMs(options.parent));
     }
     const cancelWithParent = options.parent !== undefined && (propagate & grpc.propagate.CANCELLATION) !== 0 ? options.parent : undefined;
-    const call = new PendingUnary(this, path, frame(request), deadline, options, cancelWithParent);
+    const call = new PendingUnary(this, path, frameMessage(request, this.compression), deadline, options, cancelWithParent);
     if (call.start()) {
       if (this.subchannels.length > 0) this.send(call);
       else void this.resolve().then(() => this.send(call));
@@ -425,6 +432,10 @@ export class Http2Channel implements UnaryTransport {
     return this.options.maxMessageBytes;
   }
 
+  get compression(): Encoding {
+    return this.options.compression ?? "identity";
+  }
+
   async waitForReady(deadline: number): Promise<void> {
     for (;;) {
       if (this.closed) throw new Error(`${this.target}: channel closed`);
@@ -461,17 +472,8 @@ export class Http2Channel implements UnaryTransport {
   }
 }
 
-/**
- * The length-prefixed message (uncompressed) as one buffer: one DATA frame for small messages.
- * Http2Server frames its responses with it too.
- */
-export function frame(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
-}
+/** Longest setTimeout delay node takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const USER_AGENT = `recsys-runtime/http2 node/${process.versions.node}`;
 
@@ -487,6 +489,7 @@ class PendingUnary {
   private chunks: Buffer[] = [];
   private received = 0;
   private httpStatus: number | undefined;
+  private responseEncoding = "identity";
   private status: grpc.ServiceError | { code: grpc.status.OK } | undefined;
   private transportError: (Error & { code?: string }) | undefined;
   private retried = false;
@@ -521,10 +524,16 @@ class PendingUnary {
       this.fail(serviceError(grpc.status.DEADLINE_EXCEEDED, `Deadline exceeded before ${this.path} was sent`));
       return false;
     }
-    if (Number.isFinite(left)) this.timer = setTimeout(this.onDeadline, Math.min(left, 2 ** 31 - 1));
+    if (Number.isFinite(left)) this.armDeadline();
     this.options.signal?.addEventListener("abort", this.onAbort, { once: true });
     this.parent?.on("cancelled", this.onAbort);
     return true;
+  }
+
+  /** setTimeout takes at most 2^31 - 1 ms: a longer deadline re-arms until it is near. */
+  private armDeadline(): void {
+    const left = Math.max(0, this.deadline - Date.now());
+    this.timer = setTimeout(() => (left > MAX_TIMER_MS ? this.armDeadline() : this.onDeadline()), Math.min(left, MAX_TIMER_MS));
   }
 
   headers(): http2.OutgoingHttpHeaders {
@@ -535,7 +544,9 @@ class PendingUnary {
       "content-type": "application/grpc",
       te: "trailers",
       "user-agent": USER_AGENT,
+      "grpc-accept-encoding": ACCEPT_ENCODING,
     };
+    if (this.channel.compression !== "identity") headers["grpc-encoding"] = this.channel.compression;
     const left = this.deadline - Date.now();
     if (Number.isFinite(left)) headers["grpc-timeout"] = timeoutHeader(left);
     return headers;
@@ -548,6 +559,7 @@ class PendingUnary {
     this.chunks = [];
     this.received = 0;
     this.httpStatus = undefined;
+    this.responseEncoding = "identity";
     this.status = undefined;
     this.transportError = undefined;
     stream.on("response", this.onResponse);
@@ -560,6 +572,7 @@ class PendingUnary {
 
   private readonly onResponse = (headers: http2.IncomingHttpHeaders): void => {
     this.httpStatus = Number(headers[":status"]);
+    this.responseEncoding = String(headers["grpc-encoding"] ?? "identity").trim().toLowerCase();
     this.status ??= statusOf(headers); // trailers-only
   };
 
@@ -648,12 +661,21 @@ class PendingUnary {
   private message(): Buffer | grpc.ServiceError {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     if (body.length < 5) return serviceError(grpc.status.INTERNAL, `${this.path}: status OK without a response message`);
-    if (body[0] !== 0) return serviceError(grpc.status.INTERNAL, `${this.path}: compressed response, but no encoding was negotiated`);
     const length = body.readUInt32BE(1);
     if (body.length !== 5 + length) {
       return serviceError(grpc.status.INTERNAL, `${this.path}: ${body.length - 5} response bytes framed as one ${length}-byte message`);
     }
-    return body.subarray(5);
+    if (body[0] === 0) return body.subarray(5);
+    const encoding = this.responseEncoding;
+    if (encoding === "identity" || !isSupportedEncoding(encoding)) {
+      return serviceError(grpc.status.INTERNAL, `${this.path}: compressed response in encoding "${encoding}", which this client does not read`);
+    }
+    try {
+      return decompress(encoding, body.subarray(5), this.channel.maxMessageBytes);
+    } catch (error) {
+      if (error instanceof DecompressedTooLarge) return serviceError(grpc.status.RESOURCE_EXHAUSTED, error.message);
+      return serviceError(grpc.status.INTERNAL, `${this.path}: ${(error as Error).message}`);
+    }
   }
 
   private readonly onDeadline = (): void => {

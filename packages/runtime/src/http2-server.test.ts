@@ -5,6 +5,7 @@
  * service.test.ts runs the runtime's service tests on it and on grpc-js's server.
  */
 import * as http2 from "node:http2";
+import * as zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RankingService, RankRequestSchema } from "@recsys/gen";
@@ -68,6 +69,8 @@ interface RawReply {
   readonly grpcStatus: string | undefined;
   readonly grpcMessage: string | undefined;
   readonly body: Buffer;
+  /** The response headers (of a trailers-only response: with the status). */
+  readonly headers: http2.IncomingHttpHeaders;
 }
 
 /** One request over a raw HTTP/2 connection: headers, body frames, and what comes back. */
@@ -79,8 +82,10 @@ async function raw(address: string, headers: http2.OutgoingHttpHeaders, body: Bu
     let httpStatus = 0;
     let grpcStatus: string | undefined;
     let grpcMessage: string | undefined;
+    let responseHeaders: http2.IncomingHttpHeaders = {};
     const chunks: Buffer[] = [];
     stream.on("response", (h) => {
+      responseHeaders = h;
       httpStatus = Number(h[":status"]);
       grpcStatus = h["grpc-status"] as string | undefined;
       grpcMessage = h["grpc-message"] as string | undefined;
@@ -91,7 +96,7 @@ async function raw(address: string, headers: http2.OutgoingHttpHeaders, body: Bu
     });
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
     stream.on("error", reject);
-    stream.on("close", () => resolve({ httpStatus, grpcStatus, grpcMessage, body: Buffer.concat(chunks) }));
+    stream.on("close", () => resolve({ httpStatus, grpcStatus, grpcMessage, body: Buffer.concat(chunks), headers: responseHeaders }));
     for (const part of body) stream.write(part);
     stream.end();
   });
@@ -140,11 +145,11 @@ describe("Http2Server", () => {
     expect((await raw(service.address, {}, [framed(rankBytes("u"))])).grpcStatus).toBe("0");
   });
 
-  it("refuses compressed messages, a second request message, and calls that are not gRPC", async () => {
+  it("refuses a compressed message without grpc-encoding, a second request message, and calls that are not gRPC", async () => {
     const { service } = await startRanking();
-    const compressed = await raw(service.address, {}, [framed(rankBytes("u"), true)]);
+    const compressed = await raw(service.address, {}, [framed(zlib.gzipSync(rankBytes("u")), true)]);
     expect(compressed.grpcStatus).toBe(String(status.INTERNAL));
-    expect(decodeURIComponent(compressed.grpcMessage ?? "")).toMatch(/compressed messages are not supported/);
+    expect(decodeURIComponent(compressed.grpcMessage ?? "")).toMatch(/compressed message on a call without grpc-encoding/);
     const two = await raw(service.address, {}, [framed(rankBytes("u")), framed(rankBytes("v"))]);
     expect(two.grpcStatus).toBe(String(status.UNIMPLEMENTED));
     const none = await raw(service.address, {}, []);
@@ -153,6 +158,58 @@ describe("Http2Server", () => {
     expect((await raw(service.address, { ":method": "PUT" }, [])).httpStatus).toBe(405);
     const unknown = await raw(service.address, { ":path": "/recsys.v1.Nope/Call" }, [framed(rankBytes("u"))]);
     expect(unknown.grpcStatus).toBe(String(status.UNIMPLEMENTED));
+  });
+
+  it("reads gzip and deflate requests, and answers in the request's encoding when the client accepts it", async () => {
+    const { service } = await startRanking();
+    for (const [encoding, pack, unpack] of [
+      ["gzip", zlib.gzipSync, zlib.gunzipSync],
+      ["deflate", zlib.deflateSync, zlib.inflateSync],
+    ] as const) {
+      const plainAnswer = await raw(service.address, { "grpc-encoding": encoding }, [framed(pack(rankBytes("u")), true)]);
+      expect(plainAnswer.grpcStatus).toBe("0");
+      expect(plainAnswer.body[0]).toBe(0); // the client did not say it reads the encoding
+      const reply = await raw(service.address, { "grpc-encoding": encoding, "grpc-accept-encoding": `identity,${encoding}` }, [
+        framed(pack(rankBytes("u")), true),
+      ]);
+      expect(reply.grpcStatus).toBe("0");
+      expect(reply.headers["grpc-encoding"]).toBe(encoding);
+      expect(reply.body[0]).toBe(1);
+      const message = unpack(reply.body.subarray(5));
+      expect(message.length).toBeGreaterThan(0);
+      // An uncompressed message on a compressed call is fine too (flag 0).
+      expect((await raw(service.address, { "grpc-encoding": encoding }, [framed(rankBytes("u"))])).grpcStatus).toBe("0");
+    }
+    expect((await raw(service.address, {}, [framed(rankBytes("u"))])).headers["grpc-accept-encoding"]).toBe("identity,deflate,gzip");
+  });
+
+  it("answers a compressed bomb RESOURCE_EXHAUSTED after inflating at most the limit", async () => {
+    const { service } = await startRanking({ GRPC_MAX_MESSAGE_BYTES: 1 << 20 });
+    const bomb = zlib.gzipSync(Buffer.alloc(64 << 20)); // 64 MiB of zeros in ~64 KB
+    expect(bomb.length).toBeLessThan(1 << 20);
+    const before = process.memoryUsage().arrayBuffers;
+    const reply = await raw(service.address, { "grpc-encoding": "gzip" }, [framed(bomb, true)]);
+    expect(reply.grpcStatus).toBe(String(status.RESOURCE_EXHAUSTED));
+    expect(decodeURIComponent(reply.grpcMessage ?? "")).toMatch(/after decompression/);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(32 << 20);
+    const garbage = await raw(service.address, { "grpc-encoding": "deflate" }, [framed(Buffer.from("not deflate"), true)]);
+    expect(garbage.grpcStatus).toBe(String(status.INTERNAL));
+  });
+
+  it("answers an encoding it does not read UNIMPLEMENTED, listing the ones it reads", async () => {
+    const { service } = await startRanking();
+    const reply = await raw(service.address, { "grpc-encoding": "br" }, [framed(Buffer.from([1, 2, 3]), true)]);
+    expect(reply.grpcStatus).toBe(String(status.UNIMPLEMENTED));
+    expect(reply.headers["grpc-accept-encoding"]).toBe("identity,deflate,gzip");
+    expect(decodeURIComponent(reply.grpcMessage ?? "")).toMatch(/"br" is not supported/);
+  });
+
+  it("keeps a call whose grpc-timeout is 2^31 ms or longer (up to 99999999H)", async () => {
+    const { service } = await startRanking({}, 100);
+    for (const timeout of ["2147484S", "600H", "99999999H"]) {
+      const reply = await raw(service.address, { "grpc-timeout": timeout }, [framed(rankBytes("u"))]);
+      expect(reply.grpcStatus, timeout).toBe("0");
+    }
   });
 
   it("sends an error's message percent-encoded and its metadata to a grpc-js client", async () => {

@@ -14,8 +14,14 @@
  *   event, so that deadline and cancellation propagation (`childCallOptions`) work as with grpc-js;
  * - `grpc-timeout` deadlines: a call still running at its deadline is answered DEADLINE_EXCEEDED
  *   and marked cancelled, as grpc-js does;
- * - message size limits both ways (RESOURCE_EXHAUSTED), UNIMPLEMENTED for unknown methods,
- *   INTERNAL for compressed messages (no compression is negotiated: grpc-accept-encoding identity);
+ * - message size limits both ways (RESOURCE_EXHAUSTED; a compressed request is limited after
+ *   decompression, without inflating more than the limit), UNIMPLEMENTED for unknown methods;
+ * - compression (compression.ts): requests in `identity`, `deflate` or `gzip` (`grpc-encoding`);
+ *   another encoding is answered UNIMPLEMENTED with the `grpc-accept-encoding` we read. Answers
+ *   are compressed with the request's encoding when the client lists it in its
+ *   `grpc-accept-encoding`, else sent as they are;
+ * - deadlines of any length `grpc-timeout` carries (up to 99999999 hours: the timer is re-armed
+ *   in steps, as setTimeout takes at most 2^31 - 1 ms);
  * - connection recycling (`maxConnectionAgeMs`: GOAWAY, then the calls in flight get
  *   `maxConnectionAgeGraceMs` before the connection is closed), graceful and forced shutdown.
  * Status messages are percent-encoded in `grpc-message` as the gRPC HTTP/2 protocol asks.
@@ -24,7 +30,15 @@ import { EventEmitter } from "node:events";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { frame } from "./http2-channel.js";
+import {
+  ACCEPT_ENCODING,
+  acceptedEncodings,
+  decompress,
+  DecompressedTooLarge,
+  frameMessage,
+  isSupportedEncoding,
+  type Encoding,
+} from "./compression.js";
 
 export interface Http2ServerOptions {
   /** Largest request message accepted, bytes. */
@@ -101,6 +115,8 @@ export class Http2ServerCall extends EventEmitter {
   private ended = false;
   private headersSent = false;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  /** The encoding of the answer's messages (the request's, when the client reads it). */
+  responseEncoding: Encoding = "identity";
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
@@ -111,11 +127,14 @@ export class Http2ServerCall extends EventEmitter {
     private readonly maxSendMessageBytes: number,
   ) {
     super();
-    if (Number.isFinite(deadline)) {
-      const wait = Math.max(0, deadline - Date.now());
-      this.deadlineTimer = setTimeout(() => this.expire(), wait);
-    }
+    if (Number.isFinite(deadline)) this.armDeadline();
     stream.once("close", () => this.onStreamClosed());
+  }
+
+  /** setTimeout takes at most 2^31 - 1 ms (longer fires at once): longer deadlines re-arm. */
+  private armDeadline(): void {
+    const wait = Math.max(0, this.deadline - Date.now());
+    this.deadlineTimer = setTimeout(() => (wait > MAX_TIMER_MS ? this.armDeadline() : this.expire()), Math.min(wait, MAX_TIMER_MS));
   }
 
   getDeadline(): grpc.Deadline {
@@ -147,7 +166,7 @@ export class Http2ServerCall extends EventEmitter {
     this.clearDeadline();
     this.sendHeaders();
     this.stream.once("wantTrailers", () => this.stream.sendTrailers({ "grpc-status": "0", "grpc-message": "" }));
-    this.stream.end(frame(bytes));
+    this.stream.end(this.frame(bytes));
   }
 
   /** Streaming: one message. Returns false once the call is over. */
@@ -156,7 +175,7 @@ export class Http2ServerCall extends EventEmitter {
     const bytes = this.encode(value);
     if (bytes === undefined) return false;
     this.sendHeaders();
-    this.stream.write(frame(bytes));
+    this.stream.write(this.frame(bytes));
     return true;
   }
 
@@ -187,7 +206,14 @@ export class Http2ServerCall extends EventEmitter {
       this.stream.end();
       return;
     }
-    this.stream.respond({ [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc", ...status }, { endStream: true });
+    this.stream.respond(
+      { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc", "grpc-accept-encoding": ACCEPT_ENCODING, ...status },
+      { endStream: true },
+    );
+  }
+
+  private frame(bytes: Uint8Array): Buffer {
+    return frameMessage(bytes, this.responseEncoding);
   }
 
   private encode(value: unknown): Buffer | undefined {
@@ -209,7 +235,12 @@ export class Http2ServerCall extends EventEmitter {
     if (this.headersSent) return;
     this.headersSent = true;
     this.stream.respond(
-      { [HTTP2_HEADER_STATUS]: 200, [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc", "grpc-accept-encoding": "identity" },
+      {
+        [HTTP2_HEADER_STATUS]: 200,
+        [HTTP2_HEADER_CONTENT_TYPE]: "application/grpc",
+        "grpc-accept-encoding": ACCEPT_ENCODING,
+        ...(this.responseEncoding === "identity" ? {} : { "grpc-encoding": this.responseEncoding }),
+      },
       { waitForTrailers: true },
     );
   }
@@ -244,15 +275,22 @@ export class Http2ServerCall extends EventEmitter {
   }
 }
 
+/** Longest setTimeout delay node takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
- * Splits a DATA byte stream into gRPC messages. Returns an error message for a compressed or
- * oversized message (the call is then answered with it).
+ * Splits a DATA byte stream into gRPC messages and decompresses them. Returns an error for an
+ * oversized message (before or after decompression), a compressed one on a call without an
+ * encoding, or bytes that do not decompress (the call is then answered with it).
  */
 class MessageReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    private readonly encoding: Encoding,
+  ) {}
 
   /** Adds a chunk; returns the complete messages it finished, or an error. */
   push(chunk: Buffer): { messages: Buffer[] } | { code: grpc.status; details: string } {
@@ -262,11 +300,23 @@ class MessageReader {
     while (this.buffered >= 5) {
       const head = this.peek(5);
       const length = head.readUInt32BE(1);
-      if (head[0] !== 0) return { code: grpc.status.INTERNAL, details: "compressed messages are not supported (grpc-accept-encoding: identity)" };
+      const compressed = head[0] !== 0;
+      if (compressed && this.encoding === "identity") {
+        return { code: grpc.status.INTERNAL, details: "compressed message on a call without grpc-encoding (or with identity)" };
+      }
       if (length > this.maxBytes) return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxBytes})` };
       if (this.buffered < 5 + length) break;
-      const all = this.take(5 + length);
-      messages.push(all.subarray(5));
+      const body = this.take(5 + length).subarray(5);
+      if (!compressed) {
+        messages.push(body);
+        continue;
+      }
+      try {
+        messages.push(decompress(this.encoding, body, this.maxBytes));
+      } catch (error) {
+        if (error instanceof DecompressedTooLarge) return { code: grpc.status.RESOURCE_EXHAUSTED, details: error.message };
+        return { code: grpc.status.INTERNAL, details: (error as Error).message };
+      }
     }
     return { messages };
   }
@@ -407,7 +457,17 @@ export class Http2Server implements GrpcServer {
       stream.resume();
       return;
     }
-    const reader = new MessageReader(this.options.maxReceiveMessageBytes);
+    const requestEncoding = String(headers["grpc-encoding"] ?? "identity").trim().toLowerCase();
+    if (!isSupportedEncoding(requestEncoding)) {
+      // The compression spec: UNIMPLEMENTED, with the encodings we read in grpc-accept-encoding.
+      call.finish(grpc.status.UNIMPLEMENTED, `Encoding "${requestEncoding}" is not supported (grpc-accept-encoding: ${ACCEPT_ENCODING})`);
+      stream.resume();
+      return;
+    }
+    if (requestEncoding !== "identity" && acceptedEncodings(headers["grpc-accept-encoding"]).has(requestEncoding)) {
+      call.responseEncoding = requestEncoding;
+    }
+    const reader = new MessageReader(this.options.maxReceiveMessageBytes, requestEncoding);
     const fail = (code: grpc.status, details: string): void => {
       call.finish(code, details);
       stream.resume(); // the rest of the request is read and dropped

@@ -66,6 +66,8 @@ export {
 } from "./client.js";
 export { GrpcJsTransport } from "./grpc-js-transport.js";
 export { Http2Channel, parseTarget, type Http2ChannelOptions } from "./http2-channel.js";
+export { checkContractRules } from "./contract-rules.js";
+export { ACCEPT_ENCODING, compress, decompress, DecompressedTooLarge, type Encoding } from "./compression.js";
 export { serviceError, type UnaryCallOptions, type UnaryTransport } from "./transport.js";
 export {
   HEALTH_SERVICE_NAME,

@@ -22,6 +22,7 @@ import {
   type RuntimeConfig,
   runtimeConfigSchema,
 } from "./config.js";
+import { checkContractRules } from "./contract-rules.js";
 import { callDeadlineMs, rejectIfExpired } from "./deadline.js";
 import { INTERNAL_ERROR_MESSAGE, RpcError, invalidArgument, isServiceError, statusName } from "./errors.js";
 import {
@@ -199,7 +200,10 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
       Promise.resolve()
         .then(() => {
           rejectIfExpired(call);
-          return handler(decodeRequest(method, call.request), context);
+          const request = decodeRequest(method, call.request);
+          // The contracts' rules (@recsys/gen rules.ts), the same for every method of every stage.
+          checkContractRules(method.input, request);
+          return handler(request, context);
         })
         // Serialized here rather than by grpc-js, so that a response that cannot be encoded
         // becomes a logged INTERNAL error instead of an encoder message sent to the caller.

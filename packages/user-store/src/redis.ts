@@ -214,27 +214,41 @@ export class RedisUserStore implements UserStore {
       ["userTtlSeconds", config.userTtlSeconds],
       ["connectTimeoutMs", config.connectTimeoutMs],
       ["commandTimeoutMs", config.commandTimeoutMs],
+      ["openRetryForMs", config.openRetryForMs],
     ] as const) {
       if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
         throw new UserStoreError("INVALID_ARGUMENT", `redis user store: ${name} must be a positive integer, got ${value}`);
       }
     }
-    const client = connectClient(config, false);
-    let lastError: Error | undefined;
-    const onError = (error: Error): void => {
-      lastError = error;
-    };
-    client.on("error", onError);
-    try {
-      await client.connect();
-    } catch (error) {
-      client.disconnect();
-      const reason = lastError?.message ?? (error as Error).message;
-      throw new UserStoreUnavailableError(`user store: Redis at ${describeUrl(config.url)} is unreachable: ${reason}`, {
-        cause: lastError ?? error,
-      });
+    const retryUntil = Date.now() + (config.openRetryForMs ?? 60_000);
+    let delayMs = 200;
+    let client: Redis;
+    for (;;) {
+      client = connectClient(config, false);
+      let lastError: Error | undefined;
+      const onError = (error: Error): void => {
+        lastError = error;
+      };
+      client.on("error", onError);
+      try {
+        await client.connect();
+        client.off("error", onError);
+        break;
+      } catch (error) {
+        client.disconnect();
+        const reason = lastError?.message ?? (error as Error).message;
+        // Slow (a command or the connect timed out) is retried; refused or unknown host is not.
+        if (/timed? ?out/i.test(reason) && Date.now() + delayMs < retryUntil) {
+          (config.logger ?? consoleLogger).warn({ redis: describeUrl(config.url), err: reason, retryInMs: delayMs }, "Redis slow to answer at start; retrying");
+          await sleep(delayMs);
+          delayMs = Math.min(5000, delayMs * 2);
+          continue;
+        }
+        throw new UserStoreUnavailableError(`user store: Redis at ${describeUrl(config.url)} is unreachable: ${reason}`, {
+          cause: lastError ?? error,
+        });
+      }
     }
-    client.off("error", onError);
     const store = new RedisUserStore(client, config, limits);
     client.on("error", (error: Error) => store.logClientError(error));
     return store;

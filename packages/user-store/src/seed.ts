@@ -6,8 +6,15 @@
  * converges to the same state. With a `seedId` (e.g. the dataset fingerprint) it runs once: the
  * id is recorded in the store's metadata when seeding completes and a later call with the same
  * id does nothing. Seeded events are not delivered to subscribers.
+ *
+ * A slow or briefly unreachable backend is not fatal: users go in batches (`usersPerCall`, a few
+ * in flight), and a batch that fails with UNAVAILABLE (Redis's command timeout, a reconnect) is
+ * retried with exponential backoff, split in halves so that a batch too big for the command
+ * timeout gets through, for up to `retryForMs`. Since `putUsers` replaces users, a retried batch
+ * that had in fact been applied is applied again to the same result.
  */
 import type { Dataset } from "@recsys/data";
+import { isUserStoreUnavailable } from "./errors.js";
 import type {
   ImpressionEvent,
   SearchEvent,
@@ -28,6 +35,70 @@ export interface SeedOptions {
   readonly usersPerCall?: number;
   /** `putUsers` calls in flight at once (default 4): group commit / pipelining. */
   readonly concurrency?: number;
+  /**
+   * How long a failing call (UNAVAILABLE) is retried before seeding fails, ms (default 300 000).
+   * Other errors (INVALID_ARGUMENT, INTERNAL) fail at once.
+   */
+  readonly retryForMs?: number;
+  /** First backoff delay, ms (default 200; doubles up to 5000). */
+  readonly retryDelayMs?: number;
+  /** Told about each retry (the orchestrator logs it). */
+  readonly onRetry?: (retry: SeedRetry) => void;
+}
+
+export interface SeedRetry {
+  /** The call that failed: "putUsers", "getMeta" or "setMeta". */
+  readonly what: string;
+  /** Users in the failed call (0 for metadata). */
+  readonly users: number;
+  readonly attempt: number;
+  readonly delayMs: number;
+  readonly error: string;
+}
+
+/** Retries `run` on UNAVAILABLE with backoff until `until`; other errors and the last one are thrown. */
+class Retrier {
+  constructor(
+    private readonly until: number,
+    private readonly firstDelayMs: number,
+    private readonly onRetry: ((retry: SeedRetry) => void) | undefined,
+  ) {}
+
+  async run<T>(what: string, users: number, call: () => Promise<T>): Promise<T> {
+    let delayMs = this.firstDelayMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!isUserStoreUnavailable(error) || Date.now() + delayMs > this.until) throw error;
+        this.onRetry?.({ what, users, attempt, delayMs, error: error.message });
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        delayMs = Math.min(5000, delayMs * 2);
+      }
+    }
+  }
+
+  /** `putUsers(users)`; after a failure the batch is split in halves, each retried on its own. */
+  async putUsers(store: UserStore, users: UserSnapshot[]): Promise<void> {
+    let delayMs = this.firstDelayMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.putUsers(users);
+        return;
+      } catch (error) {
+        if (!isUserStoreUnavailable(error) || Date.now() + delayMs > this.until) throw error;
+        this.onRetry?.({ what: "putUsers", users: users.length, attempt, delayMs, error: error.message });
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        delayMs = Math.min(5000, delayMs * 2);
+        if (users.length > 1) {
+          const half = Math.ceil(users.length / 2);
+          await this.putUsers(store, users.slice(0, half));
+          await this.putUsers(store, users.slice(half));
+          return;
+        }
+      }
+    }
+  }
 }
 
 export interface SeedResult {
@@ -67,7 +138,8 @@ export async function seedFromEvents(
   options: SeedOptions = {},
 ): Promise<SeedResult> {
   const started = performance.now();
-  if (options.seedId !== undefined && (await store.getMeta(SEED_META_KEY)) === options.seedId) {
+  const retrier = new Retrier(Date.now() + (options.retryForMs ?? 300_000), options.retryDelayMs ?? 200, options.onRetry);
+  if (options.seedId !== undefined && (await retrier.run("getMeta", 0, () => store.getMeta(SEED_META_KEY))) === options.seedId) {
     return { skipped: true, users: 0, watches: 0, searches: 0, impressions: 0, seconds: (performance.now() - started) / 1000 };
   }
   const { maxWatches, maxSearches, maxImpressions } = store.limits;
@@ -123,7 +195,7 @@ export async function seedFromEvents(
   const send = async (users: UserSnapshot[]): Promise<void> => {
     while (inFlight.size >= concurrency) await Promise.race(inFlight);
     if (failure !== undefined) throw failure.error;
-    const call: Promise<void> = store.putUsers(users).then(
+    const call: Promise<void> = retrier.putUsers(store, users).then(
       () => void inFlight.delete(call),
       (error: unknown) => {
         inFlight.delete(call);
@@ -151,7 +223,8 @@ export async function seedFromEvents(
   if (chunk.length > 0) await send(chunk);
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure.error;
-  if (options.seedId !== undefined) await store.setMeta(SEED_META_KEY, options.seedId);
+  const seedId = options.seedId;
+  if (seedId !== undefined) await retrier.run("setMeta", 0, () => store.setMeta(SEED_META_KEY, seedId));
   return { skipped: false, users: users.size, watches, searches, impressions, seconds: (performance.now() - started) / 1000 };
 }
 

@@ -227,6 +227,12 @@ export interface RedisConfig {
   readonly connectTimeoutMs?: number;
   /** Fail a command not answered within this long (ms, default 2000). */
   readonly commandTimeoutMs?: number;
+  /**
+   * A Redis that accepts the connection but answers its first commands late (busy loading, far
+   * away) is tried again with backoff for this long before `open` fails (ms, default 60 000).
+   * A refused connection (nothing listening) fails at once.
+   */
+  readonly openRetryForMs?: number;
   /** Approximate cap on the event stream's entries (one per append call; default 100_000). */
   readonly streamMaxLen?: number;
   /** Expire a user's keys this long after their last write (default: never). */

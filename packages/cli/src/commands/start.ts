@@ -11,7 +11,9 @@
  *    shards, ranking, orchestrator; logs in `<run>/logs/`), waits for health SERVING on each,
  *    prints a few users' recommendations with their reasons, the addresses, /metrics URLs and the
  *    `recsys recommend` command, writes `<dir>/stack.json` for the client commands, and serves
- *    until Ctrl-C / SIGTERM, which stops every stage (orchestrator first).
+ *    until Ctrl-C / SIGTERM, which stops every stage (orchestrator first). A stage that dies on
+ *    its own (the orchestrator too) is restarted with backoff, said on stderr and counted in
+ *    stack.json (`recsys status` shows it).
  *
  * `--no-serve`: train (or reuse), evaluate, exit.
  */
@@ -23,7 +25,7 @@ import { RecommenderService } from "@recsys/gen";
 import { connect } from "@recsys/runtime";
 import { parseArgs, UsageError } from "../args.js";
 import { formatColumns, formatRecommendations } from "../stack-format.js";
-import { launchStack, type Stack } from "../stack-launch.js";
+import { launchStack, type Stack, type StageEvent } from "../stack-launch.js";
 import { ensureStackModel, type Holdout, type StackModelSettings } from "../stack-model.js";
 import { killSpawnedStages, logTail } from "../stack-process.js";
 import { DEFAULT_RUN_ROOT, STATE_FILE, removeStackState, writeStackState, type StackState } from "../stack-state.js";
@@ -192,7 +194,30 @@ export async function run(argv: string[]): Promise<number> {
   }
   const titlesFile = join(runDir, "titles.json");
   const titles = await writeTitles(dataset, titlesFile);
+  const statePath = join(root, STATE_FILE);
+  let writeState: () => Promise<void> = async () => undefined;
+  const onStageEvent = (event: StageEvent): void => {
+    void (async () => {
+      switch (event.type) {
+        case "exited":
+          log(
+            `${event.stage} (pid ${event.pid}) exited unexpectedly (${event.code}); restarting it in ${(event.restartInMs / 1000).toFixed(1)} s. ` +
+              `The end of ${event.logFile}:\n${await logTail(event.logFile)}`,
+          );
+          break;
+        case "restarted":
+          log(`${event.stage} restarted: serving again on ${event.address} (pid ${event.pid}; restart ${event.restarts})`);
+          break;
+        case "restart-failed":
+          log(`${event.stage} failed to restart (${event.error}); trying again in ${(event.restartInMs / 1000).toFixed(1)} s`);
+          break;
+      }
+      await writeState().catch(() => undefined);
+    })();
+  };
   const stack = await launchStack({
+    supervise: true,
+    onStageEvent,
     modelDir,
     dataset: spec,
     stateDir: runDir,
@@ -200,7 +225,6 @@ export async function run(argv: string[]): Promise<number> {
     orchestratorPort,
     log,
   });
-  const statePath = join(root, STATE_FILE);
   let stopping = false;
   const stopAll = async (why: string): Promise<void> => {
     if (stopping) return;
@@ -232,18 +256,34 @@ export async function run(argv: string[]): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSignal);
-  try {
+  const startedAt = new Date().toISOString();
+  const writeOnce = async (): Promise<void> => {
+    if (stopping) return;
     const state: StackState = {
       address: stack.orchestrator.address,
       pid: process.pid,
-      startedAt: new Date().toISOString(),
+      startedAt,
       dataset: spec,
       modelDir,
       runDir,
       ...(titles === undefined ? {} : { titlesFile }),
-      stages: stack.stages().map((s) => ({ name: s.name, address: s.address, metricsUrl: s.metricsUrl, pid: s.pid, logFile: s.logFile })),
+      stages: stack.status().map(({ process: s, restarts, state: stageState }) => ({
+        name: s.name,
+        address: s.address,
+        metricsUrl: s.metricsUrl,
+        pid: s.pid,
+        logFile: s.logFile,
+        restarts,
+        state: stageState,
+      })),
     };
     await writeStackState(statePath, state);
+  };
+  // One write at a time (restart events can come together; they share the temporary file).
+  let writing = Promise.resolve();
+  writeState = () => (writing = writing.catch(() => undefined).then(writeOnce));
+  try {
+    await writeState();
     log(`all stages serving (${formatDuration((performance.now() - started) / 1000)} since start)`);
     if (Number(args["users"]) > 0) await printSamples(stack, dataset, Number(args["users"]), Number(args["count"]), titles);
     printStack(stack, statePath, dataset.users.ids[0] ?? "1");
@@ -254,15 +294,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (stopping) return finished;
 
-  // A stage dying on its own: the orchestrator ends the stack; another stage is reported (the
-  // orchestrator answers without it, flagged degraded).
-  for (const stage of stack.stages()) {
-    void stage.exited.then(async (code) => {
-      if (stopping) return;
-      log(`${stage.name} (pid ${stage.pid}) exited unexpectedly (${code}); the end of ${stage.logFile}:\n${await logTail(stage.logFile)}`);
-      if (stage === stack.orchestrator) void stopAll("the orchestrator is gone").then(() => finish(1));
-      else log("the orchestrator keeps answering without it (degraded)");
-    });
-  }
+  // A stage dying on its own is restarted by the launcher (onStageEvent says so); while it is down
+  // the orchestrator answers without it, flagged degraded.
   return finished;
 }
