@@ -46,3 +46,22 @@ export type { SeedOptions, SeedResult, DatasetEventsOptions } from "./seed.js";
 export { resolveLimits } from "./validate.js";
 export { benchUserStore, formatBenchResult } from "./bench.js";
 export type { AppendFigures, LatencyFigures, UserStoreBenchOptions, UserStoreBenchResult } from "./bench.js";
+export {
+  openCatalogueStore,
+  checkCatalogueItem,
+  EmbeddedCatalogueStore,
+  RedisCatalogueStore,
+  MAX_CATALOGUE_ITEMS_PER_CALL,
+  MAX_TAGS,
+  MAX_TAG_LENGTH,
+  MAX_TITLE_LENGTH,
+} from "./catalogue.js";
+export type {
+  CatalogueChange,
+  CatalogueItem,
+  CatalogueItemInput,
+  CatalogueStore,
+  CatalogueStoreConfig,
+  EmbeddedCatalogueConfig,
+  RedisCatalogueConfig,
+} from "./catalogue.js";
