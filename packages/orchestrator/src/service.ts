@@ -7,6 +7,7 @@
 import { readFile, stat } from "node:fs/promises";
 import {
   CandidateGenerationService,
+  CatalogueService,
   RankingService,
   RecommenderService,
   RetrievalService,
@@ -25,7 +26,9 @@ import {
 import {
   datasetUserEvents,
   datasetUserProfiles,
+  openCatalogueStore,
   openUserStore,
+  type CatalogueStore,
   seedFromEvents,
   type Subscription,
   type UserStore,
@@ -35,7 +38,11 @@ import { Catalogue, loadBundleInfo, parseDeletedItems, type BundleInfo } from ".
 import { ServingClock, wallSeconds } from "./clock.js";
 import { STAGE, checkOrchestratorConfig, type OrchestratorConfig } from "./config.js";
 import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.js";
+import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
+import { ServedLog } from "./served-log.js";
+import { Counter } from "prom-client";
+import { join } from "node:path";
 import { OwnEvents, applyReplicatedEvents, recordEvents } from "./record-events.js";
 import { Recommender } from "./recommend.js";
 
@@ -48,6 +55,10 @@ export interface Orchestrator {
   readonly online: OnlineSources;
   readonly clock: ServingClock;
   readonly store: UserStore;
+  readonly catalogueStore: CatalogueStore;
+  readonly catalogueApi: CatalogueApi;
+  /** Undefined when SERVED_LOG=false. */
+  readonly servedLog: ServedLog | undefined;
   readonly bundle: ModelWatcher<BundleInfo>;
   readonly metrics: OrchestratorMetrics;
   readonly recommender: Recommender;
@@ -108,6 +119,8 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     }
   };
   try {
+    // Set once the catalogue API exists: a new bundle re-embeds the items it was not trained on.
+    let onBundleSwap: (() => void) | undefined;
     // The bundle: catalogue ids, dataset and holdout; item embeddings (hot-reloaded) for reasons.
     const bundle = await watchModel<BundleInfo>({
       path: config.MODEL_PATH,
@@ -117,7 +130,10 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       logger,
       stage: STAGE,
       registry,
-      onSwap: (next) => metrics.setModelVersion("catalogue", next.modelVersion),
+      onSwap: (next) => {
+        metrics.setModelVersion("catalogue", next.modelVersion);
+        onBundleSwap?.();
+      },
     });
     closers.push(() => bundle.close());
     const first = bundle.current();
@@ -146,6 +162,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       budgets: sourceBudgets,
       trendingHalfLifeSeconds: config.TRENDING_HALF_LIFE / 1000,
       freshWindowSeconds: config.FRESH_WINDOW / 1000,
+      perUserItemCap: config.PER_USER_ITEM_CAP,
     });
     online.seed(dataset, rows);
     let datasetEnd = -Infinity;
@@ -241,6 +258,46 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       for (const client of [candidateGeneration, ...retrieval, ranking]) closers.push(() => client.$close());
     }
 
+    // The catalogue store (items and takedowns written through CatalogueService), beside the
+    // user store: USER_STORE_PATH/catalogue, or the same Redis and key prefix.
+    const catalogueStore = await openCatalogueStore(
+      config.USER_STORE === "redis"
+        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger }
+        : { backend: "embedded", path: join(config.USER_STORE_PATH!, "catalogue"), logger },
+    );
+    closers.push(() => catalogueStore.close());
+    const catalogueApi = new CatalogueApi({
+      store: catalogueStore,
+      catalogue,
+      online,
+      clock,
+      retrieval,
+      bundle: () => bundle.current(),
+      logger,
+      retrievalTimeoutMs: Math.max(config.RETRIEVAL_TIMEOUT, 5000),
+    });
+    const loaded = await catalogueApi.load();
+    logger.info(loaded, "catalogue store loaded");
+    if (catalogueStore.backend === "redis") {
+      const sub = catalogueStore.subscribe((change) => catalogueApi.apply(change));
+      closers.push(() => sub.unsubscribe());
+    }
+    onBundleSwap = () => void catalogueApi.reembed();
+
+    let servedLog: ServedLog | undefined;
+    if (config.SERVED_LOG) {
+      const failures = new Counter({
+        name: `recsys_${STAGE}_served_log_failures_total`,
+        help: "Recommend answers not written to the served-impressions log, by reason (store, queue_full)",
+        labelNames: ["reason"] as const,
+        registers: [registry],
+      });
+      servedLog = new ServedLog(store, logger, failures);
+      const log = servedLog;
+      // Before the store closes (closers run in reverse).
+      closers.push(() => log.close());
+    }
+
     const recommender = new Recommender({
       catalogue,
       online,
@@ -252,6 +309,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       metrics,
       bundle: () => bundle.current(),
       logger,
+      ...(catalogueStore.backend === "redis" ? { takedownCheck: (ids: readonly string[]) => catalogueStore.deletedAmong(ids) } : {}),
       budgets: {
         userStoreMs: config.USER_STORE_TIMEOUT,
         candidateGenerationMs: config.CANDIDATE_GENERATION_TIMEOUT,
@@ -264,10 +322,43 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     });
     const recordDeps = { store, online, clock, metrics, own, maxClockSkewSeconds: config.MAX_EVENT_CLOCK_SKEW / 1000 };
     const service = implement(RecommenderService, {
-      recommend: (request, ctx) => recommender.recommend(request, ctx),
+      recommend: async (request, ctx) => {
+        const response = await recommender.recommend(request, ctx);
+        servedLog?.log({
+          userId: request.userId,
+          requestId: response.requestId ?? "",
+          timestamp: clock.now(),
+          items: (response.items ?? []).map((item) => ({
+            itemId: item.itemId ?? "",
+            provenance: (item.provenance ?? []).map((p) => ({ sourceName: p.sourceName ?? "", source: Number(p.source ?? 0), rank: p.rank ?? 0, score: p.score ?? 0 })),
+          })),
+          versions: (response.versions ?? []).map((v) => ({ component: v.component ?? "", modelVersion: v.modelVersion ?? "" })),
+        });
+        return response;
+      },
       recordEvents: (request) => recordEvents(recordDeps, request),
     });
-    return { services: [service], catalogue, online, clock, store, bundle, metrics, recommender, budgets, reloadDeletedItems, close };
+    const catalogueService = implement(CatalogueService, {
+      upsertItems: (request) => catalogueApi.upsertItems(request),
+      deleteItems: (request) => catalogueApi.deleteItems(request),
+      getItems: (request) => catalogueApi.getItems(request),
+    });
+    return {
+      services: [service, catalogueService],
+      catalogue,
+      online,
+      clock,
+      store,
+      catalogueStore,
+      catalogueApi,
+      servedLog,
+      bundle,
+      metrics,
+      recommender,
+      budgets,
+      reloadDeletedItems,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;
