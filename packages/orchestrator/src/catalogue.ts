@@ -250,7 +250,15 @@ export class Catalogue {
 
   /** The dataset's geo code of a geography value ("94" for ml-100k zip prefixes), if known. */
   geoCode(value: string): number | undefined {
-    return value === "" ? undefined : this.geoCodes.get(value);
+    if (value === "") return undefined;
+    let code = this.geoCodes.get(value);
+    // A value the dataset does not know (or no dataset: a start from the stores) gets the next
+    // code, so "trending in your area" works for geographies learnt from profiles.
+    if (code === undefined) {
+      code = this.dataset.users.geo.values.length + this.geoCodes.size;
+      this.geoCodes.set(value, code);
+    }
+    return code;
   }
 
   /** Replaces the taken-down items of the file (DELETED_ITEMS_FILE); API takedowns stay. */

@@ -41,6 +41,7 @@ import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.j
 import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
 import { ServedLog } from "./served-log.js";
+import { datasetFromCatalogueStore, replayLoggedWatches, seedCatalogueStore } from "./store-state.js";
 import { Counter } from "prom-client";
 import { join } from "node:path";
 import { OwnEvents, applyReplicatedEvents, recordEvents } from "./record-events.js";
@@ -140,12 +141,42 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     metrics.setModelVersion("catalogue", first.modelVersion);
 
     const loadStarted = performance.now();
-    const dataset = await loadSeedDataset(config, first);
-    const split = lastoutSplit(dataset.events, dataset.users.ids.length);
-    const rows = trainingRows(split, first.holdout);
-    const catalogue = new Catalogue(dataset);
+    // The stores: the user store (histories, and the events log every source is rebuilt from)
+    // and the catalogue store beside it (USER_STORE_PATH/catalogue, or the same Redis prefix).
+    const limits = { maxWatches: config.USER_STORE_MAX_WATCHES, maxEarlierWatches: config.USER_STORE_MAX_EARLIER_WATCHES };
+    const store = await openUserStore(
+      config.USER_STORE === "redis"
+        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, limits, logger }
+        : { backend: "embedded", path: config.USER_STORE_PATH!, limits, logger },
+    );
+    closers.push(() => store.close());
+    const catalogueStore = await openCatalogueStore(
+      config.USER_STORE === "redis"
+        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger }
+        : { backend: "embedded", path: join(config.USER_STORE_PATH!, "catalogue"), logger },
+    );
+    closers.push(() => catalogueStore.close());
+
+    // DATASET (or, on stores never seeded, the bundle's datasetSpec) bootstraps the stores once.
+    // Without it, the catalogue and the sources come from the stores alone.
+    const storesSeeded = (await store.lastSeq()) > 0;
+    let bootstrap: { dataset: Dataset; rows: Int32Array } | undefined;
+    if (config.DATASET !== undefined || !storesSeeded) {
+      const dataset = await loadSeedDataset(config, first);
+      const split = lastoutSplit(dataset.events, dataset.users.ids.length);
+      const rows = trainingRows(split, first.holdout);
+      bootstrap = { dataset, rows };
+      const seedId = `${dataset.fingerprint}/${first.holdout}`;
+      if (config.SEED_USER_STORE) {
+        const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), { seedId });
+        logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
+        const items = await seedCatalogueStore(store, catalogueStore, dataset, seedId);
+        logger.info(items, items.skipped ? "catalogue store already seeded" : "catalogue store seeded");
+      }
+    }
+    const catalogue = new Catalogue(bootstrap?.dataset ?? (await datasetFromCatalogueStore(catalogueStore)));
     const missing = first.itemIds.filter((id) => catalogue.indexOf(id) === undefined).length;
-    if (missing > 0) logger.warn({ missing }, "bundle items missing from the dataset: served without metadata");
+    if (missing > 0) logger.warn({ missing }, "bundle items missing from the catalogue: served without metadata");
 
     if (config.DELETED_ITEMS_FILE !== undefined) {
       try {
@@ -164,50 +195,54 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       freshWindowSeconds: config.FRESH_WINDOW / 1000,
       perUserItemCap: config.PER_USER_ITEM_CAP,
     });
-    online.seed(dataset, rows);
+    // Source state: every watch of the events log (the seeded history and every recorded watch);
+    // a bootstrap dataset's rows only when the log is empty (SEED_USER_STORE=false).
     let datasetEnd = -Infinity;
-    for (const row of rows) datasetEnd = Math.max(datasetEnd, dataset.events.timestamp[row]!);
+    let replayedSeq = 0;
+    let sourceEvents: number;
+    if ((await store.lastSeq()) > 0) {
+      const replay = await replayLoggedWatches(store, (u, i, t) => online.observeWatch(u, i, t));
+      datasetEnd = replay.latest;
+      replayedSeq = replay.lastSeq;
+      sourceEvents = replay.watches;
+    } else if (bootstrap !== undefined) {
+      online.seed(bootstrap.dataset, bootstrap.rows);
+      for (const row of bootstrap.rows) datasetEnd = Math.max(datasetEnd, bootstrap.dataset.events.timestamp[row]!);
+      sourceEvents = bootstrap.rows.length;
+    } else {
+      sourceEvents = 0;
+    }
     if (!Number.isFinite(datasetEnd)) datasetEnd = wallSeconds();
     logger.info(
       {
-        dataset: dataset.spec,
+        dataset: bootstrap?.dataset.spec ?? "(stores only)",
         holdout: first.holdout,
         items: catalogue.size,
-        users: dataset.users.ids.length,
-        rows: rows.length,
+        users: catalogue.dataset.users.ids.length,
+        sourceEvents,
+        from: replayedSeq > 0 ? "events log" : "dataset rows",
         sources: online.names,
         seconds: Number(((performance.now() - loadStarted) / 1000).toFixed(2)),
       },
       "catalogue and candidate sources ready",
     );
 
-    // The user store, seeded once per dataset and holdout.
-    const limits = { maxWatches: config.USER_STORE_MAX_WATCHES, maxEarlierWatches: config.USER_STORE_MAX_EARLIER_WATCHES };
-    const store = await openUserStore(
-      config.USER_STORE === "redis"
-        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, limits, logger }
-        : { backend: "embedded", path: config.USER_STORE_PATH!, limits, logger },
-    );
-    closers.push(() => store.close());
-    if (config.SEED_USER_STORE) {
-      const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), {
-        seedId: `${dataset.fingerprint}/${first.holdout}`,
-      });
-      logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
-    }
-
-    // The serving clock; in dataset mode its origin is shared through the store.
+    // The serving clock; in dataset mode its start and origin are kept in the store (per bundle
+    // dataset), so replicas agree on the time and a restart continues it.
     let clock: ServingClock;
     if (config.SERVING_CLOCK === "wall") {
       clock = new ServingClock("wall");
     } else {
-      const key = `${CLOCK_ORIGIN_META_KEY}/${dataset.fingerprint}`;
+      const key = `${CLOCK_ORIGIN_META_KEY}/${first.datasetFingerprint}`;
       let origin = Number(await store.getMeta(key));
-      if (!Number.isFinite(origin) || origin <= 0) {
+      let start = Number(await store.getMeta(`${key}/start`));
+      if (!Number.isFinite(origin) || origin <= 0 || !Number.isFinite(start)) {
         origin = wallSeconds();
+        start = datasetEnd + 1;
+        await store.setMeta(`${key}/start`, String(start));
         await store.setMeta(key, String(origin));
       }
-      clock = new ServingClock("dataset", datasetEnd + 1, origin);
+      clock = new ServingClock("dataset", start, origin);
       logger.info({ servingTime: new Date(clock.now() * 1000).toISOString() }, "dataset clock");
     }
 
@@ -226,6 +261,13 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       });
       closers.push(() => subscription?.unsubscribe());
       await subscription.ready;
+      // Watches other replicas logged between the replay and the subscription. One delivered by
+      // both is counted once where PER_USER_ITEM_CAP is 1 (the default), else possibly twice.
+      if (replayedSeq > 0) {
+        for await (const batch of store.scanEvents({ afterSeq: replayedSeq })) {
+          for (const event of batch) if (event.kind === "watch") online.observeWatch(event.userId, event.itemId, event.timestamp);
+        }
+      }
     }
 
     // Taken-down items, re-read when the file changes.
@@ -258,14 +300,6 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       for (const client of [candidateGeneration, ...retrieval, ranking]) closers.push(() => client.$close());
     }
 
-    // The catalogue store (items and takedowns written through CatalogueService), beside the
-    // user store: USER_STORE_PATH/catalogue, or the same Redis and key prefix.
-    const catalogueStore = await openCatalogueStore(
-      config.USER_STORE === "redis"
-        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger }
-        : { backend: "embedded", path: join(config.USER_STORE_PATH!, "catalogue"), logger },
-    );
-    closers.push(() => catalogueStore.close());
     const catalogueApi = new CatalogueApi({
       store: catalogueStore,
       catalogue,
