@@ -91,7 +91,7 @@ export function toProtoItem(item: CatalogueItem): ProtoItemInit {
 }
 
 export class CatalogueApi {
-  private embedder: ColdEmbedder | undefined;
+  private embedder: { readonly modelVersion: string; readonly ready: Promise<ColdEmbedder> } | undefined;
 
   constructor(private readonly deps: CatalogueApiDeps) {}
 
@@ -196,15 +196,7 @@ export class CatalogueApi {
    */
   private async embed(items: readonly CatalogueItem[]): Promise<{ embedded: number; notEmbedded: number }> {
     const bundle = this.deps.bundle();
-    if (this.embedder?.modelVersion !== bundle.modelVersion) {
-      const started = performance.now();
-      this.embedder = new ColdEmbedder(bundle, this.deps.catalogue);
-      this.deps.logger.info(
-        { modelVersion: bundle.modelVersion, tokens: this.embedder.tokenCount, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) },
-        "content-embedding table built",
-      );
-    }
-    const embedder = this.embedder;
+    const embedder = await this.embedderFor(bundle);
     let embedded = 0;
     const vectors: { itemId: string; vector: number[] }[] = [];
     for (const item of items) {
@@ -231,6 +223,28 @@ export class CatalogueApi {
       embedded += vectors.length;
     }
     return { embedded, notEmbedded: items.length - embedded };
+  }
+
+  /**
+   * Builds the content-embedding table of the current bundle in the background (in slices: the
+   * event loop keeps serving), so the first UpsertItems after a start or a swap does not wait.
+   */
+  prepare(): Promise<void> {
+    return this.embedderFor(this.deps.bundle()).then(() => undefined);
+  }
+
+  private embedderFor(bundle: BundleInfo): Promise<ColdEmbedder> {
+    if (this.embedder?.modelVersion === bundle.modelVersion) return this.embedder.ready;
+    const started = performance.now();
+    const ready = ColdEmbedder.buildAsync(bundle, this.deps.catalogue).then((embedder) => {
+      this.deps.logger.info(
+        { modelVersion: bundle.modelVersion, tokens: embedder.tokenCount, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) },
+        "content-embedding table built",
+      );
+      return embedder;
+    });
+    this.embedder = { modelVersion: bundle.modelVersion, ready };
+    return ready;
   }
 
   /** Runs `call` on every shard in parallel; the failures, as "shard-i CODE: message". */

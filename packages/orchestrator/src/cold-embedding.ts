@@ -14,7 +14,11 @@
  * The token table is built from the bundle and the catalogue once per model version (at 1M items,
  * one pass over the embeddings; built lazily at the first upsert after a swap).
  */
+import { yieldToEventLoop } from "@recsys/data";
 import type { BundleInfo, Catalogue } from "./catalogue.js";
+
+/** Rows between two yields to the event loop while the table is built (serving goes on). */
+const ROWS_PER_SLICE = 20_000;
 
 export interface ItemContent {
   readonly tags?: readonly string[];
@@ -42,16 +46,45 @@ export class ColdEmbedder {
   readonly dim: number;
   private readonly tokens = new Map<string, TokenStats>();
   /** Trained items with at least one token. */
-  private readonly itemsWithTokens: number;
-  private readonly targetNorm: number;
+  private itemsWithTokens = 0;
+  private targetNorm = 1;
 
-  constructor(bundle: BundleInfo, catalogue: Catalogue) {
+  private constructor(bundle: BundleInfo) {
     this.modelVersion = bundle.modelVersion;
-    const d = (this.dim = bundle.dim);
+    this.dim = bundle.dim;
+  }
+
+  /** Synchronous build (tests, small catalogues). */
+  static build(bundle: BundleInfo, catalogue: Catalogue): ColdEmbedder {
+    const embedder = new ColdEmbedder(bundle);
+    embedder.addRows(bundle, catalogue, 0, bundle.itemIds.length);
+    embedder.finish(bundle);
+    return embedder;
+  }
+
+  /** The same, yielding to the event loop every ROWS_PER_SLICE rows (1M items: seconds of CPU). */
+  static async buildAsync(bundle: BundleInfo, catalogue: Catalogue): Promise<ColdEmbedder> {
+    const embedder = new ColdEmbedder(bundle);
+    for (let from = 0; from < bundle.itemIds.length; from += ROWS_PER_SLICE) {
+      embedder.addRows(bundle, catalogue, from, Math.min(bundle.itemIds.length, from + ROWS_PER_SLICE));
+      await yieldToEventLoop();
+    }
+    embedder.finish(bundle);
+    return embedder;
+  }
+
+  private normSum = 0;
+
+  private finish(bundle: BundleInfo): void {
+    this.targetNorm = bundle.itemIds.length === 0 ? 1 : this.normSum / bundle.itemIds.length;
+  }
+
+  private addRows(bundle: BundleInfo, catalogue: Catalogue, from: number, to: number): void {
+    const d = this.dim;
     const e = bundle.embeddings;
     let withTokens = 0;
     let normSum = 0;
-    for (let row = 0; row < bundle.itemIds.length; row++) {
+    for (let row = from; row < to; row++) {
       let norm = 0;
       for (let j = 0; j < d; j++) norm += e[row * d + j]! * e[row * d + j]!;
       normSum += Math.sqrt(norm);
@@ -73,8 +106,8 @@ export class ColdEmbedder {
         for (let j = 0; j < d; j++) stats.sum[j]! += e[row * d + j]!;
       }
     }
-    this.itemsWithTokens = withTokens;
-    this.targetNorm = bundle.itemIds.length === 0 ? 1 : normSum / bundle.itemIds.length;
+    this.itemsWithTokens += withTokens;
+    this.normSum += normSum;
   }
 
   /** Number of distinct tokens of the trained items. */

@@ -316,7 +316,9 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       const sub = catalogueStore.subscribe((change) => catalogueApi.apply(change));
       closers.push(() => sub.unsubscribe());
     }
-    onBundleSwap = () => void catalogueApi.reembed();
+    onBundleSwap = () => void catalogueApi.prepare().then(() => catalogueApi.reembed());
+    // The content-embedding table, built while the orchestrator starts serving.
+    catalogueApi.prepare().catch((error: unknown) => logger.warn({ err: error }, "content-embedding table not built"));
 
     let servedLog: ServedLog | undefined;
     if (config.SERVED_LOG) {
