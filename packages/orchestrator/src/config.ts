@@ -83,9 +83,9 @@ export const configSchema = {
     description: "dataset spec seeding catalogue metadata, source state and the user store (default: the bundle's datasetSpec)",
   }),
   SERVING_CLOCK: env.enum(["dataset", "wall"], {
-    default: "dataset",
+    default: "wall",
     description:
-      "dataset: time continues from the last training event (historical datasets); wall: the system clock (live data)",
+      "wall: the system clock; a historical bootstrap dataset is stored shifted into real time and the models get times on their own time line. dataset: the stores keep the dataset's time line, which continues from its last training event",
   }),
   MAX_EVENT_CLOCK_SKEW: env.duration({
     default: 300_000,

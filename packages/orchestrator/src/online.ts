@@ -118,9 +118,12 @@ export class OnlineSources {
     this.set = new SourceSet(specs, { mergedSize: 0, onSourceError: "skip", pastRequests: "clamp" });
   }
 
-  /** Loads the dataset rows (e.g. the training rows the bundle's holdout allows), in time order. */
-  seed(dataset: Dataset, rows: ArrayLike<number>): void {
-    observeRows(this, dataset, rows);
+  /**
+   * Loads the dataset rows (e.g. the training rows the bundle's holdout allows), in time order,
+   * `timeOffset` seconds later (model-time.ts).
+   */
+  seed(dataset: Dataset, rows: ArrayLike<number>, timeOffset = 0): void {
+    observeRows(timeOffset === 0 ? this : { observe: (e) => this.observe({ ...e, timestamp: e.timestamp + timeOffset }) }, dataset, rows);
   }
 
   /**

@@ -54,6 +54,7 @@ import { contextFromState, itemFilter, secondsTimestamp, validateRecommendReques
 import { Exclusion } from "./exclusion.js";
 import type { OrchestratorMetrics } from "./metrics.js";
 import type { OnlineSources } from "./online.js";
+import { toModelTime } from "./model-time.js";
 import { reasonsFor } from "./reasons.js";
 
 /** Stage names used in failed_stages, stage_timings and the metrics. */
@@ -94,6 +95,8 @@ export interface RecommendDeps {
    * change stream reached it. Absent for the embedded store (this process is the only writer).
    */
   readonly takedownCheck?: (ids: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Serving time - the bundle's time line, seconds (model-time.ts); 0 or absent: the same. */
+  readonly modelTimeOffset?: number;
   readonly budgets: {
     readonly userStoreMs: number;
     readonly candidateGenerationMs: number;
@@ -216,6 +219,8 @@ export class Recommender {
       // An unknown user (nothing stored) is a cold start: non-personalised sources only.
       personalised = state !== undefined;
     }
+    // What the model stages get: the same context on the bundle's own time line.
+    const modelContext = toModelTime(context, deps.modelTimeOffset ?? 0);
     const historyIds = context.watchHistory.map((w) => w.itemId);
     const watchedIds = new Set(historyIds);
     const excludedIds = new Set(valid.excluded);
@@ -238,7 +243,7 @@ export class Recommender {
     const dnnBudget = Math.min(budgets.dnn, MAX_SEARCH_K);
     const dnnStarted = personalised && dnnBudget > 0;
     const dnnPromise: Promise<DnnOutcome> = dnnStarted
-      ? this.dnn(context, [...watchedIds, ...excludedIds], dnnBudget, ctx, failures, timings, versions, time)
+      ? this.dnn(modelContext, [...watchedIds, ...excludedIds], dnnBudget, ctx, failures, timings, versions, time)
       : Promise.resolve({ hits: [], modelVersion: undefined });
     // node:http2 writes a request to its socket from the event loop, not when it is made: without
     // this turn the EmbedUser request left only after the sources below had run (~0.5 ms at 1M
@@ -302,7 +307,7 @@ export class Recommender {
       try {
         const response = await deps.ranking.rank(
           {
-            context,
+            context: modelContext,
             candidates: merged.map((c) => ({
               itemId: catalogue.id(c.item),
               provenance: rankProvenance(c),

@@ -41,7 +41,8 @@ import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.j
 import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
 import { ServedLog } from "./served-log.js";
-import { datasetFromCatalogueStore, replayLoggedWatches, seedCatalogueStore } from "./store-state.js";
+import { datasetFromCatalogueStore, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
+import { MODEL_TIME_OFFSET_META_KEY } from "./model-time.js";
 import { Counter } from "prom-client";
 import { join } from "node:path";
 import { OwnEvents, applyReplicatedEvents, recordEvents } from "./record-events.js";
@@ -166,15 +167,33 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       const split = lastoutSplit(dataset.events, dataset.users.ids.length);
       const rows = trainingRows(split, first.holdout);
       bootstrap = { dataset, rows };
-      const seedId = `${dataset.fingerprint}/${first.holdout}`;
-      if (config.SEED_USER_STORE) {
-        const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), { seedId });
-        logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
-        const items = await seedCatalogueStore(store, catalogueStore, dataset, seedId);
-        logger.info(items, items.skipped ? "catalogue store already seeded" : "catalogue store seeded");
-      }
     }
-    const catalogue = new Catalogue(bootstrap?.dataset ?? (await datasetFromCatalogueStore(catalogueStore)));
+    // Model time (model-time.ts): with the wall clock, a historical bootstrap is stored shifted
+    // into real time and the model stages get contexts shifted back onto the bundle's time line.
+    let modelTimeOffset = 0;
+    if (config.SERVING_CLOCK === "wall") {
+      const key = `${MODEL_TIME_OFFSET_META_KEY}/${first.datasetFingerprint}`;
+      const stored = Number((await store.getMeta(key)) ?? Number.NaN);
+      if (Number.isFinite(stored)) modelTimeOffset = stored;
+      else if (bootstrap !== undefined && bootstrap.dataset.fingerprint === first.datasetFingerprint) {
+        let end = -Infinity;
+        for (const row of bootstrap.rows) end = Math.max(end, bootstrap.dataset.events.timestamp[row]!);
+        if (Number.isFinite(end)) modelTimeOffset = Math.round(wallSeconds() - end - 1);
+        await store.setMeta(key, String(modelTimeOffset));
+      }
+      logger.info({ modelTimeOffsetSeconds: modelTimeOffset }, "model time offset");
+    }
+    if (bootstrap !== undefined && config.SEED_USER_STORE) {
+      const { dataset, rows } = bootstrap;
+      const seedId = `${dataset.fingerprint}/${first.holdout}`;
+      const seeded = await seedFromEvents(store, shiftedEvents(datasetUserEvents(dataset, { watchRows: rows }), modelTimeOffset), datasetUserProfiles(dataset), { seedId });
+      logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
+      const items = await seedCatalogueStore(store, catalogueStore, dataset, seedId, modelTimeOffset);
+      logger.info(items, items.skipped ? "catalogue store already seeded" : "catalogue store seeded");
+    }
+    const catalogue = new Catalogue(
+      bootstrap === undefined ? await datasetFromCatalogueStore(catalogueStore) : shiftedUploads(bootstrap.dataset, modelTimeOffset),
+    );
     const missing = first.itemIds.filter((id) => catalogue.indexOf(id) === undefined).length;
     if (missing > 0) logger.warn({ missing }, "bundle items missing from the catalogue: served without metadata");
 
@@ -206,8 +225,8 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       replayedSeq = replay.lastSeq;
       sourceEvents = replay.watches;
     } else if (bootstrap !== undefined) {
-      online.seed(bootstrap.dataset, bootstrap.rows);
-      for (const row of bootstrap.rows) datasetEnd = Math.max(datasetEnd, bootstrap.dataset.events.timestamp[row]!);
+      online.seed(bootstrap.dataset, bootstrap.rows, modelTimeOffset);
+      for (const row of bootstrap.rows) datasetEnd = Math.max(datasetEnd, bootstrap.dataset.events.timestamp[row]! + modelTimeOffset);
       sourceEvents = bootstrap.rows.length;
     } else {
       sourceEvents = 0;
@@ -345,6 +364,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       metrics,
       bundle: () => bundle.current(),
       logger,
+      modelTimeOffset,
       ...(catalogueStore.backend === "redis" ? { takedownCheck: (ids: readonly string[]) => catalogueStore.deletedAmong(ids) } : {}),
       budgets: {
         userStoreMs: config.USER_STORE_TIMEOUT,

@@ -9,7 +9,7 @@
  *   RecordEvents, by any replica), replayed in log order.
  */
 import { datasetFromEvents, type Dataset } from "@recsys/data";
-import type { CatalogueItemInput, CatalogueStore, UserStore } from "@recsys/user-store";
+import type { CatalogueItemInput, CatalogueStore, UserEvent, UserStore } from "@recsys/user-store";
 
 /** User-store metadata key: the seed id whose items were written to the catalogue store. */
 export const CATALOGUE_SEED_META_KEY = "orchestrator.catalogue_seeded";
@@ -20,6 +20,8 @@ export async function seedCatalogueStore(
   catalogueStore: CatalogueStore,
   dataset: Dataset,
   seedId: string,
+  /** Added to upload times (model-time.ts: a historical dataset moved into real time). */
+  timeOffset = 0,
 ): Promise<{ skipped: boolean; items: number }> {
   if ((await store.getMeta(CATALOGUE_SEED_META_KEY)) === seedId) return { skipped: true, items: 0 };
   const { items } = dataset;
@@ -44,7 +46,7 @@ export async function seedCatalogueStore(
       ...(items.titles[i] ? { title: items.titles[i]! } : {}),
       ...(tags.length > 0 ? { tags } : {}),
       ...(channelCode >= 0 ? { channel: items.channel.values[channelCode]! } : {}),
-      ...(Number.isFinite(upload) ? { uploadTimestamp: upload } : {}),
+      ...(Number.isFinite(upload) ? { uploadTimestamp: upload + timeOffset } : {}),
       ...(Number.isFinite(duration) ? { durationSeconds: duration } : {}),
       updatedAt: 0,
     });
@@ -54,6 +56,17 @@ export async function seedCatalogueStore(
   await flush();
   await store.setMeta(CATALOGUE_SEED_META_KEY, seedId);
   return { skipped: false, items: written };
+}
+
+/** `events` with `offset` seconds added to every timestamp. */
+export function* shiftedEvents(events: Iterable<UserEvent>, offset: number): Generator<UserEvent> {
+  for (const event of events) yield offset === 0 ? event : { ...event, timestamp: event.timestamp + offset };
+}
+
+/** `dataset` with `offset` seconds added to its items' upload times (a shallow copy). */
+export function shiftedUploads(dataset: Dataset, offset: number): Dataset {
+  if (offset === 0) return dataset;
+  return { ...dataset, items: { ...dataset.items, uploadTimestamp: Float64Array.from(dataset.items.uploadTimestamp, (t) => t + offset) } };
 }
 
 /** A dataset holding the catalogue store's items (no users, no events): the catalogue's base. */
