@@ -28,6 +28,7 @@ import {
   datasetUserProfiles,
   openCatalogueStore,
   openUserStore,
+  SEED_LOG_META_KEY,
   type CatalogueStore,
   seedFromEvents,
   type Subscription,
@@ -41,7 +42,7 @@ import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.j
 import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
 import { ServedLog } from "./served-log.js";
-import { datasetFromCatalogueStore, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
+import { CATALOGUE_SEED_META_KEY, datasetFromCatalogueStore, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
 import { MODEL_TIME_OFFSET_META_KEY } from "./model-time.js";
 import { Counter } from "prom-client";
 import { join } from "node:path";
@@ -160,7 +161,12 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
 
     // DATASET (or, on stores never seeded, the bundle's datasetSpec) bootstraps the stores once.
     // Without it, the catalogue and the sources come from the stores alone.
-    const storesSeeded = (await store.lastSeq()) > 0;
+    // Seeded: the events log holds a bootstrap history and the catalogue store its items. Stores
+    // of an earlier version (seeded users, no history in the log) are bootstrapped again: the
+    // seeding then only writes what is missing.
+    const historyLogged = (await store.getMeta(SEED_LOG_META_KEY)) !== undefined;
+    const catalogueSeeded = (await store.getMeta(CATALOGUE_SEED_META_KEY)) !== undefined;
+    const storesSeeded = historyLogged && catalogueSeeded;
     let bootstrap: { dataset: Dataset; rows: Int32Array } | undefined;
     if (config.DATASET !== undefined || !storesSeeded) {
       const dataset = await loadSeedDataset(config, first);
@@ -183,11 +189,13 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       }
       logger.info({ modelTimeOffsetSeconds: modelTimeOffset }, "model time offset");
     }
-    if (bootstrap !== undefined && config.SEED_USER_STORE) {
+    if (bootstrap !== undefined) {
       const { dataset, rows } = bootstrap;
       const seedId = `${dataset.fingerprint}/${first.holdout}`;
-      const seeded = await seedFromEvents(store, shiftedEvents(datasetUserEvents(dataset, { watchRows: rows }), modelTimeOffset), datasetUserProfiles(dataset), { seedId });
-      logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
+      if (config.SEED_USER_STORE) {
+        const seeded = await seedFromEvents(store, shiftedEvents(datasetUserEvents(dataset, { watchRows: rows }), modelTimeOffset), datasetUserProfiles(dataset), { seedId });
+        logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
+      }
       const items = await seedCatalogueStore(store, catalogueStore, dataset, seedId, modelTimeOffset);
       logger.info(items, items.skipped ? "catalogue store already seeded" : "catalogue store seeded");
     }
@@ -218,18 +226,18 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     // a bootstrap dataset's rows only when the log is empty (SEED_USER_STORE=false).
     let datasetEnd = -Infinity;
     let replayedSeq = 0;
-    let sourceEvents: number;
-    if ((await store.lastSeq()) > 0) {
-      const replay = await replayLoggedWatches(store, (u, i, t) => online.observeWatch(u, i, t));
-      datasetEnd = replay.latest;
-      replayedSeq = replay.lastSeq;
-      sourceEvents = replay.watches;
-    } else if (bootstrap !== undefined) {
+    let sourceEvents = 0;
+    if ((await store.getMeta(SEED_LOG_META_KEY)) === undefined && bootstrap !== undefined) {
+      // No history in the log (SEED_USER_STORE=false): the dataset's rows, then the log's watches.
       online.seed(bootstrap.dataset, bootstrap.rows, modelTimeOffset);
       for (const row of bootstrap.rows) datasetEnd = Math.max(datasetEnd, bootstrap.dataset.events.timestamp[row]! + modelTimeOffset);
       sourceEvents = bootstrap.rows.length;
-    } else {
-      sourceEvents = 0;
+    }
+    if ((await store.lastSeq()) > 0) {
+      const replay = await replayLoggedWatches(store, (u, i, t) => online.observeWatch(u, i, t));
+      datasetEnd = Math.max(datasetEnd, replay.latest);
+      replayedSeq = replay.lastSeq;
+      sourceEvents += replay.watches;
     }
     if (!Number.isFinite(datasetEnd)) datasetEnd = wallSeconds();
     logger.info(

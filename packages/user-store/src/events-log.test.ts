@@ -114,6 +114,16 @@ describe.each<Backend>(["embedded", "redis"])("%s events log", (backend) => {
     expect(logged.map((e) => e.timestamp)).toEqual([10, 20, 30]);
     expect((await store.get("a"))?.watches.map((w) => w.itemId)).toEqual(["i2", "i3"]);
   });
+
+  it("a store seeded before the events log existed gets the seeded history logged, its users untouched", async () => {
+    const store = await openStore(backend);
+    await store.setMeta("seeded", "ds1");
+    await store.append([watch("a", "live", 50)]);
+    const result = await seedFromEvents(store, [watch("a", "i2", 20), watch("b", "i1", 10)], [], { seedId: "ds1" });
+    expect(result.skipped).toBe(true);
+    expect((await scanAll(store)).events.map((e) => e.timestamp)).toEqual([50, 10, 20]);
+    expect((await store.get("a"))?.watches.map((w) => w.itemId)).toEqual(["live"]);
+  });
 });
 
 describe("embedded events log durability", () => {

@@ -66,6 +66,15 @@ function keepRecent<T extends { readonly timestamp: number }>(list: T[], max: nu
   return list.length > max ? list.slice(list.length - max) : list;
 }
 
+/** `events` into the events log, oldest first, then the `seeded-log` mark. */
+async function logHistory(store: UserStore, events: Iterable<UserEvent>, seedId: string): Promise<void> {
+  const list = [...events].sort((a, b) => a.timestamp - b.timestamp);
+  for (let i = 0; i < list.length; i += store.limits.maxEventsPerAppend) {
+    await store.logEvents(list.slice(i, i + store.limits.maxEventsPerAppend));
+  }
+  await store.setMeta(SEED_LOG_META_KEY, seedId);
+}
+
 /**
  * Load `events` (any order; each user's lists are sorted by timestamp and bounded by the store's
  * limits) and `profiles` into `store`, replacing the users they name.
@@ -77,7 +86,10 @@ export async function seedFromEvents(
   options: SeedOptions = {},
 ): Promise<SeedResult> {
   const started = performance.now();
+  const logging = options.logEvents !== false && (await store.getMeta(SEED_LOG_META_KEY)) !== (options.seedId ?? "");
   if (options.seedId !== undefined && (await store.getMeta(SEED_META_KEY)) === options.seedId) {
+    // Seeded by a version that did not log the history: log it now (users stay as they are).
+    if (logging) await logHistory(store, events, options.seedId);
     return { skipped: true, users: 0, watches: 0, searches: 0, impressions: 0, seconds: (performance.now() - started) / 1000 };
   }
   const { maxWatches, maxSearches, maxImpressions } = store.limits;
@@ -90,7 +102,6 @@ export async function seedFromEvents(
     }
     return p;
   };
-  const logging = options.logEvents !== false && (await store.getMeta(SEED_LOG_META_KEY)) !== (options.seedId ?? "");
   const toLog: UserEvent[] = [];
   for (const event of events) {
     const p = pendingOf(event.userId);
@@ -124,13 +135,7 @@ export async function seedFromEvents(
     }
   }
   for (const [userId, profile] of profiles) pendingOf(userId).profile = profile;
-  if (logging) {
-    toLog.sort((a, b) => a.timestamp - b.timestamp);
-    for (let i = 0; i < toLog.length; i += store.limits.maxEventsPerAppend) {
-      await store.logEvents(toLog.slice(i, i + store.limits.maxEventsPerAppend));
-    }
-    await store.setMeta(SEED_LOG_META_KEY, options.seedId ?? "");
-  }
+  if (logging) await logHistory(store, toLog, options.seedId ?? "");
 
   const usersPerCall = Math.max(1, Math.min(options.usersPerCall ?? 500, store.limits.maxUsersPerCall));
   const concurrency = Math.max(1, options.concurrency ?? 4);
