@@ -151,6 +151,13 @@ export class OnlineSources {
     return this.userIds.get(userId);
   }
 
+  /** Users first seen online whose geography is not known yet: [external id, index]. */
+  usersWithoutGeo(): [string, number][] {
+    const out: [string, number][] = [];
+    for (const [id, u] of this.userIds) if (u >= this.numDatasetUsers && !this.dynamicGeo.has(u)) out.push([id, u]);
+    return out;
+  }
+
   /** Records the geography of a user first seen online (dataset users keep theirs). */
   learnGeo(user: number, geoCode: number | undefined): void {
     if (user >= this.numDatasetUsers && geoCode !== undefined && geoCode >= 0) this.dynamicGeo.set(user, geoCode);

@@ -42,7 +42,7 @@ import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.j
 import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
 import { ServedLog } from "./served-log.js";
-import { CATALOGUE_SEED_META_KEY, datasetFromCatalogueStore, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
+import { CATALOGUE_SEED_META_KEY, datasetFromCatalogueStore, learnGeographies, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
 import { MODEL_TIME_OFFSET_META_KEY } from "./model-time.js";
 import { Counter } from "prom-client";
 import { join } from "node:path";
@@ -272,6 +272,10 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       clock = new ServingClock("dataset", start, origin);
       logger.info({ servingTime: new Date(clock.now() * 1000).toISOString() }, "dataset clock");
     }
+
+    // Users known only from the log: their geography from their profiles, before warm-up.
+    const geos = await learnGeographies(store, online, (value) => catalogue.geoCode(value));
+    if (geos > 0) logger.info({ users: geos }, "geographies learnt from stored profiles");
 
     const warmStarted = performance.now();
     online.warmUp(clock.now());

@@ -109,3 +109,29 @@ export async function replayLoggedWatches(
   }
   return { watches, lastSeq, latest };
 }
+
+/**
+ * The geographies of users not in a bootstrap dataset, from their stored profiles, so that their
+ * replayed watches count for "trending in your area" (sources apply queued watches at warm-up).
+ * Returns how many were learnt.
+ */
+export async function learnGeographies(
+  store: UserStore,
+  online: { usersWithoutGeo(): [string, number][]; learnGeo(user: number, geo: number | undefined): void },
+  geoCode: (value: string) => number | undefined,
+): Promise<number> {
+  const users = online.usersWithoutGeo();
+  const chunk = Math.min(5000, store.limits.maxUsersPerCall);
+  let learnt = 0;
+  for (let i = 0; i < users.length; i += chunk) {
+    const slice = users.slice(i, i + chunk);
+    const states = await store.getMany(slice.map(([id]) => id));
+    states.forEach((state, k) => {
+      const geo = state?.profile.geo;
+      if (geo === undefined || geo === "") return;
+      online.learnGeo(slice[k]![1], geoCode(geo));
+      learnt++;
+    });
+  }
+  return learnt;
+}
