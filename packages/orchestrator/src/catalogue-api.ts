@@ -93,7 +93,14 @@ export function toProtoItem(item: CatalogueItem): ProtoItemInit {
 export class CatalogueApi {
   private embedder: { readonly modelVersion: string; readonly ready: Promise<ColdEmbedder> } | undefined;
 
+  private closed = false;
+
   constructor(private readonly deps: CatalogueApiDeps) {}
+
+  /** Stops background work (`reembed` retries). */
+  close(): void {
+    this.closed = true;
+  }
 
   /** Reads every stored item and takedown into the catalogue and the fresh source. */
   async load(): Promise<{ items: number; deleted: number }> {
@@ -266,21 +273,23 @@ export class CatalogueApi {
   }
 
   /**
-   * After a bundle swap: the content embeddings of every catalogue item the new bundle has no
-   * trained vector for, into the new indexes. Retries while shards still serve the previous
-   * version (FAILED_PRECONDITION), for up to `attempts` × `delayMs`.
+   * At start and after a bundle swap: the content embeddings of every item written through the
+   * API (`updatedAt` > 0; a bootstrap's items have 0 and, as before, only their trained vectors)
+   * that the bundle has no trained vector for, into the current indexes (idempotent upserts).
+   * Retries while shards still serve another version (FAILED_PRECONDITION) or are down, for up
+   * to `attempts` × `delayMs`.
    */
   async reembed(attempts = 60, delayMs = 5000): Promise<void> {
     const items: CatalogueItem[] = [];
-    for await (const batch of this.deps.store.scan()) items.push(...batch);
+    for await (const batch of this.deps.store.scan()) for (const item of batch) if (item.updatedAt > 0) items.push(item);
     if (items.length === 0) return;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+    for (let attempt = 1; attempt <= attempts && !this.closed; attempt++) {
       try {
         const result = await this.embed(items);
         this.deps.logger.info({ ...result, modelVersion: this.deps.bundle().modelVersion }, "catalogue items re-embedded for the new bundle");
         return;
       } catch (error) {
-        if (attempt === attempts) {
+        if (attempt === attempts || this.closed) {
           this.deps.logger.warn({ err: error }, "catalogue items not re-embedded for the new bundle");
           return;
         }

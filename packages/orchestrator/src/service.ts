@@ -341,6 +341,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       logger,
       retrievalTimeoutMs: Math.max(config.RETRIEVAL_TIMEOUT, 5000),
     });
+    closers.push(() => catalogueApi.close());
     const loaded = await catalogueApi.load();
     logger.info(loaded, "catalogue store loaded");
     if (catalogueStore.backend === "redis") {
@@ -349,7 +350,12 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     }
     onBundleSwap = () => void catalogueApi.prepare().then(() => catalogueApi.reembed());
     // The content-embedding table, built while the orchestrator starts serving.
-    catalogueApi.prepare().catch((error: unknown) => logger.warn({ err: error }, "content-embedding table not built"));
+    // Then the API's items into the shards' current indexes (a new bundle at start, a shard that
+    // lost its journal), in the background.
+    catalogueApi
+      .prepare()
+      .then(() => catalogueApi.reembed())
+      .catch((error: unknown) => logger.warn({ err: error }, "content-embedding table not built"));
 
     let servedLog: ServedLog | undefined;
     if (config.SERVED_LOG) {
