@@ -97,9 +97,9 @@ export const configSchema = {
     description: "dataset spec seeding catalogue metadata, source state and the user store (default: the bundle's datasetSpec)",
   }),
   SERVING_CLOCK: env.enum(["dataset", "wall"], {
-    default: "dataset",
+    default: "wall",
     description:
-      "dataset: time continues from the last training event (historical datasets); wall: the system clock (live data)",
+      "wall: the system clock; a historical bootstrap dataset is stored shifted into real time and the models get times on their own time line. dataset: the stores keep the dataset's time line, which continues from its last training event",
   }),
   MAX_EVENT_CLOCK_SKEW: env.duration({
     default: 300_000,
@@ -128,6 +128,16 @@ export const configSchema = {
   }),
   TRENDING_HALF_LIFE: env.duration({ default: 7 * 24 * 3_600_000, description: "half-life of the trending counts" }),
   FRESH_WINDOW: env.duration({ default: 30 * 24 * 3_600_000, description: "an item is fresh this long after its upload" }),
+  PER_USER_ITEM_CAP: env.int({
+    default: 1,
+    min: 0,
+    max: 1_000_000,
+    description: "watches of one item by one user counted at most this often in the co-watch, popular and trending counts (0 = no cap)",
+  }),
+  SERVED_LOG: env.bool({
+    default: true,
+    description: "log every Recommend answer (request id, items, positions, provenance, model versions) in the user store's events log",
+  }),
 };
 
 export type OrchestratorConfig = ConfigOf<typeof configSchema>;

@@ -54,6 +54,7 @@ import { contextFromState, itemFilter, secondsTimestamp, validateRecommendReques
 import { Exclusion } from "./exclusion.js";
 import type { OrchestratorMetrics } from "./metrics.js";
 import type { OnlineSources } from "./online.js";
+import { toModelTime } from "./model-time.js";
 import { reasonsFor } from "./reasons.js";
 
 /** Stage names used in failed_stages, stage_timings and the metrics. */
@@ -66,6 +67,8 @@ export const STAGE_RANKING = "ranking";
 export const STAGE_SOURCES = "sources";
 export const STAGE_MERGE = "merge";
 export const STAGE_TOTAL = "total";
+/** The per-answer takedown check against the shared catalogue store. */
+export const STAGE_CATALOGUE = "catalogue";
 export function shardStage(shard: number): string {
   return `${STAGE_RETRIEVAL}/shard-${shard}`;
 }
@@ -86,6 +89,14 @@ export interface RecommendDeps {
   /** The bundle currently loaded from MODEL_PATH (item embeddings for DNN reasons). */
   readonly bundle: () => BundleInfo;
   readonly logger: Logger;
+  /**
+   * Which of these ids are taken down now, asked of the shared catalogue store (Redis) before
+   * answering, so that no replica serves an item once DeleteItems returned, even before the
+   * change stream reached it. Absent for the embedded store (this process is the only writer).
+   */
+  readonly takedownCheck?: (ids: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Serving time - the bundle's time line, seconds (model-time.ts); 0 or absent: the same. */
+  readonly modelTimeOffset?: number;
   readonly budgets: {
     readonly userStoreMs: number;
     readonly candidateGenerationMs: number;
@@ -208,6 +219,8 @@ export class Recommender {
       // An unknown user (nothing stored) is a cold start: non-personalised sources only.
       personalised = state !== undefined;
     }
+    // What the model stages get: the same context on the bundle's own time line.
+    const modelContext = toModelTime(context, deps.modelTimeOffset ?? 0);
     const historyIds = context.watchHistory.map((w) => w.itemId);
     const watchedIds = new Set(historyIds);
     const excludedIds = new Set(valid.excluded);
@@ -230,7 +243,7 @@ export class Recommender {
     const dnnBudget = Math.min(budgets.dnn, MAX_SEARCH_K);
     const dnnStarted = personalised && dnnBudget > 0;
     const dnnPromise: Promise<DnnOutcome> = dnnStarted
-      ? this.dnn(context, [...watchedIds, ...excludedIds], dnnBudget, ctx, failures, timings, versions, time)
+      ? this.dnn(modelContext, [...watchedIds, ...excludedIds], dnnBudget, ctx, failures, timings, versions, time)
       : Promise.resolve({ hits: [], modelVersion: undefined });
     // node:http2 writes a request to its socket from the event loop, not when it is made: without
     // this turn the EmbedUser request left only after the sources below had run (~0.5 ms at 1M
@@ -241,7 +254,8 @@ export class Recommender {
     const geo = catalogue.geoCode(context.geo);
     const knownUser = online.knownUserIndex(valid.userId);
     if (knownUser !== undefined) online.learnGeo(knownUser, geo);
-    const exclusion = new Exclusion([excluded, catalogue.deleted], keep === undefined ? undefined : (i) => !keep(i), catalogue.size);
+    // Never nominated: excluded, taken down, and ids not in the catalogue (seen only in events).
+    const exclusion = new Exclusion([excluded, catalogue.deleted, catalogue.uncatalogued], keep === undefined ? undefined : (i) => !keep(i), catalogue.size);
     const t3 = performance.now();
     const run = online.run({
       history,
@@ -293,7 +307,7 @@ export class Recommender {
       try {
         const response = await deps.ranking.rank(
           {
-            context,
+            context: modelContext,
             candidates: merged.map((c) => ({
               itemId: catalogue.id(c.item),
               provenance: rankProvenance(c),
@@ -323,10 +337,21 @@ export class Recommender {
     }
 
     // 6. Top N (the ranker may not drop anything we must drop: filtered again by id).
+    let takenDown: ReadonlySet<string> = new Set();
+    if (deps.takedownCheck !== undefined && ranked.length > 0) {
+      const t6 = performance.now();
+      try {
+        takenDown = await withTimeout(deps.takedownCheck(ranked.map((r) => catalogue.id(r.item.item))), this.userStoreBudgetMs(ctx), "catalogue takedown check");
+      } catch (error) {
+        // This replica's own list (updated from the change stream) still applies.
+        failures.push(failureOf(STAGE_CATALOGUE, error));
+      }
+      time(STAGE_CATALOGUE, t6, takenDown.size);
+    }
     const top = ranked
       .filter((r) => {
         const id = catalogue.id(r.item.item);
-        return !watchedIds.has(id) && !excludedIds.has(id) && !catalogue.isDeletedId(id);
+        return !watchedIds.has(id) && !excludedIds.has(id) && !catalogue.isDeletedId(id) && !takenDown.has(id);
       })
       .slice(0, valid.count);
     const bundle = deps.bundle();

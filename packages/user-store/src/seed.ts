@@ -36,6 +36,13 @@ export interface SeedOptions {
   /** `putUsers` calls in flight at once (default 4): group commit / pipelining. */
   readonly concurrency?: number;
   /**
+   * Also record the events in the store's events log (`logEvents`, oldest first) so that
+   * `scanEvents` (rebuilding counts, training from the store) sees the seeded history. Default
+   * true. Done once per store (meta key `seeded-log`); a seeding interrupted while logging logs
+   * again from the start (the events log may then hold part of the history twice).
+   */
+  readonly logEvents?: boolean;
+  /**
    * How long a failing call (UNAVAILABLE) is retried before seeding fails, ms (default 300 000).
    * Other errors (INVALID_ARGUMENT, INTERNAL) fail at once.
    */
@@ -47,7 +54,7 @@ export interface SeedOptions {
 }
 
 export interface SeedRetry {
-  /** The call that failed: "putUsers", "getMeta" or "setMeta". */
+  /** The call that failed: "putUsers", "logEvents", "getMeta" or "setMeta". */
   readonly what: string;
   /** Users in the failed call (0 for metadata). */
   readonly users: number;
@@ -101,6 +108,9 @@ class Retrier {
   }
 }
 
+/** Metadata key holding the seed id whose events were recorded in the events log. */
+export const SEED_LOG_META_KEY = "seeded-log";
+
 export interface SeedResult {
   /** True when `seedId` had already been seeded (nothing written). */
   readonly skipped: boolean;
@@ -127,6 +137,16 @@ function keepRecent<T extends { readonly timestamp: number }>(list: T[], max: nu
   return list.length > max ? list.slice(list.length - max) : list;
 }
 
+/** `events` into the events log, oldest first, then the `seeded-log` mark. */
+async function logHistory(store: UserStore, events: Iterable<UserEvent>, seedId: string, retrier: Retrier): Promise<void> {
+  const list = [...events].sort((a, b) => a.timestamp - b.timestamp);
+  for (let i = 0; i < list.length; i += store.limits.maxEventsPerAppend) {
+    const batch = list.slice(i, i + store.limits.maxEventsPerAppend);
+    await retrier.run("logEvents", 0, () => store.logEvents(batch));
+  }
+  await retrier.run("setMeta", 0, () => store.setMeta(SEED_LOG_META_KEY, seedId));
+}
+
 /**
  * Load `events` (any order; each user's lists are sorted by timestamp and bounded by the store's
  * limits) and `profiles` into `store`, replacing the users they name.
@@ -139,7 +159,11 @@ export async function seedFromEvents(
 ): Promise<SeedResult> {
   const started = performance.now();
   const retrier = new Retrier(Date.now() + (options.retryForMs ?? 300_000), options.retryDelayMs ?? 200, options.onRetry);
+  const logging =
+    options.logEvents !== false && (await retrier.run("getMeta", 0, () => store.getMeta(SEED_LOG_META_KEY))) !== (options.seedId ?? "");
   if (options.seedId !== undefined && (await retrier.run("getMeta", 0, () => store.getMeta(SEED_META_KEY))) === options.seedId) {
+    // Seeded by a version that did not log the history: log it now (users stay as they are).
+    if (logging) await logHistory(store, events, options.seedId, retrier);
     return { skipped: true, users: 0, watches: 0, searches: 0, impressions: 0, seconds: (performance.now() - started) / 1000 };
   }
   const { maxWatches, maxSearches, maxImpressions } = store.limits;
@@ -152,8 +176,10 @@ export async function seedFromEvents(
     }
     return p;
   };
+  const toLog: UserEvent[] = [];
   for (const event of events) {
     const p = pendingOf(event.userId);
+    if (logging) toLog.push(event);
     switch (event.kind) {
       case "watch": {
         const { kind: _kind, ...watch } = event;
@@ -183,6 +209,7 @@ export async function seedFromEvents(
     }
   }
   for (const [userId, profile] of profiles) pendingOf(userId).profile = profile;
+  if (logging) await logHistory(store, toLog, options.seedId ?? "", retrier);
 
   const usersPerCall = Math.max(1, Math.min(options.usersPerCall ?? 500, store.limits.maxUsersPerCall));
   const concurrency = Math.max(1, options.concurrency ?? 4);
