@@ -32,11 +32,12 @@ import {
   type ServiceRegistration,
   type ServiceSetup,
 } from "@recsys/runtime";
-import { Gauge } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { STAGE, checkRetrievalConfig, type RetrievalConfig } from "./config.js";
 import { DenyList } from "./deny-list.js";
 import { appendJsonLines } from "./journal.js";
 import { compactShardIndex, openShardIndex, type ShardIndex, type ShardIndexSettings } from "./shard-index.js";
+import { registerRetrainStatusGauges, retrainStatusPath } from "./retrain-status.js";
 
 export interface RetrievalStage {
   readonly services: readonly ServiceRegistration[];
@@ -109,9 +110,24 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
     help: "1 when the served index was loaded from its saved file, 0 when it was built from the bundle at load",
     registers: [registry],
   });
+  const builds = new Counter({
+    name: `recsys_${STAGE}_index_builds_total`,
+    help: "Indexes this shard built from a bundle's item embeddings at load (0 when every load found a saved or prebuilt index)",
+    labelNames: ["source"],
+    registers: [registry],
+  });
+  const countLoad = (shardIndex: ShardIndex): void => {
+    if (shardIndex.source === "built") builds.inc({ source: "built" });
+  };
+  builds.inc({ source: "built" }, 0);
+  registerRetrainStatusGauges(registry, retrainStatusPath(config.MODEL_PATH));
   const model = await watchModel<ShardIndex>({
     path: config.MODEL_PATH,
-    load: (dir) => openShardIndex(dir, settings, denied),
+    load: async (dir) => {
+      const shardIndex = await openShardIndex(dir, settings, denied);
+      countLoad(shardIndex);
+      return shardIndex;
+    },
     versionOf: (shardIndex) => shardIndex.modelVersion,
     pollMs: config.MODEL_POLL_INTERVAL,
     retryFailedMs: config.MODEL_RELOAD_RETRY,
