@@ -180,7 +180,7 @@ export async function recordEvents(deps: RecordEventsDeps, request: RecordEvents
     if (isUserStoreUnavailable(error)) throw unavailable(`user store unavailable: ${error.message}`, { cause: error });
     throw new RpcError(status.INTERNAL, "user store failed", { cause: error });
   }
-  const counts = { watch: 0, search: 0, impression: 0 };
+  const counts = { watch: 0, search: 0, impression: 0, served: 0 };
   for (const event of events) {
     counts[event.kind]++;
     if (event.kind === "watch") deps.online.observeWatch(event.userId, event.itemId, event.timestamp);
