@@ -18,6 +18,9 @@ function usage(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // `store:` datasets (every command that loads one) read the system's own stores.
+  const [{ registerStoreOpener }, { openStoreContents }] = await Promise.all([import("@recsys/data"), import("./store-opener.js")]);
+  registerStoreOpener(openStoreContents);
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(usage());

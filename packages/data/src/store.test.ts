@@ -8,7 +8,7 @@ const served = (seq: number, userId: string, timestamp: number, requestId: strin
   userId,
   timestamp,
   requestId,
-  items: itemIds.map((itemId, k) => ({ itemId, position: k + 1, provenance: [{ source: k % 2 === 0 ? "dnn" : "popular", rank: k, score: 1 / (k + 1) }] })),
+  items: itemIds.map((itemId, k) => ({ itemId, position: k + 1, provenance: [{ source: k % 2 === 0 ? "dnn" : "popular", rank: k + 1, score: 1 / (k + 1) }] })),
   modelVersions: { ranking: "rk-1", candidate_generation: "cg-1" },
 });
 
@@ -48,6 +48,7 @@ describe("store: datasets", () => {
     // r1 had impressions for b and c only; r2 had none, so all of it counts as shown.
     expect(Array.from(log.shown)).toEqual([1, 1, 0, 1, 1]);
     expect(log.sources).toEqual(["dnn", "popular"]);
+    expect(Array.from(log.provenanceRank)).toEqual([0, 1, 3, 0, 1]); // 1-based in the log, 0-based here
     expect(d.report.counts["served_items_not_in_catalogue"]).toBe(1);
     expect(JSON.parse(log.modelVersions[0]!)).toEqual({ candidate_generation: "cg-1", ranking: "rk-1" });
     const again = datasetFromStoreEvents("store:test", [...EVENTS].reverse(), CATALOGUE, new Set(["e"]));

@@ -47,6 +47,7 @@ export type StoreEvent =
       readonly items: readonly {
         readonly itemId: string;
         readonly position: number;
+        /** rank: 1-based position in that source's list, as logged. */
         readonly provenance: readonly { readonly source: string; readonly rank: number; readonly score: number }[];
       }[];
       readonly modelVersions: Readonly<Record<string, string>>;
@@ -276,7 +277,7 @@ function buildServedLog(dataset: Dataset, requests: readonly ServedRequest[], sh
           sources.push(p.source);
         }
         provSource.push(code);
-        provRank.push(p.rank);
+        provRank.push(p.rank - 1); // logged 1-based; the sources' (and the ranker's) ranks are 0-based
         provScore.push(p.score);
       }
       provOffsets.push(provSource.length);

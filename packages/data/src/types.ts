@@ -94,7 +94,7 @@ export interface ImpressionLog {
  * `store:` datasets have it. Requests are sorted by (timestamp, request id); the items of request
  * r are rows `itemOffsets[r] .. itemOffsets[r+1]` in served order; the provenance of item row c is
  * rows `provenanceOffsets[c] .. provenanceOffsets[c+1]` (source code into `sources`, the source's
- * 0-based rank and its score), exactly as the orchestrator logged it.
+ * rank made 0-based like the sources' own (the log's is 1-based) and its score), as logged.
  */
 export interface ServedLog {
   readonly requestId: readonly string[];

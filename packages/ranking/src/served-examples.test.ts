@@ -12,7 +12,8 @@ beforeAll(async () => {
   await initBackend({ log: null });
 });
 
-const prov = (source: string, rank: number) => [{ source, rank, score: 10 - rank }];
+/** Provenance as the store logs it: `rank` 0-based here, 1-based in the log. */
+const prov = (source: string, rank: number) => [{ source, rank: rank + 1, score: 10 - rank }];
 const HOUR = 3600;
 const CATALOGUE: StoreCatalogueItem[] = ["a", "b", "c", "d", "e"].map((itemId) => ({ itemId, channel: "ch", updatedAt: 0 }));
 
