@@ -27,10 +27,13 @@ const CATALOGUE: StoreCatalogueItem[] = ["a", "b", "c", "d", "e"].map((itemId) =
 
 describe("store: datasets", () => {
   it("parses the two store forms", () => {
-    expect(parseStoreSpec("/var/lib/store")).toEqual({ backend: "embedded", path: "/var/lib/store" });
-    expect(parseStoreSpec("redis://127.0.0.1:6379/2?prefix=live:")).toEqual({ backend: "redis", url: "redis://127.0.0.1:6379/2", keyPrefix: "live:" });
-    expect(parseStoreSpec("redis://127.0.0.1:6379")).toEqual({ backend: "redis", url: "redis://127.0.0.1:6379", keyPrefix: "recsys:" });
+    expect(parseStoreSpec("/var/lib/store")).toEqual({ location: { backend: "embedded", path: "/var/lib/store" } });
+    expect(parseStoreSpec("/var/lib/store?until=42")).toEqual({ location: { backend: "embedded", path: "/var/lib/store" }, until: 42 });
+    expect(parseStoreSpec("redis://127.0.0.1:6379/2?prefix=live:")).toEqual({ location: { backend: "redis", url: "redis://127.0.0.1:6379/2", keyPrefix: "live:" } });
+    expect(parseStoreSpec("redis://127.0.0.1:6379")).toEqual({ location: { backend: "redis", url: "redis://127.0.0.1:6379", keyPrefix: "recsys:" } });
     expect(() => parseStoreSpec("redis://h:1?pfx=a")).toThrow(/unknown parameter "pfx"/);
+    expect(() => parseStoreSpec("/d?prefix=a")).toThrow(/unknown parameter "prefix"/);
+    expect(() => parseStoreSpec("/d?until=x")).toThrow(/until must be an event seq/);
   });
 
   it("turns watches, searches, served answers and impressions into a dataset with a served log", () => {
@@ -89,6 +92,10 @@ describe("store: datasets", () => {
     const d = await loadDataset("store:redis://127.0.0.1:6379?prefix=p:");
     expect(d.items.ids).toEqual(["a", "b", "c", "e"]);
     expect(d.served!.requestId.length).toBe(2);
+    expect(d.report.counts["last_seq"]).toBe(9);
     expect(closed).toBe(true);
+    const pinned = await loadDataset("store:redis://127.0.0.1:6379?prefix=p:&until=6");
+    expect(pinned.report.counts["last_seq"]).toBe(6);
+    expect(pinned.served!.requestId).toEqual(["r1"]);
   });
 });

@@ -68,6 +68,13 @@ export type StoreLocation =
   | { readonly backend: "embedded"; readonly path: string }
   | { readonly backend: "redis"; readonly url: string; readonly keyPrefix: string };
 
+/** A store spec: where, and optionally the last event seq to read (a snapshot of a live log). */
+export interface StoreSpec {
+  readonly location: StoreLocation;
+  /** Read events with seq <= until only (`?until=SEQ`); undefined: everything appended so far. */
+  readonly until?: number;
+}
+
 /** What `loadDataset` reads from an opened store. */
 export interface StoreContents {
   scanEvents(options?: { afterSeq?: number }): AsyncIterable<readonly StoreEvent[]>;
@@ -91,22 +98,39 @@ export function registerStoreOpener(open: StoreOpener): void {
 /** The default Redis key prefix of `store:redis://...` (the orchestrator's USER_STORE_PREFIX default). */
 export const DEFAULT_STORE_PREFIX = "recsys:";
 
-/** Parses what follows `store:`; throws a message naming the accepted forms. */
-export function parseStoreSpec(rest: string): StoreLocation {
-  if (rest === "") throw new Error(`dataset "store:": missing the store after the colon (store:DIR or store:redis://host:port[/db]?prefix=P)`);
-  if (rest.startsWith("redis://") || rest.startsWith("rediss://")) {
-    let url: URL;
-    try {
-      url = new URL(rest);
-    } catch {
-      throw new Error(`dataset "store:${rest}": not a valid Redis URL (store:redis://host:port[/db]?prefix=P)`);
-    }
-    const prefix = url.searchParams.get("prefix") ?? DEFAULT_STORE_PREFIX;
-    for (const key of url.searchParams.keys()) if (key !== "prefix") throw new Error(`dataset "store:${rest}": unknown parameter "${key}" (only prefix=)`);
-    url.search = "";
-    return { backend: "redis", url: url.toString().replace(/\/$/, ""), keyPrefix: prefix };
+/**
+ * Parses what follows `store:`: `DIR` or `redis://host:port[/db]`, optionally followed by
+ * `?prefix=P` (Redis) and `?until=SEQ` / `&until=SEQ` (both: read the events up to that seq, so
+ * that two commands see the same snapshot of a live log). Throws a message naming the forms.
+ */
+export function parseStoreSpec(rest: string): StoreSpec {
+  const forms = "store:DIR[?until=SEQ] or store:redis://host:port[/db][?prefix=P][&until=SEQ]";
+  if (rest === "") throw new Error(`dataset "store:": missing the store after the colon (${forms})`);
+  const q = rest.indexOf("?");
+  const where = q < 0 ? rest : rest.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? "" : rest.slice(q + 1));
+  const redis = where.startsWith("redis://") || where.startsWith("rediss://");
+  for (const key of params.keys()) {
+    if (key !== "until" && !(redis && key === "prefix")) throw new Error(`dataset "store:${rest}": unknown parameter "${key}" (${forms})`);
   }
-  return { backend: "embedded", path: rest };
+  let until: number | undefined;
+  const untilText = params.get("until");
+  if (untilText !== null) {
+    until = Number(untilText);
+    if (!Number.isSafeInteger(until) || until < 0) throw new Error(`dataset "store:${rest}": until must be an event seq (an integer >= 0), got "${untilText}"`);
+  }
+  const withUntil = (location: StoreLocation): StoreSpec => (until === undefined ? { location } : { location, until });
+  if (!redis) {
+    if (where === "") throw new Error(`dataset "store:${rest}": missing the directory (${forms})`);
+    return withUntil({ backend: "embedded", path: where });
+  }
+  let url: URL;
+  try {
+    url = new URL(where);
+  } catch {
+    throw new Error(`dataset "store:${rest}": not a valid Redis URL (${forms})`);
+  }
+  return withUntil({ backend: "redis", url: url.toString().replace(/\/$/, ""), keyPrefix: params.get("prefix") ?? DEFAULT_STORE_PREFIX });
 }
 
 async function* iterate<T>(source: Promise<Iterable<T>> | Iterable<T> | AsyncIterable<T>): AsyncIterable<T> {
@@ -116,21 +140,29 @@ async function* iterate<T>(source: Promise<Iterable<T>> | Iterable<T> | AsyncIte
 
 /** Opens the store of `spec` ("store:...") with the registered opener and reads it whole. */
 export async function loadStoreDataset(spec: string, rest: string): Promise<Dataset> {
-  const location = parseStoreSpec(rest);
+  const { location, until } = parseStoreSpec(rest);
   if (opener === undefined) {
     throw new Error(`dataset "${spec}": no store opener registered (a program reading store: datasets calls registerStoreOpener, as the recsys CLI does)`);
   }
   const store = await opener(location);
   try {
     const events: StoreEvent[] = [];
-    for await (const batch of store.scanEvents()) for (const e of batch) events.push(e);
+    let lastSeq = 0;
+    scan: for await (const batch of store.scanEvents()) {
+      for (const e of batch) {
+        if (until !== undefined && e.seq > until) break scan;
+        events.push(e);
+        lastSeq = Math.max(lastSeq, e.seq);
+      }
+    }
     const catalogue: StoreCatalogueItem[] = [];
     const deleted = new Set<string>();
     if (store.catalogue !== undefined) {
       for await (const batch of store.catalogue.scan()) for (const item of batch) catalogue.push(item);
       for await (const id of iterate(store.catalogue.deletedIds())) deleted.add(id);
     }
-    return datasetFromStoreEvents(spec, events, catalogue, deleted);
+    const dataset = datasetFromStoreEvents(spec, events, catalogue, deleted);
+    return { ...dataset, report: { ...dataset.report, counts: { ...dataset.report.counts, last_seq: lastSeq } } };
   } finally {
     await store.close();
   }
