@@ -21,7 +21,7 @@
  *    of building. A `current` that is a plain directory (what `recsys start` writes) is first
  *    moved to `<dirname(current)>/<its version>` and replaced by a symlink to it.
  * Every run ends by writing `<dirname(current)>/retrain-status.json` (the retrieval shards export
- * it as the recsys_retrain_* gauges), whatever the outcome.
+ * it as the recsys_retrieval_retrain_* gauges), whatever the outcome.
  */
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readFile, realpath, rename, rm, symlink } from "node:fs/promises";

@@ -105,8 +105,8 @@ describe("retrain status gauges", () => {
     await publishBundle(link, join(root, "a"));
     const shard = await start({ INDEX_DIR: join(root, "index-s"), SHARD_INDEX: "0", SHARD_COUNT: "2" });
     let text = await scrapeMetrics(shard.service.metricsPort);
-    expect(metricValue(text, "recsys_retrain_status_readable")).toBe(1);
-    expect(text).not.toMatch(/^recsys_retrain_last_outcome\{/m);
+    expect(metricValue(text, "recsys_retrieval_retrain_status_readable")).toBe(1);
+    expect(text).not.toMatch(/^recsys_retrieval_retrain_last_outcome\{/m);
     await writeRetrainStatus(retrainStatusPath(link), {
       outcome: "refused",
       finishedAt: "2026-12-07T06:00:00.000Z",
@@ -115,9 +115,9 @@ describe("retrain status gauges", () => {
     });
     await new Promise((r) => setTimeout(r, 1100));
     text = await scrapeMetrics(shard.service.metricsPort);
-    expect(metricValue(text, "recsys_retrain_last_outcome", { outcome: "refused" })).toBe(1);
-    expect(metricValue(text, "recsys_retrain_last_outcome", { outcome: "published" })).toBe(0);
-    expect(metricValue(text, "recsys_retrain_last_run_timestamp_seconds")).toBe(Date.parse("2026-12-07T06:00:00.000Z") / 1000);
-    expect(metricValue(text, "recsys_retrain_last_published_timestamp_seconds")).toBe(Date.parse("2026-12-06T06:00:00.000Z") / 1000);
+    expect(metricValue(text, "recsys_retrieval_retrain_last_outcome", { outcome: "refused" })).toBe(1);
+    expect(metricValue(text, "recsys_retrieval_retrain_last_outcome", { outcome: "published" })).toBe(0);
+    expect(metricValue(text, "recsys_retrieval_retrain_last_run_timestamp_seconds")).toBe(Date.parse("2026-12-07T06:00:00.000Z") / 1000);
+    expect(metricValue(text, "recsys_retrieval_retrain_last_published_timestamp_seconds")).toBe(Date.parse("2026-12-06T06:00:00.000Z") / 1000);
   });
 });

@@ -3,13 +3,13 @@
  * `<dirname(MODEL_PATH)>/retrain-status.json` beside the bundles after every run; the retrieval
  * shards, which mount the same model volume, read it at each scrape and export it as gauges:
  *
- *   recsys_retrain_last_run_timestamp_seconds          when the last run ended
- *   recsys_retrain_last_outcome{outcome}               1 for the last run's outcome
+ *   recsys_retrieval_retrain_last_run_timestamp_seconds          when the last run ended
+ *   recsys_retrieval_retrain_last_outcome{outcome}               1 for the last run's outcome
  *                                                      (published | refused | failed), 0 for the others
- *   recsys_retrain_last_published_timestamp_seconds    when the serving bundle was published
- *   recsys_retrain_status_readable                     0 when the file exists but cannot be read
+ *   recsys_retrieval_retrain_last_published_timestamp_seconds    when the serving bundle was published
+ *   recsys_retrieval_retrain_status_readable                     0 when the file exists but cannot be read
  *
- * No file (no retrain ever ran): no samples except `recsys_retrain_status_readable` 1, so the
+ * No file (no retrain ever ran): no samples except `recsys_retrieval_retrain_status_readable` 1, so the
  * "model too old" alert falls back to the absent series (see deploy/prometheus/rules/retrain.rules.yml).
  */
 import { readFile, rename, writeFile } from "node:fs/promises";
@@ -90,7 +90,7 @@ export function registerRetrainStatusGauges(registry: Registry, file: string): v
     return Number.isFinite(t) ? t / 1000 : undefined;
   };
   new Gauge({
-    name: "recsys_retrain_status_readable",
+    name: "recsys_retrieval_retrain_status_readable",
     help: "0 when the retrain status file beside the bundles exists but cannot be read",
     registers: [registry],
     async collect() {
@@ -99,7 +99,7 @@ export function registerRetrainStatusGauges(registry: Registry, file: string): v
     },
   });
   new Gauge({
-    name: "recsys_retrain_last_run_timestamp_seconds",
+    name: "recsys_retrieval_retrain_last_run_timestamp_seconds",
     help: "Unix time the last `recsys retrain` run ended (from the status file beside the bundles)",
     registers: [registry],
     async collect() {
@@ -110,7 +110,7 @@ export function registerRetrainStatusGauges(registry: Registry, file: string): v
     },
   });
   new Gauge({
-    name: "recsys_retrain_last_outcome",
+    name: "recsys_retrieval_retrain_last_outcome",
     help: "1 for the outcome of the last `recsys retrain` run (published, refused by the gate, failed), 0 for the others",
     labelNames: ["outcome"],
     registers: [registry],
@@ -122,7 +122,7 @@ export function registerRetrainStatusGauges(registry: Registry, file: string): v
     },
   });
   new Gauge({
-    name: "recsys_retrain_last_published_timestamp_seconds",
+    name: "recsys_retrieval_retrain_last_published_timestamp_seconds",
     help: "Unix time the serving bundle was published by `recsys retrain`",
     registers: [registry],
     async collect() {
