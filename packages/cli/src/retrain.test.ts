@@ -89,8 +89,9 @@ describe("recsys retrain", () => {
   }, 300_000);
 
   it("publishes a better candidate with every shard's prebuilt index and flips current", async () => {
-    const code = await run(["--dataset", `store:${storeDir}`, "--current", current, "--epochs", "4", "--ranker-epochs", "1", "--shards", "2", "--index-kind", "brute-force"]);
+    const code = await run(["--dataset", `store:${storeDir}`, "--current", current, "--epochs", "4", "--ranker-epochs", "1", "--shards", "2", "--index-kind", "brute-force", "--preload-seconds", "0"]);
     expect(code).toBe(0);
+    expect(await readlink(join(root, "next"))).toBe(await readlink(current));
     const s = await status();
     expect(s.outcome).toBe("published");
     expect((await lstat(current)).isSymbolicLink()).toBe(true);

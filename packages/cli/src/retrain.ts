@@ -16,7 +16,10 @@
  *    compare with and the candidate is published.
  * 5. Publish: build every retrieval shard's index into the bundle (`indexes/shard-<i>-of-<n>/`,
  *    with the shards' INDEX_KIND and HNSW parameters), move it to `<dirname(current)>/<version>`,
- *    and flip the `current` symlink atomically (a rename over it); every stage's hot reload
+ *    point `<dirname(current)>/next` at it and wait `preloadSeconds` (the retrieval shards preload
+ *    its index and already answer user vectors of the new version, so there is no moment when
+ *    candidate generation is ahead of a shard), then flip the `current` symlink atomically (a
+ *    rename over it); every stage's hot reload
  *    (MODEL_POLL_INTERVAL) picks it up, and the retrieval shards copy their prebuilt index instead
  *    of building. A `current` that is a plain directory (what `recsys start` writes) is first
  *    moved to `<dirname(current)>/<its version>` and replaced by a symlink to it.
@@ -55,6 +58,11 @@ export interface RetrainOptions {
   readonly hnswEfConstruction?: number;
   /** Users evaluated at most (a seeded sample beyond it; default 20,000). */
   readonly maxEvalUsers?: number;
+  /**
+   * Seconds between pointing `<dirname(current)>/next` at the new bundle (the retrieval shards
+   * preload its index) and flipping `current` (default 60: two of the stages' default 30 s polls).
+   */
+  readonly preloadSeconds?: number;
   /** Train and gate, never publish. */
   readonly dryRun?: boolean;
   readonly log: (message: string) => void;
@@ -88,6 +96,7 @@ export const RETRAIN_DEFAULTS = {
   maxEvalUsers: 20_000,
   pipeline: { budget: 50, mergedSize: 150 },
   rankerMaxExamplesPerUser: 20,
+  preloadSeconds: 60,
 } as const;
 
 /** The time after which the last `fraction` of the watches fall (their timestamps' quantile). */
@@ -377,6 +386,14 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
     if (existsSync(target)) throw new Error(`${target} exists already`);
     await rename(staging, target);
     await ensureSymlink(current, log);
+    // Phase 1: `next` names the new bundle; the shards preload its index and answer its user
+    // vectors before their own swap (retrieval-service version-window.ts). Phase 2: the flip.
+    const preload = options.preloadSeconds ?? RETRAIN_DEFAULTS.preloadSeconds;
+    await flipSymlink(join(root, "next"), candidateVersion);
+    if (preload > 0) {
+      log(`${join(root, "next")} -> ${candidateVersion}: waiting ${preload} s for the retrieval shards to preload its index`);
+      await new Promise((resolve) => setTimeout(resolve, preload * 1000));
+    }
     await flipSymlink(current, candidateVersion);
     return {
       ...base,

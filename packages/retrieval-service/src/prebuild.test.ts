@@ -121,3 +121,35 @@ describe("retrain status gauges", () => {
     expect(metricValue(text, "recsys_retrieval_retrain_last_published_timestamp_seconds")).toBe(Date.parse("2026-12-06T06:00:00.000Z") / 1000);
   });
 });
+
+describe("a rollout without a version-mismatch window", () => {
+  it("answers the next version from the preloaded index before the swap, and the previous one after it", async () => {
+    await publishBundle(link, join(root, "a"));
+    const shard = await start({ INDEX_DIR: join(root, "index-w"), SHARD_INDEX: "0", SHARD_COUNT: "2" });
+    const q = randomVector(8, 5);
+    const owned = (id: string) => shardOf(id, 2) === 0;
+    // A user vector of model B before anything points at it: refused.
+    await expect(shard.client.search({ userVector: q, k: 5, modelVersion: catB.modelVersion })).rejects.toThrow(/FAILED_PRECONDITION|index from model/);
+    // The publisher points `next` at B: the shard preloads it and answers B's vectors from it.
+    await publishBundle(join(root, "next"), join(root, "b"));
+    await shard.stage.versions.checkNext();
+    expect(shard.logged("next bundle's index preloaded")).toBe(1);
+    const early = await shard.client.search({ userVector: q, k: 5, modelVersion: catB.modelVersion });
+    expect(early.version!.modelVersion).toBe(catB.modelVersion);
+    expect(early.items.map((i) => i.itemId)).toEqual(bruteForceTopK(catB, q, 5, new Set(), owned).map((h) => h.id));
+    // A deleted id is left out of the preloaded index's answers too.
+    const victim = early.items[0]!.itemId;
+    await shard.client.deleteItems({ itemIds: [victim] });
+    expect((await shard.client.search({ userVector: q, k: 5, modelVersion: catB.modelVersion })).items.map((i) => i.itemId)).not.toContain(victim);
+    // The flip: the swap takes the preloaded index (no second load), and A's vectors still get answers.
+    await publishBundle(link, join(root, "b"));
+    expect(await shard.stage.model.checkNow()).toBe("swapped");
+    expect(shard.logged("swapping to the preloaded index")).toBe(1);
+    expect(shard.logged("index built from the bundle and saved")).toBe(0);
+    const late = await shard.client.search({ userVector: q, k: 5, modelVersion: catA.modelVersion });
+    expect(late.version!.modelVersion).toBe(catA.modelVersion);
+    expect(late.items.map((i) => i.itemId)).toEqual(bruteForceTopK(catA, q, 5, new Set([victim]), owned).map((h) => h.id));
+    expect((await shard.client.search({ userVector: q, k: 5 })).version!.modelVersion).toBe(catB.modelVersion);
+    await rm(join(root, "next"));
+  });
+});

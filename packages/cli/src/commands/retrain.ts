@@ -22,7 +22,7 @@ import { DEFAULT_WATCH_WINDOW_SECONDS } from "@recsys/ranking";
 const USAGE =
   "usage: recsys retrain [--dataset SPEC] [--current PATH] [--margin M] [--holdout-fraction F] [--epochs N] [--ranker-epochs N]\n" +
   "                      [--seed S] [--watch-window SECONDS] [--shards N] [--index-kind hnsw|brute-force] [--hnsw-m M]\n" +
-  "                      [--hnsw-ef-construction N] [--max-eval-users N] [--dir DIR] [--dry-run] [--json]";
+  "                      [--hnsw-ef-construction N] [--max-eval-users N] [--preload-seconds S] [--dir DIR] [--dry-run] [--json]";
 
 function log(message: string): void {
   process.stderr.write(`recsys retrain: ${message}\n`);
@@ -46,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
       "hnsw-m": { type: "number", default: HNSW_DEFAULTS.M },
       "hnsw-ef-construction": { type: "number", default: HNSW_DEFAULTS.efConstruction },
       "max-eval-users": { type: "number", default: RETRAIN_DEFAULTS.maxEvalUsers },
+      "preload-seconds": { type: "number", default: RETRAIN_DEFAULTS.preloadSeconds },
       "dry-run": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     });
@@ -79,6 +80,8 @@ export async function run(argv: string[]): Promise<number> {
     if (!Number.isInteger(v) || v < (name === "epochs" ? 0 : 1)) return usage(`--${name} must be a ${name === "epochs" ? "non-negative" : "positive"} integer, got ${v}`);
   }
   if (shards !== undefined && (!Number.isInteger(shards) || shards < 1)) return usage(`--shards must be a positive integer, got ${shards}`);
+  const preload = Number(args["preload-seconds"]);
+  if (!(preload >= 0) || !Number.isFinite(preload)) return usage(`--preload-seconds must be a number >= 0, got ${String(args["preload-seconds"])}`);
 
   const started = performance.now();
   const dataset = await loadDataset(spec);
@@ -100,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
       hnswM: Number(args["hnsw-m"]),
       hnswEfConstruction: Number(args["hnsw-ef-construction"]),
       maxEvalUsers: Number(args["max-eval-users"]),
+      preloadSeconds: Number(args["preload-seconds"]),
       dryRun: args["dry-run"] === true,
       log,
     });
