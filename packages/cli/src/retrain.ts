@@ -155,16 +155,22 @@ export function heldOutTargets(dataset: Dataset, cutoff: number, maxUsers: numbe
   return { users: Int32Array.from(pick, (k) => users[k]!), targetRows: Int32Array.from(pick, (k) => targets[k]!), history: pick.map((k) => history[k]!) };
 }
 
-/** HR@10 and watch-time DCG@10 of a bundle on the held-out targets (full ranking, history removed). */
-export function gateFigures(bundle: CandidateGenBundle, dataset: Dataset, heldOut: HeldOut): GateFigures {
+/** Per held-out user: hit (rank < 10), watch-time DCG contribution (w / log2(rank + 2) or 0), weight w. */
+export interface PerUserGate {
+  readonly hit: Float64Array;
+  readonly dcg: Float64Array;
+  readonly weight: Float64Array;
+}
+
+/** A bundle's per-user figures on the held-out targets (full ranking, history removed, ties by item index). */
+export function perUserGate(bundle: CandidateGenBundle, dataset: Dataset, heldOut: HeldOut): PerUserGate {
   const scorer = createDatasetScorer(bundle, dataset);
   const numItems = dataset.items.ids.length;
   const scores = new Float32Array(numItems);
   const excluded = new Int32Array(numItems).fill(-1);
-  let hits = 0;
-  let dcg = 0;
-  let weights = 0;
-  for (let k = 0; k < heldOut.users.length; k++) {
+  const n = heldOut.users.length;
+  const out = { hit: new Float64Array(n), dcg: new Float64Array(n), weight: new Float64Array(n) };
+  for (let k = 0; k < n; k++) {
     const u = heldOut.users[k]!;
     const row = heldOut.targetRows[k]!;
     const rows = heldOut.history[k]!;
@@ -180,13 +186,27 @@ export function gateFigures(bundle: CandidateGenBundle, dataset: Dataset, heldOu
     }
     const w0 = dataset.events.weight[row]!;
     const w = Number.isFinite(w0) && w0 > 0 ? w0 : 1;
-    weights += w;
+    out.weight[k] = w;
     if (rank < 10) {
-      hits++;
-      dcg += w / Math.log2(rank + 2);
+      out.hit[k] = 1;
+      out.dcg[k] = w / Math.log2(rank + 2);
     }
   }
+  return out;
+}
+
+/** HR@10 and watch-time DCG@10 of a bundle on the held-out targets (full ranking, history removed). */
+export function gateFigures(bundle: CandidateGenBundle, dataset: Dataset, heldOut: HeldOut): GateFigures {
+  const p = perUserGate(bundle, dataset, heldOut);
   const n = heldOut.users.length;
+  let hits = 0;
+  let dcg = 0;
+  let weights = 0;
+  for (let k = 0; k < n; k++) {
+    hits += p.hit[k]!;
+    dcg += p.dcg[k]!;
+    weights += p.weight[k]!;
+  }
   return { users: n, hr10: n > 0 ? hits / n : NaN, wdcg10: weights > 0 ? dcg / weights : NaN };
 }
 
