@@ -105,3 +105,16 @@ describe("recsys retrain", () => {
     expect(ranker.candidateGenVersion).toBe(version);
   }, 300_000);
 });
+
+describe("the gate's pieces", () => {
+  it("holds out the latest watches made after the serving bundle's window, none when there is none", async () => {
+    const { datasetFromEvents } = await import("@recsys/data");
+    const { holdoutCutoff, gateRefusal } = await import("./retrain.js");
+    const d = datasetFromEvents(Array.from({ length: 20 }, (_, k) => ({ user: `u${k % 3}`, item: `i${k}`, timestamp: 100 + k })));
+    expect(holdoutCutoff(d, 0.2)).toBe(116); // the last 4 of 20
+    expect(holdoutCutoff(d, 0.5, 109)).toBe(115); // the last 5 of the 10 after 109
+    expect(holdoutCutoff(d, 0.2, 119)).toBeUndefined();
+    expect(gateRefusal({ users: 10, hr10: 0.3, wdcg10: 0.2 }, { users: 10, hr10: 0.31, wdcg10: 0.2 }, 0.05)).toBeUndefined();
+    expect(gateRefusal({ users: 10, hr10: 0.3, wdcg10: 0.18 }, { users: 10, hr10: 0.3, wdcg10: 0.2 }, 0.05)).toMatch(/watch-time DCG@10 0\.1800 < 0\.2000/);
+  });
+});

@@ -2,7 +2,9 @@
  * Retrain → gate → publish (`recsys retrain`, the CronJob of k8s/base/retrain):
  *
  * 1. Load the dataset (usually `store:`, the system's own log) and hold out its latest events:
- *    the cut-off is the time after which the last `holdoutFraction` of the watches fall.
+ *    the cut-off is the time after which the last `holdoutFraction` of the watches made since the
+ *    serving bundle's training window (its `features.windowEnd`) fall, so that neither model
+ *    trained on a held-out watch. No watch since: refused, nothing new.
  * 2. Train both models on what came before the cut-off (`datasetBefore`): the candidate generator
  *    (every event, holdout none) and the ranker behind it, from the served log when the dataset
  *    has one (watch window `watchWindowSeconds`), else by replaying the sources.
@@ -42,7 +44,10 @@ export interface RetrainOptions {
   readonly dataset: Dataset;
   /** The symlink (or directory) every stage's MODEL_PATH names. */
   readonly current: string;
-  /** Fraction of the latest watches held out for the gate (default 0.1). */
+  /**
+   * Fraction of the watches made after the serving bundle's training window (all watches without
+   * a serving bundle) held out for the gate, the latest ones (default 0.2).
+   */
   readonly holdoutFraction?: number;
   /** Largest relative loss on HR@10 or watch-time DCG@10 that still publishes (default 0.05). */
   readonly margin?: number;
@@ -87,7 +92,7 @@ export interface RetrainResult {
 }
 
 export const RETRAIN_DEFAULTS = {
-  holdoutFraction: 0.1,
+  holdoutFraction: 0.2,
   margin: 0.05,
   epochs: 5,
   rankerEpochs: 2,
@@ -99,13 +104,20 @@ export const RETRAIN_DEFAULTS = {
   preloadSeconds: 60,
 } as const;
 
-/** The time after which the last `fraction` of the watches fall (their timestamps' quantile). */
-export function holdoutCutoff(dataset: Dataset, fraction: number): number {
+/**
+ * The gate's cut-off: the time after which the last `fraction` of the watches made after
+ * `after` fall (`after`: the end of the serving bundle's training window, so that the held-out
+ * watches are new to both models; -Infinity without a serving bundle). Undefined when no watch
+ * came after `after`.
+ */
+export function holdoutCutoff(dataset: Dataset, fraction: number, after = -Infinity): number | undefined {
   if (!(fraction > 0 && fraction < 1)) throw new Error(`holdout fraction must be in (0, 1), got ${fraction}`);
-  const times = Float64Array.from(dataset.events.timestamp).sort();
-  if (times.length < 10) throw new Error(`dataset ${dataset.spec}: ${times.length} watches, too few to hold any out`);
+  const all = Float64Array.from(dataset.events.timestamp).sort();
+  const first = all.findIndex((t) => t > after);
+  if (first < 0) return undefined;
+  const times = all.subarray(first);
   const cutoff = times[Math.min(times.length - 1, Math.floor(times.length * (1 - fraction)))]!;
-  if (!(cutoff > times[0]!)) throw new Error(`dataset ${dataset.spec}: every held-out watch has the first timestamp; nothing to train on before it`);
+  if (!(cutoff > all[0]!)) throw new Error(`dataset ${dataset.spec}: every held-out watch has the first timestamp; nothing to train on before it`);
   return cutoff;
 }
 
@@ -235,6 +247,17 @@ async function readVersion(dir: string): Promise<string | undefined> {
   }
 }
 
+/** The end of a bundle's training window (its feature space's windowEnd), undefined when unreadable. */
+async function readWindowEnd(dir: string): Promise<number | undefined> {
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as { features?: { windowEnd?: unknown } };
+    const end = manifest.features?.windowEnd;
+    return typeof end === "number" && Number.isFinite(end) ? end : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Points the symlink `link` at `target` atomically (a new link renamed over the old one). */
 export async function flipSymlink(link: string, target: string): Promise<void> {
   const tmp = join(dirname(link), `.${basename(link)}.flip-${process.pid}-${Date.now().toString(36)}`);
@@ -313,9 +336,23 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
   if (!(margin >= 0 && margin < 1)) throw new Error(`margin must be in [0, 1), got ${margin}`);
   if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`epochs must be an integer >= 0, got ${epochs}`);
 
-  const cutoff = holdoutCutoff(dataset, options.holdoutFraction ?? RETRAIN_DEFAULTS.holdoutFraction);
+  // The serving bundle trained on events up to its window end: the gate holds out only later ones.
+  const servingWindowEnd = servingDir === undefined ? undefined : await readWindowEnd(servingDir);
+  const cutoff = holdoutCutoff(dataset, options.holdoutFraction ?? RETRAIN_DEFAULTS.holdoutFraction, servingWindowEnd ?? -Infinity);
+  if (cutoff === undefined) {
+    return {
+      outcome: "refused",
+      message: `no watch after the serving bundle's training window (${new Date(servingWindowEnd! * 1000).toISOString()}): nothing new to train on or to gate with; ${servingVersion} keeps serving`,
+      cutoff: NaN,
+      ...(servingVersion === undefined ? {} : { servingVersion }),
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
   const train = datasetBefore(dataset, cutoff);
-  log(`held out the watches from ${new Date(cutoff * 1000).toISOString()} on (${dataset.events.user.length - train.events.user.length} of ${dataset.events.user.length}); training on the ${train.events.user.length} before`);
+  log(
+    `held out the watches from ${new Date(cutoff * 1000).toISOString()} on (${dataset.events.user.length - train.events.user.length} of ${dataset.events.user.length}` +
+      `${servingWindowEnd === undefined ? "" : `; the latest ${((options.holdoutFraction ?? RETRAIN_DEFAULTS.holdoutFraction) * 100).toFixed(0)} % of those after the serving bundle's training window, ${new Date(servingWindowEnd * 1000).toISOString()}`}); training on the ${train.events.user.length} before`,
+  );
 
   await initBackend();
   const root = dirname(current);
