@@ -146,6 +146,7 @@ export async function measureBundleRollout(options: BundleRolloutOptions): Promi
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   await rm(join(root, "next"), { force: true });
+  await rm(version.dir, { recursive: true, force: true }); // hard links and the prebuilt indexes
   const p = percentiles(load.latenciesMs);
   return {
     component: "bundle",
