@@ -288,6 +288,20 @@ async function ensureSymlink(current: string, log: (m: string) => void): Promise
   log(`moved the serving bundle ${current} to ${target}; ${current} is now a symlink to it`);
 }
 
+/** Records a run that failed before `retrain` could start (e.g. the store could not be read). */
+export async function recordRetrainFailure(current: string, message: string): Promise<void> {
+  const statusFile = retrainStatusPath(current);
+  const previous = await readRetrainStatus(statusFile).catch(() => undefined);
+  await mkdir(dirname(statusFile), { recursive: true });
+  await writeRetrainStatus(statusFile, {
+    outcome: "failed",
+    finishedAt: new Date().toISOString(),
+    message,
+    ...(previous?.currentVersion === undefined ? {} : { currentVersion: previous.currentVersion }),
+    ...(previous?.publishedAt === undefined ? {} : { publishedAt: previous.publishedAt }),
+  });
+}
+
 /** Runs retrain → gate → publish (see the module comment); writes the status file whatever happens. */
 export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   const started = performance.now();

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { loadDataset } from "@recsys/data";
 import { HNSW_DEFAULTS } from "@recsys/ann";
 import { parseArgs, UsageError } from "../args.js";
-import { formatFigures, retrain, RETRAIN_DEFAULTS } from "../retrain.js";
+import { formatFigures, recordRetrainFailure, retrain, RETRAIN_DEFAULTS } from "../retrain.js";
 import { DEFAULT_RUN_ROOT, readStackState, stateFilePath } from "../stack-state.js";
 import { formatDuration } from "../train-progress.js";
 import { DEFAULT_WATCH_WINDOW_SECONDS } from "@recsys/ranking";
@@ -84,7 +84,15 @@ export async function run(argv: string[]): Promise<number> {
   if (!(preload >= 0) || !Number.isFinite(preload)) return usage(`--preload-seconds must be a number >= 0, got ${String(args["preload-seconds"])}`);
 
   const started = performance.now();
-  const dataset = await loadDataset(spec);
+  let dataset;
+  try {
+    dataset = await loadDataset(spec);
+  } catch (error) {
+    const message = `cannot load ${spec}: ${(error as Error).message}`;
+    await recordRetrainFailure(current, message).catch(() => undefined);
+    process.stderr.write(`recsys retrain: failed: ${message}\n`);
+    return 1;
+  }
   log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches, ${dataset.served?.requestId.length ?? 0} served answers`);
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
   let result;
