@@ -76,13 +76,15 @@ export function buildServedExamples(dataset: Dataset, options: ServedExampleOpti
 
   // Shown impressions per (user, item): the request rows, ascending time.
   const numRequests = log.requestId.length;
-  const shownAt = new Map<string, number[]>(); // "user:item" -> candidate rows
+  const numItems = dataset.items.ids.length;
+  const pairKey = (user: number, item: number): number => user * numItems + item; // < 2^53 for 1M × 1M
+  const shownAt = new Map<number, number[]>(); // (user, item) -> candidate rows
   const requestOf = new Int32Array(log.item.length);
   for (let r = 0; r < numRequests; r++) {
     for (let c = log.itemOffsets[r]!; c < log.itemOffsets[r + 1]!; c++) {
       requestOf[c] = r;
       if (log.shown[c] !== 1) continue;
-      const key = `${log.user[r]}:${log.item[c]}`;
+      const key = pairKey(log.user[r]!, log.item[c]!);
       let list = shownAt.get(key);
       if (list === undefined) shownAt.set(key, (list = []));
       list.push(c);
@@ -93,7 +95,7 @@ export function buildServedExamples(dataset: Dataset, options: ServedExampleOpti
   const positiveWeight = new Float32Array(log.item.length); // 0: not a positive
   let credited = 0;
   for (let e = 0; e < events.user.length; e++) {
-    const list = shownAt.get(`${events.user[e]}:${events.item[e]}`);
+    const list = shownAt.get(pairKey(events.user[e]!, events.item[e]!));
     if (list === undefined) continue;
     const t = events.timestamp[e]!;
     let best = -1;
