@@ -114,8 +114,19 @@ describe("recsys retrain on the stack's own store", () => {
     expect(status.outcome).toBe("refused");
   }, 240_000);
 
-  it("publishes a trained candidate that every stage picks up, with no index built by a shard", async () => {
+  it("publishes a trained candidate that every stage picks up, with no index built by a shard and no answer degraded by a version mismatch", async () => {
     const builds = await indexBuilds();
+    // Calls go on during the whole publication: none may fail or lose a shard to a version mismatch.
+    let stop = false;
+    const answers: RecommendResponse[] = [];
+    const errors: unknown[] = [];
+    const users = dataset.users.ids.slice(0, 50);
+    const load = (async () => {
+      for (let i = 0; !stop; i++) {
+        await recommender.recommend({ userId: users[i % users.length]!, count: 5 }).then((r) => answers.push(r), (e: unknown) => errors.push(e));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
     // A generous margin: this checks the publication path (the gate's refusal is checked above).
     const result = await runCli(["retrain", "--dataset", store(), "--current", join(dir, "bundle"), "--shards", "2", "--epochs", "2", "--ranker-epochs", "1", "--margin", "0.9", "--preload-seconds", "3"]);
     expect(result.code, result.stderr).toBe(0);
@@ -128,6 +139,15 @@ describe("recsys retrain on the stack's own store", () => {
       const versions = cgVersions(r);
       return versions.size === 1 && versions.has(published!) && r.failedStages.length === 0;
     }, 30_000, "every stage on the published version");
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // the calls after the last swap
+    stop = true;
+    await load;
+    expect(errors).toEqual([]);
+    const byNew = answers.filter((r) => r.versions.find((v) => v.component === "candidate_generation")?.modelVersion === published).length;
+    expect(byNew).toBeGreaterThan(0);
+    expect(answers.length - byNew).toBeGreaterThan(0);
+    const mismatched = answers.filter((r) => r.failedStages.some((f) => /model version mismatch/.test(f.message)));
+    expect(mismatched.map((r) => r.failedStages)).toEqual([]);
     expect(await indexBuilds()).toBe(builds);
   }, 240_000);
 });
