@@ -12,10 +12,10 @@
  *   was acknowledged.
  */
 import { existsSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
-import type { StoreCatalogueItem, StoreContents, StoreEvent, StoreLocation } from "@recsys/data";
+import type { StoreCatalogueItem, StoreContents, StoreEvent, StoreLocation, StoreProfile } from "@recsys/data";
 
 const HEADER = 8;
 const MAGIC_BYTES = 8;
@@ -64,6 +64,45 @@ function catalogueDir(dir: string): string | undefined {
 }
 
 const BATCH = 10_000;
+const LOG_MAGIC = "RSUSLOG1";
+const SNAPSHOT_MAGIC = "RSUSNAP1";
+
+/**
+ * The users' profiles of the embedded user store in `dir`, read in place as its recovery does: the
+ * newest `snapshot-<gen>.snap`, then the `wal-<gen>.log` files after it in order (records
+ * `{ t: "p", u, p }` set a profile, `{ t: "u", u, r }` replace a whole user). A file compacted away
+ * while it is read makes the read start over (at most 3 times).
+ */
+export async function readEmbeddedProfiles(dir: string): Promise<Map<string, StoreProfile>> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const names = await readdir(dir);
+      const generation = (name: string, prefix: string, suffix: string): number | undefined => {
+        if (!name.startsWith(prefix) || !name.endsWith(suffix)) return undefined;
+        const n = Number(name.slice(prefix.length, -suffix.length));
+        return Number.isSafeInteger(n) ? n : undefined;
+      };
+      const snapshots = names.map((n) => generation(n, "snapshot-", ".snap")).filter((g): g is number => g !== undefined);
+      const base = snapshots.length === 0 ? -1 : Math.max(...snapshots);
+      const wals = names
+        .map((n) => generation(n, "wal-", ".log"))
+        .filter((g): g is number => g !== undefined && g > base)
+        .sort((a, b) => a - b);
+      const profiles = new Map<string, StoreProfile>();
+      const apply = (value: unknown): void => {
+        const record = value as { t?: string; u?: string; p?: StoreProfile; r?: { profile?: StoreProfile } };
+        if (record.t === "p" && typeof record.u === "string" && record.p !== undefined) profiles.set(record.u, record.p);
+        else if (record.t === "u" && typeof record.u === "string") profiles.set(record.u, record.r?.profile ?? {});
+      };
+      const pad = (g: number): string => String(g).padStart(12, "0");
+      if (base >= 0) for await (const value of readRecordFile(join(dir, `snapshot-${pad(base)}.snap`), SNAPSHOT_MAGIC)) apply(value);
+      for (const g of wals) for await (const value of readRecordFile(join(dir, `wal-${pad(g)}.log`), LOG_MAGIC)) apply(value);
+      return profiles;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 2) throw error;
+    }
+  }
+}
 
 /** Read-only contents of the embedded stores in `dir` (see the module comment). */
 export function embeddedStoreContents(dir: string): StoreContents {
@@ -115,6 +154,7 @@ export function embeddedStoreContents(dir: string): StoreContents {
       },
       deletedIds: async () => (await readCatalogue()).deleted,
     },
+    profiles: () => readEmbeddedProfiles(dir),
     close: async () => undefined,
   };
 }
@@ -139,6 +179,17 @@ export async function openStoreContents(location: StoreLocation): Promise<StoreC
   return {
     scanEvents: (options) => users.scanEvents(options) as AsyncIterable<readonly StoreEvent[]>,
     catalogue: { scan: () => catalogue.scan(), deletedIds: () => catalogue.deletedIds() },
+    profiles: async (userIds) => {
+      const out = new Map<string, StoreProfile>();
+      for (let i = 0; i < userIds.length; i += 1000) {
+        const batch = userIds.slice(i, i + 1000);
+        const states = await users.getMany(batch);
+        states.forEach((state, k) => {
+          if (state !== undefined) out.set(batch[k]!, state.profile);
+        });
+      }
+      return out;
+    },
     close: async () => {
       await Promise.all([users.close(), catalogue.close()]);
     },

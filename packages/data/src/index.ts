@@ -19,4 +19,4 @@ export {
   parseStoreSpec,
   registerStoreOpener,
 } from "./store.js";
-export type { StoreCatalogueItem, StoreContents, StoreEvent, StoreLocation, StoreOpener } from "./store.js";
+export type { StoreCatalogueItem, StoreContents, StoreEvent, StoreLocation, StoreOpener, StoreProfile } from "./store.js";

@@ -19,7 +19,8 @@
  *   When the catalogue is empty (stores seeded from a dataset only), the items are those of the
  *   events. Watches of items outside a non-empty catalogue or deleted are left out and counted
  *   (`events_not_in_catalogue`), like served items outside it (`served_items_not_in_catalogue`).
- * User profiles are not part of the event log: users have no age/gender/occupation/geo here.
+ * - user profiles (age, gender, occupation, geo) → the user table, when the store gives them
+ *   (`StoreContents.profiles`: the user store's state, not its event log).
  */
 import { createHash } from "node:crypto";
 import { datasetFromEvents, type EventRecord, type InMemoryOptions } from "./in-memory.js";
@@ -75,8 +76,18 @@ export interface StoreSpec {
   readonly until?: number;
 }
 
+/** A user's profile as the user store keeps it (every field may be unknown). */
+export interface StoreProfile {
+  readonly age?: number;
+  readonly gender?: string;
+  readonly occupation?: string;
+  readonly geo?: string;
+}
+
 /** What `loadDataset` reads from an opened store. */
 export interface StoreContents {
+  /** The profiles of these users (absent: the store keeps none; users then have no profile features). */
+  profiles?(userIds: readonly string[]): Promise<ReadonlyMap<string, StoreProfile>>;
   scanEvents(options?: { afterSeq?: number }): AsyncIterable<readonly StoreEvent[]>;
   /** Absent when the deployment has no catalogue store. */
   readonly catalogue?: {
@@ -161,7 +172,13 @@ export async function loadStoreDataset(spec: string, rest: string): Promise<Data
       for await (const batch of store.catalogue.scan()) for (const item of batch) catalogue.push(item);
       for await (const id of iterate(store.catalogue.deletedIds())) deleted.add(id);
     }
-    const dataset = datasetFromStoreEvents(spec, events, catalogue, deleted);
+    let profiles: ReadonlyMap<string, StoreProfile> | undefined;
+    if (store.profiles !== undefined) {
+      const userIds = new Set<string>();
+      for (const e of events) userIds.add(e.userId);
+      profiles = await store.profiles([...userIds]);
+    }
+    const dataset = datasetFromStoreEvents(spec, events, catalogue, deleted, profiles);
     return { ...dataset, report: { ...dataset.report, counts: { ...dataset.report.counts, last_seq: lastSeq } } };
   } finally {
     await store.close();
@@ -182,6 +199,7 @@ export function datasetFromStoreEvents(
   events: readonly StoreEvent[],
   catalogue: readonly StoreCatalogueItem[],
   deleted: ReadonlySet<string> = new Set(),
+  profiles: ReadonlyMap<string, StoreProfile> = new Map(),
 ): Dataset {
   const useCatalogue = catalogue.length > 0;
   const catalogueIds = new Set<string>();
@@ -241,7 +259,16 @@ export function datasetFromStoreEvents(
   const base = datasetFromEvents(watches, {
     spec,
     items,
-    users: [...users].map((id) => ({ id })),
+    users: [...users].map((id) => {
+      const p = profiles.get(id);
+      return {
+        id,
+        ...(p?.age === undefined ? {} : { age: p.age }),
+        ...(p?.gender === undefined ? {} : { gender: p.gender }),
+        ...(p?.occupation === undefined ? {} : { occupation: p.occupation }),
+        ...(p?.geo === undefined ? {} : { geo: p.geo }),
+      };
+    }),
     searches,
   });
   const log = buildServedLog(base, served, shownByRequest);
