@@ -399,7 +399,8 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
       rows,
       sources: createPipelineSources(train, candidate, pipeline),
       budget: pipeline.budget,
-      ...(fromServed ? { served: { windowSeconds: window } } : {}),
+      // Watches are known up to the cut-off: answers whose window reaches past it are left out.
+      ...(fromServed ? { served: { windowSeconds: window, labelsUntil: cutoff } } : {}),
       train: { epochs: Math.max(1, options.rankerEpochs ?? RETRAIN_DEFAULTS.rankerEpochs), seed, maxExamplesPerUser: RETRAIN_DEFAULTS.rankerMaxExamplesPerUser },
     });
     try {

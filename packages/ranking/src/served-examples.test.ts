@@ -54,7 +54,11 @@ describe("buildServedExamples", () => {
     expect(b.provenance.map((p) => [p.source, p.rank]).sort()).toEqual([["co-watch", 1], ["dnn", 3]]);
     // Estimated merged position: min over sources of rank × 2 sources + the source's order.
     expect(b.position).toBeGreaterThanOrEqual(2);
-    expect(ex.servedStats).toMatchObject({ requests: 2, kept: 2, shown: 4, positives: 2 });
+    expect(ex.servedStats).toMatchObject({ requests: 2, kept: 2, shown: 4, positives: 2, incompleteWindows: 0 });
+    // Watches known only until r2's window is still open: r2's labels are incomplete, it is left out.
+    const early = buildServedExamples(dataset, { rows, sources: createStandardSources(dataset), windowSeconds: 6 * HOUR, maxExamplesPerUser: 10, labelsUntil: 100 + HOUR });
+    expect(Array.from(early.asOf)).toEqual([10]);
+    expect(early.servedStats.incompleteWindows).toBe(1);
   });
 
   it("refuses a dataset without a served log", () => {

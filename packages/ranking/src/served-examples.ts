@@ -10,7 +10,8 @@
  * - a shown item the user watched within `windowSeconds` after the answer (request time <= watch
  *   time <= request time + window) is a positive weighted by its watch seconds (1 when the watch
  *   has none); a watch is credited to the latest answer that showed the item before it, once;
- * - a shown item not watched within the window is a negative of weight 1;
+ * - a shown item not watched within the window is a negative of weight 1; answers whose window
+ *   ends after the last known watch (`labelsUntil`) are left out, their labels being incomplete;
  * - the provenance features are the logged ones (source, rank, score as served). The merged
  *   position is not logged; it is estimated as the round-robin merge would have placed the item:
  *   min over its sources of rank × (number of sources in the answer) + the source's order
@@ -34,6 +35,11 @@ export interface ServedExampleOptions {
   readonly maxExamplesPerUser: number;
   /** Requests need at least this many earlier rows of the user. Default 0. */
   readonly minHistory?: number;
+  /**
+   * Watches are known up to this time (default: the dataset's latest watch). Answers whose window
+   * ends after it are left out: an item watched after it would be taken for a negative.
+   */
+  readonly labelsUntil?: number;
 }
 
 /** The default attribution window: 6 hours. */
@@ -46,6 +52,8 @@ export interface ServedExampleStats {
   readonly positives: number;
   /** Watches in the dataset credited to a shown item. */
   readonly creditedWatches: number;
+  /** Answers left out because their window ends after `labelsUntil`. */
+  readonly incompleteWindows: number;
   readonly seconds: number;
 }
 
@@ -119,9 +127,16 @@ export function buildServedExamples(dataset: Dataset, options: ServedExampleOpti
     }
     return n;
   };
+  let labelsUntil = options.labelsUntil ?? -Infinity;
+  if (options.labelsUntil === undefined) for (const t of events.timestamp) labelsUntil = Math.max(labelsUntil, t);
+  let incomplete = 0;
   const perUser = new Int32Array(numUsers);
   const keep = new Uint8Array(numRequests);
   for (let r = numRequests - 1; r >= 0; r--) {
+    if (log.timestamp[r]! + window > labelsUntil) {
+      incomplete++;
+      continue;
+    }
     const u = log.user[r]!;
     if (perUser[u]! >= options.maxExamplesPerUser) continue;
     let shown = false;
@@ -219,6 +234,6 @@ export function buildServedExamples(dataset: Dataset, options: ServedExampleOpti
     userRows,
     userOffsets,
     stats: { replayed: numRequests, kept, positiveInMerged: positives, droppedMissed: 0, keptMissed: 0, slateNegatives: 0, seconds: (performance.now() - started) / 1000 },
-    servedStats: { requests: numRequests, kept, shown: shownCount, positives, creditedWatches: credited, seconds: (performance.now() - started) / 1000 },
+    servedStats: { requests: numRequests, kept, shown: shownCount, positives, creditedWatches: credited, incompleteWindows: incomplete, seconds: (performance.now() - started) / 1000 },
   };
 }

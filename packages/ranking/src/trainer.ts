@@ -93,7 +93,7 @@ export interface RankerTrainOptions {
    * Train from the dataset's served log (what was shown and watched, ./served-examples.ts)
    * instead of replaying the sources: a shown item watched within `windowSeconds` is a positive.
    */
-  readonly served?: { readonly windowSeconds: number };
+  readonly served?: { readonly windowSeconds: number; readonly labelsUntil?: number };
   /** Per-source budget of the replayed requests (sources with their own budget keep it). */
   readonly budget: number;
   readonly train?: Partial<RankerTrainConfig>;
@@ -147,6 +147,7 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
         rows: options.rows,
         sources: options.sources,
         windowSeconds: options.served.windowSeconds,
+        ...(options.served.labelsUntil === undefined ? {} : { labelsUntil: options.served.labelsUntil }),
         maxExamplesPerUser: cfg.maxExamplesPerUser,
         minHistory: cfg.minHistory,
       })
