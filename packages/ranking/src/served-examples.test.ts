@@ -56,7 +56,7 @@ describe("buildServedExamples", () => {
     expect(b.position).toBeGreaterThanOrEqual(2);
     expect(ex.servedStats).toMatchObject({ requests: 2, kept: 2, shown: 4, positives: 2, incompleteWindows: 0 });
     // Watches known only until r2's window is still open: r2's labels are incomplete, it is left out.
-    const early = buildServedExamples(dataset, { rows, sources: createStandardSources(dataset), windowSeconds: 6 * HOUR, maxExamplesPerUser: 10, labelsUntil: 100 + HOUR });
+    const early = buildServedExamples(dataset, { rows, sources: createStandardSources(dataset), windowSeconds: 6 * HOUR, maxExamplesPerUser: 10, labelsUntil: 10 + 6 * HOUR + 1 });
     expect(Array.from(early.asOf)).toEqual([10]);
     expect(early.servedStats.incompleteWindows).toBe(1);
   });
