@@ -128,7 +128,7 @@ describe("recsys retrain on the stack's own store", () => {
       }
     })();
     // A generous margin: this checks the publication path (the gate's refusal is checked above).
-    const result = await runCli(["retrain", "--dataset", store(), "--current", join(dir, "bundle"), "--shards", "2", "--epochs", "2", "--ranker-epochs", "1", "--margin", "0.9", "--preload-seconds", "3"]);
+    const result = await runCli(["retrain", "--dataset", store(), "--current", join(dir, "bundle"), "--shards", "2", "--epochs", "2", "--ranker-epochs", "1", "--margin", "0.9", "--preload-seconds", "3", "--watch-window", "1"]);
     expect(result.code, result.stderr).toBe(0);
     // The ranker learnt from the answers the orchestrator logged and the impressions/watches recorded.
     expect(result.stderr).toMatch(/ranker: [1-9]\d* examples from [1-9]\d* served answers/);

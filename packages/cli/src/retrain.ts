@@ -393,7 +393,12 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
 
     const t1 = performance.now();
     const rows = Int32Array.from({ length: train.events.user.length }, (_, r) => r);
-    const fromServed = (train.served?.requestId.length ?? 0) > 0;
+    // From the served log when some answer's watch window closed before the cut-off.
+    const servedComplete = train.served === undefined ? 0 : train.served.timestamp.filter((t) => t + window <= cutoff).length;
+    const fromServed = servedComplete > 0;
+    if (!fromServed && (train.served?.requestId.length ?? 0) > 0) {
+      log(`no served answer's ${window} s watch window closed before the cut-off: the ranker learns by replaying the sources`);
+    }
     const pipeline = RETRAIN_DEFAULTS.pipeline;
     const ranker = await trainRanker(train, {
       rows,
