@@ -11,9 +11,10 @@
 #                 with the header in MODEL_STORE_AUTH_HEADER ("Name: value") when set
 #   <index-dir>   optional: a retrieval INDEX_DIR holding <modelVersion>/shard-<i>-of-<n>/ indexes
 #                 of this bundle (e.g. the index/ directory `recsys start` or the serving benchmark
-#                 built); they travel in the archive as index/shard-<i>-of-<n>/ and each retrieval
-#                 pod installs its own shard's, so it loads its index instead of building it
-#                 (minutes per shard at 1M items). Upsert journals are never published.
+#                 built), added to the archive as bundle/indexes/shard-<i>-of-<n>/, where a bundle
+#                 published by `recsys retrain` already has them. Each retrieval pod keeps its own
+#                 shard's and loads it instead of building it (minutes per shard at 1M items).
+#                 Upsert journals are never published.
 #
 # Layout written: <store>/bundles/<modelVersion>.tar.gz and <store>/current.json
 #   {"version": "<modelVersion>", "bundle": "bundles/<modelVersion>.tar.gz", "sha256": "<hex>"}
@@ -31,18 +32,19 @@ version=$(node -e 'const m = JSON.parse(require("fs").readFileSync(process.argv[
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-ln -s "$bundle" "$work/bundle"
-members=(bundle)
+# bundle/ = the bundle's files (symlinks followed by tar -h), plus indexes/ from <index-dir>.
+mkdir "$work/bundle"
+for entry in "$bundle"/* "$bundle"/.[!.]*; do [ -e "$entry" ] && ln -s "$entry" "$work/bundle/$(basename "$entry")"; done
 if [ -n "$index_dir" ]; then
   shards=("$index_dir/$version"/shard-*-of-*/)
   [ -d "${shards[0]}" ] || die "no $index_dir/$version/shard-<i>-of-<n>/ index directories"
-  mkdir "$work/index"
-  for shard in "${shards[@]}"; do ln -s "${shard%/}" "$work/index/$(basename "$shard")"; done
-  members+=(index)
-  echo "publish-bundle: with prebuilt indexes: $(ls "$work/index" | tr '\n' ' ')"
+  [ -e "$bundle/indexes" ] && die "$bundle already has indexes/: publish it without <index-dir>"
+  mkdir "$work/bundle/indexes"
+  for shard in "${shards[@]}"; do ln -s "${shard%/}" "$work/bundle/indexes/$(basename "$shard")"; done
 fi
+if [ -d "$work/bundle/indexes" ]; then echo "publish-bundle: with prebuilt indexes: $(ls "$work/bundle/indexes" | tr '\n' ' ')"; fi
 archive="$work/$version.tar.gz"
-tar -czhf "$archive" -C "$work" "${members[@]}"
+tar -czhf "$archive" -C "$work" bundle
 sha256=$(sha256sum "$archive" | cut -d' ' -f1)
 printf '{"version": "%s", "bundle": "bundles/%s.tar.gz", "sha256": "%s"}\n' "$version" "$version" "$sha256" >"$work/current.json"
 

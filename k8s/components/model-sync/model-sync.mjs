@@ -7,23 +7,26 @@
 // The store is plain HTTP(S) (an object store bucket or gateway: S3/GCS/Azure through a public-read
 // or in-cluster gateway, MinIO, any static file server), laid out by deploy/models/publish-bundle.sh:
 //   <MODEL_STORE_URL>/current.json        {"version": "<modelVersion>", "bundle": "bundles/<v>.tar.gz", "sha256": "<hex>"}
-//   <MODEL_STORE_URL>/bundles/<v>.tar.gz  bundle/ (the `recsys train` bundle with its ranker/) and,
-//                                         optionally, index/shard-<i>-of-<n>/ (prebuilt retrieval indexes)
+//   <MODEL_STORE_URL>/bundles/<v>.tar.gz  bundle/: the bundle with its ranker/ and, when published
+//                                         with them, its prebuilt retrieval indexes
+//                                         (bundle/indexes/shard-<i>-of-<n>/, which retrieval loads
+//                                         instead of building an index)
 // A version is installed only when the archive's SHA-256 equals the pointer's and its manifest's
 // modelVersion equals the pointer's version; otherwise the old version keeps serving (watch) or the
-// init container fails and is retried (once). Installing: extract beside the others, move the
-// shard's prebuilt index (retrieval: SHARD_INDEX/SHARD_COUNT/INDEX_DIR set) to where the retrieval
-// stage looks for it (<INDEX_DIR>/<version>/shard-<i>-of-<n>/), then point `current` at the version
-// with an atomic rename of a new symlink. The newest MODEL_KEEP versions are kept (rollback = publish
+// init container fails and is retried (once). Installing: extract beside the others, keep only this
+// pod's own shard's prebuilt index (retrieval pods: INDEX_DIR, SHARD_INDEX and SHARD_COUNT come
+// from the stage's ConfigMap; other stages keep none), then point `current` at the version with an
+// atomic rename of a new symlink. The newest MODEL_KEEP versions are kept (rollback = publish
 // the old pointer again: it is still on disk, so it is instant).
 //
 // Environment: MODEL_STORE_URL (required), MODEL_STORE_AUTH_HEADER ("Name: value", optional, from a
 // Secret), MODEL_ROOT (/models), MODEL_SYNC_MODE (once|watch), MODEL_SYNC_INTERVAL (seconds, 30),
-// MODEL_KEEP (2), and for retrieval INDEX_DIR, SHARD_INDEX, SHARD_COUNT.
+// MODEL_KEEP (2), and for retrieval INDEX_DIR (its presence marks a retrieval pod), SHARD_INDEX,
+// SHARD_COUNT.
 // Tested by packages/deploy-checks (model-sync.test.ts) against a local HTTP server.
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { cp, lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { Readable } from "node:stream";
@@ -50,8 +53,8 @@ function config(env) {
     if (colon <= 0) throw new Error('MODEL_STORE_AUTH_HEADER must be "Name: value"');
     headers[env.MODEL_STORE_AUTH_HEADER.slice(0, colon).trim()] = env.MODEL_STORE_AUTH_HEADER.slice(colon + 1).trim();
   }
-  const shard = env.INDEX_DIR ? { dir: env.INDEX_DIR, tag: `shard-${Number(env.SHARD_INDEX ?? "0")}-of-${Number(env.SHARD_COUNT ?? "1")}` } : undefined;
-  return { base: base.endsWith("/") ? base : `${base}/`, root: env.MODEL_ROOT ?? "/models", mode, interval, keep, headers, shard };
+  const shardTag = env.INDEX_DIR ? `shard-${Number(env.SHARD_INDEX ?? "0")}-of-${Number(env.SHARD_COUNT ?? "1")}` : undefined;
+  return { base: base.endsWith("/") ? base : `${base}/`, root: env.MODEL_ROOT ?? "/models", mode, interval, keep, headers, shardTag };
 }
 
 async function fetchOk(url, headers) {
@@ -117,17 +120,15 @@ async function install(cfg, pointer) {
     if (manifest.modelVersion !== pointer.version) {
       throw new Error(`bundle/manifest.json says modelVersion ${JSON.stringify(manifest.modelVersion)}, the pointer says ${pointer.version}`);
     }
-    let index = "none in the bundle";
-    if (cfg.shard !== undefined && (await exists(join(staging, "index", cfg.shard.tag)))) {
-      const target = join(cfg.shard.dir, pointer.version, cfg.shard.tag);
-      if (await exists(target)) index = `${target} already there`;
-      else {
-        await mkdir(join(cfg.shard.dir, pointer.version), { recursive: true });
-        await rm(`${target}.sync`, { recursive: true, force: true });
-        await cp(join(staging, "index", cfg.shard.tag), `${target}.sync`, { recursive: true });
-        await rename(`${target}.sync`, target);
-        index = target;
+    // Prebuilt retrieval indexes: a retrieval pod keeps its own shard's, other pods none.
+    const indexes = join(staging, "bundle", "indexes");
+    let index = "none";
+    if (await exists(indexes)) {
+      for (const name of await readdir(indexes)) {
+        if (name === cfg.shardTag) index = `indexes/${name}`;
+        else await rm(join(indexes, name), { recursive: true, force: true });
       }
+      if (cfg.shardTag === undefined) await rm(indexes, { recursive: true, force: true });
     }
     const dir = join(root, pointer.version);
     await rm(dir, { recursive: true, force: true });

@@ -79,7 +79,7 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     const pointer = JSON.parse(await readFile(join(store, "current.json"), "utf8")) as { version: string; bundle: string; sha256: string };
     expect(pointer).toMatchObject({ version: "cg-1", bundle: "bundles/cg-1.tar.gz" });
     const { stdout: listing } = await run("tar", ["-tzf", join(store, pointer.bundle)]);
-    expect(listing).toMatch(/^index\/shard-1-of-2\/index\.json$/m);
+    expect(listing).toMatch(/^bundle\/indexes\/shard-1-of-2\/index\.json$/m);
     expect(listing).not.toMatch(/upserts/);
 
     const result = await sync("retrieval-1-0", { INDEX_DIR: join(root, "retrieval-1-0", "index"), SHARD_INDEX: "1", SHARD_COUNT: "2", MODEL_STORE_AUTH_HEADER: "Authorization: Bearer t0k" });
@@ -87,14 +87,16 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     const models = join(root, "retrieval-1-0", "models");
     expect(await readlink(join(models, "current"))).toBe("cg-1");
     expect(JSON.parse(await readFile(join(models, "current", "ranker", "manifest.json"), "utf8"))).toEqual({ modelVersion: "rk-cg-1" });
-    expect(JSON.parse(await readFile(join(root, "retrieval-1-0", "index", "cg-1", "shard-1-of-2", "index.json"), "utf8"))).toEqual({ shard: "shard-1-of-2" });
-    expect(existsSync(join(root, "retrieval-1-0", "index", "cg-1", "shard-0-of-2"))).toBe(false);
+    // Its own shard's prebuilt index only, where the retrieval stage looks for it (<bundle>/indexes/).
+    expect(JSON.parse(await readFile(join(models, "current", "indexes", "shard-1-of-2", "index.json"), "utf8"))).toEqual({ shard: "shard-1-of-2" });
+    expect(existsSync(join(models, "current", "indexes", "shard-0-of-2"))).toBe(false);
     expect(requests.at(-1)).toBe("GET /recsys/bundles/cg-1.tar.gz Bearer t0k");
   });
 
   it("does nothing when the pointer names the current version; installs a new one and keeps MODEL_KEEP", async () => {
     const before = requests.length;
     expect((await sync("ranking-a")).code).toBe(0);
+    expect(existsSync(join(root, "ranking-a", "models", "current", "indexes"))).toBe(false); // not a retrieval pod
     expect((await sync("ranking-a")).code).toBe(0);
     expect(requests.slice(before).filter((r) => r.includes("tar.gz"))).toHaveLength(1);
     for (const version of ["cg-2", "cg-3"]) {
