@@ -7,8 +7,11 @@
 # still seen. Used to size the Kubernetes requests/limits (docs/operations.md, "Sizing"):
 #   deploy/sizing/sample-rss.sh > /tmp/rss.tsv & npm run bench -- serve --rollout; kill %1
 #   deploy/sizing/summarize-rss.sh /tmp/rss.tsv [from-unix-time [to-unix-time]]
+# ROOT (default: this repository) keeps only processes started from that checkout: on a machine
+# shared with other checkouts their stages would be counted too.
 set -euo pipefail
 INTERVAL=${INTERVAL:-0.5}
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 stage_of() {
   case "$1" in
     *packages/candidate-gen-service/dist/main.js*) echo candidate_generation ;;
@@ -23,6 +26,7 @@ while :; do
   for status in /proc/[0-9]*/status; do
     pid=${status#/proc/}; pid=${pid%/status}
     cmdline=$(tr "\0" " " 2>/dev/null <"/proc/$pid/cmdline") || continue
+    case "$cmdline" in *"$ROOT/packages/"*) ;; *) continue ;; esac
     stage=$(stage_of "$cmdline") || continue
     read -r rss hwm < <(awk '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{print r, h}' "$status" 2>/dev/null) || continue
     [ -n "$rss" ] && echo "$now $stage $pid $rss $hwm"
