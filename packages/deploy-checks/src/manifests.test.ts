@@ -354,3 +354,17 @@ it("starts every stage image with the runtime's SERVING_NODE_FLAGS", async () =>
     expect(argv.at(-1), stage.image).toMatch(/^packages\/[a-z-]+\/dist\/main\.js$/);
   }
 });
+
+it("builds every stage image with Node.js from the base image's Debian package, and a runtime stage without build tools or addon objects", async () => {
+  for (const stage of STAGES) {
+    const text = await readFile(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`), "utf8");
+    const version = /^ARG NODE_DEB_VERSION=(\S+)$/m.exec(text)?.[1];
+    expect(version, stage.image).toMatch(/^20\.(19|[2-9]\d)\.\d+\+dfsg-\S+$/); // an exact Debian version, ≥ 20.19
+    const [build, runtime] = text.split(/^FROM \$\{NODE_IMAGE\}$/m);
+    expect(runtime, `${stage.image}: a runtime stage FROM \${NODE_IMAGE}`).toBeDefined();
+    expect(runtime, stage.image).toMatch(/apt-get install [^\n]*"nodejs=\$\{NODE_DEB_VERSION\}"/);
+    expect(runtime, stage.image).not.toMatch(/\bnpm\b|\bg\+\+|\bmake\b|python3|COPY (?!--from=build \/app \/app)/);
+    expect(build, stage.image).toMatch(/"nodejs=\$\{NODE_DEB_VERSION\}" "libnode-dev=\$\{NODE_DEB_VERSION\}"/);
+    expect(build, stage.image).toMatch(/-name build -prune -exec test -f '\{\}\/\.\.\/binding\.gyp'/);
+  }
+});
