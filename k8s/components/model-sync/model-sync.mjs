@@ -19,8 +19,13 @@
 // atomic rename of a new symlink. The newest MODEL_KEEP versions are kept (rollback = publish
 // the old pointer again: it is still on disk, so it is instant).
 //
+// MODEL_SYNC_MODE=publish is the other direction, for the training job on a cluster without shared
+// storage: it archives the bundle MODEL_ROOT/current points at (with its prebuilt indexes), uploads
+// bundles/<version>.tar.gz with HTTP PUT, then current.json (the same layout as
+// deploy/models/publish-bundle.sh, which does this from a workstation or CI).
+//
 // Environment: MODEL_STORE_URL (required), MODEL_STORE_AUTH_HEADER ("Name: value", optional, from a
-// Secret), MODEL_ROOT (/models), MODEL_SYNC_MODE (once|watch), MODEL_SYNC_INTERVAL (seconds, 30),
+// Secret), MODEL_ROOT (/models), MODEL_SYNC_MODE (once|watch|publish), MODEL_SYNC_INTERVAL (seconds, 30),
 // MODEL_KEEP (2), and for retrieval INDEX_DIR (its presence marks a retrieval pod), SHARD_INDEX,
 // SHARD_COUNT.
 // Tested by packages/deploy-checks (model-sync.test.ts) against a local HTTP server.
@@ -42,7 +47,7 @@ function config(env) {
   const base = env.MODEL_STORE_URL;
   if (base === undefined || !/^https?:\/\//.test(base)) throw new Error("MODEL_STORE_URL must be an http(s) URL (the directory holding current.json)");
   const mode = env.MODEL_SYNC_MODE ?? "watch";
-  if (mode !== "once" && mode !== "watch") throw new Error(`MODEL_SYNC_MODE is once or watch, not "${mode}"`);
+  if (mode !== "once" && mode !== "watch" && mode !== "publish") throw new Error(`MODEL_SYNC_MODE is once, watch or publish, not "${mode}"`);
   const interval = Number(env.MODEL_SYNC_INTERVAL ?? "30");
   const keep = Number(env.MODEL_KEEP ?? "2");
   if (!(interval > 0)) throw new Error("MODEL_SYNC_INTERVAL must be a positive number of seconds");
@@ -168,9 +173,41 @@ async function syncOnce(cfg) {
   return true;
 }
 
+/** Uploads the bundle `current` points at: the archive first, the pointer last. */
+async function publish(cfg) {
+  const version = await currentVersion(cfg.root);
+  if (version === undefined || !VERSION.test(version)) throw new Error(`${join(cfg.root, "current")} does not point at a model version`);
+  const manifest = JSON.parse(await readFile(join(cfg.root, version, "manifest.json"), "utf8"));
+  if (manifest.modelVersion !== version) throw new Error(`${version}/manifest.json says modelVersion ${JSON.stringify(manifest.modelVersion)}`);
+  if (!(await exists(join(cfg.root, version, "ranker")))) throw new Error(`${version} has no ranker/: the ranking stage would refuse it`);
+  const staging = join(cfg.root, `.publish-${version}`);
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true });
+  try {
+    const archive = join(staging, `${version}.tar.gz`);
+    await run("tar", ["-czhf", archive, "-C", cfg.root, "--transform", `s,^${version},bundle,`, version]);
+    const bytes = await readFile(archive);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const put = async (name, body, type) => {
+      const url = new URL(name, cfg.base).href;
+      const response = await fetch(url, { method: "PUT", body, headers: { ...cfg.headers, "Content-Type": type } });
+      if (!response.ok) throw new Error(`PUT ${url}: HTTP ${response.status}`);
+    };
+    await put(`bundles/${version}.tar.gz`, bytes, "application/gzip");
+    await put("current.json", JSON.stringify({ version, bundle: `bundles/${version}.tar.gz`, sha256 }) + "\n", "application/json");
+    log("info", "model published", { version, sha256, bytes: bytes.length });
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const cfg = config(process.env);
   await mkdir(cfg.root, { recursive: true });
+  if (cfg.mode === "publish") {
+    await publish(cfg);
+    return;
+  }
   if (cfg.mode === "once") {
     await syncOnce(cfg);
     return;

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promi
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join, normalize } from "node:path";
+import { dirname, join, normalize } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEPLOY_DIR, K8S_DIR } from "./paths.js";
@@ -56,6 +56,18 @@ beforeAll(async () => {
   const served = join(root, "store");
   server = createServer((req, res) => {
     requests.push(`${req.method} ${req.url} ${req.headers["authorization"] ?? ""}`);
+    if (req.method === "PUT") {
+      // A writable store (MinIO, WebDAV, a presigned URL): the body becomes the file.
+      const target = normalize(join(served, decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname)));
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        void mkdir(dirname(target), { recursive: true })
+          .then(() => writeFile(target, Buffer.concat(chunks)))
+          .then(() => res.writeHead(201).end());
+      });
+      return;
+    }
     const path = normalize(join(served, decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname)));
     if (!path.startsWith(served) || !existsSync(path)) {
       res.writeHead(404).end();
@@ -126,6 +138,23 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     expect(await readlink(join(root, "ranking-a", "models", "current"))).toBe("cg-3");
     expect(existsSync(join(root, "ranking-a", "models", ".staging-cg-5"))).toBe(false);
     await writeFile(pointerFile, good);
+  });
+
+  it("publishes from a pod (MODEL_SYNC_MODE=publish: the training job) what another pod then installs", async () => {
+    // The training job's volume: /models/<version>/ with current -> <version>.
+    const trainer = join(root, "trainer", "models");
+    await mkdir(trainer, { recursive: true });
+    const { stdout: cp } = await run("cp", ["-r", await makeBundle("cg-9"), join(trainer, "cg-9")]);
+    expect(cp).toBe("");
+    await run("ln", ["-sfn", "cg-9", join(trainer, "current")]);
+    await mkdir(join(trainer, "cg-9", "indexes", "shard-0-of-2"), { recursive: true });
+    await writeFile(join(trainer, "cg-9", "indexes", "shard-0-of-2", "index.json"), "{}");
+    const published = await sync("trainer", { MODEL_SYNC_MODE: "publish", MODEL_STORE_AUTH_HEADER: "Authorization: Bearer pub" });
+    expect(published.code, published.stdout).toBe(0);
+    expect(requests.slice(-2)).toEqual(["PUT /recsys/bundles/cg-9.tar.gz Bearer pub", "PUT /recsys/current.json Bearer pub"]);
+    expect((await sync("retrieval-0-0", { INDEX_DIR: "/unused", SHARD_INDEX: "0", SHARD_COUNT: "2" })).code).toBe(0);
+    expect(await readlink(join(root, "retrieval-0-0", "models", "current"))).toBe("cg-9");
+    expect(existsSync(join(root, "retrieval-0-0", "models", "cg-9", "indexes", "shard-0-of-2", "index.json"))).toBe(true);
   });
 
   it("refuses to publish a bundle without its ranker", async () => {
