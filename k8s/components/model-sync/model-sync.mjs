@@ -22,7 +22,10 @@
 // MODEL_SYNC_MODE=publish is the other direction, for the training job on a cluster without shared
 // storage: it archives the bundle MODEL_ROOT/current points at (with its prebuilt indexes), uploads
 // bundles/<version>.tar.gz with HTTP PUT, then current.json (the same layout as
-// deploy/models/publish-bundle.sh, which does this from a workstation or CI).
+// deploy/models/publish-bundle.sh, which does this from a workstation or CI). The training job's
+// run report, MODEL_ROOT/retrain-status.json, is uploaded too when present (MODEL_PUBLISH_BUNDLE=0:
+// only the report, for a run whose candidate was refused), and every syncing pod installs the
+// store's copy beside its bundles, where the retrieval stage reads it (its retrain gauges).
 //
 // Environment: MODEL_STORE_URL (required), MODEL_STORE_AUTH_HEADER ("Name: value", optional, from a
 // Secret), MODEL_ROOT (/models), MODEL_SYNC_MODE (once|watch|publish), MODEL_SYNC_INTERVAL (seconds, 30),
@@ -166,6 +169,7 @@ async function prune(cfg) {
 }
 
 async function syncOnce(cfg) {
+  await syncStatus(cfg);
   const pointer = await readPointer(cfg);
   if ((await currentVersion(cfg.root)) === pointer.version) return false;
   await install(cfg, pointer);
@@ -173,8 +177,32 @@ async function syncOnce(cfg) {
   return true;
 }
 
+const STATUS_FILE = "retrain-status.json";
+
+async function putStatus(cfg, path) {
+  const url = new URL(STATUS_FILE, cfg.base).href;
+  const response = await fetch(url, { method: "PUT", body: await readFile(path), headers: { ...cfg.headers, "Content-Type": "application/json" } });
+  if (!response.ok) throw new Error(`PUT ${url}: HTTP ${response.status}`);
+  log("info", "run report published", { file: STATUS_FILE });
+}
+
+/** Installs the store's retrain-status.json beside the bundles (absent in the store: nothing). */
+async function syncStatus(cfg) {
+  const response = await fetch(new URL(STATUS_FILE, cfg.base).href, { headers: cfg.headers });
+  if (response.status === 404) return;
+  if (!response.ok) throw new Error(`GET ${STATUS_FILE}: HTTP ${response.status}`);
+  const tmp = join(cfg.root, `.${STATUS_FILE}.sync`);
+  await pipeline(Readable.fromWeb(response.body), createWriteStream(tmp));
+  await rename(tmp, join(cfg.root, STATUS_FILE));
+}
+
 /** Uploads the bundle `current` points at: the archive first, the pointer last. */
-async function publish(cfg) {
+async function publish(cfg, withBundle) {
+  const status = join(cfg.root, STATUS_FILE);
+  if (!withBundle) {
+    if (await exists(status)) await putStatus(cfg, status);
+    return;
+  }
   const version = await currentVersion(cfg.root);
   if (version === undefined || !VERSION.test(version)) throw new Error(`${join(cfg.root, "current")} does not point at a model version`);
   const manifest = JSON.parse(await readFile(join(cfg.root, version, "manifest.json"), "utf8"));
@@ -196,6 +224,7 @@ async function publish(cfg) {
     await put(`bundles/${version}.tar.gz`, bytes, "application/gzip");
     await put("current.json", JSON.stringify({ version, bundle: `bundles/${version}.tar.gz`, sha256 }) + "\n", "application/json");
     log("info", "model published", { version, sha256, bytes: bytes.length });
+    if (await exists(status)) await putStatus(cfg, status);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
@@ -205,7 +234,7 @@ async function main() {
   const cfg = config(process.env);
   await mkdir(cfg.root, { recursive: true });
   if (cfg.mode === "publish") {
-    await publish(cfg);
+    await publish(cfg, process.env.MODEL_PUBLISH_BUNDLE !== "0");
     return;
   }
   if (cfg.mode === "once") {

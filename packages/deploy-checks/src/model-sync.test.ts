@@ -149,12 +149,19 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     await run("ln", ["-sfn", "cg-9", join(trainer, "current")]);
     await mkdir(join(trainer, "cg-9", "indexes", "shard-0-of-2"), { recursive: true });
     await writeFile(join(trainer, "cg-9", "indexes", "shard-0-of-2", "index.json"), "{}");
+    await writeFile(join(trainer, "retrain-status.json"), JSON.stringify({ outcome: "published" }));
     const published = await sync("trainer", { MODEL_SYNC_MODE: "publish", MODEL_STORE_AUTH_HEADER: "Authorization: Bearer pub" });
     expect(published.code, published.stdout).toBe(0);
-    expect(requests.slice(-2)).toEqual(["PUT /recsys/bundles/cg-9.tar.gz Bearer pub", "PUT /recsys/current.json Bearer pub"]);
+    expect(requests.slice(-3)).toEqual(["PUT /recsys/bundles/cg-9.tar.gz Bearer pub", "PUT /recsys/current.json Bearer pub", "PUT /recsys/retrain-status.json Bearer pub"]);
+    // A refused run publishes its report only.
+    await writeFile(join(trainer, "retrain-status.json"), JSON.stringify({ outcome: "refused" }));
+    expect((await sync("trainer", { MODEL_SYNC_MODE: "publish", MODEL_PUBLISH_BUNDLE: "0" })).code).toBe(0);
+    expect(requests.at(-1)).toBe("PUT /recsys/retrain-status.json ");
     expect((await sync("retrieval-0-0", { INDEX_DIR: "/unused", SHARD_INDEX: "0", SHARD_COUNT: "2" })).code).toBe(0);
     expect(await readlink(join(root, "retrieval-0-0", "models", "current"))).toBe("cg-9");
     expect(existsSync(join(root, "retrieval-0-0", "models", "cg-9", "indexes", "shard-0-of-2", "index.json"))).toBe(true);
+    // The run report lands beside the bundles, where the retrieval stage reads it.
+    expect(JSON.parse(await readFile(join(root, "retrieval-0-0", "models", "retrain-status.json"), "utf8"))).toEqual({ outcome: "refused" });
   });
 
   it("refuses to publish a bundle without its ranker", async () => {
