@@ -69,6 +69,21 @@ export function workloads(objects: readonly K8sObject[]): Workload[] {
   return objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet") as Workload[];
 }
 
+/** A pod template with the object that owns it: Deployments, StatefulSets and CronJobs (the retrain job). */
+export interface PodTemplate {
+  readonly owner: K8sObject;
+  readonly label: string;
+  readonly template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec };
+}
+
+export function podTemplates(objects: readonly K8sObject[]): PodTemplate[] {
+  const templates: PodTemplate[] = workloads(objects).map((w) => ({ owner: w, label: label(w), template: w.spec.template }));
+  for (const cronJob of objects.filter((o) => o.kind === "CronJob") as (K8sObject & { spec: { jobTemplate: { spec: { template: PodTemplate["template"] } } } })[]) {
+    templates.push({ owner: cronJob, label: label(cronJob), template: cronJob.spec.jobTemplate.spec.template });
+  }
+  return templates;
+}
+
 /** The recsys stages' workloads (not Redis). */
 export function stageWorkloads(objects: readonly K8sObject[]): Workload[] {
   return workloads(objects).filter((w) => workloadStage(w) !== undefined);
@@ -320,11 +335,11 @@ export function checkShutdownTiming(objects: readonly K8sObject[], schemaOf: Sch
 /** Non-root, read-only root filesystem, no privilege escalation, ALL capabilities dropped, requests and limits. */
 export function checkSecurityAndResources(objects: readonly K8sObject[]): string[] {
   const problems: string[] = [];
-  for (const workload of workloads(objects)) {
-    const pod = workload.spec.template.spec;
-    if (pod.securityContext?.runAsNonRoot !== true) problems.push(`${label(workload)}: pod securityContext.runAsNonRoot is not true`);
+  for (const { label: owner, template } of podTemplates(objects)) {
+    const pod = template.spec;
+    if (pod.securityContext?.runAsNonRoot !== true) problems.push(`${owner}: pod securityContext.runAsNonRoot is not true`);
     for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
-      const where = `${label(workload)} container ${container.name}`;
+      const where = `${owner} container ${container.name}`;
       const sc = container.securityContext;
       if (sc?.readOnlyRootFilesystem !== true) problems.push(`${where}: readOnlyRootFilesystem is not true`);
       if (sc?.allowPrivilegeEscalation !== false) problems.push(`${where}: allowPrivilegeEscalation is not false`);
@@ -339,24 +354,26 @@ export function checkSecurityAndResources(objects: readonly K8sObject[]): string
   return problems;
 }
 
-/** Volume mounts name a volume of the pod (or a claim template); PVCs and ConfigMaps referenced exist. */
+/** Volume mounts (init containers and the CronJob too) name a volume of the pod or a claim template; referenced claims are rendered; the stages mount the model claim read-only. */
 export function checkVolumes(objects: readonly K8sObject[]): string[] {
   const problems: string[] = [];
-  for (const workload of workloads(objects)) {
-    const pod = workload.spec.template.spec;
-    const names = new Set([...(pod.volumes ?? []).map((v) => v.name), ...(workload.spec.volumeClaimTemplates ?? []).map((t) => t.metadata.name)]);
+  for (const { owner, label: where, template } of podTemplates(objects)) {
+    const pod = template.spec;
+    const claimTemplates = (owner as Workload).spec?.volumeClaimTemplates ?? [];
+    const names = new Set([...(pod.volumes ?? []).map((v) => v.name), ...claimTemplates.map((t) => t.metadata.name)]);
     for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
       for (const mount of container.volumeMounts ?? []) {
-        if (!names.has(mount.name)) problems.push(`${label(workload)}: mounts volume "${mount.name}", which the pod does not have`);
+        if (!names.has(mount.name)) problems.push(`${where}: mounts volume "${mount.name}", which the pod does not have`);
       }
     }
     for (const volume of pod.volumes ?? []) {
       const claim = volume.persistentVolumeClaim?.claimName;
       if (claim !== undefined && findObject(objects, "PersistentVolumeClaim", claim) === undefined) {
-        problems.push(`${label(workload)}: volume ${volume.name} uses PersistentVolumeClaim "${claim}", which is not rendered`);
+        problems.push(`${where}: volume ${volume.name} uses PersistentVolumeClaim "${claim}", which is not rendered`);
       }
-      if (volume.persistentVolumeClaim !== undefined && volume.persistentVolumeClaim.readOnly !== true && volume.name === "models") {
-        problems.push(`${label(workload)}: the model volume must be mounted read-only`);
+      // The serving stages read models; only the training job (a CronJob) writes them.
+      if (owner.kind !== "CronJob" && volume.persistentVolumeClaim !== undefined && volume.persistentVolumeClaim.readOnly !== true && volume.name === "models") {
+        problems.push(`${where}: the model volume must be mounted read-only`);
       }
     }
   }
@@ -456,17 +473,17 @@ export function checkHeapCaps(objects: readonly K8sObject[]): string[] {
 export function checkServiceAccounts(objects: readonly K8sObject[]): string[] {
   const problems: string[] = [];
   const used = new Map<string, string>();
-  for (const workload of workloads(objects)) {
-    const pod = workload.spec.template.spec;
+  for (const { label: owner, template } of podTemplates(objects)) {
+    const pod = template.spec;
     const name = pod.serviceAccountName;
     if (name === undefined || name === "default") {
-      problems.push(`${label(workload)}: runs as the namespace's default ServiceAccount`);
+      problems.push(`${owner}: runs as the namespace's default ServiceAccount`);
       continue;
     }
-    if (findObject(objects, "ServiceAccount", name) === undefined) problems.push(`${label(workload)}: ServiceAccount ${name} is not rendered`);
-    if (used.has(name)) problems.push(`${label(workload)}: shares ServiceAccount ${name} with ${used.get(name)}`);
-    used.set(name, label(workload));
-    if (pod.automountServiceAccountToken !== false) problems.push(`${label(workload)}: mounts an API token (automountServiceAccountToken is not false)`);
+    if (findObject(objects, "ServiceAccount", name) === undefined) problems.push(`${owner}: ServiceAccount ${name} is not rendered`);
+    if (used.has(name)) problems.push(`${owner}: shares ServiceAccount ${name} with ${used.get(name)}`);
+    used.set(name, owner);
+    if (pod.automountServiceAccountToken !== false) problems.push(`${owner}: mounts an API token (automountServiceAccountToken is not false)`);
   }
   return problems;
 }
