@@ -5,7 +5,7 @@
  * stage, or opens a stage to everyone, fails the checks instead of a rollout.
  */
 import { findObject, type K8sObject } from "./kustomize.js";
-import { stageWorkloads, workloads, workloadStage, type Workload } from "./manifest-checks.js";
+import { podTemplates, stageWorkloads, workloads, workloadStage, type Workload } from "./manifest-checks.js";
 
 interface LabelSelector {
   matchLabels?: Record<string, string>;
@@ -112,6 +112,15 @@ export function checkNetworkPolicies(objects: readonly K8sObject[]): string[] {
   const redis = findObject(workloads(objects), "StatefulSet", "redis") as Workload | undefined;
   const dns = outside("kube-system", { "k8s-app": "kube-dns" });
   for (const w of [...workloads(objects)]) expect(allowed(policies, nsLabels, pod(w), dns, 53), true, `${name(w)} → kube-dns:53`);
+  // The retrain job (CronJob): DNS, the user store, the model store; nothing serves it.
+  for (const job of podTemplates(objects).filter((p) => p.owner.kind === "CronJob")) {
+    const self: Endpoint = { pod: job.template.metadata?.labels ?? {}, namespace: nsLabels };
+    expect(allowed(policies, nsLabels, self, dns, 53), true, `${job.label} → kube-dns:53`);
+    expect(allowed(policies, nsLabels, self, { external: true }, 443), true, `${job.label} → model store:443`);
+    const redisPod = findObject(workloads(objects), "StatefulSet", "redis") as Workload | undefined;
+    if (redisPod !== undefined) expect(allowed(policies, nsLabels, self, pod(redisPod), 6379), true, `${job.label} → redis:6379`);
+    for (const w of stageWorkloads(objects)) expect(allowed(policies, nsLabels, self, pod(w), 50051), false, `${job.label} → ${name(w)}:50051`);
+  }
   for (const w of stages) {
     expect(allowed(policies, nsLabels, outside("monitoring"), pod(w), 9464), true, `monitoring → ${name(w)}:9464 (metrics)`);
     expect(allowed(policies, nsLabels, outside("monitoring"), pod(w), 50051), false, `monitoring → ${name(w)}:50051`);
