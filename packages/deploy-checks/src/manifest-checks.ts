@@ -514,6 +514,21 @@ export function checkShardLabels(objects: readonly K8sObject[]): string[] {
   return problems;
 }
 
+/**
+ * Every stage pod is labelled with its own stage (app.kubernetes.io/component, recsys.io/stage):
+ * a component's `labels` transformer applies to everything of the overlay and would relabel them.
+ */
+export function checkStageLabels(objects: readonly K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const workload of stageWorkloads(objects)) {
+    const stage = workloadStage(workload)!;
+    const labels = workload.spec.template.metadata?.labels ?? {};
+    if (labels["app.kubernetes.io/component"] !== stage.k8sName) problems.push(`${label(workload)}: pod label app.kubernetes.io/component is ${JSON.stringify(labels["app.kubernetes.io/component"])}, expected ${stage.k8sName}`);
+    if (labels["recsys.io/stage"] !== stage.stage) problems.push(`${label(workload)}: pod label recsys.io/stage is ${JSON.stringify(labels["recsys.io/stage"])}, expected ${stage.stage}`);
+  }
+  return problems;
+}
+
 /** The seconds a workload's startup probe allows before the pod is restarted. */
 export function startupAllowanceSeconds(workload: Workload): number | undefined {
   const probe = mainContainer(workload)?.startupProbe as (Probe & { periodSeconds?: number; failureThreshold?: number; initialDelaySeconds?: number }) | undefined;

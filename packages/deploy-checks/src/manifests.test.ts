@@ -18,6 +18,7 @@ import {
   checkPodSecurityLabels,
   checkServiceAccounts,
   checkShardLabels,
+  checkStageLabels,
   retrievalRolloutAllowanceSeconds,
   workloadEnv,
   checkPorts,
@@ -142,6 +143,7 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
 
   it("labels retrieval pods with their shard and shard count, and the skew alert waits for an index build", async () => {
     expect(checkShardLabels(overlay(name))).toEqual([]);
+    expect(checkStageLabels(overlay(name))).toEqual([]);
     const skew = allRules(await readRuleFiles()).find(({ rule }) => rule.alert === "RecsysModelVersionSkew")!.rule;
     const allowance = retrievalRolloutAllowanceSeconds(overlay(name), schemaOf);
     expect(allowance).toBeGreaterThan(0);
