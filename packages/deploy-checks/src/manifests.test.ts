@@ -301,6 +301,8 @@ describe("the checks catch broken manifests", () => {
     const relabelled = structuredClone(overlay("prod"));
     (findObject(relabelled, "StatefulSet", "retrieval-1") as Workload).spec.template.metadata!.labels!["recsys.io/shard-count"] = "3";
     expect(checkShardLabels(relabelled)).toEqual(['StatefulSet/retrieval-1: pod label recsys.io/shard-count is "3", the shard\'s env says 2']);
+    (findObject(relabelled, "StatefulSet", "retrieval-1") as Workload).spec.template.metadata!.labels!["app.kubernetes.io/component"] = "user-store";
+    expect(checkStageLabels(relabelled)).toEqual(['StatefulSet/retrieval-1: pod label app.kubernetes.io/component is "user-store", expected retrieval']);
   });
 
   it("a retrieval startup probe that allows more than the skew alert waits", () => {
