@@ -36,6 +36,7 @@ import {
 import { K8S_DIR, OVERLAYS, overlayDir, PROMETHEUS_RULE_FILE, type OverlayName } from "./paths.js";
 import { parseObjects } from "./kustomize.js";
 import { readFile } from "node:fs/promises";
+import { parse } from "yaml";
 import { allRules, prometheusRuleObject, readRuleFiles } from "./rules.js";
 import { STAGES, isLanded, loadStagePackage, type LandedPackage, type StageInfo } from "./stages.js";
 import { strictFieldCheck, validateSchemas } from "./validate.js";
@@ -371,4 +372,26 @@ it("builds every stage image with Node.js from the base image's Debian package, 
     expect(build, stage.image).toMatch(/"nodejs=\$\{NODE_DEB_VERSION\}" "libnode-dev=\$\{NODE_DEB_VERSION\}"/);
     expect(build, stage.image).toMatch(/-name build -prune -exec test -f '\{\}\/\.\.\/binding\.gyp'/);
   }
+});
+
+it("serves every HPA's custom metric from a prometheus-adapter rule over a series the stages export", async () => {
+  const config = parse(await readFile(join(K8S_DIR, "..", "deploy", "prometheus-adapter", "config.yaml"), "utf8")) as {
+    rules: { seriesQuery: string; name: { matches: string; as: string }; metricsQuery: string }[];
+  };
+  // The runtime's metric names of each stage (packages/runtime/src/metrics.ts).
+  const series = STAGES.flatMap((s) => [`recsys_${s.stage}_grpc_requests_total`, `recsys_${s.stage}_grpc_requests_in_flight`]);
+  const served = new Set<string>();
+  for (const rule of config.rules) {
+    const selector = /__name__=~"([^"]+)"/.exec(rule.seriesQuery)?.[1];
+    expect(selector, rule.seriesQuery).toBeDefined();
+    expect(rule.seriesQuery).toMatch(/namespace!="",pod!=""/);
+    for (const name of series.filter((n) => new RegExp(`^(?:${selector})$`).test(n))) {
+      const match = new RegExp(rule.name.matches).exec(name);
+      if (match !== null) served.add(rule.name.as.replace(/\$\{(\d+)\}/g, (_, i: string) => match[Number(i)] ?? ""));
+    }
+  }
+  const wanted = objectsOfKind<K8sObject & { spec: { metrics: { type: string; pods?: { metric: { name: string } } }[] } }>(overlay("prod"), "HorizontalPodAutoscaler")
+    .flatMap((h) => h.spec.metrics.flatMap((m) => (m.type === "Pods" ? [m.pods!.metric.name] : [])));
+  expect(wanted.length).toBe(6);
+  expect(wanted.filter((name) => !served.has(name))).toEqual([]);
 });
