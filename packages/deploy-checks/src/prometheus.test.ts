@@ -106,6 +106,13 @@ describe("rule coverage", () => {
     expect(problems).toEqual([]);
   });
 
+  it("names the production overlay's namespace in the absent() alerts, one per stage", async () => {
+    const prodNamespace = (parse(await readFile(join(REPO_ROOT, "k8s", "overlays", "prod", "kustomization.yaml"), "utf8")) as { namespace: string }).namespace;
+    const absent = allRules(await readRuleFiles()).filter(({ rule }) => /\babsent\(/.test(rule.expr));
+    expect(absent.map(({ rule }) => rule.labels?.["stage"]).sort()).toEqual(["candidate_generation", "orchestrator", "ranking", "retrieval"]);
+    for (const { rule } of absent) expect(rule.expr).toBe(`absent(up{job="${rule.labels?.["stage"]}", namespace="${prodNamespace}"})`);
+  });
+
   it("namespaceProblems notices an aggregation or a join that drops namespace", () => {
     expect(namespaceProblems("sum(rate(x[5m]))")).toEqual(["sum without `by (..., namespace)`"]);
     expect(namespaceProblems("count by (model_version) (x)")).toEqual(["count by (model_version) drops namespace"]);
