@@ -9,6 +9,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv
   recommend: { summary: "ask the running stack: --user ID [--count N] [--address HOST:PORT] [--json] [--debug]", load: () => import("./commands/recommend.js") },
   event: { summary: "record an event: --user ID (--watch ITEM [--seconds S] | --search \"query\" | --impression ITEM) [--address HOST:PORT]", load: () => import("./commands/event.js") },
   "train-ranker": { summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]", load: () => import("./commands/train-ranker.js") },
+  retrain: {
+    summary: "retrain both models on the live log, gate against the serving bundle, publish: [--dataset store:DIR] [--current PATH] [--margin M] [--dry-run]",
+    load: () => import("./commands/retrain.js"),
+  },
   evaluate: { summary: "offline evaluation, protocol lastout: --dataset SPEC --model DIR [--json]", load: () => import("./commands/evaluate.js") },
 };
 
@@ -18,6 +22,9 @@ function usage(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // `store:` datasets (every command that loads one) read the system's own stores.
+  const [{ registerStoreOpener }, { openStoreContents }] = await Promise.all([import("@recsys/data"), import("./store-opener.js")]);
+  registerStoreOpener(openStoreContents);
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(usage());
