@@ -163,6 +163,21 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
 });
 
 describe("the gpu overlay", () => {
+  type Job = K8sObject & { spec: { jobTemplate: { spec: { template: { spec: { nodeSelector?: Record<string, string>; tolerations?: unknown[]; containers: { image: string; resources: { limits: Record<string, unknown> } }[] } } } } } };
+  it("puts the retrain CronJob on a GPU node with the -gpu image, one GPU and RECSYS_TF_BACKEND=node-gpu; prod's runs on CPU", () => {
+    const gpuJob = findObject(overlay("gpu"), "CronJob", "retrain") as Job;
+    const pod = gpuJob.spec.jobTemplate.spec.template.spec;
+    expect(pod.nodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
+    expect(pod.tolerations).toEqual([{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+    expect(pod.containers[0]!.image).toMatch(/\/recsys\/retrain:.+-gpu$/);
+    expect(pod.containers[0]!.resources.limits["nvidia.com/gpu"]).toBe(1);
+    const config = objectsOfKind<K8sObject & { data: Record<string, string> }>(overlay("gpu"), "ConfigMap").find((c) => c.metadata.name.startsWith("retrain-config"))!;
+    expect(config.data["RECSYS_TF_BACKEND"]).toBe("node-gpu");
+    const prodPod = (findObject(overlay("prod"), "CronJob", "retrain") as Job).spec.jobTemplate.spec.template.spec;
+    expect(prodPod.nodeSelector).toBeUndefined();
+    expect(prodPod.containers[0]!.resources.limits["nvidia.com/gpu"]).toBeUndefined();
+  });
+
   it("keeps every serving stage on CPU: no GPU limit, no -gpu image, no GPU node selector", () => {
     for (const w of workloads(overlay("gpu"))) {
       const spec = w.spec.template.spec as Workload["spec"]["template"]["spec"] & { nodeSelector?: Record<string, string> };
