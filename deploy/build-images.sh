@@ -6,17 +6,24 @@
 # Environment:
 #   TAG=dev                 image tag (recsys/<stage>:<TAG>; GPU variants <TAG>-gpu)
 #   REGISTRY=localhost      image name prefix (<REGISTRY>/recsys/<stage>:<TAG>); PUSH=1 pushes there
-#   BASE=debootstrap        base images: `debootstrap` makes them here from Debian's mirror (bookworm
-#                           minbase + this machine's Node.js, which must be ≥ 20.19); `pull` uses the
-#                           Containerfiles' defaults (docker.io/library/node:20-bookworm[-slim])
-#   GPU=0                   1: also build <stage>:<TAG>-gpu for candidate-generation and ranking with
-#                           TF_BACKEND=node-gpu; needs GPU_NODE_IMAGE (Node.js ≥ 20.19 on CUDA 11.8 +
-#                           cuDNN 8, e.g. built from nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04) and
-#                           network access to libtensorflow's download site during the build
+#   BASE=debootstrap        base images: `debootstrap` makes them here from Debian's mirror (trixie
+#                           minbase; the Containerfiles install Node.js from Debian's nodejs package at
+#                           the exact NODE_DEB_VERSION they name, so the image's Node.js never depends
+#                           on this machine's); `pull` uses the Containerfiles' defaults
+#                           (docker.io/library/debian:trixie-slim; pin its digest where you build)
+#   GPU=0                   1: also build retrain:<TAG>-gpu (the training job's image, when
+#                           deploy/containers/retrain.Containerfile exists) with TF_BACKEND=node-gpu;
+#                           needs GPU_NODE_IMAGE (Node.js ≥ 20.19 on CUDA 11.8 + cuDNN 8, e.g. built from
+#                           nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04) and network access to
+#                           libtensorflow's download site (storage.googleapis.com) during the build,
+#                           which this project's build machines do not have: build it elsewhere. The
+#                           serving stages have no GPU variant (they run on CPU).
 #   CONTEXT=head            build context: `head` = the committed tree (git archive HEAD, so work in
 #                           progress in the working tree never lands in an image); `worktree` = the
 #                           working tree as it is
-#   MIRROR=http://deb.debian.org/debian   Debian mirror for debootstrap
+#   MIRROR=http://deb.debian.org/debian   Debian mirror for debootstrap; for a reproducible package
+#                           set name a dated archive, e.g. http://snapshot.debian.org/archive/debian/20261201T000000Z
+#                           (not reachable from this project's machines, hence not the default)
 #   STORAGE_DRIVER=vfs, BUILDAH_ISOLATION=chroot   work inside an unprivileged container too
 #   HOST_CA=auto            auto: when /usr/local/share/ca-certificates holds certificates (a TLS-
 #                           inspecting proxy between this machine and the npm registry), the
@@ -38,6 +45,8 @@ export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 ALL_STAGES=(candidate-generation retrieval ranking orchestrator)
 if [ "$#" -gt 0 ]; then STAGES=("$@"); else STAGES=("${ALL_STAGES[@]}"); fi
+# The training job's image, when its Containerfile is in the tree (the live-training work adds it).
+if [ "$#" -eq 0 ] && [ -f "$ROOT/deploy/containers/retrain.Containerfile" ]; then STAGES+=(retrain); fi
 
 die() { echo "build-images: $*" >&2; exit 1; }
 command -v buildah >/dev/null || die "buildah not found: apt-get install -y buildah"
@@ -45,47 +54,35 @@ command -v buildah >/dev/null || die "buildah not found: apt-get install -y buil
 package_dir() {
   case "$1" in
     candidate-generation) echo candidate-gen-service ;;
+    retrain) echo cli ;;
     retrieval) echo retrieval-service ;;
     ranking) echo ranking-service ;;
     orchestrator) echo orchestrator ;;
-    *) die "unknown stage '$1' (one of: ${ALL_STAGES[*]})" ;;
+    *) die "unknown stage '$1' (one of: ${ALL_STAGES[*]} retrain)" ;;
   esac
 }
 
 image_exists() { buildah images --quiet "$1" >/dev/null 2>&1; }
 
-# make_base <name> <debian packages>: localhost/recsys/node-<name>:<node version>, a Debian bookworm
-# minbase root filesystem with <packages> and this machine's Node.js (and npm + headers for `build`).
+# make_base <name>: localhost/recsys/debian-<name>:trixie-<date of the mirror's Release file>, a
+# Debian trixie minbase root filesystem (ca-certificates only: the Containerfiles install Node.js
+# and, for `build`, the toolchain from Debian themselves). The build base also trusts this machine's
+# local CAs when HOST_CA allows (see above); the runtime base never does.
 make_base() {
-  local name=$1 packages=$2 node_version image rootfs ctr mnt
-  node_version=$(node --version)
-  image="localhost/recsys/node-$name:${node_version#v}"
+  local name=$1 release image rootfs ctr mnt
+  release=$(curl -fsS "$MIRROR/dists/trixie/Release" | sed -n 's/^Date: //p' | date -u -f - +%Y%m%d 2>/dev/null || echo unknown)
+  image="localhost/recsys/debian-$name:trixie-$release"
   if image_exists "$image" && [ "${REBUILD_BASE:-0}" != 1 ]; then echo "$image"; return; fi
   command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install -y debootstrap (or BASE=pull)"
-  node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
-    || die "Node.js $node_version on this machine is older than 20.19"
   rootfs=$(mktemp -d /tmp/recsys-rootfs-XXXXXX)
-  echo "build-images: debootstrap bookworm ($packages) into $rootfs" >&2
-  debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$MIRROR" >&2
-  install -D -m 0755 "$(command -v node)" "$rootfs/usr/bin/node"
-  if [ "$name" = build ]; then
-    local npm_dir nodedir
-    npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
-    nodedir=$(npm config get nodedir 2>/dev/null || true)
-    mkdir -p "$rootfs/usr/lib/node_modules"
-    cp -a "$npm_dir" "$rootfs/usr/lib/node_modules/npm"
-    ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/bin/npm"
-    ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/bin/npx"
-    # node-gyp builds native addons (hnswlib-node) against these headers instead of downloading them.
-    if [ -n "$nodedir" ] && [ -d "$nodedir/include/node" ]; then
-      mkdir -p "$rootfs/usr/include" && cp -a "$nodedir/include/node" "$rootfs/usr/include/node"
-    fi
-    if [ "${HOST_CA:-auto}" = auto ] && compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-      echo "build-images: the build image trusts this machine's local CAs: $(ls /usr/local/share/ca-certificates)" >&2
-      cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-      chroot "$rootfs" update-ca-certificates >&2
-    fi
+  echo "build-images: debootstrap trixie ($name, mirror release $release) into $rootfs" >&2
+  debootstrap --variant=minbase --include=ca-certificates trixie "$rootfs" "$MIRROR" >&2
+  if [ "$name" = build ] && [ "${HOST_CA:-auto}" = auto ] && compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    echo "build-images: the build image trusts this machine's local CAs: $(ls /usr/local/share/ca-certificates)" >&2
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    chroot "$rootfs" update-ca-certificates >&2
   fi
+  echo "deb $MIRROR trixie main" >"$rootfs/etc/apt/sources.list"
   chroot "$rootfs" apt-get clean
   rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/var/cache/apt/"*.bin
   ctr=$(buildah from scratch)
@@ -93,9 +90,7 @@ make_base() {
   cp -a "$rootfs/." "$mnt/"
   buildah umount "$ctr" >/dev/null
   buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/bash "$ctr"
-  if [ "$name" = build ]; then
-    buildah config --env npm_config_nodedir=/usr --env npm_config_cafile=/etc/ssl/certs/ca-certificates.crt "$ctr"
-  fi
+  if [ "$name" = build ]; then buildah config --env npm_config_cafile=/etc/ssl/certs/ca-certificates.crt "$ctr"; fi
   buildah commit --quiet "$ctr" "$image" >/dev/null
   buildah rm "$ctr" >/dev/null
   rm -rf "$rootfs"
@@ -104,8 +99,8 @@ make_base() {
 
 BUILD_ARGS=()
 if [ "$BASE" = debootstrap ]; then
-  BUILD_IMAGE=$(make_base build "ca-certificates,python3,make,g++")
-  NODE_IMAGE=$(make_base runtime "ca-certificates")
+  BUILD_IMAGE=$(make_base build)
+  NODE_IMAGE=$(make_base runtime)
   BUILD_ARGS+=(--build-arg "BUILD_IMAGE=$BUILD_IMAGE" --build-arg "NODE_IMAGE=$NODE_IMAGE")
 elif [ "$BASE" != pull ]; then
   die "BASE must be debootstrap or pull, not '$BASE'"
@@ -139,7 +134,7 @@ for stage in "${STAGES[@]}"; do
     continue
   fi
   build "$stage" "$TAG"
-  if [ "$GPU" = 1 ] && { [ "$stage" = candidate-generation ] || [ "$stage" = ranking ]; }; then
+  if [ "$GPU" = 1 ] && [ "$stage" = retrain ]; then
     [ -n "${GPU_NODE_IMAGE:-}" ] || die "GPU=1 needs GPU_NODE_IMAGE (Node.js ≥ 20.19 on CUDA 11.8 + cuDNN 8)"
     build "$stage" "$TAG-gpu" --build-arg TF_BACKEND=node-gpu --build-arg "NODE_IMAGE=$GPU_NODE_IMAGE"
   fi

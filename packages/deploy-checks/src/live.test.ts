@@ -135,7 +135,11 @@ beforeAll(async () => {
   const config = {
     global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
     rule_files: [join(RULES_DIR, "*.rules.yml")],
-    scrape_configs: [...running].map(([stage, process]) => ({ job_name: stage, static_configs: [{ targets: [`127.0.0.1:${process.metricsPort}`] }] })),
+    // `namespace` as Kubernetes discovery sets it (every rule keeps it); retrieval's one shard of one.
+    scrape_configs: [...running].map(([stage, process]) => ({
+      job_name: stage,
+      static_configs: [{ targets: [`127.0.0.1:${process.metricsPort}`], labels: { namespace: "live", ...(stage === "retrieval" ? { shard: "0", shard_count: "1" } : {}) } }],
+    })),
   };
   const configFile = join(root, "prometheus.yml");
   await writeFile(configFile, JSON.stringify(config, null, 2)); // JSON is YAML
@@ -238,12 +242,18 @@ describe("Prometheus scraping the stages", () => {
     await eventually(async () => {
       const rates = await query("stage:recsys_grpc_requests:rate5m > 0");
       expect(rates.map((s) => s.metric["stage"]).sort()).toEqual([...running.keys()].sort());
+      expect(new Set(rates.map((s) => s.metric["namespace"]))).toEqual(new Set(["live"]));
+      if (running.has("retrieval")) {
+        // Shard completeness: one shard of one up.
+        const shards = await query("namespace:recsys_retrieval_shards_up:count");
+        expect(shards.map((s) => [s.metric["namespace"], s.metric["shard_count"], s.value[1]])).toEqual([["live", "1", "1"]]);
+      }
       const errors = await query('stage:recsys_grpc_errors:ratio_rate5m{stage="candidate_generation"}');
       expect(Number(errors[0]?.value[1])).toBeGreaterThan(0); // its INVALID_ARGUMENT counts: the caller is ours
       const p99 = await query("stage:recsys_grpc_request_duration_seconds:p99_rate5m");
       expect(p99.map((s) => s.metric["stage"]).sort()).toEqual([...running.keys()].sort());
       // One bundle version across candidate generation, retrieval and the orchestrator: no skew.
-      expect((await query("recsys:candidate_model_versions:count")).map((s) => s.value[1])).toEqual(["1"]);
+      expect((await query("namespace:recsys_candidate_model_versions:count")).map((s) => [s.metric["namespace"], s.value[1]])).toEqual([["live", "1"]]);
       const info = await query("recsys_candidate_generation_model_info");
       expect(info.map((s) => s.metric["model_version"])).toEqual([manifest.modelVersion]);
       if (running.has("orchestrator") && !running.has("ranking")) {
@@ -252,7 +262,7 @@ describe("Prometheus scraping the stages", () => {
       }
       if (running.has("ranking")) {
         // The ranker's own version (rk-...), one across the ranking replicas.
-        expect((await query("recsys:ranking_model_versions:count")).map((s) => s.value[1])).toEqual(["1"]);
+        expect((await query("namespace:recsys_ranking_model_versions:count")).map((s) => [s.metric["namespace"], s.value[1]])).toEqual([["live", "1"]]);
       }
     }, 30_000);
   });

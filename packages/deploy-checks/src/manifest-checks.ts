@@ -43,6 +43,8 @@ interface Container {
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
 }
 interface PodSpec {
+  serviceAccountName?: string;
+  automountServiceAccountToken?: boolean;
   containers: Container[];
   initContainers?: Container[];
   terminationGracePeriodSeconds?: number;
@@ -52,8 +54,10 @@ interface PodSpec {
 export interface Workload extends K8sObject {
   spec: {
     selector: { matchLabels?: Record<string, string> };
-    template: { metadata?: { labels?: Record<string, string> }; spec: PodSpec };
+    template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec };
     serviceName?: string;
+    replicas?: number;
+    persistentVolumeClaimRetentionPolicy?: { whenDeleted?: string; whenScaled?: string };
     volumeClaimTemplates?: { metadata: { name: string } }[];
   };
 }
@@ -64,6 +68,29 @@ interface ServiceObject extends K8sObject {
 export function workloads(objects: readonly K8sObject[]): Workload[] {
   return objects.filter((o) => o.kind === "Deployment" || o.kind === "StatefulSet") as Workload[];
 }
+
+/** A pod template with the object that owns it: Deployments, StatefulSets and CronJobs (the retrain job). */
+export interface PodTemplate {
+  readonly owner: K8sObject;
+  readonly label: string;
+  readonly template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec };
+}
+
+export function podTemplates(objects: readonly K8sObject[]): PodTemplate[] {
+  const templates: PodTemplate[] = workloads(objects).map((w) => ({ owner: w, label: label(w), template: w.spec.template }));
+  for (const cronJob of objects.filter((o) => o.kind === "CronJob") as (K8sObject & { spec: { jobTemplate: { spec: { template: PodTemplate["template"] } } } })[]) {
+    templates.push({ owner: cronJob, label: label(cronJob), template: cronJob.spec.jobTemplate.spec.template });
+  }
+  return templates;
+}
+
+/** The recsys stages' workloads (not Redis). */
+export function stageWorkloads(objects: readonly K8sObject[]): Workload[] {
+  return workloads(objects).filter((w) => workloadStage(w) !== undefined);
+}
+
+/** Auxiliary workloads the deployment may carry besides the stages. */
+export const AUXILIARY_WORKLOADS: readonly string[] = ["redis"];
 
 function services(objects: readonly K8sObject[]): ServiceObject[] {
   return objects.filter((o) => o.kind === "Service") as ServiceObject[];
@@ -86,13 +113,30 @@ function mainContainer(workload: Workload): Container | undefined {
 export interface ResolvedEnv {
   /** Variable → value, from envFrom ConfigMaps then env (env wins, as in Kubernetes). */
   readonly values: Map<string, string>;
+  /**
+   * Variables a Secret provides (envFrom secretRef): their values are not in the manifests, so
+   * they are checked by name only. The keys are the rendered Secret's, or else those the pod
+   * template lists in its annotation recsys.io/secret-env (comma-separated).
+   */
+  readonly secret: Set<string>;
   readonly problems: string[];
 }
 
+/** The pod template annotation naming the variables that envFrom Secrets provide. */
+export const SECRET_ENV_ANNOTATION = "recsys.io/secret-env";
+
+/**
+ * Variables a container may set beyond its service's configSchema: read by Node.js itself, not by
+ * the service (checked by checkHeapCaps).
+ */
+export const RUNTIME_VARIABLES: readonly string[] = ["NODE_OPTIONS"];
+
 /** The environment a container gets from the rendered objects. */
-export function containerEnv(objects: readonly K8sObject[], owner: string, container: Container): ResolvedEnv {
+export function containerEnv(objects: readonly K8sObject[], owner: string, container: Container, annotations: Record<string, string> = {}): ResolvedEnv {
   const values = new Map<string, string>();
+  const secret = new Set<string>();
   const problems: string[] = [];
+  const declared = (annotations[SECRET_ENV_ANNOTATION] ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
   for (const source of container.envFrom ?? []) {
     if (source.configMapRef !== undefined) {
       const configMap = findObject(objects, "ConfigMap", source.configMapRef.name) as (K8sObject & { data?: Record<string, string> }) | undefined;
@@ -100,9 +144,24 @@ export function containerEnv(objects: readonly K8sObject[], owner: string, conta
         problems.push(`${owner}: envFrom ConfigMap "${source.configMapRef.name}" is not among the rendered objects`);
         continue;
       }
-      for (const [key, value] of Object.entries(configMap.data ?? {})) values.set(`${source.prefix ?? ""}${key}`, value);
+      for (const [key, value] of Object.entries(configMap.data ?? {})) {
+        values.set(`${source.prefix ?? ""}${key}`, value);
+        secret.delete(`${source.prefix ?? ""}${key}`);
+      }
+    } else if (source.secretRef !== undefined) {
+      const rendered = findObject(objects, "Secret", source.secretRef.name) as (K8sObject & { data?: Record<string, string>; stringData?: Record<string, string> }) | undefined;
+      const keys = rendered !== undefined ? [...Object.keys(rendered.data ?? {}), ...Object.keys(rendered.stringData ?? {})] : declared;
+      if (keys.length === 0) {
+        problems.push(`${owner}: envFrom Secret "${source.secretRef.name}" is not rendered and the pod template does not list its variables in the annotation ${SECRET_ENV_ANNOTATION}`);
+        continue;
+      }
+      for (const key of keys) {
+        // A later source wins: a Secret's variable replaces a ConfigMap's value of the same name.
+        values.delete(`${source.prefix ?? ""}${key}`);
+        secret.add(`${source.prefix ?? ""}${key}`);
+      }
     } else {
-      problems.push(`${owner}: envFrom ${JSON.stringify(source)}: only ConfigMaps can be checked against the config schema`);
+      problems.push(`${owner}: envFrom ${JSON.stringify(source)}: only ConfigMaps and Secrets can be checked against the config schema`);
     }
   }
   for (const variable of container.env ?? []) {
@@ -111,8 +170,14 @@ export function containerEnv(objects: readonly K8sObject[], owner: string, conta
       continue;
     }
     values.set(variable.name, variable.value);
+    secret.delete(variable.name);
   }
-  return { values, problems };
+  return { values, secret, problems };
+}
+
+/** The environment of a workload's stage container, with its pod annotations. */
+export function workloadEnv(objects: readonly K8sObject[], workload: Workload): ResolvedEnv {
+  return containerEnv(objects, label(workload), mainContainer(workload)!, workload.spec.template.metadata?.annotations ?? {});
 }
 
 /**
@@ -125,14 +190,20 @@ export function checkEnvAgainstSchema(
   env: ReadonlyMap<string, string>,
   schema: ConfigSchema,
   crossCheck?: (config: Record<string, unknown>) => void,
+  secret: ReadonlySet<string> = new Set(),
 ): string[] {
   const problems: string[] = [];
-  for (const name of env.keys()) {
-    if (!(name in schema)) problems.push(`${owner}: sets ${name}, which the service does not read (not in its configSchema)`);
+  for (const name of [...env.keys(), ...secret]) {
+    if (!(name in schema) && !RUNTIME_VARIABLES.includes(name)) problems.push(`${owner}: sets ${name}, which the service does not read (not in its configSchema)`);
   }
   const config: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(schema)) {
     const raw = env.get(name)?.trim();
+    if (secret.has(name)) {
+      // Set from a Secret: present, value unknown here (the schema's default stands in for the cross-check).
+      config[name] = spec.default;
+      continue;
+    }
     if (raw === undefined || raw === "") {
       if (spec.required) problems.push(`${owner}: does not set ${name}, which the service requires`);
       config[name] = spec.default;
@@ -190,6 +261,7 @@ export function checkPorts(objects: readonly K8sObject[], schemaOf: SchemaLookup
   for (const workload of workloads(objects)) {
     const stage = workloadStage(workload);
     const container = mainContainer(workload);
+    if (stage === undefined && AUXILIARY_WORKLOADS.includes(workload.metadata.name)) continue;
     if (stage === undefined || container === undefined) {
       problems.push(`${label(workload)}: not a recsys stage, or no container named after it`);
       continue;
@@ -263,11 +335,11 @@ export function checkShutdownTiming(objects: readonly K8sObject[], schemaOf: Sch
 /** Non-root, read-only root filesystem, no privilege escalation, ALL capabilities dropped, requests and limits. */
 export function checkSecurityAndResources(objects: readonly K8sObject[]): string[] {
   const problems: string[] = [];
-  for (const workload of workloads(objects)) {
-    const pod = workload.spec.template.spec;
-    if (pod.securityContext?.runAsNonRoot !== true) problems.push(`${label(workload)}: pod securityContext.runAsNonRoot is not true`);
+  for (const { label: owner, template } of podTemplates(objects)) {
+    const pod = template.spec;
+    if (pod.securityContext?.runAsNonRoot !== true) problems.push(`${owner}: pod securityContext.runAsNonRoot is not true`);
     for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
-      const where = `${label(workload)} container ${container.name}`;
+      const where = `${owner} container ${container.name}`;
       const sc = container.securityContext;
       if (sc?.readOnlyRootFilesystem !== true) problems.push(`${where}: readOnlyRootFilesystem is not true`);
       if (sc?.allowPrivilegeEscalation !== false) problems.push(`${where}: allowPrivilegeEscalation is not false`);
@@ -282,38 +354,58 @@ export function checkSecurityAndResources(objects: readonly K8sObject[]): string
   return problems;
 }
 
-/** Volume mounts name a volume of the pod (or a claim template); PVCs and ConfigMaps referenced exist. */
+/** Volume mounts (init containers and the CronJob too) name a volume of the pod or a claim template; referenced claims are rendered; the stages mount the model claim read-only. */
 export function checkVolumes(objects: readonly K8sObject[]): string[] {
   const problems: string[] = [];
-  for (const workload of workloads(objects)) {
-    const pod = workload.spec.template.spec;
-    const names = new Set([...(pod.volumes ?? []).map((v) => v.name), ...(workload.spec.volumeClaimTemplates ?? []).map((t) => t.metadata.name)]);
-    for (const container of pod.containers) {
+  for (const { owner, label: where, template } of podTemplates(objects)) {
+    const pod = template.spec;
+    const claimTemplates = (owner as Workload).spec?.volumeClaimTemplates ?? [];
+    const names = new Set([...(pod.volumes ?? []).map((v) => v.name), ...claimTemplates.map((t) => t.metadata.name)]);
+    for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
       for (const mount of container.volumeMounts ?? []) {
-        if (!names.has(mount.name)) problems.push(`${label(workload)}: mounts volume "${mount.name}", which the pod does not have`);
+        if (!names.has(mount.name)) problems.push(`${where}: mounts volume "${mount.name}", which the pod does not have`);
       }
     }
     for (const volume of pod.volumes ?? []) {
       const claim = volume.persistentVolumeClaim?.claimName;
       if (claim !== undefined && findObject(objects, "PersistentVolumeClaim", claim) === undefined) {
-        problems.push(`${label(workload)}: volume ${volume.name} uses PersistentVolumeClaim "${claim}", which is not rendered`);
+        problems.push(`${where}: volume ${volume.name} uses PersistentVolumeClaim "${claim}", which is not rendered`);
       }
-      if (volume.persistentVolumeClaim !== undefined && volume.persistentVolumeClaim.readOnly !== true && volume.name === "models") {
-        problems.push(`${label(workload)}: the model volume must be mounted read-only`);
+      // The serving stages read models; only the training job (a CronJob) writes them.
+      if (owner.kind !== "CronJob" && volume.persistentVolumeClaim !== undefined && volume.persistentVolumeClaim.readOnly !== true && volume.name === "models") {
+        problems.push(`${where}: the model volume must be mounted read-only`);
       }
     }
   }
   return problems;
 }
 
-/** Autoscalers and disruption budgets point at rendered workloads. */
+interface HpaObject extends K8sObject {
+  spec: {
+    scaleTargetRef: { kind: string; name: string };
+    minReplicas?: number;
+    maxReplicas: number;
+    metrics?: { type: string; pods?: { metric: { name: string } }; resource?: { name: string } }[];
+  };
+}
+
+/**
+ * Autoscalers and disruption budgets: every stage Deployment has an HPA that scales on a per-pod
+ * metric (requests per second or calls in flight, through the custom metrics API), not CPU only;
+ * retrieval shards have fixed replicas (no HPA: a new pod is useful only after its index is
+ * ready) and a PVC retention policy; every workload (Redis too) has exactly one PDB.
+ */
 export function checkScalingObjects(objects: readonly K8sObject[]): string[] {
   const problems: string[] = [];
   const all = workloads(objects);
-  for (const hpa of objects.filter((o) => o.kind === "HorizontalPodAutoscaler") as (K8sObject & { spec: { scaleTargetRef: { kind: string; name: string }; minReplicas?: number; maxReplicas: number } })[]) {
+  const hpas = objects.filter((o) => o.kind === "HorizontalPodAutoscaler") as HpaObject[];
+  for (const hpa of hpas) {
     const { kind, name } = hpa.spec.scaleTargetRef;
     if (findObject(all, kind, name) === undefined) problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: targets ${kind}/${name}, which is not rendered`);
     if ((hpa.spec.minReplicas ?? 1) > hpa.spec.maxReplicas) problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: minReplicas > maxReplicas`);
+    if (!(hpa.spec.metrics ?? []).some((m) => m.type === "Pods" && /^recsys_[a-z_]+_grpc_requests_(per_second|in_flight)$/.test(m.pods?.metric.name ?? ""))) {
+      problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: no per-pod request-rate or in-flight metric (CPU alone lags a traffic step)`);
+    }
   }
   for (const pdb of objects.filter((o) => o.kind === "PodDisruptionBudget") as (K8sObject & { spec: { selector: { matchLabels?: Record<string, string> } } })[]) {
     const selector = pdb.spec.selector.matchLabels ?? {};
@@ -321,12 +413,138 @@ export function checkScalingObjects(objects: readonly K8sObject[]): string[] {
     if (selected.length !== 1) problems.push(`PodDisruptionBudget/${pdb.metadata.name}: selects ${selected.length} workloads, expected exactly one`);
   }
   for (const workload of all) {
-    if (!objects.some((o) => o.kind === "HorizontalPodAutoscaler" && (o as unknown as { spec: { scaleTargetRef: { name: string } } }).spec.scaleTargetRef.name === workload.metadata.name)) {
+    const hpa = hpas.find((h) => h.spec.scaleTargetRef.name === workload.metadata.name);
+    const stage = workloadStage(workload);
+    if (stage?.sharded === true || stage === undefined) {
+      if (hpa !== undefined) problems.push(`${label(workload)}: has an HPA; ${stage === undefined ? "it" : "a retrieval shard"} runs a fixed number of replicas`);
+      if (workload.spec.replicas === undefined) problems.push(`${label(workload)}: no replicas (fixed count expected)`);
+      if (workload.kind === "StatefulSet" && workload.spec.persistentVolumeClaimRetentionPolicy === undefined) {
+        problems.push(`${label(workload)}: no persistentVolumeClaimRetentionPolicy (what happens to its claims when deleted or scaled down?)`);
+      }
+    } else if (hpa === undefined) {
       problems.push(`${label(workload)}: no HorizontalPodAutoscaler`);
+    } else if (workload.spec.replicas !== undefined) {
+      problems.push(`${label(workload)}: sets replicas although its HPA owns the count (an apply would reset it)`);
     }
     if (!objects.some((o) => o.kind === "PodDisruptionBudget" && o.metadata.name === workload.metadata.name)) problems.push(`${label(workload)}: no PodDisruptionBudget`);
   }
   return problems;
+}
+
+/** Mebibytes of a Kubernetes memory quantity (Mi, Gi, M, G, plain bytes). */
+export function memoryMiB(quantity: unknown): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(quantity ?? ""));
+  if (match === null) return undefined;
+  const factor: Record<string, number> = { "": 1 / 2 ** 20, Ki: 1 / 1024, Mi: 1, Gi: 1024, Ti: 2 ** 20, k: 1e3 / 2 ** 20, M: 1e6 / 2 ** 20, G: 1e9 / 2 ** 20, T: 1e12 / 2 ** 20 };
+  return Number(match[1]) * factor[match[2] ?? ""]!;
+}
+
+/** Largest share of a stage container's memory limit its V8 old space may take. */
+export const MAX_HEAP_SHARE_OF_LIMIT = 0.75;
+
+/**
+ * The V8 heap is capped relative to the memory limit: every stage container sets NODE_OPTIONS
+ * with exactly --max-old-space-size=<MiB>, at most MAX_HEAP_SHARE_OF_LIMIT of its memory limit
+ * (the rest: native memory such as HNSW indexes and tfjs tensors, the young generation, code).
+ * Without a cap V8 sizes its heap from the host's memory, not the container's limit, and a pod is
+ * OOM-killed before V8 collects.
+ */
+export function checkHeapCaps(objects: readonly K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const workload of stageWorkloads(objects)) {
+    const container = mainContainer(workload)!;
+    const options = workloadEnv(objects, workload).values.get("NODE_OPTIONS");
+    const limit = memoryMiB(container.resources?.limits?.["memory"]);
+    const match = /^--max-old-space-size=(\d+)$/.exec(options ?? "");
+    if (match === null) {
+      problems.push(`${label(workload)}: NODE_OPTIONS is ${JSON.stringify(options)}, expected exactly --max-old-space-size=<MiB>`);
+      continue;
+    }
+    if (limit === undefined) continue; // checkSecurityAndResources reports it
+    const heap = Number(match[1]);
+    if (heap > limit * MAX_HEAP_SHARE_OF_LIMIT) {
+      problems.push(`${label(workload)}: --max-old-space-size=${heap} is over ${MAX_HEAP_SHARE_OF_LIMIT * 100} % of its ${Math.round(limit)} MiB memory limit`);
+    }
+  }
+  return problems;
+}
+
+/** Every workload runs as its own ServiceAccount (rendered), never `default`, without an API token. */
+export function checkServiceAccounts(objects: readonly K8sObject[]): string[] {
+  const problems: string[] = [];
+  const used = new Map<string, string>();
+  for (const { label: owner, template } of podTemplates(objects)) {
+    const pod = template.spec;
+    const name = pod.serviceAccountName;
+    if (name === undefined || name === "default") {
+      problems.push(`${owner}: runs as the namespace's default ServiceAccount`);
+      continue;
+    }
+    if (findObject(objects, "ServiceAccount", name) === undefined) problems.push(`${owner}: ServiceAccount ${name} is not rendered`);
+    if (used.has(name)) problems.push(`${owner}: shares ServiceAccount ${name} with ${used.get(name)}`);
+    used.set(name, owner);
+    if (pod.automountServiceAccountToken !== false) problems.push(`${owner}: mounts an API token (automountServiceAccountToken is not false)`);
+  }
+  return problems;
+}
+
+/** The namespace enforces Pod Security `restricted` (and audits and warns at it). */
+export function checkPodSecurityLabels(objects: readonly K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const namespace of objects.filter((o) => o.kind === "Namespace")) {
+    for (const mode of ["enforce", "audit", "warn"]) {
+      const value = namespace.metadata.labels?.[`pod-security.kubernetes.io/${mode}`];
+      if (value !== "restricted") problems.push(`Namespace/${namespace.metadata.name}: pod-security.kubernetes.io/${mode} is ${JSON.stringify(value)}, expected "restricted"`);
+    }
+  }
+  return problems;
+}
+
+/** Retrieval pods carry recsys.io/shard and recsys.io/shard-count equal to SHARD_INDEX and SHARD_COUNT (the scrape reads them). */
+export function checkShardLabels(objects: readonly K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const workload of stageWorkloads(objects).filter((w) => workloadStage(w)?.sharded === true)) {
+    const { values } = workloadEnv(objects, workload);
+    const labels = workload.spec.template.metadata?.labels ?? {};
+    const expected = { "recsys.io/shard": values.get("SHARD_INDEX") ?? "0", "recsys.io/shard-count": values.get("SHARD_COUNT") ?? "1" };
+    for (const [key, value] of Object.entries(expected)) {
+      if (labels[key] !== value) problems.push(`${label(workload)}: pod label ${key} is ${JSON.stringify(labels[key])}, the shard's env says ${value}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Every stage pod is labelled with its own stage (app.kubernetes.io/component, recsys.io/stage):
+ * a component's `labels` transformer applies to everything of the overlay and would relabel them.
+ */
+export function checkStageLabels(objects: readonly K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const workload of stageWorkloads(objects)) {
+    const stage = workloadStage(workload)!;
+    const labels = workload.spec.template.metadata?.labels ?? {};
+    if (labels["app.kubernetes.io/component"] !== stage.k8sName) problems.push(`${label(workload)}: pod label app.kubernetes.io/component is ${JSON.stringify(labels["app.kubernetes.io/component"])}, expected ${stage.k8sName}`);
+    if (labels["recsys.io/stage"] !== stage.stage) problems.push(`${label(workload)}: pod label recsys.io/stage is ${JSON.stringify(labels["recsys.io/stage"])}, expected ${stage.stage}`);
+  }
+  return problems;
+}
+
+/** The seconds a workload's startup probe allows before the pod is restarted. */
+export function startupAllowanceSeconds(workload: Workload): number | undefined {
+  const probe = mainContainer(workload)?.startupProbe as (Probe & { periodSeconds?: number; failureThreshold?: number; initialDelaySeconds?: number }) | undefined;
+  if (probe === undefined) return undefined;
+  return (probe.initialDelaySeconds ?? 0) + (probe.periodSeconds ?? 10) * (probe.failureThreshold ?? 3);
+}
+
+/** The largest retrieval index-build allowance of an overlay: startup probe + MODEL_POLL_INTERVAL, in seconds. */
+export function retrievalRolloutAllowanceSeconds(objects: readonly K8sObject[], schemaOf: SchemaLookup): number {
+  let most = 0;
+  for (const workload of stageWorkloads(objects).filter((w) => workloadStage(w)?.sharded === true)) {
+    const { values } = workloadEnv(objects, workload);
+    const poll = envDurationMs(values, schemaOf(workloadStage(workload)!), "MODEL_POLL_INTERVAL", 30_000) / 1000;
+    most = Math.max(most, (startupAllowanceSeconds(workload) ?? 0) + poll);
+  }
+  return most;
 }
 
 /**
@@ -335,9 +553,9 @@ export function checkScalingObjects(objects: readonly K8sObject[]): string[] {
  */
 export function checkImages(objects: readonly K8sObject[]): string[] {
   const problems: string[] = [];
-  for (const workload of workloads(objects)) {
+  for (const workload of stageWorkloads(objects)) {
     const stage = workloadStage(workload);
-    for (const container of workload.spec.template.spec.containers) {
+    for (const container of [...workload.spec.template.spec.containers, ...(workload.spec.template.spec.initContainers ?? [])]) {
       const match = /^(?:(.+)\/)?recsys\/([a-z0-9-]+)(?::([A-Za-z0-9._-]+))?$/.exec(container.image ?? "");
       if (match === null) {
         problems.push(`${label(workload)}: image "${container.image}" is not one of the recsys images ([registry/]recsys/<name>[:tag])`);
@@ -358,6 +576,7 @@ export function checkServiceKinds(objects: readonly K8sObject[]): string[] {
   for (const service of services(objects)) {
     const stage = stageOfK8sName(service.metadata.name);
     if (stage === undefined) {
+      if (AUXILIARY_WORKLOADS.includes(service.metadata.name)) continue;
       if (service.metadata.name !== "orchestrator-headless") problems.push(`Service/${service.metadata.name}: not a known recsys Service`);
       else if (service.spec.clusterIP !== "None") problems.push("Service/orchestrator-headless: must be headless");
       continue;

@@ -10,9 +10,17 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { SERVING_NODE_FLAGS, type ConfigSchema } from "@recsys/runtime";
 import { findObject, kustomizeVersion, objectsOfKind, renderKustomization, type K8sObject } from "./kustomize.js";
+import { parseDurationMs } from "@recsys/runtime";
 import {
   checkEnvAgainstSchema,
+  checkHeapCaps,
   checkImages,
+  checkPodSecurityLabels,
+  checkServiceAccounts,
+  checkShardLabels,
+  checkStageLabels,
+  retrievalRolloutAllowanceSeconds,
+  workloadEnv,
   checkPorts,
   checkScalingObjects,
   checkSecurityAndResources,
@@ -28,15 +36,18 @@ import {
 import { K8S_DIR, OVERLAYS, overlayDir, PROMETHEUS_RULE_FILE, type OverlayName } from "./paths.js";
 import { parseObjects } from "./kustomize.js";
 import { readFile } from "node:fs/promises";
-import { prometheusRuleObject, readRuleFiles } from "./rules.js";
+import { parse } from "yaml";
+import { allRules, prometheusRuleObject, readRuleFiles } from "./rules.js";
 import { STAGES, isLanded, loadStagePackage, type LandedPackage, type StageInfo } from "./stages.js";
 import { strictFieldCheck, validateSchemas } from "./validate.js";
+import { checkNetworkPolicies } from "./network-policy.js";
 
 /** Every kustomization directory: bases, shards, components are rendered through overlays. */
 const BASES = readdirSync(join(K8S_DIR, "base")).map((d) => join(K8S_DIR, "base", d));
 const SHARDS = readdirSync(join(K8S_DIR, "shards")).map((d) => join(K8S_DIR, "shards", d));
 
 const rendered = new Map<string, K8sObject[]>();
+const stageWorkloadsOf = (objects: K8sObject[]): Workload[] => workloads(objects).filter((w) => workloadStage(w) !== undefined);
 const overlay = (name: OverlayName): K8sObject[] => rendered.get(overlayDir(name))!;
 const packages = new Map<string, LandedPackage>();
 
@@ -56,14 +67,17 @@ describe("rendering", () => {
     expect(await kustomizeVersion()).toMatch(/^v5\./);
   });
 
-  it.each(OVERLAYS)("overlay %s has the four stages, its namespace and the model volume", (name) => {
+  it.each(OVERLAYS)("overlay %s has the four stages, its namespace and a way for models to arrive (claim or model-sync)", (name) => {
     const objects = overlay(name);
-    const stages = new Set(workloads(objects).map((w) => workloadStage(w)?.stage));
+    const stages = new Set(stageWorkloadsOf(objects).map((w) => workloadStage(w)?.stage));
     expect([...stages].sort()).toEqual(STAGES.map((s) => s.stage).sort());
     const namespaces = new Set(objects.filter((o) => o.kind !== "Namespace").map((o) => o.metadata.namespace));
     expect(namespaces.size).toBe(1);
     expect(objectsOfKind(objects, "Namespace").map((o) => o.metadata.name)).toEqual([...namespaces]);
-    expect(findObject(objects, "PersistentVolumeClaim", "recsys-models")).toBeDefined();
+    const claim = findObject(objects, "PersistentVolumeClaim", "recsys-models") !== undefined;
+    const sync = stageWorkloadsOf(objects).every((w) => w.spec.template.spec.initContainers?.some((c) => c.name === "model-fetch") === true);
+    expect([claim, sync], "exactly one of the models-pvc and model-sync components").toContainEqual(true);
+    expect(claim && sync).toBe(false);
   });
 
   it("shards retrieval in one StatefulSet per shard: 1 in dev, 2 in prod and gpu", () => {
@@ -98,9 +112,8 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
       const stageWorkloads = workloads(overlay(name)).filter((w) => workloadStage(w) === stage);
       expect(stageWorkloads.length).toBeGreaterThan(0);
       const problems = stageWorkloads.flatMap((w) => {
-        const container = w.spec.template.spec.containers.find((c) => c.name === stage.k8sName)!;
-        const env = containerEnv(overlay(name), `${w.kind}/${w.metadata.name}`, container);
-        return [...env.problems, ...checkEnvAgainstSchema(`${w.kind}/${w.metadata.name}`, env.values, pkg.configSchema, pkg.crossCheck)];
+        const env = workloadEnv(overlay(name), w);
+        return [...env.problems, ...checkEnvAgainstSchema(`${w.kind}/${w.metadata.name}`, env.values, pkg.configSchema, pkg.crossCheck, env.secret)];
       });
       expect(problems).toEqual([]);
     });
@@ -119,7 +132,26 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
     expect(checkShutdownTiming(overlay(name), schemaOf)).toEqual([]);
   });
 
-  it("has an autoscaler and a disruption budget per workload, volumes that exist, the stages' own images", () => {
+  it("caps the V8 heap below the memory limit, runs each workload as its own ServiceAccount, enforces Pod Security restricted", () => {
+    expect(checkHeapCaps(overlay(name))).toEqual([]);
+    expect(checkServiceAccounts(overlay(name))).toEqual([]);
+    expect(checkPodSecurityLabels(overlay(name))).toEqual([]);
+  });
+
+  it("allows exactly the connections the stages need (NetworkPolicies)", () => {
+    expect(checkNetworkPolicies(overlay(name))).toEqual([]);
+  });
+
+  it("labels retrieval pods with their shard and shard count, and the skew alert waits for an index build", async () => {
+    expect(checkShardLabels(overlay(name))).toEqual([]);
+    expect(checkStageLabels(overlay(name))).toEqual([]);
+    const skew = allRules(await readRuleFiles()).find(({ rule }) => rule.alert === "RecsysModelVersionSkew")!.rule;
+    const allowance = retrievalRolloutAllowanceSeconds(overlay(name), schemaOf);
+    expect(allowance).toBeGreaterThan(0);
+    expect(parseDurationMs(skew.for ?? "0s") / 1000, `RecsysModelVersionSkew waits ${skew.for}, a retrieval rollout may take ${allowance} s`).toBeGreaterThanOrEqual(allowance);
+  });
+
+  it("has an autoscaler (on a per-pod metric) per stage Deployment, fixed retrieval replicas, a disruption budget per workload, volumes that exist, the stages' own images", () => {
     expect(checkScalingObjects(overlay(name))).toEqual([]);
     expect(checkVolumes(overlay(name))).toEqual([]);
     expect(checkImages(overlay(name))).toEqual([]);
@@ -131,23 +163,29 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
 });
 
 describe("the gpu overlay", () => {
-  const gpuLimit = (w: Workload): unknown => (w.spec.template.spec.containers[0]!.resources?.limits as Record<string, unknown> | undefined)?.["nvidia.com/gpu"];
-  it("puts candidate generation and ranking on GPU nodes with the -gpu images, nothing else", () => {
+  type Job = K8sObject & { spec: { jobTemplate: { spec: { template: { spec: { nodeSelector?: Record<string, string>; tolerations?: unknown[]; containers: { image: string; resources: { limits: Record<string, unknown> } }[] } } } } } };
+  it("puts the retrain CronJob on a GPU node with the -gpu image, one GPU and RECSYS_TF_BACKEND=node-gpu; prod's runs on CPU", () => {
+    const gpuJob = findObject(overlay("gpu"), "CronJob", "retrain") as Job;
+    const pod = gpuJob.spec.jobTemplate.spec.template.spec;
+    expect(pod.nodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
+    expect(pod.tolerations).toEqual([{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+    expect(pod.containers[0]!.image).toMatch(/\/recsys\/retrain:.+-gpu$/);
+    expect(pod.containers[0]!.resources.limits["nvidia.com/gpu"]).toBe(1);
+    const config = objectsOfKind<K8sObject & { data: Record<string, string> }>(overlay("gpu"), "ConfigMap").find((c) => c.metadata.name.startsWith("retrain-config"))!;
+    expect(config.data["RECSYS_TF_BACKEND"]).toBe("node-gpu");
+    const prodPod = (findObject(overlay("prod"), "CronJob", "retrain") as Job).spec.jobTemplate.spec.template.spec;
+    expect(prodPod.nodeSelector).toBeUndefined();
+    expect(prodPod.containers[0]!.resources.limits["nvidia.com/gpu"]).toBeUndefined();
+  });
+
+  it("keeps every serving stage on CPU: no GPU limit, no -gpu image, no GPU node selector", () => {
     for (const w of workloads(overlay("gpu"))) {
-      const stage = workloadStage(w)!;
-      const spec = w.spec.template.spec as Workload["spec"]["template"]["spec"] & { nodeSelector?: unknown; tolerations?: unknown[] };
-      expect(w.spec.template.spec.containers).toHaveLength(1);
-      if (stage.gpu) {
-        expect(gpuLimit(w), w.metadata.name).toBe(1);
-        expect(w.spec.template.spec.containers[0]!.image).toMatch(/-gpu$/);
-        expect(spec.nodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
-        expect(spec.tolerations).toHaveLength(1);
-        const env = containerEnv(overlay("gpu"), w.metadata.name, w.spec.template.spec.containers[0]!);
-        expect(env.values.get("RECSYS_TF_BACKEND")).toBe("node-gpu");
-      } else {
-        expect(gpuLimit(w), w.metadata.name).toBeUndefined();
-        expect(w.spec.template.spec.containers[0]!.image).not.toMatch(/-gpu$/);
+      const spec = w.spec.template.spec as Workload["spec"]["template"]["spec"] & { nodeSelector?: Record<string, string> };
+      for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+        expect((c.resources?.limits as Record<string, unknown> | undefined)?.["nvidia.com/gpu"], `${w.metadata.name}/${c.name}`).toBeUndefined();
+        expect(c.image, w.metadata.name).not.toMatch(/-gpu$/);
       }
+      expect(spec.nodeSelector?.["nvidia.com/gpu.present"], w.metadata.name).toBeUndefined();
     }
   });
 });
@@ -225,6 +263,72 @@ describe("the checks catch broken manifests", () => {
     ]);
   });
 
+  it("a Redis URL from a Secret: accepted when the pod template names its variables, refused otherwise or for an unknown one", () => {
+    const managed = overlay("prod-managed-redis");
+    const orchestrator = findObject(managed, "Deployment", "orchestrator") as Workload;
+    const env = workloadEnv(managed, orchestrator);
+    expect([...env.secret]).toEqual(["REDIS_URL"]);
+    expect(env.values.has("REDIS_URL")).toBe(false);
+    const schema = packages.get("orchestrator")!.configSchema;
+    expect(checkEnvAgainstSchema("orchestrator", env.values, schema, packages.get("orchestrator")!.crossCheck, env.secret)).toEqual([]);
+    const undeclared = structuredClone(managed);
+    delete (findObject(undeclared, "Deployment", "orchestrator") as Workload).spec.template.metadata!.annotations;
+    expect(workloadEnv(undeclared, findObject(undeclared, "Deployment", "orchestrator") as Workload).problems).toEqual([
+      'Deployment/orchestrator: envFrom Secret "recsys-redis" is not rendered and the pod template does not list its variables in the annotation recsys.io/secret-env',
+    ]);
+    expect(checkEnvAgainstSchema("orchestrator", env.values, schema, undefined, new Set(["REDIS_PASSWORD"]))).toEqual([
+      "orchestrator: sets REDIS_PASSWORD, which the service does not read (not in its configSchema)",
+    ]);
+  });
+
+  it("a heap cap over the limit, a shared or default ServiceAccount, a namespace without Pod Security, a CPU-only HPA, an autoscaled shard", () => {
+    expect(checkHeapCaps(broken("Deployment", "ranking", (w, o) => (configMapOf(w, o).data["NODE_OPTIONS"] = "--max-old-space-size=4096")))).toEqual([
+      expect.stringMatching(/^Deployment\/ranking: --max-old-space-size=4096 is over 75 % of its \d+ MiB memory limit$/),
+    ]);
+    expect(checkHeapCaps(broken("Deployment", "ranking", (w, o) => delete configMapOf(w, o).data["NODE_OPTIONS"]))).toEqual([
+      "Deployment/ranking: NODE_OPTIONS is undefined, expected exactly --max-old-space-size=<MiB>",
+    ]);
+    expect(checkServiceAccounts(broken("Deployment", "ranking", (w) => (w.spec.template.spec.serviceAccountName = "orchestrator")))).toEqual([
+      "Deployment/ranking: shares ServiceAccount orchestrator with Deployment/orchestrator",
+    ]);
+    expect(checkServiceAccounts(broken("Deployment", "ranking", (w) => delete w.spec.template.spec.serviceAccountName))).toEqual(["Deployment/ranking: runs as the namespace's default ServiceAccount"]);
+    const lax = structuredClone(overlay("dev"));
+    delete (lax.find((o) => o.kind === "Namespace")!.metadata.labels as Record<string, string>)["pod-security.kubernetes.io/enforce"];
+    expect(checkPodSecurityLabels(lax)).toEqual(['Namespace/recsys-dev: pod-security.kubernetes.io/enforce is undefined, expected "restricted"']);
+    const cpuOnly = structuredClone(overlay("dev"));
+    const hpa = findObject(cpuOnly, "HorizontalPodAutoscaler", "ranking") as unknown as { spec: { metrics: { type: string }[] } };
+    hpa.spec.metrics = hpa.spec.metrics.filter((m) => m.type === "Resource");
+    expect(checkScalingObjects(cpuOnly)).toEqual(["HorizontalPodAutoscaler/ranking: no per-pod request-rate or in-flight metric (CPU alone lags a traffic step)"]);
+    const scaled = structuredClone(overlay("dev"));
+    scaled.push({ apiVersion: "autoscaling/v2", kind: "HorizontalPodAutoscaler", metadata: { name: "retrieval-0" }, spec: { ...(hpa.spec as object), scaleTargetRef: { apiVersion: "apps/v1", kind: "StatefulSet", name: "retrieval-0" }, metrics: [{ type: "Pods", pods: { metric: { name: "recsys_retrieval_grpc_requests_in_flight" }, target: { type: "AverageValue", averageValue: "4" } } }], maxReplicas: 4 } });
+    expect(checkScalingObjects(scaled)).toEqual(["StatefulSet/retrieval-0: has an HPA; a retrieval shard runs a fixed number of replicas"]);
+  });
+
+  it("a NetworkPolicy gone or too open, a shard pod labelled with another shard", () => {
+    const cut = structuredClone(overlay("prod")).filter((o) => !(o.kind === "NetworkPolicy" && o.metadata.name === "stages-from-orchestrator"));
+    expect(checkNetworkPolicies(cut)).toEqual([
+      "orchestrator → Deployment/candidate-generation:50051: refused, must be allowed",
+      "orchestrator → Deployment/ranking:50051: refused, must be allowed",
+      "orchestrator → StatefulSet/retrieval-0:50051: refused, must be allowed",
+      "orchestrator → StatefulSet/retrieval-1:50051: refused, must be allowed",
+    ]);
+    const open = structuredClone(overlay("prod")).filter((o) => o.kind !== "NetworkPolicy" || o.metadata.name !== "default-deny");
+    expect(checkNetworkPolicies(open)).toContain("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)");
+    const relabelled = structuredClone(overlay("prod"));
+    (findObject(relabelled, "StatefulSet", "retrieval-1") as Workload).spec.template.metadata!.labels!["recsys.io/shard-count"] = "3";
+    expect(checkShardLabels(relabelled)).toEqual(['StatefulSet/retrieval-1: pod label recsys.io/shard-count is "3", the shard\'s env says 2']);
+    (findObject(relabelled, "StatefulSet", "retrieval-1") as Workload).spec.template.metadata!.labels!["app.kubernetes.io/component"] = "user-store";
+    expect(checkStageLabels(relabelled)).toEqual(['StatefulSet/retrieval-1: pod label app.kubernetes.io/component is "user-store", expected retrieval']);
+  });
+
+  it("a retrieval startup probe that allows more than the skew alert waits", () => {
+    const slow = structuredClone(overlay("prod"));
+    const probe = (findObject(slow, "StatefulSet", "retrieval-0") as Workload).spec.template.spec.containers[0]!.startupProbe as { failureThreshold: number };
+    probe.failureThreshold = 180; // 30 minutes
+    expect(retrievalRolloutAllowanceSeconds(slow, schemaOf)).toBe(1830);
+    expect(retrievalRolloutAllowanceSeconds(overlay("prod"), schemaOf)).toBe(1230);
+  });
+
   it("a shard missing from RETRIEVAL_ADDRESSES, shards out of order", () => {
     const prod = structuredClone(overlay("prod"));
     const orchestrator = findObject(prod, "Deployment", "orchestrator") as Workload;
@@ -269,4 +373,40 @@ it("starts every stage image with the runtime's SERVING_NODE_FLAGS", async () =>
     expect(argv.slice(1, -1), stage.image).toEqual([...SERVING_NODE_FLAGS]);
     expect(argv.at(-1), stage.image).toMatch(/^packages\/[a-z-]+\/dist\/main\.js$/);
   }
+});
+
+it("builds every stage image with Node.js from the base image's Debian package, and a runtime stage without build tools or addon objects", async () => {
+  for (const stage of STAGES) {
+    const text = await readFile(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`), "utf8");
+    const version = /^ARG NODE_DEB_VERSION=(\S+)$/m.exec(text)?.[1];
+    expect(version, stage.image).toMatch(/^20\.(19|[2-9]\d)\.\d+\+dfsg-\S+$/); // an exact Debian version, ≥ 20.19
+    const [build, runtime] = text.split(/^FROM \$\{NODE_IMAGE\}$/m);
+    expect(runtime, `${stage.image}: a runtime stage FROM \${NODE_IMAGE}`).toBeDefined();
+    expect(runtime, stage.image).toMatch(/apt-get install [^\n]*"nodejs=\$\{NODE_DEB_VERSION\}"/);
+    expect(runtime, stage.image).not.toMatch(/\bnpm\b|\bg\+\+|\bmake\b|python3|COPY (?!--from=build \/app \/app)/);
+    expect(build, stage.image).toMatch(/"nodejs=\$\{NODE_DEB_VERSION\}" "libnode-dev=\$\{NODE_DEB_VERSION\}"/);
+    expect(build, stage.image).toMatch(/-name build -prune -exec test -f '\{\}\/\.\.\/binding\.gyp'/);
+  }
+});
+
+it("serves every HPA's custom metric from a prometheus-adapter rule over a series the stages export", async () => {
+  const config = parse(await readFile(join(K8S_DIR, "..", "deploy", "prometheus-adapter", "config.yaml"), "utf8")) as {
+    rules: { seriesQuery: string; name: { matches: string; as: string }; metricsQuery: string }[];
+  };
+  // The runtime's metric names of each stage (packages/runtime/src/metrics.ts).
+  const series = STAGES.flatMap((s) => [`recsys_${s.stage}_grpc_requests_total`, `recsys_${s.stage}_grpc_requests_in_flight`]);
+  const served = new Set<string>();
+  for (const rule of config.rules) {
+    const selector = /__name__=~"([^"]+)"/.exec(rule.seriesQuery)?.[1];
+    expect(selector, rule.seriesQuery).toBeDefined();
+    expect(rule.seriesQuery).toMatch(/namespace!="",pod!=""/);
+    for (const name of series.filter((n) => new RegExp(`^(?:${selector})$`).test(n))) {
+      const match = new RegExp(rule.name.matches).exec(name);
+      if (match !== null) served.add(rule.name.as.replace(/\$\{(\d+)\}/g, (_, i: string) => match[Number(i)] ?? ""));
+    }
+  }
+  const wanted = objectsOfKind<K8sObject & { spec: { metrics: { type: string; pods?: { metric: { name: string } } }[] } }>(overlay("prod"), "HorizontalPodAutoscaler")
+    .flatMap((h) => h.spec.metrics.flatMap((m) => (m.type === "Pods" ? [m.pods!.metric.name] : [])));
+  expect(wanted.length).toBe(6);
+  expect(wanted.filter((name) => !served.has(name))).toEqual([]);
 });

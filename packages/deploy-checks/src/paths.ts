@@ -9,7 +9,7 @@ export const PROMETHEUS_DIR = join(DEPLOY_DIR, "prometheus");
 export const PACKAGES_DIR = join(REPO_ROOT, "packages");
 
 /** The overlays a cluster is deployed with (`kubectl apply -k k8s/overlays/<name>`). */
-export const OVERLAYS = ["dev", "prod", "gpu", "prod-operator"] as const;
+export const OVERLAYS = ["dev", "prod", "gpu", "prod-operator", "prod-managed-redis"] as const;
 export type OverlayName = (typeof OVERLAYS)[number];
 
 export function overlayDir(name: OverlayName): string {

@@ -7,12 +7,37 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { DEPLOY_DIR, PROMETHEUS_DIR } from "./paths.js";
+import { DEPLOY_DIR, PROMETHEUS_DIR, REPO_ROOT } from "./paths.js";
 import { metricNames } from "./promql.js";
 import { allRules, readRuleFiles, recordedNames, ruleFilePaths, RULE_TESTS_DIR } from "./rules.js";
 import { promtool } from "./tools.js";
 
 const DASHBOARD = join(DEPLOY_DIR, "grafana", "recsys-stages.json");
+const RUNBOOK = join(REPO_ROOT, "docs", "runbook.md");
+
+/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
+function markdownAnchors(markdown: string): string[] {
+  return [...markdown.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase().replace(/[^a-z0-9 -]/g, "").replace(/ /g, "-"));
+}
+
+/**
+ * Where a PromQL expression loses the `namespace` label: an aggregation without `by (...)` listing
+ * it, a vector match `on (...)` without it, an absent() without a namespace equality matcher.
+ */
+function namespaceProblems(expr: string): string[] {
+  const problems: string[] = [];
+  for (const m of expr.matchAll(/\b(sum|count|min|max|avg|group|count_values|stddev|stdvar|topk|bottomk|quantile)\s*(by\s*\(([^)]*)\))?\s*\(/g)) {
+    if (m[2] === undefined) problems.push(`${m[1]} without \`by (..., namespace)\``);
+    else if (!m[3]!.split(",").map((l) => l.trim()).includes("namespace")) problems.push(`${m[1]} by (${m[3]}) drops namespace`);
+  }
+  for (const m of expr.matchAll(/\bon\s*\(([^)]*)\)/g)) {
+    if (!m[1]!.split(",").map((l) => l.trim()).includes("namespace")) problems.push(`on (${m[1]}) drops namespace`);
+  }
+  for (const m of expr.matchAll(/\babsent\s*\(([^)]*\))/g)) {
+    if (!/namespace\s*=\s*"/.test(m[1]!)) problems.push("absent() without a namespace matcher");
+  }
+  return problems;
+}
 
 interface Panel {
   id: number;
@@ -33,7 +58,7 @@ describe("promtool", () => {
 
   it("passes the rule unit tests in deploy/prometheus/tests (promtool test rules)", async () => {
     const tests = (await readdir(RULE_TESTS_DIR)).filter((f) => f.endsWith(".test.yml")).map((f) => join(RULE_TESTS_DIR, f));
-    expect(tests.length).toBeGreaterThanOrEqual(3);
+    expect(tests.length).toBeGreaterThanOrEqual(7);
     const result = await promtool(["test", "rules", ...tests]);
     expect(result.code, result.output).toBe(0);
     expect(result.output.match(/SUCCESS/g)?.length).toBe(tests.length);
@@ -63,13 +88,37 @@ describe("rule coverage", () => {
     expect(untestedRecords).toEqual([]);
   });
 
-  it("writes alerts with a severity, a summary and a description", async () => {
+  it("writes alerts with a severity, a summary, a description and a runbook_url to a section of docs/runbook.md", async () => {
+    const anchors = markdownAnchors(await readFile(RUNBOOK, "utf8"));
     for (const { rule } of allRules(await readRuleFiles())) {
       if (rule.alert === undefined) continue;
       expect(["warning", "critical"], rule.alert).toContain(rule.labels?.["severity"]);
       expect(rule.annotations?.["summary"], rule.alert).toBeTruthy();
       expect(rule.annotations?.["description"], rule.alert).toBeTruthy();
+      const url = rule.annotations?.["runbook_url"] ?? "";
+      expect(url, rule.alert).toMatch(/^docs\/runbook\.md#[a-z0-9-]+$/);
+      expect(anchors, `${rule.alert}: ${url}`).toContain(url.slice(url.indexOf("#") + 1));
     }
+  });
+
+  it("keeps `namespace` through every aggregation and join of every rule", async () => {
+    const problems = allRules(await readRuleFiles()).flatMap(({ rule }) => namespaceProblems(rule.expr).map((p) => `${rule.record ?? rule.alert}: ${p}`));
+    expect(problems).toEqual([]);
+  });
+
+  it("names the production overlay's namespace in the absent() alerts, one per stage", async () => {
+    const prodNamespace = (parse(await readFile(join(REPO_ROOT, "k8s", "overlays", "prod", "kustomization.yaml"), "utf8")) as { namespace: string }).namespace;
+    const absent = allRules(await readRuleFiles()).filter(({ rule }) => /\babsent\(/.test(rule.expr));
+    expect(absent.map(({ rule }) => rule.labels?.["stage"]).sort()).toEqual(["candidate_generation", "orchestrator", "ranking", "retrieval"]);
+    for (const { rule } of absent) expect(rule.expr).toBe(`absent(up{job="${rule.labels?.["stage"]}", namespace="${prodNamespace}"})`);
+  });
+
+  it("namespaceProblems notices an aggregation or a join that drops namespace", () => {
+    expect(namespaceProblems("sum(rate(x[5m]))")).toEqual(["sum without `by (..., namespace)`"]);
+    expect(namespaceProblems("count by (model_version) (x)")).toEqual(["count by (model_version) drops namespace"]);
+    expect(namespaceProblems("a / on () group_left () b")).toEqual(["on () drops namespace"]);
+    expect(namespaceProblems('sum by (namespace) (rate(x[5m])) / on (namespace) group_left () max by (le, namespace) (y) and absent(up{job="a", namespace="recsys"})')).toEqual([]);
+    expect(namespaceProblems('absent(up{job="a"})')).toEqual(["absent() without a namespace matcher"]);
   });
 });
 

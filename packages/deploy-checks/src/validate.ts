@@ -1,7 +1,7 @@
 /**
  * Offline validation of Kubernetes objects, two ways:
  * 1. `kubernetes-models` (and `@kubernetes-models/prometheus-operator` for ServiceMonitor and
- *    PrometheusRule): each object through its model class's `.validate()` (JSON schema of the
+ *    PrometheusRule, `@kubernetes-models/gateway-api` for GRPCRoute): each object through its model class's `.validate()` (JSON schema of the
  *    Kubernetes OpenAPI: types, required fields, formats). These schemas accept unknown fields.
  * 2. Unknown fields (a typo such as `readOnlyRootFileSystem` would be silently dropped by the API
  *    server): every object is type-checked by the TypeScript compiler as an object literal of the
@@ -18,6 +18,7 @@ const PACKAGE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
 export function modelModule(apiVersion: string, kind: string): string | undefined {
   if (!/^[A-Za-z]+$/.test(kind)) return undefined;
   if (apiVersion === "monitoring.coreos.com/v1") return `@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/${kind}`;
+  if (apiVersion === "gateway.networking.k8s.io/v1") return `@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/${kind}`;
   if (apiVersion === "v1") return `kubernetes-models/v1/${kind}`;
   if (/^[a-z0-9.]+\/v[0-9a-z]+$/.test(apiVersion)) return `kubernetes-models/${apiVersion}/${kind}`;
   return undefined;
