@@ -52,6 +52,12 @@ export interface PipelineRun {
   readonly lists: ReadonlyMap<string, readonly (Int32Array | null)[]>;
   readonly sources: readonly { readonly source: string; readonly budget: number; readonly recall: number; readonly meanLength: number }[];
   readonly merged: { readonly size: number; readonly recall: number; readonly meanLength: number };
+  /**
+   * Per source (and "merged" for the unlimited merge's order), the 0-based position of each served
+   * user's target in its list, -1 when absent: recall at any budget up to the run's is the share
+   * below it.
+   */
+  readonly targetPositions: ReadonlyMap<string, Int32Array>;
   /** Per ranker: impressions bucketed by predicted exp(logit) (10 equal-count buckets). */
   readonly calibration: ReadonlyMap<string, readonly CalibrationBucket[]>;
   readonly seconds: number;
@@ -93,6 +99,8 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
   const sourceLength = new Map<string, number>();
   let mergedHits = 0;
   let mergedLength = 0;
+  const positions = new Map<string, Int32Array>();
+  for (const name of [...sources.names, "merged"]) positions.set(name, new Int32Array(users.length).fill(-1));
 
   let fedUpTo = 0;
   let done = 0;
@@ -110,7 +118,10 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
     const run = sources.run(datasetRequest(dataset, user, history, time, options.budget, { watched }), { mergedSize: options.mergedSize });
     for (const r of run.results) {
       sourceLength.set(r.source, (sourceLength.get(r.source) ?? 0) + r.candidates.length);
-      if (r.candidates.some((c) => c.item === positive)) sourceHits.set(r.source, (sourceHits.get(r.source) ?? 0) + 1);
+      const at = r.candidates.findIndex((c) => c.item === positive);
+      if (at >= 0) sourceHits.set(r.source, (sourceHits.get(r.source) ?? 0) + 1);
+      const column = positions.get(r.source);
+      if (column !== undefined) column[done] = at;
     }
     const merged = run.merged;
     const union = mergeCandidates(run.results, { size: Number.MAX_SAFE_INTEGER, watched, weights: sources.weights });
@@ -121,6 +132,7 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
     const positiveIndex = merged.findIndex((m) => m.item === positive);
     if (positiveIndex >= 0) mergedHits++;
     lists.get(MERGED_ORDER)![user] = Int32Array.from(union, (m) => m.item);
+    positions.get("merged")![done] = union.findIndex((m) => m.item === positive);
 
     const ctx = rankingContextFromDataset(dataset, user, historyRows, time);
     const candidates = rankingCandidates(dataset, merged, stats, time);
@@ -168,6 +180,7 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
     lists,
     sources: sources.names.map((source) => ({ source, budget: options.budget, recall: per(sourceHits.get(source) ?? 0), meanLength: per(sourceLength.get(source) ?? 0) })),
     merged: { size: options.mergedSize, recall: per(mergedHits), meanLength: per(mergedLength) },
+    targetPositions: positions,
     calibration,
     seconds: (performance.now() - started) / 1000,
   };
