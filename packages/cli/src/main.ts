@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv
   recommend: { summary: "ask the running stack: --user ID [--count N] [--address HOST:PORT] [--json] [--debug]", load: () => import("./commands/recommend.js") },
   event: { summary: "record an event: --user ID (--watch ITEM [--seconds S] | --search \"query\" | --impression ITEM) [--address HOST:PORT]", load: () => import("./commands/event.js") },
   "train-ranker": { summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]", load: () => import("./commands/train-ranker.js") },
+  report: { summary: "an HTML report with figures from evaluate --json results: --input FILE[,FILE...] --out DIR", load: () => import("./commands/report.js") },
   evaluate: { summary: "offline evaluation, protocols lastout and lastout-shuffled side by side: --dataset SPEC --model DIR [--shuffled-model DIR] [--tie-seed S] [--split test|val] [--json]", load: () => import("./commands/evaluate.js") },
 };
 
