@@ -59,6 +59,11 @@ export interface ScorerEntry {
   readonly curves: { readonly hr: readonly number[]; readonly ndcg: readonly number[] };
   /** Share of top-10 slots by item-popularity decile (0 = the 10 % most watched items in training). */
   readonly popularity_deciles: readonly number[];
+  /**
+   * 0-based rank of each evaluated user's target (users in dataset index order, the same in every
+   * run on the same dataset): for paired comparisons across runs (e.g. two ranker settings).
+   */
+  readonly ranks: readonly number[];
 }
 
 export interface Comparison extends PairedInterval {
@@ -152,6 +157,7 @@ export function buildSection(options: {
       metrics: { ...r.metrics, "watch_dcg@10": r.ranks.length > 0 ? dcg / r.ranks.length : NaN },
       curves: curves(r.ranks, 100),
       popularity_deciles: popularityDeciles(r.topCounts, options.popularity),
+      ranks: Array.from(r.ranks),
     };
   };
   const byName = new Map([...options.models, ...options.baselines].map((r) => [r.name, r]));
