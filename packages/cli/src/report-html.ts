@@ -111,8 +111,8 @@ export async function buildFigures(reports: readonly EvaluationReport[]): Promis
     for (const [source, points] of Object.entries(p.recall_by_budget)) for (const pt of points) recallRows.push({ protocol, source, budget: pt.budget, value: pt.recall });
     for (const [ranker, buckets] of Object.entries(p.calibration)) {
       buckets.forEach((b, i) => {
-        calibRows.push({ protocol, ranker, bucket: i + 1, predicted: b.predicted, value: b.realisedOdds, kind: "realised watch per negative (odds)" });
-        calibRows.push({ protocol, ranker, bucket: i + 1, predicted: b.predicted, value: b.realisedWatch, kind: "realised watch per impression" });
+        calibRows.push({ protocol, ranker, bucket: i + 1, predicted: b.predicted, value: b.realisedOdds, kind: "watch per negative" });
+        calibRows.push({ protocol, ranker, bucket: i + 1, predicted: b.predicted, value: b.realisedWatch, kind: "watch per impression" });
       });
     }
   }

@@ -38,8 +38,9 @@ if (mode === "test") {
     for (const n of names) {
       const cells = protocols.map((p) => {
         const vals = runs.map((r) => entry(r.protocols[p], n)?.metrics[metric]);
-        if (vals.some((v) => v === undefined)) return "–";
-        return `${f4(mean(vals))} (${vals.map(f4).join(" ")})`;
+        const got = vals.filter((v) => v !== undefined);
+        if (got.length === 0) return "–";
+        return `${f4(mean(got))} (${vals.map(f4).join(" ")})`;
       });
       console.log(`| ${n} | ${cells.join(" | ")} |`);
     }
@@ -49,16 +50,20 @@ if (mode === "test") {
     console.log(`**Paired 95 % intervals, ${p}** (a − b over users; per seed, and "all": per-user difference averaged over the seeds)\n`);
     console.log("| a − b | metric | " + runs.map((_, i) => `seed file ${i + 1}`).join(" | ") + " | all |");
     console.log("|---|---|" + runs.map(() => "---").join("|") + "|---|");
-    for (const c of runs[0].protocols[p].comparisons) {
+    const keys = [];
+    for (const r of runs) for (const c of r.protocols[p].comparisons) if (!keys.some((k) => k.a === c.a && k.b === c.b && k.metric === c.metric)) keys.push(c);
+    for (const c of keys) {
       const per = runs.map((r) => r.protocols[p].comparisons.find((x) => x.a === c.a && x.b === c.b && x.metric === c.metric));
-      if (per.some((x) => x === undefined)) continue;
-      const diffs = runs.map((r) => {
-        const a = perUser(entry(r.protocols[p], c.a).ranks, c.metric);
-        const b = perUser(entry(r.protocols[p], c.b).ranks, c.metric);
-        return a.map((v, u) => v - b[u]);
-      });
+      const diffs = runs
+        .filter((_, i) => per[i] !== undefined)
+        .map((r) => {
+          const a = perUser(entry(r.protocols[p], c.a).ranks, c.metric);
+          const b = perUser(entry(r.protocols[p], c.b).ranks, c.metric);
+          return a.map((v, u) => v - b[u]);
+        });
       const pooled = interval(diffs[0].map((_, u) => mean(diffs.map((d) => d[u]))));
-      console.log(`| ${c.a} − ${c.b} | ${c.metric} | ${per.map((x) => fmtI({ m: x.diff, lo: x.lo, hi: x.hi })).join(" | ")} | ${fmtI(pooled)} |`);
+      const label = diffs.length < runs.length ? ` (${diffs.length} seed${diffs.length > 1 ? "s" : ""})` : "";
+      console.log(`| ${c.a} − ${c.b} | ${c.metric} | ${per.map((x) => (x === undefined ? "–" : fmtI({ m: x.diff, lo: x.lo, hi: x.hi }))).join(" | ")} | ${fmtI(pooled)}${label} |`);
     }
     console.log("");
   }
