@@ -48,7 +48,7 @@ if (mode === "test") {
   }
   for (const p of protocols) {
     console.log(`**Paired 95 % intervals, ${p}** (a − b over users; per seed, and "all": per-user difference averaged over the seeds)\n`);
-    console.log("| a − b | metric | " + runs.map((_, i) => `seed file ${i + 1}`).join(" | ") + " | all |");
+    console.log("| a − b | metric | " + rest.map((f) => basename(f, ".json")).join(" | ") + " | all |");
     console.log("|---|---|" + runs.map(() => "---").join("|") + "|---|");
     const keys = [];
     for (const r of runs) for (const c of r.protocols[p].comparisons) if (!keys.some((k) => k.a === c.a && k.b === c.b && k.metric === c.metric)) keys.push(c);
