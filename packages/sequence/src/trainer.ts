@@ -16,6 +16,7 @@ import { AliasSampler, type SparseOptimizerConfig } from "@recsys/candidate-gen"
 import { tf } from "@recsys/tf";
 import type { EncoderConfig } from "./encoders.js";
 import { PAD, SequenceModel } from "./model.js";
+import { fullSoftmaxLoss, gatherRows } from "./ops.js";
 
 export type SoftmaxKind = "full" | "sampled";
 
@@ -167,6 +168,8 @@ export function trainSequenceModel(
   const x = new Float32Array(B * L * d);
   const mask = new Float32Array(B * L);
   const weight = new Float32Array(B * L);
+  const validRows = new Int32Array(B * L);
+  const validTargets = new Int32Array(B * L);
   const attention = model.encoder.needsAttentionMask ? new Float32Array(B * L * L) : null;
   const xVar = tf.variable(tf.zeros([B, L, d]), true, "seq/x");
   const outT = sampled ? new Float32Array(d * S) : new Float32Array(d * numItems);
@@ -231,7 +234,13 @@ export function trainSequenceModel(
       if (attention !== null) model.attentionMask(ids, B, attention);
       let valid = 0;
       for (let p = 0; p < B * L; p++) if (tgt[p] !== PAD) valid++;
-      for (let p = 0; p < B * L; p++) weight[p] = tgt[p] !== PAD ? 1 / valid : 0;
+      for (let p = 0, v = 0; p < B * L; p++) {
+        weight[p] = tgt[p] !== PAD ? 1 / valid : 0;
+        if (tgt[p] !== PAD) {
+          validRows[v] = p;
+          validTargets[v++] = tgt[p]! - 1;
+        }
+      }
       xVar.assign(tf.tensor3d(x, [B, L, d]));
       if (sampled) {
         for (let j = 0; j < S; j++) {
@@ -270,13 +279,8 @@ export function trainSequenceModel(
           },
           dropout,
         );
+        if (!sampled) return fullSoftmaxLoss(gatherRows(h, validRows.subarray(0, valid)), outVar as tf.Tensor2D, validTargets.subarray(0, valid));
         const w = tf.tensor1d(weight);
-        if (!sampled) {
-          const logits = tf.matMul(h, outVar as tf.Tensor2D);
-          const logp = tf.logSoftmax(logits);
-          const onehot = tf.oneHot(tf.tensor1d(Int32Array.from(tgt, (v) => v - 1), "int32"), numItems);
-          return tf.neg(tf.sum(tf.mul(tf.sum(tf.mul(logp, onehot), 1), w))) as tf.Scalar;
-        }
         const pos = tf.add(tf.sum(tf.mul(h, posVar!), 1, true), tf.tensor2d(posOffset, [B * L, 1]));
         const hits = new Float32Array(B * L * S);
         for (let p = 0; p < B * L; p++) {
