@@ -6,6 +6,7 @@
  */
 const BENCHMARKS: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
   train: { summary: "candidate-generation training throughput (ml-100k and a 100k-item synthetic catalogue) [--json]", load: () => import("./train-bench.js") },
+  sequence: { summary: "session models (SASRec-style, GRU4Rec) vs a PyTorch SASRec in the same run, ml-100k lastout (+ shuffled ties) [--json] [--seeds 1,2,3]", load: () => import("./sequence-bench.js") },
   serve: { summary: "the four stages under gRPC load on a 1M-item catalogue, vs in-process, and HNSW recall [--json] [--items N]", load: () => import("./serve-bench.js") },
 };
 

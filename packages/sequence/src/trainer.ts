@@ -81,6 +81,8 @@ export interface SequenceTrainResult {
   readonly examplesPerSecond: number;
   /** Seconds spent in training steps (validation excluded). */
   readonly trainSeconds: number;
+  /** CPU seconds of this process during the training steps (less sensitive to a busy machine). */
+  readonly trainCpuSeconds: number;
   readonly examples: number;
   readonly epochLosses: readonly number[];
   /** Milliseconds per step phase. */
@@ -202,6 +204,7 @@ export function trainSequenceModel(
   const epochLosses: number[] = [];
   let examples = 0;
   let trainMs = 0;
+  let trainCpuMs = 0;
   let best = -Infinity;
   let bestEpoch = 0;
   let sinceBest = 0;
@@ -220,6 +223,7 @@ export function trainSequenceModel(
     let lossSum = 0;
     let batches = 0;
     const epochStart = performance.now();
+    const cpuStart = process.cpuUsage();
     for (let start = 0; start < count; start += B) {
       let t = performance.now();
       const rows = Math.min(B, count - start);
@@ -318,6 +322,8 @@ export function trainSequenceModel(
       batches++;
     }
     trainMs += performance.now() - epochStart;
+    const cpu = process.cpuUsage(cpuStart);
+    trainCpuMs += (cpu.user + cpu.system) / 1000;
     const loss = lossSum / batches;
     epochLosses.push(loss);
     let validation: number | undefined;
@@ -344,6 +350,7 @@ export function trainSequenceModel(
     bestValidation: best,
     examplesPerSecond: examples / (trainMs / 1000),
     trainSeconds: trainMs / 1000,
+    trainCpuSeconds: trainCpuMs / 1000,
     examples,
     epochLosses,
     profileMs: profile,
