@@ -9,3 +9,4 @@ export { PAD, SequenceModel } from "./model.js";
 export { DEFAULT_SEQUENCE_CONFIG, buildWindows, trainSequenceModel, validateSequenceConfig } from "./trainer.js";
 export type { SequenceTrainConfig, SequenceTrainOptions, SequenceTrainResult, SoftmaxKind, TrainProgress } from "./trainer.js";
 export { sequenceScorer, userSequences } from "./dataset.js";
+export { sessionEncoder } from "./session.js";

@@ -80,6 +80,7 @@ export class SequenceModel {
     const d = this.dim;
     const L = this.maxLength;
     const out = new Float32Array(sequences.length * d);
+    batchSize = Math.max(1, Math.min(batchSize, sequences.length));
     const ids = new Int32Array(batchSize * L);
     const x = new Float32Array(batchSize * L * d);
     const mask = new Float32Array(batchSize * L);

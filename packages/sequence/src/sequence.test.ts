@@ -99,3 +99,24 @@ describe("sequence encoders learn a planted next-item rule", () => {
     expect(acc).toBeLessThan(0.35);
   });
 });
+
+describe("sessionEncoder", () => {
+  it("encodes a session (unknown items dropped) the way the model scores it, and exposes item vectors", async () => {
+    const { sessionEncoder } = await import("./session.js");
+    const { model } = trainSequenceModel(plantedSequences(32, 10, 7), N, {
+      ...DEFAULT_SEQUENCE_CONFIG,
+      encoder: { kind: "gru4rec", dim: 8, maxLength: 10, numBlocks: 1 },
+      batchSize: 16,
+      maxEpochs: 1,
+      dropout: 0,
+    });
+    const encoder = sessionEncoder(model);
+    expect(encoder.maxLength).toBe(10);
+    expect(encoder.encode([N + 3, -1])).toBeNull();
+    const state = encoder.encode([4, N + 3, successor(4), 9])!;
+    expect(Array.from(state)).toEqual(Array.from(model.encodeLast([[4, successor(4), 9]])));
+    expect(Array.from(encoder.itemVector(2)!)).toEqual(Array.from(model.items.data.subarray(3 * 8, 4 * 8)));
+    expect(encoder.itemVector(N)).toBeNull();
+    model.dispose();
+  });
+});
