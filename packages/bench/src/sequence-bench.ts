@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- sequence [--seeds 1,2,3] [--models sasrec,gru4rec] [--protocols lastout,lastout-shuffled]
  *   [--shuffle-seed N] [--max-epochs N] [--batch N] [--lr X] [--eval-every N] [--patience N]
- *   [--windows last|all] [--softmax full|sampled] [--no-reference] [--json]`
+ *   [--windows last|all] [--softmax full|sampled] [--no-reference] [--no-recall] [--json]`
  * Defaults: 3 seeds, both models and protocols, batch 64, lr 2e-3, validation every 3 epochs,
  * patience 3, at most 60 epochs (bounded so that a run takes minutes per seed on 2 cores); the
  * reference gets the same settings.
@@ -13,7 +13,9 @@
  * model trained on training + validation events for the best epoch count, scored on test.
  * Prints HR@10 / NDCG@10 (and the validation figure) per seed, means, paired differences to the
  * reference over seeds (mean ± t₀.₉₇₅·sd/√n), and training examples/s (next-item targets per
- * second of training steps, wall and CPU) of both and their ratio.
+ * second of training steps, wall and CPU) of both and their ratio. Inside the candidate stage:
+ * the merged recall@300 (budget 100 per source, replayed at each user's test event) of the
+ * standard sources with and without each test model as the "session" source.
  *
  * `lastout-shuffled` is implemented here as /work/shared/PROTOCOL.md defines it: one seeded
  * permutation of the catalogue orders same-second events of a user and breaks ranking ties. It
@@ -26,7 +28,8 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Dataset, lastoutSplit, type LastoutSplit, loadDataset, Rng, trainingRows } from "@recsys/data";
 import { evaluateLastout, historyRows, itemKnnScorer, mostPopularScorer } from "@recsys/eval";
-import { DEFAULT_SEQUENCE_CONFIG, ENCODER_KINDS, type EncoderKind, sequenceScorer, type SequenceModel, type SequenceTrainConfig, trainSequenceModel, userSequences } from "@recsys/sequence";
+import { DEFAULT_SEQUENCE_CONFIG, ENCODER_KINDS, type EncoderKind, sequenceScorer, sessionEncoder, type SequenceModel, type SequenceTrainConfig, trainSequenceModel, userSequences } from "@recsys/sequence";
+import { BruteForceIndex, candidateRecall, createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 import { ml100kDir, repoRoot } from "./paths.js";
 
@@ -45,6 +48,7 @@ interface Options {
   windows: "last" | "all";
   softmax: "full" | "sampled";
   reference: boolean;
+  recall: boolean;
   json: boolean;
 }
 
@@ -62,6 +66,7 @@ function parseArgs(argv: string[]): Options {
     windows: "last",
     softmax: "full",
     reference: true,
+    recall: true,
     json: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -87,6 +92,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--windows") o.windows = value() as "last" | "all";
     else if (a === "--softmax") o.softmax = value() as "full" | "sampled";
     else if (a === "--no-reference") o.reference = false;
+    else if (a === "--no-recall") o.recall = false;
     else if (a === "--json") o.json = true;
     else throw new Error(`bench sequence: unknown option ${a}`);
   }
@@ -152,6 +158,22 @@ interface Row {
   examples_per_second: number;
   examples_per_cpu_second: number;
   train_seconds: number;
+  /** Candidate stage (standard sources, budget 100, merged 300; replayed at each test event): recall with and without this session source. */
+  candidate_recall_with_session?: number;
+  candidate_recall_without_session?: number;
+  session_source_recall?: number;
+}
+
+/** Merged recall@300 (budget 100 per source) of the standard sources, with the session model as a source or without. */
+function pipelineRecall(dataset: Dataset, model: SequenceModel | null): { merged: number; session: number } {
+  const session = model === null ? undefined : { index: new BruteForceIndex(model.itemVectors(), model.dim), encoder: sessionEncoder(model) };
+  const report = candidateRecall(dataset, {
+    createSources: () => createStandardSources(dataset, session === undefined ? {} : { session }),
+    budgets: [100],
+    mergedSizes: [300],
+    target: "test",
+  });
+  return { merged: report.merged[0]!.recall, session: report.perSource.find((s) => s.source === "session")?.recall ?? NaN };
 }
 
 function runReference(dataFile: string, seed: number, options: Options): Row & { threads: number } {
@@ -220,6 +242,7 @@ function runOurs(kind: EncoderKind, dataset: Dataset, split: LastoutSplit, seed:
   val.model.dispose();
   const test = trainSequenceModel(userSequences(dataset, trainingRows(split, "test")), numItems, { ...config, maxEpochs: Math.max(1, val.bestEpoch) });
   const m = evaluateModel(test.model, dataset, split, "test");
+  const withSession = options.recall ? pipelineRecall(dataset, test.model) : undefined;
   test.model.dispose();
   const seconds = val.trainSeconds + test.trainSeconds;
   return {
@@ -234,6 +257,9 @@ function runOurs(kind: EncoderKind, dataset: Dataset, split: LastoutSplit, seed:
     examples_per_second: (val.examples + test.examples) / seconds,
     examples_per_cpu_second: (val.examples + test.examples) / (val.trainCpuSeconds + test.trainCpuSeconds),
     train_seconds: seconds,
+    ...(withSession === undefined
+      ? {}
+      : { candidate_recall_with_session: withSession.merged, candidate_recall_without_session: pipelineRecall(dataset, null).merged, session_source_recall: withSession.session }),
   };
 }
 
@@ -333,6 +359,11 @@ export async function run(argv: string[]): Promise<number> {
     lines.push(
       `${r.protocol.padEnd(17)} ${r.model.padEnd(16)} ${String(r.seed).padStart(4)}  ${f(r["val_ndcg@10"]).padStart(11)}  ${f(r["hr@10"])}  ${f(r["ndcg@10"])}  ${String(r.best_epoch).padStart(7)}  ${r.examples_per_second.toFixed(0).padStart(6)}  ${r.examples_per_cpu_second.toFixed(0).padStart(8)}`,
     );
+  }
+  for (const r of rows) {
+    if (r.candidate_recall_with_session !== undefined) {
+      lines.push(`${r.protocol} ${r.model} seed ${r.seed}: candidate recall@300 with session ${f(r.candidate_recall_with_session)}, without ${f(r.candidate_recall_without_session!)}; session source alone recall@100 ${f(r.session_source_recall!)}`);
+    }
   }
   for (const [name, m] of Object.entries(baselines)) lines.push(`baseline ${name}: hr@10 ${f(m["hr@10"]!)} ndcg@10 ${f(m["ndcg@10"]!)}`);
   for (const c of comparisons) {
