@@ -35,9 +35,25 @@ import { ml100kDir, repoRoot } from "./paths.js";
 
 type Protocol = "lastout" | "lastout-shuffled";
 
+interface ModelSpec {
+  readonly kind: EncoderKind;
+  /** undefined: the --windows option. */
+  readonly windows?: "last" | "all";
+  /** The row's name: "<kind>-tfjs", or "<kind>-<windows>-tfjs" when the spec names its windows. */
+  readonly name: string;
+}
+
+function parseModel(spec: string): ModelSpec {
+  const [kind, windows] = spec.split(":");
+  if (!ENCODER_KINDS.includes(kind as EncoderKind)) throw new Error(`bench sequence: unknown model ${kind} (use ${ENCODER_KINDS.join(", ")}, optionally :last or :all)`);
+  if (windows !== undefined && windows !== "last" && windows !== "all") throw new Error(`bench sequence: unknown windows ${windows} in ${spec} (use last or all)`);
+  return windows === undefined ? { kind: kind as EncoderKind, name: `${kind}-tfjs` } : { kind: kind as EncoderKind, windows, name: `${kind}-${windows}-tfjs` };
+}
+
 interface Options {
   seeds: number[];
-  models: EncoderKind[];
+  /** Encoder kinds, each optionally with its training windows: "sasrec", "sasrec:all", "gru4rec:last". */
+  models: ModelSpec[];
   protocols: Protocol[];
   shuffleSeed: number;
   maxEpochs: number;
@@ -55,7 +71,7 @@ interface Options {
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     seeds: [1, 2, 3],
-    models: ["sasrec", "gru4rec"],
+    models: [parseModel("sasrec"), parseModel("gru4rec")],
     protocols: ["lastout", "lastout-shuffled"],
     shuffleSeed: 17,
     maxEpochs: 60,
@@ -77,10 +93,8 @@ function parseArgs(argv: string[]): Options {
       return v;
     };
     if (a === "--seeds") o.seeds = value().split(",").map(Number);
-    else if (a === "--models") {
-      o.models = value().split(",") as EncoderKind[];
-      for (const m of o.models) if (!ENCODER_KINDS.includes(m)) throw new Error(`bench sequence: unknown model ${m} (use ${ENCODER_KINDS.join(", ")})`);
-    } else if (a === "--protocols") {
+    else if (a === "--models") o.models = value().split(",").map(parseModel);
+    else if (a === "--protocols") {
       o.protocols = value().split(",") as Protocol[];
       for (const p of o.protocols) if (p !== "lastout" && p !== "lastout-shuffled") throw new Error(`bench sequence: unknown protocol ${p}`);
     } else if (a === "--shuffle-seed") o.shuffleSeed = Number(value());
@@ -219,13 +233,14 @@ function evaluateModel(model: SequenceModel, dataset: Dataset, split: LastoutSpl
   return evaluateLastout({ dataset, split, scorers: [scorer], target }).results[0]!.metrics;
 }
 
-function runOurs(kind: EncoderKind, dataset: Dataset, split: LastoutSplit, seed: number, options: Options, log: (s: string) => void): Row {
+function runOurs(spec: ModelSpec, dataset: Dataset, split: LastoutSplit, seed: number, options: Options, log: (s: string) => void): Row {
   const numItems = dataset.items.ids.length;
+  const kind = spec.kind;
   const config: SequenceTrainConfig = {
     ...DEFAULT_SEQUENCE_CONFIG,
     encoder: { ...DEFAULT_SEQUENCE_CONFIG.encoder, kind },
     softmax: options.softmax,
-    windows: options.windows,
+    windows: spec.windows ?? options.windows,
     maxEpochs: options.maxEpochs,
     batchSize: options.batchSize,
     learningRate: options.learningRate,
@@ -236,7 +251,7 @@ function runOurs(kind: EncoderKind, dataset: Dataset, split: LastoutSplit, seed:
   const val = trainSequenceModel(userSequences(dataset, trainingRows(split, "val")), numItems, config, {
     validate: (m) => evaluateModel(m, dataset, split, "val")["ndcg@10"]!,
     onEpoch: (p) => {
-      if (p.validation !== undefined) log(`  ${kind} seed ${seed} epoch ${p.epoch} loss ${p.loss.toFixed(4)} val ndcg@10 ${p.validation.toFixed(4)}`);
+      if (p.validation !== undefined) log(`  ${spec.name} seed ${seed} epoch ${p.epoch} loss ${p.loss.toFixed(4)} val ndcg@10 ${p.validation.toFixed(4)}`);
     },
   });
   val.model.dispose();
@@ -248,7 +263,7 @@ function runOurs(kind: EncoderKind, dataset: Dataset, split: LastoutSplit, seed:
   return {
     protocol: "lastout",
     seed,
-    model: `${kind}-tfjs`,
+    model: spec.name,
     "val_ndcg@10": val.bestValidation,
     "hr@10": m["hr@10"]!,
     "ndcg@10": m["ndcg@10"]!,
@@ -302,8 +317,8 @@ export async function run(argv: string[]): Promise<number> {
           rows.push({ ...ref, protocol });
           log(`  sasrec-pytorch seed ${seed}: hr@10 ${ref["hr@10"].toFixed(4)} ndcg@10 ${ref["ndcg@10"].toFixed(4)} (best epoch ${ref.best_epoch}, ${ref.examples_per_second.toFixed(0)} ex/s)`);
         }
-        for (const kind of options.models) {
-          const r = runOurs(kind, dataset, split, seed, options, log);
+        for (const spec of options.models) {
+          const r = runOurs(spec, dataset, split, seed, options, log);
           rows.push({ ...r, protocol });
           log(`  ${r.model} seed ${seed}: hr@10 ${r["hr@10"].toFixed(4)} ndcg@10 ${r["ndcg@10"].toFixed(4)} (best epoch ${r.best_epoch}, ${r.examples_per_second.toFixed(0)} ex/s)`);
         }
@@ -317,10 +332,10 @@ export async function run(argv: string[]): Promise<number> {
   const comparisons: Record<string, unknown>[] = [];
   for (const protocol of options.protocols) {
     const ref = rows.filter((r) => r.protocol === protocol && r.model === "sasrec-pytorch");
-    for (const kind of options.models) {
-      const ours = rows.filter((r) => r.protocol === protocol && r.model === `${kind}-tfjs`);
+    for (const spec of options.models) {
+      const ours = rows.filter((r) => r.protocol === protocol && r.model === spec.name);
       if (ref.length !== ours.length || ref.length === 0) continue;
-      const c: Record<string, unknown> = { protocol, model: `${kind}-tfjs`, versus: "sasrec-pytorch", seeds: ours.length };
+      const c: Record<string, unknown> = { protocol, model: spec.name, versus: "sasrec-pytorch", seeds: ours.length };
       for (const metric of ["hr@10", "ndcg@10"] as const) {
         const d = pairedInterval(ours.map((o, i) => o[metric] - ref[i]![metric]));
         c[`${metric}_diff`] = d.mean;
