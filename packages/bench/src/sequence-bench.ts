@@ -73,7 +73,7 @@ function parseArgs(argv: string[]): Options {
     seeds: [1, 2, 3],
     models: [parseModel("sasrec"), parseModel("gru4rec")],
     protocols: ["lastout", "lastout-shuffled"],
-    shuffleSeed: 17,
+    shuffleSeed: 1,
     maxEpochs: 60,
     batchSize: 64,
     learningRate: 2e-3,
@@ -114,10 +114,10 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-/** A seeded permutation of 0..n-1 (Fisher–Yates). */
+/** A seeded permutation of 0..n-1 (Fisher–Yates), as @recsys/eval's shuffledTieOrder draws it. */
 function permutation(n: number, seed: number): Int32Array {
   const p = Int32Array.from({ length: n }, (_, i) => i);
-  const rng = new Rng(seed, 0x5eed);
+  const rng = new Rng(seed, 0x71e5); // the stream of @recsys/eval's shuffledTieOrder (branch eval): the same permutation
   for (let i = n - 1; i > 0; i--) {
     const j = rng.int(i + 1);
     const t = p[i]!;
