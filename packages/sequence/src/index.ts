@@ -10,3 +10,5 @@ export { DEFAULT_SEQUENCE_CONFIG, buildWindows, trainSequenceModel, validateSequ
 export type { SequenceTrainConfig, SequenceTrainOptions, SequenceTrainResult, SoftmaxKind, TrainProgress } from "./trainer.js";
 export { sequenceScorer, userSequences } from "./dataset.js";
 export { sessionEncoder } from "./session.js";
+export { SEQUENCE_FORMAT, loadSequenceModel, saveSequenceModel } from "./model-io.js";
+export type { SequenceManifest } from "./model-io.js";

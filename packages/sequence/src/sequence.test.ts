@@ -120,3 +120,33 @@ describe("sessionEncoder", () => {
     model.dispose();
   });
 });
+
+describe("saveSequenceModel / loadSequenceModel", () => {
+  it("round-trips a model: same states for the same sessions; refuses another format", async () => {
+    const { mkdtemp, rm, writeFile } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { loadSequenceModel, saveSequenceModel } = await import("./model-io.js");
+    const dir = await mkdtemp(join(tmpdir(), "seq-model-"));
+    try {
+      const { model } = trainSequenceModel(plantedSequences(32, 10, 8), N, {
+        ...DEFAULT_SEQUENCE_CONFIG,
+        encoder: { kind: "sasrec", dim: 8, maxLength: 10, numBlocks: 1 },
+        batchSize: 16,
+        maxEpochs: 1,
+      });
+      const ids = Array.from({ length: N }, (_, i) => `m${i}`);
+      await saveSequenceModel(dir, model, ids, { epochs: 1 });
+      const { model: loaded, manifest } = await loadSequenceModel(dir);
+      expect(manifest.itemIds).toEqual(ids);
+      const sessions = [[1, 2, 3], [7]];
+      expect(Array.from(loaded.encodeLast(sessions))).toEqual(Array.from(model.encodeLast(sessions)));
+      model.dispose();
+      loaded.dispose();
+      await writeFile(join(dir, "manifest.json"), JSON.stringify({ ...manifest, format: "other/1" }));
+      await expect(loadSequenceModel(dir)).rejects.toThrow(/expected "recsys-sequence\/1"/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
