@@ -7,15 +7,19 @@
  * - "sasrec": causal self-attention (Kang & McAuley, ICDM 2018): learned positions, blocks of
  *   [LayerNorm → single-head attention (Q, K, V, output projections) → residual → LayerNorm →
  *   point-wise ReLU feed-forward → residual], a final LayerNorm; padding keys masked.
- * - "gru4rec": a GRU over the sequence (Hidjasi et al., ICLR 2016), hidden size d, trained with
+ * - "gru4rec": a GRU over the sequence (Hidasi et al., ICLR 2016), hidden size d, trained with
  *   cross-entropy over the catalogue (the GRU4Rec-CE variant) or sampled softmax.
+ * - "narm": NARM, the GRU plus an attention over its states, bilinear decoder.
+ * - "stamp": STAMP, attention over the items with the last item and the session mean as query.
+ * NARM's and STAMP's attention is computed for every position t over s <= t, so that they train
+ * on every position like the others.
  */
 import type { Rng } from "@recsys/data";
 import { tf } from "@recsys/tf";
 import { dense, layerNorm, bmm, mm } from "./ops.js";
 
-export type EncoderKind = "sasrec" | "gru4rec";
-export const ENCODER_KINDS: readonly EncoderKind[] = ["sasrec", "gru4rec"];
+export type EncoderKind = "sasrec" | "gru4rec" | "narm" | "stamp";
+export const ENCODER_KINDS: readonly EncoderKind[] = ["sasrec", "gru4rec", "narm", "stamp"];
 
 /** Multiplies by a fresh dropout mask (training) or is the identity (inference). */
 export type Dropout = <T extends tf.Tensor>(x: T) => T;
@@ -172,6 +176,12 @@ export class Gru4RecEncoder implements SequenceEncoder {
   encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {
     const [batch, length, d] = inputs.x.shape;
     if (length !== this.maxLength || d !== this.dim) throw new Error(`Gru4RecEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
+    return tf.reshape(dropout(this.states(inputs, dropout)), [batch * length, d]) as tf.Tensor2D;
+  }
+
+  /** The GRU's state after each position [B, L, d] (zero at padding). */
+  states(inputs: EncodeInputs, dropout: Dropout): tf.Tensor3D {
+    const [batch, length, d] = inputs.x.shape;
     const n = batch * length;
     const xw = tf.reshape(dense(tf.reshape(dropout(inputs.x), [n, d]) as tf.Tensor2D, this.wx as tf.Tensor2D, this.bx as tf.Tensor1D), [batch, length, 3 * d]);
     const steps = tf.unstack(xw, 1) as tf.Tensor2D[];
@@ -183,12 +193,131 @@ export class Gru4RecEncoder implements SequenceEncoder {
       const z = tf.sigmoid(tf.add(xz, mm(h, this.uz as tf.Tensor2D)));
       const r = tf.sigmoid(tf.add(xr, mm(h, this.ur as tf.Tensor2D)));
       const c = tf.tanh(tf.add(xn, mm(tf.mul(r, h) as tf.Tensor2D, this.un as tf.Tensor2D)));
-      // h ← h + m·z'·(c − h) with z' = 1 − z: the GRU update where m = 1, unchanged over padding.
-      const next = tf.add(h, tf.mul(tf.mul(masks[t]!, tf.sub(1, z)), tf.sub(c, h))) as tf.Tensor2D;
-      h = next;
+      // h ← h + m·(1 − z)·(c − h): the GRU update where m = 1, unchanged over padding.
+      h = tf.add(h, tf.mul(tf.mul(masks[t]!, tf.sub(1, z)), tf.sub(c, h))) as tf.Tensor2D;
       outputs.push(tf.mul(h, masks[t]!) as tf.Tensor2D);
     }
-    return tf.reshape(dropout(tf.stack(outputs, 1)), [n, d]) as tf.Tensor2D;
+    return tf.stack(outputs, 1) as tf.Tensor3D;
+  }
+}
+
+/** 1 where query t may attend key s (s <= t, s real), from the additive attention mask. */
+function visibility(attentionMask: tf.Tensor3D | null, who: string): tf.Tensor3D {
+  if (attentionMask === null) throw new Error(`${who}: attentionMask is required`);
+  return tf.cast(tf.greater(attentionMask, -1), "float32") as tf.Tensor3D;
+}
+
+/**
+ * Additive attention of every query position t over the visible positions s <= t:
+ * α[t, s] = v · σ(q_t + k_s) (no softmax, as NARM and STAMP), zero where s is not visible;
+ * returns Σ_s α[t, s]·values_s [B, L, d].
+ */
+function additiveAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor1D, values: tf.Tensor3D, visible: tf.Tensor3D): tf.Tensor3D {
+  const [batch, length, d] = q.shape;
+  const z = tf.sigmoid(tf.add(tf.reshape(q, [batch, length, 1, d]), tf.reshape(k, [batch, 1, length, d])));
+  const alpha = tf.mul(tf.reshape(mm(tf.reshape(z, [batch * length * length, d]) as tf.Tensor2D, tf.reshape(v, [d, 1]) as tf.Tensor2D), [batch, length, length]), visible) as tf.Tensor3D;
+  return bmm(alpha, values);
+}
+
+/**
+ * NARM (Li et al., CIKM 2017): a GRU (global encoder: its last state h_t) and an attention over
+ * its states (local encoder: Σ_s v·σ(A₁h_t + A₂h_s)·h_s), concatenated and mapped to the item
+ * space by the bilinear decoder B (score = e_item · B[h_t; c_local]).
+ */
+export class NarmEncoder implements SequenceEncoder {
+  readonly kind = "narm";
+  readonly needsAttentionMask = true;
+  readonly variables: tf.Variable[];
+  private readonly gru: Gru4RecEncoder;
+  private readonly a1: tf.Variable;
+  private readonly a2: tf.Variable;
+  private readonly v: tf.Variable;
+  private readonly b: tf.Variable;
+
+  constructor(
+    readonly dim: number,
+    readonly maxLength: number,
+    rng: Rng,
+  ) {
+    const d = dim;
+    const p = `narm${instances++}`;
+    this.gru = new Gru4RecEncoder(d, maxLength, rng);
+    this.a1 = glorot(rng, d, d, `${p}/a1`);
+    this.a2 = glorot(rng, d, d, `${p}/a2`);
+    this.v = tf.variable(tf.reshape(glorot(rng, d, 1, `${p}/v0`), [d]), true, `${p}/v`);
+    this.b = glorot(rng, 2 * d, d, `${p}/b`);
+    this.variables = [...this.gru.variables, this.a1, this.a2, this.v, this.b];
+  }
+
+  encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {
+    const [batch, length, d] = inputs.x.shape;
+    if (length !== this.maxLength || d !== this.dim) throw new Error(`NarmEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
+    const n = batch * length;
+    const visible = visibility(inputs.attentionMask, "NarmEncoder");
+    const h = this.gru.states(inputs, dropout);
+    const h2 = tf.reshape(h, [n, d]) as tf.Tensor2D;
+    const q = tf.reshape(mm(h2, this.a1 as tf.Tensor2D), [batch, length, d]) as tf.Tensor3D;
+    const k = tf.reshape(mm(h2, this.a2 as tf.Tensor2D), [batch, length, d]) as tf.Tensor3D;
+    const local = tf.reshape(additiveAttention(q, k, this.v as tf.Tensor1D, h, visible), [n, d]) as tf.Tensor2D;
+    const c = dropout(tf.concat([h2, local], 1) as tf.Tensor2D);
+    return tf.mul(mm(c, this.b as tf.Tensor2D), tf.reshape(inputs.mask, [n, 1])) as tf.Tensor2D;
+  }
+}
+
+/**
+ * STAMP (Liu et al., KDD 2018): attention over the session's items with the last item x_t and the
+ * session mean m_t as the query (α[t, s] = w₀·σ(W₁x_s + W₂x_t + W₃m_t + b)), m_a = Σ α·x_s; the
+ * output is tanh(W_a m_a + b_a) ⊙ tanh(W_b x_t + b_b) (the trilinear score against e_item).
+ */
+export class StampEncoder implements SequenceEncoder {
+  readonly kind = "stamp";
+  readonly needsAttentionMask = true;
+  readonly variables: tf.Variable[];
+  private readonly w1: tf.Variable;
+  private readonly w2: tf.Variable;
+  private readonly w3: tf.Variable;
+  private readonly ba: tf.Variable;
+  private readonly w0: tf.Variable;
+  private readonly wa: tf.Variable;
+  private readonly bMa: tf.Variable;
+  private readonly wb: tf.Variable;
+  private readonly bXt: tf.Variable;
+
+  constructor(
+    readonly dim: number,
+    readonly maxLength: number,
+    rng: Rng,
+  ) {
+    const d = dim;
+    const p = `stamp${instances++}`;
+    this.w1 = glorot(rng, d, d, `${p}/w1`);
+    this.w2 = glorot(rng, d, d, `${p}/w2`);
+    this.w3 = glorot(rng, d, d, `${p}/w3`);
+    this.ba = constant(d, 0, `${p}/ba`);
+    this.w0 = tf.variable(tf.reshape(glorot(rng, d, 1, `${p}/w00`), [d]), true, `${p}/w0`);
+    this.wa = glorot(rng, d, d, `${p}/wa`);
+    this.bMa = constant(d, 0, `${p}/bma`);
+    this.wb = glorot(rng, d, d, `${p}/wb`);
+    this.bXt = constant(d, 0, `${p}/bxt`);
+    this.variables = [this.w1, this.w2, this.w3, this.ba, this.w0, this.wa, this.bMa, this.wb, this.bXt];
+  }
+
+  encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {
+    const [batch, length, d] = inputs.x.shape;
+    if (length !== this.maxLength || d !== this.dim) throw new Error(`StampEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
+    const n = batch * length;
+    const visible = visibility(inputs.attentionMask, "StampEncoder");
+    const x = dropout(inputs.x);
+    const x2 = tf.reshape(x, [n, d]) as tf.Tensor2D;
+    // m_t: the mean of the visible items (a prefix average), from the visibility matrix.
+    const counts = tf.maximum(tf.sum(visible, -1, true), 1);
+    const mean = tf.reshape(bmm(tf.div(visible, counts) as tf.Tensor3D, x), [n, d]) as tf.Tensor2D;
+    const q = tf.reshape(tf.add(tf.add(mm(x2, this.w2 as tf.Tensor2D), mm(mean, this.w3 as tf.Tensor2D)), this.ba), [batch, length, d]) as tf.Tensor3D;
+    const k = tf.reshape(mm(x2, this.w1 as tf.Tensor2D), [batch, length, d]) as tf.Tensor3D;
+    const ma = tf.reshape(additiveAttention(q, k, this.w0 as tf.Tensor1D, x, visible), [n, d]) as tf.Tensor2D;
+    const hs = tf.tanh(dense(ma, this.wa as tf.Tensor2D, this.bMa as tf.Tensor1D));
+    const ht = tf.tanh(dense(x2, this.wb as tf.Tensor2D, this.bXt as tf.Tensor1D));
+    return tf.mul(tf.mul(hs, ht), tf.reshape(inputs.mask, [n, 1])) as tf.Tensor2D;
   }
 }
 
@@ -206,5 +335,9 @@ export function createEncoder(config: EncoderConfig, rng: Rng): SequenceEncoder 
       return new SasRecEncoder(config.dim, config.maxLength, config.numBlocks, rng);
     case "gru4rec":
       return new Gru4RecEncoder(config.dim, config.maxLength, rng);
+    case "narm":
+      return new NarmEncoder(config.dim, config.maxLength, rng);
+    case "stamp":
+      return new StampEncoder(config.dim, config.maxLength, rng);
   }
 }

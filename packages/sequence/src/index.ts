@@ -3,7 +3,7 @@
  * behind one interface, trained for next-item prediction on the tfjs-wasm backend with the
  * candidate generator's sparse item-embedding updates.
  */
-export { ENCODER_KINDS, Gru4RecEncoder, SasRecEncoder, createEncoder } from "./encoders.js";
+export { ENCODER_KINDS, Gru4RecEncoder, NarmEncoder, SasRecEncoder, StampEncoder, createEncoder } from "./encoders.js";
 export type { Dropout, EncodeInputs, EncoderConfig, EncoderKind, SequenceEncoder } from "./encoders.js";
 export { PAD, SequenceModel } from "./model.js";
 export { DEFAULT_SEQUENCE_CONFIG, buildWindows, trainSequenceModel, validateSequenceConfig } from "./trainer.js";

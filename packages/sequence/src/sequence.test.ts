@@ -71,7 +71,7 @@ describe("sequence encoders learn a planted next-item rule", () => {
           batchSize: 64,
           learningRate: 5e-3,
           dropout: 0,
-          maxEpochs: kind === "gru4rec" ? 40 : 30,
+          maxEpochs: kind === "gru4rec" || kind === "narm" ? 40 : 30,
           seed: 3,
         };
         const { model, epochLosses } = trainSequenceModel(train, N, config);
