@@ -14,7 +14,8 @@
  * Prints HR@10 / NDCG@10 (and the validation figure) per seed, means, paired differences to the
  * reference over seeds (mean ± t₀.₉₇₅·sd/√n), and training examples/s (next-item targets per
  * second of training steps, wall and CPU) of both and their ratio. Inside the candidate stage:
- * the merged recall@300 (budget 100 per source, replayed at each user's test event) of the
+ * the merged recall@300 (budget 100 per source; sources fed every non-test event, each user
+ * served after the end of the log, so the test event's time is never used) of the
  * standard sources with and without each test model as the "session" source.
  *
  * `lastout-shuffled` is implemented here as /work/shared/PROTOCOL.md defines it: one seeded
@@ -172,7 +173,7 @@ interface Row {
   examples_per_second: number;
   examples_per_cpu_second: number;
   train_seconds: number;
-  /** Candidate stage (standard sources, budget 100, merged 300; replayed at each test event): recall with and without this session source. */
+  /** Candidate stage (standard sources, budget 100, merged 300; static: fed every non-test event): recall with and without this session source. */
   candidate_recall_with_session?: number;
   candidate_recall_without_session?: number;
   session_source_recall?: number;
@@ -186,6 +187,9 @@ function pipelineRecall(dataset: Dataset, model: SequenceModel | null): { merged
     budgets: [100],
     mergedSizes: [300],
     target: "test",
+    // Every non-test event visible, each user served once after the log: nothing of the test
+    // event (not its time) reaches the sources ("replay" would serve at the test event's time).
+    mode: "static",
   });
   return { merged: report.merged[0]!.recall, session: report.perSource.find((s) => s.source === "session")?.recall ?? NaN };
 }
