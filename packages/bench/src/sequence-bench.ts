@@ -18,17 +18,18 @@
  * served after the end of the log, so the test event's time is never used) of the
  * standard sources with and without each test model as the "session" source.
  *
- * `lastout-shuffled` is implemented here as /work/shared/PROTOCOL.md defines it: one seeded
- * permutation of the catalogue orders same-second events of a user and breaks ranking ties. It
- * is applied by relabelling items in permutation order (then the protocol's "by item index"
- * order is the permutation order everywhere: split, training sequences and ranking ties).
+ * `lastout-shuffled` (/work/shared/PROTOCOL.md): the permutation of @recsys/eval's
+ * shuffledTieOrder orders same-second events of a user and breaks ranking ties. The bench
+ * applies it by relabelling items in permutation order, so that the protocol's "by item index"
+ * order is the permutation order everywhere, in this process and in the reference's (split,
+ * training sequences, ranking ties) with the unchanged lastout code.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Dataset, lastoutSplit, type LastoutSplit, loadDataset, Rng, trainingRows } from "@recsys/data";
-import { evaluateLastout, historyRows, itemKnnScorer, mostPopularScorer } from "@recsys/eval";
+import { type Dataset, lastoutSplit, type LastoutSplit, loadDataset, trainingRows } from "@recsys/data";
+import { evaluateLastout, historyRows, itemKnnScorer, mostPopularScorer, shuffledTieOrder } from "@recsys/eval";
 import { DEFAULT_SEQUENCE_CONFIG, ENCODER_KINDS, type EncoderKind, sequenceScorer, sessionEncoder, type SequenceModel, type SequenceTrainConfig, trainSequenceModel, userSequences } from "@recsys/sequence";
 import { BruteForceIndex, candidateRecall, createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
@@ -115,17 +116,12 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-/** A seeded permutation of 0..n-1 (Fisher–Yates), as @recsys/eval's shuffledTieOrder draws it. */
+/** The catalogue in the tie order of protocol lastout-shuffled (@recsys/eval's shuffledTieOrder): order[k] = the item ranked k. */
 function permutation(n: number, seed: number): Int32Array {
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  const rng = new Rng(seed, 0x71e5); // the stream of @recsys/eval's shuffledTieOrder (branch eval): the same permutation
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = p[i]!;
-    p[i] = p[j]!;
-    p[j] = t;
-  }
-  return p;
+  const { rank } = shuffledTieOrder(n, seed);
+  const order = new Int32Array(n);
+  rank.forEach((r, item) => (order[r] = item));
+  return order;
 }
 
 /**
