@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, { summary: string; load: () => Promise<{ run(ar
     summary: "a model retrained from a day of traffic logged through RecordEvents vs the one it replaces, on the next day (synthetic) [--seeds 1,2,3] [--json]",
     load: () => import("./retrain-bench.js"),
   },
+  sequence: { summary: "session models (SASRec-style, GRU4Rec) vs a PyTorch SASRec in the same run, ml-100k lastout (+ shuffled ties) [--json] [--seeds 1,2,3]", load: () => import("./sequence-bench.js") },
   serve: { summary: "the four stages under gRPC load on a 1M-item catalogue, vs in-process, and HNSW recall [--json] [--items N]", load: () => import("./serve-bench.js") },
 };
 

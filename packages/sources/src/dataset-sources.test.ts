@@ -37,6 +37,14 @@ describe("standard sources for a dataset", () => {
     expect(createStandardSources(dataset, { coWatch: false, trendingHalfLifeSeconds: false, freshWindowSeconds: false }).names).toEqual(["popular"]);
   });
 
+  it("adds the session source when given a session model", () => {
+    const session = { index: new BruteForceIndex(Float32Array.from([0, 1, 2, 3, 4, 5]), 1), encoder: { maxLength: 5, encode: () => Float32Array.from([1]) } };
+    const set = buildStandardSources(dataset, [0, 1, 2, 3], { session, coWatch: false, trendingHalfLifeSeconds: false, freshWindowSeconds: false });
+    expect(set.names).toEqual(["popular", "session"]);
+    const run = set.run(datasetRequest(dataset, 3, [2], 13 * DAY, 2));
+    expect(run.results.find((r) => r.source === "session")!.candidates.map((c) => c.item)).toEqual([5, 4]);
+  });
+
   it("serves a user of the dataset from the rows it was built with", () => {
     const rows = Int32Array.from({ length: dataset.events.user.length }, (_, r) => r);
     const set = buildStandardSources(dataset, rows, { mergedSize: 4 });

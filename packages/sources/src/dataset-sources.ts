@@ -4,6 +4,7 @@ import { DnnSource, type UserVectorProvider } from "./dnn.js";
 import { FreshSource } from "./fresh.js";
 import type { ItemIndex } from "./item-index.js";
 import { PopularSource } from "./popular.js";
+import { type SessionEncoder, SessionSource } from "./session.js";
 import { SourceSet, type SourceSpec } from "./source-set.js";
 import { TrendingSource } from "./trending.js";
 import type { SourceName, SourceRequest, WatchEvent } from "./types.js";
@@ -31,6 +32,8 @@ export interface StandardSourcesOptions {
   readonly trendingGeo?: boolean;
   /** Fresh-upload window in seconds, or false to leave it out. Default 30 days. No-op without upload times. */
   readonly freshWindowSeconds?: number | false;
+  /** A session (sequence) model; no "session" source without it. */
+  readonly session?: { readonly index: ItemIndex; readonly encoder: SessionEncoder };
   /** The candidate-generation network; no "dnn" source without it. */
   readonly dnn?: { readonly index: ItemIndex; readonly userVector: UserVectorProvider };
   readonly onSourceError?: "throw" | "skip";
@@ -47,7 +50,7 @@ export const DEFAULT_MERGED_SIZE = 300;
 
 /**
  * The standard sources for a dataset, with empty state: co-watch, popular, trending (global and
- * per geography), fresh (ordered by the global trending score) and, when given, dnn.
+ * per geography), fresh (ordered by the global trending score) and, when given, dnn and session.
  * Feed it with `observeRows` (offline) or `SourceSet.observe` (online).
  */
 export function createStandardSources(dataset: Dataset, options: StandardSourcesOptions = {}): SourceSet {
@@ -62,6 +65,9 @@ export function createStandardSources(dataset: Dataset, options: StandardSources
   };
   if (options.dnn !== undefined) {
     add(new DnnSource({ index: options.dnn.index, userVector: options.dnn.userVector, uploadTimestamp: dataset.items.uploadTimestamp }));
+  }
+  if (options.session !== undefined) {
+    add(new SessionSource({ index: options.session.index, encoder: options.session.encoder, uploadTimestamp: dataset.items.uploadTimestamp }));
   }
   if (options.coWatch !== false) add(new CoWatchSource({ ...(options.coWatch ?? {}), numItems }));
   if (options.popular !== false) add(new PopularSource({ numItems }));

@@ -29,6 +29,8 @@ export type { FreshOptions, PopularityAt } from "./fresh.js";
 export { BruteForceIndex } from "./item-index.js";
 export type { ItemIndex } from "./item-index.js";
 export { DnnSource } from "./dnn.js";
+export { SessionSource, sessionReason } from "./session.js";
+export type { SessionEncoder, SessionOptions } from "./session.js";
 export type { DnnOptions, UserVectorProvider } from "./dnn.js";
 export { mergeCandidates } from "./merge.js";
 export type { MergeOptions } from "./merge.js";
