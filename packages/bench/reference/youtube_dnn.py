@@ -234,7 +234,13 @@ def main():
 
     model = YoutubeDNN(ex["n_items"], ex["n_tokens"], ex["cat_sizes"])
     dense = list(model.tower.parameters())
-    sparse = [model.watch.weight, model.search.weight, model.output.weight] + [e.weight for e in model.cats]
+    sparse = [model.watch.weight, model.output.weight] + [e.weight for e in model.cats]
+    if ex["n_tokens"] > 1:
+        sparse.append(model.search.weight)
+    else:
+        # No searches (ml-100k): every bag is empty, as in the TypeScript model, and SparseAdam
+        # rejects an all-empty sparse gradient.
+        model.search.weight.requires_grad_(False)
     opt_dense = torch.optim.Adam(dense, lr=2e-3, eps=1e-7)
     opt_sparse = torch.optim.SparseAdam(sparse, lr=2e-3, eps=1e-8)
     watch_t = torch.from_numpy(ex["watch"])

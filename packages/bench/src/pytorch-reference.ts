@@ -34,13 +34,13 @@ export interface ReferenceOptions {
   readonly batchSize: number;
   readonly negatives: number;
   readonly threads: number;
-  /** The interpreter; default $RECSYS_PYTHON or python3. */
+  /** The interpreter; default $RECSYS_PYTHON, else /usr/bin/python3 (where Debian's python3-torch installs), else python3. */
   readonly python?: string;
 }
 
 /** Runs the reference once; never throws (a failure is an outcome with its reason). */
 export function runReference(o: ReferenceOptions): Promise<ReferenceOutcome> {
-  const python = o.python ?? (process.env["RECSYS_PYTHON"] || "python3");
+  const python = o.python ?? (process.env["RECSYS_PYTHON"] || (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"));
   if (!existsSync(REFERENCE_SCRIPT)) return Promise.resolve({ ok: false, reason: `${REFERENCE_SCRIPT} is missing` });
   const args = [REFERENCE_SCRIPT, "--data", o.data, "--batches", String(o.batches), "--warmup", String(o.warmup), "--batch-size", String(o.batchSize), "--negatives", String(o.negatives), "--threads", String(o.threads)];
   return new Promise((resolve) => {

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- train [--json] [--batches N] [--warmup N] [--users N] [--no-baseline]
- *                        [--no-reference] [--reference-threads N] [--data-dir DIR]`
+ *                        [--no-reference] [--reference-threads N] [--data-dir DIR] [--tf-threads N]`
  *
  * Steady-state training throughput of the candidate generator at the fixed reference size
  * (tower 256-128-64, 64-dim embeddings, 500 sampled negatives with logQ, batch 256) on
@@ -12,6 +12,7 @@
  * and is not printed when the reference could not run. Then the naive dense tfjs baseline on
  * ml-100k (see naive-dense.ts). The first `warmup` batches are excluded. Figures are printed,
  * never asserted: the machine may be shared, so the 1-minute load average is printed with them.
+ * --tf-threads N runs tfjs-wasm's kernels on N threads (default $RECSYS_TF_WASM_THREADS or 1).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -122,8 +123,8 @@ function describeReference(o: ReferenceOutcome): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const known = new Set(["--json", "--batches", "--warmup", "--users", "--no-baseline", "--no-reference", "--reference-threads", "--data-dir"]);
-  const valued = new Set(["--batches", "--warmup", "--users", "--reference-threads", "--data-dir"]);
+  const known = new Set(["--json", "--batches", "--warmup", "--users", "--no-baseline", "--no-reference", "--reference-threads", "--data-dir", "--tf-threads"]);
+  const valued = new Set(["--batches", "--warmup", "--users", "--reference-threads", "--data-dir", "--tf-threads"]);
   for (let i = 0; i < argv.length; i++) {
     if (!known.has(argv[i]!)) throw new Error(`bench train: unknown argument '${argv[i]}' (accepted: ${[...known].join(", ")})`);
     if (valued.has(argv[i]!)) i++;
@@ -139,7 +140,8 @@ export async function run(argv: string[]): Promise<number> {
     if (!json) process.stdout.write(`${line}\n`);
   };
 
-  const backend = await initBackend({ log: json ? null : undefined });
+  const tfThreads = argv.includes("--tf-threads") ? intArg(argv, "tf-threads", 1) : undefined;
+  const backend = await initBackend({ log: json ? null : undefined, ...(tfThreads === undefined ? {} : { wasmThreads: tfThreads }) });
   say(`backend: ${backend.name}${backend.simd === undefined ? "" : ` (simd ${backend.simd}, threads ${backend.threads}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel threads`})`}`);
   say(`reference size: tower ${REFERENCE_SIZE.tower.join("-")}, dim ${REFERENCE_SIZE.embeddingDim}, ${REFERENCE_SIZE.negatives} negatives, batch ${REFERENCE_SIZE.batchSize}; ${warmup} warm-up + ${batches} measured batches`);
   const load0 = loadavg()[0]!;

@@ -111,6 +111,16 @@ function prepareThreadedWorker(distDir: string): void {
   URL.createObjectURL = (obj: Blob) => (obj instanceof Blob && obj.type === "application/javascript" ? workerPath : createObjectURL(obj));
 }
 
+/**
+ * XNNPACK's pool threads live as long as the process and emscripten keeps a reference on the
+ * worker of every running pthread, so the process would never exit on its own: drop those.
+ */
+function unrefPoolWorkers(): void {
+  const module = (tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: { unref(): void }[]; unusedWorkers?: { unref(): void }[] } } }).wasm;
+  const pool = module?.PThread;
+  for (const w of [...(pool?.runningWorkers ?? []), ...(pool?.unusedWorkers ?? [])]) w.unref();
+}
+
 async function tryWasm(wasmThreads: number): Promise<{ simd: boolean; threads: boolean; wasmThreads: number } | null> {
   const cpus = os.cpus;
   try {
@@ -129,6 +139,7 @@ async function tryWasm(wasmThreads: number): Promise<{ simd: boolean; threads: b
     await tf.ready();
     const simd = Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"));
     const threads = Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT"));
+    if (threads) unrefPoolWorkers();
     return { simd, threads, wasmThreads: getThreadsCount() };
   } catch {
     return null;
