@@ -33,6 +33,9 @@
  *    an ef below 100 is 100 here).
  * 6b. With `--rollout`, a new ranker version published while Recommend calls go on at the load's
  *    rate (serve-rollout.ts): errors, degraded answers, p99 and the slowest call around it.
+ * 6c. The load curve (serve-curve.ts, `--curve`, default 100,200,300,400 per second for
+ *    `--curve-seconds` 20 s each): p50/p99, errors, degraded share and CPU per request of each
+ *    stage and of the load generator at each rate.
  * 7. `benchAnn` of @recsys/ann at the same item count on its clustered synthetic vectors (index
  *    cached under the cache directory), a recall figure independent of the synthesised catalogue.
  *
@@ -53,6 +56,7 @@ import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
 import { measureRankerRollout, type RolloutResult } from "./serve-rollout.js";
+import { type CurvePoint, formatCurve, measureLoadCurve } from "./serve-curve.js";
 import {
   cpuPerRequest,
   diffBuckets,
@@ -86,7 +90,8 @@ const ROLLOUT_PUBLISH_AFTER_SECONDS = 5;
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
-  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]";
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]\n" +
+  "         [--curve 100,200,300,400 (rates of the load curve; 0 = none)] [--curve-seconds S]";
 
 interface Args {
   json: boolean;
@@ -114,6 +119,10 @@ interface Args {
   eventsRate: number;
   /** After the load, publish a new ranker version under load (serve-rollout.ts). */
   rollout: boolean;
+  /** Rates of the load curve (serve-curve.ts), empty for none. */
+  curve: number[];
+  /** Seconds at each rate of the curve. */
+  curveSeconds: number;
 }
 
 function parse(argv: string[]): Args {
@@ -139,6 +148,8 @@ function parse(argv: string[]): Args {
     server: "http2",
     eventsRate: 0,
     rollout: false,
+    curve: [100, 200, 300, 400],
+    curveSeconds: 20,
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -154,6 +165,7 @@ function parse(argv: string[]): Args {
     "--in-process": "inProcess",
     "--ann-queries": "annQueries",
     "--events-rate": "eventsRate",
+    "--curve-seconds": "curveSeconds",
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -172,6 +184,7 @@ function parse(argv: string[]): Args {
       a.server = server;
     }
     else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
+    else if (arg === "--curve") a.curve = (argv[++i] ?? "").split(",").map(Number).filter((r) => r !== 0);
     else if (numbers[arg] !== undefined) {
       const v = Number(argv[++i]);
       if (!Number.isFinite(v) || v < 0) throw new Error(`${arg} needs a non-negative number`);
@@ -182,6 +195,7 @@ function parse(argv: string[]): Args {
     throw new Error(`out of range: --items, --users ≥ 10; --shards, --requests, --concurrency ≥ 1; --count 1..500\n${USAGE}`);
   }
   if (a.efs.some((ef) => !Number.isInteger(ef) || ef < 1)) throw new Error(`--efs must be positive integers\n${USAGE}`);
+  if (a.curve.some((r) => !Number.isFinite(r) || r < 0) || (a.curve.length > 0 && !(a.curveSeconds > 0))) throw new Error(`--curve needs rates ≥ 0 and --curve-seconds > 0\n${USAGE}`);
   if (a.cache === "") throw new Error(`--cache needs a directory\n${USAGE}`);
   return a;
 }
@@ -562,6 +576,21 @@ export async function run(argv: string[]): Promise<number> {
         );
       }
 
+      // The load curve: the same Recommend calls paced at each rate, CPU per request per process.
+      let curve: CurvePoint[] = [];
+      if (args.curve.length > 0) {
+        curve = await measureLoadCurve({
+          rates: args.curve,
+          seconds: args.curveSeconds,
+          // Enough in flight that the pace, not the concurrency, sets the rate (400/s × 0.1 s).
+          concurrency: Math.max(args.concurrency, 64),
+          send: () => client.recommend({ userId: pickUser(), count: args.count }),
+          errorKey,
+          processes,
+          log,
+        });
+      }
+
       // User vectors for the ANN recall check, from the candidate-generation stage.
       for (const context of annContexts) {
         const embedded = await cg.embedUser({ context });
@@ -641,6 +670,7 @@ export async function run(argv: string[]): Promise<number> {
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
         hops: { sequential: sequentialHops, under_load: loadHops },
         ...(rollout === undefined ? {} : { rollout }),
+        ...(curve.length === 0 ? {} : { load_curve: curve }),
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
@@ -759,6 +789,8 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
     for (const [name, ms] of Object.entries(cpu)) out += `  ${name.padEnd(width)}  ${ms.toFixed(2)} ms\n`;
     out += `  ${"total".padEnd(width)}  ${total.toFixed(2)} ms (${((total * (r["rps"] as number)) / 10 / machine.cores).toFixed(0)} % of ${machine.cores} cores at ${r["rps"]} req/s)\n`;
   }
+  const curve = r["load_curve"] as CurvePoint[] | undefined;
+  if (curve !== undefined) out += formatCurve(curve);
   if (r["in_process_p50_ms"] !== undefined) {
     const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number; reference_loop_ms: number };
     const ratio = r["split_over_in_process_p50"] as { sequential: number; under_load: number };
