@@ -56,7 +56,7 @@ import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
 import { measureRankerRollout, type RolloutResult } from "./serve-rollout.js";
-import { type CurvePoint, formatCurve, measureLoadCurve } from "./serve-curve.js";
+import { type CurvePoint, formatCurve, formatProfiles, measureLoadCurve, profileByStage, type ProfileEntry } from "./serve-curve.js";
 import {
   cpuPerRequest,
   diffBuckets,
@@ -91,7 +91,7 @@ const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
   "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]\n" +
-  "         [--curve 100,200,300,400 (rates of the load curve; 0 = none)] [--curve-seconds S]";
+  "         [--curve 100,200,300,400 (rates of the load curve; 0 = none)] [--curve-seconds S] [--cpu-prof DIR (V8 profiles of every stage, cut to the curve's points)]";
 
 interface Args {
   json: boolean;
@@ -123,6 +123,8 @@ interface Args {
   curve: number[];
   /** Seconds at each rate of the curve. */
   curveSeconds: number;
+  /** Directory for every stage's V8 CPU profile (`--cpu-prof`), summarised per curve point; "" for none. */
+  cpuProf: string;
 }
 
 function parse(argv: string[]): Args {
@@ -150,6 +152,7 @@ function parse(argv: string[]): Args {
     rollout: false,
     curve: [100, 200, 300, 400],
     curveSeconds: 20,
+    cpuProf: "",
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -174,6 +177,7 @@ function parse(argv: string[]): Args {
     else if (arg === "--no-ann-clustered") a.annClustered = false;
     else if (arg === "--rollout") a.rollout = true;
     else if (arg === "--cache") a.cache = argv[++i] ?? "";
+    else if (arg === "--cpu-prof") a.cpuProf = resolve(argv[++i] ?? "");
     else if (arg === "--transport") {
       const transport = argv[++i];
       if (transport !== "http2" && transport !== "grpc-js") throw new Error(`--transport is http2 or grpc-js\n${USAGE}`);
@@ -438,6 +442,7 @@ export async function run(argv: string[]): Promise<number> {
     stateDir: join(runDir, "run"),
     shards: args.shards,
     startTimeoutMs: 3_600_000,
+    ...(args.cpuProf === "" ? {} : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${args.cpuProf}`] }),
     env: {
       // Every stage polls its model manifest at the default MODEL_POLL_INTERVAL (30 s), as deployed:
       // the load runs across at least one poll per stage.
@@ -463,6 +468,8 @@ export async function run(argv: string[]): Promise<number> {
   const pickUser = (): string => users[Math.floor(random() * users.length)]!;
   let report: Record<string, unknown>;
   const queries: Float32Array[] = [];
+  let curvePoints: CurvePoint[] = [];
+  const stagePids = new Map<number, string>();
   try {
     const client = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 5000, transport: args.transport });
     const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, { defaultTimeoutMs: 5000, transport: args.transport });
@@ -578,6 +585,7 @@ export async function run(argv: string[]): Promise<number> {
 
       // The load curve: the same Recommend calls paced at each rate, CPU per request per process.
       let curve: CurvePoint[] = [];
+      for (const s of stack.stages()) stagePids.set(s.pid, s.name);
       if (args.curve.length > 0) {
         curve = await measureLoadCurve({
           rates: args.curve,
@@ -589,6 +597,7 @@ export async function run(argv: string[]): Promise<number> {
           processes,
           log,
         });
+        curvePoints = curve;
       }
 
       // User vectors for the ANN recall check, from the candidate-generation stage.
@@ -702,6 +711,13 @@ export async function run(argv: string[]): Promise<number> {
     process.off("SIGTERM", onSignal);
   }
 
+  // 6c'. The stages' CPU profiles (written as they exited), cut to each point of the curve.
+  if (args.cpuProf !== "" && curvePoints.length > 0) {
+    const byRate: Record<string, Record<string, ProfileEntry[]>> = {};
+    for (const point of curvePoints) byRate[String(point.rate)] = await profileByStage(args.cpuProf, stagePids, point.window_us, point.requests);
+    report = { ...report, load_curve_profiles: byRate };
+  }
+
   // 6. ANN recall of the served indexes (none with --ann-queries 0).
   const bundle = await loadBundleInfo(model.dir);
   const ann = queries.length === 0 ? { results: [], bruteForceQps: 0 } : await servedAnnRecall({
@@ -791,6 +807,8 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   }
   const curve = r["load_curve"] as CurvePoint[] | undefined;
   if (curve !== undefined) out += formatCurve(curve);
+  const profiles = r["load_curve_profiles"] as Record<string, Record<string, ProfileEntry[]>> | undefined;
+  if (profiles !== undefined) for (const [rate, byStage] of Object.entries(profiles)) out += formatProfiles(Number(rate), byStage);
   if (r["in_process_p50_ms"] !== undefined) {
     const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number; reference_loop_ms: number };
     const ratio = r["split_over_in_process_p50"] as { sequential: number; under_load: number };
