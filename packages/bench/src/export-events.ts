@@ -1,6 +1,7 @@
 /**
  * Writes a dataset as an `events:DIR` directory (../shared/PROTOCOL.md: events.csv, users.csv,
- * items.csv with ids only, searches.csv), so that the training benchmark and its PyTorch reference read the same file.
+ * items.csv with ids only, searches.csv), so that the training benchmark and its PyTorch
+ * reference read the same file.
  * Items' metadata is not written: the candidate generator's training does not read it.
  */
 import { once } from "node:events";
