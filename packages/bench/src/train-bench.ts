@@ -133,7 +133,7 @@ export async function run(argv: string[]): Promise<number> {
   const batches = intArg(argv, "batches", 200);
   const warmup = intArg(argv, "warmup", 5);
   const users = intArg(argv, "users", 5000);
-  const referenceThreads = intArg(argv, "reference-threads", 1);
+  let referenceThreads = intArg(argv, "reference-threads", 1);
   const withReference = !argv.includes("--no-reference");
   const dataDirArg = argv.indexOf("--data-dir");
   const say = (line: string): void => {
@@ -144,6 +144,9 @@ export async function run(argv: string[]): Promise<number> {
   const backend = await initBackend({ log: json ? null : undefined, ...(tfThreads === undefined ? {} : { wasmThreads: tfThreads }) });
   say(`backend: ${backend.name}${backend.simd === undefined ? "" : ` (simd ${backend.simd}, threads ${backend.threads}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel threads`})`}`);
   say(`reference size: tower ${REFERENCE_SIZE.tower.join("-")}, dim ${REFERENCE_SIZE.embeddingDim}, ${REFERENCE_SIZE.negatives} negatives, batch ${REFERENCE_SIZE.batchSize}; ${warmup} warm-up + ${batches} measured batches`);
+  // Like with like: PyTorch gets as many threads as our kernels have, unless told otherwise.
+  if (!argv.includes("--reference-threads")) referenceThreads = backend.wasmThreads ?? 1;
+  say(`PyTorch reference: ${withReference ? `${referenceThreads} thread${referenceThreads === 1 ? "" : "s"} (torch.set_num_threads), before and after ours on the same file` : "off (--no-reference)"}`);
   const load0 = loadavg()[0]!;
   const reference = async (data: string): Promise<ReferenceOutcome> =>
     withReference
@@ -164,7 +167,7 @@ export async function run(argv: string[]): Promise<number> {
   say(`PyTorch reference (ml-100k), after: ${describeReference(mlAfter)}`);
   const mlRef = referenceMean({ before: mlBefore, after: mlAfter });
   const mlRatio = mlRef === null ? null : mlResult.examples_per_second / mlRef;
-  say(mlRatio === null ? "ratio to PyTorch (ml-100k): none (the reference did not run both times)" : `ratio to PyTorch (ml-100k, 1 thread each, mean of before and after = ${Math.round(mlRef!)} examples/s): ${mlRatio.toFixed(2)}`);
+  say(mlRatio === null ? "ratio to PyTorch (ml-100k): none (the reference did not run both times)" : `ratio to PyTorch (ml-100k, ours with ${backend.wasmThreads ?? 1} kernel thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(mlRef!)} examples/s): ${mlRatio.toFixed(2)}`);
 
   // --- 100,000-item synthetic catalogue, exported to events:DIR so that both read the same file.
   const synSpec = `synthetic:items=100000,users=${users},seed=1`;
@@ -183,7 +186,7 @@ export async function run(argv: string[]): Promise<number> {
   say(`PyTorch reference (100k items), after: ${describeReference(synAfter)}`);
   const synRef = referenceMean({ before: synBefore, after: synAfter });
   const synRatio = synRef === null ? null : synResult.examples_per_second / synRef;
-  say(synRatio === null ? "ratio to PyTorch (100k items): none (the reference did not run both times)" : `ratio to PyTorch (100k items, 1 thread each, mean of before and after = ${Math.round(synRef!)} examples/s): ${synRatio.toFixed(2)}`);
+  say(synRatio === null ? "ratio to PyTorch (100k items): none (the reference did not run both times)" : `ratio to PyTorch (100k items, ours with ${backend.wasmThreads ?? 1} kernel thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(synRef!)} examples/s): ${synRatio.toFixed(2)}`);
   if (dataDirArg < 0) await rm(exportDir, { recursive: true, force: true });
 
   let naive: { examples_per_second: number; batches: number } | null = null;
