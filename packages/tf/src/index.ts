@@ -205,6 +205,68 @@ export function initBackend(options: InitBackendOptions = {}): Promise<BackendIn
   return initialised;
 }
 
+/**
+ * Native single-precision GEMM (row-major) for the training step: C = α·op(A)·op(B) + β·C, op = transpose
+ * when asked. Backed by the optional `nblas` package (CBLAS bindings, built against the system's
+ * libblas; with Debian's libopenblas-dev that is OpenBLAS, whose kernels use the host's AVX2 /
+ * AVX-512). tfjs-wasm's XNNPACK kernels are limited to 128-bit wasm SIMD without FMA.
+ */
+export interface Blas {
+  readonly name: string;
+  /** Threads the library uses (RECSYS_BLAS_THREADS, default 1). */
+  readonly threads: number;
+  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number): void;
+}
+
+interface NblasModule {
+  readonly NoTrans: number;
+  readonly Trans: number;
+  sgemm(transA: number, transB: number, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number): void;
+}
+
+let blasLoaded: Blas | null | undefined;
+
+/**
+ * The native BLAS, or null when it is not installed or RECSYS_BLAS=off. RECSYS_BLAS=on makes a
+ * missing one an error. Loaded once per process; OPENBLAS_NUM_THREADS is set from
+ * RECSYS_BLAS_THREADS (default 1: the trainer's other work is single-threaded and an idle
+ * OpenBLAS thread spins) unless already set.
+ */
+export function nativeBlas(): Blas | null {
+  if (blasLoaded !== undefined) return blasLoaded;
+  const mode = (process.env["RECSYS_BLAS"] ?? "auto").trim().toLowerCase();
+  if (mode !== "auto" && mode !== "on" && mode !== "off") throw new Error(`RECSYS_BLAS="${mode}" must be auto, on or off`);
+  if (mode === "off") return (blasLoaded = null);
+  const threadsText = process.env["RECSYS_BLAS_THREADS"] ?? "1";
+  const threads = Number(threadsText);
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`RECSYS_BLAS_THREADS="${threadsText}" must be a positive integer`);
+  process.env["OPENBLAS_NUM_THREADS"] ??= String(threads);
+  let nb: NblasModule;
+  try {
+    nb = createRequire(import.meta.url)("nblas") as NblasModule;
+  } catch (err) {
+    if (mode === "on") throw new Error(`RECSYS_BLAS=on but the native BLAS (the optional package nblas, built against libblas: apt-get install libopenblas-dev, then npm ci) could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
+    return (blasLoaded = null);
+  }
+  const check = (name: string, x: Float32Array, rows: number, cols: number, ld: number): void => {
+    // The binding does not check sizes: a short array would be read or written past its end.
+    if (rows > 0 && cols > 0 && (ld < cols || x.length < (rows - 1) * ld + cols)) throw new Error(`sgemm: ${name} (${x.length} floats, ld ${ld}) is smaller than ${rows}x${cols}`);
+  };
+  blasLoaded = {
+    name: "nblas",
+    threads: Number(process.env["OPENBLAS_NUM_THREADS"]) || threads,
+    sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+      if (![m, n, k, lda, ldb, ldc].every((v) => Number.isInteger(v) && v >= 0)) throw new Error("sgemm: sizes must be non-negative integers");
+      check("A", a, transA ? k : m, transA ? m : k, lda);
+      check("B", b, transB ? n : k, transB ? k : n, ldb);
+      check("C", c, m, n, ldc);
+      if (m === 0 || n === 0) return;
+      nb.sgemm(transA ? nb.Trans : nb.NoTrans, transB ? nb.Trans : nb.NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    },
+  };
+  return blasLoaded;
+}
+
 function defaultLog(line: Record<string, unknown>): void {
   process.stderr.write(`${JSON.stringify({ time: Date.now(), ...line })}\n`);
 }
