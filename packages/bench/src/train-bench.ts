@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { DEFAULT_MODEL_CONFIG, trainCandidateGen, type TrainProgress } from "@recsys/candidate-gen";
 import { NUM_CATEGORICAL, NUM_CONTINUOUS } from "@recsys/features";
 import { type Dataset, loadDataset } from "@recsys/data";
-import { initBackend } from "@recsys/tf";
+import { initBackend, nativeBlas } from "@recsys/tf";
 import { exportEventsDir } from "./export-events.js";
 import { naiveDenseExamplesPerSecond } from "./naive-dense.js";
 import { type ReferenceOutcome, runReference } from "./pytorch-reference.js";
@@ -143,9 +143,12 @@ export async function run(argv: string[]): Promise<number> {
   const tfThreads = argv.includes("--tf-threads") ? intArg(argv, "tf-threads", 1) : undefined;
   const backend = await initBackend({ log: json ? null : undefined, ...(tfThreads === undefined ? {} : { wasmThreads: tfThreads }) });
   say(`backend: ${backend.name}${backend.simd === undefined ? "" : ` (simd ${backend.simd}, threads ${backend.threads}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel threads`})`}`);
+  const blas = nativeBlas();
+  say(`matmuls of the 1-thread step: ${blas === null ? `tfjs (${backend.name}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel thread(s)`}; RECSYS_BLAS=off or no native BLAS installed)` : `native BLAS (${blas.name}: the system's libblas, ${blas.threads} thread(s)); the 2-thread data-parallel step stays on tfjs`}`);
   say(`reference size: tower ${REFERENCE_SIZE.tower.join("-")}, dim ${REFERENCE_SIZE.embeddingDim}, ${REFERENCE_SIZE.negatives} negatives, batch ${REFERENCE_SIZE.batchSize}; ${warmup} warm-up + ${batches} measured batches`);
-  // Like with like: PyTorch gets as many threads as our kernels have, unless told otherwise.
-  if (!argv.includes("--reference-threads")) referenceThreads = backend.wasmThreads ?? 1;
+  // Like with like: PyTorch gets as many threads as our matmuls have, unless told otherwise.
+  const ourThreads = blas === null ? (backend.wasmThreads ?? 1) : blas.threads;
+  if (!argv.includes("--reference-threads")) referenceThreads = ourThreads;
   say(`PyTorch reference: ${withReference ? `${referenceThreads} thread${referenceThreads === 1 ? "" : "s"} (torch.set_num_threads), before and after ours on the same file` : "off (--no-reference)"}`);
   const load0 = loadavg()[0]!;
   const reference = async (data: string): Promise<ReferenceOutcome> =>
@@ -167,7 +170,7 @@ export async function run(argv: string[]): Promise<number> {
   say(`PyTorch reference (ml-100k), after: ${describeReference(mlAfter)}`);
   const mlRef = referenceMean({ before: mlBefore, after: mlAfter });
   const mlRatio = mlRef === null ? null : mlResult.examples_per_second / mlRef;
-  say(mlRatio === null ? "ratio to PyTorch (ml-100k): none (the reference did not run both times)" : `ratio to PyTorch (ml-100k, ours with ${backend.wasmThreads ?? 1} kernel thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(mlRef!)} examples/s): ${mlRatio.toFixed(2)}`);
+  say(mlRatio === null ? "ratio to PyTorch (ml-100k): none (the reference did not run both times)" : `ratio to PyTorch (ml-100k, ours with ${ourThreads} matmul thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(mlRef!)} examples/s): ${mlRatio.toFixed(2)}`);
 
   // --- 100,000-item synthetic catalogue, exported to events:DIR so that both read the same file.
   const synSpec = `synthetic:items=100000,users=${users},seed=1`;
@@ -186,7 +189,7 @@ export async function run(argv: string[]): Promise<number> {
   say(`PyTorch reference (100k items), after: ${describeReference(synAfter)}`);
   const synRef = referenceMean({ before: synBefore, after: synAfter });
   const synRatio = synRef === null ? null : synResult.examples_per_second / synRef;
-  say(synRatio === null ? "ratio to PyTorch (100k items): none (the reference did not run both times)" : `ratio to PyTorch (100k items, ours with ${backend.wasmThreads ?? 1} kernel thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(synRef!)} examples/s): ${synRatio.toFixed(2)}`);
+  say(synRatio === null ? "ratio to PyTorch (100k items): none (the reference did not run both times)" : `ratio to PyTorch (100k items, ours with ${ourThreads} matmul thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(synRef!)} examples/s): ${synRatio.toFixed(2)}`);
   if (dataDirArg < 0) await rm(exportDir, { recursive: true, force: true });
 
   let naive: { examples_per_second: number; batches: number } | null = null;
@@ -211,6 +214,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(
       `${JSON.stringify({
         backend: backend.name,
+        matmul: blas === null ? "tfjs" : blas.name,
         wasm_kernel_threads: backend.wasmThreads ?? null,
         reference_size: REFERENCE_SIZE,
         ml100k: mlResult,
