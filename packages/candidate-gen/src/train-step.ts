@@ -306,13 +306,16 @@ export class TrainStep {
     const out = model.output.data;
     const vPos = this.vPos;
     const vNeg = this.vNeg;
+    // Plain loops: a subarray per row would allocate ~750 views per step.
     for (let i = 0; i < rows; i++) {
-      const label = labels[i]!;
-      vPos.set(out.subarray(label * d, (label + 1) * d), i * d);
+      const ro = labels[i]! * d;
+      const wo = i * d;
+      for (let c = 0; c < d; c++) vPos[wo + c] = out[ro + c]!;
     }
     for (let j = 0; j < s; j++) {
       const ro = negatives[j]! * d;
-      vNeg.set(out.subarray(ro, ro + d), j * d);
+      const wo = j * d;
+      for (let c = 0; c < d; c++) vNeg[wo + c] = out[ro + c]!;
     }
     t = this.tick("gather", t);
 
