@@ -115,6 +115,8 @@ export class TrainStep {
   private readonly gradA: Float32Array;
   private readonly gradB: Float32Array;
   private readonly dVNeg: Float32Array;
+  private readonly rowScale: Float32Array;
+  private readonly uScaled: Float32Array;
   private readonly ones = new Map<number, tf.Tensor2D>();
   private embeddingScale = 1;
 
@@ -159,6 +161,8 @@ export class TrainStep {
     this.gradA = new Float32Array(blas === null ? 0 : b * widest);
     this.gradB = new Float32Array(blas === null ? 0 : b * widest);
     this.dVNeg = new Float32Array(blas === null ? 0 : s * d);
+    this.rowScale = new Float32Array(blas === null ? 0 : b);
+    this.uScaled = new Float32Array(blas === null ? 0 : b * d);
   }
 
   private tick(phase: string, since: number): number {
@@ -340,16 +344,28 @@ export class TrainStep {
     blas.sgemm(false, true, rows, s, d, 1, uv, d, vNeg, d, 0, negLogits, s);
     t = this.tick("blas_forward", t);
 
-    const lossSum = this.softmax(inputs, uv, negLogits, 0, rows, rows);
+    // dNeg holds the unnormalised exponentials E; row i of ∂N is rowScale[i]·E_i.
+    const rowScale = this.rowScale;
+    const lossSum = this.softmax(inputs, uv, negLogits, 0, rows, rows, rowScale);
     t = this.tick("softmax", t);
 
-    // --- backward. ∂u (rows × d) in gradA; ∂V⁻ (S × d).
+    // --- backward. ∂u = ∂u⁺ + diag(rowScale)·(E·V⁻) (rows × d) in gradA; ∂V⁻ = Eᵀ·(diag(rowScale)·u) (S × d):
+    // scaling the rows × d factors instead of the rows × S exponentials.
     const dNeg = this.dNeg;
     let g = this.gradA;
     let gNext = this.gradB;
-    g.set(this.dUPos.subarray(0, rows * d));
-    blas.sgemm(false, false, rows, d, s, 1, dNeg, s, vNeg, d, 1, g, d);
-    blas.sgemm(true, false, s, d, rows, 1, dNeg, s, uv, d, 0, this.dVNeg, d);
+    blas.sgemm(false, false, rows, d, s, 1, dNeg, s, vNeg, d, 0, gNext, d);
+    const dUPos = this.dUPos;
+    const uScaled = this.uScaled;
+    for (let i = 0; i < rows; i++) {
+      const f = rowScale[i]!;
+      const o = i * d;
+      for (let c = 0; c < d; c++) {
+        g[o + c] = dUPos[o + c]! + f * gNext[o + c]!;
+        uScaled[o + c] = f * uv[o + c]!;
+      }
+    }
+    blas.sgemm(true, false, s, d, rows, 1, dNeg, s, uScaled, d, 0, this.dVNeg, d);
     let end = flat.length;
     for (let l = layers.length - 1; l >= 0; l--) {
       const layer = layers[l]!;
@@ -392,9 +408,10 @@ export class TrainStep {
    * Sampled softmax of rows start..end-1 (local row i = batch row start + i): reads u (rows × d)
    * and the negatives' logits (rows × S, in `negLogits`, overwritten with ∂N), writes ∂u⁺ to
    * dUPos, adds ∂v⁺ to the output table; the loss is the mean over `totalRows`. Returns the
-   * summed loss of the rows.
+   * summed loss of the rows. With `rowScale`, ∂N is left as the unnormalised exponentials E and
+   * row i's factor (∂N_i = rowScale[i]·E_i) goes to rowScale[i].
    */
-  private softmax(inputs: StepInputs, uv: Float32Array, negLogits: Float32Array, start: number, end: number, totalRows: number): number {
+  private softmax(inputs: StepInputs, uv: Float32Array, negLogits: Float32Array, start: number, end: number, totalRows: number, rowScale?: Float32Array): number {
     const { labels, labelOffsets, negatives, negativeOffsets } = inputs;
     const rows = end - start;
     const s = this.config.negatives;
@@ -426,7 +443,8 @@ export class TrainStep {
       }
       lossSum += Math.log(z) - (lp - m);
       const scale = invRows / z;
-      for (let j = 0; j < s; j++) dNeg[lo + j]! *= scale;
+      if (rowScale === undefined) for (let j = 0; j < s; j++) dNeg[lo + j]! *= scale;
+      else rowScale[i] = scale;
       const dPos = ep * scale - invRows;
       for (let c = 0; c < d; c++) dUPos[uo + c] = dPos * vPos[uo + c]!;
       output.addGrad(pos, uv, uo, dPos);
