@@ -34,7 +34,7 @@ describe("bench serve --json", () => {
     const { code, stdout, stderr } = await bench([
       "--json", "--items", "5000", "--users", "300", "--requests", "200", "--rate", "100", "--events-rate", "20",
       "--sequential", "20", "--in-process", "20", "--ann-queries", "20", "--efs", "100,150", "--no-ann-clustered", "--cache", cache,
-      "--rollout",
+      "--rollout", "--curve", "50,100", "--curve-seconds", "2",
     ]);
     expect(code, stderr).toBe(0);
     const report = JSON.parse(stdout) as Record<string, unknown>;
@@ -77,6 +77,17 @@ describe("bench serve --json", () => {
     // ...and the bundle was put back as it was.
     for (const run of await readdir(cache)) {
       if (existsSync(join(cache, run, "bundle"))) expect((await readdir(join(cache, run, "bundle"))).filter((f) => f.startsWith("ranker"))).toEqual(["ranker"]);
+    }
+    // The load curve: one point per rate, each with its latencies and the CPU of every process.
+    const curve = report["load_curve"] as Array<{ rate: number; requests: number; p50_ms: number; p99_ms: number; errors: number; degraded_share: number; cpu_ms_per_request: Record<string, number> }>;
+    expect(curve.map((c) => c.rate)).toEqual([50, 100]);
+    for (const c of curve) {
+      expect(c.requests).toBe(c.rate * 2);
+      expect(c.errors).toBe(0);
+      expect(c.p50_ms).toBeGreaterThan(0);
+      expect(c.p99_ms).toBeGreaterThanOrEqual(c.p50_ms);
+      expect(c.degraded_share).toBeGreaterThanOrEqual(0);
+      for (const stage of ["candidate_generation", "retrieval/shard-0", "ranking", "orchestrator", "load generator"]) expect(c.cpu_ms_per_request[stage], stage).toBeGreaterThan(0);
     }
     const ann = report["ann"] as Array<{ ef: number; recall_at_100: number; qps: number }>;
     expect(ann.map((a) => a.ef)).toEqual([100, 150]);

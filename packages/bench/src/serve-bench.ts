@@ -36,6 +36,9 @@
  *    whole new bundle version with prebuilt shard indexes, published as `recsys retrain` does
  *    (serve-bundle-rollout.ts): also answers degraded by a retrieval version mismatch and indexes
  *    built by the shards.
+ * 6c. The load curve (serve-curve.ts, `--curve`, default 100,200,300,400 per second for
+ *    `--curve-seconds` 20 s each): p50/p99, errors, degraded share and CPU per request of each
+ *    stage and of the load generator at each rate.
  * 7. `benchAnn` of @recsys/ann at the same item count on its clustered synthetic vectors (index
  *    cached under the cache directory), a recall figure independent of the synthesised catalogue.
  *
@@ -57,6 +60,7 @@ import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js
 import { startInProcessPipeline } from "./serve-in-process.js";
 import { measureRankerRollout, type RolloutResult } from "./serve-rollout.js";
 import { measureBundleRollout, type BundleRolloutResult } from "./serve-bundle-rollout.js";
+import { type CurvePoint, formatCurve, formatProfiles, measureLoadCurve, profileByStage, type ProfileEntry } from "./serve-curve.js";
 import {
   cpuPerRequest,
   diffBuckets,
@@ -98,7 +102,8 @@ const BUNDLE_ROLLOUT_PRELOAD_SECONDS = 20;
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
-  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]";
+  "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]\n" +
+  "         [--curve 100,200,300,400 (rates of the load curve; 0 = none)] [--curve-seconds S] [--cpu-prof DIR (V8 profiles of every stage, cut to the curve's points)]";
 
 interface Args {
   json: boolean;
@@ -126,6 +131,12 @@ interface Args {
   eventsRate: number;
   /** After the load, publish a new ranker version under load (serve-rollout.ts). */
   rollout: boolean;
+  /** Rates of the load curve (serve-curve.ts), empty for none. */
+  curve: number[];
+  /** Seconds at each rate of the curve. */
+  curveSeconds: number;
+  /** Directory for every stage's V8 CPU profile (`--cpu-prof`), summarised per curve point; "" for none. */
+  cpuProf: string;
 }
 
 function parse(argv: string[]): Args {
@@ -151,6 +162,9 @@ function parse(argv: string[]): Args {
     server: "http2",
     eventsRate: 0,
     rollout: false,
+    curve: [100, 200, 300, 400],
+    curveSeconds: 20,
+    cpuProf: "",
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -166,6 +180,7 @@ function parse(argv: string[]): Args {
     "--in-process": "inProcess",
     "--ann-queries": "annQueries",
     "--events-rate": "eventsRate",
+    "--curve-seconds": "curveSeconds",
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -174,6 +189,7 @@ function parse(argv: string[]): Args {
     else if (arg === "--no-ann-clustered") a.annClustered = false;
     else if (arg === "--rollout") a.rollout = true;
     else if (arg === "--cache") a.cache = argv[++i] ?? "";
+    else if (arg === "--cpu-prof") a.cpuProf = resolve(argv[++i] ?? "");
     else if (arg === "--transport") {
       const transport = argv[++i];
       if (transport !== "http2" && transport !== "grpc-js") throw new Error(`--transport is http2 or grpc-js\n${USAGE}`);
@@ -184,6 +200,7 @@ function parse(argv: string[]): Args {
       a.server = server;
     }
     else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
+    else if (arg === "--curve") a.curve = (argv[++i] ?? "").split(",").map(Number).filter((r) => r !== 0);
     else if (numbers[arg] !== undefined) {
       const v = Number(argv[++i]);
       if (!Number.isFinite(v) || v < 0) throw new Error(`${arg} needs a non-negative number`);
@@ -194,6 +211,7 @@ function parse(argv: string[]): Args {
     throw new Error(`out of range: --items, --users ≥ 10; --shards, --requests, --concurrency ≥ 1; --count 1..500\n${USAGE}`);
   }
   if (a.efs.some((ef) => !Number.isInteger(ef) || ef < 1)) throw new Error(`--efs must be positive integers\n${USAGE}`);
+  if (a.curve.some((r) => !Number.isFinite(r) || r < 0) || (a.curve.length > 0 && !(a.curveSeconds > 0))) throw new Error(`--curve needs rates ≥ 0 and --curve-seconds > 0\n${USAGE}`);
   if (a.cache === "") throw new Error(`--cache needs a directory\n${USAGE}`);
   return a;
 }
@@ -445,6 +463,7 @@ export async function run(argv: string[]): Promise<number> {
     stateDir: join(runDir, "run"),
     shards: args.shards,
     startTimeoutMs: 3_600_000,
+    ...(args.cpuProf === "" ? {} : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${args.cpuProf}`] }),
     env: {
       // Every stage polls its model manifest at the default MODEL_POLL_INTERVAL (30 s), as deployed:
       // the load runs across at least one poll per stage.
@@ -478,6 +497,8 @@ export async function run(argv: string[]): Promise<number> {
   const pickUser = (): string => users[Math.floor(random() * users.length)]!;
   let report: Record<string, unknown>;
   const queries: Float32Array[] = [];
+  let curvePoints: CurvePoint[] = [];
+  const stagePids = new Map<number, string>();
   try {
     const client = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 5000, transport: args.transport });
     const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, { defaultTimeoutMs: 5000, transport: args.transport });
@@ -619,6 +640,23 @@ export async function run(argv: string[]): Promise<number> {
         );
       }
 
+      // The load curve: the same Recommend calls paced at each rate, CPU per request per process.
+      let curve: CurvePoint[] = [];
+      for (const s of stack.stages()) stagePids.set(s.pid, s.name);
+      if (args.curve.length > 0) {
+        curve = await measureLoadCurve({
+          rates: args.curve,
+          seconds: args.curveSeconds,
+          // Enough in flight that the pace, not the concurrency, sets the rate (400/s × 0.1 s).
+          concurrency: Math.max(args.concurrency, 64),
+          send: () => client.recommend({ userId: pickUser(), count: args.count }),
+          errorKey,
+          processes,
+          log,
+        });
+        curvePoints = curve;
+      }
+
       // User vectors for the ANN recall check, from the candidate-generation stage.
       for (const context of annContexts) {
         const embedded = await cg.embedUser({ context });
@@ -699,6 +737,7 @@ export async function run(argv: string[]): Promise<number> {
         hops: { sequential: sequentialHops, under_load: loadHops },
         ...(rollout === undefined ? {} : { rollout }),
         ...(bundleRollout === undefined ? {} : { bundle_rollout: bundleRollout }),
+        ...(curve.length === 0 ? {} : { load_curve: curve }),
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
@@ -728,6 +767,13 @@ export async function run(argv: string[]): Promise<number> {
     stack = undefined;
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+  }
+
+  // 6c'. The stages' CPU profiles (written as they exited), cut to each point of the curve.
+  if (args.cpuProf !== "" && curvePoints.length > 0) {
+    const byRate: Record<string, Record<string, ProfileEntry[]>> = {};
+    for (const point of curvePoints) byRate[String(point.rate)] = await profileByStage(args.cpuProf, stagePids, point.window_us, point.requests);
+    report = { ...report, load_curve_profiles: byRate };
   }
 
   // 6. ANN recall of the served indexes (none with --ann-queries 0).
@@ -823,6 +869,10 @@ a bundle rollout under the same rate (${bundle.previous_version} → ${bundle.ne
     for (const [name, ms] of Object.entries(cpu)) out += `  ${name.padEnd(width)}  ${ms.toFixed(2)} ms\n`;
     out += `  ${"total".padEnd(width)}  ${total.toFixed(2)} ms (${((total * (r["rps"] as number)) / 10 / machine.cores).toFixed(0)} % of ${machine.cores} cores at ${r["rps"]} req/s)\n`;
   }
+  const curve = r["load_curve"] as CurvePoint[] | undefined;
+  if (curve !== undefined) out += formatCurve(curve);
+  const profiles = r["load_curve_profiles"] as Record<string, Record<string, ProfileEntry[]>> | undefined;
+  if (profiles !== undefined) for (const [rate, byStage] of Object.entries(profiles)) out += formatProfiles(Number(rate), byStage);
   if (r["in_process_p50_ms"] !== undefined) {
     const ip = r["in_process"] as { p50_ms: number; p95_ms: number; p99_ms: number; reference_loop_ms: number };
     const ratio = r["split_over_in_process_p50"] as { sequential: number; under_load: number };

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Dataset, lastoutSplit, Rng, trainingRows } from "@recsys/data";
 import { contextFromDataset, EncodedBatch, encodeResolved, fitFeatureSpace } from "@recsys/features";
-import { initBackend, tf } from "@recsys/tf";
+import { initBackend, nativeBlas, tf } from "@recsys/tf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bundleFromTraining, createDatasetScorer, loadBundle, loadUserTower, saveBundle, UNKNOWN_ITEM_SCORE } from "./bundle.js";
 import { DEFAULT_MODEL_CONFIG, type ModelConfig } from "./config.js";
@@ -159,14 +159,15 @@ describe("training step", () => {
   const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu" };
   const negatives = 6;
 
-  function setup(seed: number, negs: number[], towerOptimizer: "js" | "tfjs" = "js"): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
+  function setup(seed: number, negs: number[], towerOptimizer: "js" | "tfjs" = "js", matmul: "auto" | "blas" | "tfjs" = "auto", l2 = 0): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
     const model = CandidateGenModel.create(space, config, new Rng(seed), 0.5);
     const step = new TrainStep(model, {
       towerOptimizer,
+      matmul,
       batchSize: 8,
       negatives,
       learningRate: 0.01,
-      l2: 0,
+      l2,
       embeddings: { optimizer: "adam", learningRate: 0.01, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
     });
     const batch = EncodedBatch.forSpace(space, 8);
@@ -292,6 +293,40 @@ describe("training step", () => {
     for (const x of [a, b]) {
       x.step.dispose();
       x.model.dispose();
+    }
+  });
+
+  it("takes the same steps with its matmuls on the native BLAS as on tfjs (loss, tower, every table)", () => {
+    // The BLAS is an optional native package: .ci/run installs libopenblas-dev so that it builds.
+    expect(nativeBlas(), "the native BLAS (nblas) is not installed").not.toBeNull();
+    const negs = [2, 3, 9, 17, 25, 33];
+    for (const l2 of [0, 0.01]) {
+      const a = setup(15, negs, "js", "blas", l2);
+      const b = setup(15, negs, "js", "tfjs", l2);
+      expect(a.step.blas).not.toBeNull();
+      expect(b.step.blas).toBeNull();
+      for (let i = 0; i < 3; i++) expect(a.step.run(a.inputs)).toBeCloseTo(b.step.run(b.inputs), 5);
+      for (let l = 0; l < a.model.layers.length; l++) {
+        for (const key of ["w", "b"] as const) {
+          const wa = a.model.layers[l]![key].dataSync();
+          const wb = b.model.layers[l]![key].dataSync();
+          for (let i = 0; i < wa.length; i++) expect(wa[i]!).toBeCloseTo(wb[i]!, 5);
+        }
+      }
+      for (const table of ["watch", "search", "output"] as const) {
+        const ta = a.model[table].data;
+        const tb = b.model[table].data;
+        for (let i = 0; i < ta.length; i++) expect(ta[i]!).toBeCloseTo(tb[i]!, 5);
+      }
+      for (let j = 0; j < a.model.categorical.length; j++) {
+        const ta = a.model.categorical[j]!.data;
+        const tb = b.model.categorical[j]!.data;
+        for (let i = 0; i < ta.length; i++) expect(ta[i]!).toBeCloseTo(tb[i]!, 5);
+      }
+      for (const x of [a, b]) {
+        x.step.dispose();
+        x.model.dispose();
+      }
     }
   });
 

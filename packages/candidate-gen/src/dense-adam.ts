@@ -25,18 +25,22 @@ export class DenseAdam {
     this.step++;
     const b1 = this.beta1;
     const b2 = this.beta2;
-    const c1 = 1 - Math.pow(b1, this.step);
-    const c2 = 1 - Math.pow(b2, this.step);
+    // Bias corrections as factors: one multiply instead of two divisions per parameter.
+    const lrHat = lr / (1 - Math.pow(b1, this.step));
+    const vHat = 1 / (1 - Math.pow(b2, this.step));
     const eps = this.epsilon;
+    const a1 = 1 - b1;
+    const a2 = 1 - b2;
     const m = this.m;
     const v = this.v;
-    for (let i = 0; i < this.size; i++) {
+    const n = this.size;
+    for (let i = 0; i < n; i++) {
       const g = grad[i]!;
-      const mi = b1 * m[i]! + (1 - b1) * g;
-      const vi = b2 * v[i]! + (1 - b2) * g * g;
+      const mi = b1 * m[i]! + a1 * g;
+      const vi = b2 * v[i]! + a2 * g * g;
       m[i] = mi;
       v[i] = vi;
-      weights[i]! -= (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
+      weights[i]! -= (lrHat * mi) / (Math.sqrt(vi * vHat) + eps);
     }
   }
 }

@@ -1,5 +1,5 @@
 import { type EncodedBatch, NUM_CATEGORICAL } from "@recsys/features";
-import { tf } from "@recsys/tf";
+import { type Blas, nativeBlas, tf } from "@recsys/tf";
 import type { CandidateGenModel } from "./model.js";
 import type { RowPartition, SparseOptimizerConfig } from "./sparse.js";
 import { DenseAdam } from "./dense-adam.js";
@@ -53,6 +53,12 @@ export interface StepConfig {
   readonly l2: number;
   /** Tower Adam in "js" (one pass over a flat copy, then upload) or with "tfjs"'s tf.train.adam. */
   readonly towerOptimizer: "js" | "tfjs";
+  /**
+   * Matmuls of a single-threaded step: "auto" (the native BLAS of @recsys/tf when it is installed
+   * and the tower optimizer is "js", else tfjs), "blas" (required) or "tfjs". Not a model or
+   * training choice: both compute the same step (float32, summed in another order).
+   */
+  readonly matmul?: "auto" | "blas" | "tfjs";
 }
 
 /**
@@ -102,6 +108,15 @@ export class TrainStep {
   private readonly towerFlat: Float32Array | null;
   private readonly towerGradFlat: Float32Array | null;
   private lrScale = 1;
+  /** The native BLAS the single-threaded step runs its matmuls on (null: tfjs). */
+  readonly blas: Blas | null;
+  /** BLAS path buffers: activations [h₁, …, u], ∂ buffers, ∂V⁻ (S × d). */
+  private readonly acts: Float32Array[] = [];
+  private readonly gradA: Float32Array;
+  private readonly gradB: Float32Array;
+  private readonly dVNeg: Float32Array;
+  private readonly rowScale: Float32Array;
+  private readonly uScaled: Float32Array;
   private readonly ones = new Map<number, tf.Tensor2D>();
   private embeddingScale = 1;
 
@@ -133,6 +148,21 @@ export class TrainStep {
       this.denseAdam = null;
       this.optimizer = tf.train.adam(config.learningRate);
     }
+    const matmul = config.matmul ?? "auto";
+    if (matmul === "blas" && config.towerOptimizer !== "js") throw new Error('TrainStep: matmul "blas" needs towerOptimizer "js" (the weights live in JS)');
+    const blas = matmul === "tfjs" || config.towerOptimizer !== "js" ? null : nativeBlas();
+    if (matmul === "blas" && blas === null) throw new Error('TrainStep: matmul "blas" but no native BLAS is installed (the optional package nblas; see @recsys/tf)');
+    this.blas = blas;
+    let widest = Math.max(model.inputDim, d);
+    for (const l of model.layers) {
+      this.acts.push(new Float32Array(blas === null ? 0 : b * l.outDim));
+      widest = Math.max(widest, l.outDim);
+    }
+    this.gradA = new Float32Array(blas === null ? 0 : b * widest);
+    this.gradB = new Float32Array(blas === null ? 0 : b * widest);
+    this.dVNeg = new Float32Array(blas === null ? 0 : s * d);
+    this.rowScale = new Float32Array(blas === null ? 0 : b);
+    this.uScaled = new Float32Array(blas === null ? 0 : b * d);
   }
 
   private tick(phase: string, since: number): number {
@@ -167,7 +197,7 @@ export class TrainStep {
    */
   forwardBackward(inputs: StepInputs, start = 0, end = inputs.batch.size, totalRows = end - start): { lossSum: number; towerGrads: tf.Tensor[] } {
     const model = this.model;
-    const { batch, labels, labelOffsets, negatives, negativeOffsets } = inputs;
+    const { batch, labels, negatives, negativeOffsets } = inputs;
     const rows = end - start;
     const s = this.config.negatives;
     const d = model.dim;
@@ -214,38 +244,10 @@ export class TrainStep {
     t = this.tick("tfjs_forward", t);
 
     // --- JS: sampled softmax, loss and ∂logits (÷ totalRows: the loss is the batch mean).
-    const vPos = this.vPos;
     const dNeg = this.dNeg;
     const dUPos = this.dUPos;
     const output = model.output;
-    let lossSum = 0;
-    const invRows = 1 / totalRows;
-    for (let i = 0; i < rows; i++) {
-      const pos = labels[start + i]!;
-      const uo = i * d;
-      let lp = labelOffsets[start + i]!;
-      for (let c = 0; c < d; c++) lp += uv[uo + c]! * vPos[uo + c]!;
-      const lo = i * s;
-      let m = lp;
-      for (let j = 0; j < s; j++) {
-        const l = negatives[j] === pos ? MASKED : negLogits[lo + j]! + negativeOffsets[j]!;
-        dNeg[lo + j] = l;
-        if (l > m) m = l;
-      }
-      const ep = expNonPositive(lp - m);
-      let z = ep;
-      for (let j = 0; j < s; j++) {
-        const e = expNonPositive(dNeg[lo + j]! - m);
-        dNeg[lo + j] = e;
-        z += e;
-      }
-      lossSum += Math.log(z) - (lp - m);
-      const scale = invRows / z;
-      for (let j = 0; j < s; j++) dNeg[lo + j]! *= scale;
-      const dPos = ep * scale - invRows;
-      for (let c = 0; c < d; c++) dUPos[uo + c] = dPos * vPos[uo + c]!;
-      output.addGrad(pos, uv, uo, dPos);
-    }
+    const lossSum = this.softmax(inputs, uv, negLogits, start, end, totalRows);
     t = this.tick("softmax", t);
 
     // --- tfjs: backward through the logits and the tower.
@@ -279,6 +281,175 @@ export class TrainStep {
     for (let j = 0; j < s; j++) output.addGradStrided(negatives[j]!, dvNegT, j, s, 1);
     this.tick("scatter", t);
     return { lossSum, towerGrads };
+  }
+
+  /**
+   * The step of {@link forwardBackward} on all rows with every matmul on the native BLAS and the
+   * tower weights read from the flat JS master copy (no tfjs kernel, no upload, no transpose:
+   * BLAS takes transposed operands as they are). The tower gradient goes to towerGradFlat.
+   *   forward:  h_{l+1} = act(h_l·W_l + b_l), N = u·V⁻ᵀ;
+   *   backward: ∂u = ∂pos·v⁺ + ∂N·V⁻, ∂V⁻ = ∂Nᵀ·u, then per layer ∂z = ∂h ⊙ [h > 0],
+   *             ∂W = h_lᵀ·∂z (+ l2·W), ∂b = 1ᵀ·∂z, ∂h_l = ∂z·W_lᵀ down to ∂x.
+   */
+  private forwardBackwardBlas(inputs: StepInputs, rows: number): number {
+    const blas = this.blas!;
+    const model = this.model;
+    const { batch, labels, negatives, negativeOffsets } = inputs;
+    const s = this.config.negatives;
+    const d = model.dim;
+    if (rows < 1 || rows > this.config.batchSize) throw new Error(`TrainStep: ${rows} rows out of the batch capacity ${this.config.batchSize}`);
+    if (negatives.length < s || negativeOffsets.length < s) throw new Error(`TrainStep: fewer than ${s} negatives`);
+    const flat = this.towerFlat!;
+    const grad = this.towerGradFlat!;
+    const layers = model.layers;
+
+    let t = performance.now();
+    const x = this.x;
+    model.pool(batch, x, 0, rows);
+    t = this.tick("pool", t);
+    const out = model.output.data;
+    const vPos = this.vPos;
+    const vNeg = this.vNeg;
+    // Plain loops: a subarray per row would allocate ~750 views per step.
+    for (let i = 0; i < rows; i++) {
+      const ro = labels[i]! * d;
+      const wo = i * d;
+      for (let c = 0; c < d; c++) vPos[wo + c] = out[ro + c]!;
+    }
+    for (let j = 0; j < s; j++) {
+      const ro = negatives[j]! * d;
+      const wo = j * d;
+      for (let c = 0; c < d; c++) vNeg[wo + c] = out[ro + c]!;
+    }
+    t = this.tick("gather", t);
+
+    // --- forward.
+    let h = x;
+    let o = 0;
+    for (let l = 0; l < layers.length; l++) {
+      const layer = layers[l]!;
+      const w = flat.subarray(o, o + layer.inDim * layer.outDim);
+      o += layer.inDim * layer.outDim;
+      const bias = flat.subarray(o, o + layer.outDim);
+      o += layer.outDim;
+      const z = this.acts[l]!;
+      const n = layer.outDim;
+      for (let i = 0; i < rows; i++) z.set(bias, i * n);
+      blas.sgemm(false, false, rows, n, layer.inDim, 1, h, layer.inDim, w, n, 1, z, n);
+      if (layer.relu) for (let k = 0; k < rows * n; k++) if (!(z[k]! > 0)) z[k] = 0;
+      h = z;
+    }
+    const uv = h;
+    const negLogits = this.dNeg;
+    blas.sgemm(false, true, rows, s, d, 1, uv, d, vNeg, d, 0, negLogits, s);
+    t = this.tick("blas_forward", t);
+
+    // dNeg holds the unnormalised exponentials E; row i of ∂N is rowScale[i]·E_i.
+    const rowScale = this.rowScale;
+    const lossSum = this.softmax(inputs, uv, negLogits, 0, rows, rows, rowScale);
+    t = this.tick("softmax", t);
+
+    // --- backward. ∂u = ∂u⁺ + diag(rowScale)·(E·V⁻) (rows × d) in gradA; ∂V⁻ = Eᵀ·(diag(rowScale)·u) (S × d):
+    // scaling the rows × d factors instead of the rows × S exponentials.
+    const dNeg = this.dNeg;
+    let g = this.gradA;
+    let gNext = this.gradB;
+    blas.sgemm(false, false, rows, d, s, 1, dNeg, s, vNeg, d, 0, gNext, d);
+    const dUPos = this.dUPos;
+    const uScaled = this.uScaled;
+    for (let i = 0; i < rows; i++) {
+      const f = rowScale[i]!;
+      const o = i * d;
+      for (let c = 0; c < d; c++) {
+        g[o + c] = dUPos[o + c]! + f * gNext[o + c]!;
+        uScaled[o + c] = f * uv[o + c]!;
+      }
+    }
+    blas.sgemm(true, false, s, d, rows, 1, dNeg, s, uScaled, d, 0, this.dVNeg, d);
+    let end = flat.length;
+    for (let l = layers.length - 1; l >= 0; l--) {
+      const layer = layers[l]!;
+      const n = layer.outDim;
+      const m = layer.inDim;
+      const bo = end - n;
+      const wo = bo - m * n;
+      end = wo;
+      const hOut = this.acts[l]!;
+      if (layer.relu) for (let k = 0; k < rows * n; k++) if (!(hOut[k]! > 0)) g[k] = 0;
+      const hIn = l === 0 ? x : this.acts[l - 1]!;
+      const dW = grad.subarray(wo, wo + m * n);
+      const l2 = this.config.l2;
+      if (l2 > 0) {
+        const w = flat.subarray(wo, wo + m * n);
+        for (let k = 0; k < m * n; k++) dW[k] = l2 * w[k]!;
+      }
+      blas.sgemm(true, false, m, n, rows, 1, hIn, m, g, n, l2 > 0 ? 1 : 0, dW, n);
+      const db = grad.subarray(bo, bo + n);
+      db.fill(0);
+      for (let i = 0; i < rows; i++) {
+        const go = i * n;
+        for (let k = 0; k < n; k++) db[k]! += g[go + k]!;
+      }
+      blas.sgemm(false, true, rows, m, n, 1, g, n, flat.subarray(wo, wo + m * n), n, 0, gNext, m);
+      const tmp = g;
+      g = gNext;
+      gNext = tmp;
+    }
+    t = this.tick("blas_backward", t);
+
+    this.scatterInputGrads(batch, g, 0, rows);
+    const output = model.output;
+    for (let j = 0; j < s; j++) output.addGrad(negatives[j]!, this.dVNeg, j * d, 1);
+    this.tick("scatter", t);
+    return lossSum;
+  }
+
+  /**
+   * Sampled softmax of rows start..end-1 (local row i = batch row start + i): reads u (rows × d)
+   * and the negatives' logits (rows × S, in `negLogits`, overwritten with ∂N), writes ∂u⁺ to
+   * dUPos, adds ∂v⁺ to the output table; the loss is the mean over `totalRows`. Returns the
+   * summed loss of the rows. With `rowScale`, ∂N is left as the unnormalised exponentials E and
+   * row i's factor (∂N_i = rowScale[i]·E_i) goes to rowScale[i].
+   */
+  private softmax(inputs: StepInputs, uv: Float32Array, negLogits: Float32Array, start: number, end: number, totalRows: number, rowScale?: Float32Array): number {
+    const { labels, labelOffsets, negatives, negativeOffsets } = inputs;
+    const rows = end - start;
+    const s = this.config.negatives;
+    const d = this.model.dim;
+    const vPos = this.vPos;
+    const dNeg = this.dNeg;
+    const dUPos = this.dUPos;
+    const output = this.model.output;
+    let lossSum = 0;
+    const invRows = 1 / totalRows;
+    for (let i = 0; i < rows; i++) {
+      const pos = labels[start + i]!;
+      const uo = i * d;
+      let lp = labelOffsets[start + i]!;
+      for (let c = 0; c < d; c++) lp += uv[uo + c]! * vPos[uo + c]!;
+      const lo = i * s;
+      let m = lp;
+      for (let j = 0; j < s; j++) {
+        const l = negatives[j] === pos ? MASKED : negLogits[lo + j]! + negativeOffsets[j]!;
+        dNeg[lo + j] = l;
+        if (l > m) m = l;
+      }
+      const ep = expNonPositive(lp - m);
+      let z = ep;
+      for (let j = 0; j < s; j++) {
+        const e = expNonPositive(dNeg[lo + j]! - m);
+        dNeg[lo + j] = e;
+        z += e;
+      }
+      lossSum += Math.log(z) - (lp - m);
+      const scale = invRows / z;
+      if (rowScale === undefined) for (let j = 0; j < s; j++) dNeg[lo + j]! *= scale;
+      else rowScale[i] = scale;
+      const dPos = ep * scale - invRows;
+      for (let c = 0; c < d; c++) dUPos[uo + c] = dPos * vPos[uo + c]!;
+      output.addGrad(pos, uv, uo, dPos);
+    }
+    return lossSum;
   }
 
   /** ∂x → touched embedding rows (mean pooling spreads ∂ over the window: ÷ count). */
@@ -363,6 +534,12 @@ export class TrainStep {
   /** A whole single-threaded step on all rows: forward/backward, then the updates. Returns the mean loss. */
   run(inputs: StepInputs): number {
     const rows = inputs.batch.size;
+    if (this.blas !== null) {
+      const lossSum = this.forwardBackwardBlas(inputs, rows);
+      this.applyTowerFlat(this.towerGradFlat!);
+      this.applySparseGrads();
+      return lossSum / rows;
+    }
     const { lossSum, towerGrads } = this.forwardBackward(inputs, 0, rows, rows);
     this.applyTowerGrads(towerGrads);
     this.applySparseGrads();
