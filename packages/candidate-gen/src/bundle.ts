@@ -323,10 +323,10 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
 /** Options of {@link createDatasetScorer}. */
 export interface DatasetScorerOptions {
   /**
-   * Example age used for scoring. "asOf" (default): the age of the scored moment relative to the
-   * end of the training window, clamped at 0 — the model served at the held-out event's time,
-   * which is what the protocol asks; a live service (now ≥ window end) gets 0, as in the paper.
-   * "serving": always 0.
+   * Example age used for scoring. "asOf" (default): the age of the scored moment (the `asOf` the
+   * caller passes) relative to the end of the training window, clamped at 0; a live service
+   * (now ≥ window end) gets 0, as in the paper. "serving": always 0. The offline evaluator passes
+   * the time of the user's last visible event, never anything of the held-out event.
    */
   readonly exampleAge?: "serving" | "asOf";
   readonly name?: string;

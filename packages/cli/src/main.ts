@@ -4,12 +4,13 @@
  * ./commands and exports `run(argv: string[]): Promise<number>` (the exit code).
  */
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
-  train: { summary: "train a model bundle: --dataset SPEC --out DIR [--epochs N] [--seed S]", load: () => import("./commands/train.js") },
+  train: { summary: "train a model bundle: --dataset SPEC --out DIR [--epochs N] [--seed S] [--protocol lastout|lastout-shuffled] [--tie-seed S]", load: () => import("./commands/train.js") },
   start: { summary: "the main job: train (or reuse), evaluate, start the four services and serve: [--dataset SPEC] [--no-serve] [--shards N] [--port P]", load: () => import("./commands/start.js") },
   recommend: { summary: "ask the running stack: --user ID [--count N] [--address HOST:PORT] [--json] [--debug]", load: () => import("./commands/recommend.js") },
   event: { summary: "record an event: --user ID (--watch ITEM [--seconds S] | --search \"query\" | --impression ITEM) [--address HOST:PORT]", load: () => import("./commands/event.js") },
   "train-ranker": { summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]", load: () => import("./commands/train-ranker.js") },
-  evaluate: { summary: "offline evaluation, protocol lastout: --dataset SPEC --model DIR [--json]", load: () => import("./commands/evaluate.js") },
+  report: { summary: "an HTML report with figures from evaluate --json results: --input FILE[,FILE...] --out DIR", load: () => import("./commands/report.js") },
+  evaluate: { summary: "offline evaluation, protocols lastout and lastout-shuffled side by side: --dataset SPEC --model DIR [--shuffled-model DIR] [--tie-seed S] [--split test|val] [--json]", load: () => import("./commands/evaluate.js") },
 };
 
 function usage(): string {

@@ -51,25 +51,34 @@ describe("recsys train-ranker and the pipeline in recsys evaluate", () => {
     expect((await capture(trainRanker, ["--dataset", SPEC, "--model", dir, "--no-provenance", ...small])).code).toBe(0);
     await access(join(dir, "ranker-noprov", "manifest.json"));
 
-    const r = await capture(evaluate, ["--dataset", SPEC, "--model", dir, "--json"]);
+    const r = await capture(evaluate, ["--dataset", SPEC, "--model", dir, "--protocols", "lastout", "--json"]);
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout) as Record<string, unknown>;
-    for (const key of ["model", "baselines", "pipeline", "pipeline_without_provenance", "merged_order", "sources", "watch_time", "calibration"]) expect(report).toHaveProperty(key);
-    const pipeline = report["pipeline"] as Record<string, number>;
+    const section = JSON.parse(r.stdout).protocols.lastout as Record<string, any>;
+    expect(Object.keys(section.models)).toEqual(["youtube-dnn", "pipeline", "pipeline_without_provenance", "merged_order"]);
+    const pipeline = section.models.pipeline.metrics as Record<string, number>;
     expect(Object.keys(pipeline)).toEqual(["hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr", "coverage@10", "watch_dcg@10"]);
-    const sources = report["sources"] as Record<string, { recall: number; budget: number; size?: number }>;
+    const sources = section.pipeline.sources as Record<string, { recall: number; budget: number; size?: number }>;
     expect(Object.keys(sources)).toEqual(["dnn", "co-watch", "popular", "trending", "trending-geo", "fresh", "merged"]);
     expect(sources["merged"]!.size).toBe(40);
     expect(sources["dnn"]!.budget).toBe(20);
     for (const s of Object.values(sources)) expect(s.recall).toBeGreaterThanOrEqual(0);
     expect(sources["merged"]!.recall).toBeGreaterThan(0);
+    // Recall against budget: non-decreasing, ending at the recall at the full budget.
+    const curve = section.pipeline.recall_by_budget["dnn"] as { budget: number; recall: number }[];
+    expect(curve.map((p) => p.budget)).toEqual([1, 2, 5, 10, 20]);
+    for (let k = 1; k < curve.length; k++) expect(curve[k]!.recall).toBeGreaterThanOrEqual(curve[k - 1]!.recall);
+    expect(curve[curve.length - 1]!.recall).toBeCloseTo(sources["dnn"]!.recall, 12);
+    expect(Object.keys(section.pipeline.calibration)).toEqual(["pipeline", "pipeline_without_provenance"]);
     // The 40 merged candidates are ranked first, so a retrieved test item is always in the top 50.
     expect(pipeline["hr@50"]).toBeGreaterThanOrEqual(sources["merged"]!.recall - 1e-12);
+    const names = section.comparisons.map((c: any) => `${c.a} − ${c.b}`);
+    for (const pair of ["pipeline − youtube-dnn", "pipeline − pipeline_without_provenance", "pipeline − item-knn"]) expect(names).toContain(pair);
 
     const table = await capture(evaluate, ["--dataset", SPEC, "--model", dir]);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/metric\s+pipeline\s+no-provenance\s+merged-order/);
-    expect(table.stdout).toMatch(/watch_dcg@10/);
+    expect(table.stdout).toMatch(/^pipeline_without_provenance +\| +\d\.\d{4}/m);
+    expect(table.stdout).toMatch(/pipeline − pipeline_without_provenance +hr@10/);
+    expect(table.stdout).toMatch(/candidate recall of the target/);
   });
 
   it("refuses a bundle of another dataset and bad options", async () => {

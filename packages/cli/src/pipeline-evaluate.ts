@@ -1,39 +1,28 @@
 /**
  * The two-stage pipeline's part of `recsys evaluate`: when the model directory holds a ranker
  * (DIR/ranker/, and DIR/ranker-noprov/ for the provenance ablation), evaluate the full pipeline
- * (sources → merge → ranker → top-N, see @recsys/ranking `runPipeline`) with protocol lastout on
- * the same users as the model and the baselines, and report:
+ * (sources → merge → ranker → top-N, see @recsys/ranking `runPipeline`) on the same users as the
+ * model and the baselines, under the same protocol (tie order), and return:
  *
- *   "pipeline":                    lastout metrics of the full pipeline, plus watch_dcg@10
+ *   "pipeline":                    the full pipeline's ranked lists, evaluated
  *   "pipeline_without_provenance": the same for the ranker trained with --no-provenance
  *   "merged_order":                the candidate stage alone (merged list order, no ranker)
- *   "sources":                     recall of each source at its budget, and of the merged list
- *   "watch_time":                  watch_dcg@10 of every ranking (see below)
- *   "calibration":                 per ranker, held-out impressions bucketed by exp(logit)
+ *   details:                       recall of each source at its budget (and at every smaller
+ *                                  budget), calibration per ranker, the ranker's version
  *
- * watch_dcg@10 (watch-time-weighted DCG): the mean over evaluated users of
+ * watch_dcg@10 (in the report, for every scorer): the mean over evaluated users of
  * w · [r < 10] / log2(r + 2), where r is the rank of the user's held-out item and w its watch
- * time (watch_seconds; the rating on ml-100k). It is NDCG@10's discount applied to the realised
- * watch time of the held-out impression: the expected watch time a top-10 list captures from the
- * item the user actually watched next. Higher is better; the unit is the weight's.
+ * time (watch_seconds; the rating on ml-100k) — NDCG@10's discount applied to the realised watch
+ * time of the held-out impression. Higher is better; the unit is the weight's.
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";
-import { type CandidateGenBundle, createDatasetScorer } from "@recsys/candidate-gen";
-import type { Dataset, LastoutSplit, UserScorer } from "@recsys/data";
-import { evaluateLastout, historyRows, type Target } from "@recsys/eval";
-import { type CalibrationBucket, listScorer, loadRanker, MERGED_ORDER, type Ranker, runPipeline } from "@recsys/ranking";
+import type { CandidateGenBundle } from "@recsys/candidate-gen";
+import type { Dataset, LastoutSplit } from "@recsys/data";
+import { evaluateLastout, type ScorerResult, type Target, type TieOrder } from "@recsys/eval";
+import { listScorer, loadRanker, MERGED_ORDER, type Ranker, runPipeline } from "@recsys/ranking";
+import type { PipelineDetails } from "./evaluate-report.js";
 import { createPipelineSources, rankerDir } from "./pipeline-setup.js";
-
-export interface PipelineReport {
-  readonly pipeline: Readonly<Record<string, number>>;
-  readonly pipeline_without_provenance?: Readonly<Record<string, number>>;
-  readonly merged_order: Readonly<Record<string, number>>;
-  readonly sources: Readonly<Record<string, { readonly recall: number; readonly budget: number; readonly size?: number }>>;
-  readonly watch_time: Readonly<Record<string, number>>;
-  readonly calibration: Readonly<Record<string, readonly CalibrationBucket[]>>;
-  readonly ranker: { readonly modelVersion: string; readonly budget: number; readonly mergedSize: number; readonly seconds: number };
-}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -44,91 +33,31 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Ranks (0-based, after removing history items; ties by item index) of each user's target, -1 for users without one. */
-export function targetRanks(dataset: Dataset, split: LastoutSplit, target: Target, scorer: UserScorer): Int32Array {
-  const numUsers = dataset.users.ids.length;
-  const numItems = dataset.items.ids.length;
-  const ranks = new Int32Array(numUsers).fill(-1);
-  const scores = new Float32Array(numItems);
-  const excluded = new Int32Array(numItems).fill(-1);
-  for (let u = 0; u < numUsers; u++) {
-    const history = historyRows(split, u, target);
-    if (history === null) continue;
-    const row = target === "test" ? split.testRow[u]! : split.valRow[u]!;
-    const item = dataset.events.item[row]!;
-    for (let k = 0; k < history.length; k++) excluded[dataset.events.item[history[k]!]!] = u;
-    scores.fill(0);
-    scorer.score(u, history, dataset.events.timestamp[row]!, scores);
-    const s = scores[item]!;
-    let rank = 0;
-    for (let i = 0; i < numItems; i++) {
-      if (excluded[i] === u) continue;
-      const v = scores[i]!;
-      if (v > s || (v === s && i < item)) rank++;
-    }
-    ranks[u] = rank;
-  }
-  return ranks;
+/** Budgets at which recall is reported: 1, 2, 5, 10, 20, 50, 100, … up to `max`, and `max`. */
+export function budgetSteps(max: number): number[] {
+  const out: number[] = [];
+  for (let decade = 1; decade <= max; decade *= 10) for (const m of [1, 2, 5]) if (m * decade <= max) out.push(m * decade);
+  if (out[out.length - 1] !== max) out.push(max);
+  return out;
 }
 
-/** watch_dcg@k: mean over users with a target of weight · [rank < k] / log2(rank + 2) (weight 1 when missing). */
-export function watchDcg(dataset: Dataset, split: LastoutSplit, target: Target, ranks: Int32Array, k = 10): number {
-  let sum = 0;
-  let users = 0;
-  for (let u = 0; u < ranks.length; u++) {
-    const r = ranks[u]!;
-    if (r < 0) continue;
-    users++;
-    if (r >= k) continue;
-    const row = target === "test" ? split.testRow[u]! : split.valRow[u]!;
-    const w = dataset.events.weight[row]!;
-    sum += (Number.isFinite(w) && w > 0 ? w : 1) / Math.log2(r + 2);
-  }
-  return users > 0 ? sum / users : NaN;
+/** Share of positions in [0, budget). */
+function recallAt(positions: Int32Array, budget: number): number {
+  let hits = 0;
+  for (const p of positions) if (p >= 0 && p < budget) hits++;
+  return positions.length > 0 ? hits / positions.length : NaN;
 }
 
-/** The pipeline part of the readable report: metrics by column, source recall, calibration. */
-export function formatPipelineTable(report: PipelineReport, metricOrder: readonly string[]): string {
-  const columns: [string, Readonly<Record<string, number>>][] = [
-    ["pipeline", report.pipeline],
-    ...(report.pipeline_without_provenance === undefined ? [] : [["no-provenance", report.pipeline_without_provenance] as [string, Readonly<Record<string, number>>]]),
-    ["merged-order", report.merged_order],
-  ];
-  const width = Math.max(14, ...columns.map(([name]) => name.length + 2));
-  const lines = [
-    "",
-    `pipeline  sources → merge (${report.ranker.budget} per source, ${report.ranker.mergedSize} merged) → ranker ${report.ranker.modelVersion}; ` +
-      "items outside the merged list follow in merged order, then by item id",
-    "",
-    "metric".padEnd(14) + columns.map(([name]) => name.padStart(width)).join(""),
-  ];
-  for (const m of [...metricOrder, "watch_dcg@10"]) {
-    lines.push(m.padEnd(14) + columns.map(([, metrics]) => (metrics[m] ?? NaN).toFixed(4).padStart(width)).join(""));
-  }
-  lines.push("", "candidate recall of the test item (the ranker's ceiling):");
-  for (const [name, s] of Object.entries(report.sources)) {
-    lines.push(`  ${name.padEnd(14)} ${s.recall.toFixed(4)}  (${s.size === undefined ? `budget ${s.budget}` : `size ${s.size}`})`);
-  }
-  lines.push("", "calibration (held-out impressions by predicted exp(logit)): predicted / realised odds");
-  for (const [name, buckets] of Object.entries(report.calibration)) {
-    lines.push(`  ${name}: ${buckets.map((b) => `${b.predicted.toPrecision(3)}/${b.realisedOdds.toPrecision(3)}`).join("  ")}`);
-  }
-  return lines.join("\n") + "\n";
-}
-
-/**
- * The pipeline entries of the report, or null when `modelDir` has no ranker. `others` are the
- * scorers already evaluated (model and baselines), for the watch_dcg comparison.
- */
+/** The pipeline's evaluated lists and details, or null when `modelDir` has no ranker. */
 export async function evaluatePipeline(options: {
   readonly dataset: Dataset;
   readonly split: LastoutSplit;
   readonly target: Target;
+  readonly tieOrder: TieOrder;
   readonly modelDir: string;
   readonly bundle: CandidateGenBundle;
-  readonly baselines?: readonly UserScorer[];
   readonly log: (message: string) => void;
-}): Promise<PipelineReport | null> {
+}): Promise<{ results: ScorerResult[]; details: PipelineDetails } | null> {
   const { dataset, split, target, modelDir, bundle, log } = options;
   const mainDir = rankerDir(modelDir, true);
   if (!(await exists(join(mainDir, "manifest.json")))) return null;
@@ -161,29 +90,24 @@ export async function evaluatePipeline(options: {
       },
     });
     log(`pipeline: ${run.users} users through sources, merge and ${rankers.length} ranker(s) in ${run.seconds.toFixed(1)} s; merged recall ${run.merged.recall.toFixed(4)}`);
-    const scorers = [...rankers.map((r) => listScorer(r.name, run.lists.get(r.name)!)), listScorer(MERGED_ORDER, run.lists.get(MERGED_ORDER)!)];
-    const result = evaluateLastout({ dataset, split, target, scorers });
-    const metrics = new Map(result.results.map((r) => [r.name, { ...r.metrics }]));
-    const watch: Record<string, number> = {};
-    const model = createDatasetScorer(bundle, dataset);
-    for (const s of [...scorers, model, ...(options.baselines ?? [])]) {
-      const key = s === model ? "model" : s.name === MERGED_ORDER ? "merged_order" : s.name;
-      watch[key] = watchDcg(dataset, split, target, targetRanks(dataset, split, target, s));
-    }
-    for (const [name, m] of metrics) m["watch_dcg@10"] = watch[name === MERGED_ORDER ? "merged_order" : name]!;
+    const scorers = [...rankers.map((r) => listScorer(r.name, run.lists.get(r.name)!)), listScorer("merged_order", run.lists.get(MERGED_ORDER)!)];
+    const result = evaluateLastout({ dataset, split, target, scorers, tieOrder: options.tieOrder });
     const sources: Record<string, { recall: number; budget: number; size?: number }> = {};
     for (const s of run.sources) sources[s.source] = { recall: s.recall, budget: s.budget };
     sources["merged"] = { recall: run.merged.recall, budget: main.pipeline.budget, size: run.merged.size };
-    const calibration: Record<string, readonly CalibrationBucket[]> = {};
-    for (const [name, c] of run.calibration) calibration[name] = c;
+    const recallByBudget: Record<string, { budget: number; recall: number }[]> = {};
+    for (const [name, positions] of run.targetPositions) {
+      const max = name === "merged" ? main.pipeline.mergedSize : main.pipeline.budget;
+      recallByBudget[name] = budgetSteps(max).map((budget) => ({ budget, recall: recallAt(positions, budget) }));
+    }
     return {
-      pipeline: metrics.get("pipeline")!,
-      ...(metrics.has("pipeline_without_provenance") ? { pipeline_without_provenance: metrics.get("pipeline_without_provenance")! } : {}),
-      merged_order: metrics.get(MERGED_ORDER)!,
-      sources,
-      watch_time: watch,
-      calibration,
-      ranker: { modelVersion: main.modelVersion, budget: main.pipeline.budget, mergedSize: main.pipeline.mergedSize, seconds: run.seconds },
+      results: [...result.results],
+      details: {
+        sources,
+        recall_by_budget: recallByBudget,
+        calibration: Object.fromEntries(run.calibration),
+        ranker: { modelVersion: main.modelVersion, budget: main.pipeline.budget, mergedSize: main.pipeline.mergedSize, seconds: run.seconds, seed: main.trainConfig.seed ?? null },
+      },
     };
   } finally {
     for (const r of rankers) r.ranker.dispose();

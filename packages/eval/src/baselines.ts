@@ -17,6 +17,27 @@ export function mostPopularScorer(dataset: Dataset, rows: Int32Array): UserScore
   };
 }
 
+/**
+ * next-id (a diagnostic, not a model): no learning; the items after the user's last visible item
+ * in item id order, nearest first (the next-higher id scores highest), then everything else tied.
+ * On a log whose same-second bursts are ordered by item id (protocol lastout), the test item is
+ * often the next id after the validation item: this rule's score measures that artifact. Under
+ * lastout-shuffled it should fall to chance.
+ */
+export function nextIdScorer(dataset: Dataset): UserScorer {
+  const numItems = dataset.items.ids.length;
+  const evItem = dataset.events.item;
+  return {
+    name: "next-id",
+    score(_user: number, historyRows: Int32Array, _asOf: number, out: Float32Array): void {
+      out.fill(0);
+      if (historyRows.length === 0) return;
+      const last = evItem[historyRows[historyRows.length - 1]!]!;
+      for (let i = last + 1; i < numItems; i++) out[i] = numItems + 1 - (i - last);
+    },
+  };
+}
+
 export interface ItemKnnOptions {
   /**
    * Keep only each item's `maxNeighbors` most similar items (ties by item index). Default: all
@@ -24,6 +45,8 @@ export interface ItemKnnOptions {
    * grow with the square of co-watches and do not fit at 100k+ items.
    */
   readonly maxNeighbors?: number;
+  /** Scorer name (default "item-knn"). */
+  readonly name?: string;
 }
 
 export interface ItemKnnScorer extends UserScorer {
@@ -133,7 +156,7 @@ export function itemKnnScorer(dataset: Dataset, rows: Int32Array, options: ItemK
 
   const sum = new Float64Array(numItems);
   return {
-    name: "item-knn",
+    name: options.name ?? "item-knn",
     maxNeighbors,
     pairs: total,
     score(_user: number, historyRows: Int32Array, _asOf: number, out: Float32Array): void {

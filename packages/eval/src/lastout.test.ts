@@ -1,6 +1,7 @@
 import { datasetFromEvents, lastoutSplit, type UserScorer } from "@recsys/data";
 import { describe, expect, it } from "vitest";
 import { evaluateLastout, historyRows } from "./lastout.js";
+import { idTieOrder, shuffledTieOrder } from "./tie-order.js";
 
 /** Items "1".."6" (indices 0..5) with fixed scores: 1→5, 2→1, 3→3, 4→3, 5→3, 6→0. */
 const SCORES = [5, 1, 3, 3, 3, 0];
@@ -59,7 +60,7 @@ describe("evaluateLastout", () => {
     expect(r.metrics["coverage@1"]).toBeCloseTo(2 / 6, 12);
   });
 
-  it("passes the visible history and the target time to the scorer", () => {
+  it("passes the visible history and the time of the last visible event (never the target's) to the scorer", () => {
     const seen: { user: string; history: string[]; asOf: number }[] = [];
     const spy: UserScorer = {
       name: "spy",
@@ -69,13 +70,14 @@ describe("evaluateLastout", () => {
     };
     evaluateLastout({ dataset, split, scorers: [spy], target: "test" });
     expect(seen).toEqual([
-      { user: "a", history: ["1", "2", "3"], asOf: 40 },
-      { user: "b", history: ["4", "6"], asOf: 3 },
+      { user: "a", history: ["1", "2", "3"], asOf: 30 },
+      { user: "b", history: ["4", "6"], asOf: 2 },
       { user: "d", history: ["2", "3"], asOf: 3 },
     ]);
     seen.length = 0;
     evaluateLastout({ dataset, split, scorers: [spy], target: "val" });
     expect(seen.map((s) => s.history)).toEqual([["1", "2"], ["4"], ["2"]]);
+    expect(seen.map((s) => s.asOf)).toEqual([20, 1, 1]);
     expect(historyRows(split, 2, "test")).toBeNull();
   });
 
@@ -89,7 +91,7 @@ describe("evaluateLastout", () => {
     }
   });
 
-  it("matches a brute-force full sort on random data with many ties", () => {
+  it.each(["lastout", "lastout-shuffled"])("matches a brute-force full sort on random data with many ties (%s)", (protocol) => {
     let state = 12345;
     const rand = (): number => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 4294967296);
     const events = [];
@@ -100,7 +102,11 @@ describe("evaluateLastout", () => {
     const table = Array.from({ length: d.users.ids.length }, () => Array.from({ length: n }, () => Math.floor(rand() * 4)));
     const scorer: UserScorer = { name: "random", score: (u, _h, _t, out) => out.set(table[u]!) };
     const ks = [1, 3, 10];
-    const got = evaluateLastout({ dataset: d, split: s, scorers: [scorer], target: "test", ks, coverageK: 3 }).results[0]!;
+    const tieOrder = protocol === "lastout" ? idTieOrder(n) : shuffledTieOrder(n, 7);
+    const tie = tieOrder.rank;
+    const got = evaluateLastout({ dataset: d, split: s, scorers: [scorer], target: "test", ks, coverageK: 3, tieOrder }).results[0]!;
+    const ranks: number[] = [];
+    const topCounts = new Array<number>(n).fill(0);
 
     const hits = ks.map(() => 0);
     const ndcg = ks.map(() => 0);
@@ -112,8 +118,9 @@ describe("evaluateLastout", () => {
       if (h === null) continue;
       users++;
       const excluded = new Set(Array.from(h, (r) => d.events.item[r]!));
-      const ranking = [...Array(n).keys()].filter((i) => !excluded.has(i)).sort((a, b) => table[u]![b]! - table[u]![a]! || a - b);
+      const ranking = [...Array(n).keys()].filter((i) => !excluded.has(i)).sort((a, b) => table[u]![b]! - table[u]![a]! || tie[a]! - tie[b]!);
       const rank = ranking.indexOf(d.events.item[s.testRow[u]!]!);
+      ranks.push(rank);
       ks.forEach((k, j) => {
         if (rank < k) {
           hits[j]!++;
@@ -121,7 +128,10 @@ describe("evaluateLastout", () => {
         }
       });
       mrr += 1 / (rank + 1);
-      ranking.slice(0, 3).forEach((i) => covered.add(i));
+      ranking.slice(0, 3).forEach((i) => {
+        covered.add(i);
+        topCounts[i]!++;
+      });
     }
     expect(got.users).toBe(users);
     ks.forEach((k, j) => {
@@ -130,5 +140,7 @@ describe("evaluateLastout", () => {
     });
     expect(got.metrics["mrr"]).toBeCloseTo(mrr / users, 12);
     expect(got.metrics["coverage@3"]).toBeCloseTo(covered.size / n, 12);
+    expect(Array.from(got.ranks)).toEqual(ranks);
+    expect(Array.from(got.topCounts)).toEqual(topCounts);
   });
 });

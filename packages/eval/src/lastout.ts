@@ -1,15 +1,23 @@
 /**
- * Protocol `lastout` of ../shared/PROTOCOL.md, steps 3–5: full-ranking evaluation of UserScorers.
+ * Protocols `lastout` and `lastout-shuffled` of ../shared/PROTOCOL.md, steps 3–5: full-ranking
+ * evaluation of UserScorers.
  *
  * For each evaluated user (one with a test event), the scorer sees the history before the target
  * (target "test": training + validation events; target "val": training events only) and fills a
- * score for every catalogue item. History items are removed; the target's rank is the number of
- * remaining items with a strictly higher score plus those with an equal score and a lower item
- * index (ties by item id ascending, which is item index order). Metrics:
- * HR@k = [rank < k], NDCG@k = 1/log2(rank + 2) if rank < k, MRR = 1/(rank + 1), averaged over
- * users; coverage@k = distinct items in any user's top-k / catalogue size.
+ * score for every catalogue item. The request is served at the **time of the user's last visible
+ * event** (`requestTime`): a live request comes after the user's latest event, and nothing about
+ * the target event (not its item, not its timestamp) reaches the scorer. History items are
+ * removed; the target's rank is the number of remaining items with a strictly higher score plus
+ * those with an equal score that come first in the tie order (item id ascending under `lastout`,
+ * the seeded permutation under `lastout-shuffled`). Metrics: HR@k = [rank < k],
+ * NDCG@k = 1/log2(rank + 2) if rank < k, MRR = 1/(rank + 1), averaged over users;
+ * coverage@k = distinct items in any user's top-k / catalogue size.
+ *
+ * Each result also keeps the per-user ranks (for curves and paired intervals) and how often each
+ * item appeared in a top-`coverageK` list (for coverage and popularity bias).
  */
 import type { Dataset, LastoutSplit, UserScorer } from "@recsys/data";
+import { idTieOrder, type TieOrder } from "./tie-order.js";
 
 export type Target = "test" | "val";
 
@@ -18,9 +26,11 @@ export interface EvaluateOptions {
   readonly split: LastoutSplit;
   readonly scorers: readonly UserScorer[];
   readonly target: Target;
+  /** Order of equal scores (default: item id, protocol lastout). */
+  readonly tieOrder?: TieOrder;
   /** Cut-offs for HR/NDCG (default [10, 50]). */
   readonly ks?: readonly number[];
-  /** Cut-off for coverage (default 10). */
+  /** Cut-off for coverage and the top-k counts (default 10). */
   readonly coverageK?: number;
   /** Called every ~`progressEvery` users (default 1000) with (scorer, users done, users total). */
   readonly onProgress?: (scorer: string, done: number, total: number) => void;
@@ -35,12 +45,18 @@ export interface ScorerResult {
   readonly metrics: Readonly<Record<string, number>>;
   /** Wall-clock seconds spent scoring and ranking. */
   readonly seconds: number;
+  /** 0-based rank of the target of each evaluated user, in `LastoutResult.userIndex` order. */
+  readonly ranks: Int32Array;
+  /** Per item index: number of users whose top-`coverageK` list holds it. */
+  readonly topCounts: Int32Array;
 }
 
 export interface LastoutResult {
-  readonly protocol: "lastout";
+  readonly protocol: TieOrder["protocol"];
   readonly target: Target;
   readonly users: number;
+  /** Dataset user index of each evaluated user (ascending). */
+  readonly userIndex: Int32Array;
   readonly results: readonly ScorerResult[];
 }
 
@@ -60,6 +76,17 @@ export function historyRows(split: LastoutSplit, user: number, target: Target): 
   return split.keptRows.subarray(lo, hi);
 }
 
+/**
+ * The time an offline request is served at: the timestamp of the user's last visible event (the
+ * latest of `historyRows`), as a live request would come after it. Never the target's time.
+ */
+export function requestTime(dataset: Dataset, historyRows: ArrayLike<number>): number {
+  let t = -Infinity;
+  for (let k = 0; k < historyRows.length; k++) t = Math.max(t, dataset.events.timestamp[historyRows[k]!]!);
+  if (t === -Infinity) throw new Error("requestTime: the user has no visible event");
+  return t;
+}
+
 /** Evaluates every scorer on the same users; throws on a non-finite score. */
 export function evaluateLastout(options: EvaluateOptions): LastoutResult {
   const { dataset, split, target } = options;
@@ -69,32 +96,36 @@ export function evaluateLastout(options: EvaluateOptions): LastoutResult {
   const numItems = dataset.items.ids.length;
   const numUsers = dataset.users.ids.length;
   if (split.testRow.length !== numUsers) throw new Error(`evaluateLastout: the split has ${split.testRow.length} users, the dataset ${numUsers}`);
+  const tieOrder = options.tieOrder ?? idTieOrder(numItems);
+  const tie = tieOrder.rank;
+  if (tie.length !== numItems) throw new Error(`evaluateLastout: the tie order has ${tie.length} items, the catalogue ${numItems}`);
   const every = options.progressEvery ?? 1000;
+  const userIndex = Int32Array.from({ length: numUsers }, (_, u) => u).filter((u) => split.testRow[u] !== -1);
 
   const scores = new Float32Array(numItems);
   const excludedBy = new Int32Array(numItems).fill(-1); // user index that excludes the item
   const topItems = new Int32Array(coverageK);
   const topScores = new Float32Array(coverageK);
-  const covered = new Uint8Array(numItems);
   const results: ScorerResult[] = [];
+  // a before b in the ranking (score, then tie order)?
+  const before = (sa: number, a: number, sb: number, b: number): boolean => sa > sb || (sa === sb && tie[a]! < tie[b]!);
 
   for (const scorer of options.scorers) {
     const started = performance.now();
     excludedBy.fill(-1);
-    covered.fill(0);
+    const topCounts = new Int32Array(numItems);
+    const ranks = new Int32Array(userIndex.length);
     const hits = new Float64Array(ks.length);
     const ndcg = new Float64Array(ks.length);
     let mrr = 0;
     let users = 0;
-    for (let u = 0; u < numUsers; u++) {
-      const history = historyRows(split, u, target);
-      if (history === null) continue;
+    for (const u of userIndex) {
+      const history = historyRows(split, u, target)!;
       const targetRow = target === "test" ? split.testRow[u]! : split.valRow[u]!;
       const targetItem = dataset.events.item[targetRow]!;
-      const asOf = dataset.events.timestamp[targetRow]!;
       for (let k = 0; k < history.length; k++) excludedBy[dataset.events.item[history[k]!]!] = u;
       scores.fill(0);
-      scorer.score(u, history, asOf, scores);
+      scorer.score(u, history, requestTime(dataset, history), scores);
 
       const targetScore = scores[targetItem]!;
       let rank = 0;
@@ -108,20 +139,11 @@ export function evaluateLastout(options: EvaluateOptions): LastoutResult {
           );
         }
         if (excludedBy[i] === u) continue;
-        if (s > targetScore || (s === targetScore && i < targetItem)) rank++;
-        // Partial top-k: items arrive in index order, so an equal score never displaces.
-        if (topCount < coverageK) {
-          let p = topCount++;
-          while (p > 0 && topScores[p - 1]! < s) {
-            topScores[p] = topScores[p - 1]!;
-            topItems[p] = topItems[p - 1]!;
-            p--;
-          }
-          topScores[p] = s;
-          topItems[p] = i;
-        } else if (s > topScores[coverageK - 1]!) {
-          let p = coverageK - 1;
-          while (p > 0 && topScores[p - 1]! < s) {
+        if (i !== targetItem && before(s, i, targetScore, targetItem)) rank++;
+        // Partial top-k by (score, tie order).
+        if (topCount < coverageK || before(s, i, topScores[coverageK - 1]!, topItems[coverageK - 1]!)) {
+          let p = topCount < coverageK ? topCount++ : coverageK - 1;
+          while (p > 0 && before(s, i, topScores[p - 1]!, topItems[p - 1]!)) {
             topScores[p] = topScores[p - 1]!;
             topItems[p] = topItems[p - 1]!;
             p--;
@@ -130,7 +152,7 @@ export function evaluateLastout(options: EvaluateOptions): LastoutResult {
           topItems[p] = i;
         }
       }
-      for (let p = 0; p < topCount; p++) covered[topItems[p]!] = 1;
+      for (let p = 0; p < topCount; p++) topCounts[topItems[p]!]!++;
       for (let j = 0; j < ks.length; j++) {
         if (rank < ks[j]!) {
           hits[j]! += 1;
@@ -138,11 +160,11 @@ export function evaluateLastout(options: EvaluateOptions): LastoutResult {
         }
       }
       mrr += 1 / (rank + 1);
-      users++;
+      ranks[users++] = rank;
       if (options.onProgress !== undefined && users % every === 0) options.onProgress(scorer.name, users, split.evaluatedUsers);
     }
     let coveredCount = 0;
-    for (let i = 0; i < numItems; i++) coveredCount += covered[i]!;
+    for (let i = 0; i < numItems; i++) if (topCounts[i]! > 0) coveredCount++;
     const metrics: Record<string, number> = {};
     ks.forEach((k, j) => {
       metrics[`hr@${k}`] = users > 0 ? hits[j]! / users : NaN;
@@ -150,7 +172,7 @@ export function evaluateLastout(options: EvaluateOptions): LastoutResult {
     });
     metrics["mrr"] = users > 0 ? mrr / users : NaN;
     metrics[`coverage@${coverageK}`] = numItems > 0 ? coveredCount / numItems : NaN;
-    results.push({ name: scorer.name, users, metrics, seconds: (performance.now() - started) / 1000 });
+    results.push({ name: scorer.name, users, metrics, seconds: (performance.now() - started) / 1000, ranks, topCounts });
   }
-  return { protocol: "lastout", target, users: split.evaluatedUsers, results };
+  return { protocol: tieOrder.protocol, target, users: split.evaluatedUsers, userIndex, results };
 }

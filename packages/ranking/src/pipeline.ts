@@ -1,14 +1,14 @@
 /**
  * The full two-stage pipeline offline, for protocol lastout (../shared/PROTOCOL.md): for each
- * evaluated user, at the time of their target event, the candidate sources (fed with the allowed
- * training events strictly before that time) nominate and merge candidates, the ranker orders
- * the merged list, and the result is a full ranking of the catalogue:
+ * evaluated user, at the request time (`offlineRequestTime`: the time of the user's last visible
+ * event, as a live request comes after it; never anything of the target event), the candidate
+ * sources (fed with the allowed training events up to that time) nominate and merge candidates,
+ * the ranker orders the merged list, and the result is a full ranking of the catalogue:
  *
  *   1. the merged candidates, by ranker logit (ties by merged position);
  *   2. then the other items the sources listed within their budgets (beyond the merged size), in
  *      the order the merge's round-robin would have continued with ("merged order");
- *   3. then every other item, by item id ascending (the protocol's tie-break: they all get the
- *      same score).
+ *   3. then every other item, in the protocol's tie order (they all get the same score).
  *
  * The run also measures each source's recall of the target at its budget and the merged list's
  * recall (the ceiling the ranker works under), and collects calibration data.
@@ -52,6 +52,12 @@ export interface PipelineRun {
   readonly lists: ReadonlyMap<string, readonly (Int32Array | null)[]>;
   readonly sources: readonly { readonly source: string; readonly budget: number; readonly recall: number; readonly meanLength: number }[];
   readonly merged: { readonly size: number; readonly recall: number; readonly meanLength: number };
+  /**
+   * Per source (and "merged" for the unlimited merge's order), the 0-based position of each served
+   * user's target in its list, -1 when absent: recall at any budget up to the run's is the share
+   * below it.
+   */
+  readonly targetPositions: ReadonlyMap<string, Int32Array>;
   /** Per ranker: impressions bucketed by predicted exp(logit) (10 equal-count buckets). */
   readonly calibration: ReadonlyMap<string, readonly CalibrationBucket[]>;
   readonly seconds: number;
@@ -68,9 +74,15 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
   if (split.testRow.length !== numUsers) throw new Error(`runPipeline: the split has ${split.testRow.length} users, the dataset ${numUsers}`);
   const fed = trainingRows(split, target === "test" ? "test" : "val");
   const targetRow = target === "test" ? split.testRow : split.valRow;
-  const targets: number[] = [];
-  for (let u = 0; u < numUsers; u++) if (targetRow[u]! >= 0) targets.push(targetRow[u]!);
-  const served = timeOrder(events, targets);
+  // Users in order of their request time (then user index); the target's own time plays no part.
+  const askedAt = new Float64Array(numUsers).fill(NaN);
+  const users: number[] = [];
+  for (let u = 0; u < numUsers; u++) {
+    if (targetRow[u]! < 0) continue;
+    askedAt[u] = offlineRequestTime(events, visibleRows(split, u, target));
+    users.push(u);
+  }
+  users.sort((a, b) => askedAt[a]! - askedAt[b]! || a - b);
   const feed = timeOrder(events, fed);
   const stats = sourceItemStats(sources);
   const rng = new Rng(options.seed ?? 1, 31);
@@ -87,26 +99,29 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
   const sourceLength = new Map<string, number>();
   let mergedHits = 0;
   let mergedLength = 0;
+  const positions = new Map<string, Int32Array>();
+  for (const name of [...sources.names, "merged"]) positions.set(name, new Int32Array(users.length).fill(-1));
 
   let fedUpTo = 0;
   let done = 0;
-  for (const row of served) {
-    const user = events.user[row]!;
-    const time = events.timestamp[row]!;
-    while (fedUpTo < feed.length && events.timestamp[feed[fedUpTo]!]! < time) {
+  for (const user of users) {
+    const row = targetRow[user]!;
+    const time = askedAt[user]!;
+    while (fedUpTo < feed.length && events.timestamp[feed[fedUpTo]!]! <= time) {
       sources.observe(eventAt(events, feed[fedUpTo]!));
       fedUpTo++;
     }
-    const lo = split.keptOffsets[user]!;
-    const hi = split.keptOffsets[user + 1]! - (target === "test" ? 1 : 2);
-    const historyRows = split.keptRows.subarray(lo, hi);
+    const historyRows = visibleRows(split, user, target);
     const history = Int32Array.from(historyRows, (r) => events.item[r]!);
     const watched = new Set(history);
     const positive = events.item[row]!;
     const run = sources.run(datasetRequest(dataset, user, history, time, options.budget, { watched }), { mergedSize: options.mergedSize });
     for (const r of run.results) {
       sourceLength.set(r.source, (sourceLength.get(r.source) ?? 0) + r.candidates.length);
-      if (r.candidates.some((c) => c.item === positive)) sourceHits.set(r.source, (sourceHits.get(r.source) ?? 0) + 1);
+      const at = r.candidates.findIndex((c) => c.item === positive);
+      if (at >= 0) sourceHits.set(r.source, (sourceHits.get(r.source) ?? 0) + 1);
+      const column = positions.get(r.source);
+      if (column !== undefined) column[done] = at;
     }
     const merged = run.merged;
     const union = mergeCandidates(run.results, { size: Number.MAX_SAFE_INTEGER, watched, weights: sources.weights });
@@ -117,6 +132,7 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
     const positiveIndex = merged.findIndex((m) => m.item === positive);
     if (positiveIndex >= 0) mergedHits++;
     lists.get(MERGED_ORDER)![user] = Int32Array.from(union, (m) => m.item);
+    positions.get("merged")![done] = union.findIndex((m) => m.item === positive);
 
     const ctx = rankingContextFromDataset(dataset, user, historyRows, time);
     const candidates = rankingCandidates(dataset, merged, stats, time);
@@ -153,21 +169,40 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
       }
     }
     done++;
-    if (options.onProgress !== undefined && done % 200 === 0) options.onProgress(done, served.length);
+    if (options.onProgress !== undefined && done % 200 === 0) options.onProgress(done, users.length);
   }
 
-  const users = served.length;
-  const per = (x: number): number => (users === 0 ? 0 : x / users);
+  const per = (x: number): number => (users.length === 0 ? 0 : x / users.length);
   const calibration = new Map<string, CalibrationBucket[]>();
   for (const [name, c] of calib) calibration.set(name, buckets(c.p, c.w, c.y, 10));
   return {
-    users,
+    users: users.length,
     lists,
     sources: sources.names.map((source) => ({ source, budget: options.budget, recall: per(sourceHits.get(source) ?? 0), meanLength: per(sourceLength.get(source) ?? 0) })),
     merged: { size: options.mergedSize, recall: per(mergedHits), meanLength: per(mergedLength) },
+    targetPositions: positions,
     calibration,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/** The user's visible rows for a target: kept rows before it (training + validation for "test"). */
+function visibleRows(split: LastoutSplit, user: number, target: "test" | "val"): Int32Array {
+  const lo = split.keptOffsets[user]!;
+  const hi = split.keptOffsets[user + 1]! - (target === "test" ? 1 : 2);
+  return split.keptRows.subarray(lo, hi);
+}
+
+/**
+ * The time an offline request is served at: the timestamp of the user's last visible event (a
+ * live request comes after the user's latest event). Nothing of the held-out event — neither its
+ * item nor its timestamp — decides it. @recsys/eval's `requestTime` is the same rule.
+ */
+export function offlineRequestTime(events: Dataset["events"], historyRows: ArrayLike<number>): number {
+  let t = -Infinity;
+  for (let k = 0; k < historyRows.length; k++) t = Math.max(t, events.timestamp[historyRows[k]!]!);
+  if (t === -Infinity) throw new Error("offlineRequestTime: the user has no visible event");
+  return t;
 }
 
 /** Equal-count buckets of impressions sorted by predicted value. */
@@ -197,7 +232,7 @@ export function buckets(predicted: readonly number[], watch: readonly number[], 
 /**
  * A UserScorer over precomputed ranked lists (user → item indices, best first): the item at
  * position k scores (length − k); every other item scores −1, so the evaluator orders them by
- * item id. Exact in float32 for lists shorter than 2^24.
+ * the protocol's tie order. Exact in float32 for lists shorter than 2^24.
  */
 export function listScorer(name: string, lists: readonly (Int32Array | null)[]): UserScorer {
   return {

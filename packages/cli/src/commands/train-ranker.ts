@@ -12,13 +12,16 @@ import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
 import { DEFAULT_RANKER_MODEL_CONFIG, DEFAULT_RANKER_TRAIN_CONFIG, saveRanker, trainRanker } from "@recsys/ranking";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
+import { describeTieOrder } from "@recsys/eval";
+import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
 import { createPipelineSources, DEFAULT_PIPELINE, rankerDir } from "../pipeline-setup.js";
 import { formatDuration } from "../train-progress.js";
 
 const USAGE =
   "usage: recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [--out DIR]\n" +
   "         [--negatives N] [--max-examples N] [--missed drop|keep] [--slate-negatives true|false]\n" +
-  "         [--budget N] [--merged-size N] [--tower W,W] [--dim D] [--lr X] [--embedding-lr X] [--l2 X]";
+  "         [--budget N] [--merged-size N] [--tower W,W] [--dim D] [--lr X] [--embedding-lr X] [--l2 X]\n" +
+  `         ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
   process.stderr.write(`recsys train-ranker: ${message}\n`);
@@ -31,6 +34,7 @@ function usageError(message: string): number {
 
 export async function run(argv: string[]): Promise<number> {
   let args;
+  let protocol;
   try {
     args = parseArgs(argv, {
       dataset: { type: "string", required: true },
@@ -50,7 +54,9 @@ export async function run(argv: string[]): Promise<number> {
       lr: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.learningRate },
       "embedding-lr": { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.embeddingLearningRate },
       l2: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.l2 },
+      ...PROTOCOL_OPTIONS,
     });
+    protocol = protocolOptions(args);
   } catch (err) {
     if (err instanceof UsageError) return usageError(err.message);
     throw err;
@@ -78,7 +84,9 @@ export async function run(argv: string[]): Promise<number> {
 
   const started = performance.now();
   await initBackend();
-  const dataset = await loadDataset(spec);
+  const ordered = inProtocolOrder(await loadDataset(spec), protocol.protocol, protocol.tieSeed);
+  const dataset = ordered.dataset;
+  if (protocol.protocol !== "lastout") log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
   log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
   const bundle = await loadBundle(modelDir);
   try {

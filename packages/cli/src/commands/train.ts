@@ -13,9 +13,11 @@ import { DEFAULT_TRAIN_CONFIG, saveBundle, trainCandidateGen } from "@recsys/can
 import { loadDataset } from "@recsys/data";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
+import { describeTieOrder } from "@recsys/eval";
+import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
 import { formatDuration, progressReporter } from "../train-progress.js";
 
-const USAGE = "usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]";
+const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
   process.stderr.write(`recsys train: ${message}\n`);
@@ -23,6 +25,7 @@ function log(message: string): void {
 
 export async function run(argv: string[]): Promise<number> {
   let args;
+  let protocol;
   try {
     args = parseArgs(argv, {
       dataset: { type: "string", required: true },
@@ -31,7 +34,9 @@ export async function run(argv: string[]): Promise<number> {
       seed: { type: "number", default: DEFAULT_TRAIN_CONFIG.seed },
       holdout: { type: "string", default: "test" },
       threads: { type: "number", default: DEFAULT_TRAIN_CONFIG.threads },
+      ...PROTOCOL_OPTIONS,
     });
+    protocol = protocolOptions(args);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`recsys train: ${err.message}\n${USAGE}\n`);
@@ -64,7 +69,9 @@ export async function run(argv: string[]): Promise<number> {
 
   const started = performance.now();
   await initBackend();
-  const dataset = await loadDataset(spec);
+  const ordered = inProtocolOrder(await loadDataset(spec), protocol.protocol, protocol.tieSeed);
+  const dataset = ordered.dataset;
+  if (protocol.protocol !== "lastout") log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
   log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`);
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
   if (holdout === "none") log("holdout none: training on every event (production); the bundle cannot be evaluated on lastout");
