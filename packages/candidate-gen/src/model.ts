@@ -135,7 +135,9 @@ export class CandidateGenModel {
       tower.push({ w, b: new Float32Array(outDim) });
       inDim = outDim;
     }
-    const attention = config.historyPooling === "attention" ? { query: new Float32Array(d), recency: new Float32Array(space.config.historyLength) } : undefined;
+    // Zeros (alloc may hand out views of shared memory, zero-filled when allocated).
+    const zeros = (n: number): Float32Array => alloc(n).fill(0);
+    const attention = config.historyPooling === "attention" ? { query: zeros(d), recency: zeros(space.config.historyLength) } : undefined;
     return new CandidateGenModel(space, config, { watch, search, categorical, output, tower, ...(attention === undefined ? {} : { attention }) });
   }
 

@@ -130,9 +130,6 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   validateTrainConfig(cfg);
   const modelCfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, ...stripUndefined(modelOpts ?? {}) };
   validateModelConfig(modelCfg);
-  if (modelCfg.historyPooling === "attention" && cfg.threads !== 1) {
-    throw new Error("historyPooling \"attention\" trains with threads 1 only (the two-thread step shares the embedding tables, not the attention parameters)");
-  }
   if (maxSteps !== undefined && (!Number.isInteger(maxSteps) || maxSteps < 1)) throw new Error(`maxSteps must be a positive integer, got ${maxSteps}`);
 
   const split = lastoutSplit(dataset.events, dataset.users.ids.length);

@@ -57,7 +57,6 @@ describe("recsys train", () => {
     expect(await run(["--dataset", "synthetic:users=10,items=10", "--out", "/tmp/x", "--holdout", "train"])).toBe(2);
     expect(await run(["--dataset", "synthetic:users=10,items=10", "--out", "/tmp/x", "--epochs", "0"])).toBe(2);
     expect(await run(["--dataset", "synthetic:users=10,items=10", "--out", "/tmp/x", "--history-pooling", "max"])).toBe(2);
-    expect(await run(["--dataset", "synthetic:users=10,items=10", "--out", "/tmp/x", "--history-pooling", "attention", "--threads", "2"])).toBe(2);
   });
 
   it("trains a bundle with the requested holdout, seed and epochs", async () => {
