@@ -3,7 +3,7 @@
  * padding, equivalence with the mean at initialisation, a planted pattern the mean cannot learn,
  * and the bundle round trip.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { lastoutSplit, Rng, trainingRows } from "@recsys/data";
@@ -238,6 +238,27 @@ describe("attention pooling: training", () => {
 });
 
 describe("attention pooling: bundle", () => {
+  it("loads a bundle written before the option (no historyPooling in its manifest) as mean pooling", async () => {
+    const ds = sequentialDataset({ users: 40, items: 50, eventsPerUser: 8, follow: 0.8, seed: 4 });
+    const result = await trainCandidateGen(ds, { threads: 1, epochs: 1, batchSize: 32, negatives: 10, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8], historyPooling: "mean" } });
+    const dir = await mkdtemp(join(tmpdir(), "cg-old-bundle-"));
+    try {
+      await saveBundle(dir, result);
+      const path = join(dir, "manifest.json");
+      const manifest = JSON.parse(await readFile(path, "utf8")) as { model: Record<string, unknown> };
+      delete manifest.model["historyPooling"];
+      await writeFile(path, JSON.stringify(manifest));
+      const lo = ds.events.userOffsets[3]!;
+      const ctx = contextFromDataset(ds, 3, Int32Array.from([lo, lo + 1, lo + 2]), ds.events.timestamp[lo + 3]!);
+      const tower = await loadUserTower(dir);
+      expect(Array.from(tower.userVector(ctx))).toEqual(Array.from(bundleFromTraining(result).userVector(ctx)));
+      tower.dispose();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      result.model.dispose();
+    }
+  });
+
   it("records the pooling in the manifest and loads the same user vectors (full bundle and user tower)", async () => {
     const ds = sequentialDataset({ users: 50, items: 60, eventsPerUser: 12, follow: 0.8, seed: 3 });
     const result = await trainCandidateGen(ds, {

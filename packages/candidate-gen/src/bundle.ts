@@ -298,7 +298,8 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
   }
   if (manifest.format !== BUNDLE_FORMAT) throw new Error(`model bundle ${dir}: format "${String(manifest.format)}", expected "${BUNDLE_FORMAT}"`);
   const space = await FeatureSpace.fromJSONInSlices(manifest.features);
-  const cfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, ...manifest.model };
+  // A bundle written before the historyPooling option pooled with the mean, whatever today's default.
+  const cfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, historyPooling: "mean", ...manifest.model };
   validateModelConfig(cfg);
   const f = manifest.files;
   if (manifest.itemIds.length !== space.items.size - 1 || f.itemEmbeddings.rows !== manifest.itemIds.length) {
