@@ -299,7 +299,8 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
   if (manifest.format !== BUNDLE_FORMAT) throw new Error(`model bundle ${dir}: format "${String(manifest.format)}", expected "${BUNDLE_FORMAT}"`);
   const space = await FeatureSpace.fromJSONInSlices(manifest.features);
   // A bundle written before the historyPooling option pooled with the mean, whatever today's default.
-  const cfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, historyPooling: "mean", ...manifest.model };
+  const written: Partial<ModelConfig> = manifest.model;
+  const cfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, ...manifest.model, historyPooling: written.historyPooling ?? "mean" };
   validateModelConfig(cfg);
   const f = manifest.files;
   if (manifest.itemIds.length !== space.items.size - 1 || f.itemEmbeddings.rows !== manifest.itemIds.length) {
