@@ -7,8 +7,9 @@
  * tuning); production training uses `--holdout none` (every event). Same seed → same model.
  * `--threads` picks single-threaded (1, the default: the fastest measured on 2 cores with the
  * wasm backend) or two-thread data-parallel (2) training (a seed gives the same model for a
- * given thread count). `--history-pooling` pools the watch history with the paper's average
- * ("mean") or with learned attention weights ("attention"; docs/attention-pooling.md).
+ * given thread count). `--history-pooling` pools the watch history with learned attention
+ * weights ("attention", the default: better on ml-100k validation) or with the paper's average
+ * ("mean"); docs/attention-pooling.md.
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import { DEFAULT_MODEL_CONFIG, DEFAULT_TRAIN_CONFIG, HISTORY_POOLINGS, type HistoryPooling, saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
@@ -19,7 +20,7 @@ import { describeTieOrder } from "@recsys/eval";
 import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
 import { formatDuration, progressReporter } from "../train-progress.js";
 
-const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         [--history-pooling mean|attention]          ${PROTOCOL_USAGE}`;
+const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         [--history-pooling attention|mean] ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
   process.stderr.write(`recsys train: ${message}\n`);
