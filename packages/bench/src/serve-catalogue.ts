@@ -200,7 +200,12 @@ export async function extendBundleToCatalogue(src: string, dst: string, dataset:
   await rm(partial, { recursive: true, force: true });
   await mkdir(partial, { recursive: true });
   const copied = new Set([manifest.files.itemEmbeddings.file, manifest.files.watchEmbeddings.file]);
-  const others = [manifest.files.searchEmbeddings.file, ...manifest.files.categorical.map((f) => f.file), ...new Set(manifest.files.tower.map((l) => l.file))];
+  const others = [
+    manifest.files.searchEmbeddings.file,
+    ...manifest.files.categorical.map((f) => f.file),
+    ...new Set(manifest.files.tower.map((l) => l.file)),
+    ...(manifest.files.attention === undefined ? [] : [manifest.files.attention.file]),
+  ];
   for (const file of others) if (!copied.has(file)) await copyFile(join(src, file), join(partial, file));
   await writeFile(join(partial, manifest.files.itemEmbeddings.file), asBytes(out));
   await writeFile(join(partial, manifest.files.watchEmbeddings.file), asBytes(watch));

@@ -69,7 +69,8 @@ export async function measureTraining(dataset: Dataset, batches: number, warmup:
     holdout: "test",
     epochs: 1000,
     maxSteps: warmup + batches,
-    model: { embeddingDim: REFERENCE_SIZE.embeddingDim, tower: [...REFERENCE_SIZE.tower] },
+    // Mean pooling: the network of the PyTorch reference (the default pools with attention).
+    model: { embeddingDim: REFERENCE_SIZE.embeddingDim, tower: [...REFERENCE_SIZE.tower], historyPooling: "mean" },
     negatives: REFERENCE_SIZE.negatives,
     batchSize: REFERENCE_SIZE.batchSize,
     onProgress,

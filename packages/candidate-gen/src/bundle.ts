@@ -12,6 +12,8 @@
  *   gender_embeddings.f32, occupation_embeddings.f32, geo_embeddings.f32
  *                            categorical embeddings: vocabulary size × categoricalDim
  *   tower.f32                dense layers in order, each W (inDim × outDim, row-major) then b
+ *   attention.f32            (model.historyPooling "attention" only) the query (dim floats), then
+ *                            the recency bias (historyLength floats, most recent watch first)
  *
  * Every .f32 file is a raw little-endian IEEE-754 float32 matrix, row-major, no header; its
  * shape is in manifest.files. The manifest is written last, so a directory with a manifest is
@@ -75,6 +77,8 @@ export interface BundleManifest {
     readonly searchEmbeddings: BundleFile;
     readonly categorical: readonly BundleFile[];
     readonly tower: readonly { readonly file: string; readonly inDim: number; readonly outDim: number }[];
+    /** Present iff model.historyPooling is "attention". */
+    readonly attention?: { readonly file: string; readonly queryDim: number; readonly recencyLength: number };
   };
 }
 
@@ -163,6 +167,10 @@ export function manifestFor(result: TrainResult): BundleManifest {
     add(l.w);
     add(l.b);
   }
+  if (weights.attention !== undefined) {
+    add(weights.attention.query);
+    add(weights.attention.recency);
+  }
   hash.update(JSON.stringify({ model: result.modelConfig, train: result.trainConfig, spec: result.datasetSpec, fp: result.datasetFingerprint, holdout: result.holdout }));
   const now = new Date();
   const stamp = now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
@@ -197,6 +205,9 @@ export function manifestFor(result: TrainResult): BundleManifest {
       searchEmbeddings: { file: "search_embeddings.f32", rows: space.tokens.size, cols: cfg.searchDim },
       categorical: CATEGORICAL_FEATURES.map((f) => ({ file: `${f}_embeddings.f32`, rows: space.categorical(f).size, cols: cfg.categoricalDim })),
       tower,
+      ...(cfg.historyPooling === "attention"
+        ? { attention: { file: "attention.f32", queryDim: d, recencyLength: space.config.historyLength } }
+        : {}),
     },
   };
 }
@@ -236,6 +247,13 @@ export async function saveBundle(dir: string, result: TrainResult): Promise<Bund
     o += l.b.length;
   }
   await writeFile(join(dir, "tower.f32"), bytes(tower));
+  if (f.attention !== undefined) {
+    const a = weights.attention!;
+    const flat = new Float32Array(a.query.length + a.recency.length);
+    flat.set(a.query, 0);
+    flat.set(a.recency, a.query.length);
+    await writeFile(join(dir, f.attention.file), bytes(flat));
+  }
   const tmp = join(dir, "manifest.json.tmp");
   await writeFile(tmp, `${JSON.stringify(manifest, null, 1)}\n`);
   await rename(tmp, join(dir, "manifest.json"));
@@ -280,7 +298,9 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
   }
   if (manifest.format !== BUNDLE_FORMAT) throw new Error(`model bundle ${dir}: format "${String(manifest.format)}", expected "${BUNDLE_FORMAT}"`);
   const space = await FeatureSpace.fromJSONInSlices(manifest.features);
-  const cfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, ...manifest.model };
+  // A bundle written before the historyPooling option pooled with the mean, whatever today's default.
+  const written: Partial<ModelConfig> = manifest.model;
+  const cfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, ...manifest.model, historyPooling: written.historyPooling ?? "mean" };
   validateModelConfig(cfg);
   const f = manifest.files;
   if (manifest.itemIds.length !== space.items.size - 1 || f.itemEmbeddings.rows !== manifest.itemIds.length) {
@@ -314,7 +334,16 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
   }
   // Without the item side the model's output table is the watch table (never read for a user
   // vector; only training and item scoring read it, and a UserTower offers neither).
-  const weights: ModelWeights = { watch, search, categorical, output: output ?? watch, tower };
+  let attention: ModelWeights["attention"];
+  if (cfg.historyPooling === "attention") {
+    const fa = f.attention;
+    if (fa === undefined || fa.queryDim !== cfg.embeddingDim || fa.recencyLength !== space.config.historyLength) {
+      throw new Error(`model bundle ${dir}: historyPooling "attention" needs files.attention with queryDim ${cfg.embeddingDim} and recencyLength ${space.config.historyLength}`);
+    }
+    const flat = await readMatrix(dir, fa.file, 1, fa.queryDim + fa.recencyLength);
+    attention = { query: flat.subarray(0, fa.queryDim), recency: flat.subarray(fa.queryDim) };
+  }
+  const weights: ModelWeights = { watch, search, categorical, output: output ?? watch, tower, ...(attention === undefined ? {} : { attention }) };
   await initBackend();
   const model = CandidateGenModel.fromWeights(space, cfg, weights);
   return new Bundle(manifest, model, itemEmbeddings);

@@ -156,7 +156,8 @@ describe("training step", () => {
   const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), "test");
   const space = fitFeatureSpace(dataset, rows, { historyLength: 4, geoMinCount: 1 });
   const examples = buildExamples(dataset, space, rows, { maxExamplesPerUser: 100, minHistory: 1 });
-  const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu" };
+  // The mean-pooling step (attention pooling's step: attention-pooling.test.ts).
+  const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu", historyPooling: "mean" };
   const negatives = 6;
 
   function setup(seed: number, negs: number[], towerOptimizer: "js" | "tfjs" = "js", matmul: "auto" | "blas" | "tfjs" = "auto", l2 = 0): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {

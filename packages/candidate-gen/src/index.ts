@@ -3,8 +3,8 @@
  * features → ReLU tower → user vector; sampled softmax with logQ correction over output item
  * embeddings; sparse embedding updates in JS, the tower in tfjs; the bundle format.
  */
-export { DEFAULT_MODEL_CONFIG, DEFAULT_TRAIN_CONFIG, validateModelConfig, validateTrainConfig } from "./config.js";
-export type { ModelConfig, TrainConfig, TrainOptions, TrainProgress } from "./config.js";
+export { DEFAULT_MODEL_CONFIG, DEFAULT_TRAIN_CONFIG, HISTORY_POOLINGS, validateModelConfig, validateTrainConfig } from "./config.js";
+export type { HistoryPooling, ModelConfig, TrainConfig, TrainOptions, TrainProgress } from "./config.js";
 export { CandidateGenModel } from "./model.js";
 export type { DenseLayer, ModelWeights } from "./model.js";
 export { SparseTable } from "./sparse.js";

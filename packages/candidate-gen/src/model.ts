@@ -27,6 +27,8 @@ export interface ModelWeights {
   readonly output: Float32Array;
   /** Tower layers: w (inDim × outDim, row-major), b (outDim). */
   readonly tower: readonly { readonly w: Float32Array; readonly b: Float32Array }[];
+  /** Attention pooling only: the query (embeddingDim) and the recency bias (historyLength, [0] = most recent). */
+  readonly attention?: { readonly query: Float32Array; readonly recency: Float32Array };
 }
 
 /**
@@ -37,6 +39,11 @@ export interface ModelWeights {
  *   P(next watch = j) = softmax_j(u · v_j) over the output item embeddings v.
  * Embedding tables live in JavaScript ({@link SparseTable}, sparse updates); the tower runs in
  * tfjs. The same code computes user vectors in training and serving.
+ *
+ * With historyPooling "attention" the watch block of x is Σ_k a_k e_k instead of the mean, with
+ *   s_k = q·e_k / √d + r[age_k],  a = softmax over the k < watchCount valid slots (padding masked),
+ * q a learned query (d floats), r a learned bias per recency (age_k = 0 for the most recent watch,
+ * historyLength entries). Both start at zero, so an untrained attention pool is the mean.
  */
 export class CandidateGenModel {
   readonly watch: SparseTable;
@@ -44,6 +51,9 @@ export class CandidateGenModel {
   readonly categorical: readonly SparseTable[];
   readonly output: SparseTable;
   readonly layers: readonly DenseLayer[];
+  /** Attention pooling's query (1 × embeddingDim) and recency bias (historyLength × 1); null with mean pooling. */
+  readonly attnQuery: SparseTable | null;
+  readonly attnRecency: SparseTable | null;
   /** Width of the tower input x. */
   readonly inputDim: number;
   /** Column offsets of the blocks of x. */
@@ -63,6 +73,18 @@ export class CandidateGenModel {
       (f, j) => new SparseTable(f, space.categorical(f).size, config.categoricalDim, weights.categorical[j]),
     );
     this.output = config.sharedItemEmbeddings ? this.watch : new SparseTable("output", space.items.size, d, weights.output);
+    if (config.historyPooling === "attention") {
+      const n = space.config.historyLength;
+      const a = weights.attention;
+      if (a === undefined || a.query.length !== d || a.recency.length !== n) {
+        throw new Error(`model weights: attention pooling needs a query of ${d} floats and a recency bias of ${n} (historyLength)`);
+      }
+      this.attnQuery = new SparseTable("attention_query", 1, d, a.query);
+      this.attnRecency = new SparseTable("attention_recency", n, 1, a.recency);
+    } else {
+      this.attnQuery = null;
+      this.attnRecency = null;
+    }
     const catStart = d + config.searchDim;
     const contStart = catStart + NUM_CATEGORICAL * config.categoricalDim;
     this.offsets = { watch: 0, search: d, categorical: catStart, continuous: contStart };
@@ -113,7 +135,10 @@ export class CandidateGenModel {
       tower.push({ w, b: new Float32Array(outDim) });
       inDim = outDim;
     }
-    return new CandidateGenModel(space, config, { watch, search, categorical, output, tower });
+    // Zeros (alloc may hand out views of shared memory, zero-filled when allocated).
+    const zeros = (n: number): Float32Array => alloc(n).fill(0);
+    const attention = config.historyPooling === "attention" ? { query: zeros(d), recency: zeros(space.config.historyLength) } : undefined;
+    return new CandidateGenModel(space, config, { watch, search, categorical, output, tower, ...(attention === undefined ? {} : { attention }) });
   }
 
   static fromWeights(space: FeatureSpace, config: ModelConfig, weights: ModelWeights): CandidateGenModel {
@@ -126,7 +151,7 @@ export class CandidateGenModel {
 
   /**
    * Writes the tower input x of batch rows start..end-1 into `x` ((end − start) × inputDim, row-major):
-   * mean-pooled watch and search embeddings (zeros for an empty window), categorical embeddings,
+   * watch embeddings pooled by historyPooling (mean or attention), mean-pooled search embeddings (zeros for an empty window), categorical embeddings,
    * continuous values.
    */
   pool(batch: EncodedBatch, x: Float32Array, start = 0, end = batch.size): void {
@@ -144,7 +169,14 @@ export class CandidateGenModel {
     for (let b = start; b < end; b++) {
       const xo = (b - start) * inDim;
       const wc = batch.watchCount[b]!;
-      if (wc > 0) {
+      if (wc > 0 && this.attnQuery !== null) {
+        const a = this.attentionWeights(batch, b);
+        for (let k = 0; k < wc; k++) {
+          const ro = batch.watchIds[b * n + k]! * d;
+          const ak = a[k]!;
+          for (let c = 0; c < d; c++) x[xo + c]! += ak * wt[ro + c]!;
+        }
+      } else if (wc > 0) {
         const inv = 1 / wc;
         for (let k = 0; k < wc; k++) {
           const ro = batch.watchIds[b * n + k]! * d;
@@ -179,6 +211,44 @@ export class CandidateGenModel {
       for (let c = 0; c < NUM_CONTINUOUS; c++) x[ko + c] = batch.continuous[b * NUM_CONTINUOUS + c]!;
     }
   }
+
+  /**
+   * Attention weights of row b's watch window (attention pooling only): a view of a scratch
+   * buffer, valid until the next call, a[k] for the watchCount[b] valid slots k (oldest first);
+   * slots beyond watchCount (padding) get no weight. Training's backward pass recomputes them
+   * with this same function.
+   */
+  attentionWeights(batch: EncodedBatch, b: number): Float32Array {
+    const q = this.attnQuery!.data;
+    const r = this.attnRecency!.data;
+    const wt = this.watch.data;
+    const d = this.config.embeddingDim;
+    const n = batch.historyLength;
+    const wc = batch.watchCount[b]!;
+    if (wc > this.attnRecency!.rows) throw new Error(`attention pooling: window of ${wc} watches but the recency bias has ${this.attnRecency!.rows} entries`);
+    if (this.attnScratch.length < n) this.attnScratch = new Float32Array(n);
+    const a = this.attnScratch;
+    const scale = 1 / Math.sqrt(d);
+    let m = -Infinity;
+    for (let k = 0; k < wc; k++) {
+      const ro = batch.watchIds[b * n + k]! * d;
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += q[c]! * wt[ro + c]!;
+      const s = dot * scale + r[wc - 1 - k]!;
+      a[k] = s;
+      if (s > m) m = s;
+    }
+    let z = 0;
+    for (let k = 0; k < wc; k++) {
+      const e = Math.exp(a[k]! - m);
+      a[k] = e;
+      z += e;
+    }
+    for (let k = 0; k < wc; k++) a[k]! /= z;
+    return a.subarray(0, wc);
+  }
+
+  private attnScratch = new Float32Array(0);
 
   /**
    * The tower's activations for input x (rows × inputDim): [x, h1, …, u]. Each layer is one fused
@@ -220,6 +290,7 @@ export class CandidateGenModel {
       categorical: this.categorical.map((t) => t.data),
       output: this.output.data,
       tower: this.layers.map((l) => ({ w: l.w.dataSync() as Float32Array, b: l.b.dataSync() as Float32Array })),
+      ...(this.attnQuery === null ? {} : { attention: { query: this.attnQuery.data, recency: this.attnRecency!.data } }),
     };
   }
 

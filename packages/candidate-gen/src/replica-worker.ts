@@ -44,6 +44,7 @@ async function main(data: ReplicaWorkerData): Promise<void> {
       categorical: [table("gender"), table("occupation"), table("geo")],
       output: data.model.sharedItemEmbeddings ? watch : table("output"),
       tower: data.tower,
+      ...(data.model.historyPooling === "attention" ? { attention: { query: table("attention_query"), recency: table("attention_recency") } } : {}),
     });
     const tables = tablesInOrder(model, shapes);
     tables.forEach((t, i) => t.attachState(optimizer, views.state[i]![0], views.state[i]![1]));

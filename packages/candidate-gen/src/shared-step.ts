@@ -30,7 +30,7 @@ export const CTRL = {
 
 export const STOP = -1;
 
-/** Tables in a fixed order: watch, search, categorical…, output (absent when shared with watch). */
+/** Tables in a fixed order: watch, search, categorical…, output (absent when shared with watch), attention query and recency (attention pooling only). */
 export interface TableShape {
   readonly name: string;
   readonly rows: number;
@@ -82,6 +82,10 @@ export function tableShapes(space: FeatureSpace, config: ModelConfig, batchSize:
     { name: "geo", rows: space.geo.size, dim: config.categoricalDim, maxTouched: Math.min(space.geo.size, batchSize) },
   ];
   if (!config.sharedItemEmbeddings) shapes.push({ name: "output", rows: space.items.size, dim: config.embeddingDim, maxTouched: Math.min(space.items.size, batchSize + negatives) });
+  if (config.historyPooling === "attention") {
+    shapes.push({ name: "attention_query", rows: 1, dim: config.embeddingDim, maxTouched: 1 });
+    shapes.push({ name: "attention_recency", rows: n, dim: 1, maxTouched: n });
+  }
   return shapes;
 }
 
@@ -171,6 +175,10 @@ export function tablesInOrder(model: CandidateGenModel, shapes: readonly TableSh
         return model.search;
       case "output":
         return model.output;
+      case "attention_query":
+        return model.attnQuery!;
+      case "attention_recency":
+        return model.attnRecency!;
       default: {
         const j = ["gender", "occupation", "geo"].indexOf(s.name);
         if (j < 0) throw new Error(`unknown table ${s.name}`);

@@ -90,3 +90,36 @@ export function sequentialDataset(o: SequentialOptions): Dataset {
     report: { counts: { events: n }, warnings: [] },
   };
 }
+
+/**
+ * A dataset whose next watch depends on the most recent watch only: each user's events come in
+ * pairs (a, π(a)), a drawn at random among the items the user has not watched yet and π a fixed
+ * random permutation of the items, one event per minute. Every lastout test event (the last one)
+ * is a π(a) of the watch just before it; the rest of a long history is noise for it, so the mean
+ * of the window dilutes the one watch that matters (1/historyLength of the pooled vector).
+ * `eventsPerUser` must be even.
+ */
+export function lastWatchDataset(o: { readonly users: number; readonly items: number; readonly eventsPerUser: number; readonly seed: number }): Dataset {
+  if (o.eventsPerUser % 2 !== 0 || 2 * o.eventsPerUser > o.items) throw new Error("lastWatchDataset: eventsPerUser must be even and at most items / 2");
+  const base = sequentialDataset({ users: o.users, items: o.items, eventsPerUser: o.eventsPerUser, follow: 0, seed: o.seed });
+  const rng = new Rng(o.seed, 101);
+  const perm = Array.from({ length: o.items }, (_, i) => i);
+  for (let i = o.items - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+  }
+  const item = base.events.item;
+  let r = 0;
+  for (let u = 0; u < o.users; u++) {
+    const seen = new Set<number>();
+    for (let k = 0; k < o.eventsPerUser; k += 2) {
+      let a = rng.int(o.items);
+      while (seen.has(a) || seen.has(perm[a]!) || perm[a] === a) a = (a + 1) % o.items;
+      seen.add(a);
+      seen.add(perm[a]!);
+      item[r++] = a;
+      item[r++] = perm[a]!;
+    }
+  }
+  return { ...base, spec: `test:last-watch:users=${o.users},items=${o.items},seed=${o.seed}`, fingerprint: `lastwatch-${o.users}-${o.items}-${o.eventsPerUser}-${o.seed}` };
+}

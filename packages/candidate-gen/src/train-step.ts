@@ -92,7 +92,8 @@ const MASKED = -1e9;
  *       Every matmul has untransposed operands (transposes are explicit or built in JS), which
  *       keeps tfjs-wasm on its XNNPACK kernel; its transposed-operand kernel is ~10x slower.
  * JS:   ∂x is scattered into the touched watch / search / categorical rows (÷ window size for
- *       the mean pooling) and ∂V⁻ into the negatives' output rows: sparse gradients.
+ *       the mean pooling; through the softmax weights for attention pooling, see
+ *       scatterAttention) and ∂V⁻ into the negatives' output rows: sparse gradients.
  */
 export class TrainStep {
   private readonly x: Float32Array;
@@ -462,7 +463,8 @@ export class TrainStep {
     for (let b = start; b < end; b++) {
       const xo = (b - start) * inDim;
       const wc = batch.watchCount[b]!;
-      for (let k = 0; k < wc; k++) model.watch.addGrad(batch.watchIds[b * n + k]!, dx, xo + model.offsets.watch, 1 / wc);
+      if (model.attnQuery !== null) this.scatterAttention(batch, b, dx, xo + model.offsets.watch);
+      else for (let k = 0; k < wc; k++) model.watch.addGrad(batch.watchIds[b * n + k]!, dx, xo + model.offsets.watch, 1 / wc);
       const sc = batch.searchCount[b]!;
       for (let k = 0; k < sc; k++) model.search.addGrad(batch.searchIds[b * m + k]!, dx, xo + model.offsets.search, 1 / sc);
       for (let j = 0; j < NUM_CATEGORICAL; j++) {
@@ -470,6 +472,46 @@ export class TrainStep {
       }
     }
   }
+
+  /**
+   * Backward of attention pooling for row b, g = ∂(pooled watch vector) at dx[go ..]:
+   *   p = Σ a_k e_k, s_k = q·e_k/√d + r[age_k], a = softmax(s)
+   *   ∂e_k = a_k g + ∂s_k q/√d,  ∂s_k = a_k (g·e_k − g·p),  ∂q = Σ ∂s_k e_k/√d,  ∂r[age_k] = ∂s_k.
+   * The weights are recomputed by the model's own attentionWeights (the forward's code).
+   */
+  private scatterAttention(batch: EncodedBatch, b: number, dx: Float32Array, go: number): void {
+    const model = this.model;
+    const query = model.attnQuery!;
+    const recency = model.attnRecency!;
+    const d = model.dim;
+    const n = batch.historyLength;
+    const wc = batch.watchCount[b]!;
+    if (wc === 0) return;
+    const a = model.attentionWeights(batch, b);
+    const wt = model.watch.data;
+    const ge = this.attnGe.length >= wc ? this.attnGe : (this.attnGe = new Float32Array(n));
+    let gp = 0;
+    for (let k = 0; k < wc; k++) {
+      const ro = batch.watchIds[b * n + k]! * d;
+      let dot = 0;
+      for (let c = 0; c < d; c++) dot += dx[go + c]! * wt[ro + c]!;
+      ge[k] = dot;
+      gp += a[k]! * dot;
+    }
+    const scale = 1 / Math.sqrt(d);
+    const one = this.attnOne;
+    for (let k = 0; k < wc; k++) {
+      const id = batch.watchIds[b * n + k]!;
+      const ds = a[k]! * (ge[k]! - gp);
+      model.watch.addGrad(id, dx, go, a[k]!);
+      model.watch.addGrad(id, query.data, 0, ds * scale);
+      query.addGrad(0, wt, id * d, ds * scale);
+      recency.addGrad(wc - 1 - k, one, 0, ds);
+    }
+  }
+
+  private attnGe = new Float32Array(0);
+  private readonly attnOne = new Float32Array([1]);
 
   /** Adam step on the tower with gradient tensors [∂W₀, ∂b₀, …]; disposes them. */
   applyTowerGrads(towerGrads: tf.Tensor[]): void {
@@ -522,6 +564,8 @@ export class TrainStep {
     model.search.apply(emb, partition);
     for (const table of model.categorical) table.apply(emb, partition);
     if (model.output !== model.watch) model.output.apply(emb, partition);
+    model.attnQuery?.apply(emb, partition);
+    model.attnRecency?.apply(emb, partition);
     this.tick("sparse_update", t);
   }
 
@@ -529,6 +573,8 @@ export class TrainStep {
   clearSparseGrads(): void {
     const model = this.model;
     for (const table of [model.watch, model.search, model.output, ...model.categorical]) table.clearGrad();
+    model.attnQuery?.clearGrad();
+    model.attnRecency?.clearGrad();
   }
 
   /** A whole single-threaded step on all rows: forward/backward, then the updates. Returns the mean loss. */

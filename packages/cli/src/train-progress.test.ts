@@ -56,19 +56,24 @@ describe("recsys train", () => {
     expect(await run(["--dataset", "synthetic:users=10,items=10"])).toBe(2);
     expect(await run(["--dataset", "synthetic:users=10,items=10", "--out", "/tmp/x", "--holdout", "train"])).toBe(2);
     expect(await run(["--dataset", "synthetic:users=10,items=10", "--out", "/tmp/x", "--epochs", "0"])).toBe(2);
+    expect(await run(["--dataset", "synthetic:users=10,items=10", "--out", "/tmp/x", "--history-pooling", "max"])).toBe(2);
   });
 
   it("trains a bundle with the requested holdout, seed and epochs", async () => {
     const dir = await mkdtemp(join(tmpdir(), "recsys-train-"));
     try {
-      const code = await run(["--dataset", "synthetic:users=150,items=80,seed=3", "--out", dir, "--epochs", "1", "--seed", "5", "--holdout", "val"]);
+      const code = await run(["--dataset", "synthetic:users=150,items=80,seed=3", "--out", dir, "--epochs", "1", "--seed", "5", "--holdout", "val", "--history-pooling", "attention"]);
       expect(code).toBe(0);
       const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as {
         holdout: string;
         datasetSpec: string;
         trainConfig: { seed: number; epochs: number };
         train: { epochs: number };
+        model: { historyPooling: string };
+        files: { attention?: { file: string } };
       };
+      expect(manifest.model.historyPooling).toBe("attention");
+      expect(manifest.files.attention?.file).toBe("attention.f32");
       expect(manifest.holdout).toBe("val");
       expect(manifest.datasetSpec).toBe("synthetic:users=150,items=80,seed=3");
       expect(manifest.trainConfig.seed).toBe(5);

@@ -7,9 +7,12 @@
  * tuning); production training uses `--holdout none` (every event). Same seed → same model.
  * `--threads` picks single-threaded (1, the default: the fastest measured on 2 cores with the
  * wasm backend) or two-thread data-parallel (2) training (a seed gives the same model for a
- * given thread count). Progress goes to stderr; the last stdout line is a one-line summary.
+ * given thread count). `--history-pooling` pools the watch history with learned attention
+ * weights ("attention", the default: better on ml-100k validation) or with the paper's average
+ * ("mean"); docs/attention-pooling.md.
+ * Progress goes to stderr; the last stdout line is a one-line summary.
  */
-import { DEFAULT_TRAIN_CONFIG, saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
+import { DEFAULT_MODEL_CONFIG, DEFAULT_TRAIN_CONFIG, HISTORY_POOLINGS, type HistoryPooling, saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
 import { loadDataset } from "@recsys/data";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
@@ -17,7 +20,7 @@ import { describeTieOrder } from "@recsys/eval";
 import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
 import { formatDuration, progressReporter } from "../train-progress.js";
 
-const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         ${PROTOCOL_USAGE}`;
+const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         [--history-pooling attention|mean] ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
   process.stderr.write(`recsys train: ${message}\n`);
@@ -34,6 +37,7 @@ export async function run(argv: string[]): Promise<number> {
       seed: { type: "number", default: DEFAULT_TRAIN_CONFIG.seed },
       holdout: { type: "string", default: "test" },
       threads: { type: "number", default: DEFAULT_TRAIN_CONFIG.threads },
+      "history-pooling": { type: "string", default: DEFAULT_MODEL_CONFIG.historyPooling },
       ...PROTOCOL_OPTIONS,
     });
     protocol = protocolOptions(args);
@@ -50,6 +54,11 @@ export async function run(argv: string[]): Promise<number> {
   const epochs = Number(args["epochs"]);
   const seed = Number(args["seed"]);
   const threads = Number(args["threads"]);
+  const historyPooling = String(args["history-pooling"]) as HistoryPooling;
+  if (!HISTORY_POOLINGS.includes(historyPooling)) {
+    process.stderr.write(`recsys train: --history-pooling must be mean or attention, got '${historyPooling}'\n${USAGE}\n`);
+    return 2;
+  }
   if (threads !== 1 && threads !== 2) {
     process.stderr.write(`recsys train: --threads must be 1 or 2, got ${threads}\n${USAGE}\n`);
     return 2;
@@ -77,7 +86,7 @@ export async function run(argv: string[]): Promise<number> {
   if (holdout === "none") log("holdout none: training on every event (production); the bundle cannot be evaluated on lastout");
 
   const progress = progressReporter();
-  const result = await trainCandidateGen(dataset, { holdout, epochs, seed, threads, onProgress: (p) => progress.update(p) });
+  const result = await trainCandidateGen(dataset, { holdout, epochs, seed, threads, model: { historyPooling }, onProgress: (p) => progress.update(p) });
   progress.done();
   const s = result.stats;
   log(`${s.examples} examples, ${s.steps} steps in ${formatDuration(s.seconds)} (${Math.round(s.examplesPerSecond)} examples/s on ${s.backend}, ${s.threads} thread${s.threads === 1 ? "" : "s"}), final loss ${s.finalLoss.toFixed(4)}`);
