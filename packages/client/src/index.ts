@@ -16,6 +16,7 @@ export { ErrorCode, GRPC_STATUS, RecsysError, errorCodeOf, isRecsysError, toRecs
 export { impressionEvents, searchEvent, watchEvent, type ImpressionOptions, type UserEventInit } from "./events.js";
 export { DEFAULT_RETRY_POLICY, backoffMs, type RetryPolicy } from "./retry.js";
 export {
+  MAX_CATALOGUE_ITEMS,
   MAX_RECOMMEND_COUNT,
   MAX_RECORD_EVENTS,
   type RecommendRequest,
@@ -24,4 +25,11 @@ export {
   type RecordEventsRequest,
   type RecordEventsResponse,
   type UserEvent,
+  type CatalogueItem,
+  type CatalogueServiceDeleteItemsRequest,
+  type CatalogueServiceDeleteItemsResponse,
+  type CatalogueServiceGetItemsRequest,
+  type CatalogueServiceGetItemsResponse,
+  type CatalogueServiceUpsertItemsRequest,
+  type CatalogueServiceUpsertItemsResponse,
 } from "@recsys/gen";
