@@ -195,6 +195,29 @@ describe("gateway: Connect JSON in front of the orchestrator", () => {
     expect(await empty.json()).toEqual({ code: "invalid_argument", message: "items is empty" });
   });
 
+  it("does not serve CatalogueService with GATEWAY_CATALOGUE=false (a public gateway)", async () => {
+    const readOnly = await startGateway(
+      loadConfig(configSchema, {
+        ORCHESTRATOR_ADDRESS: fake.address,
+        GATEWAY_HOST: "127.0.0.1",
+        GATEWAY_PORT: "0",
+        METRICS_PORT: "0",
+        LOG_LEVEL: "silent",
+        GATEWAY_CATALOGUE: "false",
+      }),
+    );
+    try {
+      const json = { method: "POST", headers: { "content-type": "application/json" } };
+      const upload = await fetch(`${readOnly.url}${UPSERT_ITEMS}`, { ...json, body: '{"items": [{"itemId": "x"}]}' });
+      expect(upload.status).toBe(404);
+      const recommend = await fetch(`${readOnly.url}${RECOMMEND}`, { ...json, body: '{"userId": "1", "count": 1}' });
+      expect(recommend.status).toBe(200);
+      expect(fake.calls.map((call) => call.method)).toEqual(["Recommend"]);
+    } finally {
+      await readOnly.stop();
+    }
+  });
+
   it("retries the idempotent catalogue writes on UNAVAILABLE (RecordEvents is not)", async () => {
     let left = 1;
     fake.deleteItems = (request, context) => {

@@ -31,6 +31,8 @@ export interface GatewayOptions {
   /** Origins allowed to call from a browser ("*" for any); empty: no CORS headers. */
   readonly corsOrigins: readonly string[];
   readonly maxBodyBytes: number;
+  /** Serve CatalogueService too (writes to the catalogue). Default true. */
+  readonly catalogue?: boolean;
   readonly logger: Logger;
   readonly metrics?: RpcMetrics;
   /** False once the gateway is draining: /healthz then answers 503. */
@@ -93,7 +95,9 @@ export function createGatewayHandler(options: GatewayOptions): NodeHandler {
         return implementation;
       };
       router.service(RecommenderService, implementationOf(RecommenderService.method) as ServiceImpl<typeof RecommenderService>);
-      router.service(CatalogueService, implementationOf(CatalogueService.method) as ServiceImpl<typeof CatalogueService>);
+      if (options.catalogue ?? true) {
+        router.service(CatalogueService, implementationOf(CatalogueService.method) as ServiceImpl<typeof CatalogueService>);
+      }
     },
   });
   const anyOrigin = options.corsOrigins.includes("*");
