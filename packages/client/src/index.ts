@@ -14,6 +14,8 @@ export {
 } from "./client.js";
 export { ErrorCode, GRPC_STATUS, RecsysError, errorCodeOf, isRecsysError, toRecsysError } from "./errors.js";
 export { impressionEvents, searchEvent, watchEvent, type ImpressionOptions, type UserEventInit } from "./events.js";
+/** Builds a `google.protobuf.Timestamp` (e.g. a catalogue item's `uploadedAt`) from a Date. */
+export { timestampFromDate } from "@bufbuild/protobuf/wkt";
 export { DEFAULT_RETRY_POLICY, backoffMs, type RetryPolicy } from "./retry.js";
 export {
   MAX_CATALOGUE_ITEMS,
