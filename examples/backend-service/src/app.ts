@@ -161,7 +161,9 @@ export function createApp(recsys: RecsysClient, options: AppOptions = {}): Handl
       !(body.tags === undefined || (Array.isArray(body.tags) && body.tags.every((tag) => typeof tag === "string"))) ||
       !(body.seconds === undefined || typeof body.seconds === "number")
     ) {
-      json(response, 400, { error: 'expected {"id": string, "title"?: string, "tags"?: string[], "channel"?: string, "seconds"?: number}' });
+      json(response, 400, {
+        error: 'expected {"id": string, "title"?: string, "tags"?: string[], "channel"?: string, "seconds"?: number}',
+      });
       return;
     }
     const answer = await recsys.upsertItems(
@@ -195,8 +197,7 @@ export function createApp(recsys: RecsysClient, options: AppOptions = {}): Handl
     else if (request.method === "POST" && url.pathname === "/api/items") work = upload(request, response);
     else if (request.method === "DELETE" && url.pathname.startsWith("/api/items/") && url.pathname.length > "/api/items/".length) {
       work = takeDown(decodeURIComponent(url.pathname.slice("/api/items/".length)), response);
-    }
-    else if (request.method === "GET" && url.pathname === "/") {
+    } else if (request.method === "GET" && url.pathname === "/") {
       response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(PAGE);
       return;
     } else if (request.method === "GET" && url.pathname === "/healthz") {

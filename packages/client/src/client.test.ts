@@ -1,6 +1,15 @@
 import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ErrorCode, IDEMPOTENT, timestampFromDate, RecsysError, createRecsysClient, isRecsysError, type RecsysClient, type RetryEvent } from "./index.js";
+import {
+  ErrorCode,
+  IDEMPOTENT,
+  timestampFromDate,
+  RecsysError,
+  createRecsysClient,
+  isRecsysError,
+  type RecsysClient,
+  type RetryEvent,
+} from "./index.js";
 import { invalidArgument, startFakeRecommender, unavailable, type FakeRecommender } from "./testing/index.js";
 
 let fake: FakeRecommender;

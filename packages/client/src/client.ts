@@ -72,7 +72,10 @@ export const IDEMPOTENT = {
 
 /** The service that serves each method. */
 const SERVICE_OF: Readonly<Record<MethodName, "recommender" | "catalogue">> = {
-  ...(Object.fromEntries(Object.keys(RecommenderService.method).map((key) => [key, "recommender"])) as Record<keyof RecommenderApi, "recommender">),
+  ...(Object.fromEntries(Object.keys(RecommenderService.method).map((key) => [key, "recommender"])) as Record<
+    keyof RecommenderApi,
+    "recommender"
+  >),
   ...(Object.fromEntries(Object.keys(CatalogueService.method).map((key) => [key, "catalogue"])) as Record<keyof CatalogueApi, "catalogue">),
 };
 

@@ -175,14 +175,23 @@ describe("gateway: Connect JSON in front of the orchestrator", () => {
 
   it("uploads, reads back and takes down an item as JSON (CatalogueService)", async () => {
     const upserted = await post(UPSERT_ITEMS, {
-      items: [{ itemId: "v-1", title: "Cats at play", tags: ["cats"], channel: "ch-a", uploadedAt: "2026-12-01T10:00:00Z", durationSeconds: 95 }],
+      items: [
+        { itemId: "v-1", title: "Cats at play", tags: ["cats"], channel: "ch-a", uploadedAt: "2026-12-01T10:00:00Z", durationSeconds: 95 },
+      ],
     });
     expect(upserted.status).toBe(200);
     expect(await upserted.json()).toEqual({ upserted: 1, embedded: 1 });
     const read = await post(GET_ITEMS, { item_ids: ["v-1", "nope"] });
     const body = (await read.json()) as { items: Array<Record<string, unknown>>; deletedItemIds?: string[] };
     expect(body.items).toHaveLength(1);
-    expect(body.items[0]).toMatchObject({ itemId: "v-1", title: "Cats at play", tags: ["cats"], channel: "ch-a", uploadedAt: "2026-12-01T10:00:00Z", durationSeconds: 95 });
+    expect(body.items[0]).toMatchObject({
+      itemId: "v-1",
+      title: "Cats at play",
+      tags: ["cats"],
+      channel: "ch-a",
+      uploadedAt: "2026-12-01T10:00:00Z",
+      durationSeconds: 95,
+    });
     expect(body.items[0]!.updatedAt).toMatch(/^20\d\d-/);
     expect(body.deletedItemIds).toBeUndefined();
 

@@ -173,7 +173,10 @@ export async function startFakeRecommender(): Promise<FakeRecommender> {
     stage: "fake_orchestrator",
     config: testConfig({ DRAIN_TIMEOUT: 200, SHUTDOWN_TIMEOUT: 200 }),
     services: [
-      implement(RecommenderService, handlersOf(RecommenderService.method) as unknown as ServiceImplementation<typeof RecommenderService.method>),
+      implement(
+        RecommenderService,
+        handlersOf(RecommenderService.method) as unknown as ServiceImplementation<typeof RecommenderService.method>,
+      ),
       implement(CatalogueService, handlersOf(CatalogueService.method) as unknown as ServiceImplementation<typeof CatalogueService.method>),
     ],
   });
