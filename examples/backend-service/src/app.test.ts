@@ -162,6 +162,47 @@ describe("examples/backend-service against a running stack", () => {
   });
 });
 
+describe("examples/backend-service: the catalogue against the running orchestrator", () => {
+  it("uploads an item (readable through the gateway's GetItems) and takes it down", async () => {
+    const uploaded = await fetch(`${exampleUrl}/api/items`, {
+      method: "POST",
+      body: JSON.stringify({ id: "example-upload-1", title: "A new upload", tags: ["example"], channel: "example-channel", seconds: 95 }),
+    });
+    expect(uploaded.status).toBe(201);
+    expect(await uploaded.json()).toMatchObject({ id: "example-upload-1" });
+
+    const getItems = async (): Promise<{ items?: Array<Record<string, unknown>>; deletedItemIds?: string[] }> => {
+      const { stdout } = await run("curl", [
+        "-sS",
+        "--fail-with-body",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        '{"itemIds": ["example-upload-1"]}',
+        `${gateway!.url}/recsys.v1.CatalogueService/GetItems`,
+      ]);
+      return JSON.parse(stdout) as { items?: Array<Record<string, unknown>>; deletedItemIds?: string[] };
+    };
+    const stored = await getItems();
+    expect(stored.items).toHaveLength(1);
+    expect(stored.items![0]).toMatchObject({
+      itemId: "example-upload-1",
+      title: "A new upload",
+      tags: ["example"],
+      channel: "example-channel",
+      durationSeconds: 95,
+    });
+
+    const taken = await fetch(`${exampleUrl}/api/items/example-upload-1`, { method: "DELETE" });
+    expect(taken.status).toBe(204);
+    expect(await getItems()).toEqual({ deletedItemIds: ["example-upload-1"] });
+
+    const bad = await fetch(`${exampleUrl}/api/items`, { method: "POST", body: '{"id": ""}' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: "INVALID_ARGUMENT", error: expect.stringContaining("item_id") });
+  });
+});
+
 describe("gateway in front of the same orchestrator", () => {
   it("answers the README's curl line with the JSON of RecommendResponse", async () => {
     const { stdout } = await run("curl", [

@@ -4,6 +4,9 @@
  *
  *   GET  /api/recommendations?user=17&count=10   the user's list, as JSON for the page
  *   POST /api/watch  {"user": "17", "item": "42", "seconds": 120}   the user watched an item
+ *   POST /api/items  {"id": "v-42", "title": "…", "tags": ["cats"], "channel": "ch-a", "seconds": 95}
+ *                                                 a creator uploaded an item (UpsertItems)
+ *   DELETE /api/items/<id>                        the item is taken down (DeleteItems)
  *   GET  /                                        a page that shows the list
  *   GET  /healthz
  *
@@ -14,16 +17,20 @@
  *   what was shown and not watched;
  * - errors switched on by code: the caller's mistakes are 400s, recsys being down or slow is a 503
  *   the page answers with its fallback (and the retries of Recommend are the client's);
- * - RecordEvents is not retried (a watch recorded twice would count twice).
+ * - RecordEvents is not retried (a watch recorded twice would count twice);
+ * - the catalogue writes get a longer deadline (they reach every retrieval shard) and are retried
+ *   by the client (idempotent); the upload time is sent, so a retry stores the same item.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { ErrorCode, isRecsysError, watchEvent, type RecsysClient } from "@recsys/client";
+import { ErrorCode, isRecsysError, timestampFromDate, watchEvent, type RecsysClient } from "@recsys/client";
 
 export interface AppOptions {
   /** Deadline of a Recommend call, ms. Default 300. */
   readonly recommendTimeoutMs?: number;
   /** Deadline of a RecordEvents call, ms. Default 1000. */
   readonly recordTimeoutMs?: number;
+  /** Deadline of an UpsertItems / DeleteItems call, ms. Default 10 000. */
+  readonly catalogueTimeoutMs?: number;
   /** Where errors that do not reach the page are reported. Default: stderr. */
   readonly log?: (message: string) => void;
 }
@@ -95,6 +102,7 @@ form.onsubmit = async (event) => {
 export function createApp(recsys: RecsysClient, options: AppOptions = {}): Handler {
   const recommendTimeoutMs = options.recommendTimeoutMs ?? 300;
   const recordTimeoutMs = options.recordTimeoutMs ?? 1000;
+  const catalogueTimeoutMs = options.catalogueTimeoutMs ?? 10_000;
   const log = options.log ?? ((message: string) => process.stderr.write(`${message}\n`));
 
   async function recommendations(url: URL, response: ServerResponse): Promise<void> {
@@ -137,12 +145,59 @@ export function createApp(recsys: RecsysClient, options: AppOptions = {}): Handl
     response.writeHead(204).end();
   }
 
+  async function upload(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    let body: { id?: unknown; title?: unknown; tags?: unknown; channel?: unknown; seconds?: unknown };
+    try {
+      body = (await readJson(request)) as typeof body;
+    } catch (error) {
+      json(response, 400, { error: `expected a JSON body: ${error instanceof Error ? error.message : String(error)}` });
+      return;
+    }
+    const optionalString = (value: unknown): boolean => value === undefined || typeof value === "string";
+    if (
+      typeof body?.id !== "string" ||
+      !optionalString(body.title) ||
+      !optionalString(body.channel) ||
+      !(body.tags === undefined || (Array.isArray(body.tags) && body.tags.every((tag) => typeof tag === "string"))) ||
+      !(body.seconds === undefined || typeof body.seconds === "number")
+    ) {
+      json(response, 400, {
+        error: 'expected {"id": string, "title"?: string, "tags"?: string[], "channel"?: string, "seconds"?: number}',
+      });
+      return;
+    }
+    const answer = await recsys.upsertItems(
+      {
+        items: [
+          {
+            itemId: body.id,
+            title: (body.title as string | undefined) ?? "",
+            tags: (body.tags as string[] | undefined) ?? [],
+            channel: (body.channel as string | undefined) ?? "",
+            uploadedAt: timestampFromDate(new Date()),
+            ...(body.seconds === undefined ? {} : { durationSeconds: body.seconds as number }),
+          },
+        ],
+      },
+      { timeoutMs: catalogueTimeoutMs },
+    );
+    json(response, 201, { id: body.id, embedded: answer.embedded === 1 });
+  }
+
+  async function takeDown(id: string, response: ServerResponse): Promise<void> {
+    await recsys.deleteItems({ itemIds: [id] }, { timeoutMs: catalogueTimeoutMs });
+    response.writeHead(204).end();
+  }
+
   return (request, response) => {
     const url = new URL(request.url ?? "/", "http://localhost");
     let work: Promise<void>;
     if (request.method === "GET" && url.pathname === "/api/recommendations") work = recommendations(url, response);
     else if (request.method === "POST" && url.pathname === "/api/watch") work = watch(request, response);
-    else if (request.method === "GET" && url.pathname === "/") {
+    else if (request.method === "POST" && url.pathname === "/api/items") work = upload(request, response);
+    else if (request.method === "DELETE" && url.pathname.startsWith("/api/items/") && url.pathname.length > "/api/items/".length) {
+      work = takeDown(decodeURIComponent(url.pathname.slice("/api/items/".length)), response);
+    } else if (request.method === "GET" && url.pathname === "/") {
       response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(PAGE);
       return;
     } else if (request.method === "GET" && url.pathname === "/healthz") {

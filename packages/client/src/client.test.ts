@@ -1,14 +1,20 @@
 import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ErrorCode, RecsysError, createRecsysClient, isRecsysError, type RecsysClient, type RetryEvent } from "./index.js";
+import {
+  ErrorCode,
+  IDEMPOTENT,
+  timestampFromDate,
+  RecsysError,
+  createRecsysClient,
+  isRecsysError,
+  type RecsysClient,
+  type RetryEvent,
+} from "./index.js";
 import { invalidArgument, startFakeRecommender, unavailable, type FakeRecommender } from "./testing/index.js";
 
 let fake: FakeRecommender;
 const clients: RecsysClient[] = [];
-const defaults = {
-  recommend: undefined as unknown as FakeRecommender["recommend"],
-  recordEvents: undefined as unknown as FakeRecommender["recordEvents"],
-};
+let defaults: Pick<FakeRecommender, "recommend" | "recordEvents" | "upsertItems" | "deleteItems" | "getItems">;
 
 function client(options: Partial<Parameters<typeof createRecsysClient>[0]> = {}): RecsysClient {
   const c = createRecsysClient({ address: fake.address, ...options });
@@ -45,15 +51,16 @@ async function closedAddress(): Promise<string> {
 
 beforeAll(async () => {
   fake = await startFakeRecommender();
-  defaults.recommend = fake.recommend;
-  defaults.recordEvents = fake.recordEvents;
+  const { recommend, recordEvents, upsertItems, deleteItems, getItems } = fake;
+  defaults = { recommend, recordEvents, upsertItems, deleteItems, getItems };
 });
 
 afterEach(() => {
-  fake.recommend = defaults.recommend;
-  fake.recordEvents = defaults.recordEvents;
+  Object.assign(fake, defaults);
   fake.calls.length = 0;
   fake.events.length = 0;
+  fake.items.clear();
+  fake.deleted.clear();
   for (const c of clients.splice(0)) c.close();
 });
 
@@ -202,5 +209,68 @@ describe("RecsysClient", () => {
     );
     expect(() => createRecsysClient({ address: fake.address, timeoutMs: -1 })).toThrow("timeoutMs must be a positive number, got -1");
     expect(() => createRecsysClient({ address: "no-port" })).toThrow('bad gRPC target "no-port"');
+  });
+});
+
+describe("RecsysClient: the catalogue (CatalogueService)", () => {
+  it("uploads an item, reads it back, takes it down: over the same connection as Recommend", async () => {
+    const recsys = client({ metadata: { authorization: "Bearer t" } });
+    const uploadedAt = timestampFromDate(new Date("2026-12-01T10:00:00Z"));
+    const upserted = await recsys.upsertItems(
+      { items: [{ itemId: "v-1", title: "Cats at play", tags: ["cats", "pets"], channel: "ch-a", uploadedAt, durationSeconds: 95 }] },
+      { timeoutMs: 5000 },
+    );
+    expect(upserted).toMatchObject({ upserted: 1, embedded: 1, notEmbedded: 0 });
+    const [upsertCall] = fake.calls;
+    expect(upsertCall!.method).toBe("UpsertItems");
+    expect(upsertCall!.metadata).toMatchObject({ authorization: "Bearer t" });
+    expect(upsertCall!.deadline).toBeGreaterThan(Date.now() + 4000);
+
+    const read = await recsys.getItems({ itemIds: ["v-1", "unknown"] });
+    expect(read.items.map((item) => [item.itemId, item.title, item.tags, item.channel, item.durationSeconds])).toEqual([
+      ["v-1", "Cats at play", ["cats", "pets"], "ch-a", 95],
+    ]);
+    expect(read.items[0]!.uploadedAt).toEqual(uploadedAt);
+    expect(read.items[0]!.updatedAt).toBeDefined();
+    expect(read.deletedItemIds).toEqual([]);
+
+    expect(await recsys.deleteItems({ itemIds: ["v-1", "v-1"] })).toMatchObject({ deleted: 1 });
+    const after = await recsys.getItems({ itemIds: ["v-1"] });
+    expect(after.items).toEqual([]);
+    expect(after.deletedItemIds).toEqual(["v-1"]);
+    // The recommender's calls still work beside them.
+    expect((await recsys.recommend({ userId: "1", count: 1 })).items).toHaveLength(1);
+    expect(fake.calls.map((call) => call.method)).toEqual(["UpsertItems", "GetItems", "DeleteItems", "GetItems", "Recommend"]);
+  });
+
+  it("records the catalogue methods as retried by default (idempotent by contract, or a read)", () => {
+    expect(IDEMPOTENT).toEqual({ recommend: true, recordEvents: false, upsertItems: true, deleteItems: true, getItems: true });
+  });
+
+  it.each(["upsertItems", "deleteItems", "getItems"] as const)("retries %s on UNAVAILABLE", async (method) => {
+    const requests = {
+      upsertItems: { items: [{ itemId: "v-2", channel: "ch-b" }] },
+      deleteItems: { itemIds: ["v-2"] },
+      getItems: { itemIds: ["v-2"] },
+    };
+    (fake as unknown as Record<string, unknown>)[method] = failing(2, defaults[method] as (...args: never[]) => unknown);
+    const retries: RetryEvent[] = [];
+    const recsys = client({ retry: { initialBackoffMs: 1 }, onRetry: (event) => retries.push(event) });
+    await recsys.invoke(method, requests[method] as never);
+    expect(fake.calls).toHaveLength(3);
+    expect(retries.map((r) => [r.method, r.attempt, r.error.code])).toEqual([
+      [fake.calls[0]!.method, 1, ErrorCode.Unavailable],
+      [fake.calls[0]!.method, 2, ErrorCode.Unavailable],
+    ]);
+  });
+
+  it("does not retry a refused catalogue write, and names the field", async () => {
+    const error = await failure(client().upsertItems({ items: [] }));
+    expect(error.code).toBe(ErrorCode.InvalidArgument);
+    expect(error.message).toBe("UpsertItems: INVALID_ARGUMENT: items is empty");
+    expect(error.attempts).toBe(1);
+    const blank = await failure(client().deleteItems({ itemIds: ["a", ""] }));
+    expect(blank.details).toBe("item_ids[1] is empty");
+    expect(fake.calls).toHaveLength(2);
   });
 });

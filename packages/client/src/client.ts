@@ -1,6 +1,7 @@
 /**
- * `RecsysClient`: the public API (`recsys.v1.RecommenderService`, served by the orchestrator) as
- * typed methods, over the runtime's gRPC transport (`Http2Channel`: keepalive, round-robin over
+ * `RecsysClient`: the public API (`recsys.v1.RecommenderService` and `recsys.v1.CatalogueService`,
+ * both served by the orchestrator on one address) as typed methods, over one connection of the
+ * runtime's gRPC transport (`Http2Channel`: keepalive, round-robin over
  * every address of a `dns:///` name, re-resolution; grpc-js with TLS credentials).
  *
  * Every call has a deadline (`timeoutMs`, default 1 s, or an absolute `deadline`), shared by all
@@ -10,20 +11,37 @@
  */
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { Metadata, type ChannelCredentials } from "@grpc/grpc-js";
-import { MAX_RECORD_EVENTS, RecommenderService, type RecommendResponse, type RecordEventsResponse } from "@recsys/gen";
-import { connect, type Client } from "@recsys/runtime";
+import {
+  CatalogueService,
+  MAX_RECORD_EVENTS,
+  RecommenderService,
+  type CatalogueServiceDeleteItemsResponse,
+  type CatalogueServiceGetItemsResponse,
+  type CatalogueServiceUpsertItemsResponse,
+  type RecommendResponse,
+  type RecordEventsResponse,
+} from "@recsys/gen";
+import { connect, createClient, type Client } from "@recsys/runtime";
 import { ErrorCode, RecsysError, toRecsysError } from "./errors.js";
 import { impressionEvents, type ImpressionOptions } from "./events.js";
 import { DEFAULT_RETRY_POLICY, backoffMs, checkRetryPolicy, sleep, type RetryPolicy } from "./retry.js";
 
-type Api = typeof RecommenderService.method;
+type RecommenderApi = typeof RecommenderService.method;
+type CatalogueApi = typeof CatalogueService.method;
+type Api = RecommenderApi & CatalogueApi;
+/** A method of either service, by its name in the generated code ("recommend", "upsertItems", …). */
 export type MethodName = keyof Api;
+
+// Methods are called by name across both services: two services sharing a method name would be
+// ambiguous, so that fails to compile here.
+const distinctMethodNames: [keyof RecommenderApi & keyof CatalogueApi] extends [never] ? true : never = true;
+void distinctMethodNames;
 export type RequestOf<M extends MethodName> = MessageInitShape<Api[M]["input"]>;
 export type ResponseOf<M extends MethodName> = MessageShape<Api[M]["output"]>;
 
 /**
  * Whether a method may safely reach the server twice, hence be retried by default. Every method of
- * RecommenderService must be listed (a new one fails to compile until it is).
+ * both services must be listed (a new one fails to compile until it is).
  *
  * - Recommend reads only: a retry returns another list (request_id differs), nothing changes.
  * - RecordEvents is NOT idempotent: the orchestrator appends every event it accepts and has no
@@ -33,15 +51,37 @@ export type ResponseOf<M extends MethodName> = MessageShape<Api[M]["output"]>;
  *   connection yet), which is safe; anything else (a timeout, a dropped connection, UNAVAILABLE
  *   from the user store) may or may not have been applied, so the client does not retry it
  *   unless the call says `retry: true` (at least once delivery: a duplicate over a loss).
+ *
+ * CatalogueService (catalogue.proto):
+ * - UpsertItems is idempotent by contract: it replaces each item whole, so the same call applied
+ *   twice leaves the same state (the server's `updated_at` differs; so does the upload time of an
+ *   item sent without `uploaded_at`, which the server stamps on receipt: give it to make a retry
+ *   exact). A shard failure answers UNAVAILABLE after the item is stored ("retry").
+ * - DeleteItems is idempotent by contract: a takedown of a taken-down (or unknown) id is one
+ *   again. UNAVAILABLE when a retrieval shard could not drop the items (stored and enforced by
+ *   the orchestrators meanwhile): retrying is what the server asks for.
+ * - GetItems reads only.
  */
 export const IDEMPOTENT = {
   recommend: true,
   recordEvents: false,
+  upsertItems: true,
+  deleteItems: true,
+  getItems: true,
 } as const satisfies Record<MethodName, boolean>;
+
+/** The service that serves each method. */
+const SERVICE_OF: Readonly<Record<MethodName, "recommender" | "catalogue">> = {
+  ...(Object.fromEntries(Object.keys(RecommenderService.method).map((key) => [key, "recommender"])) as Record<
+    keyof RecommenderApi,
+    "recommender"
+  >),
+  ...(Object.fromEntries(Object.keys(CatalogueService.method).map((key) => [key, "catalogue"])) as Record<keyof CatalogueApi, "catalogue">),
+};
 
 /** The proto name of each method, for errors and logs. */
 const METHOD_NAMES: Readonly<Record<MethodName, string>> = Object.fromEntries(
-  Object.entries(RecommenderService.method).map(([key, method]) => [key, method.name]),
+  [...Object.entries(RecommenderService.method), ...Object.entries(CatalogueService.method)].map(([key, method]) => [key, method.name]),
 ) as Record<MethodName, string>;
 
 export interface RecsysClientOptions {
@@ -91,7 +131,8 @@ export interface CallOptions {
 }
 
 export class RecsysClient {
-  private readonly stub: Client<Api>;
+  private readonly recommender: Client<RecommenderApi>;
+  private readonly catalogue: Client<CatalogueApi>;
   private readonly timeoutMs: number;
   private readonly policy: RetryPolicy | undefined;
   private readonly metadata: Readonly<Record<string, string>>;
@@ -106,12 +147,14 @@ export class RecsysClient {
     this.metadata = options.metadata ?? {};
     this.onRetry = options.onRetry;
     this.random = options.random ?? Math.random;
-    this.stub = connect(RecommenderService, options.address, {
+    this.recommender = connect(RecommenderService, options.address, {
       ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
       ...(options.transport !== undefined ? { transport: options.transport } : {}),
       ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
       defaultTimeoutMs: this.timeoutMs,
     });
+    // The same orchestrator: the catalogue calls share the recommender's connection(s).
+    this.catalogue = createClient(CatalogueService, this.recommender.$transport, { defaultTimeoutMs: this.timeoutMs });
   }
 
   /** Recommends `count` items to `userId` (see RecommendRequest in recommender.proto). Retried on UNAVAILABLE. */
@@ -124,8 +167,30 @@ export class RecsysClient {
     return this.invoke("recordEvents", request, options);
   }
 
-  // A new method of RecommenderService is one line in IDEMPOTENT (required) and a shorthand here, e.g.
-  //   upsertItems(request: RequestOf<"upsertItems">, options?: CallOptions) { return this.invoke("upsertItems", request, options); }
+  /**
+   * Adds or replaces catalogue items (at most MAX_CATALOGUE_ITEMS); when it resolves they are
+   * stored, returned by GetItems and recommendable. Idempotent: retried on UNAVAILABLE. It fans
+   * out to every retrieval shard (and the first one after a start or a new model waits for the
+   * content-embedding table): give it a longer deadline than a Recommend, e.g. `{ timeoutMs: 10_000 }`.
+   */
+  upsertItems(request: RequestOf<"upsertItems">, options?: CallOptions): Promise<CatalogueServiceUpsertItemsResponse> {
+    return this.invoke("upsertItems", request, options);
+  }
+
+  /**
+   * Takes items down (at most MAX_CATALOGUE_ITEMS ids); when it resolves, no replica returns them
+   * again. Idempotent: retried on UNAVAILABLE. Fans out to every retrieval shard, as upsertItems.
+   */
+  deleteItems(request: RequestOf<"deleteItems">, options?: CallOptions): Promise<CatalogueServiceDeleteItemsResponse> {
+    return this.invoke("deleteItems", request, options);
+  }
+
+  /** Reads items back (found ones in request order, and which of the ids are taken down). Retried on UNAVAILABLE. */
+  getItems(request: RequestOf<"getItems">, options?: CallOptions): Promise<CatalogueServiceGetItemsResponse> {
+    return this.invoke("getItems", request, options);
+  }
+
+  // A new method of either service is one line in IDEMPOTENT (required) and a shorthand here.
 
   /**
    * Records that the items of `response` were shown to `userId` (one impression per item, with
@@ -149,7 +214,7 @@ export class RecsysClient {
   /** Resolves once a connection to the orchestrator is up; rejects after `timeoutMs`. */
   async waitForReady(timeoutMs: number): Promise<void> {
     try {
-      await this.stub.$transport.waitForReady(Date.now() + timeoutMs);
+      await this.recommender.$transport.waitForReady(Date.now() + timeoutMs);
     } catch (error) {
       throw toRecsysError(error, "waitForReady", 1);
     }
@@ -157,7 +222,8 @@ export class RecsysClient {
 
   /** Closes the connections; calls in flight finish. */
   close(): void {
-    this.stub.$close();
+    // One transport under both stubs.
+    this.recommender.$close();
   }
 
   private policyFor(method: MethodName, retry: CallOptions["retry"]): RetryPolicy | undefined {
@@ -168,8 +234,8 @@ export class RecsysClient {
   }
 
   /**
-   * Calls any method of RecommenderService by its name in the generated service (`"recommend"`,
-   * `"recordEvents"`, …) with the deadline and retry rules above; the named methods are shorthands
+   * Calls any method of RecommenderService or CatalogueService by its name in the generated
+   * service (`"recommend"`, `"recordEvents"`, `"upsertItems"`, …) with the deadline and retry rules above; the named methods are shorthands
    * for it. The gateway forwards every method through it.
    */
   async invoke<M extends MethodName>(method: M, request: RequestOf<M>, options: CallOptions = {}): Promise<ResponseOf<M>> {
@@ -183,7 +249,8 @@ export class RecsysClient {
     const policy = this.policyFor(method, options.retry);
     const metadata = new Metadata();
     for (const [key, value] of Object.entries({ ...this.metadata, ...options.metadata })) metadata.set(key, value);
-    const send = this.stub[method] as unknown as (
+    const stub = SERVICE_OF[method] === "catalogue" ? this.catalogue : this.recommender;
+    const send = (stub as unknown as Record<MethodName, unknown>)[method] as (
       request: RequestOf<M>,
       options: { deadline: number; metadata: Metadata; signal?: AbortSignal },
     ) => Promise<ResponseOf<M>>;

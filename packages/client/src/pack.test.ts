@@ -70,13 +70,23 @@ const recsys = createRecsysClient({ address: fake.address, timeoutMs: 2000 });
 const answer = await recsys.recommend({ userId: "7", count: 2 });
 const recorded = await recsys.recordImpressions("7", answer);
 const watched = await recsys.recordEvents({ events: [watchEvent("7", answer.items[0].itemId)] });
+const upserted = await recsys.upsertItems({ items: [{ itemId: "v-1", channel: "ch-a" }] });
+const deleted = await recsys.deleteItems({ itemIds: ["v-1"] });
+const read = await recsys.getItems({ itemIds: ["v-1"] });
 recsys.close();
 await fake.stop();
-console.log(JSON.stringify({ items: answer.items.map((i) => i.itemId), recorded, watched: watched.accepted, code: ErrorCode.Unavailable }));
+console.log(JSON.stringify({ items: answer.items.map((i) => i.itemId), recorded, watched: watched.accepted, code: ErrorCode.Unavailable,
+  catalogue: [upserted.upserted, deleted.deleted, read.deletedItemIds] }));
 `,
     );
     const { stdout } = await run(process.execPath, ["main.mjs"], { cwd: consumer, timeout: 30_000 });
-    expect(JSON.parse(stdout)).toEqual({ items: ["item-1", "item-2"], recorded: 2, watched: 1, code: "UNAVAILABLE" });
+    expect(JSON.parse(stdout)).toEqual({
+      items: ["item-1", "item-2"],
+      recorded: 2,
+      watched: 1,
+      code: "UNAVAILABLE",
+      catalogue: [1, 1, ["v-1"]],
+    });
   });
 
   it("type-checks a consumer against the shipped declarations (and they are not `any`)", async () => {
@@ -95,6 +105,12 @@ export async function top(userId: string): Promise<string[]> {
 }
 // @ts-expect-error count is a number
 void recsys.recommend({ userId: "1", count: "ten" });
+export async function upload(itemId: string): Promise<number> {
+  const answer = await recsys.upsertItems({ items: [{ itemId, tags: ["cats"], durationSeconds: 95 }] }, { timeoutMs: 10_000 });
+  return answer.upserted + answer.notEmbedded;
+}
+// @ts-expect-error item_ids are strings
+void recsys.deleteItems({ itemIds: [1] });
 // @ts-expect-error no such error code
 void (ErrorCode.Unavailable === "SOMETHING_ELSE");
 `,

@@ -23,6 +23,10 @@ export const configSchema = {
     default: [],
     description: "origins allowed to call from a browser (comma-separated, * for any); empty: no CORS headers",
   }),
+  GATEWAY_CATALOGUE: env.bool({
+    default: true,
+    description: "also serve recsys.v1.CatalogueService (item uploads and takedowns: turn it off where the gateway is public)",
+  }),
   GATEWAY_MAX_BODY_BYTES: env.int({ default: 4 * 1024 * 1024, min: 1024, description: "largest request body" }),
   DRAIN_TIMEOUT: env.duration({ default: 15_000, description: "after SIGTERM, longest wait for calls in flight" }),
 };

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { invalidArgument, startFakeRecommender, unavailable, type FakeRecommender } from "@recsys/client/testing";
-import { RecommenderService } from "@recsys/gen";
+import { CatalogueService, RecommenderService } from "@recsys/gen";
 import { loadConfig } from "@recsys/runtime";
 import { configSchema } from "./config.js";
 import { startGateway, type RunningGateway } from "./server.js";
@@ -12,10 +12,13 @@ import { startGateway, type RunningGateway } from "./server.js";
 const run = promisify(execFile);
 let fake: FakeRecommender;
 let gateway: RunningGateway;
-let defaults: Pick<FakeRecommender, "recommend" | "recordEvents">;
+let defaults: Pick<FakeRecommender, "recommend" | "recordEvents" | "upsertItems" | "deleteItems" | "getItems">;
 const ORIGIN = "https://shop.example";
 const RECOMMEND = "/recsys.v1.RecommenderService/Recommend";
 const RECORD_EVENTS = "/recsys.v1.RecommenderService/RecordEvents";
+const UPSERT_ITEMS = "/recsys.v1.CatalogueService/UpsertItems";
+const DELETE_ITEMS = "/recsys.v1.CatalogueService/DeleteItems";
+const GET_ITEMS = "/recsys.v1.CatalogueService/GetItems";
 
 function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(`${gateway.url}${path}`, {
@@ -27,7 +30,8 @@ function post(path: string, body: unknown, headers: Record<string, string> = {})
 
 beforeAll(async () => {
   fake = await startFakeRecommender();
-  defaults = { recommend: fake.recommend, recordEvents: fake.recordEvents };
+  const { recommend, recordEvents, upsertItems, deleteItems, getItems } = fake;
+  defaults = { recommend, recordEvents, upsertItems, deleteItems, getItems };
   gateway = await startGateway(
     loadConfig(configSchema, {
       ORCHESTRATOR_ADDRESS: fake.address,
@@ -45,6 +49,8 @@ afterEach(() => {
   Object.assign(fake, defaults);
   fake.calls.length = 0;
   fake.events.length = 0;
+  fake.items.clear();
+  fake.deleted.clear();
 });
 
 afterAll(async () => {
@@ -153,14 +159,84 @@ describe("gateway: Connect JSON in front of the orchestrator", () => {
     expect(metrics).toMatch(/recsys_gateway_grpc_requests_total\{method="Recommend",code="INVALID_ARGUMENT"\} [1-9]/);
   });
 
-  it("serves every method of RecommenderService (forwarded by name, none left UNIMPLEMENTED)", async () => {
-    const names = Object.values(RecommenderService.method).map((method) => method.name);
-    expect(names.length).toBeGreaterThanOrEqual(2);
-    for (const name of names) {
-      const response = await post(`/recsys.v1.RecommenderService/${name}`, {});
+  it("serves every method of RecommenderService and CatalogueService (forwarded by name, none left UNIMPLEMENTED)", async () => {
+    const paths = [RecommenderService, CatalogueService].flatMap((service) =>
+      Object.values(service.method).map((method) => ({ service: service.typeName, name: method.name })),
+    );
+    expect(paths.length).toBeGreaterThanOrEqual(5);
+    // Bodies the fake accepts (its catalogue refuses an empty list, as the orchestrator does).
+    const bodies: Record<string, unknown> = { UpsertItems: { items: [{ itemId: "x" }] }, DeleteItems: { itemIds: ["x"] } };
+    for (const { service, name } of paths) {
+      const response = await post(`/${service}/${name}`, bodies[name] ?? {});
       expect(response.status, name).toBe(200);
     }
-    expect(fake.calls.map((call) => call.method).sort()).toEqual([...names].sort());
+    expect(fake.calls.map((call) => call.method).sort()).toEqual(paths.map((path) => path.name).sort());
+  });
+
+  it("uploads, reads back and takes down an item as JSON (CatalogueService)", async () => {
+    const upserted = await post(UPSERT_ITEMS, {
+      items: [
+        { itemId: "v-1", title: "Cats at play", tags: ["cats"], channel: "ch-a", uploadedAt: "2026-12-01T10:00:00Z", durationSeconds: 95 },
+      ],
+    });
+    expect(upserted.status).toBe(200);
+    expect(await upserted.json()).toEqual({ upserted: 1, embedded: 1 });
+    const read = await post(GET_ITEMS, { item_ids: ["v-1", "nope"] });
+    const body = (await read.json()) as { items: Array<Record<string, unknown>>; deletedItemIds?: string[] };
+    expect(body.items).toHaveLength(1);
+    expect(body.items[0]).toMatchObject({
+      itemId: "v-1",
+      title: "Cats at play",
+      tags: ["cats"],
+      channel: "ch-a",
+      uploadedAt: "2026-12-01T10:00:00Z",
+      durationSeconds: 95,
+    });
+    expect(body.items[0]!.updatedAt).toMatch(/^20\d\d-/);
+    expect(body.deletedItemIds).toBeUndefined();
+
+    const deleted = await post(DELETE_ITEMS, { itemIds: ["v-1"] });
+    expect(await deleted.json()).toEqual({ deleted: 1 });
+    expect(await (await post(GET_ITEMS, { itemIds: ["v-1"] })).json()).toEqual({ deletedItemIds: ["v-1"] });
+
+    const empty = await post(UPSERT_ITEMS, { items: [] });
+    expect(empty.status).toBe(400);
+    expect(await empty.json()).toEqual({ code: "invalid_argument", message: "items is empty" });
+  });
+
+  it("does not serve CatalogueService with GATEWAY_CATALOGUE=false (a public gateway)", async () => {
+    const readOnly = await startGateway(
+      loadConfig(configSchema, {
+        ORCHESTRATOR_ADDRESS: fake.address,
+        GATEWAY_HOST: "127.0.0.1",
+        GATEWAY_PORT: "0",
+        METRICS_PORT: "0",
+        LOG_LEVEL: "silent",
+        GATEWAY_CATALOGUE: "false",
+      }),
+    );
+    try {
+      const json = { method: "POST", headers: { "content-type": "application/json" } };
+      const upload = await fetch(`${readOnly.url}${UPSERT_ITEMS}`, { ...json, body: '{"items": [{"itemId": "x"}]}' });
+      expect(upload.status).toBe(404);
+      const recommend = await fetch(`${readOnly.url}${RECOMMEND}`, { ...json, body: '{"userId": "1", "count": 1}' });
+      expect(recommend.status).toBe(200);
+      expect(fake.calls.map((call) => call.method)).toEqual(["Recommend"]);
+    } finally {
+      await readOnly.stop();
+    }
+  });
+
+  it("retries the idempotent catalogue writes on UNAVAILABLE (RecordEvents is not)", async () => {
+    let left = 1;
+    fake.deleteItems = (request, context) => {
+      if (left-- > 0) throw unavailable("retrieval shard-1 down (retry: DeleteItems is idempotent)");
+      return defaults.deleteItems(request, context);
+    };
+    const response = await post(DELETE_ITEMS, { itemIds: ["v-9"] });
+    expect(response.status).toBe(200);
+    expect(fake.calls.filter((call) => call.method === "DeleteItems")).toHaveLength(2);
+    expect(fake.deleted.has("v-9")).toBe(true);
   });
 
   it("answers the README's curl line", async () => {
@@ -174,6 +250,32 @@ describe("gateway: Connect JSON in front of the orchestrator", () => {
       `${gateway.url}${RECOMMEND}`,
     ]);
     expect((JSON.parse(stdout) as { items: unknown[] }).items).toHaveLength(3);
+  });
+
+  it("answers the README's catalogue curl lines (upload an item, take it down)", async () => {
+    const curl = async (path: string, body: string): Promise<unknown> => {
+      const { stdout } = await run("curl", [
+        "-sS",
+        "--fail-with-body",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "connect-timeout-ms: 10000",
+        "-d",
+        body,
+        `${gateway.url}${path}`,
+      ]);
+      return JSON.parse(stdout);
+    };
+    expect(
+      await curl(
+        UPSERT_ITEMS,
+        '{"items": [{"itemId": "v-42", "title": "Cats at play", "tags": ["cats"], "channel": "ch-a", "durationSeconds": 95}]}',
+      ),
+    ).toEqual({ upserted: 1, embedded: 1 });
+    expect(await curl(GET_ITEMS, '{"itemIds": ["v-42"]}')).toMatchObject({ items: [{ itemId: "v-42", channel: "ch-a" }] });
+    expect(await curl(DELETE_ITEMS, '{"itemIds": ["v-42"]}')).toEqual({ deleted: 1 });
+    expect(fake.calls.at(-1)!.deadline - Date.now()).toBeGreaterThan(8000);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
- * The public API (`recsys.v1.RecommenderService`) for callers that cannot speak gRPC: browsers and
- * curl. An HTTP/1.1 server (h2c also works) serves, from the same protobuf-es service definition,
+ * The public API (`recsys.v1.RecommenderService` and `recsys.v1.CatalogueService`) for callers
+ * that cannot speak gRPC: browsers and curl. An HTTP/1.1 server (h2c also works) serves, from the same protobuf-es service definition,
  *
  * - Connect's protocol: `POST /recsys.v1.RecommenderService/Recommend` with a JSON body
  *   (`content-type: application/json`; fields in lowerCamelCase or as in the .proto) or binary
@@ -10,15 +10,16 @@
  *
  * with @connectrpc/connect-node, and forwards each call to the orchestrator over gRPC with
  * @recsys/client: the caller's deadline (`connect-timeout-ms`, `grpc-timeout`) is kept, capped at
- * GATEWAY_MAX_TIMEOUT (GATEWAY_TIMEOUT when none is sent); Recommend is retried on UNAVAILABLE,
- * RecordEvents is not (see @recsys/client); the orchestrator's status code and message come back
+ * GATEWAY_MAX_TIMEOUT (GATEWAY_TIMEOUT when none is sent); Recommend and the catalogue calls
+ * (UpsertItems, DeleteItems: idempotent; GetItems: a read) are retried on UNAVAILABLE, RecordEvents
+ * is not (see @recsys/client's IDEMPOTENT); the orchestrator's status code and message come back
  * unchanged; a caller that goes away cancels the call downstream.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Code, ConnectError, cors as connectCors, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { isRecsysError, type MethodName, type RecsysClient } from "@recsys/client";
-import { RecommenderService } from "@recsys/gen";
+import { CatalogueService, RecommenderService } from "@recsys/gen";
 import type { Logger, RpcMetrics } from "@recsys/runtime";
 
 export interface GatewayOptions {
@@ -30,6 +31,8 @@ export interface GatewayOptions {
   /** Origins allowed to call from a browser ("*" for any); empty: no CORS headers. */
   readonly corsOrigins: readonly string[];
   readonly maxBodyBytes: number;
+  /** Serve CatalogueService too (writes to the catalogue). Default true. */
+  readonly catalogue?: boolean;
   readonly logger: Logger;
   readonly metrics?: RpcMetrics;
   /** False once the gateway is draining: /healthz then answers 503. */
@@ -79,16 +82,22 @@ export function createGatewayHandler(options: GatewayOptions): NodeHandler {
     connect: true,
     readMaxBytes: options.maxBodyBytes,
     routes(router) {
-      // Every method of the service, forwarded by its name: a method added to the contract (and
+      // Every method of both services, forwarded by its name: a method added to the contract (and
       // to @recsys/client's IDEMPOTENT table) is served here without a line of its own.
-      const implementation: Record<string, (request: never, context: HandlerContext) => Promise<unknown>> = {};
-      for (const [name, method] of Object.entries(RecommenderService.method)) {
-        implementation[name] = (request, context) =>
-          forward(method.name, options, context.signal, () =>
-            options.recsys.invoke(name as MethodName, request, { timeoutMs: timeoutOf(context, options), signal: context.signal }),
-          );
+      const implementationOf = (methods: Record<string, { readonly name: string }>) => {
+        const implementation: Record<string, (request: never, context: HandlerContext) => Promise<unknown>> = {};
+        for (const [name, method] of Object.entries(methods)) {
+          implementation[name] = (request, context) =>
+            forward(method.name, options, context.signal, () =>
+              options.recsys.invoke(name as MethodName, request, { timeoutMs: timeoutOf(context, options), signal: context.signal }),
+            );
+        }
+        return implementation;
+      };
+      router.service(RecommenderService, implementationOf(RecommenderService.method) as ServiceImpl<typeof RecommenderService>);
+      if (options.catalogue ?? true) {
+        router.service(CatalogueService, implementationOf(CatalogueService.method) as ServiceImpl<typeof CatalogueService>);
       }
-      router.service(RecommenderService, implementation as ServiceImpl<typeof RecommenderService>);
     },
   });
   const anyOrigin = options.corsOrigins.includes("*");

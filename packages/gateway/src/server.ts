@@ -46,6 +46,7 @@ export async function startGateway(
       maxTimeoutMs: config.GATEWAY_MAX_TIMEOUT,
       corsOrigins: config.GATEWAY_CORS_ORIGINS,
       maxBodyBytes: config.GATEWAY_MAX_BODY_BYTES,
+      catalogue: config.GATEWAY_CATALOGUE,
       logger,
       metrics,
       serving: () => serving,
