@@ -41,7 +41,7 @@ export function matches(selector: LabelSelector, labels: Record<string, string>)
 }
 
 function key(labels: Record<string, string>, name: string): boolean {
-  return Object.prototype.hasOwnProperty.call(labels, name);
+  return Object.hasOwn(labels, name);
 }
 
 function peerMatches(peer: Peer, other: Endpoint, policyNamespace: Record<string, string>): boolean {

@@ -10,7 +10,7 @@ import { RedisUserStore } from "./redis.js";
 import { quietLogger, TEST_REDIS_URL, uniquePrefix } from "./test-helpers.js";
 import type { UserEvent } from "./types.js";
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
