@@ -62,7 +62,8 @@ beforeAll(async () => {
   const d = generateSynthetic(`synthetic:${SPEC}`, parseSyntheticSpec(SPEC));
   const times = Float64Array.from(d.events.timestamp).sort();
   const early = datasetBefore(d, times[Math.floor(times.length / 2)]!);
-  const trained = await trainCandidateGen(early, { holdout: "none", epochs: 2, seed: 1 });
+  // Mean pooling, which the candidate keeps (retrain trains the serving bundle's architecture).
+  const trained = await trainCandidateGen(early, { holdout: "none", epochs: 2, seed: 1, model: { historyPooling: "mean" } });
   current = join(root, "bundle");
   await saveBundle(current, trained);
   trained.model.dispose();

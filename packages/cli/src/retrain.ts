@@ -31,7 +31,7 @@
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readFile, realpath, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { createDatasetScorer, loadBundle, saveBundle, trainCandidateGen, type CandidateGenBundle } from "@recsys/candidate-gen";
+import { createDatasetScorer, HISTORY_POOLINGS, loadBundle, saveBundle, trainCandidateGen, type CandidateGenBundle, type HistoryPooling } from "@recsys/candidate-gen";
 import { datasetBefore, type Dataset } from "@recsys/data";
 import { DEFAULT_WATCH_WINDOW_SECONDS, saveRanker, trainRanker } from "@recsys/ranking";
 import { prebuildShardIndexes, readRetrainStatus, retrainStatusPath, writeRetrainStatus, type RetrainOutcome } from "@recsys/retrieval-service";
@@ -258,6 +258,21 @@ async function readWindowEnd(dir: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * The serving bundle's history pooling, which the candidate keeps (a retrain changes the data, not
+ * the architecture); a bundle written before the option pooled with the mean.
+ */
+async function readHistoryPooling(dir: string | undefined): Promise<HistoryPooling | undefined> {
+  if (dir === undefined) return undefined;
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as { model?: { historyPooling?: unknown } };
+    const pooling = manifest.model?.historyPooling ?? "mean";
+    return HISTORY_POOLINGS.includes(pooling as HistoryPooling) ? (pooling as HistoryPooling) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Points the symlink `link` at `target` atomically (a new link renamed over the old one). */
 export async function flipSymlink(link: string, target: string): Promise<void> {
   const tmp = join(dirname(link), `.${basename(link)}.flip-${process.pid}-${Date.now().toString(36)}`);
@@ -376,10 +391,12 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
   let serving: CandidateGenBundle | undefined;
   try {
     const t0 = performance.now();
+    const historyPooling = await readHistoryPooling(servingDir);
     const cg = await trainCandidateGen(train, {
       holdout: "none",
       epochs: Math.max(1, epochs),
       seed,
+      ...(historyPooling === undefined ? {} : { model: { historyPooling } }),
       ...(epochs === 0 ? { maxSteps: 1 } : {}),
     });
     let candidateVersion: string;
