@@ -4,21 +4,24 @@
  */
 import { CandidateGenerationService, RankingService } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
-import { connect } from "./client.js";
 import {
-  DEFAULT_DEADLINE_MARGIN_MS,
-  DEFAULT_OUTGOING_TIMEOUT_MS,
   callDeadlineMs,
   childCallOptions,
   childDeadline,
+  type Client,
+  connect,
+  createClient,
+  DEFAULT_DEADLINE_MARGIN_MS,
+  DEFAULT_OUTGOING_TIMEOUT_MS,
+  implement,
+  isServiceError,
   rejectIfExpired,
   remainingMs,
-} from "./deadline.js";
-import { RpcError, isServiceError, status } from "./errors.js";
-import type { Client } from "./grpc-adapter.js";
-import { createClient, implement } from "./grpc-adapter.js";
+  RpcError,
+  status,
+  type UnaryTransport,
+} from "@recsys/transport";
 import { startService, type RunningService } from "./service.js";
-import type { UnaryTransport } from "./transport.js";
 import { testConfig } from "./testing/index.js";
 
 const fakeCall = (deadline: Date | number) => ({ getDeadline: () => deadline });

@@ -8,9 +8,17 @@ import zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { RankingService, type RankRequest } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
-import { createClient, implement, type Client } from "./grpc-adapter.js";
-import { RpcError, isServiceError, status } from "./errors.js";
-import { Http2Channel, parseTarget, type Http2ChannelOptions } from "./http2-channel.js";
+import {
+  type Client,
+  createClient,
+  Http2Channel,
+  type Http2ChannelOptions,
+  implement,
+  isServiceError,
+  parseTarget,
+  RpcError,
+  status,
+} from "@recsys/transport";
 import { startService, type RunningService } from "./service.js";
 import { rejection, testConfig } from "./testing/index.js";
 

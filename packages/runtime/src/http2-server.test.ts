@@ -10,11 +10,8 @@ import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RankingService, RankRequestSchema } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
-import { connect } from "./client.js";
-import { RpcError, status } from "./errors.js";
-import { implement } from "./grpc-adapter.js";
+import { connect, implement, parseGrpcTimeout, RpcError, status } from "@recsys/transport";
 import { healthService } from "./health.js";
-import { parseGrpcTimeout } from "./http2-server.js";
 import { startService, type RunningService } from "./service.js";
 import { rejection, testConfig } from "./testing/index.js";
 
