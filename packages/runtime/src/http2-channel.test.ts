@@ -15,7 +15,6 @@ import {
   type Http2ChannelOptions,
   implement,
   isServiceError,
-  parseTarget,
   RpcError,
   status,
 } from "@recsys/transport";
@@ -102,22 +101,6 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
-
-describe("parseTarget", () => {
-  it("takes host:port, [ipv6]:port and dns targets", () => {
-    expect(parseTarget("127.0.0.1:50051")).toEqual({ host: "127.0.0.1", port: 50051, authority: "127.0.0.1:50051" });
-    expect(parseTarget("[::1]:8080")).toEqual({ host: "::1", port: 8080, authority: "[::1]:8080" });
-    expect(parseTarget("dns:///ranking.recsys.svc:50051")).toEqual({ host: "ranking.recsys.svc", port: 50051, authority: "ranking.recsys.svc:50051" });
-    expect(parseTarget("dns:ranking:7")).toEqual({ host: "ranking", port: 7, authority: "ranking:7" });
-  });
-
-  it("refuses targets without a port or with another authority", () => {
-    expect(() => parseTarget("ranking")).toThrow(/expected host:port/);
-    expect(() => parseTarget("dns://8.8.8.8/ranking:50051")).toThrow(/expected host:port/);
-    expect(() => parseTarget("ranking:0")).toThrow(/out of range/);
-    expect(() => parseTarget("::1:50051")).toThrow(/expected host:port/);
-  });
-});
 
 describe("Http2Channel", () => {
   it("makes unary calls, sends metadata and receives error status with its trailing metadata", async () => {
