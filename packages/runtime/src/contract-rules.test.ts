@@ -4,9 +4,7 @@
  */
 import { RecommenderService, RankingService } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
-import { connect } from "./client.js";
-import { status } from "./errors.js";
-import { implement } from "./grpc-adapter.js";
+import { connect, implement, status } from "@recsys/transport";
 import { startService, type RunningService } from "./service.js";
 import { rejection, testConfig } from "./testing/index.js";
 

@@ -13,7 +13,7 @@ import {
   MIN_TIMESTAMP_SECONDS,
   type FieldRule,
 } from "@recsys/gen";
-import { invalidArgument } from "./errors.js";
+import { invalidArgument } from "@recsys/transport";
 
 const TIMESTAMP = "google.protobuf.Timestamp";
 

@@ -8,9 +8,16 @@ import zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { RankingService, type RankRequest } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
-import { createClient, implement, type Client } from "./grpc-adapter.js";
-import { RpcError, isServiceError, status } from "./errors.js";
-import { Http2Channel, parseTarget, type Http2ChannelOptions } from "./http2-channel.js";
+import {
+  type Client,
+  createClient,
+  Http2Channel,
+  type Http2ChannelOptions,
+  implement,
+  isServiceError,
+  RpcError,
+  status,
+} from "@recsys/transport";
 import { startService, type RunningService } from "./service.js";
 import { rejection, testConfig } from "./testing/index.js";
 
@@ -94,22 +101,6 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
-
-describe("parseTarget", () => {
-  it("takes host:port, [ipv6]:port and dns targets", () => {
-    expect(parseTarget("127.0.0.1:50051")).toEqual({ host: "127.0.0.1", port: 50051, authority: "127.0.0.1:50051" });
-    expect(parseTarget("[::1]:8080")).toEqual({ host: "::1", port: 8080, authority: "[::1]:8080" });
-    expect(parseTarget("dns:///ranking.recsys.svc:50051")).toEqual({ host: "ranking.recsys.svc", port: 50051, authority: "ranking.recsys.svc:50051" });
-    expect(parseTarget("dns:ranking:7")).toEqual({ host: "ranking", port: 7, authority: "ranking:7" });
-  });
-
-  it("refuses targets without a port or with another authority", () => {
-    expect(() => parseTarget("ranking")).toThrow(/expected host:port/);
-    expect(() => parseTarget("dns://8.8.8.8/ranking:50051")).toThrow(/expected host:port/);
-    expect(() => parseTarget("ranking:0")).toThrow(/out of range/);
-    expect(() => parseTarget("::1:50051")).toThrow(/expected host:port/);
-  });
-});
 
 describe("Http2Channel", () => {
   it("makes unary calls, sends metadata and receives error status with its trailing metadata", async () => {

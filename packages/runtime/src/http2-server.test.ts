@@ -10,11 +10,8 @@ import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RankingService, RankRequestSchema } from "@recsys/gen";
 import { afterEach, describe, expect, it } from "vitest";
-import { connect } from "./client.js";
-import { RpcError, status } from "./errors.js";
-import { implement } from "./grpc-adapter.js";
+import { connect, implement, RpcError, status } from "@recsys/transport";
 import { healthService } from "./health.js";
-import { parseGrpcTimeout } from "./http2-server.js";
 import { startService, type RunningService } from "./service.js";
 import { rejection, testConfig } from "./testing/index.js";
 
@@ -101,20 +98,6 @@ async function raw(address: string, headers: http2.OutgoingHttpHeaders, body: Bu
     stream.end();
   });
 }
-
-describe("parseGrpcTimeout", () => {
-  it("reads every unit and rejects malformed values", () => {
-    expect(parseGrpcTimeout("100m")).toBe(100);
-    expect(parseGrpcTimeout("5S")).toBe(5000);
-    expect(parseGrpcTimeout("2M")).toBe(120_000);
-    expect(parseGrpcTimeout("1H")).toBe(3_600_000);
-    expect(parseGrpcTimeout("2500u")).toBe(2.5);
-    expect(parseGrpcTimeout("3000000n")).toBe(3);
-    expect(parseGrpcTimeout("123456789m")).toBeUndefined(); // more than 8 digits
-    expect(parseGrpcTimeout("10x")).toBeUndefined();
-    expect(parseGrpcTimeout(undefined)).toBeUndefined();
-  });
-});
 
 describe("Http2Server", () => {
   it("answers a raw unary call: headers, one message, trailers with status 0", async () => {

@@ -16,59 +16,63 @@ export {
   type VarSpec,
   type VariableDescription,
 } from "./config.js";
+export { checkContractRules } from "./contract-rules.js";
+// The transport (gRPC client and server, deadlines, status codes) lives in @recsys/transport;
+// re-exported here so that services need one import.
 export {
+  ACCEPT_ENCODING,
+  DEFAULT_CLIENT_TIMEOUT_MS,
+  DEFAULT_DEADLINE_MARGIN_MS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_OUTGOING_TIMEOUT_MS,
+  DecompressedTooLarge,
+  GrpcJsTransport,
+  Http2Channel,
   INTERNAL_ERROR_MESSAGE,
   RpcError,
+  callDeadlineMs,
+  channelOptions,
+  childCallOptions,
+  childDeadline,
+  compress,
+  connect,
+  createClient,
   deadlineExceeded,
+  deadlineMs,
+  decompress,
+  defaultCallOptions,
   failedPrecondition,
+  grpcImplementation,
+  implement,
   invalidArgument,
   isServiceError,
+  methodPath,
   notFound,
+  parseTarget,
+  rejectIfExpired,
+  remainingMs,
   resourceExhausted,
+  serviceDefinition,
+  serviceError,
   status,
   statusName,
   unavailable,
-  type RpcErrorOptions,
-} from "./errors.js";
-export {
-  DEFAULT_CLIENT_TIMEOUT_MS,
-  createClient,
-  grpcImplementation,
-  implement,
-  methodPath,
-  serviceDefinition,
+  waitForReady,
   type CallContext,
   type CallOptions,
+  type ChildDeadlineOptions,
   type Client,
   type ClientOptions,
+  type ConnectOptions,
+  type Encoding,
+  type Http2ChannelOptions,
+  type RpcErrorOptions,
   type ServiceImplementation,
   type ServiceRegistration,
+  type UnaryCallOptions,
   type UnaryHandler,
-} from "./grpc-adapter.js";
-export {
-  DEFAULT_DEADLINE_MARGIN_MS,
-  DEFAULT_OUTGOING_TIMEOUT_MS,
-  callDeadlineMs,
-  childCallOptions,
-  childDeadline,
-  deadlineMs,
-  defaultCallOptions,
-  rejectIfExpired,
-  remainingMs,
-  type ChildDeadlineOptions,
-} from "./deadline.js";
-export {
-  DEFAULT_MAX_MESSAGE_BYTES,
-  channelOptions,
-  connect,
-  waitForReady,
-  type ConnectOptions,
-} from "./client.js";
-export { GrpcJsTransport } from "./grpc-js-transport.js";
-export { Http2Channel, parseTarget, type Http2ChannelOptions } from "./http2-channel.js";
-export { checkContractRules } from "./contract-rules.js";
-export { ACCEPT_ENCODING, compress, decompress, DecompressedTooLarge, type Encoding } from "./compression.js";
-export { serviceError, type UnaryCallOptions, type UnaryTransport } from "./transport.js";
+  type UnaryTransport,
+} from "@recsys/transport";
 export {
   HEALTH_SERVICE_NAME,
   checkHealth,

@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { RankingService } from "@recsys/gen";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "./client.js";
+import { connect } from "@recsys/transport";
 import { checkHealth } from "./health.js";
 import { metricValue, scrapeMetrics } from "./testing/index.js";
 

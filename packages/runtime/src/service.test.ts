@@ -15,9 +15,18 @@ import {
   type RankRequest,
 } from "@recsys/gen";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createClient, implement, type Client, type ServiceImplementation } from "./grpc-adapter.js";
-import { connect, waitForReady } from "./client.js";
-import { INTERNAL_ERROR_MESSAGE, RpcError, resourceExhausted, status } from "./errors.js";
+import {
+  type Client,
+  connect,
+  createClient,
+  implement,
+  INTERNAL_ERROR_MESSAGE,
+  resourceExhausted,
+  RpcError,
+  type ServiceImplementation,
+  status,
+  waitForReady,
+} from "@recsys/transport";
 import { checkHealth } from "./health.js";
 import type { RuntimeConfig } from "./config.js";
 import { startService, type RunningService } from "./service.js";

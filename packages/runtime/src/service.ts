@@ -23,18 +23,24 @@ import {
   runtimeConfigSchema,
 } from "./config.js";
 import { checkContractRules } from "./contract-rules.js";
-import { callDeadlineMs, rejectIfExpired } from "./deadline.js";
-import { INTERNAL_ERROR_MESSAGE, RpcError, invalidArgument, isServiceError, statusName } from "./errors.js";
 import {
-  grpcImplementation,
-  methodPath,
-  serviceDefinition,
   type CallContext,
+  callDeadlineMs,
+  grpcImplementation,
+  type GrpcServer,
+  Http2Server,
+  INTERNAL_ERROR_MESSAGE,
+  invalidArgument,
+  isServiceError,
+  methodPath,
+  rejectIfExpired,
+  RpcError,
+  serviceDefinition,
   type ServiceRegistration,
+  statusName,
   type UnaryHandler,
-} from "./grpc-adapter.js";
+} from "@recsys/transport";
 import { HealthImplementation, type ServingStatus } from "./health.js";
-import { Http2Server, type GrpcServer } from "./http2-server.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createRpcMetrics, startMetricsServer, type MetricsServer, type RpcMetrics } from "./metrics.js";
 import { createReflectionService } from "./reflection.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { status } from "./errors.js";
+import { status } from "@recsys/transport";
 import { requireValidTimestamp, timestampSeconds, validTimestamp } from "./validate.js";
 
 describe("timestamps", () => {

@@ -10,7 +10,7 @@ import {
   MAX_SEARCH_HISTORY,
   MAX_WATCH_HISTORY,
 } from "@recsys/gen";
-import { invalidArgument } from "./errors.js";
+import { invalidArgument } from "@recsys/transport";
 
 /** A required string field: non-empty and at most `maxLength` code units. */
 export function requireNonEmpty(value: string, field: string, maxLength: number = MAX_ID_LENGTH): string {

@@ -5,7 +5,7 @@
  */
 import type { ServiceError } from "@grpc/grpc-js";
 import { loadConfig, runtimeConfigSchema, type RuntimeConfig } from "../config.js";
-import { isServiceError } from "../errors.js";
+import { isServiceError } from "@recsys/transport";
 import { createLogger, type Logger } from "../logger.js";
 
 /** Runtime config for tests: 127.0.0.1, port 0 for gRPC and metrics, silent-fast shutdown. */

@@ -9,7 +9,7 @@
  * cancels it too.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { CallOptions } from "./grpc-adapter.js";
+import type { CallOptions } from "./transport.js";
 import { deadlineExceeded } from "./errors.js";
 
 /** Deadline of an outgoing call made with no incoming call and no explicit budget. */

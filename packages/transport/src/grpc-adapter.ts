@@ -19,7 +19,9 @@ import {
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import type { Logger } from "pino";
 import { deadlineMs } from "./deadline.js";
-import { serviceError, type UnaryTransport } from "./transport.js";
+import { serviceError, type CallOptions, type UnaryTransport } from "./transport.js";
+
+export type { CallOptions };
 
 const { status } = grpc;
 
@@ -142,23 +144,6 @@ export function grpcImplementation(
     out[method.localName] = wrap(method, handler);
   }
   return out;
-}
-
-/** Options of one client call. */
-export interface CallOptions {
-  /** Absolute deadline (Date or epoch ms). Default: now + the client's default timeout. */
-  readonly deadline?: Date | number;
-  /**
-   * The incoming server call this call is made for. With the default `propagate` flags the
-   * effective deadline is the earlier of `deadline` and the parent's, and cancelling the parent
-   * cancels this call.
-   */
-  readonly parent?: grpc.ServerUnaryCall<unknown, unknown>;
-  /** grpc.propagate flags; default grpc.propagate.DEFAULTS when a parent is given. */
-  readonly propagate?: number;
-  readonly metadata?: grpc.Metadata;
-  /** Cancels the call when aborted (the promise rejects with CANCELLED). */
-  readonly signal?: AbortSignal;
 }
 
 /** A typed client: one promise-returning function per method. */

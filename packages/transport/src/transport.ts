@@ -32,3 +32,19 @@ export function serviceError(code: grpc.status, details: string, metadata = new 
   return Object.assign(new Error(`${code} ${statusName(code)}: ${details}`), { code, details, metadata });
 }
 
+/** Options of one client call. */
+export interface CallOptions {
+  /** Absolute deadline (Date or epoch ms). Default: now + the client's default timeout. */
+  readonly deadline?: Date | number;
+  /**
+   * The incoming server call this call is made for. With the default `propagate` flags the
+   * effective deadline is the earlier of `deadline` and the parent's, and cancelling the parent
+   * cancels this call.
+   */
+  readonly parent?: grpc.ServerUnaryCall<unknown, unknown>;
+  /** grpc.propagate flags; default grpc.propagate.DEFAULTS when a parent is given. */
+  readonly propagate?: number;
+  readonly metadata?: grpc.Metadata;
+  /** Cancels the call when aborted (the promise rejects with CANCELLED). */
+  readonly signal?: AbortSignal;
+}
