@@ -6,6 +6,10 @@
  */
 const BENCHMARKS: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
   train: { summary: "candidate-generation training throughput (ml-100k and a 100k-item synthetic catalogue) [--json]", load: () => import("./train-bench.js") },
+  retrain: {
+    summary: "a model retrained from a day of traffic logged through RecordEvents vs the one it replaces, on the next day (synthetic) [--seeds 1,2,3] [--json]",
+    load: () => import("./retrain-bench.js"),
+  },
   serve: { summary: "the four stages under gRPC load on a 1M-item catalogue, vs in-process, and HNSW recall [--json] [--items N]", load: () => import("./serve-bench.js") },
 };
 

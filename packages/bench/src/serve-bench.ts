@@ -32,7 +32,10 @@
  *    user vectors the candidate-generation stage returned (hnswlib searches with max(ef, k), so
  *    an ef below 100 is 100 here).
  * 6b. With `--rollout`, a new ranker version published while Recommend calls go on at the load's
- *    rate (serve-rollout.ts): errors, degraded answers, p99 and the slowest call around it.
+ *    rate (serve-rollout.ts): errors, degraded answers, p99 and the slowest call around it; then a
+ *    whole new bundle version with prebuilt shard indexes, published as `recsys retrain` does
+ *    (serve-bundle-rollout.ts): also answers degraded by a retrieval version mismatch and indexes
+ *    built by the shards.
  * 7. `benchAnn` of @recsys/ann at the same item count on its clustered synthetic vectors (index
  *    cached under the cache directory), a recall figure independent of the synthesised catalogue.
  *
@@ -40,7 +43,7 @@
  * fixed loop takes on one core (`referenceLoopMs`) before the sequential pass, after the load and
  * before the in-process pass, since the host's speed moves between runs and within one.
  */
-import { cp, readFile, rm } from "node:fs/promises";
+import { cp, mkdir, readFile, rm, symlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { benchAnn } from "@recsys/ann";
 import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/cli";
@@ -53,6 +56,7 @@ import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
 import { measureRankerRollout, type RolloutResult } from "./serve-rollout.js";
+import { measureBundleRollout, type BundleRolloutResult } from "./serve-bundle-rollout.js";
 import {
   cpuPerRequest,
   diffBuckets,
@@ -82,6 +86,14 @@ const FRESH_WINDOW_SECONDS = 86_400;
 /** --rollout: Recommend calls for this long, the new ranker published this far into them. */
 const ROLLOUT_SECONDS = 15;
 const ROLLOUT_PUBLISH_AFTER_SECONDS = 5;
+/**
+ * The bundle rollout: calls for this long; `next` is pointed at the new bundle
+ * ROLLOUT_PUBLISH_AFTER_SECONDS into them, `current` flipped BUNDLE_ROLLOUT_PRELOAD_SECONDS later
+ * (the shards poll every second with --rollout; at 1M items a shard copies and loads its
+ * prebuilt index in seconds), and the calls go on while every stage swaps.
+ */
+const BUNDLE_ROLLOUT_SECONDS = 60;
+const BUNDLE_ROLLOUT_PRELOAD_SECONDS = 20;
 
 const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
@@ -416,10 +428,19 @@ export async function run(argv: string[]): Promise<number> {
   const { spec, runDir, model, lowered, datasetSeconds, trainSeconds, users, itemCount, annContexts } = prepared;
   collectStartupGarbage(); // the dataset's garbage goes now rather than during the load
 
-  // 3. The stack.
+  // 3. The stack. With --rollout every stage reads the bundle through a symlink, as deployed, so
+  // that a whole new bundle can be published (serve-bundle-rollout.ts).
+  let modelPath = model.dir;
+  if (args.rollout) {
+    const rolloutDir = join(runDir, "rollout");
+    await rm(rolloutDir, { recursive: true, force: true });
+    await mkdir(rolloutDir, { recursive: true });
+    modelPath = join(rolloutDir, "current");
+    await symlink(model.dir, modelPath);
+  }
   const t = performance.now();
   let stack: Stack | undefined = await launchStack({
-    modelDir: model.dir,
+    modelDir: modelPath,
     dataset: spec,
     stateDir: join(runDir, "run"),
     shards: args.shards,
@@ -427,11 +448,19 @@ export async function run(argv: string[]): Promise<number> {
     env: {
       // Every stage polls its model manifest at the default MODEL_POLL_INTERVAL (30 s), as deployed:
       // the load runs across at least one poll per stage.
-      candidate_generation: { LOG_LEVEL: "warn", GRPC_SERVER: args.server },
-      retrieval: { LOG_LEVEL: "info", GRPC_SERVER: args.server },
+      // With --rollout every stage polls every second (a stat), so that the bundle rollout is
+      // picked up within the measured window.
+      candidate_generation: { LOG_LEVEL: "warn", GRPC_SERVER: args.server, ...(args.rollout ? { MODEL_POLL_INTERVAL: "1s" } : {}) },
+      retrieval: { LOG_LEVEL: "info", GRPC_SERVER: args.server, ...(args.rollout ? { MODEL_POLL_INTERVAL: "1s" } : {}) },
       // With --rollout the ranking stage checks its ranker's manifest every second (stat only).
       ranking: { LOG_LEVEL: "warn", GRPC_SERVER: args.server, ...(args.rollout ? { MODEL_POLL_INTERVAL: "1s" } : {}) },
-      orchestrator: { LOG_LEVEL: "info", FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`, DOWNSTREAM_TRANSPORT: args.transport, GRPC_SERVER: args.server },
+      orchestrator: {
+        LOG_LEVEL: "info",
+        FRESH_WINDOW: `${FRESH_WINDOW_SECONDS}s`,
+        DOWNSTREAM_TRANSPORT: args.transport,
+        GRPC_SERVER: args.server,
+        ...(args.rollout ? { MODEL_POLL_INTERVAL: "1s" } : {}),
+      },
     },
     log,
   });
@@ -545,6 +574,7 @@ export async function run(argv: string[]): Promise<number> {
 
       // A ranker rollout under the same rate: its figures against the load's.
       let rollout: RolloutResult | undefined;
+      let bundleRollout: BundleRolloutResult | undefined;
       if (args.rollout) {
         rollout = await measureRankerRollout({
           bundleDir: model.dir,
@@ -559,6 +589,33 @@ export async function run(argv: string[]): Promise<number> {
         log(
           `rollout: ${rollout.requests} requests, ${rollout.answered_by_next} answered by the new ranker; p50 ${rollout.p50_ms} / p99 ${rollout.p99_ms} / max ${rollout.max_ms} ms, ` +
             `${rollout.errors} errors, ${rollout.degraded} degraded`,
+        );
+        const retrievalStages = stack.retrieval;
+        bundleRollout = await measureBundleRollout({
+          current: modelPath,
+          shardCount: args.shards,
+          rate: args.rate || 100,
+          seconds: BUNDLE_ROLLOUT_SECONDS,
+          concurrency: args.concurrency,
+          publishAfterSeconds: ROLLOUT_PUBLISH_AFTER_SECONDS,
+          preloadSeconds: BUNDLE_ROLLOUT_PRELOAD_SECONDS,
+          send: () => client.recommend({ userId: pickUser(), count: args.count }),
+          errorKey,
+          indexBuilds: async () => {
+            let total = 0;
+            for (const stage of retrievalStages) {
+              const text = await (await fetch(stage.metricsUrl)).text();
+              for (const m of text.matchAll(/^recsys_retrieval_index_builds_total\{[^}]*\} (\S+)$/gm)) total += Number(m[1]);
+            }
+            return total;
+          },
+          log,
+        });
+        log(
+          `bundle rollout (${bundleRollout.previous_version} -> ${bundleRollout.next_version}, indexes prebuilt in ${bundleRollout.prebuild_seconds} s): ${bundleRollout.requests} requests, ` +
+            `${bundleRollout.answered_by_next} answered by the new version; ${bundleRollout.errors} errors, ${bundleRollout.degraded} degraded ` +
+            `(${bundleRollout.degraded_by_version_mismatch} by a retrieval version mismatch), ${bundleRollout.indexes_built_by_shards} indexes built by the shards; ` +
+            `p50 ${bundleRollout.p50_ms} / p99 ${bundleRollout.p99_ms} / max ${bundleRollout.max_ms} ms`,
         );
       }
 
@@ -641,6 +698,7 @@ export async function run(argv: string[]): Promise<number> {
         sequential: { requests: sequential.completed, ...pctJson(sequentialP) },
         hops: { sequential: sequentialHops, under_load: loadHops },
         ...(rollout === undefined ? {} : { rollout }),
+        ...(bundleRollout === undefined ? {} : { bundle_rollout: bundleRollout }),
         machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
         setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
         lowered,
@@ -751,6 +809,12 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   if (rollout !== undefined) {
     out += `\na ranker rollout under the same rate (${rollout.previous_version} → ${rollout.next_version}, published ${ROLLOUT_PUBLISH_AFTER_SECONDS} s into ${ROLLOUT_SECONDS} s of calls)\n`;
     out += `  Recommend          p50 ${rollout.p50_ms} ms  p99 ${rollout.p99_ms} ms  max ${rollout.max_ms} ms  errors ${rollout.errors}  degraded ${rollout.degraded}  answered by the new ranker ${rollout.answered_by_next} of ${rollout.requests}\n`;
+  }
+  const bundle = r["bundle_rollout"] as BundleRolloutResult | undefined;
+  if (bundle !== undefined) {
+    out += `
+a bundle rollout under the same rate (${bundle.previous_version} → ${bundle.next_version}; shard indexes prebuilt in ${bundle.prebuild_seconds} s before; next ${ROLLOUT_PUBLISH_AFTER_SECONDS} s into ${BUNDLE_ROLLOUT_SECONDS} s of calls, current ${BUNDLE_ROLLOUT_PRELOAD_SECONDS} s later)\n`;
+    out += `  Recommend          p50 ${bundle.p50_ms} ms  p99 ${bundle.p99_ms} ms  max ${bundle.max_ms} ms  errors ${bundle.errors}  degraded ${bundle.degraded} (version mismatch ${bundle.degraded_by_version_mismatch})  answered by the new version ${bundle.answered_by_next} of ${bundle.requests}  indexes built by shards ${bundle.indexes_built_by_shards}\n`;
   }
   const cpu = r["cpu_ms_per_request"] as Record<string, number>;
   if (Object.keys(cpu).length > 0) {

@@ -33,3 +33,20 @@ export {
   type StackStateStage,
 } from "./stack-state.js";
 export { createPipelineSources, DEFAULT_PIPELINE, rankerDir } from "./pipeline-setup.js";
+export {
+  RETRAIN_DEFAULTS,
+  flipSymlink,
+  formatFigures,
+  gateFigures,
+  gateRefusal,
+  heldOutTargets,
+  holdoutCutoff,
+  perUserGate,
+  retrain,
+  type GateFigures,
+  type HeldOut,
+  type PerUserGate,
+  type RetrainOptions,
+  type RetrainResult,
+} from "./retrain.js";
+export { embeddedStoreContents, openStoreContents } from "./store-opener.js";

@@ -10,6 +10,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv
   event: { summary: "record an event: --user ID (--watch ITEM [--seconds S] | --search \"query\" | --impression ITEM) [--address HOST:PORT]", load: () => import("./commands/event.js") },
   "train-ranker": { summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]", load: () => import("./commands/train-ranker.js") },
   report: { summary: "an HTML report with figures from evaluate --json results: --input FILE[,FILE...] --out DIR", load: () => import("./commands/report.js") },
+  retrain: {
+    summary: "retrain both models on the live log, gate against the serving bundle, publish: [--dataset store:DIR] [--current PATH] [--margin M] [--dry-run]",
+    load: () => import("./commands/retrain.js"),
+  },
   evaluate: { summary: "offline evaluation, protocols lastout and lastout-shuffled side by side: --dataset SPEC --model DIR [--shuffled-model DIR] [--tie-seed S] [--split test|val] [--json]", load: () => import("./commands/evaluate.js") },
 };
 
@@ -19,6 +23,9 @@ function usage(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // `store:` datasets (every command that loads one) read the system's own stores.
+  const [{ registerStoreOpener }, { openStoreContents }] = await Promise.all([import("@recsys/data"), import("./store-opener.js")]);
+  registerStoreOpener(openStoreContents);
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(usage());

@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import { loadEventsDir } from "./events-dir.js";
 import { loadMl100k } from "./ml100k.js";
+import { loadStoreDataset } from "./store.js";
 import { generateSynthetic, parseSyntheticSpec } from "./synthetic.js";
 import type { Dataset } from "./types.js";
 
@@ -8,6 +9,8 @@ export const ACCEPTED_SPECS = [
   "ml100k:DIR                  MovieLens 100K files (u.data, u.user, u.item, u.genre) in DIR",
   "events:DIR                  events.csv (+ optional users.csv, items.csv, searches.csv) in DIR",
   "synthetic[:KEY=VALUE,...]   the seeded generator, e.g. synthetic:users=5000,items=2000,seed=1",
+  "store:DIR[?until=SEQ]       the system's own embedded stores in DIR (events logged through the API, catalogue)",
+  "store:redis://H:P[/db][?prefix=P][&until=SEQ]  the system's own Redis stores under key prefix P (default recsys:)",
 ];
 
 function specError(message: string): Error {
@@ -42,6 +45,10 @@ export async function loadDataset(spec: string): Promise<Dataset> {
       return loadEventsDir(spec, rest);
     case "synthetic":
       return generateSynthetic(spec, parseSyntheticSpec(rest));
+    case "store":
+      if (rest === "") throw specError(`dataset "${spec}": missing the store after the colon`);
+      if (!rest.startsWith("redis://") && !rest.startsWith("rediss://")) await requireDirectory(rest.split("?")[0]!, spec);
+      return loadStoreDataset(spec, rest);
     default:
       throw specError(`unknown dataset specification "${spec}"`);
   }

@@ -88,6 +88,40 @@ export interface ImpressionLog {
   readonly userOffsets: Int32Array;
 }
 
+/**
+ * What the system served (`served` events of the store: one row per `Recommend` answer) joined
+ * with what the client reported as shown (`impression` events carrying the request id). Only
+ * `store:` datasets have it. Requests are sorted by (timestamp, request id); the items of request
+ * r are rows `itemOffsets[r] .. itemOffsets[r+1]` in served order; the provenance of item row c is
+ * rows `provenanceOffsets[c] .. provenanceOffsets[c+1]` (source code into `sources`, the source's
+ * rank made 0-based like the sources' own (the log's is 1-based) and its score), as logged.
+ */
+export interface ServedLog {
+  readonly requestId: readonly string[];
+  /** User index of each request. */
+  readonly user: Int32Array;
+  /** Unix seconds of each answer. */
+  readonly timestamp: Float64Array;
+  /** The model versions that served each request (JSON object text, as logged). */
+  readonly modelVersions: readonly string[];
+  readonly itemOffsets: Int32Array;
+  /** Item index of each served item (served items missing from the catalogue are left out). */
+  readonly item: Int32Array;
+  /** 1-based position in the answer. */
+  readonly position: Int32Array;
+  /**
+   * 1 when the item counts as shown: the client recorded an impression of it with this request
+   * id, or the client recorded no impression for the whole request (the answer is then taken as
+   * shown in full). 0: served, but the client's impressions for the request leave it out.
+   */
+  readonly shown: Uint8Array;
+  readonly provenanceOffsets: Int32Array;
+  readonly provenanceSource: Int32Array;
+  readonly provenanceRank: Float32Array;
+  readonly provenanceScore: Float64Array;
+  readonly sources: readonly string[];
+}
+
 /** What a loader skipped or repaired: nothing is dropped silently. */
 export interface LoadReport {
   /** Human-readable counts, e.g. { "events": 100000, "duplicate_events": 0 }. */
@@ -107,6 +141,8 @@ export interface Dataset {
   /** Empty logs (length 0) when the source has none. */
   readonly searches: SearchLog;
   readonly impressions: ImpressionLog;
+  /** The served log (`store:` datasets only; see ServedLog). */
+  readonly served?: ServedLog;
   readonly report: LoadReport;
 }
 

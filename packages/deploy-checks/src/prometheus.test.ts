@@ -42,7 +42,7 @@ describe("promtool", () => {
   it("accepts the local scrape configuration with its rule files (promtool check config)", async () => {
     const result = await promtool(["check", "config", join(PROMETHEUS_DIR, "prometheus.yml")]);
     expect(result.code, result.output).toBe(0);
-    expect(result.output).toMatch(/SUCCESS: 3 rule files found/);
+    expect(result.output).toMatch(new RegExp(`SUCCESS: ${(await ruleFilePaths()).length} rule files found`));
   });
 });
 

@@ -7,6 +7,7 @@
  */
 import type { DescFile } from "@bufbuild/protobuf";
 import { file_recsys_v1_candidate_generation } from "./gen/recsys/v1/candidate_generation_pb.js";
+import { file_recsys_v1_catalogue } from "./gen/recsys/v1/catalogue_pb.js";
 import { file_recsys_v1_common } from "./gen/recsys/v1/common_pb.js";
 import { file_recsys_v1_ranking } from "./gen/recsys/v1/ranking_pb.js";
 import { file_recsys_v1_recommender } from "./gen/recsys/v1/recommender_pb.js";
@@ -17,6 +18,7 @@ export * from "./gen/recsys/v1/candidate_generation_pb.js";
 export * from "./gen/recsys/v1/retrieval_pb.js";
 export * from "./gen/recsys/v1/ranking_pb.js";
 export * from "./gen/recsys/v1/recommender_pb.js";
+export * from "./gen/recsys/v1/catalogue_pb.js";
 export * from "./limits.js";
 
 /** Every file of package recsys.v1 (dependencies such as google/protobuf/timestamp.proto are
@@ -27,4 +29,5 @@ export const RECSYS_V1_FILES: readonly DescFile[] = [
   file_recsys_v1_retrieval,
   file_recsys_v1_ranking,
   file_recsys_v1_recommender,
+  file_recsys_v1_catalogue,
 ];

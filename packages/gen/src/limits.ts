@@ -28,3 +28,5 @@ export const MAX_RECORD_EVENTS = 1000;
 export const MAX_ID_LENGTH = 256;
 /** A search query, in UTF-16 code units. */
 export const MAX_QUERY_LENGTH = 512;
+/** CatalogueService requests: items / ids per call. */
+export const MAX_CATALOGUE_ITEMS = 10_000;

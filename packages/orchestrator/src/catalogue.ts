@@ -5,11 +5,15 @@
  * embeddings (for "Because you watched X" on DNN candidates).
  *
  * Indices 0..n-1 are the dataset's items (its index order); items first seen later (a watch of a
- * new upload, a retrieval hit upserted after training) get the next indices and have no
- * metadata: they pass no tag, channel, upload-time or duration filter.
+ * new upload, a retrieval hit upserted after training) get the next indices. Items written
+ * through the catalogue API (`upsert`, from the catalogue store) carry their own metadata, which
+ * replaces the dataset's; other later items have none: they pass no tag, channel, upload-time or
+ * duration filter and are never nominated (`uncatalogued`): an id only seen in watch events
+ * (e.g. a made-up "ghost-item-1") is counted but never recommended.
  */
 import { join } from "node:path";
 import { indexInSlices, readFloat32File, readJsonFile, type Dataset, type Holdout } from "@recsys/data";
+import type { CatalogueItem } from "@recsys/user-store";
 
 /** What the orchestrator reads from the bundle's manifest.json (see @recsys/candidate-gen bundle.ts). */
 interface ManifestFields {
@@ -124,6 +128,12 @@ export class Catalogue {
   private readonly geoCodes = new Map<string, number>();
   private deletedIds: ReadonlySet<string> = new Set();
   private readonly deletedIndex = new Set<number>();
+  /** Taken down through the catalogue API (the file list is `deletedIds`). */
+  private readonly apiDeletedIds = new Set<string>();
+  /** Metadata written through the catalogue API, by index. */
+  private readonly live = new Map<number, CatalogueItem>();
+  /** Indices of items with no metadata at all (not dataset items, not upserted). */
+  readonly uncatalogued: ReadonlySet<number> = new UncataloguedSet(this);
 
   constructor(dataset: Dataset) {
     this.dataset = dataset;
@@ -164,19 +174,59 @@ export class Catalogue {
     return id;
   }
 
+  /** True for dataset items and items written through the catalogue API. */
+  isCatalogued(index: number): boolean {
+    return index < this.datasetSize || this.live.has(index);
+  }
+
+  /** The catalogue API's item at `index`, if it was upserted. */
+  liveItem(index: number): CatalogueItem | undefined {
+    return this.live.get(index);
+  }
+
+  /** Number of items upserted through the catalogue API (and not taken down). */
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  /** Metadata from the catalogue API (replaces the dataset's); returns the items' indices. */
+  upsert(items: readonly CatalogueItem[]): number[] {
+    return items.map((item) => {
+      const i = this.intern(item.itemId);
+      this.live.set(i, item);
+      if (this.apiDeletedIds.delete(item.itemId) && !this.deletedIds.has(item.itemId)) this.deletedIndex.delete(i);
+      return i;
+    });
+  }
+
+  /** Takedowns from the catalogue API (kept apart from the file's list, which `setDeleted` replaces). */
+  deleteIds(ids: readonly string[]): void {
+    for (const id of ids) {
+      this.apiDeletedIds.add(id);
+      const i = this.intern(id);
+      this.live.delete(i);
+      this.deletedIndex.add(i);
+    }
+  }
+
   /** The item's title, or its id in quotes when the catalogue has no title. */
   displayTitle(index: number): string {
-    const title = index < this.datasetSize ? this.dataset.items.titles[index]! : "";
+    const live = this.live.get(index);
+    const title = live !== undefined ? (live.title ?? "") : index < this.datasetSize ? this.dataset.items.titles[index]! : "";
     return title !== "" ? title : `"${this.id(index)}"`;
   }
 
   channel(index: number): string | undefined {
+    const live = this.live.get(index);
+    if (live !== undefined) return live.channel;
     if (index >= this.datasetSize) return undefined;
     const code = this.dataset.items.channel.codes[index]!;
     return code < 0 ? undefined : this.dataset.items.channel.values[code];
   }
 
   tags(index: number): string[] {
+    const live = this.live.get(index);
+    if (live !== undefined) return [...(live.tags ?? [])];
     if (index >= this.datasetSize) return [];
     const { tagOffsets, tagCodes, tagValues } = this.dataset.items;
     const out: string[] = [];
@@ -186,31 +236,43 @@ export class Catalogue {
 
   /** Unix seconds; NaN when unknown. */
   uploadTimestamp(index: number): number {
+    const live = this.live.get(index);
+    if (live !== undefined) return live.uploadTimestamp ?? Number.NaN;
     return index < this.datasetSize ? this.dataset.items.uploadTimestamp[index]! : Number.NaN;
   }
 
   /** Seconds; NaN when unknown. */
   durationSeconds(index: number): number {
+    const live = this.live.get(index);
+    if (live !== undefined) return live.durationSeconds ?? Number.NaN;
     return index < this.datasetSize ? this.dataset.items.durationSeconds[index]! : Number.NaN;
   }
 
   /** The dataset's geo code of a geography value ("94" for ml-100k zip prefixes), if known. */
   geoCode(value: string): number | undefined {
-    return value === "" ? undefined : this.geoCodes.get(value);
+    if (value === "") return undefined;
+    let code = this.geoCodes.get(value);
+    // A value the dataset does not know (or no dataset: a start from the stores) gets the next
+    // code, so "trending in your area" works for geographies learnt from profiles.
+    if (code === undefined) {
+      code = this.dataset.users.geo.values.length + this.geoCodes.size;
+      this.geoCodes.set(value, code);
+    }
+    return code;
   }
 
-  /** Replaces the taken-down items. */
+  /** Replaces the taken-down items of the file (DELETED_ITEMS_FILE); API takedowns stay. */
   setDeleted(ids: ReadonlySet<string>): void {
     this.deletedIds = ids;
     this.deletedIndex.clear();
-    for (const id of ids) {
+    for (const id of [...ids, ...this.apiDeletedIds]) {
       const i = this.index.get(id);
       if (i !== undefined) this.deletedIndex.add(i);
     }
   }
 
   isDeletedId(id: string): boolean {
-    return this.deletedIds.has(id);
+    return this.deletedIds.has(id) || this.apiDeletedIds.has(id);
   }
 
   /** Indices of taken-down items. */
@@ -219,7 +281,37 @@ export class Catalogue {
   }
 
   get deletedCount(): number {
-    return this.deletedIds.size;
+    let n = this.deletedIds.size;
+    for (const id of this.apiDeletedIds) if (!this.deletedIds.has(id)) n++;
+    return n;
+  }
+}
+
+/** The uncatalogued indices as a set view (only `has` is used by exclusions). */
+class UncataloguedSet implements ReadonlySet<number> {
+  constructor(private readonly catalogue: Catalogue) {}
+  has(item: number): boolean {
+    return !this.catalogue.isCatalogued(item);
+  }
+  get size(): number {
+    let n = 0;
+    for (let i = 0; i < this.catalogue.size; i++) if (this.has(i)) n++;
+    return n;
+  }
+  *values(): SetIterator<number> {
+    for (let i = 0; i < this.catalogue.size; i++) if (this.has(i)) yield i;
+  }
+  keys(): SetIterator<number> {
+    return this.values();
+  }
+  *entries(): SetIterator<[number, number]> {
+    for (const i of this.values()) yield [i, i];
+  }
+  [Symbol.iterator](): SetIterator<number> {
+    return this.values();
+  }
+  forEach(callback: (value: number, key: number, set: ReadonlySet<number>) => void, thisArg?: unknown): void {
+    for (const i of this.values()) callback.call(thisArg, i, i, this);
   }
 }
 

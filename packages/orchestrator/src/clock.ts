@@ -32,6 +32,21 @@ export class ServingClock {
     private readonly wall: () => number = wallSeconds,
   ) {}
 
+  /**
+   * A wall-clock time (Unix seconds) on the serving clock: itself with the wall clock; shifted by
+   * the dataset clock's fixed offset (datasetStart - origin) with the dataset clock, so a client
+   * stamping events with the real time is understood by a server continuing a historical
+   * dataset's time line.
+   */
+  fromWall(seconds: number): number {
+    return this.mode === "wall" ? seconds : seconds + (this.datasetStart - this.origin);
+  }
+
+  /** The wall clock now (Unix seconds), whatever the mode. */
+  wallNow(): number {
+    return this.wall();
+  }
+
   /** The current serving time, Unix seconds, strictly after every earlier reading. */
   now(): number {
     const raw = this.mode === "wall" ? this.wall() : this.datasetStart + (this.wall() - this.origin);

@@ -114,6 +114,16 @@ export const configSchema = {
   }),
   TRENDING_HALF_LIFE: env.duration({ default: 7 * 24 * 3_600_000, description: "half-life of the trending counts" }),
   FRESH_WINDOW: env.duration({ default: 30 * 24 * 3_600_000, description: "an item is fresh this long after its upload" }),
+  PER_USER_ITEM_CAP: env.int({
+    default: 1,
+    min: 0,
+    max: 1_000_000,
+    description: "watches of one item by one user counted at most this often in the co-watch, popular and trending counts (0 = no cap)",
+  }),
+  SERVED_LOG: env.bool({
+    default: true,
+    description: "log every Recommend answer (request id, items, positions, provenance, model versions) in the user store's events log",
+  }),
 };
 
 export type OrchestratorConfig = ConfigOf<typeof configSchema>;

@@ -30,6 +30,13 @@ export interface OnlineSourcesOptions {
   readonly budgets: Readonly<Partial<Record<SourceName, number>>>;
   readonly trendingHalfLifeSeconds: number;
   readonly freshWindowSeconds: number;
+  /**
+   * Watches of one item by one user counted at most this many times in every count (co-watch,
+   * popular, trending, trending-geo, and so the ranker's item statistics): one user cannot make an
+   * item popular or trending by watching it again and again. Default 1 (counts of distinct
+   * viewers); 0 turns the cap off.
+   */
+  readonly perUserItemCap?: number;
 }
 
 /** The ranker's per-item statistics (the RankRequest's Candidate.stats). */
@@ -56,6 +63,12 @@ export class OnlineSources {
   /** The ranker's item statistics come from these two (in the set, or hidden). */
   private readonly statsPopular: PopularSource;
   private readonly statsTrending: TrendingSource;
+  private readonly fresh: FreshSource | undefined;
+  private readonly perUserItemCap: number;
+  /** Per user: how many of their watches of each item were counted (only while under the cap). */
+  private readonly counted = new Map<number, Map<number, number>>();
+  /** Watches left out of the counts by the per-user cap (metrics, tests). */
+  capped = 0;
 
   constructor(
     private readonly catalogue: Catalogue,
@@ -91,14 +104,16 @@ export class OnlineSources {
       });
     }
     if (budget("fresh") > 0) {
-      specs.push({
-        source: new FreshSource({
-          uploadTimestamp: dataset.items.uploadTimestamp,
-          windowSeconds: options.freshWindowSeconds,
-          popularity: trending,
-        }),
-        budget: budget("fresh"),
+      this.fresh = new FreshSource({
+        uploadTimestamp: dataset.items.uploadTimestamp,
+        windowSeconds: options.freshWindowSeconds,
+        popularity: trending,
       });
+      specs.push({ source: this.fresh, budget: budget("fresh") });
+    }
+    this.perUserItemCap = options.perUserItemCap ?? 1;
+    if (!Number.isInteger(this.perUserItemCap) || this.perUserItemCap < 0) {
+      throw new RangeError(`perUserItemCap must be an integer >= 0, got ${this.perUserItemCap}`);
     }
     this.set = new SourceSet(specs, { mergedSize: 0, onSourceError: "skip", pastRequests: "clamp" });
   }
@@ -138,8 +153,29 @@ export class OnlineSources {
     if (user >= this.numDatasetUsers && geoCode !== undefined && geoCode >= 0) this.dynamicGeo.set(user, geoCode);
   }
 
-  /** A watch (dense indices); visible to requests after `timestamp`. */
+  /**
+   * An item upserted through the catalogue API: a fresh candidate from its upload time (items of
+   * the dataset keep the dataset's upload time in the fresh source; their metadata is replaced).
+   */
+  addItem(item: number, uploadTimestamp: number | undefined): void {
+    if (uploadTimestamp !== undefined) this.fresh?.addUpload(item, uploadTimestamp);
+  }
+
+  /** A watch (dense indices); visible to requests after `timestamp`. Subject to the per-user cap. */
   observe(event: { readonly user: number; readonly item: number; readonly timestamp: number }): void {
+    if (this.perUserItemCap > 0) {
+      let items = this.counted.get(event.user);
+      if (items === undefined) {
+        items = new Map();
+        this.counted.set(event.user, items);
+      }
+      const n = items.get(event.item) ?? 0;
+      if (n >= this.perUserItemCap) {
+        this.capped++;
+        return;
+      }
+      items.set(event.item, n + 1);
+    }
     this.set.observe(event);
     for (const source of this.hidden) source.observe(event);
   }

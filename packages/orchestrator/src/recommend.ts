@@ -66,6 +66,8 @@ export const STAGE_RANKING = "ranking";
 export const STAGE_SOURCES = "sources";
 export const STAGE_MERGE = "merge";
 export const STAGE_TOTAL = "total";
+/** The per-answer takedown check against the shared catalogue store. */
+export const STAGE_CATALOGUE = "catalogue";
 export function shardStage(shard: number): string {
   return `${STAGE_RETRIEVAL}/shard-${shard}`;
 }
@@ -86,6 +88,12 @@ export interface RecommendDeps {
   /** The bundle currently loaded from MODEL_PATH (item embeddings for DNN reasons). */
   readonly bundle: () => BundleInfo;
   readonly logger: Logger;
+  /**
+   * Which of these ids are taken down now, asked of the shared catalogue store (Redis) before
+   * answering, so that no replica serves an item once DeleteItems returned, even before the
+   * change stream reached it. Absent for the embedded store (this process is the only writer).
+   */
+  readonly takedownCheck?: (ids: readonly string[]) => Promise<ReadonlySet<string>>;
   readonly budgets: {
     readonly userStoreMs: number;
     readonly candidateGenerationMs: number;
@@ -241,7 +249,8 @@ export class Recommender {
     const geo = catalogue.geoCode(context.geo);
     const knownUser = online.knownUserIndex(valid.userId);
     if (knownUser !== undefined) online.learnGeo(knownUser, geo);
-    const exclusion = new Exclusion([excluded, catalogue.deleted], keep === undefined ? undefined : (i) => !keep(i), catalogue.size);
+    // Never nominated: excluded, taken down, and ids not in the catalogue (seen only in events).
+    const exclusion = new Exclusion([excluded, catalogue.deleted, catalogue.uncatalogued], keep === undefined ? undefined : (i) => !keep(i), catalogue.size);
     const t3 = performance.now();
     const run = online.run({
       history,
@@ -323,10 +332,21 @@ export class Recommender {
     }
 
     // 6. Top N (the ranker may not drop anything we must drop: filtered again by id).
+    let takenDown: ReadonlySet<string> = new Set();
+    if (deps.takedownCheck !== undefined && ranked.length > 0) {
+      const t6 = performance.now();
+      try {
+        takenDown = await withTimeout(deps.takedownCheck(ranked.map((r) => catalogue.id(r.item.item))), this.userStoreBudgetMs(ctx), "catalogue takedown check");
+      } catch (error) {
+        // This replica's own list (updated from the change stream) still applies.
+        failures.push(failureOf(STAGE_CATALOGUE, error));
+      }
+      time(STAGE_CATALOGUE, t6, takenDown.size);
+    }
     const top = ranked
       .filter((r) => {
         const id = catalogue.id(r.item.item);
-        return !watchedIds.has(id) && !excludedIds.has(id) && !catalogue.isDeletedId(id);
+        return !watchedIds.has(id) && !excludedIds.has(id) && !catalogue.isDeletedId(id) && !takenDown.has(id);
       })
       .slice(0, valid.count);
     const bundle = deps.bundle();

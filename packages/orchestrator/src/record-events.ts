@@ -104,14 +104,25 @@ export interface RecordEventsDeps {
 /** Largest timestamp the user store accepts (Unix seconds; milliseconds are rejected). */
 const MAX_STORE_TIMESTAMP = 1e11;
 
+/**
+ * A dataset clock's view of real time: events stamped after the serving clock's now but not after
+ * the wall clock's (plus the skew) are real-time stamps, shifted onto the serving time line.
+ */
+export interface WallTranslation {
+  readonly wallNow: number;
+  fromWall(seconds: number): number;
+}
+
 function eventTime(
   ts: { readonly seconds: bigint; readonly nanos: number } | undefined,
   field: string,
   now: number,
   maxSkew: number,
+  wall?: WallTranslation,
 ): number {
   if (ts === undefined) return now;
-  const seconds = requireValidTimestamp(ts as Parameters<typeof requireValidTimestamp>[0], field);
+  let seconds = requireValidTimestamp(ts as Parameters<typeof requireValidTimestamp>[0], field);
+  if (wall !== undefined && seconds > now + maxSkew && seconds <= wall.wallNow + maxSkew) seconds = wall.fromWall(seconds);
   if (seconds < 0 || seconds > MAX_STORE_TIMESTAMP) throw invalidArgument(`${field} is out of range: ${seconds} Unix seconds`);
   if (seconds > now + maxSkew) {
     throw invalidArgument(
@@ -123,14 +134,14 @@ function eventTime(
 }
 
 /** A proto UserEvent as the store's, validated; throws INVALID_ARGUMENT naming the field. */
-export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: number): StoreEvent {
+export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: number, wall?: WallTranslation): StoreEvent {
   const field = `events[${i}]`;
   const userId = requireNonEmpty(event.userId, `${field}.user_id`);
   switch (event.kind.case) {
     case "watch": {
       const watch = event.kind.value;
       const itemId = requireNonEmpty(watch.itemId, `${field}.watch.item_id`);
-      const timestamp = eventTime(watch.watchedAt, `${field}.watch.watched_at`, now, maxSkew);
+      const timestamp = eventTime(watch.watchedAt, `${field}.watch.watched_at`, now, maxSkew, wall);
       if (watch.watchSeconds !== undefined && !(Number.isFinite(watch.watchSeconds) && watch.watchSeconds >= 0)) {
         throw invalidArgument(`${field}.watch.watch_seconds must be a finite number >= 0, got ${watch.watchSeconds}`);
       }
@@ -142,12 +153,12 @@ export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: 
       const search = event.kind.value;
       const query = requireNonEmpty(search.query, `${field}.search.query`, MAX_QUERY_LENGTH);
       if (query.trim() === "") throw invalidArgument(`${field}.search.query is blank`);
-      return { kind: "search", userId, query, timestamp: eventTime(search.searchedAt, `${field}.search.searched_at`, now, maxSkew) };
+      return { kind: "search", userId, query, timestamp: eventTime(search.searchedAt, `${field}.search.searched_at`, now, maxSkew, wall) };
     }
     case "impression": {
       const impression = event.kind.value;
       const itemId = requireNonEmpty(impression.itemId, `${field}.impression.item_id`);
-      const timestamp = eventTime(impression.shownAt, `${field}.impression.shown_at`, now, maxSkew);
+      const timestamp = eventTime(impression.shownAt, `${field}.impression.shown_at`, now, maxSkew, wall);
       if (impression.requestId.length > MAX_ID_LENGTH) {
         throw invalidArgument(`${field}.impression.request_id is too long: ${impression.requestId.length} characters, at most ${MAX_ID_LENGTH}`);
       }
@@ -168,7 +179,10 @@ export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: 
 export async function recordEvents(deps: RecordEventsDeps, request: RecordEventsRequest): Promise<{ accepted: number }> {
   requireMaxItems(request.events, MAX_RECORD_EVENTS, "events");
   const now = deps.clock.now();
-  const events = request.events.map((event, i) => toStoreEvent(event, i, now, deps.maxClockSkewSeconds));
+  const clock = deps.clock;
+  const wall: WallTranslation | undefined =
+    clock.mode === "dataset" ? { wallNow: clock.wallNow(), fromWall: (seconds) => clock.fromWall(seconds) } : undefined;
+  const events = request.events.map((event, i) => toStoreEvent(event, i, now, deps.maxClockSkewSeconds, wall));
   if (events.length === 0) return { accepted: 0 };
   // Registered before the append: the echo may arrive before the append call returns.
   deps.own?.add(events);
@@ -180,7 +194,7 @@ export async function recordEvents(deps: RecordEventsDeps, request: RecordEvents
     if (isUserStoreUnavailable(error)) throw unavailable(`user store unavailable: ${error.message}`, { cause: error });
     throw new RpcError(status.INTERNAL, "user store failed", { cause: error });
   }
-  const counts = { watch: 0, search: 0, impression: 0 };
+  const counts = { watch: 0, search: 0, impression: 0, served: 0 };
   for (const event of events) {
     counts[event.kind]++;
     if (event.kind === "watch") deps.online.observeWatch(event.userId, event.itemId, event.timestamp);

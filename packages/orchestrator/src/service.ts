@@ -7,6 +7,7 @@
 import { readFile, stat } from "node:fs/promises";
 import {
   CandidateGenerationService,
+  CatalogueService,
   RankingService,
   RecommenderService,
   RetrievalService,
@@ -25,7 +26,9 @@ import {
 import {
   datasetUserEvents,
   datasetUserProfiles,
+  openCatalogueStore,
   openUserStore,
+  type CatalogueStore,
   seedFromEvents,
   type Subscription,
   type UserStore,
@@ -35,7 +38,12 @@ import { Catalogue, loadBundleInfo, parseDeletedItems, type BundleInfo } from ".
 import { ServingClock, wallSeconds } from "./clock.js";
 import { STAGE, checkOrchestratorConfig, type OrchestratorConfig } from "./config.js";
 import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.js";
+import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
+import { ServedLog } from "./served-log.js";
+import { datasetFromCatalogueStore, replayLoggedWatches, seedCatalogueStore } from "./store-state.js";
+import { Counter } from "prom-client";
+import { join } from "node:path";
 import { OwnEvents, applyReplicatedEvents, recordEvents } from "./record-events.js";
 import { Recommender } from "./recommend.js";
 
@@ -48,6 +56,10 @@ export interface Orchestrator {
   readonly online: OnlineSources;
   readonly clock: ServingClock;
   readonly store: UserStore;
+  readonly catalogueStore: CatalogueStore;
+  readonly catalogueApi: CatalogueApi;
+  /** Undefined when SERVED_LOG=false. */
+  readonly servedLog: ServedLog | undefined;
   readonly bundle: ModelWatcher<BundleInfo>;
   readonly metrics: OrchestratorMetrics;
   readonly recommender: Recommender;
@@ -108,6 +120,8 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     }
   };
   try {
+    // Set once the catalogue API exists: a new bundle re-embeds the items it was not trained on.
+    let onBundleSwap: (() => void) | undefined;
     // The bundle: catalogue ids, dataset and holdout; item embeddings (hot-reloaded) for reasons.
     const bundle = await watchModel<BundleInfo>({
       path: config.MODEL_PATH,
@@ -117,19 +131,52 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       logger,
       stage: STAGE,
       registry,
-      onSwap: (next) => metrics.setModelVersion("catalogue", next.modelVersion),
+      onSwap: (next) => {
+        metrics.setModelVersion("catalogue", next.modelVersion);
+        onBundleSwap?.();
+      },
     });
     closers.push(() => bundle.close());
     const first = bundle.current();
     metrics.setModelVersion("catalogue", first.modelVersion);
 
     const loadStarted = performance.now();
-    const dataset = await loadSeedDataset(config, first);
-    const split = lastoutSplit(dataset.events, dataset.users.ids.length);
-    const rows = trainingRows(split, first.holdout);
-    const catalogue = new Catalogue(dataset);
+    // The stores: the user store (histories, and the events log every source is rebuilt from)
+    // and the catalogue store beside it (USER_STORE_PATH/catalogue, or the same Redis prefix).
+    const limits = { maxWatches: config.USER_STORE_MAX_WATCHES, maxEarlierWatches: config.USER_STORE_MAX_EARLIER_WATCHES };
+    const store = await openUserStore(
+      config.USER_STORE === "redis"
+        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, limits, logger }
+        : { backend: "embedded", path: config.USER_STORE_PATH!, limits, logger },
+    );
+    closers.push(() => store.close());
+    const catalogueStore = await openCatalogueStore(
+      config.USER_STORE === "redis"
+        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, logger }
+        : { backend: "embedded", path: join(config.USER_STORE_PATH!, "catalogue"), logger },
+    );
+    closers.push(() => catalogueStore.close());
+
+    // DATASET (or, on stores never seeded, the bundle's datasetSpec) bootstraps the stores once.
+    // Without it, the catalogue and the sources come from the stores alone.
+    const storesSeeded = (await store.lastSeq()) > 0;
+    let bootstrap: { dataset: Dataset; rows: Int32Array } | undefined;
+    if (config.DATASET !== undefined || !storesSeeded) {
+      const dataset = await loadSeedDataset(config, first);
+      const split = lastoutSplit(dataset.events, dataset.users.ids.length);
+      const rows = trainingRows(split, first.holdout);
+      bootstrap = { dataset, rows };
+      const seedId = `${dataset.fingerprint}/${first.holdout}`;
+      if (config.SEED_USER_STORE) {
+        const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), { seedId });
+        logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
+        const items = await seedCatalogueStore(store, catalogueStore, dataset, seedId);
+        logger.info(items, items.skipped ? "catalogue store already seeded" : "catalogue store seeded");
+      }
+    }
+    const catalogue = new Catalogue(bootstrap?.dataset ?? (await datasetFromCatalogueStore(catalogueStore)));
     const missing = first.itemIds.filter((id) => catalogue.indexOf(id) === undefined).length;
-    if (missing > 0) logger.warn({ missing }, "bundle items missing from the dataset: served without metadata");
+    if (missing > 0) logger.warn({ missing }, "bundle items missing from the catalogue: served without metadata");
 
     if (config.DELETED_ITEMS_FILE !== undefined) {
       try {
@@ -146,51 +193,56 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       budgets: sourceBudgets,
       trendingHalfLifeSeconds: config.TRENDING_HALF_LIFE / 1000,
       freshWindowSeconds: config.FRESH_WINDOW / 1000,
+      perUserItemCap: config.PER_USER_ITEM_CAP,
     });
-    online.seed(dataset, rows);
+    // Source state: every watch of the events log (the seeded history and every recorded watch);
+    // a bootstrap dataset's rows only when the log is empty (SEED_USER_STORE=false).
     let datasetEnd = -Infinity;
-    for (const row of rows) datasetEnd = Math.max(datasetEnd, dataset.events.timestamp[row]!);
+    let replayedSeq = 0;
+    let sourceEvents: number;
+    if ((await store.lastSeq()) > 0) {
+      const replay = await replayLoggedWatches(store, (u, i, t) => online.observeWatch(u, i, t));
+      datasetEnd = replay.latest;
+      replayedSeq = replay.lastSeq;
+      sourceEvents = replay.watches;
+    } else if (bootstrap !== undefined) {
+      online.seed(bootstrap.dataset, bootstrap.rows);
+      for (const row of bootstrap.rows) datasetEnd = Math.max(datasetEnd, bootstrap.dataset.events.timestamp[row]!);
+      sourceEvents = bootstrap.rows.length;
+    } else {
+      sourceEvents = 0;
+    }
     if (!Number.isFinite(datasetEnd)) datasetEnd = wallSeconds();
     logger.info(
       {
-        dataset: dataset.spec,
+        dataset: bootstrap?.dataset.spec ?? "(stores only)",
         holdout: first.holdout,
         items: catalogue.size,
-        users: dataset.users.ids.length,
-        rows: rows.length,
+        users: catalogue.dataset.users.ids.length,
+        sourceEvents,
+        from: replayedSeq > 0 ? "events log" : "dataset rows",
         sources: online.names,
         seconds: Number(((performance.now() - loadStarted) / 1000).toFixed(2)),
       },
       "catalogue and candidate sources ready",
     );
 
-    // The user store, seeded once per dataset and holdout.
-    const limits = { maxWatches: config.USER_STORE_MAX_WATCHES, maxEarlierWatches: config.USER_STORE_MAX_EARLIER_WATCHES };
-    const store = await openUserStore(
-      config.USER_STORE === "redis"
-        ? { backend: "redis", url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX, limits, logger }
-        : { backend: "embedded", path: config.USER_STORE_PATH!, limits, logger },
-    );
-    closers.push(() => store.close());
-    if (config.SEED_USER_STORE) {
-      const seeded = await seedFromEvents(store, datasetUserEvents(dataset, { watchRows: rows }), datasetUserProfiles(dataset), {
-        seedId: `${dataset.fingerprint}/${first.holdout}`,
-      });
-      logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
-    }
-
-    // The serving clock; in dataset mode its origin is shared through the store.
+    // The serving clock; in dataset mode its start and origin are kept in the store (per bundle
+    // dataset), so replicas agree on the time and a restart continues it.
     let clock: ServingClock;
     if (config.SERVING_CLOCK === "wall") {
       clock = new ServingClock("wall");
     } else {
-      const key = `${CLOCK_ORIGIN_META_KEY}/${dataset.fingerprint}`;
+      const key = `${CLOCK_ORIGIN_META_KEY}/${first.datasetFingerprint}`;
       let origin = Number(await store.getMeta(key));
-      if (!Number.isFinite(origin) || origin <= 0) {
+      let start = Number(await store.getMeta(`${key}/start`));
+      if (!Number.isFinite(origin) || origin <= 0 || !Number.isFinite(start)) {
         origin = wallSeconds();
+        start = datasetEnd + 1;
+        await store.setMeta(`${key}/start`, String(start));
         await store.setMeta(key, String(origin));
       }
-      clock = new ServingClock("dataset", datasetEnd + 1, origin);
+      clock = new ServingClock("dataset", start, origin);
       logger.info({ servingTime: new Date(clock.now() * 1000).toISOString() }, "dataset clock");
     }
 
@@ -209,6 +261,13 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       });
       closers.push(() => subscription?.unsubscribe());
       await subscription.ready;
+      // Watches other replicas logged between the replay and the subscription. One delivered by
+      // both is counted once where PER_USER_ITEM_CAP is 1 (the default), else possibly twice.
+      if (replayedSeq > 0) {
+        for await (const batch of store.scanEvents({ afterSeq: replayedSeq })) {
+          for (const event of batch) if (event.kind === "watch") online.observeWatch(event.userId, event.itemId, event.timestamp);
+        }
+      }
     }
 
     // Taken-down items, re-read when the file changes.
@@ -241,6 +300,40 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       for (const client of [candidateGeneration, ...retrieval, ranking]) closers.push(() => client.$close());
     }
 
+    const catalogueApi = new CatalogueApi({
+      store: catalogueStore,
+      catalogue,
+      online,
+      clock,
+      retrieval,
+      bundle: () => bundle.current(),
+      logger,
+      retrievalTimeoutMs: Math.max(config.RETRIEVAL_TIMEOUT, 5000),
+    });
+    const loaded = await catalogueApi.load();
+    logger.info(loaded, "catalogue store loaded");
+    if (catalogueStore.backend === "redis") {
+      const sub = catalogueStore.subscribe((change) => catalogueApi.apply(change));
+      closers.push(() => sub.unsubscribe());
+    }
+    onBundleSwap = () => void catalogueApi.prepare().then(() => catalogueApi.reembed());
+    // The content-embedding table, built while the orchestrator starts serving.
+    catalogueApi.prepare().catch((error: unknown) => logger.warn({ err: error }, "content-embedding table not built"));
+
+    let servedLog: ServedLog | undefined;
+    if (config.SERVED_LOG) {
+      const failures = new Counter({
+        name: `recsys_${STAGE}_served_log_failures_total`,
+        help: "Recommend answers not written to the served-impressions log, by reason (store, queue_full)",
+        labelNames: ["reason"] as const,
+        registers: [registry],
+      });
+      servedLog = new ServedLog(store, logger, failures);
+      const log = servedLog;
+      // Before the store closes (closers run in reverse).
+      closers.push(() => log.close());
+    }
+
     const recommender = new Recommender({
       catalogue,
       online,
@@ -252,6 +345,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       metrics,
       bundle: () => bundle.current(),
       logger,
+      ...(catalogueStore.backend === "redis" ? { takedownCheck: (ids: readonly string[]) => catalogueStore.deletedAmong(ids) } : {}),
       budgets: {
         userStoreMs: config.USER_STORE_TIMEOUT,
         candidateGenerationMs: config.CANDIDATE_GENERATION_TIMEOUT,
@@ -264,10 +358,43 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     });
     const recordDeps = { store, online, clock, metrics, own, maxClockSkewSeconds: config.MAX_EVENT_CLOCK_SKEW / 1000 };
     const service = implement(RecommenderService, {
-      recommend: (request, ctx) => recommender.recommend(request, ctx),
+      recommend: async (request, ctx) => {
+        const response = await recommender.recommend(request, ctx);
+        servedLog?.log({
+          userId: request.userId,
+          requestId: response.requestId ?? "",
+          timestamp: clock.now(),
+          items: (response.items ?? []).map((item) => ({
+            itemId: item.itemId ?? "",
+            provenance: (item.provenance ?? []).map((p) => ({ sourceName: p.sourceName ?? "", source: Number(p.source ?? 0), rank: p.rank ?? 0, score: p.score ?? 0 })),
+          })),
+          versions: (response.versions ?? []).map((v) => ({ component: v.component ?? "", modelVersion: v.modelVersion ?? "" })),
+        });
+        return response;
+      },
       recordEvents: (request) => recordEvents(recordDeps, request),
     });
-    return { services: [service], catalogue, online, clock, store, bundle, metrics, recommender, budgets, reloadDeletedItems, close };
+    const catalogueService = implement(CatalogueService, {
+      upsertItems: (request) => catalogueApi.upsertItems(request),
+      deleteItems: (request) => catalogueApi.deleteItems(request),
+      getItems: (request) => catalogueApi.getItems(request),
+    });
+    return {
+      services: [service, catalogueService],
+      catalogue,
+      online,
+      clock,
+      store,
+      catalogueStore,
+      catalogueApi,
+      servedLog,
+      bundle,
+      metrics,
+      recommender,
+      budgets,
+      reloadDeletedItems,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;

@@ -44,6 +44,8 @@ export {
 export type { ItemStatsAt } from "./dataset-inputs.js";
 export { buildRankingExamples, exampleCandidates, exampleContext, exampleCount } from "./examples.js";
 export type { ExampleOptions, RankingExamples } from "./examples.js";
+export { buildServedExamples, DEFAULT_WATCH_WINDOW_SECONDS } from "./served-examples.js";
+export type { ServedExampleOptions, ServedExampleStats } from "./served-examples.js";
 export { DEFAULT_RANKER_TRAIN_CONFIG, fitRankingSpace, trainRanker, validateRankerTrainConfig } from "./trainer.js";
 export type { RankerTrainConfig, RankerTrainOptions, RankerTrainProgress, RankerTrainResult, RankerTrainStats } from "./trainer.js";
 export { RANKER_FORMAT, Ranker, loadRanker, rankerFromTraining, rankerManifest, saveRanker } from "./bundle.js";

@@ -9,6 +9,7 @@ import type { SourceSet } from "@recsys/sources";
 import { tf } from "@recsys/tf";
 import { Catalog } from "./catalog.js";
 import { encodeCandidates, RankingBatch, rawCandidates } from "./encode.js";
+import { buildServedExamples } from "./served-examples.js";
 import { buildRankingExamples, exampleCandidates, exampleContext, exampleCount, type RankingExamples } from "./examples.js";
 import { DEFAULT_RANKER_MODEL_CONFIG, RankerModel, type RankerModelConfig, RankerTrainStep, validateRankerModelConfig } from "./model.js";
 import { DEFAULT_RANKING_FEATURE_CONFIG, fitNormalizers, type RankingFeatureConfig, RankingSpace } from "./space.js";
@@ -83,8 +84,16 @@ export interface RankerTrainProgress {
 export interface RankerTrainOptions {
   /** Training event-log rows (the candidate-gen bundle's, so both stages see the same events). */
   readonly rows: ArrayLike<number>;
-  /** A fresh source set (no events yet): replayed over `rows`. */
+  /**
+   * A fresh source set (no events yet): replayed over `rows`, or with `served`, only its
+   * "popular" and "trending" item statistics are used.
+   */
   readonly sources: SourceSet;
+  /**
+   * Train from the dataset's served log (what was shown and watched, ./served-examples.ts)
+   * instead of replaying the sources: a shown item watched within `windowSeconds` is a positive.
+   */
+  readonly served?: { readonly windowSeconds: number; readonly labelsUntil?: number };
   /** Per-source budget of the replayed requests (sources with their own budget keep it). */
   readonly budget: number;
   readonly train?: Partial<RankerTrainConfig>;
@@ -133,7 +142,16 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
   const started = performance.now();
   const progress = options.onProgress;
 
-  const examples = buildRankingExamples(dataset, options.sources, {
+  const examples = options.served !== undefined
+    ? buildServedExamples(dataset, {
+        rows: options.rows,
+        sources: options.sources,
+        windowSeconds: options.served.windowSeconds,
+        ...(options.served.labelsUntil === undefined ? {} : { labelsUntil: options.served.labelsUntil }),
+        maxExamplesPerUser: cfg.maxExamplesPerUser,
+        minHistory: cfg.minHistory,
+      })
+    : buildRankingExamples(dataset, options.sources, {
     rows: options.rows,
     budget: options.budget,
     negatives: cfg.negatives,
@@ -147,7 +165,13 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
       : { onProgress: (done: number) => progress({ phase: "replay", epoch: 0, epochs: cfg.epochs, done, total: options.rows.length, loss: NaN, elapsedSeconds: (performance.now() - started) / 1000 }) }),
   });
   const n = exampleCount(examples);
-  if (n === 0) throw new Error(`dataset ${dataset.spec}: no ranker training examples (no replayed watch had its item among the merged candidates)`);
+  if (n === 0) {
+    throw new Error(
+      options.served !== undefined
+        ? `dataset ${dataset.spec}: no ranker training examples (no served answer with a shown item and enough history)`
+        : `dataset ${dataset.spec}: no ranker training examples (no replayed watch had its item among the merged candidates)`,
+    );
+  }
 
   const space = fitRankingSpace(dataset, options.rows, examples, featureCfg, cfg.normalizerSample, new Rng(cfg.seed, STREAM_SAMPLE));
 

@@ -6,6 +6,11 @@
  *     <modelVersion>/
  *       shard-<i>-of-<n>/                      the saved index (@recsys/ann format: index.json + data)
  *       shard-<i>-of-<n>.upserts.jsonl         upserts since that index was saved
+ *
+ * A bundle may carry prebuilt indexes (`recsys retrain` publishes them), copied into INDEX_DIR at
+ * load instead of building:
+ *
+ *   <bundle>/indexes/shard-<i>-of-<n>/          @recsys/ann format, annotated with the model version
  */
 import { join } from "node:path";
 
@@ -30,3 +35,11 @@ export function indexPath(indexDir: string, modelVersion: string, shard: number,
 export function journalPath(indexDir: string, modelVersion: string, shard: number, shardCount: number): string {
   return `${indexPath(indexDir, modelVersion, shard, shardCount)}.upserts.jsonl`;
 }
+
+/** The prebuilt index of a shard inside a bundle directory. */
+export function bundleIndexPath(bundleDir: string, shard: number, shardCount: number): string {
+  return join(bundleDir, BUNDLE_INDEX_DIR, shardTag(shard, shardCount));
+}
+
+/** The bundle subdirectory holding prebuilt shard indexes. */
+export const BUNDLE_INDEX_DIR = "indexes";

@@ -281,10 +281,12 @@ describe("one shard, HNSW: search, writes, restart, reload", () => {
     expect(ids(all.items)).not.toContain(deletedId);
     expect(ids(all.items)).not.toContain(lateVictim);
     expect(ids(all.items)).not.toContain("fresh-1"); // upserted in model A's embedding space
+    // The previous version is still answered for a grace period (version-window.ts), another is refused.
+    expect((await server.client.search({ userVector: query, k: 5, modelVersion: catA.modelVersion })).version!.modelVersion).toBe(catA.modelVersion);
     await expectCode(
-      server.client.search({ userVector: query, k: 5, modelVersion: catA.modelVersion }),
+      server.client.search({ userVector: query, k: 5, modelVersion: "cg-other" }),
       status.FAILED_PRECONDITION,
-      `user vector from model ${catA.modelVersion}, index from model ${catB.modelVersion}`,
+      `user vector from model cg-other, index from model ${catB.modelVersion}`,
     );
     const text = await scrapeMetrics(server.service.metricsPort);
     expect(metricValue(text, "recsys_retrieval_model_info", { model_version: catB.modelVersion })).toBe(1);

@@ -32,16 +32,20 @@ import {
   type ServiceRegistration,
   type ServiceSetup,
 } from "@recsys/runtime";
-import { Gauge } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { STAGE, checkRetrievalConfig, type RetrievalConfig } from "./config.js";
 import { DenyList } from "./deny-list.js";
 import { appendJsonLines } from "./journal.js";
 import { compactShardIndex, openShardIndex, type ShardIndex, type ShardIndexSettings } from "./shard-index.js";
+import { VersionWindow } from "./version-window.js";
+import { registerRetrainStatusGauges, retrainStatusPath } from "./retrain-status.js";
 
 export interface RetrievalStage {
   readonly services: readonly ServiceRegistration[];
   readonly model: ModelWatcher<ShardIndex>;
   readonly denied: DenyList;
+  /** The preloaded next index and the previous one in its grace period (version-window.ts). */
+  readonly versions: VersionWindow;
   /** Stops watching the bundle; waits for pending writes. */
   close(): Promise<void>;
 }
@@ -109,15 +113,34 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
     help: "1 when the served index was loaded from its saved file, 0 when it was built from the bundle at load",
     registers: [registry],
   });
+  const builds = new Counter({
+    name: `recsys_${STAGE}_index_builds_total`,
+    help: "Indexes this shard built from a bundle's item embeddings at load (0 when every load found a saved or prebuilt index)",
+    labelNames: ["source"],
+    registers: [registry],
+  });
+  const countLoad = (shardIndex: ShardIndex): void => {
+    if (shardIndex.source === "built") builds.inc({ source: "built" });
+  };
+  builds.inc({ source: "built" }, 0);
+  registerRetrainStatusGauges(registry, retrainStatusPath(config.MODEL_PATH));
+  // Preloads the next bundle and keeps the previous index answering its version for a while
+  // (version-window.ts), so that a rollout has no version-mismatch window.
+  let window: VersionWindow | undefined;
   const model = await watchModel<ShardIndex>({
     path: config.MODEL_PATH,
-    load: (dir) => openShardIndex(dir, settings, denied),
+    load: async (dir) => {
+      const shardIndex = window === undefined ? await openShardIndex(dir, settings, denied) : await window.load(dir);
+      countLoad(shardIndex);
+      return shardIndex;
+    },
     versionOf: (shardIndex) => shardIndex.modelVersion,
     pollMs: config.MODEL_POLL_INTERVAL,
     retryFailedMs: config.MODEL_RELOAD_RETRY,
     // Deletes made while the new index was loading: apply them before it serves.
-    onSwap: (next) => {
+    onSwap: (next, previous) => {
       for (const id of denied.values()) next.index.remove(id);
+      window?.swapped(previous);
       loadedFromFile.set(next.loadedFromFile ? 1 : 0);
     },
     logger,
@@ -126,6 +149,14 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
   });
 
   loadedFromFile.set(model.current().loadedFromFile ? 1 : 0);
+  window = new VersionWindow({
+    modelPath: config.MODEL_PATH,
+    open: (dir) => openShardIndex(dir, settings, denied),
+    pollMs: config.MODEL_POLL_INTERVAL,
+    graceMs: Math.max(60_000, 2 * config.MODEL_POLL_INTERVAL),
+    logger,
+    current: () => model.current(),
+  });
   new Gauge({
     name: `recsys_${STAGE}_index_items`,
     help: "Live items in the served index of this shard",
@@ -154,7 +185,10 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
 
   const service = implement(RetrievalService, {
     async search(request) {
-      const shardIndex = model.current(); // once: a swap during this call does not affect it
+      // Once: a swap during this call does not affect it. The index of the version the user
+      // vector names: the current one, or the preloaded next / the previous one (version-window.ts).
+      const picked = window?.pick(request.modelVersion);
+      const shardIndex = picked?.index ?? model.current();
       requireInRange(request.k, 1, MAX_SEARCH_K, "k");
       requireMaxItems(request.excludedItemIds, MAX_EXCLUDED_ITEMS, "excluded_item_ids");
       request.excludedItemIds.forEach((id, i) => requireNonEmpty(id, `excluded_item_ids[${i}]`));
@@ -163,7 +197,12 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
       let hits: SearchHit[];
       try {
         const exclude = request.excludedItemIds.length > 0 ? new Set(request.excludedItemIds) : undefined;
-        hits = shardIndex.index.search(request.userVector, request.k, exclude);
+        if (picked === undefined || picked.current) hits = shardIndex.index.search(request.userVector, request.k, exclude);
+        else {
+          // Not the current index: deletes made since it was loaded are filtered here.
+          const all = new Set<string>([...(exclude ?? []), ...denied.values()]);
+          hits = shardIndex.index.search(request.userVector, request.k, all.size > 0 ? all : undefined);
+        }
       } catch (error) {
         throw mapAnnError(error);
       }
@@ -243,7 +282,9 @@ export async function createRetrievalService(setup: ServiceSetup<RetrievalConfig
     services: [service],
     model,
     denied,
+    versions: window,
     async close() {
+      window?.close();
       await writes.idle();
       await model.close();
     },

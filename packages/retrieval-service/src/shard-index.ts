@@ -1,13 +1,16 @@
 /**
  * One model version's index of this shard, ready to serve: loaded from
- * `<INDEX_DIR>/<modelVersion>/shard-<i>-of-<n>/` when that holds a usable index, otherwise built
+ * `<INDEX_DIR>/<modelVersion>/shard-<i>-of-<n>/` when that holds a usable index, otherwise copied
+ * from the bundle's prebuilt index `<bundle>/indexes/shard-<i>-of-<n>/` (what `recsys retrain`
+ * publishes) when that one matches (model version, dimension, INDEX_KIND, HNSW M and
+ * efConstruction), otherwise built
  * from the bundle's item embeddings (only the items this shard owns: shardOf(id, n) === i) on a
  * worker thread and saved (into a temporary directory renamed into place, so a crash never leaves
  * a half-written index under the final name); then the upsert journal of that version is
  * replayed and the deleted-items list applied.
  */
 import { existsSync } from "node:fs";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { cp, mkdir, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
@@ -17,7 +20,7 @@ import type { Logger } from "@recsys/runtime";
 import type { BackendChoice } from "@recsys/tf";
 import type { DenyList } from "./deny-list.js";
 import { emptyFile, readJsonLines } from "./journal.js";
-import { indexPath, journalPath, shardTag } from "./paths.js";
+import { bundleIndexPath, indexPath, journalPath, shardTag } from "./paths.js";
 
 export interface ShardIndexSettings {
   readonly indexDir: string;
@@ -57,6 +60,8 @@ export interface ShardIndex {
   readonly journalFile: string;
   /** True when the index came from an existing file, false when it was built at this load. */
   readonly loadedFromFile: boolean;
+  /** Where the index came from: INDEX_DIR, the bundle's prebuilt index, or built at this load. */
+  readonly source: "index-dir" | "bundle" | "built";
   /** Records in the journal (replayed + appended since). */
   journaled: number;
 }
@@ -94,7 +99,7 @@ function buildWorkerPath(): string {
   return existsSync(sibling) ? sibling : join(here, "..", "dist", "build-worker.js");
 }
 
-function runBuildWorker(job: BuildJob): Promise<number> {
+export function runBuildWorker(job: BuildJob): Promise<number> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(buildWorkerPath(), { workerData: job });
     let size: number | undefined;
@@ -201,6 +206,28 @@ async function build(bundleDir: string, head: BundleHead, dir: string, settings:
   }
 }
 
+/**
+ * Copies the bundle's prebuilt index of this shard into `dir` (INDEX_DIR, where compactions save
+ * and journals refer to) when the bundle has one; false when it has none. The caller loads `dir`
+ * with the usual checks (model version, dimension, kind, HNSW parameters) and builds when they fail.
+ */
+async function copyPrebuilt(bundleDir: string, dir: string, settings: ShardIndexSettings): Promise<boolean> {
+  const { logger, shard, shardCount } = settings;
+  const prebuilt = bundleIndexPath(bundleDir, shard, shardCount);
+  if (!existsSync(join(prebuilt, META_FILE))) return false;
+  const started = performance.now();
+  await mkdir(dirname(dir), { recursive: true });
+  const tmp = `${dirname(dir)}/.tmp-${shardTag(shard, shardCount)}-${process.pid}-${Date.now().toString(36)}`;
+  try {
+    await cp(prebuilt, tmp, { recursive: true });
+    await install(tmp, dir);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  logger.info({ from: prebuilt, dir, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }, "prebuilt index copied from the bundle");
+  return true;
+}
+
 function isUpsertRecord(value: unknown): value is UpsertRecord {
   const record = value as Partial<UpsertRecord> | null;
   return typeof record === "object" && record !== null && typeof record.id === "string" && Array.isArray(record.vector);
@@ -213,13 +240,19 @@ export async function openShardIndex(bundleDir: string, settings: ShardIndexSett
   const head = await readBundleHead(bundleDir);
   const dir = indexPath(indexDir, head.modelVersion, shard, shardCount);
   let index = await tryLoad(dir, head, settings);
+  let source: ShardIndex["source"] = "index-dir";
+  if (index === undefined && (await copyPrebuilt(bundleDir, dir, settings))) {
+    index = await tryLoad(dir, head, settings);
+    source = "bundle";
+  }
   const loadedFromFile = index !== undefined;
   if (index === undefined) {
+    source = "built";
     await build(bundleDir, head, dir, settings);
     index = await tryLoad(dir, head, settings);
     if (index === undefined) throw new Error(`the index just built in ${dir} cannot be loaded`);
   } else {
-    logger.info({ dir, items: index.size(), kind: index.kind }, "index loaded from file");
+    logger.info({ dir, items: index.size(), kind: index.kind, source }, source === "bundle" ? "index loaded from the bundle's prebuilt file" : "index loaded from file");
   }
 
   const journalFile = journalPath(indexDir, head.modelVersion, shard, shardCount);
@@ -241,6 +274,7 @@ export async function openShardIndex(bundleDir: string, settings: ShardIndexSett
     dir,
     journalFile,
     loadedFromFile,
+    source,
     journaled: records.length,
   };
   logger.info(

@@ -114,3 +114,26 @@ describe("FreshSource", () => {
     expect(fresh.candidates({ history: [], asOf: 1e9, budget: 10 }).candidates).toEqual([]);
   });
 });
+
+describe("FreshSource.addUpload (items uploaded after construction)", () => {
+  it("nominates an added item within its window, before older uploads on a tie, and moves or drops it", () => {
+    const fresh = new FreshSource({ uploadTimestamp: [100, 50, NaN], windowSeconds: 100 });
+    expect(fresh.candidates({ history: [], asOf: 150, budget: 10 }).candidates.map((c) => c.item)).toEqual([0, 1]);
+    fresh.addUpload(5, 149);
+    fresh.addUpload(2, 120);
+    expect(fresh.knownUploads).toBe(4);
+    const got = fresh.candidates({ history: [], asOf: 150, budget: 10 }).candidates;
+    expect(got.map((c) => c.item)).toEqual([5, 2, 0, 1]);
+    // Not before its upload time, not after its window; excluded and watched items are skipped.
+    expect(fresh.candidates({ history: [], asOf: 149, budget: 10 }).candidates.map((c) => c.item)).toEqual([2, 0, 1]);
+    expect(fresh.candidates({ history: [], asOf: 240, budget: 10 }).candidates.map((c) => c.item)).toEqual([5]);
+    expect(fresh.candidates({ history: [5], asOf: 150, budget: 10, exclude: new Set([2]) }).candidates.map((c) => c.item)).toEqual([0, 1]);
+    // Only an empty base window: the added items alone.
+    expect(fresh.candidates({ history: [], asOf: 245, budget: 1 }).candidates.map((c) => c.item)).toEqual([5]);
+    fresh.addUpload(5, Number.NaN);
+    expect(fresh.candidates({ history: [], asOf: 150, budget: 10 }).candidates.map((c) => c.item)).toEqual([2, 0, 1]);
+    // Construction-time uploads keep theirs.
+    fresh.addUpload(0, 10);
+    expect(fresh.candidates({ history: [], asOf: 150, budget: 10 }).candidates.map((c) => c.item)).toEqual([2, 0, 1]);
+  });
+});

@@ -68,6 +68,12 @@ export class FreshSource implements CandidateSource {
   private readonly recent: Uint32Array;
   private recentBound = 0;
   private readonly popularity: PopularityAt | undefined;
+  /**
+   * Items whose upload time was learnt after construction (`addUpload`: a catalogue upsert),
+   * most recent first, with their upload times.
+   */
+  private addedItems: number[] = [];
+  private addedUploads: number[] = [];
 
   constructor(options: FreshOptions) {
     if (!(options.windowSeconds > 0)) throw new RangeError(`fresh windowSeconds must be positive, got ${options.windowSeconds}`);
@@ -106,7 +112,26 @@ export class FreshSource implements CandidateSource {
 
   /** Number of items with a known upload time. */
   get knownUploads(): number {
-    return this.byUpload.length;
+    return this.byUpload.length + this.addedItems.length;
+  }
+
+  /**
+   * An item uploaded after construction (a catalogue upsert): fresh from `uploadTimestamp` on,
+   * for `windowSeconds`. Setting it again moves it; items given upload times at construction keep
+   * those. O(added items) per call (a sorted insert).
+   */
+  addUpload(item: number, uploadTimestamp: number): void {
+    if (!Number.isInteger(item) || item < 0) throw new RangeError(`fresh: item must be an index >= 0, got ${item}`);
+    if (item < this.positionOf.length && this.positionOf[item] !== -1) return;
+    const old = this.addedItems.indexOf(item);
+    if (old >= 0) {
+      this.addedItems.splice(old, 1);
+      this.addedUploads.splice(old, 1);
+    }
+    if (!Number.isFinite(uploadTimestamp)) return;
+    const at = firstBelowList(this.addedUploads, uploadTimestamp);
+    this.addedItems.splice(at, 0, item);
+    this.addedUploads.splice(at, 0, uploadTimestamp);
   }
 
   candidates(request: SourceRequest): SourceResult {
@@ -114,25 +139,36 @@ export class FreshSource implements CandidateSource {
     const asOf = request.asOf;
     const from = firstBelow(this.uploads, asOf); // uploads at or after asOf are excluded
     const to = firstBelow(this.uploads, asOf - this.windowSeconds);
-    if (from >= to || request.budget === 0) return { source: this.name, candidates: [] };
+    const addedFrom = firstBelowList(this.addedUploads, asOf);
+    const addedTo = firstBelowList(this.addedUploads, asOf - this.windowSeconds);
+    if ((from >= to && addedFrom >= addedTo) || request.budget === 0) return { source: this.name, candidates: [] };
     const watched = watchedSet(request);
     const exclude = request.exclude;
     const window = this.windowSeconds;
     const popularity = this.popularity;
     // Positions are pushed instead of items: ties in score then go to the lower position, i.e.
     // the more recent upload, then the lower item index. O(items in the window × log budget).
+    // Added items are pushed as negative positions (-1 - j for the j-th most recent): they win
+    // ties against the construction-time uploads.
     const top = new TopK(request.budget);
+    const itemAt = (k: number): number => (k >= 0 ? this.byUpload[k]! : this.addedItems[-1 - k]!);
+    for (let j = addedFrom; j < addedTo; j++) {
+      const item = this.addedItems[j]!;
+      if (watched.has(item) || exclude?.has(item)) continue;
+      top.push(-1 - j, popularity === undefined ? 1 - (asOf - this.addedUploads[j]!) / window : popularity.scoreAt(item, asOf));
+    }
+    if (from >= to) return { source: this.name, candidates: top.sorted().map((c) => ({ item: itemAt(c.item), score: c.score })) };
     const scores = popularity?.scoresAt?.(asOf);
     if (scores !== undefined && scores.items.length <= SCAN_RATIO * (to - from)) {
       this.topByScores(scores, from, to, top, watched, exclude);
-      return { source: this.name, candidates: top.sorted().map((c) => ({ item: this.byUpload[c.item]!, score: c.score })) };
+      return { source: this.name, candidates: top.sorted().map((c) => ({ item: itemAt(c.item), score: c.score })) };
     }
     for (let k = from; k < to; k++) {
       const item = this.byUpload[k]!;
       if (watched.has(item) || exclude?.has(item)) continue;
       top.push(k, popularity === undefined ? 1 - (asOf - this.uploads[k]!) / window : popularity.scoreAt(item, asOf));
     }
-    const candidates = top.sorted().map((c) => ({ item: this.byUpload[c.item]!, score: c.score }));
+    const candidates = top.sorted().map((c) => ({ item: itemAt(c.item), score: c.score }));
     return { source: this.name, candidates };
   }
 
@@ -176,6 +212,18 @@ export class FreshSource implements CandidateSource {
       top.push(k, 0);
     }
   }
+}
+
+/** First index k with values[k] < x (values descending). */
+function firstBelowList(values: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (values[mid]! >= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** First index k with values[k] < x (values descending). */

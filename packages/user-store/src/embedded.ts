@@ -28,6 +28,7 @@
 import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { UserStoreError, UserStoreUnavailableError } from "./errors.js";
+import { DEFAULT_SCAN_BATCH, EventsLog, type EventsLogRecord } from "./events-log.js";
 import { encodeRecord, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
 import {
   appendBounded,
@@ -46,6 +47,8 @@ import type {
   AppendOptions,
   EmbeddedConfig,
   EventListener,
+  ScanEventsOptions,
+  StoredEvent,
   SubscribeOptions,
   Subscription,
   UserEvent,
@@ -93,6 +96,10 @@ interface StoredUserRecord extends Omit<UserRecord, "earlier"> {
 /** What a log or snapshot record holds. */
 type LogRecord =
   | { readonly t: "e"; readonly e: readonly UserEvent[] }
+  /** Events logged only (`logEvents`): they move the seq, not the state. */
+  | { readonly t: "l"; readonly e: readonly UserEvent[] }
+  /** Snapshots: the seq of the last event the snapshot covers. */
+  | { readonly t: "n"; readonly n: number }
   | { readonly t: "p"; readonly u: string; readonly p: UserProfile }
   | { readonly t: "u"; readonly u: string; readonly r: StoredUserRecord }
   | { readonly t: "m"; readonly k: string; readonly v: string };
@@ -143,7 +150,10 @@ function isLogRecord(value: unknown): value is LogRecord {
   const t = (value as { t?: unknown }).t;
   switch (t) {
     case "e":
+    case "l":
       return Array.isArray((value as { e?: unknown }).e);
+    case "n":
+      return Number.isSafeInteger((value as { n?: unknown }).n);
     case "p":
       return typeof (value as { u?: unknown }).u === "string" && typeof (value as { p?: unknown }).p === "object";
     case "u":
@@ -201,6 +211,11 @@ export class EmbeddedUserStore implements UserStore {
   private failure: Error | undefined;
   private closed = false;
   private lockPath = "";
+  private events!: EventsLog;
+  /** Seq of the last event applied (appended or logged). */
+  private seq = 0;
+  /** While recovering: events of the logs beyond the events log's end (to re-log). */
+  private recovering: { readonly logSeq: number; readonly missing: EventsLogRecord[] } | undefined;
   /** Counters for tests and metrics: group commits (write + fdatasync), records, snapshots. */
   readonly stats = { commits: 0, records: 0, snapshots: 0 };
 
@@ -237,6 +252,45 @@ export class EmbeddedUserStore implements UserStore {
   // ---- recovery -------------------------------------------------------------------------------
 
   private async recover(): Promise<void> {
+    this.events = await EventsLog.open(this.directory, this.logger);
+    try {
+      await this.recoverState();
+    } catch (error) {
+      await this.events.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Snapshot + logs, then the events log reconciled with them by seq: both are written by each
+   * commit, so a crash may leave either one ahead. Events the logs hold beyond the events log are
+   * re-logged; events the events log holds beyond the logs are applied and written to the log.
+   */
+  private async recoverState(): Promise<void> {
+    this.recovering = { logSeq: this.events.lastSeq, missing: [] };
+    await this.recoverFiles();
+    const { missing } = this.recovering;
+    this.recovering = undefined;
+    if (missing.length > 0) {
+      this.logger.warn({ directory: this.directory, records: missing.length }, "events log behind the user log: re-logging its tail");
+      const bytes = Buffer.concat(missing.map((r) => EventsLog.encode(r.s, r.e, r.l === 1)));
+      await this.events.write(bytes, missing.map((r) => r.e.length));
+    }
+    if (this.events.lastSeq > this.seq) {
+      this.logger.warn({ directory: this.directory, events: this.events.lastSeq - this.seq }, "user log behind the events log: applying its tail");
+      const records: LogRecord[] = [];
+      for await (const batch of this.events.scan(this.seq, this.limits.maxEventsPerAppend)) {
+        records.push({ t: "e", e: batch.map(({ seq: _seq, ...event }) => event as UserEvent) });
+      }
+      const bytes = Buffer.concat(records.map(encodeRecord));
+      await writeFully(this.log.handle, bytes, this.log.size);
+      await this.log.handle.datasync();
+      this.log.size += bytes.length;
+      for (const record of records) this.apply(record);
+    }
+  }
+
+  private async recoverFiles(): Promise<void> {
     const names = await readdir(this.directory);
     const snapshots: number[] = [];
     const wals: number[] = [];
@@ -305,7 +359,21 @@ export class EmbeddedUserStore implements UserStore {
   }
 
   private apply(record: LogRecord): void {
+    if (record.t === "e" || record.t === "l") {
+      const first = this.seq + 1;
+      this.seq += record.e.length;
+      const recovering = this.recovering;
+      if (recovering !== undefined && this.seq > recovering.logSeq) {
+        const from = Math.max(first, recovering.logSeq + 1);
+        recovering.missing.push({ s: from, e: record.e.slice(from - first), ...(record.t === "l" ? { l: 1 as const } : {}) });
+      }
+    }
     switch (record.t) {
+      case "l":
+        break;
+      case "n":
+        this.seq = record.n;
+        break;
       case "e":
         for (const [userId, batch] of groupByUser(record.e)) {
           const old = this.users.get(userId) ?? EMPTY_RECORD;
@@ -378,7 +446,32 @@ export class EmbeddedUserStore implements UserStore {
 
   async append(events: readonly UserEvent[], options: AppendOptions = {}): Promise<void> {
     const checked = checkEvents(events, this.limits);
-    await this.write([{ t: "e", e: checked }], options.publish === false ? undefined : checked);
+    // Served answers are logged, never delivered as activity.
+    const publish = options.publish === false ? [] : checked.filter((e) => e.kind !== "served");
+    await this.write([{ t: "e", e: checked }], publish.length === 0 ? undefined : publish);
+  }
+
+  async logEvents(events: readonly UserEvent[]): Promise<void> {
+    const checked = checkEvents(events, this.limits);
+    await this.write([{ t: "l", e: checked }], undefined);
+  }
+
+  async lastSeq(): Promise<number> {
+    this.assertOpen();
+    return this.seq;
+  }
+
+  async *scanEvents(options: ScanEventsOptions = {}): AsyncGenerator<readonly StoredEvent[]> {
+    this.assertOpen();
+    const afterSeq = options.afterSeq ?? 0;
+    const batchSize = options.batchSize ?? DEFAULT_SCAN_BATCH;
+    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
+      throw new UserStoreError("INVALID_ARGUMENT", `afterSeq must be an integer >= 0, got ${afterSeq}`);
+    }
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
+      throw new UserStoreError("INVALID_ARGUMENT", `batchSize must be a positive integer, got ${batchSize}`);
+    }
+    yield* this.events.scan(afterSeq, batchSize);
   }
 
   async setProfile(userId: string, profile: UserProfile): Promise<void> {
@@ -458,9 +551,26 @@ export class EmbeddedUserStore implements UserStore {
       return;
     }
     const bytes = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((w) => w.bytes));
+    // The same events, with their seqs, for the events log (written beside the user log).
+    const eventChunks: Buffer[] = [];
+    const eventCounts: number[] = [];
+    let next = this.seq + 1;
+    for (const write of batch) {
+      for (const record of write.records) {
+        if (record.t !== "e" && record.t !== "l") continue;
+        eventChunks.push(EventsLog.encode(next, record.e, record.t === "l"));
+        eventCounts.push(record.e.length);
+        next += record.e.length;
+      }
+    }
     try {
-      await writeFully(this.log.handle, bytes, this.log.size);
-      await this.log.handle.datasync();
+      await Promise.all([
+        (async () => {
+          await writeFully(this.log.handle, bytes, this.log.size);
+          await this.log.handle.datasync();
+        })(),
+        this.events.write(Buffer.concat(eventChunks), eventCounts),
+      ]);
     } catch (error) {
       this.failure = new UserStoreUnavailableError(
         `user store log write failed, refusing further writes until reopened: ${(error as Error).message}`,
@@ -522,7 +632,8 @@ export class EmbeddedUserStore implements UserStore {
     await old.handle.close().catch(() => undefined);
     const users = new Map(this.users);
     const meta = new Map(this.meta);
-    this.compaction = this.writeSnapshot(old.generation, users, meta)
+    const seq = this.seq;
+    this.compaction = this.writeSnapshot(old.generation, users, meta, seq)
       .catch((error: unknown) => {
         this.logger.error({ directory: this.directory, err: error }, "compaction failed; the logs are kept");
       })
@@ -535,14 +646,16 @@ export class EmbeddedUserStore implements UserStore {
     generation: number,
     users: ReadonlyMap<string, UserRecord>,
     meta: ReadonlyMap<string, string>,
+    seq: number,
   ): Promise<void> {
     const finalPath = join(this.directory, snapshotName(generation));
     const tmpPath = `${finalPath}.tmp`;
     const handle = await open(tmpPath, "w");
     let size = 0;
     try {
-      let chunks: Buffer[] = [SNAPSHOT_MAGIC];
-      let chunkBytes = SNAPSHOT_MAGIC.length;
+      const seqRecord = encodeRecord({ t: "n", n: seq } satisfies LogRecord);
+      let chunks: Buffer[] = [SNAPSHOT_MAGIC, seqRecord];
+      let chunkBytes = SNAPSHOT_MAGIC.length + seqRecord.length;
       const flush = async (): Promise<void> => {
         const data = Buffer.concat(chunks, chunkBytes);
         await writeFully(handle, data, size);
@@ -645,6 +758,7 @@ export class EmbeddedUserStore implements UserStore {
     while (this.compaction !== undefined) await this.compaction;
     this.listeners.clear();
     await this.log.handle.close().catch(() => undefined);
+    await this.events.close();
     await unlink(this.lockPath).catch(() => undefined);
   }
 

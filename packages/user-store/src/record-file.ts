@@ -45,7 +45,7 @@ export interface ScanResult {
 export async function scanRecordFile(
   path: string,
   magic: Buffer,
-  onRecord: (value: unknown) => void,
+  onRecord: (value: unknown, offset: number) => void,
 ): Promise<ScanResult> {
   const handle = await open(path, "r");
   try {
@@ -88,7 +88,7 @@ export async function scanRecordFile(
       let value: unknown;
       try {
         value = JSON.parse(payload.toString("utf8"));
-        onRecord(value);
+        onRecord(value, offset);
       } catch (error) {
         return stop(`undecodable record at offset ${offset}: ${(error as Error).message}`);
       }
@@ -102,15 +102,19 @@ export async function scanRecordFile(
 }
 
 /** Sequential reads in large chunks; `take(n)` returns the next n bytes (caller checks size). */
-class ChunkReader {
+export class ChunkReader {
   private buffer = Buffer.alloc(0);
   private position = 0;
-  private fileOffset = 0;
+  private fileOffset: number;
 
+  /** Reads `handle` from byte `start` up to byte `size`. */
   constructor(
     private readonly handle: FileHandle,
     private readonly size: number,
-  ) {}
+    start = 0,
+  ) {
+    this.fileOffset = start;
+  }
 
   async take(n: number): Promise<Buffer> {
     while (this.buffer.length - this.position < n) {

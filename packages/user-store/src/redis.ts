@@ -10,11 +10,15 @@
  *   finds watches that left the `:w` list.
  * - `P events`: a stream with one entry per append call (field `e`: JSON array of events), capped
  *   with XADD MAXLEN ~; every replica tails it with XREAD BLOCK to update its own counts.
+ * - `P events:log`: a list of every event ever appended (one JSON entry per event, in append
+ *   order; seq = index + 1), never trimmed: what `scanEvents` reads. Retention is the operator's
+ *   (LTRIM from the left would renumber seqs: archive and rename instead).
  * - `P meta`: a hash of small metadata (e.g. which dataset was seeded).
  *
  * Failures: commands fail fast (no offline queue, no resend after a reconnect, command timeout)
  * with `UserStoreUnavailableError`, while the client reconnects in the background.
  */
+import { DEFAULT_SCAN_BATCH } from "./events-log.js";
 import { Redis, ReplyError, type ChainableCommander, type RedisOptions } from "ioredis";
 import { UserStoreError, UserStoreUnavailableError } from "./errors.js";
 import {
@@ -31,6 +35,8 @@ import type {
   AppendOptions,
   EventListener,
   RedisConfig,
+  ScanEventsOptions,
+  StoredEvent,
   SubscribeOptions,
   Subscription,
   UserEvent,
@@ -177,6 +183,7 @@ export class RedisUserStore implements UserStore {
   readonly limits: UserStoreLimits;
   private readonly streamKey: string;
   private readonly metaKey: string;
+  private readonly logKey: string;
   private readonly streamMaxLen: number;
   private readonly userTtlSeconds: number | undefined;
   private readonly logger: UserStoreLogger;
@@ -194,6 +201,7 @@ export class RedisUserStore implements UserStore {
     this.limits = limits;
     this.streamKey = `${config.keyPrefix}events`;
     this.metaKey = `${config.keyPrefix}meta`;
+    this.logKey = `${config.keyPrefix}events:log`;
     this.streamMaxLen = config.streamMaxLen ?? DEFAULT_STREAM_MAX_LEN;
     this.userTtlSeconds = config.userTtlSeconds;
     this.logger = config.logger ?? consoleLogger;
@@ -322,10 +330,51 @@ export class RedisUserStore implements UserStore {
       }
       this.expireUser(multi, userId);
     }
-    if (options.publish !== false) {
-      multi.xadd(this.streamKey, "MAXLEN", "~", String(this.streamMaxLen), "*", "e", JSON.stringify(checked));
+    multi.rpush(this.logKey, ...checked.map((event) => JSON.stringify(event)));
+    // Served answers are logged, never delivered as activity.
+    const publish = options.publish === false ? [] : checked.filter((e) => e.kind !== "served");
+    if (publish.length > 0) {
+      multi.xadd(this.streamKey, "MAXLEN", "~", String(this.streamMaxLen), "*", "e", JSON.stringify(publish));
     }
     await this.exec("append", multi);
+  }
+
+  async logEvents(events: readonly UserEvent[]): Promise<void> {
+    const checked = checkEvents(events, this.limits);
+    await this.call("logEvents", () => this.client.rpush(this.logKey, ...checked.map((event) => JSON.stringify(event))));
+  }
+
+  async lastSeq(): Promise<number> {
+    return this.call("lastSeq", () => this.client.llen(this.logKey));
+  }
+
+  async *scanEvents(options: ScanEventsOptions = {}): AsyncGenerator<readonly StoredEvent[]> {
+    const afterSeq = options.afterSeq ?? 0;
+    const batchSize = options.batchSize ?? DEFAULT_SCAN_BATCH;
+    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) {
+      throw new UserStoreError("INVALID_ARGUMENT", `afterSeq must be an integer >= 0, got ${afterSeq}`);
+    }
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
+      throw new UserStoreError("INVALID_ARGUMENT", `batchSize must be a positive integer, got ${batchSize}`);
+    }
+    let next = afterSeq; // list index of seq next + 1
+    for (;;) {
+      const entries = await this.call("scanEvents", () => this.client.lrange(this.logKey, next, next + batchSize - 1));
+      if (entries.length === 0) return;
+      const batch: StoredEvent[] = [];
+      for (const [i, entry] of entries.entries()) {
+        let event: unknown;
+        try {
+          event = JSON.parse(entry);
+        } catch {
+          throw new UserStoreError("INTERNAL", `user store: events log entry ${next + i + 1} is not JSON`);
+        }
+        batch.push({ ...(event as UserEvent), seq: next + i + 1 } as StoredEvent);
+      }
+      next += entries.length;
+      yield batch;
+      if (entries.length < batchSize) return;
+    }
   }
 
   async setProfile(userId: string, profile: UserProfile): Promise<void> {

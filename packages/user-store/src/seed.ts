@@ -28,7 +28,17 @@ export interface SeedOptions {
   readonly usersPerCall?: number;
   /** `putUsers` calls in flight at once (default 4): group commit / pipelining. */
   readonly concurrency?: number;
+  /**
+   * Also record the events in the store's events log (`logEvents`, oldest first) so that
+   * `scanEvents` (rebuilding counts, training from the store) sees the seeded history. Default
+   * true. Done once per store (meta key `seeded-log`); a seeding interrupted while logging logs
+   * again from the start (the events log may then hold part of the history twice).
+   */
+  readonly logEvents?: boolean;
 }
+
+/** Metadata key holding the seed id whose events were recorded in the events log. */
+export const SEED_LOG_META_KEY = "seeded-log";
 
 export interface SeedResult {
   /** True when `seedId` had already been seeded (nothing written). */
@@ -80,8 +90,11 @@ export async function seedFromEvents(
     }
     return p;
   };
+  const logging = options.logEvents !== false && (await store.getMeta(SEED_LOG_META_KEY)) !== (options.seedId ?? "");
+  const toLog: UserEvent[] = [];
   for (const event of events) {
     const p = pendingOf(event.userId);
+    if (logging) toLog.push(event);
     switch (event.kind) {
       case "watch": {
         const { kind: _kind, ...watch } = event;
@@ -111,6 +124,13 @@ export async function seedFromEvents(
     }
   }
   for (const [userId, profile] of profiles) pendingOf(userId).profile = profile;
+  if (logging) {
+    toLog.sort((a, b) => a.timestamp - b.timestamp);
+    for (let i = 0; i < toLog.length; i += store.limits.maxEventsPerAppend) {
+      await store.logEvents(toLog.slice(i, i + store.limits.maxEventsPerAppend));
+    }
+    await store.setMeta(SEED_LOG_META_KEY, options.seedId ?? "");
+  }
 
   const usersPerCall = Math.max(1, Math.min(options.usersPerCall ?? 500, store.limits.maxUsersPerCall));
   const concurrency = Math.max(1, options.concurrency ?? 4);

@@ -46,6 +46,8 @@ export interface UserBatch {
 export function groupByUser(events: readonly UserEvent[]): Map<string, UserBatch> {
   const groups = new Map<string, UserBatch>();
   for (const event of events) {
+    // Served answers are in the events log only, not in a user's state.
+    if (event.kind === "served") continue;
     let group = groups.get(event.userId);
     if (group === undefined) {
       group = { watches: [], searches: [], impressions: [] };

@@ -34,10 +34,52 @@ export interface ImpressionEvent {
   readonly requestId?: string;
 }
 
+/** Where one served item came from: a candidate source, its rank in that source, its score. */
+export interface ServedProvenance {
+  readonly source: string;
+  /** 1-based rank of the item in that source's list. */
+  readonly rank: number;
+  readonly score: number;
+}
+
+export interface ServedItem {
+  readonly itemId: string;
+  /** 1-based position in the list answered. */
+  readonly position: number;
+  readonly provenance: readonly ServedProvenance[];
+}
+
+/**
+ * One `Recommend` answer as served (the impressions the system really showed): logged by the
+ * orchestrator for every answer. Kept in the events log only (`scanEvents`): it is not part of a
+ * user's state, not delivered to subscribers, and never counts as a watch or an impression.
+ */
+export interface ServedEvent {
+  readonly userId: string;
+  /** Unix seconds. */
+  readonly timestamp: number;
+  /** RecommendResponse.request_id. */
+  readonly requestId: string;
+  readonly items: readonly ServedItem[];
+  /** Model versions that produced the answer, by stage (e.g. { ranker: "v3", retrieval: "v3" }). */
+  readonly modelVersions: Readonly<Record<string, string>>;
+}
+
 export type UserEvent =
   | ({ readonly kind: "watch" } & WatchEvent)
   | ({ readonly kind: "search" } & SearchEvent)
-  | ({ readonly kind: "impression" } & ImpressionEvent);
+  | ({ readonly kind: "impression" } & ImpressionEvent)
+  | ({ readonly kind: "served" } & ServedEvent);
+
+/** An event as the durable events log holds it: `seq` is its 1-based place in append order. */
+export type StoredEvent = UserEvent & { readonly seq: number };
+
+export interface ScanEventsOptions {
+  /** Only events with a larger seq (default 0: from the first event). */
+  readonly afterSeq?: number;
+  /** Most events per yielded batch (default 10_000). */
+  readonly batchSize?: number;
+}
 
 export type UserEventKind = UserEvent["kind"];
 
@@ -185,6 +227,21 @@ export interface UserStore {
    * loading. Idempotent, so an interrupted or repeated seeding converges to the same state.
    */
   putUsers(users: readonly UserSnapshot[]): Promise<void>;
+  /**
+   * Every event ever appended (all users and kinds, served answers included; also the events a
+   * seeding logged with `logEvents`), in append order, in batches, from a durable log that
+   * compaction does not truncate. Reads what was appended before each batch is read: events
+   * appended during the scan may be included. Embedded: the `events.log` file; Redis: the
+   * untrimmed list `P events:log` (one entry per event; seq = its index + 1).
+   */
+  scanEvents(options?: ScanEventsOptions): AsyncIterable<readonly StoredEvent[]>;
+  /** The seq of the last event appended (0 when none). */
+  lastSeq(): Promise<number>;
+  /**
+   * Add events to the events log only (no user state, no subscribers): a bulk load that wrote
+   * users with `putUsers` records the same history here so `scanEvents` sees it.
+   */
+  logEvents(events: readonly UserEvent[]): Promise<void>;
   /** Small string metadata (e.g. which dataset was seeded). */
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;

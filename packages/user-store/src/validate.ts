@@ -6,6 +6,8 @@ import { UserStoreValidationError } from "./errors.js";
 import type {
   ImpressionEvent,
   SearchEvent,
+  ServedEvent,
+  ServedItem,
   UserEvent,
   UserProfile,
   UserSnapshot,
@@ -142,6 +144,57 @@ export function checkImpression(
   return event;
 }
 
+/** Most items in one served answer, provenance entries per item, model versions per answer. */
+export const MAX_SERVED_ITEMS = 1000;
+export const MAX_SERVED_PROVENANCE = 32;
+export const MAX_MODEL_VERSIONS = 32;
+
+export function checkServed(value: unknown, field: string, limits: UserStoreLimits): ServedEvent {
+  if (!isObject(value)) fail(field, "must be an object");
+  const userId = checkId(value.userId, `${field}.userId`, limits);
+  const timestamp = checkTimestamp(value.timestamp, `${field}.timestamp`);
+  const requestId = checkId(value.requestId, `${field}.requestId`, limits);
+  const items = value.items;
+  if (!Array.isArray(items)) fail(`${field}.items`, "must be an array");
+  if (items.length > MAX_SERVED_ITEMS) fail(`${field}.items`, `has ${items.length} entries, at most ${MAX_SERVED_ITEMS}`);
+  const checkedItems: ServedItem[] = items.map((item: unknown, i: number) => {
+    const f = `${field}.items[${i}]`;
+    if (!isObject(item)) fail(f, "must be an object");
+    const position = checkOptionalNumber(item.position, `${f}.position`, MAX_POSITION, true);
+    if (position === undefined || position < 1) fail(`${f}.position`, "must be an integer >= 1");
+    const provenance = item.provenance === undefined ? [] : item.provenance;
+    if (!Array.isArray(provenance)) fail(`${f}.provenance`, "must be an array");
+    if (provenance.length > MAX_SERVED_PROVENANCE) {
+      fail(`${f}.provenance`, `has ${provenance.length} entries, at most ${MAX_SERVED_PROVENANCE}`);
+    }
+    return {
+      itemId: checkId(item.itemId, `${f}.itemId`, limits),
+      position,
+      provenance: provenance.map((p: unknown, j: number) => {
+        const pf = `${f}.provenance[${j}]`;
+        if (!isObject(p)) fail(pf, "must be an object");
+        const source = checkId(p.source, `${pf}.source`, limits);
+        const rank = checkOptionalNumber(p.rank, `${pf}.rank`, MAX_POSITION, true);
+        if (rank === undefined) fail(`${pf}.rank`, "is required");
+        if (typeof p.score !== "number" || !Number.isFinite(p.score)) fail(`${pf}.score`, "must be a finite number");
+        return { source, rank, score: p.score };
+      }),
+    };
+  });
+  const versions = value.modelVersions ?? {};
+  if (!isObject(versions)) fail(`${field}.modelVersions`, "must be an object of strings");
+  const entries = Object.entries(versions);
+  if (entries.length > MAX_MODEL_VERSIONS) fail(`${field}.modelVersions`, `has ${entries.length} entries, at most ${MAX_MODEL_VERSIONS}`);
+  const modelVersions: Record<string, string> = {};
+  for (const [k, v] of entries) {
+    checkId(k, `${field}.modelVersions key`, limits);
+    const text = checkOptionalString(v, `${field}.modelVersions.${k}`, limits.maxIdLength);
+    if (text === undefined) fail(`${field}.modelVersions.${k}`, "must be a string");
+    modelVersions[k] = text;
+  }
+  return { userId, timestamp, requestId, items: checkedItems, modelVersions };
+}
+
 export function checkEvent(value: unknown, field: string, limits: UserStoreLimits): UserEvent {
   if (!isObject(value)) fail(field, "must be an object");
   switch (value.kind) {
@@ -151,8 +204,10 @@ export function checkEvent(value: unknown, field: string, limits: UserStoreLimit
       return { kind: "search", ...checkSearch(value, field, limits) };
     case "impression":
       return { kind: "impression", ...checkImpression(value, field, limits) };
+    case "served":
+      return { kind: "served", ...checkServed(value, field, limits) };
     default:
-      return fail(`${field}.kind`, `must be "watch", "search" or "impression", got ${JSON.stringify(value.kind)}`);
+      return fail(`${field}.kind`, `must be "watch", "search", "impression" or "served", got ${JSON.stringify(value.kind)}`);
   }
 }
 

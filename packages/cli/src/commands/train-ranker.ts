@@ -5,11 +5,15 @@
  * (DIR/ranker-noprov/ with --no-provenance, the ablation `recsys evaluate` reports as
  * "pipeline_without_provenance"). The ranker trains on the same rows as the bundle (the bundle's
  * holdout), by replaying the candidate sources, the bundle's "dnn" source included, over them.
+ * With a `store:` dataset whose served log has answers (or `--examples served`), the examples are
+ * what the system really served instead (@recsys/ranking buildServedExamples): a shown item
+ * watched within `--watch-window` seconds (default 6 h) is a positive weighted by its watch time,
+ * a shown unwatched item a negative, with the provenance it was served with.
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import { loadBundle } from "@recsys/candidate-gen";
 import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
-import { DEFAULT_RANKER_MODEL_CONFIG, DEFAULT_RANKER_TRAIN_CONFIG, saveRanker, trainRanker } from "@recsys/ranking";
+import { DEFAULT_WATCH_WINDOW_SECONDS, DEFAULT_RANKER_MODEL_CONFIG, DEFAULT_RANKER_TRAIN_CONFIG, saveRanker, trainRanker } from "@recsys/ranking";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
 import { describeTieOrder } from "@recsys/eval";
@@ -21,6 +25,7 @@ const USAGE =
   "usage: recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [--out DIR]\n" +
   "         [--negatives N] [--max-examples N] [--missed drop|keep] [--slate-negatives true|false]\n" +
   "         [--budget N] [--merged-size N] [--tower W,W] [--dim D] [--lr X] [--embedding-lr X] [--l2 X]\n" +
+  "         [--examples auto|served|replay] [--watch-window SECONDS]\n" +
   `         ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
@@ -54,6 +59,8 @@ export async function run(argv: string[]): Promise<number> {
       lr: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.learningRate },
       "embedding-lr": { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.embeddingLearningRate },
       l2: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.l2 },
+      examples: { type: "string", default: "auto" },
+      "watch-window": { type: "number", default: DEFAULT_WATCH_WINDOW_SECONDS },
       ...PROTOCOL_OPTIONS,
     });
     protocol = protocolOptions(args);
@@ -81,6 +88,10 @@ export async function run(argv: string[]): Promise<number> {
   if (missed !== "drop" && missed !== "keep") return usageError(`--missed must be drop or keep, got '${missed}'`);
   if (slate !== "true" && slate !== "false") return usageError(`--slate-negatives must be true or false, got '${slate}'`);
   if (tower.some((w) => !Number.isInteger(w) || w < 1)) return usageError(`--tower must be comma-separated positive integers, got '${String(args["tower"])}'`);
+  const examplesFrom = String(args["examples"]);
+  if (examplesFrom !== "auto" && examplesFrom !== "served" && examplesFrom !== "replay") return usageError(`--examples must be auto, served or replay, got '${examplesFrom}'`);
+  const watchWindow = Number(args["watch-window"]);
+  if (!(watchWindow > 0) || !Number.isFinite(watchWindow)) return usageError(`--watch-window must be a positive number of seconds, got ${String(args["watch-window"])}`);
 
   const started = performance.now();
   await initBackend();
@@ -92,20 +103,33 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const m = bundle.manifest;
     if (m.datasetFingerprint !== dataset.fingerprint) {
+      const live = spec.startsWith("store:") && !spec.includes("until=") ? " (a live store grows between commands: pin both to one snapshot with ?until=SEQ, or use recsys retrain)" : "";
       process.stderr.write(
-        `recsys train-ranker: the bundle in ${modelDir} was trained on "${m.datasetSpec}" (fingerprint ${m.datasetFingerprint.slice(0, 12)}…), not on "${spec}" (${dataset.fingerprint.slice(0, 12)}…)\n`,
+        `recsys train-ranker: the bundle in ${modelDir} was trained on "${m.datasetSpec}" (fingerprint ${m.datasetFingerprint.slice(0, 12)}…), not on "${spec}" (${dataset.fingerprint.slice(0, 12)}…)${live}\n`,
       );
       return 1;
     }
+    const hasServed = (dataset.served?.requestId.length ?? 0) > 0;
+    if (examplesFrom === "served" && !hasServed) {
+      process.stderr.write(`recsys train-ranker: --examples served: ${spec} has no served log (only store: datasets of a system that logged Recommend answers have one)\n`);
+      return 1;
+    }
+    const fromServed = examplesFrom === "served" || (examplesFrom === "auto" && hasServed);
     const split = lastoutSplit(dataset.events, dataset.users.ids.length);
     const rows = trainingRows(split, m.holdout);
     const pipeline = { budget: Number(args["budget"]), mergedSize: Number(args["merged-size"]) };
     log(`holdout ${m.holdout} (from the bundle ${m.modelVersion}): ${rows.length} training rows; sources budget ${pipeline.budget}, merged ${pipeline.mergedSize}; provenance features ${provenance ? "on" : "off"}`);
+    log(
+      fromServed
+        ? `examples from the served log: ${dataset.served!.requestId.length} answers; a shown item watched within ${watchWindow} s is a positive weighted by its watch time`
+        : "examples by replaying the candidate sources over the training rows",
+    );
     let lastPhase = "";
     const result = await trainRanker(dataset, {
       rows,
       sources: createPipelineSources(dataset, bundle, pipeline),
       budget: pipeline.budget,
+      ...(fromServed ? { served: { windowSeconds: watchWindow } } : {}),
       train: {
         epochs,
         seed,

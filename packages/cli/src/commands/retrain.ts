@@ -1,0 +1,129 @@
+/**
+ * `recsys retrain [--dataset SPEC] [--current PATH] [--margin M] [--holdout-fraction F] [--epochs N] ...`
+ *
+ * Retrain → gate → publish (../retrain.ts): trains both models on the log before its latest
+ * events, evaluates the candidate and the serving bundle on those events (HR@10 and watch-time
+ * DCG@10, both printed), refuses a candidate worse by more than the margin, otherwise publishes it
+ * with every retrieval shard's prebuilt index and flips `current`, which every stage hot-reloads.
+ *
+ * Without --dataset / --current it retrains the stack `recsys start` serves (models/stack.json):
+ * its embedded store (store:<run>/users) and its bundle. Exit codes: 0 published (or --dry-run
+ * passed the gate), 3 refused by the gate, 1 failed, 2 usage.
+ */
+import { join } from "node:path";
+import { loadDataset } from "@recsys/data";
+import { HNSW_DEFAULTS } from "@recsys/ann";
+import { parseArgs, UsageError } from "../args.js";
+import { formatFigures, recordRetrainFailure, retrain, RETRAIN_DEFAULTS } from "../retrain.js";
+import { DEFAULT_RUN_ROOT, readStackState, stateFilePath } from "../stack-state.js";
+import { formatDuration } from "../train-progress.js";
+import { DEFAULT_WATCH_WINDOW_SECONDS } from "@recsys/ranking";
+
+const USAGE =
+  "usage: recsys retrain [--dataset SPEC] [--current PATH] [--margin M] [--holdout-fraction F] [--epochs N] [--ranker-epochs N]\n" +
+  "                      [--seed S] [--watch-window SECONDS] [--shards N] [--index-kind hnsw|brute-force] [--hnsw-m M]\n" +
+  "                      [--hnsw-ef-construction N] [--max-eval-users N] [--preload-seconds S] [--dir DIR] [--dry-run] [--json]";
+
+function log(message: string): void {
+  process.stderr.write(`recsys retrain: ${message}\n`);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv, {
+      dataset: { type: "string" },
+      current: { type: "string" },
+      dir: { type: "string", default: DEFAULT_RUN_ROOT },
+      margin: { type: "number", default: RETRAIN_DEFAULTS.margin },
+      "holdout-fraction": { type: "number", default: RETRAIN_DEFAULTS.holdoutFraction },
+      epochs: { type: "number", default: RETRAIN_DEFAULTS.epochs },
+      "ranker-epochs": { type: "number", default: RETRAIN_DEFAULTS.rankerEpochs },
+      seed: { type: "number", default: RETRAIN_DEFAULTS.seed },
+      "watch-window": { type: "number", default: DEFAULT_WATCH_WINDOW_SECONDS },
+      shards: { type: "number" },
+      "index-kind": { type: "string", default: "hnsw" },
+      "hnsw-m": { type: "number", default: HNSW_DEFAULTS.M },
+      "hnsw-ef-construction": { type: "number", default: HNSW_DEFAULTS.efConstruction },
+      "max-eval-users": { type: "number", default: RETRAIN_DEFAULTS.maxEvalUsers },
+      "preload-seconds": { type: "number", default: RETRAIN_DEFAULTS.preloadSeconds },
+      "dry-run": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    });
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`recsys retrain: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const usage = (message: string): number => {
+    process.stderr.write(`recsys retrain: ${message}\n${USAGE}\n`);
+    return 2;
+  };
+  let spec = typeof args["dataset"] === "string" ? args["dataset"] : undefined;
+  let current = typeof args["current"] === "string" ? args["current"] : undefined;
+  let shards = typeof args["shards"] === "number" ? args["shards"] : undefined;
+  if (spec === undefined || current === undefined) {
+    const statePath = stateFilePath(String(args["dir"]));
+    const state = await readStackState(statePath);
+    if (state === undefined) return usage(`no --dataset/--current given and no running stack (${statePath}); start one with \`npm start\` or pass both`);
+    spec ??= `store:${join(state.runDir, "users")}`;
+    current ??= state.modelDir;
+    shards ??= state.stages.filter((s) => s.name.startsWith("retrieval")).length || 1;
+    log(`retraining the stack of ${statePath}: --dataset ${spec} --current ${current} --shards ${shards}`);
+  }
+  const kind = String(args["index-kind"]);
+  if (kind !== "hnsw" && kind !== "brute-force") return usage(`--index-kind must be hnsw or brute-force, got '${kind}'`);
+  for (const name of ["epochs", "ranker-epochs", "hnsw-m", "hnsw-ef-construction", "max-eval-users"] as const) {
+    const v = Number(args[name]);
+    if (!Number.isInteger(v) || v < (name === "epochs" ? 0 : 1)) return usage(`--${name} must be a ${name === "epochs" ? "non-negative" : "positive"} integer, got ${v}`);
+  }
+  if (shards !== undefined && (!Number.isInteger(shards) || shards < 1)) return usage(`--shards must be a positive integer, got ${shards}`);
+  const preload = Number(args["preload-seconds"]);
+  if (!(preload >= 0) || !Number.isFinite(preload)) return usage(`--preload-seconds must be a number >= 0, got ${String(args["preload-seconds"])}`);
+
+  const started = performance.now();
+  let dataset;
+  try {
+    dataset = await loadDataset(spec);
+  } catch (error) {
+    const message = `cannot load ${spec}: ${(error as Error).message}`;
+    await recordRetrainFailure(current, message).catch(() => undefined);
+    process.stderr.write(`recsys retrain: failed: ${message}\n`);
+    return 1;
+  }
+  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches, ${dataset.served?.requestId.length ?? 0} served answers`);
+  for (const w of dataset.report.warnings) log(`warning: ${w}`);
+  let result;
+  try {
+    result = await retrain({
+      dataset,
+      current,
+      margin: Number(args["margin"]),
+      holdoutFraction: Number(args["holdout-fraction"]),
+      epochs: Number(args["epochs"]),
+      rankerEpochs: Number(args["ranker-epochs"]),
+      seed: Number(args["seed"]),
+      watchWindowSeconds: Number(args["watch-window"]),
+      ...(shards === undefined ? {} : { shards }),
+      indexKind: kind,
+      hnswM: Number(args["hnsw-m"]),
+      hnswEfConstruction: Number(args["hnsw-ef-construction"]),
+      maxEvalUsers: Number(args["max-eval-users"]),
+      preloadSeconds: Number(args["preload-seconds"]),
+      dryRun: args["dry-run"] === true,
+      log,
+    });
+  } catch (error) {
+    process.stderr.write(`recsys retrain: failed: ${(error as Error).message}\n`);
+    return 1;
+  }
+  if (args["json"] === true) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else {
+    if (result.candidate !== undefined) process.stdout.write(`${formatFigures("candidate", result.candidateVersion ?? "?", result.candidate)}\n`);
+    if (result.serving !== undefined) process.stdout.write(`${formatFigures("serving", result.servingVersion ?? "?", result.serving)}\n`);
+    process.stdout.write(`${result.outcome}: ${result.message} (margin ${Number(args["margin"])}, total ${formatDuration((performance.now() - started) / 1000)})\n`);
+  }
+  return result.outcome === "refused" ? 3 : 0;
+}

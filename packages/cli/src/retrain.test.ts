@@ -1,0 +1,120 @@
+/**
+ * `recsys retrain` end to end on an embedded store filled through the user store's API (watches,
+ * served answers, impressions): it publishes a better candidate (prebuilt shard indexes, `current`
+ * flipped from the directory `recsys start` writes to a symlink, status file), and refuses a
+ * deliberately broken one (--epochs 0), leaving the serving bundle in place.
+ */
+import { existsSync } from "node:fs";
+import { lstat, mkdtemp, readFile, readlink, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
+import { datasetBefore, generateSynthetic, parseSyntheticSpec, registerStoreOpener } from "@recsys/data";
+import { initBackend } from "@recsys/tf";
+import { openUserStore, type UserEvent } from "@recsys/user-store";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run } from "./commands/retrain.js";
+import { openStoreContents } from "./store-opener.js";
+
+const SPEC = "users=300,items=200,events=30,impressions=40,seed=3";
+let root: string;
+let storeDir: string;
+let current: string;
+
+/** The generator's history as the API would have logged it: watches, and its slates as served answers + impressions. */
+function apiEvents(): UserEvent[] {
+  const d = generateSynthetic(`synthetic:${SPEC}`, parseSyntheticSpec(SPEC));
+  const out: { t: number; e: UserEvent }[] = [];
+  const { events: ev, impressions: im, users, items } = d;
+  for (let r = 0; r < ev.user.length; r++) {
+    out.push({ t: ev.timestamp[r]!, e: { kind: "watch", userId: users.ids[ev.user[r]!]!, itemId: items.ids[ev.item[r]!]!, timestamp: ev.timestamp[r]!, watchSeconds: ev.weight[r]! } });
+  }
+  let n = 0;
+  for (let u = 0; u < users.ids.length; u++) {
+    let k = im.userOffsets[u]!;
+    while (k < im.userOffsets[u + 1]!) {
+      const t = im.timestamp[k]!;
+      const requestId = `req-${++n}`;
+      const slate: { itemId: string; position: number; provenance: { source: string; rank: number; score: number }[] }[] = [];
+      for (; k < im.userOffsets[u + 1]! && im.timestamp[k] === t; k++) {
+        slate.push({ itemId: items.ids[im.item[k]!]!, position: slate.length + 1, provenance: [{ source: "popular", rank: slate.length + 1, score: 1 }] });
+      }
+      out.push({ t: t - 1, e: { kind: "served", userId: users.ids[u]!, timestamp: t - 1, requestId, items: slate, modelVersions: { candidate_generation: "bootstrap" } } });
+      for (const s of slate) out.push({ t: t - 1, e: { kind: "impression", userId: users.ids[u]!, itemId: s.itemId, timestamp: t - 1, position: s.position, requestId } });
+    }
+  }
+  return out.sort((a, b) => a.t - b.t).map((x) => x.e);
+}
+
+beforeAll(async () => {
+  await initBackend({ log: null });
+  registerStoreOpener(openStoreContents);
+  root = await mkdtemp(join(tmpdir(), "retrain-"));
+  storeDir = join(root, "users");
+  const store = await openUserStore({ backend: "embedded", path: storeDir });
+  try {
+    const events = apiEvents();
+    for (let i = 0; i < events.length; i += 5000) await store.append(events.slice(i, i + 5000), { publish: false });
+  } finally {
+    await store.close();
+  }
+  // The serving bundle: trained on the first half of the period, in a plain directory as `recsys start` writes it.
+  const d = generateSynthetic(`synthetic:${SPEC}`, parseSyntheticSpec(SPEC));
+  const times = Float64Array.from(d.events.timestamp).sort();
+  const early = datasetBefore(d, times[Math.floor(times.length / 2)]!);
+  const trained = await trainCandidateGen(early, { holdout: "none", epochs: 2, seed: 1 });
+  current = join(root, "bundle");
+  await saveBundle(current, trained);
+  trained.model.dispose();
+}, 300_000);
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function status(): Promise<{ outcome: string; currentVersion?: string; publishedAt?: string; metrics?: { candidate: { hr10: number }; serving: { hr10: number } } }> {
+  return JSON.parse(await readFile(join(root, "retrain-status.json"), "utf8"));
+}
+
+describe("recsys retrain", () => {
+  it("refuses a broken candidate (--epochs 0), printing both figures; the serving bundle stays", async () => {
+    const before = JSON.parse(await readFile(join(current, "manifest.json"), "utf8")).modelVersion as string;
+    const code = await run(["--dataset", `store:${storeDir}`, "--current", current, "--epochs", "0", "--ranker-epochs", "1", "--shards", "2", "--index-kind", "brute-force"]);
+    expect(code).toBe(3);
+    expect((await lstat(current)).isDirectory()).toBe(true);
+    expect(JSON.parse(await readFile(join(current, "manifest.json"), "utf8")).modelVersion).toBe(before);
+    const s = await status();
+    expect(s.outcome).toBe("refused");
+    expect(s.metrics!.candidate.hr10).toBeLessThan(s.metrics!.serving.hr10);
+  }, 300_000);
+
+  it("publishes a better candidate with every shard's prebuilt index and flips current", async () => {
+    const code = await run(["--dataset", `store:${storeDir}`, "--current", current, "--epochs", "4", "--ranker-epochs", "1", "--shards", "2", "--index-kind", "brute-force", "--preload-seconds", "0"]);
+    expect(code).toBe(0);
+    expect(await readlink(join(root, "next"))).toBe(await readlink(current));
+    const s = await status();
+    expect(s.outcome).toBe("published");
+    expect((await lstat(current)).isSymbolicLink()).toBe(true);
+    const version = await readlink(current);
+    expect(s.currentVersion).toBe(version);
+    expect(s.metrics!.candidate.hr10).toBeGreaterThanOrEqual(s.metrics!.serving.hr10 * 0.95);
+    for (const shard of ["shard-0-of-2", "shard-1-of-2"]) expect(existsSync(join(root, version, "indexes", shard, "index.json"))).toBe(true);
+    expect(existsSync(join(root, version, "ranker", "manifest.json"))).toBe(true);
+    // The ranker learnt from the served log.
+    const ranker = JSON.parse(await readFile(join(root, version, "ranker", "manifest.json"), "utf8"));
+    expect(ranker.candidateGenVersion).toBe(version);
+  }, 300_000);
+});
+
+describe("the gate's pieces", () => {
+  it("holds out the latest watches made after the serving bundle's window, none when there is none", async () => {
+    const { datasetFromEvents } = await import("@recsys/data");
+    const { holdoutCutoff, gateRefusal } = await import("./retrain.js");
+    const d = datasetFromEvents(Array.from({ length: 20 }, (_, k) => ({ user: `u${k % 3}`, item: `i${k}`, timestamp: 100 + k })));
+    expect(holdoutCutoff(d, 0.2)).toBe(116); // the last 4 of 20
+    expect(holdoutCutoff(d, 0.5, 109)).toBe(115); // the last 5 of the 10 after 109
+    expect(holdoutCutoff(d, 0.2, 119)).toBeUndefined();
+    expect(gateRefusal({ users: 10, hr10: 0.3, wdcg10: 0.2 }, { users: 10, hr10: 0.31, wdcg10: 0.2 }, 0.05)).toBeUndefined();
+    expect(gateRefusal({ users: 10, hr10: 0.3, wdcg10: 0.18 }, { users: 10, hr10: 0.3, wdcg10: 0.2 }, 0.05)).toMatch(/watch-time DCG@10 0\.1800 < 0\.2000/);
+  });
+});

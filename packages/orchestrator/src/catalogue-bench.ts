@@ -1,0 +1,189 @@
+/**
+ * Catalogue freshness at catalogue scale: how long after UpsertItems returns a new item is
+ * returned by GetItems and nominated by the serving replica (fresh source under a channel filter)
+ * and by a second replica sharing the Redis stores; and whether a taken-down item is ever
+ * nominated or passes the per-answer takedown check after DeleteItems returns.
+ *
+ *   node packages/orchestrator/dist/catalogue-bench.js [--items 1000000] [--uploads 200] [--dim 64]
+ *
+ * What is real: the catalogue stores (embedded log with fdatasync; Redis), the orchestrator's
+ * Catalogue and in-process sources over a synthetic catalogue of --items items, the
+ * CatalogueService handlers, the content embedding (its table built over the whole catalogue).
+ * What is not: the bundle's embeddings are random (latency, not quality: see cold-start-bench)
+ * and the retrieval shards are in-process recorders (their UpsertItems is an index insert and a
+ * journal append, measured by the retrieval service's own tests), so UpsertItems' figure here
+ * excludes the network hop to the shards.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  CatalogueServiceDeleteItemsRequestSchema,
+  CatalogueServiceGetItemsRequestSchema,
+  CatalogueServiceUpsertItemsRequestSchema,
+  RecommendFiltersSchema,
+  type RetrievalService,
+} from "@recsys/gen";
+import { generateSynthetic, indexInSlices, parseSyntheticSpec } from "@recsys/data";
+import { createLogger, type Client } from "@recsys/runtime";
+import { openCatalogueStore, type CatalogueStore } from "@recsys/user-store";
+import { CatalogueApi } from "./catalogue-api.js";
+import { Catalogue, type BundleInfo } from "./catalogue.js";
+import { ServingClock } from "./clock.js";
+import { itemFilter } from "./context.js";
+import { Exclusion } from "./exclusion.js";
+import { OnlineSources } from "./online.js";
+
+function arg(argv: string[], name: string, fallback: string): string {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : fallback;
+}
+
+const REDIS_URL = process.env.RECSYS_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+function quantiles(ms: number[]): string {
+  const s = [...ms].sort((a, b) => a - b);
+  const q = (p: number): string => s[Math.min(s.length - 1, Math.floor(p * s.length))]!.toFixed(2);
+  return `p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${s[s.length - 1]!.toFixed(2)} ms (n=${s.length})`;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const itemsN = Number(arg(argv, "items", "1000000"));
+  const uploads = Number(arg(argv, "uploads", "200"));
+  const dim = Number(arg(argv, "dim", "64"));
+  const logger = createLogger({ service: "catalogue-bench", level: "warn" });
+  const t0 = performance.now();
+  const spec = `users=1000,items=${itemsN},events=5,seed=3`;
+  const dataset = generateSynthetic(`synthetic:${spec}`, parseSyntheticSpec(spec));
+  process.stdout.write(`catalogue: ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - t0) / 1000).toFixed(1)} s to generate)\n`);
+  const embeddings = new Float32Array(dataset.items.ids.length * dim);
+  let s = 7;
+  for (let k = 0; k < embeddings.length; k++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    embeddings[k] = s / 4294967296 - 0.5;
+  }
+  const bundle: BundleInfo = {
+    modelVersion: "bench-1",
+    datasetSpec: dataset.spec,
+    datasetFingerprint: dataset.fingerprint,
+    holdout: "none",
+    dim,
+    itemIds: dataset.items.ids,
+    embeddings,
+    rowOf: await indexInSlices(dataset.items.ids),
+  };
+  const recorded = { upserts: 0, deletes: 0 };
+  const shard = {
+    upsertItems: async (request: { items: unknown[] }) => {
+      recorded.upserts += request.items.length;
+      return {};
+    },
+    deleteItems: async (request: { itemIds: unknown[] }) => {
+      recorded.deletes += request.itemIds.length;
+      return {};
+    },
+  } as unknown as Client<typeof RetrievalService.method>;
+
+  const dir = await mkdtemp(join(tmpdir(), "catalogue-bench-"));
+  const prefix = `bench:catalogue:${process.pid}:`;
+  const stores: CatalogueStore[] = [];
+  try {
+    for (const backend of ["embedded", "redis"] as const) {
+      const open = (): Promise<CatalogueStore> =>
+        backend === "embedded"
+          ? openCatalogueStore({ backend: "embedded", path: join(dir, "catalogue"), logger })
+          : openCatalogueStore({ backend: "redis", url: REDIS_URL, keyPrefix: prefix, pollMs: 50, logger });
+      const replica = (store: CatalogueStore) => {
+        const catalogue = new Catalogue(dataset);
+        const clock = new ServingClock("wall");
+        const online = new OnlineSources(catalogue, { budgets: { fresh: 50 }, trendingHalfLifeSeconds: 7 * 86400, freshWindowSeconds: 30 * 86400 });
+        const api = new CatalogueApi({ store, catalogue, online, clock, retrieval: [shard, shard], bundle: () => bundle, logger, retrievalTimeoutMs: 5000 });
+        return { catalogue, online, clock, api };
+      };
+      const storeA = await open();
+      stores.push(storeA);
+      const a = replica(storeA);
+      let b: ReturnType<typeof replica> | undefined;
+      let storeB: CatalogueStore | undefined;
+      if (backend === "redis") {
+        storeB = await open();
+        stores.push(storeB);
+        b = replica(storeB);
+        const bApi = b.api;
+        storeB.subscribe((change) => bApi.apply(change));
+      }
+      const nominated = (r: ReturnType<typeof replica>, id: string, channel: string): boolean => {
+        const keep = itemFilter(r.catalogue, create(RecommendFiltersSchema, { channels: [channel], maxDurationSeconds: 600 }))!;
+        const exclusion = new Exclusion([r.catalogue.deleted, r.catalogue.uncatalogued], (i) => !keep(i), r.catalogue.size);
+        const run = r.online.run({ history: [], asOf: r.clock.now(), budget: 0, exclude: exclusion });
+        const i = r.catalogue.indexOf(id);
+        return run.results.some((res) => res.candidates.some((c) => c.item === i));
+      };
+      // The content-embedding table over the whole catalogue (built in the background at start).
+      const warm = performance.now();
+      await a.api.prepare();
+      const tableMs = performance.now() - warm;
+      await a.api.upsertItems(create(CatalogueServiceUpsertItemsRequestSchema, { items: [{ itemId: `warm-${backend}`, tags: ["music"], channel: "channel1", title: "warm up" }] }));
+      const upsertMs: number[] = [];
+      const getMs: number[] = [];
+      const visibleMs: number[] = [];
+      const replicaMs: number[] = [];
+      const deleteMs: number[] = [];
+      let servedAfterDelete = 0;
+      let replicaCheckMissed = 0;
+      for (let n = 0; n < uploads; n++) {
+        const id = `upload-${backend}-${n}`;
+        const channel = `new-channel-${n % 7}`;
+        const request = create(CatalogueServiceUpsertItemsRequestSchema, {
+          items: [{ itemId: id, title: `fresh video ${n} about cooking`, tags: ["cooking", "music"], channel, durationSeconds: 300, uploadedAt: timestampFromMs(Date.now() - 1000) }],
+        });
+        const u0 = performance.now();
+        await a.api.upsertItems(request);
+        const returned = performance.now();
+        upsertMs.push(returned - u0);
+        const got = await a.api.getItems(create(CatalogueServiceGetItemsRequestSchema, { itemIds: [id] }));
+        if (got.items.length !== 1) throw new Error(`${id} not returned by GetItems`);
+        getMs.push(performance.now() - returned);
+        while (!nominated(a, id, channel)) await new Promise((r) => setImmediate(r));
+        visibleMs.push(performance.now() - returned);
+        if (b !== undefined) {
+          const deadline = performance.now() + 5000;
+          while (!nominated(b, id, channel) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+          replicaMs.push(performance.now() - returned);
+        }
+        const d0 = performance.now();
+        await a.api.deleteItems(create(CatalogueServiceDeleteItemsRequestSchema, { itemIds: [id] }));
+        deleteMs.push(performance.now() - d0);
+        if (nominated(a, id, channel)) servedAfterDelete++;
+        if (storeB !== undefined && !(await storeB.deletedAmong([id])).has(id)) replicaCheckMissed++;
+      }
+      process.stdout.write(
+        [
+          `== ${backend} catalogue store, ${dataset.items.ids.length} items, ${uploads} uploads one at a time`,
+          `content-embedding table (built once per bundle, in slices, whole catalogue): ${(tableMs / 1000).toFixed(2)} s`,
+          `UpsertItems (store + apply + content embedding, shard call in process): ${quantiles(upsertMs)}`,
+          `UpsertItems returned -> GetItems has it: ${quantiles(getMs)}`,
+          `UpsertItems returned -> nominated by this replica (fresh, channel filter): ${quantiles(visibleMs)}`,
+          ...(replicaMs.length > 0 ? [`UpsertItems returned -> nominated by a second replica (change stream, poll 50 ms): ${quantiles(replicaMs)}`] : []),
+          `DeleteItems: ${quantiles(deleteMs)}`,
+          `taken-down items nominated by this replica after DeleteItems returned: ${servedAfterDelete}`,
+          ...(storeB !== undefined ? [`taken-down items passing the second replica's per-answer check after DeleteItems returned: ${replicaCheckMissed}`] : []),
+          `shard calls recorded: ${recorded.upserts} vectors, ${recorded.deletes} deletes`,
+        ].join("\n") + "\n",
+      );
+    }
+  } finally {
+    for (const store of stores) {
+      if ("deleteAllKeys" in store) await (store as { deleteAllKeys(): Promise<void> }).deleteAllKeys();
+      await store.close();
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`catalogue-bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
