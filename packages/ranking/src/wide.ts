@@ -30,21 +30,24 @@ const CROSS_POSITION = 5;
 
 /** A 31-bit hash of three integers (MurmurHash3-style mixing; stable across platforms). */
 export function hashCross(cross: number, a: number, b: number): number {
-  let h = 0x9747b28c ^ cross;
-  for (const x of [a, b]) {
-    let k = Math.imul(x | 0, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
+  let h = mixIn(0x9747b28c ^ cross, a);
+  h = mixIn(h, b);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h & 0x7fffffff;
+}
+
+/** One MurmurHash3 block step: the 32-bit key x mixed into the state h. */
+function mixIn(h: number, x: number): number {
+  let k = Math.imul(x | 0, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, 0x1b873593);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
 /** floor(log2(x + 1)): 0 for 0, 1 for 1–2, 2 for 3–6, … */
