@@ -72,7 +72,7 @@ const FONT = { config: { font: "DejaVu Sans, Arial, sans-serif", view: { stroke:
 export async function buildFigures(reports: readonly EvaluationReport[]): Promise<Figure[]> {
   const all = sections(reports);
   const n = reports.length;
-  const over = n > 1 ? `mean over ${n} inputs` : "one input";
+  const over = n > 1 ? `mean over the inputs that have each series, ${n} in all` : "one input";
   const figures: Figure[] = [];
 
   for (const metric of ["hr", "ndcg"] as const) {
