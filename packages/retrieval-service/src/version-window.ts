@@ -88,26 +88,34 @@ export class VersionWindow {
 
   /** Checks `next` and preloads its index when it names a version not served yet. */
   async checkNext(): Promise<void> {
+    // Set synchronously: a poll arriving while this one reads the manifest waits for it instead
+    // of starting a second preload of the same bundle.
     if (this.loading !== undefined) return this.loading;
     const link = nextBundlePath(this.options.modelPath);
     if (!existsSync(join(link, "manifest.json"))) return;
-    const version = await readManifestVersion(link).catch(() => undefined);
-    if (version === undefined || version === this.options.current().modelVersion || version === this.preloaded?.modelVersion || version === this.failedVersion) return;
     const { logger } = this.options;
     this.loading = (async () => {
       try {
-        const dir = await realpath(link);
-        const started = performance.now();
-        this.preloaded = await this.options.open(dir);
-        logger.info({ modelVersion: version, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }, "next bundle's index preloaded");
-      } catch (error) {
-        this.failedVersion = version;
-        logger.warn({ err: error, modelVersion: version }, "cannot preload the next bundle's index (the swap will load it)");
+        const version = await readManifestVersion(link).catch(() => undefined);
+        if (version === undefined || version === this.options.current().modelVersion || version === this.preloaded?.modelVersion || version === this.failedVersion) return;
+        await this.preload(link, version, logger);
       } finally {
         this.loading = undefined;
       }
     })();
     return this.loading;
+  }
+
+  private async preload(link: string, version: string, logger: Logger): Promise<void> {
+    try {
+      const dir = await realpath(link);
+      const started = performance.now();
+      this.preloaded = await this.options.open(dir);
+      logger.info({ modelVersion: version, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }, "next bundle's index preloaded");
+    } catch (error) {
+      this.failedVersion = version;
+      logger.warn({ err: error, modelVersion: version }, "cannot preload the next bundle's index (the swap will load it)");
+    }
   }
 
   close(): void {
