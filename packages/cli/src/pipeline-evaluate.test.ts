@@ -88,5 +88,8 @@ describe("recsys train-ranker and the pipeline in recsys evaluate", () => {
     const bad = await capture(trainRanker, ["--dataset", SPEC, "--model", join(root, "cg"), "--missed", "sometimes"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--missed must be drop or keep/);
+    const kind = await capture(trainRanker, ["--dataset", SPEC, "--model", join(root, "cg"), "--model-kind", "deep-cross"]);
+    expect(kind.code).toBe(2);
+    expect(kind.stderr).toMatch(/--model-kind must be one of weighted-lr, wide-deep/);
   });
 });

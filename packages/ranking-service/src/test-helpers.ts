@@ -8,7 +8,7 @@ import { rename, symlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { generateSynthetic, lastoutSplit, parseSyntheticSpec, trainingRows, type Dataset } from "@recsys/data";
 import { CandidateSource } from "@recsys/gen";
-import { saveRanker, trainRanker, type RankerManifest, type RankingCandidate, type RankingContext } from "@recsys/ranking";
+import { saveRanker, trainRanker, type RankerManifest, type RankerModelKind, type RankingCandidate, type RankingContext } from "@recsys/ranking";
 import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 
@@ -22,9 +22,9 @@ export function tinyDataset(): Dataset {
 
 /**
  * Trains a tiny ranker (holdout "test") and saves it as `<dir>/ranker/`; `seed` changes the
- * weights (and so the modelVersion).
+ * weights (and so the modelVersion); `kind` the model kind (default "weighted-lr").
  */
-export async function writeTinyRankerBundle(dir: string, seed: number, dataset: Dataset = tinyDataset()): Promise<RankerManifest> {
+export async function writeTinyRankerBundle(dir: string, seed: number, dataset: Dataset = tinyDataset(), kind: RankerModelKind = "weighted-lr"): Promise<RankerManifest> {
   await initBackend({ log: null });
   const split = lastoutSplit(dataset.events, dataset.users.ids.length);
   const result = await trainRanker(dataset, {
@@ -32,7 +32,7 @@ export async function writeTinyRankerBundle(dir: string, seed: number, dataset: 
     sources: createStandardSources(dataset, { mergedSize: TINY_PIPELINE.mergedSize }),
     budget: TINY_PIPELINE.budget,
     train: { epochs: 1, maxExamplesPerUser: 4, negatives: 6, seed },
-    model: { itemDim: 8, categoricalDim: 4, tower: [16, 8] },
+    model: { itemDim: 8, categoricalDim: 4, tower: [16, 8], kind, ...(kind === "wide-deep" ? { wideBuckets: 1 << 12 } : {}) },
     features: { quantiles: 50 },
   });
   const manifest = await saveRanker(join(dir, "ranker"), result, {

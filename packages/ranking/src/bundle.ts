@@ -10,6 +10,10 @@
  *   item_embeddings.f32     item vocabulary size × itemDim (row 0 = OOV): impression and history
  *   gender_embeddings.f32, occupation_embeddings.f32, geo_embeddings.f32
  *   tower.f32               dense layers in order, each W (inDim × outDim, row-major) then b
+ *   wide.f32                model kind "wide-deep" only: the wide part's wideBuckets weights
+ *
+ * The model kind ("weighted-lr" or "wide-deep") is `model.kind` in the manifest (absent in
+ * bundles written before the kind existed: "weighted-lr").
  *
  * .f32 files are raw little-endian float32, row-major, no header. The manifest is written last.
  */
@@ -64,6 +68,8 @@ export interface RankerManifest {
     readonly itemEmbeddings: { readonly file: string; readonly rows: number; readonly cols: number };
     readonly categorical: readonly { readonly file: string; readonly rows: number; readonly cols: number }[];
     readonly tower: { readonly file: string; readonly layers: readonly { readonly inDim: number; readonly outDim: number }[] };
+    /** Model kind "wide-deep" only. */
+    readonly wide?: { readonly file: string; readonly rows: number };
   };
 }
 
@@ -118,6 +124,7 @@ export function rankerManifest(result: RankerTrainResult, about: RankerProvenanc
     add(l.w);
     add(l.b);
   }
+  if (weights.wide !== undefined) add(weights.wide);
   hash.update(JSON.stringify({ model: result.modelConfig, train: result.trainConfig, about }));
   const now = new Date();
   const stamp = now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
@@ -145,6 +152,7 @@ export function rankerManifest(result: RankerTrainResult, about: RankerProvenanc
       itemEmbeddings: { file: "item_embeddings.f32", rows: space.features.items.size, cols: result.modelConfig.itemDim },
       categorical: CATEGORICAL_FEATURES.map((f) => ({ file: `${f}_embeddings.f32`, rows: space.features.categorical(f).size, cols: result.modelConfig.categoricalDim })),
       tower: { file: "tower.f32", layers: result.model.layers.map((l) => ({ inDim: l.inDim, outDim: l.outDim })) },
+      ...(weights.wide === undefined ? {} : { wide: { file: "wide.f32", rows: weights.wide.length } }),
     },
   };
 }
@@ -180,6 +188,7 @@ export async function saveRanker(dir: string, result: RankerTrainResult, about: 
     o += l.b.length;
   }
   await writeFile(join(dir, f.tower.file), bytes(tower));
+  if (f.wide !== undefined && weights.wide !== undefined) await writeFile(join(dir, f.wide.file), bytes(weights.wide));
   const tmp = join(dir, "manifest.json.tmp");
   await writeFile(tmp, `${JSON.stringify(manifest)}\n`);
   await rename(tmp, join(dir, "manifest.json"));
@@ -238,7 +247,12 @@ export async function loadRanker(dir: string): Promise<Ranker> {
     o += b.length;
     tower.push({ w, b });
   }
-  const weights: RankerWeights = { item, categorical, tower };
+  let wide: Float32Array | undefined;
+  if (cfg.kind === "wide-deep") {
+    if (f.wide === undefined || f.wide.rows !== cfg.wideBuckets) throw new Error(`ranker ${dir}: a wide-deep ranker needs files.wide with ${cfg.wideBuckets} rows in its manifest`);
+    wide = await readMatrix(dir, f.wide.file, cfg.wideBuckets);
+  }
+  const weights: RankerWeights = { item, categorical, tower, ...(wide === undefined ? {} : { wide }) };
   await initBackend();
   return new Ranker(manifest, space, RankerModel.fromWeights(space, cfg, weights));
 }

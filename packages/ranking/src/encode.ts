@@ -9,6 +9,7 @@
 import { CATEGORICAL_FEATURES, NUM_CATEGORICAL, Vocabulary } from "@recsys/features";
 import { BASE_FEATURES, NULLABLE_FEATURES, type BaseFeature, type RankingSpace } from "./space.js";
 import type { RankingCandidate, RankingContext } from "./types.js";
+import { WIDE_SLOTS, wideCrosses, type WideUser } from "./wide.js";
 
 /** Column of each base feature in a raw row (BASE_FEATURES order). */
 const BASE = Object.fromEntries(BASE_FEATURES.map((f, j) => [f, j])) as Readonly<Record<BaseFeature, number>>;
@@ -16,7 +17,7 @@ const BASE = Object.fromEntries(BASE_FEATURES.map((f, j) => [f, j])) as Readonly
 const NULLABLE_BASE: readonly boolean[] = BASE_FEATURES.map((f) => NULLABLE_FEATURES.has(f));
 
 /** A request's user, resolved against the space at request time `t`. */
-export interface ResolvedRankingUser {
+export interface ResolvedRankingUser extends WideUser {
   readonly time: number;
   /** Item vocabulary ids of the last historyLength watches at or before t, oldest first. */
   readonly historyIds: Int32Array;
@@ -73,6 +74,19 @@ export function resolveRankingUser(space: RankingSpace, ctx: RankingContext, t: 
       if (k >= start) tagRecent.set(g, (tagRecent.get(g) ?? 0) + 1);
     }
   }
+  let lastChannel = -1;
+  if (visible.length > 0) {
+    const i = catalog.indexOf(visible[visible.length - 1]!.itemId);
+    if (i >= 0) lastChannel = catalog.channel[i]!;
+  }
+  let topTag = -1;
+  let topCount = 0;
+  for (const [g, count] of tagRecent) {
+    if (count > topCount || (count === topCount && g < topTag)) {
+      topTag = g;
+      topCount = count;
+    }
+  }
   const impressions = new Map<string, number>();
   for (const imp of ctx.impressions ?? []) {
     if (imp.timestamp < t) impressions.set(imp.itemId, (impressions.get(imp.itemId) ?? 0) + 1);
@@ -94,6 +108,9 @@ export function resolveRankingUser(space: RankingSpace, ctx: RankingContext, t: 
     tagRecent,
     recentCount: visible.length - start,
     impressions,
+    lastItem: historyIds.length > 0 ? historyIds[historyIds.length - 1]! : -1,
+    lastChannel,
+    topTag,
   };
 }
 
@@ -214,6 +231,8 @@ export class RankingBatch {
   readonly group: Int32Array;
   readonly categorical: Int32Array;
   readonly continuous: Float32Array;
+  /** The wide part's hashed crosses, WIDE_SLOTS per row (-1 = empty slot; see ./wide.ts). */
+  readonly wide: Int32Array;
   /** Rows filled. */
   size = 0;
 
@@ -228,6 +247,7 @@ export class RankingBatch {
     this.group = new Int32Array(capacity);
     this.categorical = new Int32Array(capacity * NUM_CATEGORICAL);
     this.continuous = new Float32Array(capacity * width);
+    this.wide = new Int32Array(capacity * WIDE_SLOTS);
   }
 
   static forSpace(space: RankingSpace, capacity: number): RankingBatch {
@@ -241,6 +261,7 @@ export interface EncodedCandidate {
   readonly history: Int32Array;
   readonly categorical: Int32Array;
   readonly continuous: Float32Array;
+  readonly wide: Int32Array;
 }
 
 export function encodedRow(batch: RankingBatch, row: number): EncodedCandidate {
@@ -251,6 +272,7 @@ export function encodedRow(batch: RankingBatch, row: number): EncodedCandidate {
     history: batch.history.slice(row * h, row * h + batch.historyCount[row]!),
     categorical: batch.categorical.slice(row * NUM_CATEGORICAL, (row + 1) * NUM_CATEGORICAL),
     continuous: batch.continuous.slice(row * w, (row + 1) * w),
+    wide: batch.wide.slice(row * WIDE_SLOTS, (row + 1) * WIDE_SLOTS),
   };
 }
 
@@ -284,6 +306,21 @@ export function encodeCandidates(
     batch.historyCount[row] = user.historyIds.length;
     batch.group[row] = first;
     batch.categorical.set(user.categorical, row * NUM_CATEGORICAL);
+    const i = space.catalog.indexOf(c.itemId);
+    wideCrosses(
+      user,
+      {
+        item: batch.item[row]!,
+        catalogIndex: i,
+        channel: i >= 0 ? space.catalog.channel[i]! : -1,
+        sources: c.provenance.map((p) => ({ source: space.sources.indexOf(p.source), rank: p.rank })),
+        position: c.position,
+      },
+      space.catalog.tagCodes,
+      space.catalog.tagOffsets,
+      batch.wide,
+      row * WIDE_SLOTS,
+    );
   });
   batch.size = first + candidates.length;
   return batch;

@@ -28,12 +28,13 @@ export {
 export type { EncodedCandidate, ResolvedRankingUser } from "./encode.js";
 export {
   DEFAULT_RANKER_MODEL_CONFIG,
+  RANKER_MODEL_KINDS,
   RankerModel,
   RankerTrainStep,
   validateRankerModelConfig,
   weightedLogisticLoss,
 } from "./model.js";
-export type { RankerLayer, RankerModelConfig, RankerStepConfig, RankerWeights } from "./model.js";
+export type { RankerLayer, RankerModelConfig, RankerModelKind, RankerStepConfig, RankerWeights } from "./model.js";
 export {
   dnnFromBundle,
   provenanceOf,
@@ -42,6 +43,8 @@ export {
   sourceItemStats,
 } from "./dataset-inputs.js";
 export type { ItemStatsAt } from "./dataset-inputs.js";
+export { WIDE_CROSSES, WIDE_MAX_SOURCES, WIDE_MAX_TAGS, WIDE_SLOTS, hashCross, log2Bucket, wideCrosses } from "./wide.js";
+export type { WideCandidate, WideUser } from "./wide.js";
 export { buildRankingExamples, exampleCandidates, exampleContext, exampleCount } from "./examples.js";
 export type { ExampleOptions, RankingExamples } from "./examples.js";
 export { buildServedExamples, DEFAULT_WATCH_WINDOW_SECONDS } from "./served-examples.js";

@@ -15,6 +15,16 @@ import { CATEGORICAL_FEATURES, NUM_CATEGORICAL } from "@recsys/features";
 import { tf } from "@recsys/tf";
 import type { RankingBatch } from "./encode.js";
 import type { RankingSpace } from "./space.js";
+import { WIDE_SLOTS } from "./wide.js";
+
+/**
+ * "weighted-lr": the deep network alone (the paper's ranker). "wide-deep": the same network plus
+ * a wide part, a sparse linear model over hashed crossed categorical features (./wide.ts) whose
+ * output is added to the tower's logit; both are trained jointly by the same weighted logistic
+ * regression (Cheng et al. 2016's joint training).
+ */
+export type RankerModelKind = "weighted-lr" | "wide-deep";
+export const RANKER_MODEL_KINDS: readonly RankerModelKind[] = ["weighted-lr", "wide-deep"];
 
 export interface RankerModelConfig {
   /** Dimension of the item embedding (impression and history). */
@@ -28,6 +38,9 @@ export interface RankerModelConfig {
    * embedding (an explicit user-item interaction the tower would otherwise have to learn).
    */
   readonly interaction: boolean;
+  readonly kind: RankerModelKind;
+  /** Hash buckets of the wide part (its weight count); used by "wide-deep" only. */
+  readonly wideBuckets: number;
 }
 
 export const DEFAULT_RANKER_MODEL_CONFIG: RankerModelConfig = {
@@ -35,6 +48,8 @@ export const DEFAULT_RANKER_MODEL_CONFIG: RankerModelConfig = {
   categoricalDim: 8,
   tower: [128, 64],
   interaction: true,
+  kind: "weighted-lr",
+  wideBuckets: 1 << 20,
 };
 
 export function validateRankerModelConfig(c: RankerModelConfig): void {
@@ -45,6 +60,8 @@ export function validateRankerModelConfig(c: RankerModelConfig): void {
     throw new Error(`ranker model config: tower must be a list of positive integers, got ${JSON.stringify(c.tower)}`);
   }
   if (typeof c.interaction !== "boolean") throw new Error("ranker model config: interaction must be a boolean");
+  if (!RANKER_MODEL_KINDS.includes(c.kind)) throw new Error(`ranker model config: kind must be one of ${RANKER_MODEL_KINDS.join(", ")}, got ${JSON.stringify(c.kind)}`);
+  if (!Number.isInteger(c.wideBuckets) || c.wideBuckets < 1) throw new Error(`ranker model config: wideBuckets must be a positive integer, got ${c.wideBuckets}`);
 }
 
 /** Plain-array weights (what the ranker bundle stores). */
@@ -55,6 +72,8 @@ export interface RankerWeights {
   readonly categorical: readonly Float32Array[];
   /** Layers in order: w (inDim × outDim, row-major), b (outDim); the last has outDim 1. */
   readonly tower: readonly { readonly w: Float32Array; readonly b: Float32Array }[];
+  /** wideBuckets weights of the wide part ("wide-deep" only). */
+  readonly wide?: Float32Array;
 }
 
 export interface RankerLayer {
@@ -101,6 +120,8 @@ export class RankerModel {
   readonly item: SparseTable;
   readonly categorical: readonly SparseTable[];
   readonly layers: readonly RankerLayer[];
+  /** The wide part: wideBuckets × 1 weights ("wide-deep"), null for "weighted-lr". */
+  readonly wide: SparseTable | null;
   readonly inputDim: number;
   readonly offsets: { readonly item: number; readonly history: number; readonly product: number; readonly categorical: number; readonly continuous: number };
   private disposed = false;
@@ -115,6 +136,12 @@ export class RankerModel {
     const dc = config.categoricalDim;
     this.item = new SparseTable("item", space.features.items.size, d, weights.item);
     this.categorical = CATEGORICAL_FEATURES.map((f, j) => new SparseTable(f, space.features.categorical(f).size, dc, weights.categorical[j]));
+    if (config.kind === "wide-deep") {
+      if (weights.wide === undefined || weights.wide.length !== config.wideBuckets) throw new Error(`ranker weights: a wide-deep model needs ${config.wideBuckets} wide weights, got ${weights.wide?.length ?? "none"}`);
+      this.wide = new SparseTable("wide", config.wideBuckets, 1, weights.wide);
+    } else {
+      this.wide = null;
+    }
     const product = 2 * d;
     const categorical = product + (config.interaction ? d : 0);
     const continuous = categorical + NUM_CATEGORICAL * dc;
@@ -165,6 +192,7 @@ export class RankerModel {
       item: normal(space.features.items.size * d),
       categorical: CATEGORICAL_FEATURES.map((f) => normal(space.features.categorical(f).size * dc)),
       tower,
+      ...(config.kind === "wide-deep" ? { wide: new Float32Array(config.wideBuckets) } : {}),
     });
   }
 
@@ -226,6 +254,22 @@ export class RankerModel {
     return tf.reshape(hidden, [-1]) as tf.Tensor1D;
   }
 
+  /** Adds the wide part's output of each batch row to z[row] (nothing for "weighted-lr"). */
+  addWide(batch: RankingBatch, z: Float32Array): void {
+    const wide = this.wide;
+    if (wide === null) return;
+    const data = wide.data;
+    const buckets = wide.rows;
+    for (let r = 0; r < batch.size; r++) {
+      let sum = 0;
+      for (let s = r * WIDE_SLOTS; s < (r + 1) * WIDE_SLOTS; s++) {
+        const h = batch.wide[s]!;
+        if (h >= 0) sum += data[h % buckets]!;
+      }
+      z[r]! += sum;
+    }
+  }
+
   /** Logits of an encoded batch (one per row). exp(logit) estimates the expected watch time. */
   score(batch: RankingBatch, scratch?: Float32Array): Float32Array {
     this.checkAlive();
@@ -236,6 +280,7 @@ export class RankerModel {
     const z = tf.tidy(() => this.logits(tf.tensor2d(x.subarray(0, rows * this.inputDim), [rows, this.inputDim])));
     const out = (z.dataSync() as Float32Array).slice();
     z.dispose();
+    this.addWide(batch, out);
     return out;
   }
 
@@ -246,6 +291,7 @@ export class RankerModel {
       item: this.item.data,
       categorical: this.categorical.map((t) => t.data),
       tower: this.layers.map((l) => ({ w: l.w.dataSync() as Float32Array, b: l.b.dataSync() as Float32Array })),
+      ...(this.wide === null ? {} : { wide: this.wide.data }),
     };
   }
 
@@ -268,6 +314,8 @@ export interface RankerStepConfig {
   readonly learningRate: number;
   readonly embeddings: SparseOptimizerConfig;
   readonly l2: number;
+  /** Optimiser of the wide part's weights ("wide-deep"); defaults to `embeddings`. */
+  readonly wide?: SparseOptimizerConfig;
 }
 
 /**
@@ -286,6 +334,7 @@ export class RankerTrainStep {
   private x: Float32Array;
   private xT: Float32Array;
   private dz: Float32Array;
+  private zt: Float32Array;
   private readonly optimizer: tf.AdamOptimizer;
   private readonly groupGrad: Float32Array;
   private readonly itemGrad: Float32Array;
@@ -298,6 +347,7 @@ export class RankerTrainStep {
     this.x = new Float32Array(capacity * model.inputDim);
     this.xT = new Float32Array(capacity * model.inputDim);
     this.dz = new Float32Array(capacity);
+    this.zt = new Float32Array(capacity);
     this.groupGrad = new Float32Array(model.config.itemDim);
     this.itemGrad = new Float32Array(model.config.itemDim);
     this.optimizer = tf.train.adam(config.learningRate);
@@ -313,7 +363,10 @@ export class RankerTrainStep {
       this.x = new Float32Array(rows * inDim);
       this.xT = new Float32Array(rows * inDim);
     }
-    if (this.dz.length < rows) this.dz = new Float32Array(rows);
+    if (this.dz.length < rows) {
+      this.dz = new Float32Array(rows);
+      this.zt = new Float32Array(rows);
+    }
     const x = this.x;
     const xT = this.xT;
     model.pool(batch, x);
@@ -331,9 +384,21 @@ export class RankerTrainStep {
       }
       return out;
     });
-    const z = acts[acts.length - 1]!.dataSync() as Float32Array;
+    // The logit: the tower's output plus the wide part's (wide-deep); one loss trains both.
+    const z = this.zt;
+    z.set((acts[acts.length - 1]!.dataSync() as Float32Array).subarray(0, rows));
+    model.addWide(batch, z);
     const dz = this.dz;
     const loss = weightedLogisticLoss(z.subarray(0, rows), labels.subarray(0, rows), weights.subarray(0, rows), dz);
+    if (model.wide !== null) {
+      const buckets = model.wide.rows;
+      for (let r = 0; r < rows; r++) {
+        for (let s = r * WIDE_SLOTS; s < (r + 1) * WIDE_SLOTS; s++) {
+          const h = batch.wide[s]!;
+          if (h >= 0) model.wide.addGrad(h % buckets, dz, r, 1);
+        }
+      }
+    }
     const l2 = this.config.l2;
     const [dX, ...towerGrads] = tf.tidy(() => {
       const ones = tf.ones([1, rows]) as tf.Tensor2D;
@@ -364,6 +429,7 @@ export class RankerTrainStep {
     const emb = this.config.embeddings;
     model.item.apply(emb);
     for (const t of model.categorical) t.apply(emb);
+    model.wide?.apply(this.config.wide ?? emb);
     return loss;
   }
 

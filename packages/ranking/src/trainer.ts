@@ -22,6 +22,8 @@ export interface RankerTrainConfig {
   readonly learningRate: number;
   /** Lazy-Adam learning rate of the embedding rows. */
   readonly embeddingLearningRate: number;
+  /** Lazy-Adam learning rate of the wide part's weights (model kind "wide-deep"). */
+  readonly wideLearningRate: number;
   /** L2 penalty on the tower weights and (lazily) on touched embedding rows. */
   readonly l2: number;
   readonly initScale: number;
@@ -44,6 +46,7 @@ export const DEFAULT_RANKER_TRAIN_CONFIG: RankerTrainConfig = {
   batchExamples: 32,
   learningRate: 1e-3,
   embeddingLearningRate: 1e-3,
+  wideLearningRate: 1e-2,
   l2: 0,
   initScale: 0.05,
   negatives: 20,
@@ -62,7 +65,7 @@ export function validateRankerTrainConfig(c: RankerTrainConfig): void {
   for (const key of ["negatives", "minHistory"] as const) {
     if (!Number.isInteger(c[key]) || c[key] < 0) throw new Error(`ranker train config: ${key} must be an integer >= 0, got ${c[key]}`);
   }
-  for (const key of ["learningRate", "embeddingLearningRate", "initScale"] as const) {
+  for (const key of ["learningRate", "embeddingLearningRate", "wideLearningRate", "initScale"] as const) {
     if (!(c[key] > 0) || !Number.isFinite(c[key])) throw new Error(`ranker train config: ${key} must be > 0, got ${c[key]}`);
   }
   if (!(c.l2 >= 0)) throw new Error(`ranker train config: l2 must be >= 0, got ${c.l2}`);
@@ -185,6 +188,7 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
       learningRate: cfg.learningRate,
       l2: cfg.l2,
       embeddings: { optimizer: "adam", learningRate: cfg.embeddingLearningRate, l2: cfg.l2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+      wide: { optimizer: "adam", learningRate: cfg.wideLearningRate, l2: cfg.l2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
     },
     capacity,
   );

@@ -13,7 +13,7 @@
  */
 import { loadBundle } from "@recsys/candidate-gen";
 import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
-import { DEFAULT_WATCH_WINDOW_SECONDS, DEFAULT_RANKER_MODEL_CONFIG, DEFAULT_RANKER_TRAIN_CONFIG, saveRanker, trainRanker } from "@recsys/ranking";
+import { DEFAULT_WATCH_WINDOW_SECONDS, DEFAULT_RANKER_MODEL_CONFIG, DEFAULT_RANKER_TRAIN_CONFIG, RANKER_MODEL_KINDS, type RankerModelKind, saveRanker, trainRanker } from "@recsys/ranking";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
 import { describeTieOrder } from "@recsys/eval";
@@ -26,6 +26,7 @@ const USAGE =
   "         [--negatives N] [--max-examples N] [--missed drop|keep] [--slate-negatives true|false]\n" +
   "         [--budget N] [--merged-size N] [--tower W,W] [--dim D] [--lr X] [--embedding-lr X] [--l2 X]\n" +
   "         [--examples auto|served|replay] [--watch-window SECONDS]\n" +
+  "         [--model-kind weighted-lr|wide-deep] [--wide-lr X] [--wide-buckets N]\n" +
   `         ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
@@ -59,6 +60,9 @@ export async function run(argv: string[]): Promise<number> {
       lr: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.learningRate },
       "embedding-lr": { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.embeddingLearningRate },
       l2: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.l2 },
+      "model-kind": { type: "string", default: DEFAULT_RANKER_MODEL_CONFIG.kind },
+      "wide-lr": { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.wideLearningRate },
+      "wide-buckets": { type: "number", default: DEFAULT_RANKER_MODEL_CONFIG.wideBuckets },
       examples: { type: "string", default: "auto" },
       "watch-window": { type: "number", default: DEFAULT_WATCH_WINDOW_SECONDS },
       ...PROTOCOL_OPTIONS,
@@ -88,6 +92,10 @@ export async function run(argv: string[]): Promise<number> {
   if (missed !== "drop" && missed !== "keep") return usageError(`--missed must be drop or keep, got '${missed}'`);
   if (slate !== "true" && slate !== "false") return usageError(`--slate-negatives must be true or false, got '${slate}'`);
   if (tower.some((w) => !Number.isInteger(w) || w < 1)) return usageError(`--tower must be comma-separated positive integers, got '${String(args["tower"])}'`);
+  const kind = String(args["model-kind"]);
+  if (!(RANKER_MODEL_KINDS as readonly string[]).includes(kind)) return usageError(`--model-kind must be one of ${RANKER_MODEL_KINDS.join(", ")}, got '${kind}'`);
+  const wideBuckets = Number(args["wide-buckets"]);
+  if (!Number.isInteger(wideBuckets) || wideBuckets < 1) return usageError(`--wide-buckets must be a positive integer, got ${String(args["wide-buckets"])}`);
   const examplesFrom = String(args["examples"]);
   if (examplesFrom !== "auto" && examplesFrom !== "served" && examplesFrom !== "replay") return usageError(`--examples must be auto, served or replay, got '${examplesFrom}'`);
   const watchWindow = Number(args["watch-window"]);
@@ -118,6 +126,7 @@ export async function run(argv: string[]): Promise<number> {
     const split = lastoutSplit(dataset.events, dataset.users.ids.length);
     const rows = trainingRows(split, m.holdout);
     const pipeline = { budget: Number(args["budget"]), mergedSize: Number(args["merged-size"]) };
+    log(`model kind ${kind}${kind === "wide-deep" ? ` (${wideBuckets} wide buckets, wide learning rate ${Number(args["wide-lr"])})` : ""}`);
     log(`holdout ${m.holdout} (from the bundle ${m.modelVersion}): ${rows.length} training rows; sources budget ${pipeline.budget}, merged ${pipeline.mergedSize}; provenance features ${provenance ? "on" : "off"}`);
     log(
       fromServed
@@ -140,8 +149,9 @@ export async function run(argv: string[]): Promise<number> {
         learningRate: Number(args["lr"]),
         embeddingLearningRate: Number(args["embedding-lr"]),
         l2: Number(args["l2"]),
+        wideLearningRate: Number(args["wide-lr"]),
       },
-      model: { tower, itemDim: Number(args["dim"]) },
+      model: { tower, itemDim: Number(args["dim"]), kind: kind as RankerModelKind, wideBuckets },
       features: { provenance },
       onProgress: (p) => {
         const key = `${p.phase}${p.epoch}`;
