@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv
   recommend: { summary: "ask the running stack: --user ID [--count N] [--address HOST:PORT] [--json] [--debug]", load: () => import("./commands/recommend.js") },
   event: { summary: "record an event: --user ID (--watch ITEM [--seconds S] | --search \"query\" | --impression ITEM) [--address HOST:PORT]", load: () => import("./commands/event.js") },
   "train-ranker": { summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]", load: () => import("./commands/train-ranker.js") },
+  "train-session": { summary: "train the session model behind a bundle (DIR/session/): --dataset SPEC --model DIR [--encoder sasrec|gru4rec|narm|stamp] [--epochs N] [--seed S]", load: () => import("./commands/train-session.js") },
   status: { summary: "health, readiness, model version and restarts of every stage of the running stack: [--state FILE] [--json]", load: () => import("./commands/status.js") },
   retrain: {
     summary: "retrain both models on the live log, gate against the serving bundle, publish: [--dataset store:DIR] [--current PATH] [--margin M] [--dry-run]",
