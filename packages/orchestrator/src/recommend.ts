@@ -56,6 +56,7 @@ import type { OrchestratorMetrics } from "./metrics.js";
 import type { OnlineSources } from "./online.js";
 import { toModelTime } from "./model-time.js";
 import { reasonsFor } from "./reasons.js";
+import { runSessionSource, type ServingSessionModel } from "./session-model.js";
 
 /** Stage names used in failed_stages, stage_timings and the metrics. */
 export const STAGE_USER_STORE = "user_store";
@@ -88,6 +89,8 @@ export interface RecommendDeps {
   readonly metrics: OrchestratorMetrics;
   /** The bundle currently loaded from MODEL_PATH (item embeddings for DNN reasons). */
   readonly bundle: () => BundleInfo;
+  /** The bundle's session model (session-model.ts), when it has one: the "session" source. */
+  readonly session?: () => ServingSessionModel | undefined;
   readonly logger: Logger;
   /**
    * Which of these ids are taken down now, asked of the shared catalogue store (Redis) before
@@ -272,7 +275,8 @@ export class Recommender {
     for (const e of run.errors) {
       failures.push({ stage: `${STAGE_SOURCES}/${e.source}`, code: "INTERNAL", message: e.error instanceof Error ? e.error.message : String(e.error) });
     }
-    time(STAGE_SOURCES, t3, run.results.reduce((n, r) => n + r.candidates.length, 0));
+    const sessionResult = this.session(historyIds, now, exclusion, watched, timings, failures);
+    time(STAGE_SOURCES, t3, run.results.reduce((n, r) => n + r.candidates.length, 0) + (sessionResult?.candidates.length ?? 0));
 
     const dnn = await dnnPromise;
     const dnnResult: SourceResult = {
@@ -283,7 +287,7 @@ export class Recommender {
 
     // 4. Merge (watched, excluded, taken-down and filtered items dropped).
     const t4 = performance.now();
-    let merged = mergeCandidates([...run.results, dnnResult], {
+    let merged = mergeCandidates([...run.results, ...(sessionResult === undefined ? [] : [sessionResult]), dnnResult], {
       size: budgets.merged,
       watched,
       exclude: exclusion,
@@ -388,6 +392,20 @@ export class Recommender {
       stageTimings: valid.debug ? timings : [],
       requestId: randomUUID(),
     };
+  }
+
+  /** The "session" source over the recent watches (session-model.ts), when the bundle has a session model. */
+  private session(
+    historyIds: readonly string[],
+    asOf: number,
+    exclusion: ReadonlySet<number>,
+    watched: ReadonlySet<number>,
+    timings: Timing[],
+    failures: Failure[],
+  ): SourceResult | undefined {
+    const model = this.deps.session?.();
+    if (model === undefined || historyIds.length === 0) return undefined;
+    return runSessionSource(model, this.deps, { historyIds, asOf, budget: this.deps.budgets.dnn, skip: (i) => watched.has(i) || exclusion.has(i) }, timings, failures);
   }
 
   /** A user-store call's budget: like the gRPC stages', never past the caller's deadline minus the margin. */
