@@ -55,6 +55,7 @@ import { Exclusion } from "./exclusion.js";
 import type { OrchestratorMetrics } from "./metrics.js";
 import type { OnlineSources } from "./online.js";
 import { toModelTime } from "./model-time.js";
+import { anonymousContext, ANONYMOUS_RANK_USER_ID, isAnonymousSession, validateAnonymousSession } from "./anonymous.js";
 import { reasonsFor } from "./reasons.js";
 import { runSessionSource, type ServingSessionModel } from "./session-model.js";
 
@@ -189,7 +190,9 @@ export class Recommender {
     const { deps } = this;
     const { catalogue, online, metrics, budgets } = deps;
     const started = performance.now();
-    const valid = validateRecommendRequest(request);
+    // An anonymous session (anonymous.ts) is validated as a request of the reserved ranker user id.
+    const session = isAnonymousSession(request) ? validateAnonymousSession(request) : undefined;
+    const valid = validateRecommendRequest(session === undefined ? request : { ...request, userId: ANONYMOUS_RANK_USER_ID });
     const failures: Failure[] = [];
     const timings: Timing[] = [];
     const versions: Version[] = [];
@@ -205,7 +208,11 @@ export class Recommender {
     let personalised: boolean;
     // The stored user has watches that left the stored list: merged candidates are checked.
     let earlierWatches = false;
-    if (valid.context !== undefined) {
+    if (session !== undefined) {
+      // Anonymous: the session is the history; the user store is never asked.
+      context = anonymousContext(session, now);
+      personalised = false;
+    } else if (valid.context !== undefined) {
       context = valid.context.requestTime === undefined ? { ...valid.context, requestTime: secondsTimestamp(now) } : valid.context;
       personalised = true;
     } else {

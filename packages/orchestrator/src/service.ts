@@ -41,6 +41,7 @@ import { STAGE, checkOrchestratorConfig, type OrchestratorConfig } from "./confi
 import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.js";
 import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
+import { isAnonymousSession } from "./anonymous.js";
 import { ServedLog } from "./served-log.js";
 import { loadServingBundle, type ServingBundle } from "./session-model.js";
 import { CATALOGUE_SEED_META_KEY, datasetFromCatalogueStore, learnGeographies, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
@@ -422,6 +423,8 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     /** Recommend, then the answer into the served log (the ranker's training data). */
     const recommendAndLog: typeof recommender.recommend = async (request, ctx) => {
       const response = await recommender.recommend(request, ctx);
+      // An anonymous session is not logged: the served log lives in the user store (anonymous.ts).
+      if (isAnonymousSession(request)) return response;
       servedLog?.log({
         userId: request.userId,
         requestId: response.requestId ?? "",
