@@ -40,7 +40,19 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "recsys-anon-e2e-"));
   dataset = e2eDataset();
   const model = await trainStackModel(dataset, join(dir, "bundle"), E2E_MODEL_SETTINGS);
-  const trained = await runCli(["train-session", "--dataset", dataset.spec, "--model", model.dir, "--encoder", "gru4rec", "--epochs", "3", "--seed", "2"]);
+  const trained = await runCli([
+    "train-session",
+    "--dataset",
+    dataset.spec,
+    "--model",
+    model.dir,
+    "--encoder",
+    "gru4rec",
+    "--epochs",
+    "3",
+    "--seed",
+    "2",
+  ]);
   if (trained.code !== 0) throw new Error(`recsys train-session failed (${trained.code}): ${trained.stderr}`);
   trainOutput = trained.stdout;
   stack = await launchStack({
@@ -50,7 +62,13 @@ beforeAll(async () => {
     shards: 1,
     startTimeoutMs: 90_000,
     env: {
-      orchestrator: { USER_STORE_TIMEOUT: "3s", CANDIDATE_GENERATION_TIMEOUT: "3s", RETRIEVAL_TIMEOUT: "3s", RANKING_TIMEOUT: "3s", MODEL_POLL_INTERVAL: "0" },
+      orchestrator: {
+        USER_STORE_TIMEOUT: "3s",
+        CANDIDATE_GENERATION_TIMEOUT: "3s",
+        RETRIEVAL_TIMEOUT: "3s",
+        RANKING_TIMEOUT: "3s",
+        MODEL_POLL_INTERVAL: "0",
+      },
       candidate_generation: { MODEL_POLL_INTERVAL: "0" },
       retrieval: { MODEL_POLL_INTERVAL: "0" },
       ranking: { MODEL_POLL_INTERVAL: "0" },
@@ -68,7 +86,10 @@ afterAll(async () => {
 describe("anonymous sessions over gRPC, the stages as processes", () => {
   it("train-session wrote the bundle's session model on the bundle's holdout", async () => {
     expect(trainOutput).toMatch(/wrote a gru4rec session model to .*session/);
-    const manifest = JSON.parse(await readFile(join(dir, "bundle", "session", "manifest.json"), "utf8")) as { encoder: { kind: string }; training: { holdout: string; epochs: number } };
+    const manifest = JSON.parse(await readFile(join(dir, "bundle", "session", "manifest.json"), "utf8")) as {
+      encoder: { kind: string };
+      training: { holdout: string; epochs: number };
+    };
     expect(manifest.encoder.kind).toBe("gru4rec");
     expect(manifest.training.holdout).toBe("test");
     expect(manifest.training.epochs).toBe(3);

@@ -14,7 +14,11 @@ import { loadSequenceModel, sessionEncoder, type SequenceModel } from "@recsys/s
 import { BruteForceIndex, createStandardSources, type SourceSet } from "@recsys/sources";
 
 /** The bundle's session model when it has one for this dataset and holdout; throws when it has one for another. */
-export async function loadBundleSessionModel(modelDir: string, dataset: Dataset, bundle: CandidateGenBundle): Promise<SequenceModel | null> {
+export async function loadBundleSessionModel(
+  modelDir: string,
+  dataset: Dataset,
+  bundle: CandidateGenBundle,
+): Promise<SequenceModel | null> {
   const dir = join(modelDir, "session");
   try {
     await access(join(dir, "manifest.json"));
@@ -39,7 +43,12 @@ export async function loadBundleSessionModel(modelDir: string, dataset: Dataset,
 }
 
 /** The pipeline's sources with the session source added. */
-export function createSessionPipelineSources(dataset: Dataset, bundle: CandidateGenBundle, settings: PipelineSettings, model: SequenceModel): SourceSet {
+export function createSessionPipelineSources(
+  dataset: Dataset,
+  bundle: CandidateGenBundle,
+  settings: PipelineSettings,
+  model: SequenceModel,
+): SourceSet {
   return createStandardSources(dataset, {
     mergedSize: settings.mergedSize,
     dnn: dnnFromBundle(bundle, dataset),
@@ -80,8 +89,18 @@ export async function evaluateSessionPipeline(options: {
       rankers: [{ name: PIPELINE_WITH_SESSION, ranker: options.ranker }],
     });
     log(`pipeline with session: ${run.users} users in ${run.seconds.toFixed(1)} s; merged recall ${run.merged.recall.toFixed(4)}`);
-    const result = evaluateLastout({ dataset, split, target, scorers: [listScorer(PIPELINE_WITH_SESSION, run.lists.get(PIPELINE_WITH_SESSION)!)], tieOrder: options.tieOrder });
-    return { results: [...result.results], sessionRecall: run.sources.find((s) => s.source === "session")?.recall ?? 0, mergedRecall: run.merged.recall };
+    const result = evaluateLastout({
+      dataset,
+      split,
+      target,
+      scorers: [listScorer(PIPELINE_WITH_SESSION, run.lists.get(PIPELINE_WITH_SESSION)!)],
+      tieOrder: options.tieOrder,
+    });
+    return {
+      results: [...result.results],
+      sessionRecall: run.sources.find((s) => s.source === "session")?.recall ?? 0,
+      mergedRecall: run.merged.recall,
+    };
   } finally {
     model.dispose();
   }

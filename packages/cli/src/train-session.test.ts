@@ -12,7 +12,10 @@ import { run as trainSession } from "./commands/train-session.js";
 const SPEC = "synthetic:users=200,items=150,events=12,seed=4";
 let root = "";
 
-async function capture(command: (argv: string[]) => Promise<number>, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function capture(
+  command: (argv: string[]) => Promise<number>,
+  argv: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
   const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((stdout += String(chunk)), true));
@@ -41,7 +44,14 @@ describe("recsys train-session and the pipeline with the session source in recsy
   it("rejects a bad encoder and a dataset the bundle was not trained on", async () => {
     const dir = join(root, "cg");
     expect((await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--encoder", "lstm"])).code).toBe(2);
-    const other = await capture(trainSession, ["--dataset", "synthetic:users=50,items=40,events=5,seed=1", "--model", dir, "--epochs", "1"]);
+    const other = await capture(trainSession, [
+      "--dataset",
+      "synthetic:users=50,items=40,events=5,seed=1",
+      "--model",
+      dir,
+      "--epochs",
+      "1",
+    ]);
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/was trained on/);
   });
@@ -51,7 +61,10 @@ describe("recsys train-session and the pipeline with the session source in recsy
     const trained = await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--encoder", "stamp", "--epochs", "2", "--seed", "3"]);
     expect(trained.code, trained.stderr).toBe(0);
     expect(trained.stdout).toMatch(/^wrote a stamp session model to .*session \(\d+ examples, 2 epochs/);
-    const manifest = JSON.parse(await readFile(join(dir, "session", "manifest.json"), "utf8")) as { encoder: { kind: string }; training: Record<string, unknown> };
+    const manifest = JSON.parse(await readFile(join(dir, "session", "manifest.json"), "utf8")) as {
+      encoder: { kind: string };
+      training: Record<string, unknown>;
+    };
     expect(manifest.encoder.kind).toBe("stamp");
     expect(manifest.training["holdout"]).toBe("test");
     // Trained on exactly the non-test rows: every user's training sequence, next-item targets after the first.

@@ -71,7 +71,8 @@ async function failure(call: Promise<unknown>): Promise<{ code: string; details:
   throw new Error("expected the call to fail");
 }
 
-const sessionReasons = (r: RecommendResponse): string[] => r.items.flatMap((i) => i.reasons.filter((s) => s.startsWith("Because you just watched ")));
+const sessionReasons = (r: RecommendResponse): string[] =>
+  r.items.flatMap((i) => i.reasons.filter((s) => s.startsWith("Because you just watched ")));
 const fromSession = (r: RecommendResponse): number => r.items.filter((i) => i.provenance.some((p) => p.sourceName === "session")).length;
 
 beforeAll(async () => {
@@ -147,7 +148,9 @@ describe("anonymous sessions", () => {
   it("rejects a session with a user id or a context, too many items or a blank id", async () => {
     const items = dataset.items.ids.slice(0, 3);
     expect((await failure(o.client.recommend({ userId: "u1", sessionItemIds: items, count: 5 }))).code).toBe("INVALID_ARGUMENT");
-    expect((await failure(o.client.recommend({ context: { userId: "u1" }, sessionItemIds: items, count: 5 }))).code).toBe("INVALID_ARGUMENT");
+    expect((await failure(o.client.recommend({ context: { userId: "u1" }, sessionItemIds: items, count: 5 }))).code).toBe(
+      "INVALID_ARGUMENT",
+    );
     const long = Array.from({ length: MAX_SESSION_ITEMS + 1 }, (_, i) => dataset.items.ids[i % dataset.items.ids.length]!);
     expect((await failure(o.client.recommend({ sessionItemIds: long, count: 5 }))).details).toContain("session_item_ids");
     expect((await failure(o.client.recommend({ sessionItemIds: ["1", " "], count: 5 }))).code).toBe("INVALID_ARGUMENT");

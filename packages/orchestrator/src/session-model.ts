@@ -64,14 +64,22 @@ export class ServingSessionModel {
       if (row !== undefined) history.push(row);
     }
     const toCatalogue = (row: number): number => catalogue.intern(this.itemIds[row]!);
-    const exclude = new Exclusion([], (row) => {
-      const i = catalogue.indexOf(this.itemIds[row]!);
-      return i === undefined || query.skip(i);
-    }, this.itemIds.length);
+    const exclude = new Exclusion(
+      [],
+      (row) => {
+        const i = catalogue.indexOf(this.itemIds[row]!);
+        return i === undefined || query.skip(i);
+      },
+      this.itemIds.length,
+    );
     const result = this.source.candidates({ history, watched: new Set(history), asOf: query.asOf, budget: query.budget, exclude });
     return {
       source: result.source,
-      candidates: result.candidates.map((c) => ({ item: toCatalogue(c.item), score: c.score, ...(c.because === undefined ? {} : { because: toCatalogue(c.because) }) })),
+      candidates: result.candidates.map((c) => ({
+        item: toCatalogue(c.item),
+        score: c.score,
+        ...(c.because === undefined ? {} : { because: toCatalogue(c.because) }),
+      })),
     };
   }
 
@@ -112,7 +120,10 @@ export async function loadServingBundle(dir: string): Promise<ServingBundle> {
  */
 export function runSessionSource(
   model: ServingSessionModel,
-  deps: { readonly catalogue: CatalogueIds; readonly metrics: { readonly candidates: { observe(labels: { source: string }, value: number): void } } },
+  deps: {
+    readonly catalogue: CatalogueIds;
+    readonly metrics: { readonly candidates: { observe(labels: { source: string }, value: number): void } };
+  },
   query: SessionQuery,
   timings: { stage: string; elapsedMs: number; itemCount: number }[],
   failures: { stage: string; code: string; message: string }[],

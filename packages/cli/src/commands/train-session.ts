@@ -11,7 +11,14 @@
 import { join } from "node:path";
 import { loadBundle } from "@recsys/candidate-gen";
 import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
-import { DEFAULT_SEQUENCE_CONFIG, ENCODER_KINDS, type EncoderKind, saveSequenceModel, trainSequenceModel, userSequences } from "@recsys/sequence";
+import {
+  DEFAULT_SEQUENCE_CONFIG,
+  ENCODER_KINDS,
+  type EncoderKind,
+  saveSequenceModel,
+  trainSequenceModel,
+  userSequences,
+} from "@recsys/sequence";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
 import { formatDuration } from "../train-progress.js";
@@ -54,7 +61,8 @@ export async function run(argv: string[]): Promise<number> {
   const modelDir = String(args["model"]);
   const out = typeof args["out"] === "string" ? args["out"] : sessionDir(modelDir);
   const kind = String(args["encoder"]);
-  if (!(ENCODER_KINDS as readonly string[]).includes(kind)) return usageError(`--encoder must be one of ${ENCODER_KINDS.join(", ")}, got '${kind}'`);
+  if (!(ENCODER_KINDS as readonly string[]).includes(kind))
+    return usageError(`--encoder must be one of ${ENCODER_KINDS.join(", ")}, got '${kind}'`);
   const epochs = Number(args["epochs"]);
   const seed = Number(args["seed"]);
   if (!Number.isInteger(epochs) || epochs < 1) return usageError(`--epochs must be a positive integer, got ${String(args["epochs"])}`);
@@ -83,8 +91,15 @@ export async function run(argv: string[]): Promise<number> {
   const split = lastoutSplit(dataset.events, dataset.users.ids.length);
   const rows = trainingRows(split, holdout);
   const sequences = userSequences(dataset, rows);
-  log(`holdout ${holdout} (from the bundle ${bundleVersion}): ${rows.length} training rows; encoder ${kind}, ${epochs} epochs, seed ${seed}`);
-  const config = { ...DEFAULT_SEQUENCE_CONFIG, encoder: { ...DEFAULT_SEQUENCE_CONFIG.encoder, kind: kind as EncoderKind }, maxEpochs: epochs, seed };
+  log(
+    `holdout ${holdout} (from the bundle ${bundleVersion}): ${rows.length} training rows; encoder ${kind}, ${epochs} epochs, seed ${seed}`,
+  );
+  const config = {
+    ...DEFAULT_SEQUENCE_CONFIG,
+    encoder: { ...DEFAULT_SEQUENCE_CONFIG.encoder, kind: kind as EncoderKind },
+    maxEpochs: epochs,
+    seed,
+  };
   const result = trainSequenceModel(sequences, dataset.items.ids.length, config, {
     onEpoch: (p) => log(`epoch ${p.epoch}/${epochs}: loss ${p.loss.toFixed(4)} (${formatDuration((performance.now() - started) / 1000)})`),
   });
@@ -101,6 +116,8 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     result.model.dispose();
   }
-  process.stdout.write(`wrote a ${kind} session model to ${out} (${result.examples} examples, ${result.epochs} epochs, ${result.trainSeconds.toFixed(1)} s training, total ${formatDuration((performance.now() - started) / 1000)})\n`);
+  process.stdout.write(
+    `wrote a ${kind} session model to ${out} (${result.examples} examples, ${result.epochs} epochs, ${result.trainSeconds.toFixed(1)} s training, total ${formatDuration((performance.now() - started) / 1000)})\n`,
+  );
   return 0;
 }
