@@ -412,7 +412,8 @@ export class Recommender {
   ): SourceResult | undefined {
     const model = this.deps.session?.();
     if (model === undefined || historyIds.length === 0) return undefined;
-    return runSessionSource(model, this.deps, { historyIds, asOf, budget: this.deps.budgets.dnn, skip: (i) => watched.has(i) || exclusion.has(i) }, timings, failures);
+    const skip = (i: number): boolean => watched.has(i) || exclusion.has(i);
+    return runSessionSource(model, this.deps, { historyIds, asOf, budget: this.deps.budgets.dnn, skip }, timings, failures);
   }
 
   /** A user-store call's budget: like the gRPC stages', never past the caller's deadline minus the margin. */
