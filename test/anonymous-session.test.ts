@@ -110,6 +110,27 @@ describe("anonymous sessions over gRPC, the stages as processes", () => {
     }
   });
 
+  it("recsys recommend --session asks for an anonymous session", async () => {
+    const session = dataset.items.ids.slice(10, 14);
+    const r = await runCli([
+      "recommend",
+      "--session",
+      session.join(","),
+      "--count",
+      "5",
+      "--json",
+      "--address",
+      stack!.orchestrator.address,
+      "--state",
+      join(dir, "no-state.json"),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(r.stdout) as { items: { itemId: string; reasons: string[] }[] };
+    expect(json.items).toHaveLength(5);
+    expect(json.items.some((i) => i.reasons.some((s) => s.startsWith("Because you just watched ")))).toBe(true);
+    expect((await runCli(["recommend", "--session", "1", "--user", "1", "--address", stack!.orchestrator.address])).code).toBe(2);
+  });
+
   it("gives a logged-in user the session source alongside the DNN", async () => {
     const response = await recommender.recommend({ userId: "1", count: 30 });
     expect(response.degraded, JSON.stringify(response.failedStages)).toBe(false);
