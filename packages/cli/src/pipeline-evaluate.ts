@@ -23,6 +23,7 @@ import { evaluateLastout, type ScorerResult, type Target, type TieOrder } from "
 import { listScorer, loadRanker, MERGED_ORDER, type Ranker, runPipeline } from "@recsys/ranking";
 import type { PipelineDetails } from "./evaluate-report.js";
 import { createPipelineSources, rankerDir } from "./pipeline-setup.js";
+import { evaluateSessionPipeline } from "./session-pipeline.js";
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -95,13 +96,15 @@ export async function evaluatePipeline(options: {
     const sources: Record<string, { recall: number; budget: number; size?: number }> = {};
     for (const s of run.sources) sources[s.source] = { recall: s.recall, budget: s.budget };
     sources["merged"] = { recall: run.merged.recall, budget: main.pipeline.budget, size: run.merged.size };
+    const withSession = await evaluateSessionPipeline({ ...options, ranker: rankers[0]!.ranker, pipeline: main.pipeline });
+    if (withSession !== null) sources["session"] = { recall: withSession.sessionRecall, budget: main.pipeline.budget };
     const recallByBudget: Record<string, { budget: number; recall: number }[]> = {};
     for (const [name, positions] of run.targetPositions) {
       const max = name === "merged" ? main.pipeline.mergedSize : main.pipeline.budget;
       recallByBudget[name] = budgetSteps(max).map((budget) => ({ budget, recall: recallAt(positions, budget) }));
     }
     return {
-      results: [...result.results],
+      results: [...result.results, ...(withSession?.results ?? [])],
       details: {
         sources,
         recall_by_budget: recallByBudget,

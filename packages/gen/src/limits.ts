@@ -12,6 +12,8 @@ export const MAX_SEARCH_K = 1000;
 export const MAX_EXCLUDED_ITEMS = 10_000;
 /** UserContext.watch_history entries accepted (models read only the most recent ones). */
 export const MAX_WATCH_HISTORY = 1000;
+/** RecommendRequest.session_item_ids (an anonymous session's recent items). */
+export const MAX_SESSION_ITEMS = 200;
 /** UserContext.search_history entries accepted. */
 export const MAX_SEARCH_HISTORY = 200;
 /** UserContext.impression_history entries accepted. */

@@ -36,6 +36,16 @@ describe("reasonsFor", () => {
     expect(reasonsFor([p("dnn"), p("popular"), p("trending")], catalogue, at("1"))).toEqual([REASON_RECOMMENDED, REASON_POPULAR]);
   });
 
+  it("words the session source: the recent watch that explains it, first among personal reasons", () => {
+    expect(reasonsFor([p("session", at("1"))], catalogue, at("2"))).toEqual(["Because you just watched Toy Story (1995)"]);
+    expect(reasonsFor([p("session")], catalogue, at("2"))).toEqual(["Picked for this session"]);
+    expect(reasonsFor([p("session", at("2")), p("co-watch", at("1")), p("popular")], catalogue, at("3"))).toEqual([
+      "Because you just watched Heat (1995)",
+      "Because you watched Toy Story (1995)",
+      REASON_POPULAR,
+    ]);
+  });
+
   it("names an item without a title by its id", () => {
     expect(reasonsFor([p("co-watch", at("3"))], catalogue, at("1"))).toEqual(['Because you watched "3"']);
   });

@@ -3,6 +3,7 @@
  *
  * | source | reason |
  * |---|---|
+ * | session | "Because you just watched <title>" (the recent watch nearest in the session model's space), else "Picked for this session" |
  * | co-watch | "Because you watched <title>" (the history item that contributed most) |
  * | dnn | "Because you watched <title>" (the history item nearest to it in the model's item embedding space), else "Recommended for you" |
  * | fresh | "New from <channel>" ("New upload" when the channel is unknown) |
@@ -14,7 +15,7 @@
  * and "Popular right now" only when the item is not already "Trending in your area". Order:
  * personal reasons first, then fresh, then the non-personalised ones.
  */
-import type { Provenance } from "@recsys/sources";
+import { sessionReason, type Provenance } from "@recsys/sources";
 import type { Catalogue } from "./catalogue.js";
 
 export const REASON_RECOMMENDED = "Recommended for you";
@@ -39,6 +40,8 @@ export function reasonsFor(provenance: readonly Provenance[], catalogue: Catalog
   const out: string[] = [];
   const coWatch = has("co-watch");
   const dnn = has("dnn");
+  const session = has("session");
+  if (session !== undefined) out.push(sessionReason(session.because === undefined ? undefined : catalogue.displayTitle(session.because)));
   const because = coWatch?.because ?? (dnn === undefined ? undefined : dnnBecause);
   if (because !== undefined) out.push(becauseYouWatched(catalogue.displayTitle(because)));
   else if (dnn !== undefined) out.push(REASON_RECOMMENDED);

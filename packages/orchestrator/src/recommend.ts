@@ -55,7 +55,9 @@ import { Exclusion } from "./exclusion.js";
 import type { OrchestratorMetrics } from "./metrics.js";
 import type { OnlineSources } from "./online.js";
 import { toModelTime } from "./model-time.js";
+import { anonymousContext, ANONYMOUS_RANK_USER_ID, isAnonymousSession, validateAnonymousSession } from "./anonymous.js";
 import { reasonsFor } from "./reasons.js";
+import { runSessionSource, type ServingSessionModel } from "./session-model.js";
 
 /** Stage names used in failed_stages, stage_timings and the metrics. */
 export const STAGE_USER_STORE = "user_store";
@@ -88,6 +90,8 @@ export interface RecommendDeps {
   readonly metrics: OrchestratorMetrics;
   /** The bundle currently loaded from MODEL_PATH (item embeddings for DNN reasons). */
   readonly bundle: () => BundleInfo;
+  /** The bundle's session model (session-model.ts), when it has one: the "session" source. */
+  readonly session?: () => ServingSessionModel | undefined;
   readonly logger: Logger;
   /**
    * Which of these ids are taken down now, asked of the shared catalogue store (Redis) before
@@ -186,7 +190,9 @@ export class Recommender {
     const { deps } = this;
     const { catalogue, online, metrics, budgets } = deps;
     const started = performance.now();
-    const valid = validateRecommendRequest(request);
+    // An anonymous session (anonymous.ts) is validated as a request of the reserved ranker user id.
+    const session = isAnonymousSession(request) ? validateAnonymousSession(request) : undefined;
+    const valid = validateRecommendRequest(session === undefined ? request : { ...request, userId: ANONYMOUS_RANK_USER_ID });
     const failures: Failure[] = [];
     const timings: Timing[] = [];
     const versions: Version[] = [];
@@ -202,7 +208,11 @@ export class Recommender {
     let personalised: boolean;
     // The stored user has watches that left the stored list: merged candidates are checked.
     let earlierWatches = false;
-    if (valid.context !== undefined) {
+    if (session !== undefined) {
+      // Anonymous: the session is the history; the user store is never asked.
+      context = anonymousContext(session, now);
+      personalised = false;
+    } else if (valid.context !== undefined) {
       context = valid.context.requestTime === undefined ? { ...valid.context, requestTime: secondsTimestamp(now) } : valid.context;
       personalised = true;
     } else {
@@ -272,7 +282,8 @@ export class Recommender {
     for (const e of run.errors) {
       failures.push({ stage: `${STAGE_SOURCES}/${e.source}`, code: "INTERNAL", message: e.error instanceof Error ? e.error.message : String(e.error) });
     }
-    time(STAGE_SOURCES, t3, run.results.reduce((n, r) => n + r.candidates.length, 0));
+    const sessionResult = this.session(historyIds, now, exclusion, watched, timings, failures);
+    time(STAGE_SOURCES, t3, run.results.reduce((n, r) => n + r.candidates.length, 0) + (sessionResult?.candidates.length ?? 0));
 
     const dnn = await dnnPromise;
     const dnnResult: SourceResult = {
@@ -283,7 +294,7 @@ export class Recommender {
 
     // 4. Merge (watched, excluded, taken-down and filtered items dropped).
     const t4 = performance.now();
-    let merged = mergeCandidates([...run.results, dnnResult], {
+    let merged = mergeCandidates([...run.results, ...(sessionResult === undefined ? [] : [sessionResult]), dnnResult], {
       size: budgets.merged,
       watched,
       exclude: exclusion,
@@ -388,6 +399,21 @@ export class Recommender {
       stageTimings: valid.debug ? timings : [],
       requestId: randomUUID(),
     };
+  }
+
+  /** The "session" source over the recent watches (session-model.ts), when the bundle has a session model. */
+  private session(
+    historyIds: readonly string[],
+    asOf: number,
+    exclusion: ReadonlySet<number>,
+    watched: ReadonlySet<number>,
+    timings: Timing[],
+    failures: Failure[],
+  ): SourceResult | undefined {
+    const model = this.deps.session?.();
+    if (model === undefined || historyIds.length === 0) return undefined;
+    const skip = (i: number): boolean => watched.has(i) || exclusion.has(i);
+    return runSessionSource(model, this.deps, { historyIds, asOf, budget: this.deps.budgets.dnn, skip }, timings, failures);
   }
 
   /** A user-store call's budget: like the gRPC stages', never past the caller's deadline minus the margin. */

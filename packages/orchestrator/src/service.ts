@@ -35,13 +35,15 @@ import {
   type UserStore,
 } from "@recsys/user-store";
 import { resolveBudgets, type PipelineBudgets } from "./budgets.js";
-import { Catalogue, loadBundleInfo, parseDeletedItems, type BundleInfo } from "./catalogue.js";
+import { Catalogue, parseDeletedItems, type BundleInfo } from "./catalogue.js";
 import { ServingClock, wallSeconds } from "./clock.js";
 import { STAGE, checkOrchestratorConfig, type OrchestratorConfig } from "./config.js";
 import { createOrchestratorMetrics, type OrchestratorMetrics } from "./metrics.js";
 import { CatalogueApi } from "./catalogue-api.js";
 import { OnlineSources } from "./online.js";
+import { isAnonymousSession } from "./anonymous.js";
 import { ServedLog } from "./served-log.js";
+import { loadServingBundle, type ServingBundle } from "./session-model.js";
 import { CATALOGUE_SEED_META_KEY, datasetFromCatalogueStore, learnGeographies, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
 import { MODEL_TIME_OFFSET_META_KEY } from "./model-time.js";
 import { Counter } from "prom-client";
@@ -64,7 +66,7 @@ export interface Orchestrator {
   readonly catalogueApi: CatalogueApi;
   /** Undefined when SERVED_LOG=false. */
   readonly servedLog: ServedLog | undefined;
-  readonly bundle: ModelWatcher<BundleInfo>;
+  readonly bundle: ModelWatcher<ServingBundle>;
   readonly metrics: OrchestratorMetrics;
   readonly recommender: Recommender;
   /** The candidate budgets in force (variables, else the ranker's training budgets). */
@@ -131,9 +133,10 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     // Set once the catalogue API exists: a new bundle re-embeds the items it was not trained on.
     let onBundleSwap: (() => void) | undefined;
     // The bundle: catalogue ids, dataset and holdout; item embeddings (hot-reloaded) for reasons.
-    const bundle = await watchModel<BundleInfo>({
+    const bundle = await watchModel<ServingBundle>({
       path: config.MODEL_PATH,
-      load: loadBundleInfo,
+      load: loadServingBundle,
+      retire: (old) => old.session?.dispose(),
       versionOf: (b) => b.modelVersion,
       pollMs: config.MODEL_POLL_INTERVAL,
       logger,
@@ -390,6 +393,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       ranking,
       metrics,
       bundle: () => bundle.current(),
+      session: () => bundle.current().session,
       logger,
       modelTimeOffset,
       ...(catalogueStore.backend === "redis" ? { takedownCheck: (ids: readonly string[]) => catalogueStore.deletedAmong(ids) } : {}),
@@ -419,6 +423,8 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     /** Recommend, then the answer into the served log (the ranker's training data). */
     const recommendAndLog: typeof recommender.recommend = async (request, ctx) => {
       const response = await recommender.recommend(request, ctx);
+      // An anonymous session is not logged: the served log lives in the user store (anonymous.ts).
+      if (isAnonymousSession(request)) return response;
       servedLog?.log({
         userId: request.userId,
         requestId: response.requestId ?? "",

@@ -1,5 +1,5 @@
 /**
- * `recsys recommend --user ID [--count N] [--address HOST:PORT] [--json] [--debug] [--exclude ID,ID]`
+ * `recsys recommend (--user ID | --session ITEM,ITEM,... (an anonymous session, oldest first)) [--count N] [--address HOST:PORT] [--json] [--debug] [--exclude ID,ID]`
  *
  * Calls the orchestrator's public Recommend and prints a table: rank, item id, title (when the
  * stack `recsys start` runs knows the titles), score, expected watch time, the sources that
@@ -14,13 +14,14 @@ import { parseArgs, UsageError } from "../args.js";
 import { formatRecommendations, recommendationsJson } from "../stack-format.js";
 import { readTitles, resolveAddress, stateFilePath } from "../stack-state.js";
 
-const USAGE = "usage: recsys recommend --user ID [--count N] [--address HOST:PORT] [--json] [--debug] [--exclude ID,ID,...] [--timeout MS] [--state FILE]";
+const USAGE = "usage: recsys recommend (--user ID | --session ITEM,ITEM,...) [--count N] [--address HOST:PORT] [--json] [--debug] [--exclude ID,ID,...] [--timeout MS] [--state FILE]";
 
 export async function run(argv: string[]): Promise<number> {
   let args;
   try {
     args = parseArgs(argv, {
-      user: { type: "string", required: true },
+      user: { type: "string" },
+      session: { type: "string" },
       count: { type: "number", default: 10 },
       address: { type: "string" },
       json: { type: "boolean", default: false },
@@ -42,7 +43,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`recsys recommend: --count must be a positive integer, got ${count}\n${USAGE}\n`);
     return 2;
   }
-  const userId = String(args["user"]);
+  const session = typeof args["session"] === "string" ? args["session"].split(",").map((s) => s.trim()).filter((s) => s !== "") : undefined;
+  if ((typeof args["user"] === "string") === (session !== undefined)) {
+    process.stderr.write(`recsys recommend: give exactly one of --user and --session\n${USAGE}\n`);
+    return 2;
+  }
+  const userId = session === undefined ? String(args["user"]) : "";
   let target;
   try {
     target = await resolveAddress(args["address"] as string | undefined, String(args["state"]));
@@ -54,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
   const client = connect(RecommenderService, target.address, { defaultTimeoutMs: Number(args["timeout"]) });
   try {
     const started = performance.now();
-    const response = await client.recommend({ userId, count, excludedItemIds: excluded, debug: args["debug"] === true });
+    const response = await client.recommend({ userId, ...(session === undefined ? {} : { sessionItemIds: session }), count, excludedItemIds: excluded, debug: args["debug"] === true });
     const elapsedMs = performance.now() - started;
     if (args["json"] === true) {
       process.stdout.write(`${JSON.stringify(recommendationsJson(userId, response, elapsedMs))}\n`);

@@ -1,0 +1,87 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
+import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
+import { initBackend } from "@recsys/tf";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { run as evaluate } from "./commands/evaluate.js";
+import { run as trainRanker } from "./commands/train-ranker.js";
+import { run as trainSession } from "./commands/train-session.js";
+
+const SPEC = "synthetic:users=200,items=150,events=12,seed=4";
+let root = "";
+
+async function capture(
+  command: (argv: string[]) => Promise<number>,
+  argv: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => ((stderr += String(chunk)), true));
+  try {
+    const code = await command(argv);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  await initBackend({ log: null });
+  root = await mkdtemp(join(tmpdir(), "recsys-session-"));
+  const dataset = await loadDataset(SPEC);
+  await saveBundle(join(root, "cg"), await trainCandidateGen(dataset, { holdout: "test", maxSteps: 5 }));
+});
+
+afterAll(async () => {
+  if (root !== "") await rm(root, { recursive: true, force: true });
+});
+
+describe("recsys train-session and the pipeline with the session source in recsys evaluate", () => {
+  it("rejects a bad encoder and a dataset the bundle was not trained on", async () => {
+    const dir = join(root, "cg");
+    expect((await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--encoder", "lstm"])).code).toBe(2);
+    const other = await capture(trainSession, [
+      "--dataset",
+      "synthetic:users=50,items=40,events=5,seed=1",
+      "--model",
+      dir,
+      "--epochs",
+      "1",
+    ]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/was trained on/);
+  });
+
+  it("trains on the bundle's holdout rows into DIR/session/, and evaluate reports pipeline_with_session", async () => {
+    const dir = join(root, "cg");
+    const trained = await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--encoder", "stamp", "--epochs", "2", "--seed", "3"]);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(trained.stdout).toMatch(/^wrote a stamp session model to .*session \(\d+ examples, 2 epochs/);
+    const manifest = JSON.parse(await readFile(join(dir, "session", "manifest.json"), "utf8")) as {
+      encoder: { kind: string };
+      training: Record<string, unknown>;
+    };
+    expect(manifest.encoder.kind).toBe("stamp");
+    expect(manifest.training["holdout"]).toBe("test");
+    // Trained on exactly the non-test rows: every user's training sequence, next-item targets after the first.
+    const dataset = await loadDataset(SPEC);
+    const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), "test");
+    expect(trained.stderr).toContain(`holdout test (from the bundle`);
+    expect(trained.stderr).toContain(`${rows.length} training rows`);
+
+    const small = ["--epochs", "1", "--max-examples", "4", "--budget", "20", "--merged-size", "40"];
+    expect((await capture(trainRanker, ["--dataset", SPEC, "--model", dir, ...small])).code).toBe(0);
+    const r = await capture(evaluate, ["--dataset", SPEC, "--model", dir, "--protocols", "lastout", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const section = JSON.parse(r.stdout).protocols.lastout as Record<string, any>;
+    expect(Object.keys(section.models)).toContain("pipeline_with_session");
+    const m = section.models.pipeline_with_session.metrics as Record<string, number>;
+    expect(m["hr@10"]).toBeGreaterThanOrEqual(0);
+    expect(m["hr@10"]).toBeLessThanOrEqual(1);
+    expect(section.pipeline.sources.session.recall).toBeGreaterThan(0);
+  });
+});

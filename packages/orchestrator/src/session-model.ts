@@ -1,0 +1,141 @@
+/**
+ * The bundle's session model (MODEL_PATH/session/, written by `recsys train-session`) served as
+ * the in-process "session" source: the @recsys/sequence model's state after the most recent
+ * watches (a logged-in user's history, or an anonymous visitor's session), searched against its
+ * own item vectors. It is loaded with the bundle and swapped with it (hot reload), and reads
+ * nothing but the request: it follows every new watch without retraining.
+ *
+ * The model knows the items of the dataset it was trained on (its own index space); the
+ * orchestrator's catalogue indices are mapped to it and back by item id, so items added through
+ * the catalogue API since are simply unknown to it.
+ */
+import { access } from "node:fs/promises";
+import { join } from "node:path";
+import { loadSequenceModel, sessionEncoder, type SequenceModel } from "@recsys/sequence";
+import { BruteForceIndex, SessionSource, type SourceResult } from "@recsys/sources";
+import { initBackend } from "@recsys/tf";
+import { type BundleInfo, loadBundleInfo } from "./catalogue.js";
+import { Exclusion } from "./exclusion.js";
+
+/** The bundle's subdirectory holding its session model. */
+export const SESSION_MODEL_DIR = "session";
+
+export interface SessionQuery {
+  /** Recent item ids, oldest first. */
+  readonly historyIds: readonly string[];
+  readonly asOf: number;
+  readonly budget: number;
+  /** Items (catalogue indices) never nominated (watched, excluded, taken down, filtered). */
+  readonly skip: (catalogueIndex: number) => boolean;
+}
+
+/** Catalogue index lookups the session model needs (the orchestrator's Catalogue). */
+export interface CatalogueIds {
+  indexOf(id: string): number | undefined;
+  intern(id: string): number;
+}
+
+export class ServingSessionModel {
+  readonly kind: string;
+  private readonly source: SessionSource;
+  private readonly rowOf = new Map<string, number>();
+
+  constructor(
+    private readonly model: SequenceModel,
+    private readonly itemIds: readonly string[],
+  ) {
+    this.kind = model.config.kind;
+    itemIds.forEach((id, i) => this.rowOf.set(id, i));
+    this.source = new SessionSource({ index: new BruteForceIndex(model.itemVectors(), model.dim), encoder: sessionEncoder(model) });
+  }
+
+  get numItems(): number {
+    return this.itemIds.length;
+  }
+
+  /**
+   * Next-item candidates in catalogue indices (`because`: the session item, a catalogue index,
+   * that explains each). History ids the model does not know are dropped.
+   */
+  candidates(catalogue: CatalogueIds, query: SessionQuery): SourceResult {
+    const history: number[] = [];
+    for (const id of query.historyIds) {
+      const row = this.rowOf.get(id);
+      if (row !== undefined) history.push(row);
+    }
+    const toCatalogue = (row: number): number => catalogue.intern(this.itemIds[row]!);
+    const exclude = new Exclusion(
+      [],
+      (row) => {
+        const i = catalogue.indexOf(this.itemIds[row]!);
+        return i === undefined || query.skip(i);
+      },
+      this.itemIds.length,
+    );
+    const result = this.source.candidates({ history, watched: new Set(history), asOf: query.asOf, budget: query.budget, exclude });
+    return {
+      source: result.source,
+      candidates: result.candidates.map((c) => ({
+        item: toCatalogue(c.item),
+        score: c.score,
+        ...(c.because === undefined ? {} : { because: toCatalogue(c.because) }),
+      })),
+    };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** The bundle's session model, or undefined when the bundle has none (no session/manifest.json). */
+export async function loadServingSessionModel(bundleDir: string): Promise<ServingSessionModel | undefined> {
+  const dir = join(bundleDir, SESSION_MODEL_DIR);
+  try {
+    await access(join(dir, "manifest.json"));
+  } catch {
+    return undefined;
+  }
+  await initBackend({ log: null });
+  const { model, manifest } = await loadSequenceModel(dir);
+  return new ServingSessionModel(model, manifest.itemIds);
+}
+
+/** A bundle as the orchestrator serves it: its catalogue facts and, when it has one, its session model. */
+export interface ServingBundle extends BundleInfo {
+  readonly session?: ServingSessionModel;
+}
+
+/** Loads a bundle directory with its session model (when present). */
+export async function loadServingBundle(dir: string): Promise<ServingBundle> {
+  const info = await loadBundleInfo(dir);
+  const session = await loadServingSessionModel(dir);
+  return session === undefined ? info : { ...info, session };
+}
+
+/**
+ * Runs the session source for one request: its timing goes to `timings` and the candidates
+ * metric; an error is reported in `failures` (stage sources/session) and the answer is built
+ * without it.
+ */
+export function runSessionSource(
+  model: ServingSessionModel,
+  deps: {
+    readonly catalogue: CatalogueIds;
+    readonly metrics: { readonly candidates: { observe(labels: { source: string }, value: number): void } };
+  },
+  query: SessionQuery,
+  timings: { stage: string; elapsedMs: number; itemCount: number }[],
+  failures: { stage: string; code: string; message: string }[],
+): SourceResult | undefined {
+  const t0 = performance.now();
+  try {
+    const result = model.candidates(deps.catalogue, query);
+    timings.push({ stage: "sources/session", elapsedMs: performance.now() - t0, itemCount: result.candidates.length });
+    deps.metrics.candidates.observe({ source: "session" }, result.candidates.length);
+    return result;
+  } catch (error) {
+    failures.push({ stage: "sources/session", code: "INTERNAL", message: error instanceof Error ? error.message : String(error) });
+    return undefined;
+  }
+}
