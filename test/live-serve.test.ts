@@ -77,7 +77,6 @@ function userOfAChannel(): { channel: string; userId: string; tag: string } {
 let target: { channel: string; userId: string; tag: string };
 let uploadedAt: number;
 
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "recsys-live-"));
   dataset = e2eDataset();
@@ -103,7 +102,13 @@ describe("the live loop, serving side", () => {
     expect((await catalogue.upsertItems({ items: [item] })).upserted).toBe(1);
     const got = await catalogue.getItems({ itemIds: ["new-upload-1", "never-seen"] });
     expect(got.items).toHaveLength(1);
-    expect(got.items[0]).toMatchObject({ itemId: "new-upload-1", title: item.title, tags: item.tags, channel: item.channel, durationSeconds: 120 });
+    expect(got.items[0]).toMatchObject({
+      itemId: "new-upload-1",
+      title: item.title,
+      tags: item.tags,
+      channel: item.channel,
+      durationSeconds: 120,
+    });
     expect(got.items[0]!.uploadedAt).toBeDefined();
     uploadedAt = timestampMs(got.items[0]!.uploadedAt!);
     // The content embedding is in the shard that owns the id (exactly one shard grew).
@@ -115,13 +120,22 @@ describe("the live loop, serving side", () => {
     const response = await recommender.recommend({
       userId: target.userId,
       count: 10,
-      filters: { channels: [target.channel], includeTags: [target.tag], maxDurationSeconds: 150, uploadedAfter: timestampFromMs(uploadedAt - 1000) },
+      filters: {
+        channels: [target.channel],
+        includeTags: [target.tag],
+        maxDurationSeconds: 150,
+        uploadedAfter: timestampFromMs(uploadedAt - 1000),
+      },
     });
     const found = response.items.find((i) => i.itemId === "new-upload-1");
     expect(found, JSON.stringify(ids(response))).toBeDefined();
     expect(found!.reasons).toContain(`New from ${target.channel}`);
     // Every item of the answer passes the filters; a filter it fails drops it.
-    const strict = await recommender.recommend({ userId: target.userId, count: 10, filters: { channels: [target.channel], maxDurationSeconds: 60 } });
+    const strict = await recommender.recommend({
+      userId: target.userId,
+      count: 10,
+      filters: { channels: [target.channel], maxDurationSeconds: 60 },
+    });
     expect(ids(strict)).not.toContain("new-upload-1");
   });
 
@@ -165,7 +179,11 @@ describe("the live loop, serving side", () => {
         expect(got).not.toContain(victim);
         expect(got).not.toContain("new-upload-1");
       }
-      const filtered = await recommender.recommend({ userId: target.userId, count: 10, filters: { channels: [target.channel], uploadedAfter: timestampFromMs(uploadedAt - 1000) } });
+      const filtered = await recommender.recommend({
+        userId: target.userId,
+        count: 10,
+        filters: { channels: [target.channel], uploadedAfter: timestampFromMs(uploadedAt - 1000) },
+      });
       expect(ids(filtered)).not.toContain("new-upload-1");
       const read = await catalogue.getItems({ itemIds: [victim, "new-upload-1"] });
       expect(read.items).toEqual([]);

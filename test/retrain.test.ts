@@ -41,7 +41,11 @@ function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 const cgVersions = (r: RecommendResponse): Set<string> =>
-  new Set(r.versions.filter((v) => v.component === "candidate_generation" || v.component.startsWith("retrieval") || v.component === "catalogue").map((v) => v.modelVersion));
+  new Set(
+    r.versions
+      .filter((v) => v.component === "candidate_generation" || v.component.startsWith("retrieval") || v.component === "catalogue")
+      .map((v) => v.modelVersion),
+  );
 
 async function indexBuilds(): Promise<number> {
   let total = 0;
@@ -69,7 +73,14 @@ beforeAll(async () => {
       // by the model time offset while `recsys retrain` compares stored times with the bundle's
       // unshifted training window, so it holds out the shifted history's latest watches instead of
       // only the new traffic and trains the ranker by replay (docs/retrain.md, known limitation).
-      orchestrator: { ...POLL, SERVING_CLOCK: "dataset", USER_STORE_TIMEOUT: "3s", CANDIDATE_GENERATION_TIMEOUT: "3s", RETRIEVAL_TIMEOUT: "3s", RANKING_TIMEOUT: "3s" },
+      orchestrator: {
+        ...POLL,
+        SERVING_CLOCK: "dataset",
+        USER_STORE_TIMEOUT: "3s",
+        CANDIDATE_GENERATION_TIMEOUT: "3s",
+        RETRIEVAL_TIMEOUT: "3s",
+        RANKING_TIMEOUT: "3s",
+      },
       candidate_generation: POLL,
       retrieval: POLL,
       ranking: POLL,
@@ -82,7 +93,10 @@ beforeAll(async () => {
     const watched = answer.items.slice(0, 2).map((item) => item.itemId);
     await recommender.recordEvents({
       events: [
-        ...answer.items.map((item, k) => ({ userId, kind: { case: "impression" as const, value: { itemId: item.itemId, position: k + 1, requestId: answer.requestId } } })),
+        ...answer.items.map((item, k) => ({
+          userId,
+          kind: { case: "impression" as const, value: { itemId: item.itemId, position: k + 1, requestId: answer.requestId } },
+        })),
         ...watched.map((itemId) => ({ userId, kind: { case: "watch" as const, value: { itemId, watchSeconds: 120 } } })),
       ],
     });
@@ -99,7 +113,21 @@ describe("recsys retrain on the stack's own store", () => {
   const store = () => `store:${stackPaths(join(dir, "run")).users}`;
 
   it("refuses a candidate trained for zero epochs while the serving version keeps answering", async () => {
-    const running = runCli(["retrain", "--dataset", store(), "--current", join(dir, "bundle"), "--shards", "2", "--epochs", "0", "--ranker-epochs", "1", "--preload-seconds", "3"]);
+    const running = runCli([
+      "retrain",
+      "--dataset",
+      store(),
+      "--current",
+      join(dir, "bundle"),
+      "--shards",
+      "2",
+      "--epochs",
+      "0",
+      "--ranker-epochs",
+      "1",
+      "--preload-seconds",
+      "3",
+    ]);
     let answered = 0;
     let done = false;
     void running.finally(() => (done = true));
@@ -128,22 +156,47 @@ describe("recsys retrain on the stack's own store", () => {
     const users = dataset.users.ids.slice(0, 50);
     const load = (async () => {
       for (let i = 0; !stop; i++) {
-        await recommender.recommend({ userId: users[i % users.length]!, count: 5 }).then((r) => answers.push(r), (e: unknown) => errors.push(e));
+        await recommender.recommend({ userId: users[i % users.length]!, count: 5 }).then(
+          (r) => answers.push(r),
+          (e: unknown) => errors.push(e),
+        );
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();
     // A generous margin: this checks the publication path (the gate's refusal is checked above).
-    const result = await runCli(["retrain", "--dataset", store(), "--current", join(dir, "bundle"), "--shards", "2", "--epochs", "2", "--ranker-epochs", "1", "--margin", "0.9", "--preload-seconds", "3", "--watch-window", "1"]);
+    const result = await runCli([
+      "retrain",
+      "--dataset",
+      store(),
+      "--current",
+      join(dir, "bundle"),
+      "--shards",
+      "2",
+      "--epochs",
+      "2",
+      "--ranker-epochs",
+      "1",
+      "--margin",
+      "0.9",
+      "--preload-seconds",
+      "3",
+      "--watch-window",
+      "1",
+    ]);
     expect(result.code, result.stderr).toBe(0);
     // The ranker learnt from the answers the orchestrator logged and the impressions/watches recorded.
     expect(result.stderr).toMatch(/ranker: [1-9]\d* examples from [1-9]\d* served answers/);
     const published = /^published: published (\S+)/m.exec(result.stdout)?.[1];
     expect(published).toBeDefined();
-    await eventually(async () => {
-      const r = await recommender.recommend({ userId: dataset.users.ids[1]!, count: 5 });
-      const versions = cgVersions(r);
-      return versions.size === 1 && versions.has(published!) && r.failedStages.length === 0;
-    }, 30_000, "every stage on the published version");
+    await eventually(
+      async () => {
+        const r = await recommender.recommend({ userId: dataset.users.ids[1]!, count: 5 });
+        const versions = cgVersions(r);
+        return versions.size === 1 && versions.has(published!) && r.failedStages.length === 0;
+      },
+      30_000,
+      "every stage on the published version",
+    );
     await new Promise((resolve) => setTimeout(resolve, 2000)); // the calls after the last swap
     stop = true;
     await load;

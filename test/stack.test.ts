@@ -149,16 +149,26 @@ describe("the stack as separate processes", () => {
     const users = Array.from({ length: 20 }, (_, i) => String(i + 1));
     const counts = new Map<string, number>();
     for (const userId of users) for (const id of ids(await recommend(userId, 20))) counts.set(id, (counts.get(id) ?? 0) + 1);
-    const deleted = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([id]) => id);
+    const deleted = [...counts.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([id]) => id);
     expect(counts.get(deleted[0]!)).toBeGreaterThan(2);
     let removed = 0;
     for (const shard of shards) removed += (await shard.deleteItems({ itemIds: deleted })).deleted;
     expect(removed).toBe(deleted.length); // each id is owned by exactly one shard
     await appendFile(stack!.deletedItemsFile, `${deleted.join("\n")}\n`);
-    await eventually(async () => !ids(await recommend("1", 50)).some((id) => deleted.includes(id)), 10_000, "the taken-down list to be read");
+    await eventually(
+      async () => !ids(await recommend("1", 50)).some((id) => deleted.includes(id)),
+      10_000,
+      "the taken-down list to be read",
+    );
     for (const userId of users) {
       const answer = ids(await recommend(userId, 50));
-      expect(answer.filter((id) => deleted.includes(id)), `user ${userId}`).toEqual([]);
+      expect(
+        answer.filter((id) => deleted.includes(id)),
+        `user ${userId}`,
+      ).toEqual([]);
     }
     // Retrieval itself no longer returns them, whatever the k.
     const cg = connect(CandidateGenerationService, stack!.candidateGeneration.address, { defaultTimeoutMs: 15_000 });
@@ -178,7 +188,9 @@ describe("the stack as separate processes", () => {
     const userId = "9";
     const before = ids(await recommend(userId, 20));
     const watched = before[0]!;
-    const accepted = await recommender.recordEvents({ events: [{ userId, kind: { case: "watch", value: { itemId: watched, watchSeconds: 300 } } }] });
+    const accepted = await recommender.recordEvents({
+      events: [{ userId, kind: { case: "watch", value: { itemId: watched, watchSeconds: 300 } } }],
+    });
     expect(accepted.accepted).toBe(1);
     const after = await recommend(userId, 20);
     expect(ids(after)).not.toContain(watched);
@@ -189,7 +201,9 @@ describe("the stack as separate processes", () => {
   });
 
   it("rejects malformed requests with INVALID_ARGUMENT or RESOURCE_EXHAUSTED and keeps serving", async () => {
-    const unknownDevice = await rpcFailure(recommender.recommend({ userId: "1", count: 5, context: { userId: "1", device: 99 as Device } }));
+    const unknownDevice = await rpcFailure(
+      recommender.recommend({ userId: "1", count: 5, context: { userId: "1", device: 99 as Device } }),
+    );
     expect(unknownDevice).toEqual({ code: "INVALID_ARGUMENT", details: "context.device has unknown value 99" });
 
     const empty = await rpcFailure(recommender.recommend({ count: 5, context: {} }));
@@ -207,9 +221,14 @@ describe("the stack as separate processes", () => {
     const huge = await rpcFailure(recommender.recommend({ userId: "1", count: 5, context: { userId: "1", watchHistory: history } }));
     expect(huge).toEqual({ code: "INVALID_ARGUMENT", details: "context.watch_history has 250000 entries, at most 1000 allowed" });
     // Beyond the server's GRPC_MAX_MESSAGE_BYTES (16 MiB), from a client allowed to send it.
-    const bigSender = connect(RecommenderService, stack!.orchestrator.address, { defaultTimeoutMs: 30_000, maxMessageBytes: 64 * 1024 * 1024 });
+    const bigSender = connect(RecommenderService, stack!.orchestrator.address, {
+      defaultTimeoutMs: 30_000,
+      maxMessageBytes: 64 * 1024 * 1024,
+    });
     try {
-      const tooBig = await rpcFailure(bigSender.recommend({ userId: "1", count: 5, context: { userId: "1", watchHistory: [...history, ...history] } }));
+      const tooBig = await rpcFailure(
+        bigSender.recommend({ userId: "1", count: 5, context: { userId: "1", watchHistory: [...history, ...history] } }),
+      );
       expect(tooBig.code).toBe("RESOURCE_EXHAUSTED");
       expect(tooBig.details).toMatch(/larger than max/i);
     } finally {
@@ -248,7 +267,11 @@ describe("the stack as separate processes", () => {
     expect(event.stdout).toMatch(/recorded 1 watch event for user 12 \(item 5\)/);
     const json = await runCli(["recommend", "--user", "12", "--count", "4", "--json", "--debug", "--address", address]);
     expect(json.code, json.stderr).toBe(0);
-    const parsed = JSON.parse(json.stdout) as { items: { item_id: string; reasons: string[] }[]; degraded: boolean; stage_timings: unknown[] };
+    const parsed = JSON.parse(json.stdout) as {
+      items: { item_id: string; reasons: string[] }[];
+      degraded: boolean;
+      stage_timings: unknown[];
+    };
     expect(parsed.items).toHaveLength(4);
     expect(parsed.items.map((item) => item.item_id)).not.toContain("5");
     expect(parsed.stage_timings.length).toBeGreaterThan(0);

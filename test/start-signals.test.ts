@@ -57,9 +57,13 @@ interface Started {
 async function spawnStart(): Promise<Started> {
   const dir = await mkdtemp(join(tmpdir(), "recsys-start-"));
   let output = "";
-  const child = spawn(process.execPath, [MAIN, "start", "--dataset", DATASET, "--dir", dir, "--epochs", "1", "--ranker-epochs", "1", "--shards", "1", "--users", "0"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [MAIN, "start", "--dataset", DATASET, "--dir", dir, "--epochs", "1", "--ranker-epochs", "1", "--shards", "1", "--users", "0"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | string | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
@@ -107,10 +111,14 @@ describe("recsys start and signals", () => {
   it("stops the stages already spawned when interrupted while they start", async () => {
     const { dir, child, exited, stagePids, output } = await spawnStart();
     // Hold one stage back (SIGSTOP) so that the start-up cannot finish, then interrupt it.
-    const held = await waitFor("a stage process", async () => {
-      if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output()}`);
-      return processesMentioning(dir)[0];
-    }, 120_000);
+    const held = await waitFor(
+      "a stage process",
+      async () => {
+        if (child.exitCode !== null) throw new Error(`recsys start exited ${child.exitCode}:\n${output()}`);
+        return processesMentioning(dir)[0];
+      },
+      120_000,
+    );
     stagePids.push(held);
     process.kill(held, "SIGSTOP");
     await waitFor("the other stages", async () => (processesMentioning(dir).length >= 3 ? true : undefined), 30_000);
@@ -119,7 +127,11 @@ describe("recsys start and signals", () => {
     child.kill("SIGINT");
     expect(await exited, output()).toBe(130);
     expect(output()).toMatch(/SIGINT while the stages start: stopping them/);
-    await waitFor("every stage to be gone", async () => (stagePids.some(alive) || processesMentioning(dir).length > 0 ? undefined : true), 10_000);
+    await waitFor(
+      "every stage to be gone",
+      async () => (stagePids.some(alive) || processesMentioning(dir).length > 0 ? undefined : true),
+      10_000,
+    );
   }, 300_000);
 
   it("stops every stage on SIGTERM, and kills them on a second SIGTERM during the stop", async () => {

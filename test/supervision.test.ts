@@ -39,7 +39,14 @@ beforeAll(async () => {
     restartBackoffMs: { initial: 300, max: 2000 },
     onStageEvent: (event) => events.push(event),
     env: {
-      orchestrator: { ...wide, USER_STORE_TIMEOUT: "3s", CANDIDATE_GENERATION_TIMEOUT: "3s", RETRIEVAL_TIMEOUT: "3s", RANKING_TIMEOUT: "3s", STAGE_HEALTH_INTERVAL: "500ms" },
+      orchestrator: {
+        ...wide,
+        USER_STORE_TIMEOUT: "3s",
+        CANDIDATE_GENERATION_TIMEOUT: "3s",
+        RETRIEVAL_TIMEOUT: "3s",
+        RANKING_TIMEOUT: "3s",
+        STAGE_HEALTH_INTERVAL: "500ms",
+      },
       candidate_generation: wide,
       retrieval: wide,
       ranking: wide,
@@ -60,7 +67,11 @@ interface Load {
 }
 
 /** `workers` loops of Recommend until `stop.done`; UNAVAILABLE is retried within 20 s. */
-function runLoad(client: Client<typeof RecommenderService.method>, workers: number, stop: { done: boolean }): { load: Load; finished: Promise<void> } {
+function runLoad(
+  client: Client<typeof RecommenderService.method>,
+  workers: number,
+  stop: { done: boolean },
+): { load: Load; finished: Promise<void> } {
   const load: Load = { calls: 0, degraded: 0, retried: 0, errors: [] };
   const worker = async (w: number): Promise<void> => {
     for (let i = 0; !stop.done; i++) {
@@ -102,13 +113,25 @@ describe("supervision under load", () => {
         const before = stack!.status().find((s) => s.name === name)!;
         const callsBefore = load.calls;
         await before.process.kill();
-        await eventually(async () => events.some((e) => e.type === "restarted" && e.stage === name && e.restarts === before.restarts + 1), 60_000, `${name} restarted`);
+        await eventually(
+          async () => events.some((e) => e.type === "restarted" && e.stage === name && e.restarts === before.restarts + 1),
+          60_000,
+          `${name} restarted`,
+        );
         const after = stack!.status().find((s) => s.name === name)!;
         expect(after.process.pid).not.toBe(before.process.pid);
         expect(after.process.port).toBe(before.process.port);
         expect(await checkHealth(after.process.address)).toBe("SERVING");
         // Answers come back whole (the orchestrator's channel reconnects after its backoff).
-        await eventually(async () => !(await client.recommend({ userId: "7", count: 10 }).then((r) => r.degraded, () => true)), 30_000, `non-degraded answers after ${name} restarted`);
+        await eventually(
+          async () =>
+            !(await client.recommend({ userId: "7", count: 10 }).then(
+              (r) => r.degraded,
+              () => true,
+            )),
+          30_000,
+          `non-degraded answers after ${name} restarted`,
+        );
         // The load goes on: its calls retried while the stage was down complete (a race with the
         // probe above when the orchestrator itself restarted, so waited for, not read at once).
         await eventually(async () => load.calls > callsBefore, 30_000, `the load's calls complete after ${name} restarted`);
@@ -119,7 +142,9 @@ describe("supervision under load", () => {
       const calls = load.calls;
       const degraded = load.degraded;
       await sleep(3000);
-      process.stdout.write(`fault test, after the last restart: ${load.calls - calls} calls in 3 s, ${load.degraded - degraded} degraded\n`);
+      process.stdout.write(
+        `fault test, after the last restart: ${load.calls - calls} calls in 3 s, ${load.degraded - degraded} degraded\n`,
+      );
       expect(load.calls - calls).toBeGreaterThan(10);
       expect(load.degraded - degraded).toBe(0);
 
@@ -131,7 +156,15 @@ describe("supervision under load", () => {
         dataset: "test",
         modelDir: dir,
         runDir: dir,
-        stages: stack!.status().map(({ process: p, restarts, state }) => ({ name: p.name, address: p.address, metricsUrl: p.metricsUrl, pid: p.pid, logFile: p.logFile, restarts, state })),
+        stages: stack!.status().map(({ process: p, restarts, state }) => ({
+          name: p.name,
+          address: p.address,
+          metricsUrl: p.metricsUrl,
+          pid: p.pid,
+          logFile: p.logFile,
+          restarts,
+          state,
+        })),
       };
       const health = await stackHealth(state);
       for (const stage of health) {
@@ -143,8 +176,10 @@ describe("supervision under load", () => {
       const statePath = join(dir, "stack.json");
       await writeStackState(statePath, state);
       const cli = await new Promise<{ code: number; stdout: string }>((resolve) =>
-        execFile(process.execPath, [fileURLToPath(new URL("../packages/cli/dist/main.js", import.meta.url)), "status", "--state", statePath], (error, stdout) =>
-          resolve({ code: error === null ? 0 : Number(error.code), stdout }),
+        execFile(
+          process.execPath,
+          [fileURLToPath(new URL("../packages/cli/dist/main.js", import.meta.url)), "status", "--state", statePath],
+          (error, stdout) => resolve({ code: error === null ? 0 : Number(error.code), stdout }),
         ),
       );
       expect(cli.code, cli.stdout).toBe(0);
@@ -156,7 +191,9 @@ describe("supervision under load", () => {
       await finished;
       client.$close();
     }
-    process.stdout.write(`fault test: ${load.calls} calls, ${load.degraded} degraded, ${load.retried} UNAVAILABLE retries, ${load.errors.length} errors\n`);
+    process.stdout.write(
+      `fault test: ${load.calls} calls, ${load.degraded} degraded, ${load.retried} UNAVAILABLE retries, ${load.errors.length} errors\n`,
+    );
     expect(load.errors).toEqual([]);
     expect(load.calls).toBeGreaterThan(50);
   }, 400_000);

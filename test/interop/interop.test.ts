@@ -88,7 +88,8 @@ function runPython(stack: Stack, server: string): Promise<{ code: number; output
       PYTHON,
       [join(HERE, "interop.py"), stubs, JSON.stringify(addresses), String(MAX_MESSAGE_BYTES), server],
       { timeout: 300_000, maxBuffer: 16 << 20 },
-      (error, stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, output: `${stdout}${stderr}` }),
+      (error, stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, output: `${stdout}${stderr}` }),
     );
   });
 }
@@ -105,7 +106,13 @@ describe.each(["http2", "grpc-js"] as const)("interoperability with python3-grpc
       shards: 1,
       startTimeoutMs: 90_000,
       env: {
-        orchestrator: { ...common, USER_STORE_TIMEOUT: "3s", CANDIDATE_GENERATION_TIMEOUT: "3s", RETRIEVAL_TIMEOUT: "3s", RANKING_TIMEOUT: "3s" },
+        orchestrator: {
+          ...common,
+          USER_STORE_TIMEOUT: "3s",
+          CANDIDATE_GENERATION_TIMEOUT: "3s",
+          RETRIEVAL_TIMEOUT: "3s",
+          RANKING_TIMEOUT: "3s",
+        },
         candidate_generation: common,
         retrieval: common,
         ranking: common,

@@ -48,9 +48,11 @@ function log(level, msg, fields = {}) {
 
 function config(env) {
   const base = env.MODEL_STORE_URL;
-  if (base === undefined || !/^https?:\/\//.test(base)) throw new Error("MODEL_STORE_URL must be an http(s) URL (the directory holding current.json)");
+  if (base === undefined || !/^https?:\/\//.test(base))
+    throw new Error("MODEL_STORE_URL must be an http(s) URL (the directory holding current.json)");
   const mode = env.MODEL_SYNC_MODE ?? "watch";
-  if (mode !== "once" && mode !== "watch" && mode !== "publish") throw new Error(`MODEL_SYNC_MODE is once, watch or publish, not "${mode}"`);
+  if (mode !== "once" && mode !== "watch" && mode !== "publish")
+    throw new Error(`MODEL_SYNC_MODE is once, watch or publish, not "${mode}"`);
   const interval = Number(env.MODEL_SYNC_INTERVAL ?? "30");
   const keep = Number(env.MODEL_KEEP ?? "2");
   if (!(interval > 0)) throw new Error("MODEL_SYNC_INTERVAL must be a positive number of seconds");
@@ -76,7 +78,8 @@ async function readPointer(cfg) {
   const pointer = await (await fetchOk(url, cfg.headers)).json();
   if (typeof pointer?.version !== "string" || !VERSION.test(pointer.version)) throw new Error(`${url}: "version" is not a model version`);
   if (typeof pointer.bundle !== "string" || pointer.bundle === "") throw new Error(`${url}: no "bundle"`);
-  if (typeof pointer.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(pointer.sha256)) throw new Error(`${url}: "sha256" is not 64 hex digits`);
+  if (typeof pointer.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(pointer.sha256))
+    throw new Error(`${url}: "sha256" is not 64 hex digits`);
   return { ...pointer, url: new URL(pointer.bundle, cfg.base).href };
 }
 
@@ -94,7 +97,9 @@ function run(command, args) {
     let stderr = "";
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")}: exit ${code}: ${stderr.trim()}`))));
+    child.on("close", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")}: exit ${code}: ${stderr.trim()}`)),
+    );
   });
 }
 
@@ -126,7 +131,9 @@ async function install(cfg, pointer) {
     await rm(archive);
     const manifest = JSON.parse(await readFile(join(staging, "bundle", "manifest.json"), "utf8"));
     if (manifest.modelVersion !== pointer.version) {
-      throw new Error(`bundle/manifest.json says modelVersion ${JSON.stringify(manifest.modelVersion)}, the pointer says ${pointer.version}`);
+      throw new Error(
+        `bundle/manifest.json says modelVersion ${JSON.stringify(manifest.modelVersion)}, the pointer says ${pointer.version}`,
+      );
     }
     // Prebuilt retrieval indexes: a retrieval pod keeps its own shard's, other pods none.
     const indexes = join(staging, "bundle", "indexes");
@@ -181,7 +188,11 @@ const STATUS_FILE = "retrain-status.json";
 
 async function putStatus(cfg, path) {
   const url = new URL(STATUS_FILE, cfg.base).href;
-  const response = await fetch(url, { method: "PUT", body: await readFile(path), headers: { ...cfg.headers, "Content-Type": "application/json" } });
+  const response = await fetch(url, {
+    method: "PUT",
+    body: await readFile(path),
+    headers: { ...cfg.headers, "Content-Type": "application/json" },
+  });
   if (!response.ok) throw new Error(`PUT ${url}: HTTP ${response.status}`);
   log("info", "run report published", { file: STATUS_FILE });
 }
@@ -206,7 +217,8 @@ async function publish(cfg, withBundle) {
   const version = await currentVersion(cfg.root);
   if (version === undefined || !VERSION.test(version)) throw new Error(`${join(cfg.root, "current")} does not point at a model version`);
   const manifest = JSON.parse(await readFile(join(cfg.root, version, "manifest.json"), "utf8"));
-  if (manifest.modelVersion !== version) throw new Error(`${version}/manifest.json says modelVersion ${JSON.stringify(manifest.modelVersion)}`);
+  if (manifest.modelVersion !== version)
+    throw new Error(`${version}/manifest.json says modelVersion ${JSON.stringify(manifest.modelVersion)}`);
   if (!(await exists(join(cfg.root, version, "ranker")))) throw new Error(`${version} has no ranker/: the ranking stage would refuse it`);
   const staging = join(cfg.root, `.publish-${version}`);
   await rm(staging, { recursive: true, force: true });

@@ -209,7 +209,9 @@ export async function benchAnn(options: BenchAnnOptions): Promise<BenchAnnResult
     }
     const recall = found / (numQueries * k);
     results.push({ ef, recall, qps: run.qps, p50Ms: run.p50Ms, p99Ms: run.p99Ms });
-    log(`ef=${ef}: recall@${k}=${recall.toFixed(4)} ${run.qps.toFixed(0)} q/s p50=${run.p50Ms.toFixed(2)} ms p99=${run.p99Ms.toFixed(2)} ms`);
+    log(
+      `ef=${ef}: recall@${k}=${recall.toFixed(4)} ${run.qps.toFixed(0)} q/s p50=${run.p50Ms.toFixed(2)} ms p99=${run.p99Ms.toFixed(2)} ms`,
+    );
   }
 
   return {

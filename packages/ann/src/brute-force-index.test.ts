@@ -90,9 +90,7 @@ describe("BruteForceIndex", () => {
         expect(loaded.search(q, 100)).toEqual(index.search(q, 100));
       }
       expect((await loadIndex(tmp.dir)).kind).toBe("brute-force");
-      await expect(loadBruteForceIndex(tmp.dir, { expectedModelVersion: "m8" })).rejects.toBeInstanceOf(
-        ModelVersionMismatchError,
-      );
+      await expect(loadBruteForceIndex(tmp.dir, { expectedModelVersion: "m8" })).rejects.toBeInstanceOf(ModelVersionMismatchError);
     } finally {
       tmp.cleanup();
     }

@@ -7,14 +7,7 @@ import type { ItemVectors } from "./shard.js";
 import { checkItemVectors } from "./shard.js";
 import { TopK } from "./top-k.js";
 import type { SearchHit, VectorIndex } from "./vector-index.js";
-import {
-  toFloat32Vector,
-  validateDim,
-  validateExclude,
-  validateId,
-  validateK,
-  validateModelVersion,
-} from "./vector-index.js";
+import { toFloat32Vector, validateDim, validateExclude, validateId, validateK, validateModelVersion } from "./vector-index.js";
 
 export interface BruteForceIndexOptions {
   readonly dim: number;

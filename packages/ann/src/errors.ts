@@ -37,10 +37,7 @@ export class ModelVersionMismatchError extends AnnError {
   readonly actual: string;
 
   constructor(expected: string, actual: string) {
-    super(
-      "FAILED_PRECONDITION",
-      `index was built from model version "${actual}" but model version "${expected}" is expected`,
-    );
+    super("FAILED_PRECONDITION", `index was built from model version "${actual}" but model version "${expected}" is expected`);
     this.expected = expected;
     this.actual = actual;
   }

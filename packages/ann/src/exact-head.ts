@@ -150,8 +150,7 @@ export class ExactHead {
     // One more than k, to see a tie across the k-th place.
     const fetch = Math.min(k + 1, allowed);
     // Exact top n of the allowed rows (n ≤ allowed): over-fetch by every row that may be dropped.
-    const topAllowed = (n: number): SearchHit[] =>
-      this.collect(this.native.searchKnn(query, Math.min(rows, n + dead + excluded)), exclude);
+    const topAllowed = (n: number): SearchHit[] => this.collect(this.native.searchKnn(query, Math.min(rows, n + dead + excluded)), exclude);
     let hits: SearchHit[];
     if (dead + excluded <= OVERFETCH_MAX) {
       hits = topAllowed(fetch);

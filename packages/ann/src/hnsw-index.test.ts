@@ -190,7 +190,10 @@ describe("HnswIndex mutations", () => {
     expect(top.score).toBeCloseTo(dot, 1);
 
     // Replace: "fresh" now points away from q, and must drop out of its top 100.
-    hnsw.upsert("fresh", Float32Array.from(q, (x) => -x));
+    hnsw.upsert(
+      "fresh",
+      Float32Array.from(q, (x) => -x),
+    );
     expect(hnsw.size()).toBe(2001);
     expect(hnsw.search(q, 100).some((h) => h.id === "fresh")).toBe(false);
     // Replace an old item so that it becomes the best match.
@@ -239,7 +242,10 @@ describe("HnswIndex mutations", () => {
       expect(hits).toHaveLength(100);
       for (const id of best) expect(hits.some((h) => h.id === id)).toBe(false);
       const capacity = loaded.capacity();
-      loaded.upsert("after-load", Float32Array.from(q, (x) => x * 10));
+      loaded.upsert(
+        "after-load",
+        Float32Array.from(q, (x) => x * 10),
+      );
       expect(loaded.capacity()).toBe(capacity);
       expect(loaded.search(q, 1)[0]!.id).toBe("after-load");
       // A second save replaces the first atomically and leaves one data file.
@@ -265,10 +271,11 @@ describe("HnswIndex mutations", () => {
       const second = hnsw.save(tmp.dir);
       await Promise.all([first, second]);
       // One hnswlib file and one head file: the first save's files are gone.
-      expect(readdirSync(tmp.dir).filter((f) => f.endsWith(".bin")).sort()).toEqual([
-        expect.stringMatching(/^head-.*\.bin$/),
-        expect.stringMatching(/^hnsw-.*\.bin$/),
-      ]);
+      expect(
+        readdirSync(tmp.dir)
+          .filter((f) => f.endsWith(".bin"))
+          .sort(),
+      ).toEqual([expect.stringMatching(/^head-.*\.bin$/), expect.stringMatching(/^hnsw-.*\.bin$/)]);
       const loaded = await loadHnswIndex(tmp.dir);
       expect(loaded.size()).toBe(299);
       expect(loaded.search(row(queries, DIM, 0), 10)).toEqual(hnsw.search(row(queries, DIM, 0), 10));
@@ -538,7 +545,10 @@ describe("HnswIndex norm split (exact head of the largest norms, graph over the 
 
   it("fills k from both parts when the whole head and more are excluded", () => {
     const q = row(queries, items.dim, 5);
-    const headIds = exact.search(q, 1000).filter((h) => Math.hypot(...exact.vectorOf(h.id)!) > split.normBound!).map((h) => h.id);
+    const headIds = exact
+      .search(q, 1000)
+      .filter((h) => Math.hypot(...exact.vectorOf(h.id)!) > split.normBound!)
+      .map((h) => h.id);
     expect(headIds).toHaveLength(90);
     for (const exclude of [new Set(headIds.slice(0, 50)), new Set([...headIds, ...exact.search(q, 200).map((h) => h.id)])]) {
       const hits = split.search(q, 100, exclude);

@@ -7,15 +7,7 @@ import { FORMAT_VERSION, INDEX_FORMAT, LOAD_SLICE, readIndexMetadata, saveIndexF
 import type { ItemVectors } from "./shard.js";
 import { checkItemVectors } from "./shard.js";
 import type { SearchHit, VectorIndex } from "./vector-index.js";
-import {
-  compareHits,
-  toFloat32Vector,
-  validateDim,
-  validateExclude,
-  validateId,
-  validateK,
-  validateModelVersion,
-} from "./vector-index.js";
+import { compareHits, toFloat32Vector, validateDim, validateExclude, validateId, validateK, validateModelVersion } from "./vector-index.js";
 import { validateAnnotations } from "./annotations.js";
 
 const { HierarchicalNSW } = hnswlib;

@@ -130,9 +130,7 @@ export async function saveIndexFiles(
 ): Promise<void> {
   const key = resolve(dir);
   const previous = savesInProgress.get(key) ?? Promise.resolve();
-  const current = previous
-    .catch(() => {})
-    .then(() => saveNow(dir, writers, metadataFor));
+  const current = previous.catch(() => {}).then(() => saveNow(dir, writers, metadataFor));
   savesInProgress.set(key, current);
   try {
     await current;
@@ -280,7 +278,5 @@ function checkMetadata(raw: unknown, where: string): IndexMetadata {
 }
 
 function isStringRecord(v: unknown): v is Record<string, string> {
-  return (
-    v !== null && typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "string")
-  );
+  return v !== null && typeof v === "object" && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "string");
 }

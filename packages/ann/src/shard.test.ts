@@ -69,7 +69,12 @@ describe("buildShard and mergeShardHits", () => {
     expect(shards.reduce((sum, s) => sum + s.size(), 0)).toBe(n);
     for (let i = 0; i < 10; i++) {
       const q = row(data.queries, dim, i);
-      expect(mergeShardHits(shards.map((s) => s.search(q, 50)), 50)).toEqual(full.search(q, 50));
+      expect(
+        mergeShardHits(
+          shards.map((s) => s.search(q, 50)),
+          50,
+        ),
+      ).toEqual(full.search(q, 50));
     }
   });
 
@@ -82,8 +87,14 @@ describe("buildShard and mergeShardHits", () => {
   it("keeps the best score of an id seen in several shards", () => {
     const merged = mergeShardHits(
       [
-        [{ id: "a", score: 1 }, { id: "b", score: 0.5 }],
-        [{ id: "a", score: 2 }, { id: "c", score: 0.5 }],
+        [
+          { id: "a", score: 1 },
+          { id: "b", score: 0.5 },
+        ],
+        [
+          { id: "a", score: 2 },
+          { id: "c", score: 0.5 },
+        ],
       ],
       3,
     );

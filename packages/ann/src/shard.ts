@@ -71,9 +71,7 @@ export function checkItemVectors(items: ItemVectors): void {
     throw new InvalidArgumentError("items must have ids (an array of strings) and vectors (a Float32Array)");
   }
   if (items.vectors.length !== items.ids.length * items.dim) {
-    throw new InvalidArgumentError(
-      `vectors hold ${items.vectors.length} values, expected ${items.ids.length} ids × dim ${items.dim}`,
-    );
+    throw new InvalidArgumentError(`vectors hold ${items.vectors.length} values, expected ${items.ids.length} ids × dim ${items.dim}`);
   }
 }
 

@@ -51,7 +51,11 @@ export interface ClusteredDataOptions {
  */
 export function clusteredData(options: ClusteredDataOptions): { items: Float32Array; queries: Float32Array; clusters: number } {
   const { items, queries, dim } = options;
-  for (const [name, v] of [["items", items], ["queries", queries], ["dim", dim]] as const) {
+  for (const [name, v] of [
+    ["items", items],
+    ["queries", queries],
+    ["dim", dim],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
   }
   const clusters = options.clusters ?? Math.max(1, Math.round(items / 500));

@@ -5,14 +5,29 @@
  * assert them (the machine may be shared, so timings are noisy).
  */
 const BENCHMARKS: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> }> = {
-  train: { summary: "candidate-generation training throughput (ml-100k and a 100k-item synthetic catalogue) [--json]", load: () => import("./train-bench.js") },
-  burst: { summary: "bursts of concurrent Recommend calls: at which concurrency answers degrade, calls are shed, errors start [--json] [--levels L,L] [--rounds N]", load: () => import("./serve-burst.js") },
+  train: {
+    summary: "candidate-generation training throughput (ml-100k and a 100k-item synthetic catalogue) [--json]",
+    load: () => import("./train-bench.js"),
+  },
+  burst: {
+    summary:
+      "bursts of concurrent Recommend calls: at which concurrency answers degrade, calls are shed, errors start [--json] [--levels L,L] [--rounds N]",
+    load: () => import("./serve-burst.js"),
+  },
   retrain: {
-    summary: "a model retrained from a day of traffic logged through RecordEvents vs the one it replaces, on the next day (synthetic) [--seeds 1,2,3] [--json]",
+    summary:
+      "a model retrained from a day of traffic logged through RecordEvents vs the one it replaces, on the next day (synthetic) [--seeds 1,2,3] [--json]",
     load: () => import("./retrain-bench.js"),
   },
-  sequence: { summary: "session models (SASRec-style, GRU4Rec) vs a PyTorch SASRec in the same run, ml-100k lastout (+ shuffled ties) [--json] [--seeds 1,2,3]", load: () => import("./sequence-bench.js") },
-  serve: { summary: "the four stages under gRPC load on a 1M-item catalogue, vs in-process, and HNSW recall [--json] [--items N]", load: () => import("./serve-bench.js") },
+  sequence: {
+    summary:
+      "session models (SASRec-style, GRU4Rec) vs a PyTorch SASRec in the same run, ml-100k lastout (+ shuffled ties) [--json] [--seeds 1,2,3]",
+    load: () => import("./sequence-bench.js"),
+  },
+  serve: {
+    summary: "the four stages under gRPC load on a 1M-item catalogue, vs in-process, and HNSW recall [--json] [--items N]",
+    load: () => import("./serve-bench.js"),
+  },
 };
 
 function usage(): string {

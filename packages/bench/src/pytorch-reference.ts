@@ -42,12 +42,29 @@ export interface ReferenceOptions {
 export function runReference(o: ReferenceOptions): Promise<ReferenceOutcome> {
   const python = o.python ?? (process.env["RECSYS_PYTHON"] || (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"));
   if (!existsSync(REFERENCE_SCRIPT)) return Promise.resolve({ ok: false, reason: `${REFERENCE_SCRIPT} is missing` });
-  const args = [REFERENCE_SCRIPT, "--data", o.data, "--batches", String(o.batches), "--warmup", String(o.warmup), "--batch-size", String(o.batchSize), "--negatives", String(o.negatives), "--threads", String(o.threads)];
+  const args = [
+    REFERENCE_SCRIPT,
+    "--data",
+    o.data,
+    "--batches",
+    String(o.batches),
+    "--warmup",
+    String(o.warmup),
+    "--batch-size",
+    String(o.batchSize),
+    "--negatives",
+    String(o.negatives),
+    "--threads",
+    String(o.threads),
+  ];
   return new Promise((resolve) => {
     let stdout = "";
     let stderr = "";
     // PASSIVE: idle OpenMP threads sleep instead of spinning (the machine may be shared).
-    const child = spawn(python, args, { env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE", OMP_NUM_THREADS: String(o.threads) }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(python, args, {
+      env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE", OMP_NUM_THREADS: String(o.threads) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
     child.on("error", (err) => resolve({ ok: false, reason: `${python}: ${err.message}` }));

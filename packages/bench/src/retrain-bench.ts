@@ -23,7 +23,15 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { ensureStackModel, gateFigures, heldOutTargets, launchStack, openStoreContents, perUserGate, type StackModelSettings } from "@recsys/cli";
+import {
+  ensureStackModel,
+  gateFigures,
+  heldOutTargets,
+  launchStack,
+  openStoreContents,
+  perUserGate,
+  type StackModelSettings,
+} from "@recsys/cli";
 import { loadBundle, trainCandidateGen, saveBundle } from "@recsys/candidate-gen";
 import { datasetBefore, generateSynthetic, loadDataset, parseSyntheticSpec, registerStoreOpener, type Dataset } from "@recsys/data";
 import { RecommenderService, UserEventSchema } from "@recsys/gen";
@@ -73,18 +81,23 @@ function csv(value: string | number | undefined): string {
 async function writeEventsDir(dataset: Dataset, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   const { users, items, events, searches } = dataset;
-  const cat = (c: { codes: Int32Array; values: readonly string[] }, i: number): string | undefined => (c.codes[i]! < 0 ? undefined : c.values[c.codes[i]!]);
+  const cat = (c: { codes: Int32Array; values: readonly string[] }, i: number): string | undefined =>
+    c.codes[i]! < 0 ? undefined : c.values[c.codes[i]!];
   const ev = ["user_id,item_id,timestamp,watch_seconds"];
-  for (let r = 0; r < events.user.length; r++) ev.push([users.ids[events.user[r]!], items.ids[events.item[r]!], events.timestamp[r], events.weight[r]].map(csv).join(","));
+  for (let r = 0; r < events.user.length; r++)
+    ev.push([users.ids[events.user[r]!], items.ids[events.item[r]!], events.timestamp[r], events.weight[r]].map(csv).join(","));
   const us = ["user_id,age,gender,occupation,geo"];
-  users.ids.forEach((id, u) => us.push([id, users.age[u], cat(users.gender, u), cat(users.occupation, u), cat(users.geo, u)].map(csv).join(",")));
+  users.ids.forEach((id, u) =>
+    us.push([id, users.age[u], cat(users.gender, u), cat(users.occupation, u), cat(users.geo, u)].map(csv).join(",")),
+  );
   const it = ["item_id,title,tags,channel,upload_timestamp,duration_seconds"];
   items.ids.forEach((id, i) => {
     const tags = Array.from(items.tagCodes.subarray(items.tagOffsets[i]!, items.tagOffsets[i + 1]!), (c) => items.tagValues[c]!).join("|");
     it.push([id, items.titles[i], tags, cat(items.channel, i), items.uploadTimestamp[i], items.durationSeconds[i]].map(csv).join(","));
   });
   const se = ["user_id,timestamp,query"];
-  for (let k = 0; k < searches.user.length; k++) se.push([users.ids[searches.user[k]!], searches.timestamp[k], searches.query[k]].map(csv).join(","));
+  for (let k = 0; k < searches.user.length; k++)
+    se.push([users.ids[searches.user[k]!], searches.timestamp[k], searches.query[k]].map(csv).join(","));
   await writeFile(join(dir, "events.csv"), `${ev.join("\n")}\n`);
   await writeFile(join(dir, "users.csv"), `${us.join("\n")}\n`);
   await writeFile(join(dir, "items.csv"), `${it.join("\n")}\n`);
@@ -105,14 +118,27 @@ function dayOfTraffic(d: Dataset, from: number, to: number): ApiEvent[] {
       t,
       event: create(UserEventSchema, {
         userId: users.ids[ev.user[r]!]!,
-        kind: { case: "watch", value: { itemId: items.ids[ev.item[r]!]!, watchedAt: timestampFromMs(t * 1000), ...(Number.isFinite(w) ? { watchSeconds: w } : {}) } },
+        kind: {
+          case: "watch",
+          value: {
+            itemId: items.ids[ev.item[r]!]!,
+            watchedAt: timestampFromMs(t * 1000),
+            ...(Number.isFinite(w) ? { watchSeconds: w } : {}),
+          },
+        },
       }),
     });
   }
   for (let k = 0; k < im.user.length; k++) {
     const t = im.timestamp[k]!;
     if (t < from || t >= to) continue;
-    out.push({ t, event: create(UserEventSchema, { userId: users.ids[im.user[k]!]!, kind: { case: "impression", value: { itemId: items.ids[im.item[k]!]!, shownAt: timestampFromMs(t * 1000) } } }) });
+    out.push({
+      t,
+      event: create(UserEventSchema, {
+        userId: users.ids[im.user[k]!]!,
+        kind: { case: "impression", value: { itemId: items.ids[im.item[k]!]!, shownAt: timestampFromMs(t * 1000) } },
+      }),
+    });
   }
   return out.sort((a, b) => a.t - b.t);
 }
@@ -180,11 +206,15 @@ async function runSeed(args: Args, seed: number, log: (m: string) => void): Prom
   }
   const watches = traffic.filter((e) => e.event.kind.case === "watch").length;
   const replayed = { watches, impressions: traffic.length - watches, seconds: (performance.now() - started) / 1000 };
-  log(`seed ${seed}: replayed ${replayed.watches} watches and ${replayed.impressions} impressions of the day through RecordEvents in ${replayed.seconds.toFixed(1)} s`);
+  log(
+    `seed ${seed}: replayed ${replayed.watches} watches and ${replayed.impressions} impressions of the day through RecordEvents in ${replayed.seconds.toFixed(1)} s`,
+  );
 
   const storeSpec = `store:${join(root, "run", "users")}`;
   const logged = await loadDataset(storeSpec);
-  log(`seed ${seed}: ${storeSpec}: ${logged.events.user.length} watches, ${logged.users.ids.length} users, ${logged.items.ids.length} items`);
+  log(
+    `seed ${seed}: ${storeSpec}: ${logged.events.user.length} watches, ${logged.users.ids.length} users, ${logged.items.ids.length} items`,
+  );
   const m1Dir = join(root, "m1");
   const trained = await trainCandidateGen(logged, { holdout: "none", epochs: args.epochs, seed });
   try {

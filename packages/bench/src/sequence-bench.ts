@@ -30,7 +30,17 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Dataset, lastoutSplit, type LastoutSplit, loadDataset, trainingRows } from "@recsys/data";
 import { evaluateLastout, historyRows, itemKnnScorer, mostPopularScorer, shuffledTieOrder } from "@recsys/eval";
-import { DEFAULT_SEQUENCE_CONFIG, ENCODER_KINDS, type EncoderKind, sequenceScorer, sessionEncoder, type SequenceModel, type SequenceTrainConfig, trainSequenceModel, userSequences } from "@recsys/sequence";
+import {
+  DEFAULT_SEQUENCE_CONFIG,
+  ENCODER_KINDS,
+  type EncoderKind,
+  sequenceScorer,
+  sessionEncoder,
+  type SequenceModel,
+  type SequenceTrainConfig,
+  trainSequenceModel,
+  userSequences,
+} from "@recsys/sequence";
 import { BruteForceIndex, candidateRecall, createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 import { ml100kDir, repoRoot } from "./paths.js";
@@ -47,9 +57,13 @@ interface ModelSpec {
 
 function parseModel(spec: string): ModelSpec {
   const [kind, windows] = spec.split(":");
-  if (!ENCODER_KINDS.includes(kind as EncoderKind)) throw new Error(`bench sequence: unknown model ${kind} (use ${ENCODER_KINDS.join(", ")}, optionally :last or :all)`);
-  if (windows !== undefined && windows !== "last" && windows !== "all") throw new Error(`bench sequence: unknown windows ${windows} in ${spec} (use last or all)`);
-  return windows === undefined ? { kind: kind as EncoderKind, name: `${kind}-tfjs` } : { kind: kind as EncoderKind, windows, name: `${kind}-${windows}-tfjs` };
+  if (!ENCODER_KINDS.includes(kind as EncoderKind))
+    throw new Error(`bench sequence: unknown model ${kind} (use ${ENCODER_KINDS.join(", ")}, optionally :last or :all)`);
+  if (windows !== undefined && windows !== "last" && windows !== "all")
+    throw new Error(`bench sequence: unknown windows ${windows} in ${spec} (use last or all)`);
+  return windows === undefined
+    ? { kind: kind as EncoderKind, name: `${kind}-tfjs` }
+    : { kind: kind as EncoderKind, windows, name: `${kind}-${windows}-tfjs` };
 }
 
 interface Options {
@@ -98,7 +112,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--models") o.models = value().split(",").map(parseModel);
     else if (a === "--protocols") {
       o.protocols = value().split(",") as Protocol[];
-      for (const p of o.protocols) if (p !== "lastout" && p !== "lastout-shuffled") throw new Error(`bench sequence: unknown protocol ${p}`);
+      for (const p of o.protocols)
+        if (p !== "lastout" && p !== "lastout-shuffled") throw new Error(`bench sequence: unknown protocol ${p}`);
     } else if (a === "--shuffle-seed") o.shuffleSeed = Number(value());
     else if (a === "--max-epochs") o.maxEpochs = Number(value());
     else if (a === "--batch") o.batchSize = Number(value());
@@ -137,7 +152,9 @@ export function shuffleTies(dataset: Dataset, seed: number): Dataset {
   order.forEach((old, k) => (rank[old] = k));
   const e = dataset.events;
   const rows = Int32Array.from({ length: e.item.length }, (_, i) => i);
-  const sorted = Array.from(rows).sort((a, b) => e.user[a]! - e.user[b]! || e.timestamp[a]! - e.timestamp[b]! || rank[e.item[a]!]! - rank[e.item[b]!]!);
+  const sorted = Array.from(rows).sort(
+    (a, b) => e.user[a]! - e.user[b]! || e.timestamp[a]! - e.timestamp[b]! || rank[e.item[a]!]! - rank[e.item[b]!]!,
+  );
   const pick = <T extends Int32Array | Float32Array | Float64Array>(src: T, map?: (v: number) => number): T => {
     const out = new (src.constructor as new (n: number) => T)(src.length);
     sorted.forEach((r, k) => (out[k] = map === undefined ? src[r]! : map(src[r]!)));
@@ -146,7 +163,11 @@ export function shuffleTies(dataset: Dataset, seed: number): Dataset {
   return {
     ...dataset,
     spec: `${dataset.spec} (ties shuffled, seed ${seed})`,
-    items: { ...dataset.items, ids: Array.from(order, (old) => dataset.items.ids[old]!), titles: Array.from(order, (old) => dataset.items.titles[old]!) },
+    items: {
+      ...dataset.items,
+      ids: Array.from(order, (old) => dataset.items.ids[old]!),
+      titles: Array.from(order, (old) => dataset.items.titles[old]!),
+    },
     events: {
       user: pick(e.user),
       item: pick(e.item, (old) => rank[old]!),
@@ -177,7 +198,8 @@ interface Row {
 
 /** Merged recall@300 (budget 100 per source) of the standard sources, with the session model as a source or without. */
 function pipelineRecall(dataset: Dataset, model: SequenceModel | null): { merged: number; session: number } {
-  const session = model === null ? undefined : { index: new BruteForceIndex(model.itemVectors(), model.dim), encoder: sessionEncoder(model) };
+  const session =
+    model === null ? undefined : { index: new BruteForceIndex(model.itemVectors(), model.dim), encoder: sessionEncoder(model) };
   const report = candidateRecall(dataset, {
     createSources: () => createStandardSources(dataset, session === undefined ? {} : { session }),
     budgets: [100],
@@ -196,13 +218,25 @@ function runReference(dataFile: string, seed: number, options: Options): Row & {
   const r = spawnSync(
     python,
     [
-      script, dataFile, "--seed", String(seed), "--max-epochs", String(options.maxEpochs), "--batch", String(options.batchSize),
-      "--lr", String(options.learningRate), "--eval-every", String(options.evalEvery), "--patience", String(options.patience),
+      script,
+      dataFile,
+      "--seed",
+      String(seed),
+      "--max-epochs",
+      String(options.maxEpochs),
+      "--batch",
+      String(options.batchSize),
+      "--lr",
+      String(options.learningRate),
+      "--eval-every",
+      String(options.evalEvery),
+      "--patience",
+      String(options.patience),
     ],
     {
-    env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE" },
-    encoding: "utf8",
-    maxBuffer: 1 << 24,
+      env: { ...process.env, OMP_WAIT_POLICY: "PASSIVE" },
+      encoding: "utf8",
+      maxBuffer: 1 << 24,
     },
   );
   if (r.status !== 0) throw new Error(`reference ${script} failed (status ${r.status}): ${r.stderr || r.error?.message}`);
@@ -251,11 +285,15 @@ function runOurs(spec: ModelSpec, dataset: Dataset, split: LastoutSplit, seed: n
   const val = trainSequenceModel(userSequences(dataset, trainingRows(split, "val")), numItems, config, {
     validate: (m) => evaluateModel(m, dataset, split, "val")["ndcg@10"]!,
     onEpoch: (p) => {
-      if (p.validation !== undefined) log(`  ${spec.name} seed ${seed} epoch ${p.epoch} loss ${p.loss.toFixed(4)} val ndcg@10 ${p.validation.toFixed(4)}`);
+      if (p.validation !== undefined)
+        log(`  ${spec.name} seed ${seed} epoch ${p.epoch} loss ${p.loss.toFixed(4)} val ndcg@10 ${p.validation.toFixed(4)}`);
     },
   });
   val.model.dispose();
-  const test = trainSequenceModel(userSequences(dataset, trainingRows(split, "test")), numItems, { ...config, maxEpochs: Math.max(1, val.bestEpoch) });
+  const test = trainSequenceModel(userSequences(dataset, trainingRows(split, "test")), numItems, {
+    ...config,
+    maxEpochs: Math.max(1, val.bestEpoch),
+  });
   const m = evaluateModel(test.model, dataset, split, "test");
   const withSession = options.recall ? pipelineRecall(dataset, test.model) : undefined;
   test.model.dispose();
@@ -274,7 +312,11 @@ function runOurs(spec: ModelSpec, dataset: Dataset, split: LastoutSplit, seed: n
     train_seconds: seconds,
     ...(withSession === undefined
       ? {}
-      : { candidate_recall_with_session: withSession.merged, candidate_recall_without_session: pipelineRecall(dataset, null).merged, session_source_recall: withSession.session }),
+      : {
+          candidate_recall_with_session: withSession.merged,
+          candidate_recall_without_session: pipelineRecall(dataset, null).merged,
+          session_source_recall: withSession.session,
+        }),
   };
 }
 
@@ -304,23 +346,41 @@ export async function run(argv: string[]): Promise<number> {
       const dataset = protocol === "lastout" ? base : shuffleTies(base, options.shuffleSeed);
       const split = lastoutSplit(dataset.events, dataset.users.ids.length);
       const trainRows = trainingRows(split, "test");
-      const bl = evaluateLastout({ dataset, split, scorers: [mostPopularScorer(dataset, trainRows), itemKnnScorer(dataset, trainRows)], target: "test" });
+      const bl = evaluateLastout({
+        dataset,
+        split,
+        scorers: [mostPopularScorer(dataset, trainRows), itemKnnScorer(dataset, trainRows)],
+        target: "test",
+      });
       for (const r of bl.results) baselines[`${protocol}/${r.name}`] = r.metrics;
       const dataFile = join(dir, `${protocol}.json`);
       const kept = userSequences(dataset, split.keptRows);
-      writeFileSync(dataFile, JSON.stringify({ numItems: dataset.items.ids.length, sequences: kept.map((s) => Array.from(s)), evaluated: Array.from(split.testRow, (r) => (r >= 0 ? 1 : 0)) }));
-      log(`${protocol}: ${split.evaluatedUsers} users evaluated${protocol === "lastout-shuffled" ? `, shuffle seed ${options.shuffleSeed}` : ""}`);
+      writeFileSync(
+        dataFile,
+        JSON.stringify({
+          numItems: dataset.items.ids.length,
+          sequences: kept.map((s) => Array.from(s)),
+          evaluated: Array.from(split.testRow, (r) => (r >= 0 ? 1 : 0)),
+        }),
+      );
+      log(
+        `${protocol}: ${split.evaluatedUsers} users evaluated${protocol === "lastout-shuffled" ? `, shuffle seed ${options.shuffleSeed}` : ""}`,
+      );
       for (const seed of options.seeds) {
         if (options.reference) {
           const ref = runReference(dataFile, seed, options);
           threads = ref.threads;
           rows.push({ ...ref, protocol });
-          log(`  sasrec-pytorch seed ${seed}: hr@10 ${ref["hr@10"].toFixed(4)} ndcg@10 ${ref["ndcg@10"].toFixed(4)} (best epoch ${ref.best_epoch}, ${ref.examples_per_second.toFixed(0)} ex/s)`);
+          log(
+            `  sasrec-pytorch seed ${seed}: hr@10 ${ref["hr@10"].toFixed(4)} ndcg@10 ${ref["ndcg@10"].toFixed(4)} (best epoch ${ref.best_epoch}, ${ref.examples_per_second.toFixed(0)} ex/s)`,
+          );
         }
         for (const spec of options.models) {
           const r = runOurs(spec, dataset, split, seed, options, log);
           rows.push({ ...r, protocol });
-          log(`  ${r.model} seed ${seed}: hr@10 ${r["hr@10"].toFixed(4)} ndcg@10 ${r["ndcg@10"].toFixed(4)} (best epoch ${r.best_epoch}, ${r.examples_per_second.toFixed(0)} ex/s)`);
+          log(
+            `  ${r.model} seed ${seed}: hr@10 ${r["hr@10"].toFixed(4)} ndcg@10 ${r["ndcg@10"].toFixed(4)} (best epoch ${r.best_epoch}, ${r.examples_per_second.toFixed(0)} ex/s)`,
+          );
         }
       }
     }
@@ -368,7 +428,9 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const f = (v: number): string => v.toFixed(4);
-  const lines: string[] = [`sequence bench on ${base.spec} (${report.date}; wasm simd=${String(backend.simd)}, torch threads=${threads}; load ${report.load_average_1m.toFixed(1)})`];
+  const lines: string[] = [
+    `sequence bench on ${base.spec} (${report.date}; wasm simd=${String(backend.simd)}, torch threads=${threads}; load ${report.load_average_1m.toFixed(1)})`,
+  ];
   lines.push("protocol          model            seed  val_ndcg@10  hr@10   ndcg@10  best_ep  ex/s    ex/cpu-s");
   for (const r of rows) {
     lines.push(
@@ -377,7 +439,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   for (const r of rows) {
     if (r.candidate_recall_with_session !== undefined) {
-      lines.push(`${r.protocol} ${r.model} seed ${r.seed}: candidate recall@300 with session ${f(r.candidate_recall_with_session)}, without ${f(r.candidate_recall_without_session!)}; session source alone recall@100 ${f(r.session_source_recall!)}`);
+      lines.push(
+        `${r.protocol} ${r.model} seed ${r.seed}: candidate recall@300 with session ${f(r.candidate_recall_with_session)}, without ${f(r.candidate_recall_without_session!)}; session source alone recall@100 ${f(r.session_source_recall!)}`,
+      );
     }
   }
   for (const [name, m] of Object.entries(baselines)) lines.push(`baseline ${name}: hr@10 ${f(m["hr@10"]!)} ndcg@10 ${f(m["ndcg@10"]!)}`);

@@ -29,21 +29,36 @@ export interface ServedAnnResult {
   readonly qps: number;
 }
 
-export async function servedAnnRecall(options: ServedAnnOptions): Promise<{ results: ServedAnnResult[]; bruteForceQps: number; items: number }> {
+export async function servedAnnRecall(
+  options: ServedAnnOptions,
+): Promise<{ results: ServedAnnResult[]; bruteForceQps: number; items: number }> {
   const k = options.k ?? 100;
   const log = options.log ?? (() => undefined);
   const all = { ids: options.itemIds, vectors: options.embeddings, dim: options.dim };
   const hnsw: HnswIndex[] = [];
   const exact: BruteForceIndex[] = [];
   for (let shard = 0; shard < options.shards; shard++) {
-    hnsw.push(await loadHnswIndex(indexPath(options.indexDir, options.modelVersion, shard, options.shards), { expectedModelVersion: options.modelVersion, expectedDim: options.dim }));
+    hnsw.push(
+      await loadHnswIndex(indexPath(options.indexDir, options.modelVersion, shard, options.shards), {
+        expectedModelVersion: options.modelVersion,
+        expectedDim: options.dim,
+      }),
+    );
     exact.push(BruteForceIndex.build(shardItems(all, shard, options.shards), { modelVersion: options.modelVersion }));
   }
   const items = hnsw.reduce((s, index) => s + index.size(), 0);
   log(`ANN: ${options.queries.length} user vectors over ${items} items in ${options.shards} shards (loaded from ${options.indexDir})`);
 
   let started = performance.now();
-  const truth: Set<string>[] = options.queries.map((q) => new Set(mergeShardHits(exact.map((index) => index.search(q, k)), k).map((h) => h.id)));
+  const truth: Set<string>[] = options.queries.map(
+    (q) =>
+      new Set(
+        mergeShardHits(
+          exact.map((index) => index.search(q, k)),
+          k,
+        ).map((h) => h.id),
+      ),
+  );
   const bruteForceQps = options.queries.length / ((performance.now() - started) / 1000);
 
   const results: ServedAnnResult[] = [];
@@ -52,7 +67,12 @@ export async function servedAnnRecall(options: ServedAnnOptions): Promise<{ resu
     let found = 0;
     let expected = 0;
     started = performance.now();
-    const answers: SearchHit[][] = options.queries.map((q) => mergeShardHits(hnsw.map((index) => index.search(q, k)), k));
+    const answers: SearchHit[][] = options.queries.map((q) =>
+      mergeShardHits(
+        hnsw.map((index) => index.search(q, k)),
+        k,
+      ),
+    );
     const seconds = (performance.now() - started) / 1000;
     answers.forEach((hits, i) => {
       const want = truth[i]!;

@@ -32,9 +32,33 @@ describe("bench serve --json", () => {
   it("serves a small catalogue under load and reports the specified figures", async () => {
     cache = await mkdtemp(join(tmpdir(), "bench-serve-"));
     const { code, stdout, stderr } = await bench([
-      "--json", "--items", "5000", "--users", "300", "--requests", "200", "--rate", "100", "--events-rate", "20",
-      "--sequential", "20", "--in-process", "20", "--ann-queries", "20", "--efs", "100,150", "--no-ann-clustered", "--cache", cache,
-      "--rollout", "--curve", "50,100", "--curve-seconds", "2",
+      "--json",
+      "--items",
+      "5000",
+      "--users",
+      "300",
+      "--requests",
+      "200",
+      "--rate",
+      "100",
+      "--events-rate",
+      "20",
+      "--sequential",
+      "20",
+      "--in-process",
+      "20",
+      "--ann-queries",
+      "20",
+      "--efs",
+      "100,150",
+      "--no-ann-clustered",
+      "--cache",
+      cache,
+      "--rollout",
+      "--curve",
+      "50,100",
+      "--curve-seconds",
+      "2",
     ]);
     expect(code, stderr).toBe(0);
     const report = JSON.parse(stdout) as Record<string, unknown>;
@@ -61,25 +85,43 @@ describe("bench serve --json", () => {
     // Search follows a successful EmbedUser only: a request whose EmbedUser was late (the suite
     // runs test files side by side on two cores; seen once: 16 of 200) makes no Search call.
     const degradedBy = report["degraded_by_stage"] as Record<string, number>;
-    const embedFailed = Object.entries(degradedBy).filter(([key]) => key.startsWith("candidate_generation ")).reduce((sum, [, n]) => sum + n, 0);
+    const embedFailed = Object.entries(degradedBy)
+      .filter(([key]) => key.startsWith("candidate_generation "))
+      .reduce((sum, [, n]) => sum + n, 0);
     expect(stages["retrieval"]?.count, "retrieval").toBe(200 - embedFailed);
     const events = report["events"] as { requests: number; errors_by_code: Record<string, number> };
     expect(events.requests).toBeGreaterThan(0);
     expect(events.errors_by_code).toEqual({});
     const rss = report["rss_mb_after_load"] as Record<string, number>;
-    for (const stage of ["candidate_generation", "retrieval/shard-0", "ranking", "orchestrator", "load generator"]) expect(rss[stage], stage).toBeGreaterThan(10);
+    for (const stage of ["candidate_generation", "retrieval/shard-0", "ranking", "orchestrator", "load generator"])
+      expect(rss[stage], stage).toBeGreaterThan(10);
     // The ranker rolled out under load: the stage swapped to the new version, nothing failed.
-    const rollout = report["rollout"] as { previous_version: string; next_version: string; requests: number; errors: number; answered_by_next: number };
+    const rollout = report["rollout"] as {
+      previous_version: string;
+      next_version: string;
+      requests: number;
+      errors: number;
+      answered_by_next: number;
+    };
     expect(rollout.next_version).not.toBe(rollout.previous_version);
     expect(rollout.errors).toBe(0);
     expect(rollout.answered_by_next).toBeGreaterThan(0);
     expect(rollout.answered_by_next).toBeLessThan(rollout.requests);
     // ...and the bundle was put back as it was.
     for (const run of await readdir(cache)) {
-      if (existsSync(join(cache, run, "bundle"))) expect((await readdir(join(cache, run, "bundle"))).filter((f) => f.startsWith("ranker"))).toEqual(["ranker"]);
+      if (existsSync(join(cache, run, "bundle")))
+        expect((await readdir(join(cache, run, "bundle"))).filter((f) => f.startsWith("ranker"))).toEqual(["ranker"]);
     }
     // The load curve: one point per rate, each with its latencies and the CPU of every process.
-    const curve = report["load_curve"] as Array<{ rate: number; requests: number; p50_ms: number; p99_ms: number; errors: number; degraded_share: number; cpu_ms_per_request: Record<string, number> }>;
+    const curve = report["load_curve"] as Array<{
+      rate: number;
+      requests: number;
+      p50_ms: number;
+      p99_ms: number;
+      errors: number;
+      degraded_share: number;
+      cpu_ms_per_request: Record<string, number>;
+    }>;
     expect(curve.map((c) => c.rate)).toEqual([50, 100]);
     for (const c of curve) {
       expect(c.requests).toBe(c.rate * 2);
@@ -87,7 +129,8 @@ describe("bench serve --json", () => {
       expect(c.p50_ms).toBeGreaterThan(0);
       expect(c.p99_ms).toBeGreaterThanOrEqual(c.p50_ms);
       expect(c.degraded_share).toBeGreaterThanOrEqual(0);
-      for (const stage of ["candidate_generation", "retrieval/shard-0", "ranking", "orchestrator", "load generator"]) expect(c.cpu_ms_per_request[stage], stage).toBeGreaterThan(0);
+      for (const stage of ["candidate_generation", "retrieval/shard-0", "ranking", "orchestrator", "load generator"])
+        expect(c.cpu_ms_per_request[stage], stage).toBeGreaterThan(0);
     }
     const ann = report["ann"] as Array<{ ef: number; recall_at_100: number; qps: number }>;
     expect(ann.map((a) => a.ef)).toEqual([100, 150]);

@@ -198,9 +198,12 @@ function parse(argv: string[]): Args {
       const server = argv[++i];
       if (server !== "http2" && server !== "grpc-js") throw new Error(`--server is http2 or grpc-js\n${USAGE}`);
       a.server = server;
-    }
-    else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
-    else if (arg === "--curve") a.curve = (argv[++i] ?? "").split(",").map(Number).filter((r) => r !== 0);
+    } else if (arg === "--efs") a.efs = (argv[++i] ?? "").split(",").map(Number);
+    else if (arg === "--curve")
+      a.curve = (argv[++i] ?? "")
+        .split(",")
+        .map(Number)
+        .filter((r) => r !== 0);
     else if (numbers[arg] !== undefined) {
       const v = Number(argv[++i]);
       if (!Number.isFinite(v) || v < 0) throw new Error(`${arg} needs a non-negative number`);
@@ -211,7 +214,8 @@ function parse(argv: string[]): Args {
     throw new Error(`out of range: --items, --users ≥ 10; --shards, --requests, --concurrency ≥ 1; --count 1..500\n${USAGE}`);
   }
   if (a.efs.some((ef) => !Number.isInteger(ef) || ef < 1)) throw new Error(`--efs must be positive integers\n${USAGE}`);
-  if (a.curve.some((r) => !Number.isFinite(r) || r < 0) || (a.curve.length > 0 && !(a.curveSeconds > 0))) throw new Error(`--curve needs rates ≥ 0 and --curve-seconds > 0\n${USAGE}`);
+  if (a.curve.some((r) => !Number.isFinite(r) || r < 0) || (a.curve.length > 0 && !(a.curveSeconds > 0)))
+    throw new Error(`--curve needs rates ≥ 0 and --curve-seconds > 0\n${USAGE}`);
   if (a.cache === "") throw new Error(`--cache needs a directory\n${USAGE}`);
   return a;
 }
@@ -238,7 +242,10 @@ export interface Hop {
 export function hopBreakdown(stack: Stack, before: Map<string, string>, after: Map<string, string>, clientMeanMs: number): Hop[] {
   const served = (stage: string, metricStage: string, method: string): number => {
     const name = `recsys_${metricStage}_grpc_request_duration_seconds`;
-    return meanMsBetween(parseHistogramSums(before.get(stage) ?? "", name, "method").get(method), parseHistogramSums(after.get(stage) ?? "", name, "method").get(method));
+    return meanMsBetween(
+      parseHistogramSums(before.get(stage) ?? "", name, "method").get(method),
+      parseHistogramSums(after.get(stage) ?? "", name, "method").get(method),
+    );
   };
   // The orchestrator's stage histogram, read once for every hop it waits on.
   const stageName = "recsys_orchestrator_stage_duration_seconds";
@@ -246,16 +253,28 @@ export function hopBreakdown(stack: Stack, before: Map<string, string>, after: M
   const waitsAfter = parseHistogramSums(after.get(stack.orchestrator.name) ?? "", stageName, "stage");
   const waited = (stage: string): number => meanMsBetween(waitsBefore.get(stage), waitsAfter.get(stage));
   const hops: Hop[] = [
-    { hop: "Recommend", caller_ms: clientMeanMs, callee_ms: served(stack.orchestrator.name, "orchestrator", "recsys.v1.RecommenderService/Recommend") },
+    {
+      hop: "Recommend",
+      caller_ms: clientMeanMs,
+      callee_ms: served(stack.orchestrator.name, "orchestrator", "recsys.v1.RecommenderService/Recommend"),
+    },
     {
       hop: "EmbedUser",
       caller_ms: waited("candidate_generation"),
       callee_ms: served(stack.candidateGeneration.name, "candidate_generation", "recsys.v1.CandidateGenerationService/EmbedUser"),
     },
-    ...stack.retrieval.map((shard) => ({ hop: `Search (${shard.name})`, caller_ms: waited(shard.name), callee_ms: served(shard.name, "retrieval", "recsys.v1.RetrievalService/Search") })),
+    ...stack.retrieval.map((shard) => ({
+      hop: `Search (${shard.name})`,
+      caller_ms: waited(shard.name),
+      callee_ms: served(shard.name, "retrieval", "recsys.v1.RetrievalService/Search"),
+    })),
   ];
   if (stack.ranking !== undefined) {
-    hops.push({ hop: "Rank", caller_ms: waited("ranking"), callee_ms: served(stack.ranking.name, "ranking", "recsys.v1.RankingService/Rank") });
+    hops.push({
+      hop: "Rank",
+      caller_ms: waited("ranking"),
+      callee_ms: served(stack.ranking.name, "ranking", "recsys.v1.RankingService/Rank"),
+    });
   }
   return hops.map((h) => ({ hop: h.hop, caller_ms: round(h.caller_ms), callee_ms: round(h.callee_ms) }));
 }
@@ -346,7 +365,9 @@ async function prepareCatalogueAndModels(args: Args, log: (message: string) => v
   let t = performance.now();
   const dataset = await loadDataset(spec);
   const datasetSeconds = (performance.now() - t) / 1000;
-  log(`dataset ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches (${datasetSeconds.toFixed(1)} s)`);
+  log(
+    `dataset ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches (${datasetSeconds.toFixed(1)} s)`,
+  );
   const lowered = [
     `training data: ${dataset.users.ids.length} users × ~${args.events} watches (${dataset.events.user.length} events) over the ${dataset.items.ids.length}-item catalogue`,
     "the candidate generator trains 10 epochs on that log; the ranker 1 epoch on ≤ 5 examples per user, behind the sources without dnn (it ignores dnn provenance)",
@@ -366,7 +387,12 @@ async function prepareCatalogueAndModels(args: Args, log: (message: string) => v
       // 10 epochs (~15 s): 1 epoch left the item embeddings near their random initialisation,
       // which the synthesised catalogue then copied (an unrealistically hard ANN workload).
       candidateGen: { epochs: 10, seed: 1 },
-      ranker: { pipeline, train: { epochs: 1, maxExamplesPerUser: 5, seed: 1 }, dnnSource: false, freshWindowSeconds: FRESH_WINDOW_SECONDS },
+      ranker: {
+        pipeline,
+        train: { epochs: 1, maxExamplesPerUser: 5, seed: 1 },
+        dnnSource: false,
+        freshWindowSeconds: FRESH_WINDOW_SECONDS,
+      },
     },
     { log },
   );
@@ -393,7 +419,10 @@ async function prepareCatalogueAndModels(args: Args, log: (message: string) => v
     for (let row = from; row < offsets[u + 1]!; row++) {
       const seconds = dataset.events.timestamp[row]!;
       last = Math.max(last, seconds);
-      watchHistory.push({ itemId: dataset.items.ids[dataset.events.item[row]!]!, watchedAt: { seconds: BigInt(Math.floor(seconds)), nanos: 0 } });
+      watchHistory.push({
+        itemId: dataset.items.ids[dataset.events.item[row]!]!,
+        watchedAt: { seconds: BigInt(Math.floor(seconds)), nanos: 0 },
+      });
     }
     annContexts.push({ userId: users[u]!, watchHistory, requestTime: { seconds: BigInt(Math.floor(last) + 1), nanos: 0 } });
   }
@@ -408,7 +437,8 @@ async function logSeconds(file: string, messages: readonly string[]): Promise<Re
     if (!line.startsWith("{")) continue;
     try {
       const parsed = JSON.parse(line) as { msg?: unknown; seconds?: unknown };
-      if (typeof parsed.msg === "string" && messages.includes(parsed.msg) && typeof parsed.seconds === "number") out[parsed.msg] = parsed.seconds;
+      if (typeof parsed.msg === "string" && messages.includes(parsed.msg) && typeof parsed.seconds === "number")
+        out[parsed.msg] = parsed.seconds;
     } catch {
       // not JSON
     }
@@ -420,7 +450,11 @@ function errorKey(error: unknown): string {
   return isServiceError(error) ? statusName(error.code) : error instanceof Error ? error.message : String(error);
 }
 
-const pctJson = (p: Percentiles): { p50_ms: number; p95_ms: number; p99_ms: number } => ({ p50_ms: round(p.p50), p95_ms: round(p.p95), p99_ms: round(p.p99) });
+const pctJson = (p: Percentiles): { p50_ms: number; p95_ms: number; p99_ms: number } => ({
+  p50_ms: round(p.p50),
+  p95_ms: round(p.p95),
+  p99_ms: round(p.p99),
+});
 
 export async function run(argv: string[]): Promise<number> {
   let args: Args;
@@ -484,7 +518,10 @@ export async function run(argv: string[]): Promise<number> {
     log,
   });
   const startSeconds = (performance.now() - t) / 1000;
-  const orchestratorStartup = await logSeconds(stack.orchestrator.logFile, ["catalogue and candidate sources ready", "source state applied"]);
+  const orchestratorStartup = await logSeconds(stack.orchestrator.logFile, [
+    "catalogue and candidate sources ready",
+    "source state applied",
+  ]);
   log(`stack serving after ${startSeconds.toFixed(1)} s (orchestrator: ${JSON.stringify(orchestratorStartup)})`);
   const onSignal = (signal: NodeJS.Signals): void => {
     log(`${signal}: stopping the stack`);
@@ -501,10 +538,17 @@ export async function run(argv: string[]): Promise<number> {
   const stagePids = new Map<number, string>();
   try {
     const client = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 5000, transport: args.transport });
-    const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, { defaultTimeoutMs: 5000, transport: args.transport });
+    const cg = connect(CandidateGenerationService, stack.candidateGeneration.address, {
+      defaultTimeoutMs: 5000,
+      transport: args.transport,
+    });
     try {
       // Warm-up: channels, JIT.
-      const warmUp = await runLoad({ requests: 100, concurrency: 4, rate: 0, timeCapSeconds: 60 }, () => client.recommend({ userId: pickUser(), count: args.count }), errorKey);
+      const warmUp = await runLoad(
+        { requests: 100, concurrency: 4, rate: 0, timeCapSeconds: 60 },
+        () => client.recommend({ userId: pickUser(), count: args.count }),
+        errorKey,
+      );
       // What the event load watches: items the stack recommended.
       const watchable = [...new Set(warmUp.outcomes.flatMap((response) => response.items.map((item) => item.itemId)))];
 
@@ -536,8 +580,21 @@ export async function run(argv: string[]): Promise<number> {
       const eventsLoad =
         args.eventsRate > 0 && watchable.length > 0
           ? runLoad(
-              { requests: Math.round((args.requests * args.eventsRate) / Math.max(args.rate, 1)), concurrency: 4, rate: args.eventsRate, timeCapSeconds: args.timeCap },
-              () => client.recordEvents({ events: [{ userId: pickUser(), kind: { case: "watch", value: { itemId: watchable[Math.floor(random() * watchable.length)]!, watchSeconds: 120 } } }] }),
+              {
+                requests: Math.round((args.requests * args.eventsRate) / Math.max(args.rate, 1)),
+                concurrency: 4,
+                rate: args.eventsRate,
+                timeCapSeconds: args.timeCap,
+              },
+              () =>
+                client.recordEvents({
+                  events: [
+                    {
+                      userId: pickUser(),
+                      kind: { case: "watch", value: { itemId: watchable[Math.floor(random() * watchable.length)]!, watchSeconds: 120 } },
+                    },
+                  ],
+                }),
               errorKey,
             )
           : undefined;
@@ -584,9 +641,18 @@ export async function run(argv: string[]): Promise<number> {
         };
       }
       const cpuTotal = Object.values(cpuMs).reduce((sum, ms) => sum + ms, 0);
-      if (Object.keys(rssMb).length > 0) log(`resident memory after the load: ${Object.entries(rssMb).map(([name, mb]) => `${name} ${mb} MiB`).join(", ")}`);
+      if (Object.keys(rssMb).length > 0)
+        log(
+          `resident memory after the load: ${Object.entries(rssMb)
+            .map(([name, mb]) => `${name} ${mb} MiB`)
+            .join(", ")}`,
+        );
       if (Object.keys(cpuMs).length > 0) {
-        log(`CPU per request under load: ${Object.entries(cpuMs).map(([name, ms]) => `${name} ${ms.toFixed(2)} ms`).join(", ")}; total ${cpuTotal.toFixed(2)} ms`);
+        log(
+          `CPU per request under load: ${Object.entries(cpuMs)
+            .map(([name, ms]) => `${name} ${ms.toFixed(2)} ms`)
+            .join(", ")}; total ${cpuTotal.toFixed(2)} ms`,
+        );
       }
       log(
         `load: ${load.completed} requests in ${load.seconds.toFixed(1)} s = ${load.rps.toFixed(1)} req/s (target rate ${args.rate || "unpaced"}, ≤ ${args.concurrency} in flight${load.capped ? ", stopped by the time cap" : ""}), ` +
@@ -708,7 +774,9 @@ export async function run(argv: string[]): Promise<number> {
       if (events !== undefined) {
         const p = percentiles(events.latenciesMs);
         const failed = Object.values(events.errors).reduce((sum, n) => sum + n, 0);
-        log(`events: ${events.completed} RecordEvents at ${events.rps.toFixed(1)}/s beside the load, p50 ${p.p50.toFixed(1)} / p99 ${p.p99.toFixed(1)} ms, ${failed} errors`);
+        log(
+          `events: ${events.completed} RecordEvents at ${events.rps.toFixed(1)}/s beside the load, p50 ${p.p50.toFixed(1)} / p99 ${p.p99.toFixed(1)} ms, ${failed} errors`,
+        );
       }
       report = {
         items: itemCount,
@@ -727,7 +795,14 @@ export async function run(argv: string[]): Promise<number> {
         errors_by_code: load.errors,
         ...(events === undefined
           ? {}
-          : { events: { rate: args.eventsRate, requests: events.completed, ...pctJson(percentiles(events.latenciesMs)), errors_by_code: events.errors } }),
+          : {
+              events: {
+                rate: args.eventsRate,
+                requests: events.completed,
+                ...pctJson(percentiles(events.latenciesMs)),
+                errors_by_code: events.errors,
+              },
+            }),
         degraded,
         degraded_by_stage: degradedBy,
         stages,
@@ -738,8 +813,19 @@ export async function run(argv: string[]): Promise<number> {
         ...(rollout === undefined ? {} : { rollout }),
         ...(bundleRollout === undefined ? {} : { bundle_rollout: bundleRollout }),
         ...(curve.length === 0 ? {} : { load_curve: curve }),
-        machine: { cores: loadAtStart.cores, load_average_1m_start: loadAtStart.loadAverage1m, load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m], reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)] },
-        setup_seconds: { dataset: round(datasetSeconds, 1), train: round(trainSeconds, 1), model_reused: model.reused, stack_start: round(startSeconds, 1), orchestrator: orchestratorStartup },
+        machine: {
+          cores: loadAtStart.cores,
+          load_average_1m_start: loadAtStart.loadAverage1m,
+          load_average_1m_during_load: [loadStart.loadAverage1m, loadEnd.loadAverage1m],
+          reference_loop_ms: [round(referenceBefore, 0), round(referenceAfter, 0)],
+        },
+        setup_seconds: {
+          dataset: round(datasetSeconds, 1),
+          train: round(trainSeconds, 1),
+          model_reused: model.reused,
+          stack_start: round(startSeconds, 1),
+          orchestrator: orchestratorStartup,
+        },
         lowered,
         ...(comparison === undefined
           ? {}
@@ -772,23 +858,27 @@ export async function run(argv: string[]): Promise<number> {
   // 6c'. The stages' CPU profiles (written as they exited), cut to each point of the curve.
   if (args.cpuProf !== "" && curvePoints.length > 0) {
     const byRate: Record<string, Record<string, ProfileEntry[]>> = {};
-    for (const point of curvePoints) byRate[String(point.rate)] = await profileByStage(args.cpuProf, stagePids, point.window_us, point.requests);
+    for (const point of curvePoints)
+      byRate[String(point.rate)] = await profileByStage(args.cpuProf, stagePids, point.window_us, point.requests);
     report = { ...report, load_curve_profiles: byRate };
   }
 
   // 6. ANN recall of the served indexes (none with --ann-queries 0).
   const bundle = await loadBundleInfo(model.dir);
-  const ann = queries.length === 0 ? { results: [], bruteForceQps: 0 } : await servedAnnRecall({
-    indexDir: stackPaths(join(runDir, "run")).index,
-    modelVersion: bundle.modelVersion,
-    shards: args.shards,
-    itemIds: bundle.itemIds,
-    embeddings: bundle.embeddings,
-    dim: bundle.dim,
-    queries,
-    efs: args.efs,
-    log,
-  });
+  const ann =
+    queries.length === 0
+      ? { results: [], bruteForceQps: 0 }
+      : await servedAnnRecall({
+          indexDir: stackPaths(join(runDir, "run")).index,
+          modelVersion: bundle.modelVersion,
+          shards: args.shards,
+          itemIds: bundle.itemIds,
+          embeddings: bundle.embeddings,
+          dim: bundle.dim,
+          queries,
+          efs: args.efs,
+          log,
+        });
   report = { ...report, ann: ann.results, ...(queries.length === 0 ? {} : { ann_brute_force_qps: round(ann.bruteForceQps, 1) }) };
 
   // 7. The ANN package's own benchmark at the same size (clustered synthetic vectors), for a
@@ -822,7 +912,12 @@ export async function run(argv: string[]): Promise<number> {
 function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[]): string {
   const stages = r["stages"] as Record<string, { p50_ms: number; p95_ms: number; p99_ms: number; count: number }>;
   const seq = r["sequential"] as { p50_ms: number; p95_ms: number; p99_ms: number };
-  const machine = r["machine"] as { cores: number; load_average_1m_start: number; load_average_1m_during_load: number[]; reference_loop_ms: number[] };
+  const machine = r["machine"] as {
+    cores: number;
+    load_average_1m_start: number;
+    load_average_1m_during_load: number[];
+    reference_loop_ms: number[];
+  };
   let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}, ${r["transport"]} clients, ${r["server"]} servers\n`;
   out += `machine: ${machine.cores} cores, load average ${machine.load_average_1m_start} at start, ${machine.load_average_1m_during_load.join(" → ")} during the load; reference loop ${machine.reference_loop_ms.join(" → ")} ms (one core, before the sequential pass → after the load; lower is faster)\n`;
   for (const line of r["lowered"] as string[]) out += `lowered: ${line}\n`;
@@ -830,27 +925,38 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   out += `  sequential         p50 ${seq.p50_ms} ms  p95 ${seq.p95_ms} ms  p99 ${seq.p99_ms} ms\n`;
   out += `  load               ${r["requests"]} requests in ${r["seconds"]} s = ${r["rps"]} req/s (rate ${r["target_rate"] || "unpaced"}, ≤ ${r["concurrency"]} in flight)\n`;
   out += `                     p50 ${r["p50_ms"]} ms  p95 ${r["p95_ms"]} ms  p99 ${r["p99_ms"]} ms  errors ${r["errors"]}  degraded ${r["degraded"]}\n`;
-  const events = r["events"] as { rate: number; requests: number; p50_ms: number; p99_ms: number; errors_by_code: Record<string, number> } | undefined;
+  const events = r["events"] as
+    | { rate: number; requests: number; p50_ms: number; p99_ms: number; errors_by_code: Record<string, number> }
+    | undefined;
   if (events !== undefined) {
     const failed = Object.values(events.errors_by_code).reduce((sum, n) => sum + n, 0);
     out += `  RecordEvents       ${events.requests} beside the load (rate ${events.rate}/s): p50 ${events.p50_ms} ms  p99 ${events.p99_ms} ms  errors ${failed}\n`;
   }
   const degradedBy = r["degraded_by_stage"] as Record<string, number>;
-  if (Object.keys(degradedBy).length > 0) out += `  degraded by        ${Object.entries(degradedBy).map(([k, n]) => `${k} ×${n}`).join(", ")}\n`;
+  if (Object.keys(degradedBy).length > 0)
+    out += `  degraded by        ${Object.entries(degradedBy)
+      .map(([k, n]) => `${k} ×${n}`)
+      .join(", ")}\n`;
   out += `\nstages under load (orchestrator's histogram, bucket-interpolated)\n`;
   const width = Math.max(...Object.keys(stages).map((s) => s.length));
-  for (const [stage, s] of Object.entries(stages)) out += `  ${stage.padEnd(width)}  p50 ${String(s.p50_ms).padStart(7)} ms  p95 ${String(s.p95_ms).padStart(7)} ms  p99 ${String(s.p99_ms).padStart(7)} ms  (${s.count})\n`;
+  for (const [stage, s] of Object.entries(stages))
+    out += `  ${stage.padEnd(width)}  p50 ${String(s.p50_ms).padStart(7)} ms  p95 ${String(s.p95_ms).padStart(7)} ms  p99 ${String(s.p99_ms).padStart(7)} ms  (${s.count})\n`;
   const hops = r["hops"] as { sequential: Hop[]; under_load: Hop[] };
   out += `\nwhere a Recommend's time goes: mean wait of the caller vs mean handling of the callee (its /metrics); the difference is the hop\n`;
   out += `  ${"call".padEnd(28)} ${"sequential: caller".padStart(18)} ${"callee".padStart(8)} ${"hop".padStart(7)}   ${"under load: caller".padStart(18)} ${"callee".padStart(8)} ${"hop".padStart(7)}\n`;
   hops.sequential.forEach((h, i) => {
     const l = hops.under_load[i];
     const cells = (x: Hop | undefined): string =>
-      x === undefined ? "" : `${x.caller_ms.toFixed(2).padStart(18)} ${x.callee_ms.toFixed(2).padStart(8)} ${(x.caller_ms - x.callee_ms).toFixed(2).padStart(7)}`;
+      x === undefined
+        ? ""
+        : `${x.caller_ms.toFixed(2).padStart(18)} ${x.callee_ms.toFixed(2).padStart(8)} ${(x.caller_ms - x.callee_ms).toFixed(2).padStart(7)}`;
     out += `  ${h.hop.padEnd(28)} ${cells(h)}   ${cells(l)}\n`;
   });
   const rss = r["rss_mb_after_load"] as Record<string, number>;
-  if (Object.keys(rss).length > 0) out += `\nresident memory after the load (VmRSS): ${Object.entries(rss).map(([name, mb]) => `${name} ${mb} MiB`).join(", ")}\n`;
+  if (Object.keys(rss).length > 0)
+    out += `\nresident memory after the load (VmRSS): ${Object.entries(rss)
+      .map(([name, mb]) => `${name} ${mb} MiB`)
+      .join(", ")}\n`;
   const rollout = r["rollout"] as RolloutResult | undefined;
   if (rollout !== undefined) {
     out += `\na ranker rollout under the same rate (${rollout.previous_version} → ${rollout.next_version}, published ${ROLLOUT_PUBLISH_AFTER_SECONDS} s into ${ROLLOUT_SECONDS} s of calls)\n`;
@@ -882,7 +988,8 @@ a bundle rollout under the same rate (${bundle.previous_version} → ${bundle.ne
     out += `  the stack          p50 ${interleaved.p50_ms} ms  p95 ${interleaved.p95_ms} ms  p99 ${interleaved.p99_ms} ms\n`;
     out += `split / in-process p50: ${ratio.sequential}× sequential (interleaved), ${ratio.under_load}× under load\n`;
   }
-  if (ann.length > 0) out += `\nHNSW as served vs brute force (recall@100, user vectors from EmbedUser; brute force ${r["ann_brute_force_qps"]} q/s)\n`;
+  if (ann.length > 0)
+    out += `\nHNSW as served vs brute force (recall@100, user vectors from EmbedUser; brute force ${r["ann_brute_force_qps"]} q/s)\n`;
   for (const a of ann) out += `  ef ${String(a.ef).padStart(4)}  recall ${a.recall_at_100.toFixed(4)}  ${a.qps} q/s\n`;
   const clustered = r["ann_clustered"] as { items: number; clusters: number; results: ServedAnnResult[] } | undefined;
   if (clustered !== undefined) {

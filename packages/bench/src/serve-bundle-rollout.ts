@@ -67,7 +67,12 @@ export async function prepareBundleVersion(current: string, shardCount: number, 
   await prebuildShardIndexes(
     dir,
     { modelVersion: next, itemIds: manifest.itemIds, itemEmbeddings: vectors, dim: manifest.dim },
-    { shardCount, parallel: 2, onShard: (shard, items, seconds) => log(`bundle rollout: prebuilt the index of shard ${shard}: ${items} items in ${seconds.toFixed(1)} s`) },
+    {
+      shardCount,
+      parallel: 2,
+      onShard: (shard, items, seconds) =>
+        log(`bundle rollout: prebuilt the index of shard ${shard}: ${items} items in ${seconds.toFixed(1)} s`),
+    },
   );
   return { previous, next, dir, prebuildSeconds: (performance.now() - started) / 1000 };
 }
@@ -105,7 +110,8 @@ export interface BundleRolloutResult {
   readonly max_ms: number;
 }
 
-const candidateVersion = (response: RecommendResponse): string | undefined => response.versions.find((v) => v.component === "candidate_generation")?.modelVersion;
+const candidateVersion = (response: RecommendResponse): string | undefined =>
+  response.versions.find((v) => v.component === "candidate_generation")?.modelVersion;
 const mismatch = (response: RecommendResponse): boolean => response.failedStages.some((f) => /model version mismatch/.test(f.message));
 
 /** Publishes a new bundle version during `seconds` of calls at `rate`, then puts the old one back. */
@@ -127,7 +133,12 @@ export async function measureBundleRollout(options: BundleRolloutOptions): Promi
   let load;
   try {
     load = await runLoad<RecommendResponse>(
-      { requests: Math.round(options.rate * options.seconds), concurrency: options.concurrency, rate: options.rate, timeCapSeconds: options.seconds * 2 },
+      {
+        requests: Math.round(options.rate * options.seconds),
+        concurrency: options.concurrency,
+        rate: options.rate,
+        timeCapSeconds: options.seconds * 2,
+      },
       options.send,
       options.errorKey,
     );

@@ -39,7 +39,13 @@ interface Args {
 
 function parse(argv: string[]): Args {
   const defaultMax = Number((configSchema.MAX_IN_FLIGHT as { default?: unknown }).default ?? 32);
-  const a: Args = { json: false, levels: DEFAULT_LEVELS, rounds: 5, maxInFlight: defaultMax, cache: resolve(repoRoot(), "models", "bench-burst") };
+  const a: Args = {
+    json: false,
+    levels: DEFAULT_LEVELS,
+    rounds: 5,
+    maxInFlight: defaultMax,
+    cache: resolve(repoRoot(), "models", "bench-burst"),
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = (): string => {
@@ -116,12 +122,19 @@ async function burstLevels(stack: Stack, users: readonly string[], args: Args, l
               if (response.degraded) degraded += 1;
               else whole += 1;
             } catch (error) {
-              if (isServiceError(error) && error.code === status.RESOURCE_EXHAUSTED && error.metadata.get("grpc-retry-pushback-ms").length > 0) {
+              if (
+                isServiceError(error) &&
+                error.code === status.RESOURCE_EXHAUSTED &&
+                error.metadata.get("grpc-retry-pushback-ms").length > 0
+              ) {
                 shed += 1;
                 shedMs.push(performance.now() - started);
               } else {
                 errors += 1;
-                if (errors <= 3) log(`error at concurrency ${level}: ${isServiceError(error) ? `${statusName(error.code)} ${error.details}` : String(error)}`);
+                if (errors <= 3)
+                  log(
+                    `error at concurrency ${level}: ${isServiceError(error) ? `${statusName(error.code)} ${error.details}` : String(error)}`,
+                  );
               }
             }
           }),
@@ -179,7 +192,11 @@ export async function run(argv: string[]): Promise<number> {
   const model = await ensureStackModel(
     dataset,
     modelDir,
-    { holdout: "test", candidateGen: { epochs: 2, seed: 1 }, ranker: { pipeline: { budget: 50, mergedSize: 150 }, train: { epochs: 1, maxExamplesPerUser: 10, seed: 1 } } },
+    {
+      holdout: "test",
+      candidateGen: { epochs: 2, seed: 1 },
+      ranker: { pipeline: { budget: 50, mergedSize: 150 }, train: { epochs: 1, maxExamplesPerUser: 10, seed: 1 } },
+    },
     { retrain: false, log },
   );
   const results: Record<string, LevelResult[]> = {};
@@ -214,7 +231,9 @@ export async function run(argv: string[]): Promise<number> {
   };
   if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else {
-    process.stdout.write(`bursts of concurrent Recommend calls, ${args.rounds} per level; ${report.machine.cores} cores, load average ${report.machine.loadAverage1mAtStart} -> ${report.machine.loadAverage1mAtEnd}\n\n`);
+    process.stdout.write(
+      `bursts of concurrent Recommend calls, ${args.rounds} per level; ${report.machine.cores} cores, load average ${report.machine.loadAverage1mAtStart} -> ${report.machine.loadAverage1mAtEnd}\n\n`,
+    );
     for (const [label, levels] of Object.entries(results)) process.stdout.write(`${table(label, levels)}\n`);
   }
   return 0;

@@ -155,7 +155,10 @@ export async function extendBundleToCatalogue(src: string, dst: string, dataset:
   const models = new Map<number, { out: LowRankGaussian; watch: LowRankGaussian }>();
   for (const [topic, rows] of byTopic) {
     // Too few trained items for a fit: the catalogue-wide one.
-    models.set(topic, rows.length < 20 ? everyone : { out: fitLowRank(trainedOut, rows, 0, dim), watch: fitLowRank(trainedWatch, rows, 1, dim) });
+    models.set(
+      topic,
+      rows.length < 20 ? everyone : { out: fitLowRank(trainedOut, rows, 0, dim), watch: fitLowRank(trainedWatch, rows, 1, dim) },
+    );
   }
 
   const random = prng(seed);
@@ -180,7 +183,13 @@ export async function extendBundleToCatalogue(src: string, dst: string, dataset:
     sampleLowRank(model.watch, gaussian, watch, (i + 1) * dim);
   }
 
-  const info: SyntheticCatalogueInfo = { source: manifest.modelVersion, trained: n - synthesised, synthesised, seed, method: SYNTHESIS_METHOD };
+  const info: SyntheticCatalogueInfo = {
+    source: manifest.modelVersion,
+    trained: n - synthesised,
+    synthesised,
+    seed,
+    method: SYNTHESIS_METHOD,
+  };
   const hash = createHash("sha256").update(JSON.stringify(info)).digest("hex").slice(0, 8);
   const stamp = manifest.modelVersion.split("-")[1] ?? "0";
   const derived: ExtendedManifest = {

@@ -62,7 +62,8 @@ async function machineTicks(): Promise<{ busy: number; total: number } | undefin
 
 export async function measureLoadCurve(o: CurveOptions): Promise<CurvePoint[]> {
   const points: CurvePoint[] = [];
-  const readCpu = async (): Promise<Map<string, number | undefined>> => new Map(await Promise.all(o.processes.map(async ([name, pid]) => [name, await processCpuMs(pid)] as const)));
+  const readCpu = async (): Promise<Map<string, number | undefined>> =>
+    new Map(await Promise.all(o.processes.map(async ([name, pid]) => [name, await processCpuMs(pid)] as const)));
   for (const rate of o.rates) {
     const requests = Math.max(1, Math.round(rate * o.seconds));
     const cpuBefore = await readCpu();
@@ -76,7 +77,10 @@ export async function measureLoadCurve(o: CurveOptions): Promise<CurvePoint[]> {
     const errors = Object.values(load.errors).reduce((s, n) => s + n, 0);
     const degraded = load.outcomes.filter((r) => r.degraded).length;
     const cpuTotal = Object.values(cpu).reduce((s, ms) => s + ms, 0);
-    const busy = ticksBefore !== undefined && ticksAfter !== undefined && ticksAfter.total > ticksBefore.total ? (ticksAfter.busy - ticksBefore.busy) / (ticksAfter.total - ticksBefore.total) : null;
+    const busy =
+      ticksBefore !== undefined && ticksAfter !== undefined && ticksAfter.total > ticksBefore.total
+        ? (ticksAfter.busy - ticksBefore.busy) / (ticksAfter.total - ticksBefore.total)
+        : null;
     const point: CurvePoint = {
       rate,
       requests: load.completed,
@@ -96,7 +100,9 @@ export async function measureLoadCurve(o: CurveOptions): Promise<CurvePoint[]> {
     points.push(point);
     o.log(
       `curve ${rate}/s: ${point.rps} req/s, p50 ${point.p50_ms} ms, p99 ${point.p99_ms} ms, ${errors} errors, degraded ${(100 * point.degraded_share).toFixed(1)}%, ` +
-        `CPU/request ${point.cpu_ms_per_request_total} ms (${Object.entries(point.cpu_ms_per_request).map(([n, ms]) => `${n} ${ms}`).join(", ")}), machine busy ${busy === null ? "?" : `${(100 * busy).toFixed(0)}%`}`,
+        `CPU/request ${point.cpu_ms_per_request_total} ms (${Object.entries(point.cpu_ms_per_request)
+          .map(([n, ms]) => `${n} ${ms}`)
+          .join(", ")}), machine busy ${busy === null ? "?" : `${(100 * busy).toFixed(0)}%`}`,
     );
   }
   return points;
@@ -126,7 +132,10 @@ export interface ProfileEntry {
 }
 
 interface CpuProfile {
-  readonly nodes: readonly { readonly id: number; readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number } }[];
+  readonly nodes: readonly {
+    readonly id: number;
+    readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+  }[];
   readonly startTime: number;
   readonly samples: readonly number[];
   readonly timeDeltas: readonly number[];
@@ -161,7 +170,8 @@ export async function profileByStage(
       if (t < window[0] || t > window[1]) continue;
       const f = frame.get(profile.samples[i]!);
       if (f === undefined || f.functionName === "(idle)") continue;
-      const key = f.url === "" ? f.functionName || "(anonymous)" : `${f.functionName || "(anonymous)"} ${basename(f.url)}:${f.lineNumber + 1}`;
+      const key =
+        f.url === "" ? f.functionName || "(anonymous)" : `${f.functionName || "(anonymous)"} ${basename(f.url)}:${f.lineNumber + 1}`;
       // A sample stands for the time since the previous one.
       selfUs.set(key, (selfUs.get(key) ?? 0) + dt);
       total += dt;
@@ -180,7 +190,8 @@ export function formatProfiles(rate: number, profiles: Record<string, ProfileEnt
   let out = `\nwhere each stage's CPU goes at ${rate}/s (V8 CPU profiles, self time, top functions)\n`;
   for (const [stage, entries] of Object.entries(profiles)) {
     out += `  ${stage}\n`;
-    for (const e of entries) out += `    ${e.self_ms_per_request.toFixed(3).padStart(7)} ms/req  ${(100 * e.share).toFixed(1).padStart(5)}%  ${e.function}\n`;
+    for (const e of entries)
+      out += `    ${e.self_ms_per_request.toFixed(3).padStart(7)} ms/req  ${(100 * e.share).toFixed(1).padStart(5)}%  ${e.function}\n`;
   }
   return out;
 }

@@ -22,7 +22,16 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { configSchema as orchestratorConfigSchema, createOrchestrator } from "@recsys/orchestrator";
 import { configSchema as rankingConfigSchema, createRankingService } from "@recsys/ranking-service";
 import { configSchema as retrievalConfigSchema, createRetrievalService } from "@recsys/retrieval-service";
-import { createLogger, deadlineMs, loadConfig, type CallContext, type CallOptions, type Client, type Logger, type ServiceRegistration } from "@recsys/runtime";
+import {
+  createLogger,
+  deadlineMs,
+  loadConfig,
+  type CallContext,
+  type CallOptions,
+  type Client,
+  type Logger,
+  type ServiceRegistration,
+} from "@recsys/runtime";
 import { Registry } from "prom-client";
 
 export interface InProcessOptions {
@@ -45,7 +54,10 @@ export interface InProcessPipeline {
 
 /** What a handler needs of the grpc-js call: its deadline (the deadline helpers read it). */
 function callContext(method: string, logger: Logger, deadline: number, signal: AbortSignal | undefined): CallContext {
-  const call = { getDeadline: () => (Number.isFinite(deadline) ? new Date(deadline) : Infinity) } as unknown as grpc.ServerUnaryCall<unknown, unknown>;
+  const call = { getDeadline: () => (Number.isFinite(deadline) ? new Date(deadline) : Infinity) } as unknown as grpc.ServerUnaryCall<
+    unknown,
+    unknown
+  >;
   return { call, method, logger, deadline, signal: signal ?? new AbortController().signal, metadata: new grpc.Metadata() };
 }
 
@@ -57,9 +69,15 @@ function registrationOf(registrations: readonly ServiceRegistration[], service: 
 }
 
 /** A `Client` whose methods call the registration's handlers directly (messages built, never serialized). */
-export function inProcessClient<S extends GenServiceMethods>(service: GenService<S>, registration: ServiceRegistration, logger: Logger): Client<S> {
+export function inProcessClient<S extends GenServiceMethods>(
+  service: GenService<S>,
+  registration: ServiceRegistration,
+  logger: Logger,
+): Client<S> {
   const client: Record<string, unknown> = { $close: () => undefined, $transport: undefined };
-  for (const [name, method] of Object.entries(service.method as Record<string, { input: DescMessage; output: DescMessage; name: string }>)) {
+  for (const [name, method] of Object.entries(
+    service.method as Record<string, { input: DescMessage; output: DescMessage; name: string }>,
+  )) {
     const handler = registration.implementation[name];
     if (handler === undefined) throw new Error(`${service.typeName}: no handler ${name}`);
     client[name] = async (init: unknown, options?: CallOptions) => {
@@ -137,7 +155,10 @@ export async function startInProcessPipeline(options: InProcessOptions): Promise
       async recommend(init) {
         const request = create(RecommendRequestSchema, init);
         const deadline = Date.now() + 5000;
-        const response = await recommender.recommend(request, callContext("/recsys.v1.RecommenderService/Recommend", logger, deadline, undefined));
+        const response = await recommender.recommend(
+          request,
+          callContext("/recsys.v1.RecommenderService/Recommend", logger, deadline, undefined),
+        );
         return create(RecommendResponseSchema, response);
       },
       close,

@@ -20,8 +20,16 @@ describe("processCpuMs", () => {
 
 describe("cpuPerRequest", () => {
   it("divides each process's CPU time by the requests and skips unreadable ones", () => {
-    const before = new Map<string, number | undefined>([["a", 100], ["b", undefined], ["c", 50]]);
-    const after = new Map<string, number | undefined>([["a", 400], ["b", 90], ["c", undefined]]);
+    const before = new Map<string, number | undefined>([
+      ["a", 100],
+      ["b", undefined],
+      ["c", 50],
+    ]);
+    const after = new Map<string, number | undefined>([
+      ["a", 400],
+      ["b", 90],
+      ["c", undefined],
+    ]);
     expect(cpuPerRequest(before, after, 100)).toEqual({ a: 3 });
     expect(cpuPerRequest(before, after, 0)).toEqual({});
   });

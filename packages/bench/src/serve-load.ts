@@ -36,7 +36,11 @@ export interface LoadResult<E> {
  * Sends `send(i)` for i = 0..requests-1 under the schedule. `send` resolves with an outcome or
  * rejects; `errorKey` names a rejection.
  */
-export async function runLoad<E>(options: LoadOptions, send: (i: number) => Promise<E>, errorKey: (error: unknown) => string): Promise<LoadResult<E>> {
+export async function runLoad<E>(
+  options: LoadOptions,
+  send: (i: number) => Promise<E>,
+  errorKey: (error: unknown) => string,
+): Promise<LoadResult<E>> {
   const latencies: number[] = [];
   const outcomes: E[] = [];
   const errors: Record<string, number> = {};

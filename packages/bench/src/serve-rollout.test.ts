@@ -9,14 +9,18 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-const versionIn = async (dir: string): Promise<string> => (JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as { modelVersion: string }).modelVersion;
+const versionIn = async (dir: string): Promise<string> =>
+  (JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as { modelVersion: string }).modelVersion;
 
 describe("a ranker rollout in a bundle directory", () => {
   it("prepares a copy under a new version, publishes it by renames and puts the old one back", async () => {
     const bundle = await mkdtemp(join(tmpdir(), "rollout-"));
     dirs.push(bundle);
     await mkdir(join(bundle, "ranker"));
-    await writeFile(join(bundle, "ranker", "manifest.json"), JSON.stringify({ format: "f", modelVersion: "rk-20260101000000-aaaaaaaa", space: { big: [1, 2] } }));
+    await writeFile(
+      join(bundle, "ranker", "manifest.json"),
+      JSON.stringify({ format: "f", modelVersion: "rk-20260101000000-aaaaaaaa", space: { big: [1, 2] } }),
+    );
     await writeFile(join(bundle, "ranker", "tower.f32"), Buffer.alloc(16, 7));
 
     const versions = await prepareRankerVersion(bundle);

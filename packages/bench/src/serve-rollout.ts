@@ -92,7 +92,8 @@ export interface RolloutResult {
   readonly max_ms: number;
 }
 
-const rankingVersion = (response: RecommendResponse): string | undefined => response.versions.find((v) => v.component === "ranking")?.modelVersion;
+const rankingVersion = (response: RecommendResponse): string | undefined =>
+  response.versions.find((v) => v.component === "ranking")?.modelVersion;
 
 /** Publishes a new ranker version during `seconds` of calls at `rate`, then puts the old one back. */
 export async function measureRankerRollout(options: RolloutOptions): Promise<RolloutResult> {
@@ -107,7 +108,12 @@ export async function measureRankerRollout(options: RolloutOptions): Promise<Rol
   let load: LoadResult<RecommendResponse>;
   try {
     load = await runLoad<RecommendResponse>(
-      { requests: Math.round(options.rate * options.seconds), concurrency: options.concurrency, rate: options.rate, timeCapSeconds: options.seconds * 2 },
+      {
+        requests: Math.round(options.rate * options.seconds),
+        concurrency: options.concurrency,
+        rate: options.rate,
+        timeCapSeconds: options.seconds * 2,
+      },
       options.send,
       options.errorKey,
     );

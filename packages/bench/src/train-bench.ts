@@ -124,7 +124,17 @@ function describeReference(o: ReferenceOutcome): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const known = new Set(["--json", "--batches", "--warmup", "--users", "--no-baseline", "--no-reference", "--reference-threads", "--data-dir", "--tf-threads"]);
+  const known = new Set([
+    "--json",
+    "--batches",
+    "--warmup",
+    "--users",
+    "--no-baseline",
+    "--no-reference",
+    "--reference-threads",
+    "--data-dir",
+    "--tf-threads",
+  ]);
   const valued = new Set(["--batches", "--warmup", "--users", "--reference-threads", "--data-dir", "--tf-threads"]);
   for (let i = 0; i < argv.length; i++) {
     if (!known.has(argv[i]!)) throw new Error(`bench train: unknown argument '${argv[i]}' (accepted: ${[...known].join(", ")})`);
@@ -143,18 +153,33 @@ export async function run(argv: string[]): Promise<number> {
 
   const tfThreads = argv.includes("--tf-threads") ? intArg(argv, "tf-threads", 1) : undefined;
   const backend = await initBackend({ log: json ? null : undefined, ...(tfThreads === undefined ? {} : { wasmThreads: tfThreads }) });
-  say(`backend: ${backend.name}${backend.simd === undefined ? "" : ` (simd ${backend.simd}, threads ${backend.threads}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel threads`})`}`);
+  say(
+    `backend: ${backend.name}${backend.simd === undefined ? "" : ` (simd ${backend.simd}, threads ${backend.threads}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel threads`})`}`,
+  );
   const blas = nativeBlas();
-  say(`matmuls of the 1-thread step: ${blas === null ? `tfjs (${backend.name}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel thread(s)`}; RECSYS_BLAS=off or no native BLAS installed)` : `native BLAS (${blas.name}: the system's libblas, ${blas.threads} thread(s)); the 2-thread data-parallel step stays on tfjs`}`);
-  say(`reference size: tower ${REFERENCE_SIZE.tower.join("-")}, dim ${REFERENCE_SIZE.embeddingDim}, ${REFERENCE_SIZE.negatives} negatives, batch ${REFERENCE_SIZE.batchSize}; ${warmup} warm-up + ${batches} measured batches`);
+  say(
+    `matmuls of the 1-thread step: ${blas === null ? `tfjs (${backend.name}${backend.wasmThreads === undefined ? "" : `, ${backend.wasmThreads} kernel thread(s)`}; RECSYS_BLAS=off or no native BLAS installed)` : `native BLAS (${blas.name}: the system's libblas, ${blas.threads} thread(s)); the 2-thread data-parallel step stays on tfjs`}`,
+  );
+  say(
+    `reference size: tower ${REFERENCE_SIZE.tower.join("-")}, dim ${REFERENCE_SIZE.embeddingDim}, ${REFERENCE_SIZE.negatives} negatives, batch ${REFERENCE_SIZE.batchSize}; ${warmup} warm-up + ${batches} measured batches`,
+  );
   // Like with like: PyTorch gets as many threads as our matmuls have, unless told otherwise.
   const ourThreads = blas === null ? (backend.wasmThreads ?? 1) : blas.threads;
   if (!argv.includes("--reference-threads")) referenceThreads = ourThreads;
-  say(`PyTorch reference: ${withReference ? `${referenceThreads} thread${referenceThreads === 1 ? "" : "s"} (torch.set_num_threads), before and after ours on the same file` : "off (--no-reference)"}`);
+  say(
+    `PyTorch reference: ${withReference ? `${referenceThreads} thread${referenceThreads === 1 ? "" : "s"} (torch.set_num_threads), before and after ours on the same file` : "off (--no-reference)"}`,
+  );
   const load0 = loadavg()[0]!;
   const reference = async (data: string): Promise<ReferenceOutcome> =>
     withReference
-      ? runReference({ data, batches, warmup, batchSize: REFERENCE_SIZE.batchSize, negatives: REFERENCE_SIZE.negatives, threads: referenceThreads })
+      ? runReference({
+          data,
+          batches,
+          warmup,
+          batchSize: REFERENCE_SIZE.batchSize,
+          negatives: REFERENCE_SIZE.negatives,
+          threads: referenceThreads,
+        })
       : { ok: false, reason: "--no-reference" };
 
   // --- ml-100k: PyTorch, ours (1 and 2 threads), PyTorch again; all read u.data.
@@ -164,14 +189,22 @@ export async function run(argv: string[]): Promise<number> {
   say(`PyTorch reference (ml-100k), before: ${describeReference(mlBefore)}`);
   const ml = await loadDataset(mlSpec);
   const mlResult = await measureTraining(ml, batches, warmup, 1);
-  say(`ml-100k: ${mlResult.examples_per_second} examples/s with 1 thread, the default (${mlResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(mlResult.ms_per_batch)}`);
+  say(
+    `ml-100k: ${mlResult.examples_per_second} examples/s with 1 thread, the default (${mlResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(mlResult.ms_per_batch)}`,
+  );
   const mlTwo = await measureTraining(ml, batches, warmup, 2);
-  say(`ml-100k, 2 threads: ${mlTwo.examples_per_second} examples/s (${mlTwo.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(mlTwo.ms_per_batch)}`);
+  say(
+    `ml-100k, 2 threads: ${mlTwo.examples_per_second} examples/s (${mlTwo.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(mlTwo.ms_per_batch)}`,
+  );
   const mlAfter = await reference(mlSpec);
   say(`PyTorch reference (ml-100k), after: ${describeReference(mlAfter)}`);
   const mlRef = referenceMean({ before: mlBefore, after: mlAfter });
   const mlRatio = mlRef === null ? null : mlResult.examples_per_second / mlRef;
-  say(mlRatio === null ? "ratio to PyTorch (ml-100k): none (the reference did not run both times)" : `ratio to PyTorch (ml-100k, ours with ${ourThreads} matmul thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(mlRef!)} examples/s): ${mlRatio.toFixed(2)}`);
+  say(
+    mlRatio === null
+      ? "ratio to PyTorch (ml-100k): none (the reference did not run both times)"
+      : `ratio to PyTorch (ml-100k, ours with ${ourThreads} matmul thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(mlRef!)} examples/s): ${mlRatio.toFixed(2)}`,
+  );
 
   // --- 100,000-item synthetic catalogue, exported to events:DIR so that both read the same file.
   const synSpec = `synthetic:items=100000,users=${users},seed=1`;
@@ -183,14 +216,22 @@ export async function run(argv: string[]): Promise<number> {
   say(`PyTorch reference (100k items), before: ${describeReference(synBefore)}`);
   const syn = await loadDataset(eventsSpec);
   const synResult = await measureTraining(syn, batches, warmup, 1);
-  say(`100k items (${eventsSpec}): ${synResult.examples_per_second} examples/s with 1 thread (${synResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(synResult.ms_per_batch)}`);
+  say(
+    `100k items (${eventsSpec}): ${synResult.examples_per_second} examples/s with 1 thread (${synResult.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(synResult.ms_per_batch)}`,
+  );
   const synTwo = await measureTraining(syn, batches, warmup, 2);
-  say(`100k items, 2 threads: ${synTwo.examples_per_second} examples/s (${synTwo.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(synTwo.ms_per_batch)}`);
+  say(
+    `100k items, 2 threads: ${synTwo.examples_per_second} examples/s (${synTwo.examples_per_cpu_second} per CPU-second); ms/batch ${JSON.stringify(synTwo.ms_per_batch)}`,
+  );
   const synAfter = await reference(eventsSpec);
   say(`PyTorch reference (100k items), after: ${describeReference(synAfter)}`);
   const synRef = referenceMean({ before: synBefore, after: synAfter });
   const synRatio = synRef === null ? null : synResult.examples_per_second / synRef;
-  say(synRatio === null ? "ratio to PyTorch (100k items): none (the reference did not run both times)" : `ratio to PyTorch (100k items, ours with ${ourThreads} matmul thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(synRef!)} examples/s): ${synRatio.toFixed(2)}`);
+  say(
+    synRatio === null
+      ? "ratio to PyTorch (100k items): none (the reference did not run both times)"
+      : `ratio to PyTorch (100k items, ours with ${ourThreads} matmul thread(s) against PyTorch with ${referenceThreads}, mean of before and after = ${Math.round(synRef!)} examples/s): ${synRatio.toFixed(2)}`,
+  );
   if (dataDirArg < 0) await rm(exportDir, { recursive: true, force: true });
 
   let naive: { examples_per_second: number; batches: number } | null = null;
@@ -204,13 +245,21 @@ export async function run(argv: string[]): Promise<number> {
       dim: REFERENCE_SIZE.embeddingDim,
       tower: REFERENCE_SIZE.tower,
       // The same tower input width as the sparse trainer's default model.
-      inputDim: REFERENCE_SIZE.embeddingDim + DEFAULT_MODEL_CONFIG.searchDim + NUM_CATEGORICAL * DEFAULT_MODEL_CONFIG.categoricalDim + NUM_CONTINUOUS,
+      inputDim:
+        REFERENCE_SIZE.embeddingDim +
+        DEFAULT_MODEL_CONFIG.searchDim +
+        NUM_CATEGORICAL * DEFAULT_MODEL_CONFIG.categoricalDim +
+        NUM_CONTINUOUS,
     });
     naive = { examples_per_second: Math.round(r.examplesPerSecond), batches: r.batches };
-    say(`naive dense tfjs baseline (ml-100k): ${naive.examples_per_second} examples/s → sparse trainer is ${(mlResult.examples_per_second / naive.examples_per_second).toFixed(1)}x faster`);
+    say(
+      `naive dense tfjs baseline (ml-100k): ${naive.examples_per_second} examples/s → sparse trainer is ${(mlResult.examples_per_second / naive.examples_per_second).toFixed(1)}x faster`,
+    );
   }
   const load1 = loadavg()[0]!;
-  say(`1-minute load average: ${load0.toFixed(2)} at start, ${load1.toFixed(2)} at end (2 cores; other work on the machine slows these figures)`);
+  say(
+    `1-minute load average: ${load0.toFixed(2)} at start, ${load1.toFixed(2)} at end (2 cores; other work on the machine slows these figures)`,
+  );
   if (json) {
     process.stdout.write(
       `${JSON.stringify({

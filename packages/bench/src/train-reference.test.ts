@@ -49,7 +49,10 @@ describe("runReference", () => {
     if (!missing.ok) expect(missing.reason).toMatch(/python3-torch/);
     const fake = join(dir, "fake");
     // Echoes the thread count it was given, to show the arguments are passed.
-    await writeFile(fake, '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --threads ] && T=$2; shift; done\necho "{\\"engine\\":\\"fake\\",\\"examples_per_second\\":1234,\\"threads\\":$T,\\"ms_per_batch\\":2}"\n');
+    await writeFile(
+      fake,
+      '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --threads ] && T=$2; shift; done\necho "{\\"engine\\":\\"fake\\",\\"examples_per_second\\":1234,\\"threads\\":$T,\\"ms_per_batch\\":2}"\n',
+    );
     await chmod(fake, 0o755);
     const ok = await runReference({ ...options, threads: 2, python: fake });
     expect(ok.ok).toBe(true);

@@ -94,7 +94,9 @@ describe("attention-pooling bundle", () => {
     expect(Array.from(result.model.attnRecency!.data).some((v) => v !== 0)).toBe(true);
     const { attention: _a, ...meanWeights } = result.model.weights();
     const mean = CandidateGenModel.fromWeights(result.space, { ...result.modelConfig, historyPooling: "mean" }, meanWeights);
-    const meanVector = Array.from(bundleFromTraining({ ...result, model: mean, modelConfig: { ...result.modelConfig, historyPooling: "mean" } }).userVector(features));
+    const meanVector = Array.from(
+      bundleFromTraining({ ...result, model: mean, modelConfig: { ...result.modelConfig, historyPooling: "mean" } }).userVector(features),
+    );
     expect(meanVector).not.toEqual(offline);
     mean.dispose();
     // The same watches in another order (a mean would not see the difference).

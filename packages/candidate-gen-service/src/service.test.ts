@@ -11,21 +11,8 @@ import { fileURLToPath } from "node:url";
 import { loadBundle, type BundleManifest, type CandidateGenBundle } from "@recsys/candidate-gen";
 import type { UserContext as FeatureContext } from "@recsys/features";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import {
-  CandidateGenerationService,
-  MAX_WATCH_HISTORY,
-  type UserContext as ProtoUserContext,
-  type UserContextSchema,
-} from "@recsys/gen";
-import {
-  connect,
-  isServiceError,
-  loadConfig,
-  startService,
-  status,
-  type Client,
-  type RunningService,
-} from "@recsys/runtime";
+import { CandidateGenerationService, MAX_WATCH_HISTORY, type UserContext as ProtoUserContext, type UserContextSchema } from "@recsys/gen";
+import { connect, isServiceError, loadConfig, startService, status, type Client, type RunningService } from "@recsys/runtime";
 import { memoryLogger, metricValue, scrapeMetrics } from "@recsys/runtime/testing";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -179,7 +166,13 @@ describe("EmbedUser", () => {
 
   it("answers a user with only unknown items (out of vocabulary)", async () => {
     const response = await client.embedUser({
-      context: { userId: "new-user", watchHistory: [{ itemId: "x-1", watchedAt: ts(T0) }, { itemId: "x-2", watchedAt: ts(T0 + 1) }] },
+      context: {
+        userId: "new-user",
+        watchHistory: [
+          { itemId: "x-1", watchedAt: ts(T0) },
+          { itemId: "x-2", watchedAt: ts(T0 + 1) },
+        ],
+      },
     });
     expect(response.userVector).toHaveLength(manifestA.dim);
     expect(response.userVector.every(Number.isFinite)).toBe(true);

@@ -28,9 +28,7 @@ export interface CandidateGenService {
 }
 
 /** Loads the bundle (startup fails if it cannot) and builds the EmbedUser handler. */
-export async function createCandidateGenService(
-  setup: ServiceSetup<CandidateGenConfig>,
-): Promise<CandidateGenService> {
+export async function createCandidateGenService(setup: ServiceSetup<CandidateGenConfig>): Promise<CandidateGenService> {
   const { config, logger, registry } = setup;
   await initBackend({
     ...(config.RECSYS_TF_BACKEND === undefined ? {} : { backend: config.RECSYS_TF_BACKEND }),
@@ -55,7 +53,10 @@ export async function createCandidateGenService(
     stage: STAGE,
     registry,
   });
-  logger.info({ modelVersion: model.version(), dim: model.current().dim, items: model.current().manifest.itemIds.length }, "user tower ready");
+  logger.info(
+    { modelVersion: model.version(), dim: model.current().dim, items: model.current().manifest.itemIds.length },
+    "user tower ready",
+  );
 
   const service = implement(CandidateGenerationService, {
     async embedUser(request) {

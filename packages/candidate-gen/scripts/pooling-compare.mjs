@@ -47,7 +47,8 @@ if (seeds.length === 0) {
   console.error(`no seed has both mean-${split}-sN.eval.json and attention-${split}-sN.eval.json in ${dir}`);
   process.exit(1);
 }
-const model = (p, s) => JSON.parse(readFileSync(join(dir, `${p}-${split}-s${s}.eval.json`), "utf8")).protocols.lastout.models["youtube-dnn"];
+const model = (p, s) =>
+  JSON.parse(readFileSync(join(dir, `${p}-${split}-s${s}.eval.json`), "utf8")).protocols.lastout.models["youtube-dnn"];
 const runs = Object.fromEntries(["mean", "attention"].map((p) => [p, seeds.map((s) => model(p, s))]));
 const users = runs.mean[0].ranks.length;
 console.log(`Split ${split}, protocol lastout, ${users} users, seeds ${seeds.join(", ")}\n`);
@@ -64,5 +65,7 @@ for (const metric of ["hr@10", "ndcg@10", "hr@50", "mrr"]) {
     return a.map((v, u) => v - b[u]);
   });
   const pooled = interval(diffs[0].map((_, u) => mean(diffs.map((d) => d[u]))));
-  console.log(`| ${metric} | ${cell("mean")} | ${cell("attention")} | ${diffs.map((d) => fmtI(interval(d))).join("; ")} | ${fmtI(pooled)} |`);
+  console.log(
+    `| ${metric} | ${cell("mean")} | ${cell("attention")} | ${diffs.map((d) => fmtI(interval(d))).join("; ")} | ${fmtI(pooled)} |`,
+  );
 }

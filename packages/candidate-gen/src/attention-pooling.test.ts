@@ -26,7 +26,15 @@ describe("attention pooling: the step", () => {
   const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), "test");
   const space = fitFeatureSpace(dataset, rows, { historyLength: 5, geoMinCount: 1 });
   const examples = buildExamples(dataset, space, rows, { maxExamplesPerUser: 100, minHistory: 1 });
-  const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu", historyPooling: "attention" };
+  const config: ModelConfig = {
+    ...DEFAULT_MODEL_CONFIG,
+    embeddingDim: 4,
+    searchDim: 2,
+    categoricalDim: 2,
+    tower: [8, 4],
+    finalActivation: "relu",
+    historyPooling: "attention",
+  };
 
   function setup(matmul: "blas" | "tfjs" | "auto" = "tfjs"): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
     const model = CandidateGenModel.create(space, config, new Rng(11), 0.5);
@@ -57,7 +65,11 @@ describe("attention pooling: the step", () => {
     }
     batch.size = 6;
     const negs = [1, 3, 9, 17, 25, 33];
-    return { model, step, inputs: { batch, labels, labelOffsets, negatives: Int32Array.from(negs), negativeOffsets: new Float32Array(negs.length) } };
+    return {
+      model,
+      step,
+      inputs: { batch, labels, labelOffsets, negatives: Int32Array.from(negs), negativeOffsets: new Float32Array(negs.length) },
+    };
   }
 
   it("matches numerical gradients of the watch rows, the query and the recency bias", () => {
@@ -164,7 +176,14 @@ describe("attention pooling: the step", () => {
   });
 
   it("trains with two threads: the same model on every run, close to the single-threaded one", async () => {
-    const small = { epochs: 2, batchSize: 64, negatives: 20, seed: 7, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8], historyPooling: "attention" as const }, features: { historyLength: 5 } };
+    const small = {
+      epochs: 2,
+      batchSize: 64,
+      negatives: 20,
+      seed: 7,
+      model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8], historyPooling: "attention" as const },
+      features: { historyLength: 5 },
+    };
     const a = await trainCandidateGen(dataset, { ...small, threads: 2 });
     const b = await trainCandidateGen(dataset, { ...small, threads: 2 });
     const single = await trainCandidateGen(dataset, { ...small, threads: 1 });
@@ -178,7 +197,9 @@ describe("attention pooling: the step", () => {
   });
 
   it("is checked in the model config", async () => {
-    await expect(trainCandidateGen(dataset, { model: { historyPooling: "max" as never } })).rejects.toThrow(/historyPooling must be "mean" or "attention"/);
+    await expect(trainCandidateGen(dataset, { model: { historyPooling: "max" as never } })).rejects.toThrow(
+      /historyPooling must be "mean" or "attention"/,
+    );
   });
 });
 
@@ -240,7 +261,13 @@ describe("attention pooling: training", () => {
 describe("attention pooling: bundle", () => {
   it("loads a bundle written before the option (no historyPooling in its manifest) as mean pooling", async () => {
     const ds = sequentialDataset({ users: 40, items: 50, eventsPerUser: 8, follow: 0.8, seed: 4 });
-    const result = await trainCandidateGen(ds, { threads: 1, epochs: 1, batchSize: 32, negatives: 10, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8], historyPooling: "mean" } });
+    const result = await trainCandidateGen(ds, {
+      threads: 1,
+      epochs: 1,
+      batchSize: 32,
+      negatives: 10,
+      model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8], historyPooling: "mean" },
+    });
     const dir = await mkdtemp(join(tmpdir(), "cg-old-bundle-"));
     try {
       await saveBundle(dir, result);
@@ -278,7 +305,12 @@ describe("attention pooling: bundle", () => {
       expect(manifest.files.attention).toEqual({ file: "attention.f32", queryDim: 8, recencyLength: 6 });
       const ctxs = [0, 7, 13].map((u) => {
         const lo = ds.events.userOffsets[u]!;
-        return contextFromDataset(ds, u, Int32Array.from({ length: 8 }, (_, k) => lo + k), ds.events.timestamp[lo + 8]!);
+        return contextFromDataset(
+          ds,
+          u,
+          Int32Array.from({ length: 8 }, (_, k) => lo + k),
+          ds.events.timestamp[lo + 8]!,
+        );
       });
       const a = inMemory.userVectors(ctxs);
       for (const load of [loadBundle, loadUserTower]) {

@@ -171,7 +171,15 @@ export function manifestFor(result: TrainResult): BundleManifest {
     add(weights.attention.query);
     add(weights.attention.recency);
   }
-  hash.update(JSON.stringify({ model: result.modelConfig, train: result.trainConfig, spec: result.datasetSpec, fp: result.datasetFingerprint, holdout: result.holdout }));
+  hash.update(
+    JSON.stringify({
+      model: result.modelConfig,
+      train: result.trainConfig,
+      spec: result.datasetSpec,
+      fp: result.datasetFingerprint,
+      holdout: result.holdout,
+    }),
+  );
   const now = new Date();
   const stamp = now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
   const cfg = result.modelConfig;
@@ -203,7 +211,11 @@ export function manifestFor(result: TrainResult): BundleManifest {
       itemEmbeddings: { file: "item_embeddings.f32", rows: space.items.size - 1, cols: d },
       watchEmbeddings: { file: "watch_embeddings.f32", rows: space.items.size, cols: d },
       searchEmbeddings: { file: "search_embeddings.f32", rows: space.tokens.size, cols: cfg.searchDim },
-      categorical: CATEGORICAL_FEATURES.map((f) => ({ file: `${f}_embeddings.f32`, rows: space.categorical(f).size, cols: cfg.categoricalDim })),
+      categorical: CATEGORICAL_FEATURES.map((f) => ({
+        file: `${f}_embeddings.f32`,
+        rows: space.categorical(f).size,
+        cols: cfg.categoricalDim,
+      })),
       tower,
       ...(cfg.historyPooling === "attention"
         ? { attention: { file: "attention.f32", queryDim: d, recencyLength: space.config.historyLength } }
@@ -294,9 +306,12 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
     // items: ~0.5 s of JSON.parse in one piece): a serving stage loads a new bundle while it serves.
     manifest = (await readJsonFile(join(dir, "manifest.json"), { strings: ["itemIds", "features.items.tokens"] })) as BundleManifest;
   } catch (err) {
-    throw new Error(`model bundle ${dir}: cannot read manifest.json (${(err as Error).message}); is this a directory written by 'recsys train'?`);
+    throw new Error(
+      `model bundle ${dir}: cannot read manifest.json (${(err as Error).message}); is this a directory written by 'recsys train'?`,
+    );
   }
-  if (manifest.format !== BUNDLE_FORMAT) throw new Error(`model bundle ${dir}: format "${String(manifest.format)}", expected "${BUNDLE_FORMAT}"`);
+  if (manifest.format !== BUNDLE_FORMAT)
+    throw new Error(`model bundle ${dir}: format "${String(manifest.format)}", expected "${BUNDLE_FORMAT}"`);
   const space = await FeatureSpace.fromJSONInSlices(manifest.features);
   // A bundle written before the historyPooling option pooled with the mean, whatever today's default.
   const written: Partial<ModelConfig> = manifest.model;
@@ -308,7 +323,8 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
   }
   // The output table is the OOV row 0 followed by the item rows: the item file is read into it in
   // place, and itemEmbeddings is a view of it (one 256 MB table at 1M items, not two).
-  if (manifest.dim !== cfg.embeddingDim) throw new Error(`model bundle ${dir}: dim ${manifest.dim} but the model's embeddingDim is ${cfg.embeddingDim}`);
+  if (manifest.dim !== cfg.embeddingDim)
+    throw new Error(`model bundle ${dir}: dim ${manifest.dim} but the model's embeddingDim is ${cfg.embeddingDim}`);
   const output = cfg.sharedItemEmbeddings || !withItems ? undefined : new Float32Array(space.items.size * cfg.embeddingDim);
   const itemEmbeddings = withItems
     ? await readMatrix(dir, f.itemEmbeddings.file, f.itemEmbeddings.rows, manifest.dim, output?.subarray(cfg.embeddingDim))
@@ -338,12 +354,21 @@ async function loadBundleFrom(dir: string, withItems: boolean): Promise<Candidat
   if (cfg.historyPooling === "attention") {
     const fa = f.attention;
     if (fa === undefined || fa.queryDim !== cfg.embeddingDim || fa.recencyLength !== space.config.historyLength) {
-      throw new Error(`model bundle ${dir}: historyPooling "attention" needs files.attention with queryDim ${cfg.embeddingDim} and recencyLength ${space.config.historyLength}`);
+      throw new Error(
+        `model bundle ${dir}: historyPooling "attention" needs files.attention with queryDim ${cfg.embeddingDim} and recencyLength ${space.config.historyLength}`,
+      );
     }
     const flat = await readMatrix(dir, fa.file, 1, fa.queryDim + fa.recencyLength);
     attention = { query: flat.subarray(0, fa.queryDim), recency: flat.subarray(fa.queryDim) };
   }
-  const weights: ModelWeights = { watch, search, categorical, output: output ?? watch, tower, ...(attention === undefined ? {} : { attention }) };
+  const weights: ModelWeights = {
+    watch,
+    search,
+    categorical,
+    output: output ?? watch,
+    tower,
+    ...(attention === undefined ? {} : { attention }),
+  };
   await initBackend();
   const model = CandidateGenModel.fromWeights(space, cfg, weights);
   return new Bundle(manifest, model, itemEmbeddings);

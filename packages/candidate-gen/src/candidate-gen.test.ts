@@ -75,8 +75,16 @@ describe("SparseTable", () => {
     const b = new SparseTable("b", 6, 2, data);
     a.attachState("adam", m, v);
     b.attachState("adam", m, v);
-    const ga = [[1, [1, 2]], [2, [3, 1]], [5, [-1, 1]]] as const;
-    const gb = [[2, [1, 1]], [3, [2, 2]], [5, [4, 0]]] as const;
+    const ga = [
+      [1, [1, 2]],
+      [2, [3, 1]],
+      [5, [-1, 1]],
+    ] as const;
+    const gb = [
+      [2, [1, 1]],
+      [3, [2, 2]],
+      [5, [4, 0]],
+    ] as const;
     for (const [r, g] of ga) {
       whole.addGrad(r, Float32Array.from(g), 0, 1);
       a.addGrad(r, Float32Array.from(g), 0, 1);
@@ -157,10 +165,24 @@ describe("training step", () => {
   const space = fitFeatureSpace(dataset, rows, { historyLength: 4, geoMinCount: 1 });
   const examples = buildExamples(dataset, space, rows, { maxExamplesPerUser: 100, minHistory: 1 });
   // The mean-pooling step (attention pooling's step: attention-pooling.test.ts).
-  const config: ModelConfig = { ...DEFAULT_MODEL_CONFIG, embeddingDim: 4, searchDim: 2, categoricalDim: 2, tower: [8, 4], finalActivation: "relu", historyPooling: "mean" };
+  const config: ModelConfig = {
+    ...DEFAULT_MODEL_CONFIG,
+    embeddingDim: 4,
+    searchDim: 2,
+    categoricalDim: 2,
+    tower: [8, 4],
+    finalActivation: "relu",
+    historyPooling: "mean",
+  };
   const negatives = 6;
 
-  function setup(seed: number, negs: number[], towerOptimizer: "js" | "tfjs" = "js", matmul: "auto" | "blas" | "tfjs" = "auto", l2 = 0): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
+  function setup(
+    seed: number,
+    negs: number[],
+    towerOptimizer: "js" | "tfjs" = "js",
+    matmul: "auto" | "blas" | "tfjs" = "auto",
+    l2 = 0,
+  ): { model: CandidateGenModel; step: TrainStep; inputs: StepInputs } {
     const model = CandidateGenModel.create(space, config, new Rng(seed), 0.5);
     const step = new TrainStep(model, {
       towerOptimizer,
@@ -338,7 +360,8 @@ describe("training step", () => {
     const outBefore = model.output.data.slice();
     step.run(inputs);
     const touchedWatch = new Set<number>();
-    for (let b = 0; b < batch.size; b++) for (let k = 0; k < batch.watchCount[b]!; k++) touchedWatch.add(batch.watchIds[b * batch.historyLength + k]!);
+    for (let b = 0; b < batch.size; b++)
+      for (let k = 0; k < batch.watchCount[b]!; k++) touchedWatch.add(batch.watchIds[b * batch.historyLength + k]!);
     const touchedOut = new Set<number>([...Array.from(labels.subarray(0, batch.size)), ...Array.from(negs)]);
     const d = config.embeddingDim;
     const rowChanged = (a: Float32Array, b: Float32Array, r: number): boolean => {
@@ -355,7 +378,14 @@ describe("training step", () => {
 });
 
 describe("trainCandidateGen", () => {
-  const small = { threads: 1, epochs: 2, batchSize: 64, negatives: 20, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] }, features: { historyLength: 5 } };
+  const small = {
+    threads: 1,
+    epochs: 2,
+    batchSize: 64,
+    negatives: 20,
+    model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] },
+    features: { historyLength: 5 },
+  };
 
   it("is deterministic for a seed", async () => {
     const ds = sequentialDataset({ users: 60, items: 50, eventsPerUser: 10, follow: 0.7, seed: 2 });
@@ -386,7 +416,13 @@ describe("trainCandidateGen", () => {
     // Items watched only as some user's test event must not get a vocabulary id.
     const split = lastoutSplit(ds.events, ds.users.ids.length);
     const trainItems = new Set(Array.from(trainingRows(split, "test"), (r) => ds.events.item[r]!));
-    const testOnly = [...new Set(Array.from(split.testRow).filter((r) => r >= 0).map((r) => ds.events.item[r]!))].filter((i) => !trainItems.has(i));
+    const testOnly = [
+      ...new Set(
+        Array.from(split.testRow)
+          .filter((r) => r >= 0)
+          .map((r) => ds.events.item[r]!),
+      ),
+    ].filter((i) => !trainItems.has(i));
     expect(testOnly.length).toBeGreaterThan(0);
     const r = await trainCandidateGen(ds, { ...small, epochs: 1 });
     for (const i of testOnly) expect(r.space.items.id(ds.items.ids[i])).toBe(0);
@@ -429,7 +465,13 @@ describe("trainCandidateGen", () => {
 describe("bundle", () => {
   it("saves and loads: same manifest, item embeddings and user vectors", async () => {
     const ds = sequentialDataset({ users: 50, items: 60, eventsPerUser: 8, follow: 0.8, seed: 3 });
-    const result = await trainCandidateGen(ds, { threads: 1, epochs: 1, batchSize: 32, negatives: 10, model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] } });
+    const result = await trainCandidateGen(ds, {
+      threads: 1,
+      epochs: 1,
+      batchSize: 32,
+      negatives: 10,
+      model: { embeddingDim: 8, searchDim: 4, categoricalDim: 4, tower: [16, 8] },
+    });
     const inMemory = bundleFromTraining(result);
     const dir = await mkdtemp(join(tmpdir(), "cg-bundle-"));
     try {
@@ -444,7 +486,9 @@ describe("bundle", () => {
       // The output table holds the same rows (item i is vocabulary id i + 1; row 0 is OOV).
       const loadedModel = (loaded as unknown as { model: { itemVector(id: number): Float32Array } }).model;
       for (const i of [0, 17, loaded.itemIds.length - 1]) {
-        expect(Array.from(loadedModel.itemVector(i + 1))).toEqual(Array.from(inMemory.itemEmbeddings.subarray(i * loaded.dim, (i + 1) * loaded.dim)));
+        expect(Array.from(loadedModel.itemVector(i + 1))).toEqual(
+          Array.from(inMemory.itemEmbeddings.subarray(i * loaded.dim, (i + 1) * loaded.dim)),
+        );
       }
       const ctxs = [0, 7, 13].map((u) => {
         const lo = ds.events.userOffsets[u]!;

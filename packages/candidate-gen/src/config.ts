@@ -110,20 +110,26 @@ export function validateModelConfig(c: ModelConfig): void {
   if (c.tower[c.tower.length - 1] !== c.embeddingDim) {
     throw new Error(`model config: the last tower width (${c.tower[c.tower.length - 1]}) must equal embeddingDim (${c.embeddingDim})`);
   }
-  if (c.finalActivation !== "relu" && c.finalActivation !== "linear") throw new Error(`model config: finalActivation must be "relu" or "linear"`);
-  if (!HISTORY_POOLINGS.includes(c.historyPooling)) throw new Error(`model config: historyPooling must be "mean" or "attention", got ${JSON.stringify(c.historyPooling)}`);
+  if (c.finalActivation !== "relu" && c.finalActivation !== "linear")
+    throw new Error(`model config: finalActivation must be "relu" or "linear"`);
+  if (!HISTORY_POOLINGS.includes(c.historyPooling))
+    throw new Error(`model config: historyPooling must be "mean" or "attention", got ${JSON.stringify(c.historyPooling)}`);
 }
 
 export function validateTrainConfig(c: TrainConfig): void {
   const positiveInts = ["epochs", "batchSize", "negatives", "maxExamplesPerUser"] as const;
-  for (const key of positiveInts) if (!Number.isInteger(c[key]) || c[key] < 1) throw new Error(`train config: ${key} must be a positive integer, got ${c[key]}`);
-  if (!Number.isInteger(c.minHistory) || c.minHistory < 0) throw new Error(`train config: minHistory must be an integer >= 0, got ${c.minHistory}`);
+  for (const key of positiveInts)
+    if (!Number.isInteger(c[key]) || c[key] < 1) throw new Error(`train config: ${key} must be a positive integer, got ${c[key]}`);
+  if (!Number.isInteger(c.minHistory) || c.minHistory < 0)
+    throw new Error(`train config: minHistory must be an integer >= 0, got ${c.minHistory}`);
   for (const key of ["learningRate", "embeddingLearningRate", "initScale"] as const) {
     if (!(c[key] > 0) || !Number.isFinite(c[key])) throw new Error(`train config: ${key} must be > 0, got ${c[key]}`);
   }
   if (!(c.l2 >= 0)) throw new Error(`train config: l2 must be >= 0, got ${c.l2}`);
-  if (!(c.samplingAlpha >= 0 && c.samplingAlpha <= 1)) throw new Error(`train config: samplingAlpha must be in [0, 1], got ${c.samplingAlpha}`);
-  if (!(c.finalLearningRateFraction > 0 && c.finalLearningRateFraction <= 1)) throw new Error(`train config: finalLearningRateFraction must be in (0, 1]`);
+  if (!(c.samplingAlpha >= 0 && c.samplingAlpha <= 1))
+    throw new Error(`train config: samplingAlpha must be in [0, 1], got ${c.samplingAlpha}`);
+  if (!(c.finalLearningRateFraction > 0 && c.finalLearningRateFraction <= 1))
+    throw new Error(`train config: finalLearningRateFraction must be in (0, 1]`);
   if (c.towerOptimizer !== "js" && c.towerOptimizer !== "tfjs") throw new Error(`train config: towerOptimizer must be "js" or "tfjs"`);
   if (c.embeddingOptimizer !== "adam" && c.embeddingOptimizer !== "adagrad" && c.embeddingOptimizer !== "rowwise-adagrad") {
     throw new Error(`train config: embeddingOptimizer must be "adam", "adagrad" or "rowwise-adagrad"`);

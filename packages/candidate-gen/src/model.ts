@@ -113,7 +113,13 @@ export class CandidateGenModel {
    * A freshly initialised model: embeddings N(0, initScale²), tower He-uniform, biases 0.
    * `alloc` provides the embedding tables' storage (e.g. views of SharedArrayBuffers).
    */
-  static create(space: FeatureSpace, config: ModelConfig, rng: Rng, initScale: number, alloc: (n: number) => Float32Array = (n) => new Float32Array(n)): CandidateGenModel {
+  static create(
+    space: FeatureSpace,
+    config: ModelConfig,
+    rng: Rng,
+    initScale: number,
+    alloc: (n: number) => Float32Array = (n) => new Float32Array(n),
+  ): CandidateGenModel {
     validateModelConfig(config);
     const normal = (n: number): Float32Array => {
       const a = alloc(n);
@@ -138,7 +144,14 @@ export class CandidateGenModel {
     // Zeros (alloc may hand out views of shared memory, zero-filled when allocated).
     const zeros = (n: number): Float32Array => alloc(n).fill(0);
     const attention = config.historyPooling === "attention" ? { query: zeros(d), recency: zeros(space.config.historyLength) } : undefined;
-    return new CandidateGenModel(space, config, { watch, search, categorical, output, tower, ...(attention === undefined ? {} : { attention }) });
+    return new CandidateGenModel(space, config, {
+      watch,
+      search,
+      categorical,
+      output,
+      tower,
+      ...(attention === undefined ? {} : { attention }),
+    });
   }
 
   static fromWeights(space: FeatureSpace, config: ModelConfig, weights: ModelWeights): CandidateGenModel {
@@ -225,7 +238,8 @@ export class CandidateGenModel {
     const d = this.config.embeddingDim;
     const n = batch.historyLength;
     const wc = batch.watchCount[b]!;
-    if (wc > this.attnRecency!.rows) throw new Error(`attention pooling: window of ${wc} watches but the recency bias has ${this.attnRecency!.rows} entries`);
+    if (wc > this.attnRecency!.rows)
+      throw new Error(`attention pooling: window of ${wc} watches but the recency bias has ${this.attnRecency!.rows} entries`);
     if (this.attnScratch.length < n) this.attnScratch = new Float32Array(n);
     const a = this.attnScratch;
     const scale = 1 / Math.sqrt(d);

@@ -23,7 +23,18 @@ import type { FeatureSpace } from "@recsys/features";
 import { tf } from "@recsys/tf";
 import type { ModelConfig } from "./config.js";
 import type { ReplicaWorkerData } from "./replica-worker.js";
-import { CTRL, exportOwn, importOther, type SharedBuffers, type SharedViews, signal, STOP, type TableShape, tablesInOrder, waitFor } from "./shared-step.js";
+import {
+  CTRL,
+  exportOwn,
+  importOther,
+  type SharedBuffers,
+  type SharedViews,
+  signal,
+  STOP,
+  type TableShape,
+  tablesInOrder,
+  waitFor,
+} from "./shared-step.js";
 import type { SparseTable } from "./sparse.js";
 import { flattenTower, type StepConfig, type TrainStep } from "./train-step.js";
 

@@ -10,7 +10,19 @@ import { FeatureSpace, type FeatureSpaceJson } from "@recsys/features";
 import { initBackend } from "@recsys/tf";
 import type { ModelConfig } from "./config.js";
 import { CandidateGenModel } from "./model.js";
-import { CTRL, exportOwn, importOther, type SharedBuffers, signal, STOP, type TableShape, tablesInOrder, viewsOf, waitFor, writeError } from "./shared-step.js";
+import {
+  CTRL,
+  exportOwn,
+  importOther,
+  type SharedBuffers,
+  signal,
+  STOP,
+  type TableShape,
+  tablesInOrder,
+  viewsOf,
+  waitFor,
+  writeError,
+} from "./shared-step.js";
 import { flattenTower, type StepConfig, TrainStep } from "./train-step.js";
 
 export interface ReplicaWorkerData {
@@ -28,7 +40,16 @@ async function main(data: ReplicaWorkerData): Promise<void> {
   const { buffers, shapes, step: stepConfig } = data;
   const space = FeatureSpace.fromJSON(data.space);
   const optimizer = stepConfig.embeddings.optimizer;
-  const views = viewsOf(buffers, shapes, optimizer, space.config.historyLength, space.config.searchLength, stepConfig.batchSize, stepConfig.negatives, data.towerFloats);
+  const views = viewsOf(
+    buffers,
+    shapes,
+    optimizer,
+    space.config.historyLength,
+    space.config.searchLength,
+    stepConfig.batchSize,
+    stepConfig.negatives,
+    data.towerFloats,
+  );
   const { ctrl, error } = views;
   try {
     await initBackend({ backend: data.backend as "wasm", log: null });
@@ -44,7 +65,9 @@ async function main(data: ReplicaWorkerData): Promise<void> {
       categorical: [table("gender"), table("occupation"), table("geo")],
       output: data.model.sharedItemEmbeddings ? watch : table("output"),
       tower: data.tower,
-      ...(data.model.historyPooling === "attention" ? { attention: { query: table("attention_query"), recency: table("attention_recency") } } : {}),
+      ...(data.model.historyPooling === "attention"
+        ? { attention: { query: table("attention_query"), recency: table("attention_recency") } }
+        : {}),
     });
     const tables = tablesInOrder(model, shapes);
     tables.forEach((t, i) => t.attachState(optimizer, views.state[i]![0], views.state[i]![1]));

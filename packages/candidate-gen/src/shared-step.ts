@@ -75,13 +75,24 @@ export function tableShapes(space: FeatureSpace, config: ModelConfig, batchSize:
   const n = space.config.historyLength;
   const m = space.config.searchLength;
   const shapes: TableShape[] = [
-    { name: "watch", rows: space.items.size, dim: config.embeddingDim, maxTouched: Math.min(space.items.size, batchSize * n + (config.sharedItemEmbeddings ? batchSize + negatives : 0)) },
+    {
+      name: "watch",
+      rows: space.items.size,
+      dim: config.embeddingDim,
+      maxTouched: Math.min(space.items.size, batchSize * n + (config.sharedItemEmbeddings ? batchSize + negatives : 0)),
+    },
     { name: "search", rows: space.tokens.size, dim: config.searchDim, maxTouched: Math.min(space.tokens.size, batchSize * Math.max(m, 1)) },
     { name: "gender", rows: space.gender.size, dim: config.categoricalDim, maxTouched: Math.min(space.gender.size, batchSize) },
     { name: "occupation", rows: space.occupation.size, dim: config.categoricalDim, maxTouched: Math.min(space.occupation.size, batchSize) },
     { name: "geo", rows: space.geo.size, dim: config.categoricalDim, maxTouched: Math.min(space.geo.size, batchSize) },
   ];
-  if (!config.sharedItemEmbeddings) shapes.push({ name: "output", rows: space.items.size, dim: config.embeddingDim, maxTouched: Math.min(space.items.size, batchSize + negatives) });
+  if (!config.sharedItemEmbeddings)
+    shapes.push({
+      name: "output",
+      rows: space.items.size,
+      dim: config.embeddingDim,
+      maxTouched: Math.min(space.items.size, batchSize + negatives),
+    });
   if (config.historyPooling === "attention") {
     shapes.push({ name: "attention_query", rows: 1, dim: config.embeddingDim, maxTouched: 1 });
     shapes.push({ name: "attention_recency", rows: n, dim: 1, maxTouched: n });

@@ -49,8 +49,10 @@ export class SparseTable {
     readonly dim: number,
     data?: Float32Array,
   ) {
-    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1) throw new Error(`SparseTable ${name}: bad shape ${rows}x${dim}`);
-    if (data !== undefined && data.length !== rows * dim) throw new Error(`SparseTable ${name}: data has ${data.length} values, expected ${rows * dim}`);
+    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1)
+      throw new Error(`SparseTable ${name}: bad shape ${rows}x${dim}`);
+    if (data !== undefined && data.length !== rows * dim)
+      throw new Error(`SparseTable ${name}: data has ${data.length} values, expected ${rows * dim}`);
     this.data = data ?? new Float32Array(rows * dim);
     this.slot = new Int32Array(rows).fill(-1);
     const initial = Math.min(rows, 1024);
@@ -71,7 +73,8 @@ export class SparseTable {
    */
   attachState(optimizer: SparseOptimizer, m: Float32Array | null, v: Float32Array): void {
     const [ms, vs] = SparseTable.stateSizes(optimizer, this.rows, this.dim);
-    if ((ms > 0 && (m === null || m.length !== ms)) || v.length !== vs) throw new Error(`SparseTable ${this.name}: optimiser state of the wrong size`);
+    if ((ms > 0 && (m === null || m.length !== ms)) || v.length !== vs)
+      throw new Error(`SparseTable ${this.name}: optimiser state of the wrong size`);
     if (optimizer === "adagrad") v.fill(0.1);
     this.m = ms > 0 ? m : null;
     this.v = v;
@@ -138,7 +141,8 @@ export class SparseTable {
    */
   exportGrads(rowsOut: Int32Array, gradsOut: Float32Array): number {
     const n = this.touched;
-    if (rowsOut.length < n || gradsOut.length < n * this.dim) throw new Error(`SparseTable ${this.name}: export buffers too small for ${n} rows`);
+    if (rowsOut.length < n || gradsOut.length < n * this.dim)
+      throw new Error(`SparseTable ${this.name}: export buffers too small for ${n} rows`);
     rowsOut.set(this.touchedRows.subarray(0, n));
     gradsOut.set(this.grad.subarray(0, n * this.dim));
     return n;

@@ -99,8 +99,14 @@ export function sequentialDataset(o: SequentialOptions): Dataset {
  * of the window dilutes the one watch that matters (1/historyLength of the pooled vector).
  * `eventsPerUser` must be even.
  */
-export function lastWatchDataset(o: { readonly users: number; readonly items: number; readonly eventsPerUser: number; readonly seed: number }): Dataset {
-  if (o.eventsPerUser % 2 !== 0 || 2 * o.eventsPerUser > o.items) throw new Error("lastWatchDataset: eventsPerUser must be even and at most items / 2");
+export function lastWatchDataset(o: {
+  readonly users: number;
+  readonly items: number;
+  readonly eventsPerUser: number;
+  readonly seed: number;
+}): Dataset {
+  if (o.eventsPerUser % 2 !== 0 || 2 * o.eventsPerUser > o.items)
+    throw new Error("lastWatchDataset: eventsPerUser must be even and at most items / 2");
   const base = sequentialDataset({ users: o.users, items: o.items, eventsPerUser: o.eventsPerUser, follow: 0, seed: o.seed });
   const rng = new Rng(o.seed, 101);
   const perm = Array.from({ length: o.items }, (_, i) => i);
@@ -121,5 +127,9 @@ export function lastWatchDataset(o: { readonly users: number; readonly items: nu
       item[r++] = perm[a]!;
     }
   }
-  return { ...base, spec: `test:last-watch:users=${o.users},items=${o.items},seed=${o.seed}`, fingerprint: `lastwatch-${o.users}-${o.items}-${o.eventsPerUser}-${o.seed}` };
+  return {
+    ...base,
+    spec: `test:last-watch:users=${o.users},items=${o.items},seed=${o.seed}`,
+    fingerprint: `lastwatch-${o.users}-${o.items}-${o.eventsPerUser}-${o.seed}`,
+  };
 }

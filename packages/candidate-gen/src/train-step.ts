@@ -150,9 +150,11 @@ export class TrainStep {
       this.optimizer = tf.train.adam(config.learningRate);
     }
     const matmul = config.matmul ?? "auto";
-    if (matmul === "blas" && config.towerOptimizer !== "js") throw new Error('TrainStep: matmul "blas" needs towerOptimizer "js" (the weights live in JS)');
+    if (matmul === "blas" && config.towerOptimizer !== "js")
+      throw new Error('TrainStep: matmul "blas" needs towerOptimizer "js" (the weights live in JS)');
     const blas = matmul === "tfjs" || config.towerOptimizer !== "js" ? null : nativeBlas();
-    if (matmul === "blas" && blas === null) throw new Error('TrainStep: matmul "blas" but no native BLAS is installed (the optional package nblas; see @recsys/tf)');
+    if (matmul === "blas" && blas === null)
+      throw new Error('TrainStep: matmul "blas" but no native BLAS is installed (the optional package nblas; see @recsys/tf)');
     this.blas = blas;
     let widest = Math.max(model.inputDim, d);
     for (const l of model.layers) {
@@ -196,14 +198,20 @@ export class TrainStep {
    * gradients into the model's sparse tables; returns the summed loss of these rows and the tower
    * gradients [∂W₀, ∂b₀, ∂W₁, …] (the caller applies or disposes them).
    */
-  forwardBackward(inputs: StepInputs, start = 0, end = inputs.batch.size, totalRows = end - start): { lossSum: number; towerGrads: tf.Tensor[] } {
+  forwardBackward(
+    inputs: StepInputs,
+    start = 0,
+    end = inputs.batch.size,
+    totalRows = end - start,
+  ): { lossSum: number; towerGrads: tf.Tensor[] } {
     const model = this.model;
     const { batch, labels, negatives, negativeOffsets } = inputs;
     const rows = end - start;
     const s = this.config.negatives;
     const d = model.dim;
     const inDim = model.inputDim;
-    if (rows < 1 || rows > this.config.batchSize || start < 0 || end > batch.size) throw new Error(`TrainStep: rows ${start}..${end} out of the batch (${batch.size} rows, capacity ${this.config.batchSize})`);
+    if (rows < 1 || rows > this.config.batchSize || start < 0 || end > batch.size)
+      throw new Error(`TrainStep: rows ${start}..${end} out of the batch (${batch.size} rows, capacity ${this.config.batchSize})`);
     if (negatives.length < s || negativeOffsets.length < s) throw new Error(`TrainStep: fewer than ${s} negatives`);
 
     // --- JS: inputs.
@@ -254,7 +262,10 @@ export class TrainStep {
     // --- tfjs: backward through the logits and the tower.
     const [dX, dVNegT, ...towerGrads] = tf.tidy(() => {
       const dNegM = tf.tensor2d(dNeg.subarray(0, rows * s), [rows, s]);
-      const dU = tf.add(tf.tensor2d(dUPos.subarray(0, rows * d), [rows, d]), tf.matMul(dNegM, tf.tensor2d(this.vNeg, [s, d]))) as tf.Tensor2D;
+      const dU = tf.add(
+        tf.tensor2d(dUPos.subarray(0, rows * d), [rows, d]),
+        tf.matMul(dNegM, tf.tensor2d(this.vNeg, [s, d])),
+      ) as tf.Tensor2D;
       // ∂V⁻ᵀ = uᵀ·∂N (d × S): transposing u (rows × d) is cheaper than transposing ∂N (rows × S).
       const dVNegT = tf.matMul(tf.transpose(u), dNegM);
       const ones = this.onesFor(rows);
@@ -298,7 +309,8 @@ export class TrainStep {
     const { batch, labels, negatives, negativeOffsets } = inputs;
     const s = this.config.negatives;
     const d = model.dim;
-    if (rows < 1 || rows > this.config.batchSize) throw new Error(`TrainStep: ${rows} rows out of the batch capacity ${this.config.batchSize}`);
+    if (rows < 1 || rows > this.config.batchSize)
+      throw new Error(`TrainStep: ${rows} rows out of the batch capacity ${this.config.batchSize}`);
     if (negatives.length < s || negativeOffsets.length < s) throw new Error(`TrainStep: fewer than ${s} negatives`);
     const flat = this.towerFlat!;
     const grad = this.towerGradFlat!;
@@ -412,7 +424,15 @@ export class TrainStep {
    * summed loss of the rows. With `rowScale`, ∂N is left as the unnormalised exponentials E and
    * row i's factor (∂N_i = rowScale[i]·E_i) goes to rowScale[i].
    */
-  private softmax(inputs: StepInputs, uv: Float32Array, negLogits: Float32Array, start: number, end: number, totalRows: number, rowScale?: Float32Array): number {
+  private softmax(
+    inputs: StepInputs,
+    uv: Float32Array,
+    negLogits: Float32Array,
+    start: number,
+    end: number,
+    totalRows: number,
+    rowScale?: Float32Array,
+  ): number {
     const { labels, labelOffsets, negatives, negativeOffsets } = inputs;
     const rows = end - start;
     const s = this.config.negatives;
@@ -559,7 +579,10 @@ export class TrainStep {
   applySparseGrads(partition?: RowPartition): void {
     const t = performance.now();
     const model = this.model;
-    const emb: SparseOptimizerConfig = { ...this.config.embeddings, learningRate: this.config.embeddings.learningRate * this.embeddingScale };
+    const emb: SparseOptimizerConfig = {
+      ...this.config.embeddings,
+      learningRate: this.config.embeddings.learningRate * this.embeddingScale,
+    };
     model.watch.apply(emb, partition);
     model.search.apply(emb, partition);
     for (const table of model.categorical) table.apply(emb, partition);

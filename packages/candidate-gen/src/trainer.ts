@@ -125,12 +125,14 @@ const STREAM_NEGATIVES = 3;
 export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {}): Promise<TrainResult> {
   const started = performance.now();
   const { holdout = "test", model: modelOpts, features, onProgress, maxSteps, progressEvery = 0.5, ...trainOpts } = opts;
-  if (holdout !== "test" && holdout !== "val" && holdout !== "none") throw new Error(`holdout must be "test", "val" or "none", got "${String(holdout)}"`);
+  if (holdout !== "test" && holdout !== "val" && holdout !== "none")
+    throw new Error(`holdout must be "test", "val" or "none", got "${String(holdout)}"`);
   const cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...stripUndefined(trainOpts) };
   validateTrainConfig(cfg);
   const modelCfg: ModelConfig = { ...DEFAULT_MODEL_CONFIG, ...stripUndefined(modelOpts ?? {}) };
   validateModelConfig(modelCfg);
-  if (maxSteps !== undefined && (!Number.isInteger(maxSteps) || maxSteps < 1)) throw new Error(`maxSteps must be a positive integer, got ${maxSteps}`);
+  if (maxSteps !== undefined && (!Number.isInteger(maxSteps) || maxSteps < 1))
+    throw new Error(`maxSteps must be a positive integer, got ${maxSteps}`);
 
   const split = lastoutSplit(dataset.events, dataset.users.ids.length);
   const rows = trainingRows(split, holdout);
@@ -138,7 +140,8 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   const space = fitFeatureSpace(dataset, rows, features ?? {});
   const examples = buildExamples(dataset, space, rows, cfg);
   const numExamples = examples.user.length;
-  if (numExamples === 0) throw new Error(`dataset ${dataset.spec}: no training examples (users need more than ${cfg.minHistory} training events)`);
+  if (numExamples === 0)
+    throw new Error(`dataset ${dataset.spec}: no training examples (users need more than ${cfg.minHistory} training events)`);
 
   const weights = new Float64Array(space.items.size - 1);
   for (let id = 1; id < space.items.size; id++) weights[id - 1] = Math.pow(examples.labelCounts[id]!, cfg.samplingAlpha);
@@ -149,7 +152,14 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
     negatives: cfg.negatives,
     learningRate: cfg.learningRate,
     l2: cfg.l2,
-    embeddings: { optimizer: cfg.embeddingOptimizer, learningRate: cfg.embeddingLearningRate, l2: cfg.l2, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    embeddings: {
+      optimizer: cfg.embeddingOptimizer,
+      learningRate: cfg.embeddingLearningRate,
+      l2: cfg.l2,
+      beta1: 0.9,
+      beta2: 0.999,
+      epsilon: 1e-8,
+    },
     towerOptimizer: cfg.towerOptimizer,
   };
   // With two threads the embedding tables and the step inputs live in shared memory.
@@ -158,7 +168,18 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   const threads = cfg.threads;
   const buffers = threads > 1 ? allocateShared(space, shapes, cfg.batchSize, cfg.negatives, towerFloats, cfg.embeddingOptimizer) : null;
   const views =
-    buffers === null ? null : viewsOf(buffers, shapes, cfg.embeddingOptimizer, space.config.historyLength, space.config.searchLength, cfg.batchSize, cfg.negatives, towerFloats);
+    buffers === null
+      ? null
+      : viewsOf(
+          buffers,
+          shapes,
+          cfg.embeddingOptimizer,
+          space.config.historyLength,
+          space.config.searchLength,
+          cfg.batchSize,
+          cfg.negatives,
+          towerFloats,
+        );
   let nextTable = 0;
   const alloc = (n: number): Float32Array => {
     if (views === null) return new Float32Array(n);
@@ -167,7 +188,8 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
     return t;
   };
   const model = CandidateGenModel.create(space, modelCfg, new Rng(cfg.seed, STREAM_INIT), cfg.initScale, alloc);
-  if (views !== null) tablesInOrder(model, shapes).forEach((t, i) => t.attachState(cfg.embeddingOptimizer, views.state[i]![0], views.state[i]![1]));
+  if (views !== null)
+    tablesInOrder(model, shapes).forEach((t, i) => t.attachState(cfg.embeddingOptimizer, views.state[i]![0], views.state[i]![1]));
   const step = new TrainStep(model, stepConfig);
   let parallel: ParallelStep | null = null;
   if (buffers !== null && views !== null) {
@@ -219,7 +241,8 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
       let epochSteps = 0;
       for (let start = 0; start < numExamples && stepsDone < totalSteps; start += cfg.batchSize) {
         const end = Math.min(numExamples, start + cfg.batchSize);
-        const lrScale = cfg.finalLearningRateFraction < 1 ? 1 - (1 - cfg.finalLearningRateFraction) * (stepsDone / Math.max(1, totalSteps - 1)) : 1;
+        const lrScale =
+          cfg.finalLearningRateFraction < 1 ? 1 - (1 - cfg.finalLearningRateFraction) * (stepsDone / Math.max(1, totalSteps - 1)) : 1;
         const encodeStart = performance.now();
         batch.size = 0;
         for (let k = start; k < end; k++) {

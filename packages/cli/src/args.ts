@@ -1,6 +1,10 @@
 /** Minimal `--flag value` / `--flag=value` / `--switch` parser with validation and clear errors. */
 export interface ArgSpec {
-  readonly [name: string]: { readonly type: "string" | "number" | "boolean"; readonly required?: boolean; readonly default?: string | number | boolean };
+  readonly [name: string]: {
+    readonly type: "string" | "number" | "boolean";
+    readonly required?: boolean;
+    readonly default?: string | number | boolean;
+  };
 }
 
 export type ParsedArgs = Record<string, string | number | boolean | undefined>;

@@ -47,7 +47,17 @@ describe("recsys evaluate", () => {
   const BASELINES = ["most-popular", "item-knn", "item-knn@100", "next-id"];
 
   it("--json prints one JSON object with both protocols, every scorer's metrics, curves, deciles and intervals", async () => {
-    const r = await evaluate(["--dataset", SPEC, "--model", join(root, "test"), "--shuffled-model", join(root, "shuffled"), "--tie-seed", "3", "--json"]);
+    const r = await evaluate([
+      "--dataset",
+      SPEC,
+      "--model",
+      join(root, "test"),
+      "--shuffled-model",
+      join(root, "shuffled"),
+      "--tie-seed",
+      "3",
+      "--json",
+    ]);
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split("\n")).toHaveLength(1);
     const report = JSON.parse(r.stdout) as Record<string, any>;
@@ -106,7 +116,16 @@ describe("recsys evaluate", () => {
     // A model trained in one event order is refused in the other (its held-out items differ).
     const swapped = await evaluate(["--dataset", SPEC, "--model", join(root, "shuffled")]);
     expect(swapped.code).toBe(1);
-    const seed = await evaluate(["--dataset", SPEC, "--model", join(root, "test"), "--shuffled-model", join(root, "shuffled"), "--tie-seed", "4"]);
+    const seed = await evaluate([
+      "--dataset",
+      SPEC,
+      "--model",
+      join(root, "test"),
+      "--shuffled-model",
+      join(root, "shuffled"),
+      "--tie-seed",
+      "4",
+    ]);
     expect(seed.code).toBe(1);
     expect(seed.stderr).toMatch(/under lastout-shuffled \(seed 4\).*--protocol lastout-shuffled --tie-seed 4/);
   });

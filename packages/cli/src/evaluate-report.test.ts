@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { ScorerResult } from "@recsys/eval";
-import { buildSection, comparisonPairs, type EvaluationReport, formatTable, refusalReason, type ManifestForEvaluation } from "./evaluate-report.js";
+import {
+  buildSection,
+  comparisonPairs,
+  type EvaluationReport,
+  formatTable,
+  refusalReason,
+  type ManifestForEvaluation,
+} from "./evaluate-report.js";
 
 const manifest = (over: Partial<ManifestForEvaluation>): ManifestForEvaluation => ({
   modelVersion: "cg-1",
@@ -20,15 +27,27 @@ describe("refusalReason", () => {
   });
 
   it("refuses another dataset, naming both and how to retrain", () => {
-    const why = refusalReason(manifest({ datasetSpec: "ml100k:x", datasetFingerprint: "a".repeat(64) }), "models/m", "synthetic:", fp, "test");
-    expect(why).toMatch(/trained on dataset "ml100k:x" \(fingerprint aaaaaaaaaaaa…\), which differs from "synthetic:" \(fingerprint ffffffffffff…\)/);
+    const why = refusalReason(
+      manifest({ datasetSpec: "ml100k:x", datasetFingerprint: "a".repeat(64) }),
+      "models/m",
+      "synthetic:",
+      fp,
+      "test",
+    );
+    expect(why).toMatch(
+      /trained on dataset "ml100k:x" \(fingerprint aaaaaaaaaaaa…\), which differs from "synthetic:" \(fingerprint ffffffffffff…\)/,
+    );
     expect(why).toMatch(/retrain it with: recsys train --dataset synthetic: --out models\/m$/);
   });
 
   it("refuses models whose training saw the target events", () => {
-    expect(refusalReason(manifest({ holdout: "none" }), "m", "synthetic:", fp, "test")).toMatch(/--holdout none .* leak .* recsys train --dataset synthetic: --out m$/);
+    expect(refusalReason(manifest({ holdout: "none" }), "m", "synthetic:", fp, "test")).toMatch(
+      /--holdout none .* leak .* recsys train --dataset synthetic: --out m$/,
+    );
     expect(refusalReason(manifest({ holdout: "none" }), "m", "synthetic:", fp, "val")).toMatch(/--out m --holdout val$/);
-    expect(refusalReason(manifest({ holdout: "test" }), "m", "synthetic:", fp, "val")).toMatch(/includes the validation events.*--out m --holdout val$/);
+    expect(refusalReason(manifest({ holdout: "test" }), "m", "synthetic:", fp, "val")).toMatch(
+      /includes the validation events.*--out m --holdout val$/,
+    );
   });
 });
 
@@ -88,7 +107,17 @@ describe("report", () => {
       users: 4,
       tie_seed: 7,
       model_info: { lastout: { version: "cg-1", seed: 1, epochs: 10, train: { examples_per_second: 1000, seconds: 12 } } },
-      protocols: { lastout: section, "lastout-shuffled": { ...section, protocol: "lastout-shuffled", tie_seed: 7, models: {}, comparisons: [], models_skipped: "no model" } },
+      protocols: {
+        lastout: section,
+        "lastout-shuffled": {
+          ...section,
+          protocol: "lastout-shuffled",
+          tie_seed: 7,
+          models: {},
+          comparisons: [],
+          models_skipped: "no model",
+        },
+      },
     };
     const text = formatTable(report);
     expect(text).toContain("dataset   ml100k:d");

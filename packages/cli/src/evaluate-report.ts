@@ -4,7 +4,15 @@
  * side, per-user paired intervals for the comparisons the docs make, HR/NDCG curves and the
  * popularity profile of the recommendations (what `recsys report` draws).
  */
-import { curves, pairedInterval, type PairedInterval, popularityDeciles, type Protocol, type ScorerResult, type Target } from "@recsys/eval";
+import {
+  curves,
+  pairedInterval,
+  type PairedInterval,
+  popularityDeciles,
+  type Protocol,
+  type ScorerResult,
+  type Target,
+} from "@recsys/eval";
 
 /** The manifest fields evaluation relies on (a subset of @recsys/candidate-gen's manifest). */
 export interface ManifestForEvaluation {
@@ -95,8 +103,25 @@ export interface PipelineDetails {
   readonly sources: Readonly<Record<string, { readonly recall: number; readonly budget: number; readonly size?: number }>>;
   /** Recall of the test item by each source's list cut at each budget (the report's recall-vs-budget curve). */
   readonly recall_by_budget: Readonly<Record<string, readonly { readonly budget: number; readonly recall: number }[]>>;
-  readonly calibration: Readonly<Record<string, readonly { readonly predicted: number; readonly realisedWatch: number; readonly realisedOdds: number; readonly impressions: number; readonly positives: number }[]>>;
-  readonly ranker: { readonly modelVersion: string; readonly budget: number; readonly mergedSize: number; readonly seconds: number; readonly seed: number | null };
+  readonly calibration: Readonly<
+    Record<
+      string,
+      readonly {
+        readonly predicted: number;
+        readonly realisedWatch: number;
+        readonly realisedOdds: number;
+        readonly impressions: number;
+        readonly positives: number;
+      }[]
+    >
+  >;
+  readonly ranker: {
+    readonly modelVersion: string;
+    readonly budget: number;
+    readonly mergedSize: number;
+    readonly seconds: number;
+    readonly seed: number | null;
+  };
 }
 
 export interface ModelInfo {
@@ -166,7 +191,8 @@ export function buildSection(options: {
     options.models.map((m) => m.name),
     options.baselines.map((m) => m.name),
   )) {
-    for (const metric of COMPARED_METRICS) comparisons.push({ a, b, ...pairedInterval(byName.get(a)!.ranks, byName.get(b)!.ranks, metric) });
+    for (const metric of COMPARED_METRICS)
+      comparisons.push({ a, b, ...pairedInterval(byName.get(a)!.ranks, byName.get(b)!.ranks, metric) });
   }
   const models = [...options.models].sort((x, y) => MODEL_ORDER.indexOf(x.name) - MODEL_ORDER.indexOf(y.name));
   return {
@@ -197,7 +223,10 @@ export function formatTable(report: EvaluationReport): string {
     `protocols ${sections.map((s) => (s.tie_seed === null ? `${s.protocol} (ties by item id)` : `${s.protocol} (ties by a permutation of the catalogue, seed ${s.tie_seed})`)).join("; ")}`,
   ];
   for (const [protocol, info] of Object.entries(report.model_info)) {
-    if (info !== undefined) lines.push(`model     ${protocol}: ${info.version} (seed ${info.seed ?? "?"}, ${info.epochs} epochs, ${info.train.seconds.toFixed(1)} s, ${Math.round(info.train.examples_per_second)} examples/s)`);
+    if (info !== undefined)
+      lines.push(
+        `model     ${protocol}: ${info.version} (seed ${info.seed ?? "?"}, ${info.epochs} epochs, ${info.train.seconds.toFixed(1)} s, ${Math.round(info.train.examples_per_second)} examples/s)`,
+      );
   }
   for (const s of sections) if (s.models_skipped !== null) lines.push(`note      ${s.protocol}: ${s.models_skipped}`);
   const names: string[] = [];
@@ -207,14 +236,30 @@ export function formatTable(report: EvaluationReport): string {
   const nameW = Math.max(28, ...names.map((n) => n.length + 2));
   const block = TABLE_METRICS.length * colW;
   lines.push("", " ".repeat(nameW) + sections.map((s) => ` | ${s.protocol.padEnd(block - 1)}`).join(""));
-  lines.push("scorer".padEnd(nameW) + sections.map(() => " | " + TABLE_METRICS.map((m) => (short[m] ?? m).padStart(colW)).join("").slice(1)).join(""));
+  lines.push(
+    "scorer".padEnd(nameW) +
+      sections
+        .map(
+          () =>
+            " | " +
+            TABLE_METRICS.map((m) => (short[m] ?? m).padStart(colW))
+              .join("")
+              .slice(1),
+        )
+        .join(""),
+  );
   for (const n of names) {
     lines.push(
       n.padEnd(nameW) +
         sections
           .map((s) => {
             const e = s.models[n] ?? s.baselines[n];
-            return " | " + TABLE_METRICS.map((m) => fmt(e?.metrics[m]).padStart(colW)).join("").slice(1);
+            return (
+              " | " +
+              TABLE_METRICS.map((m) => fmt(e?.metrics[m]).padStart(colW))
+                .join("")
+                .slice(1)
+            );
           })
           .join(""),
     );
@@ -225,16 +270,23 @@ export function formatTable(report: EvaluationReport): string {
       lines.push("", `paired 95 % intervals over ${s.users} users (${s.protocol}), a − b:`);
       for (const c of s.comparisons) {
         const sign = c.lo > 0 ? "  a better" : c.hi < 0 ? "  b better" : "  within noise";
-        lines.push(`  ${`${c.a} − ${c.b}`.padEnd(44)} ${c.metric.padEnd(8)} ${c.diff >= 0 ? "+" : ""}${c.diff.toFixed(4)}  [${c.lo.toFixed(4)}, ${c.hi.toFixed(4)}]${sign}`);
+        lines.push(
+          `  ${`${c.a} − ${c.b}`.padEnd(44)} ${c.metric.padEnd(8)} ${c.diff >= 0 ? "+" : ""}${c.diff.toFixed(4)}  [${c.lo.toFixed(4)}, ${c.hi.toFixed(4)}]${sign}`,
+        );
       }
     }
     if (s.pipeline !== undefined) {
       const p = s.pipeline;
-      lines.push("", `pipeline (${s.protocol}): sources → merge (${p.ranker.budget} per source, ${p.ranker.mergedSize} merged) → ranker ${p.ranker.modelVersion}; items outside the merged list follow in merged order, then in tie order`);
+      lines.push(
+        "",
+        `pipeline (${s.protocol}): sources → merge (${p.ranker.budget} per source, ${p.ranker.mergedSize} merged) → ranker ${p.ranker.modelVersion}; items outside the merged list follow in merged order, then in tie order`,
+      );
       lines.push("candidate recall of the target (the ranker's ceiling):");
-      for (const [name, r] of Object.entries(p.sources)) lines.push(`  ${name.padEnd(14)} ${r.recall.toFixed(4)}  (${r.size === undefined ? `budget ${r.budget}` : `size ${r.size}`})`);
+      for (const [name, r] of Object.entries(p.sources))
+        lines.push(`  ${name.padEnd(14)} ${r.recall.toFixed(4)}  (${r.size === undefined ? `budget ${r.budget}` : `size ${r.size}`})`);
       lines.push("calibration (held-out impressions by predicted exp(logit)): predicted / realised odds");
-      for (const [name, buckets] of Object.entries(p.calibration)) lines.push(`  ${name}: ${buckets.map((b) => `${b.predicted.toPrecision(3)}/${b.realisedOdds.toPrecision(3)}`).join("  ")}`);
+      for (const [name, buckets] of Object.entries(p.calibration))
+        lines.push(`  ${name}: ${buckets.map((b) => `${b.predicted.toPrecision(3)}/${b.realisedOdds.toPrecision(3)}`).join("  ")}`);
     }
   }
   return lines.join("\n") + "\n";

@@ -12,7 +12,10 @@ const SPEC = "synthetic:users=200,items=150,events=12,seed=4";
 let root = "";
 
 /** Runs a command capturing stdout and stderr. */
-async function capture(command: (argv: string[]) => Promise<number>, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function capture(
+  command: (argv: string[]) => Promise<number>,
+  argv: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
   const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((stdout += String(chunk)), true));
@@ -72,7 +75,8 @@ describe("recsys train-ranker and the pipeline in recsys evaluate", () => {
     // The 40 merged candidates are ranked first, so a retrieved test item is always in the top 50.
     expect(pipeline["hr@50"]).toBeGreaterThanOrEqual(sources["merged"]!.recall - 1e-12);
     const names = section.comparisons.map((c: any) => `${c.a} − ${c.b}`);
-    for (const pair of ["pipeline − youtube-dnn", "pipeline − pipeline_without_provenance", "pipeline − item-knn"]) expect(names).toContain(pair);
+    for (const pair of ["pipeline − youtube-dnn", "pipeline − pipeline_without_provenance", "pipeline − item-knn"])
+      expect(names).toContain(pair);
 
     const table = await capture(evaluate, ["--dataset", SPEC, "--model", dir]);
     expect(table.code).toBe(0);

@@ -64,21 +64,32 @@ export async function evaluatePipeline(options: {
   if (!(await exists(join(mainDir, "manifest.json")))) return null;
   const rankers: { name: string; ranker: Ranker }[] = [{ name: "pipeline", ranker: await loadRanker(mainDir) }];
   const ablationDir = rankerDir(modelDir, false);
-  if (await exists(join(ablationDir, "manifest.json"))) rankers.push({ name: "pipeline_without_provenance", ranker: await loadRanker(ablationDir) });
+  if (await exists(join(ablationDir, "manifest.json")))
+    rankers.push({ name: "pipeline_without_provenance", ranker: await loadRanker(ablationDir) });
   try {
     const main = rankers[0]!.ranker.manifest;
     for (const { name, ranker } of rankers) {
       const m = ranker.manifest;
-      if (m.datasetFingerprint !== dataset.fingerprint) throw new Error(`the ranker of "${name}" was trained on dataset "${m.datasetSpec}", not this one; retrain it with recsys train-ranker`);
+      if (m.datasetFingerprint !== dataset.fingerprint)
+        throw new Error(
+          `the ranker of "${name}" was trained on dataset "${m.datasetSpec}", not this one; retrain it with recsys train-ranker`,
+        );
       if (m.candidateGenVersion !== bundle.manifest.modelVersion) {
-        throw new Error(`the ranker of "${name}" was trained behind bundle ${m.candidateGenVersion}, but ${modelDir} holds ${bundle.manifest.modelVersion}; retrain it with recsys train-ranker`);
+        throw new Error(
+          `the ranker of "${name}" was trained behind bundle ${m.candidateGenVersion}, but ${modelDir} holds ${bundle.manifest.modelVersion}; retrain it with recsys train-ranker`,
+        );
       }
-      if (m.holdout !== bundle.manifest.holdout) throw new Error(`the ranker of "${name}" was trained with holdout ${m.holdout}, the bundle with ${bundle.manifest.holdout}`);
+      if (m.holdout !== bundle.manifest.holdout)
+        throw new Error(`the ranker of "${name}" was trained with holdout ${m.holdout}, the bundle with ${bundle.manifest.holdout}`);
       if (m.pipeline.budget !== main.pipeline.budget || m.pipeline.mergedSize !== main.pipeline.mergedSize) {
-        throw new Error(`the rankers were trained behind different candidate settings (${JSON.stringify(m.pipeline)} vs ${JSON.stringify(main.pipeline)})`);
+        throw new Error(
+          `the rankers were trained behind different candidate settings (${JSON.stringify(m.pipeline)} vs ${JSON.stringify(main.pipeline)})`,
+        );
       }
     }
-    log(`pipeline: ranker ${main.modelVersion}${rankers.length > 1 ? ` and ablation ${rankers[1]!.ranker.manifest.modelVersion}` : ""}, budget ${main.pipeline.budget} per source, merged ${main.pipeline.mergedSize}`);
+    log(
+      `pipeline: ranker ${main.modelVersion}${rankers.length > 1 ? ` and ablation ${rankers[1]!.ranker.manifest.modelVersion}` : ""}, budget ${main.pipeline.budget} per source, merged ${main.pipeline.mergedSize}`,
+    );
     const run = runPipeline(dataset, {
       split,
       target,
@@ -90,8 +101,13 @@ export async function evaluatePipeline(options: {
         if (done % 1000 === 0) log(`pipeline: ${done}/${total} users`);
       },
     });
-    log(`pipeline: ${run.users} users through sources, merge and ${rankers.length} ranker(s) in ${run.seconds.toFixed(1)} s; merged recall ${run.merged.recall.toFixed(4)}`);
-    const scorers = [...rankers.map((r) => listScorer(r.name, run.lists.get(r.name)!)), listScorer("merged_order", run.lists.get(MERGED_ORDER)!)];
+    log(
+      `pipeline: ${run.users} users through sources, merge and ${rankers.length} ranker(s) in ${run.seconds.toFixed(1)} s; merged recall ${run.merged.recall.toFixed(4)}`,
+    );
+    const scorers = [
+      ...rankers.map((r) => listScorer(r.name, run.lists.get(r.name)!)),
+      listScorer("merged_order", run.lists.get(MERGED_ORDER)!),
+    ];
     const result = evaluateLastout({ dataset, split, target, scorers, tieOrder: options.tieOrder });
     const sources: Record<string, { recall: number; budget: number; size?: number }> = {};
     for (const s of run.sources) sources[s.source] = { recall: s.recall, budget: s.budget };
@@ -109,7 +125,13 @@ export async function evaluatePipeline(options: {
         sources,
         recall_by_budget: recallByBudget,
         calibration: Object.fromEntries(run.calibration),
-        ranker: { modelVersion: main.modelVersion, budget: main.pipeline.budget, mergedSize: main.pipeline.mergedSize, seconds: run.seconds, seed: main.trainConfig.seed ?? null },
+        ranker: {
+          modelVersion: main.modelVersion,
+          budget: main.pipeline.budget,
+          mergedSize: main.pipeline.mergedSize,
+          seconds: run.seconds,
+          seed: main.trainConfig.seed ?? null,
+        },
       },
     };
   } finally {

@@ -36,6 +36,10 @@ export function inProtocolOrder(dataset: Dataset, protocol: Protocol, tieSeed: n
 }
 
 /** Loads `spec` in the event order of `protocol`. */
-export async function loadProtocolDataset(spec: string, protocol: Protocol, tieSeed: number): Promise<{ dataset: Dataset; order: TieOrder }> {
+export async function loadProtocolDataset(
+  spec: string,
+  protocol: Protocol,
+  tieSeed: number,
+): Promise<{ dataset: Dataset; order: TieOrder }> {
   return inProtocolOrder(await loadDataset(spec), protocol, tieSeed);
 }

@@ -78,7 +78,8 @@ export async function buildFigures(reports: readonly EvaluationReport[]): Promis
   for (const metric of ["hr", "ndcg"] as const) {
     const rows: Row[] = [];
     for (const { protocol, section } of all) {
-      for (const [name, e] of entries(section)) e.curves[metric].forEach((v, k) => rows.push({ protocol, scorer: name, k: k + 1, value: v }));
+      for (const [name, e] of entries(section))
+        e.curves[metric].forEach((v, k) => rows.push({ protocol, scorer: name, k: k + 1, value: v }));
     }
     const label = metric === "hr" ? "HR@K" : "NDCG@K";
     figures.push({
@@ -108,7 +109,8 @@ export async function buildFigures(reports: readonly EvaluationReport[]): Promis
   for (const { protocol, section } of all) {
     const p = section.pipeline;
     if (p === undefined) continue;
-    for (const [source, points] of Object.entries(p.recall_by_budget)) for (const pt of points) recallRows.push({ protocol, source, budget: pt.budget, value: pt.recall });
+    for (const [source, points] of Object.entries(p.recall_by_budget))
+      for (const pt of points) recallRows.push({ protocol, source, budget: pt.budget, value: pt.recall });
     for (const [ranker, buckets] of Object.entries(p.calibration)) {
       buckets.forEach((b, i) => {
         calibRows.push({ protocol, ranker, bucket: i + 1, predicted: b.predicted, value: b.realisedOdds, kind: "watch per negative" });
@@ -166,7 +168,12 @@ export async function buildFigures(reports: readonly EvaluationReport[]): Promis
           height: 300,
           layer: [
             {
-              data: { values: [{ x: 0, y: 0 }, { x: max, y: max }] },
+              data: {
+                values: [
+                  { x: 0, y: 0 },
+                  { x: max, y: max },
+                ],
+              },
               mark: { type: "line", color: "#999", strokeDash: [4, 4] },
               encoding: { x: { field: "x", type: "quantitative" }, y: { field: "y", type: "quantitative" } },
             },
@@ -239,7 +246,12 @@ export async function buildFigures(reports: readonly EvaluationReport[]): Promis
 const f4 = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(4));
 
 /** The page: provenance, figures, per-input tables. */
-export function buildHtml(reports: readonly EvaluationReport[], figures: readonly Figure[], sources: readonly string[], generatedAt: string): string {
+export function buildHtml(
+  reports: readonly EvaluationReport[],
+  figures: readonly Figure[],
+  sources: readonly string[],
+  generatedAt: string,
+): string {
   const datasets = [...new Set(reports.map((r) => r.dataset))];
   const head = [
     `<p><b>Dataset</b> ${datasets.map(escapeHtml).join(", ")} · <b>split</b> ${escapeHtml([...new Set(reports.map((r) => r.split))].join(", "))} · <b>users</b> ${[...new Set(reports.map((r) => r.users))].join(", ")}</p>`,
@@ -251,7 +263,9 @@ export function buildHtml(reports: readonly EvaluationReport[], figures: readonl
       const info = r.model_info[protocol as keyof typeof r.model_info];
       const model = info === undefined ? "– (baselines only)" : `${escapeHtml(info.version)} (${info.seed ?? "?"})`;
       const ranker = s.pipeline === undefined ? "–" : `${escapeHtml(s.pipeline.ranker.modelVersion)} (${s.pipeline.ranker.seed ?? "?"})`;
-      head.push(`<tr><td>${escapeHtml(sources[i] ?? String(i + 1))}</td><td>${escapeHtml(protocol)}</td><td>${s.tie_seed ?? "– (item id)"}</td><td>${model}</td><td>${ranker}</td><td>${s.users}</td></tr>`);
+      head.push(
+        `<tr><td>${escapeHtml(sources[i] ?? String(i + 1))}</td><td>${escapeHtml(protocol)}</td><td>${s.tie_seed ?? "– (item id)"}</td><td>${model}</td><td>${ranker}</td><td>${s.users}</td></tr>`,
+      );
     }
   });
   head.push("</tbody></table>");
@@ -259,7 +273,15 @@ export function buildHtml(reports: readonly EvaluationReport[], figures: readonl
   const tables: string[] = [];
   const protocols = [...new Set(reports.flatMap((r) => Object.keys(r.protocols)))];
   for (const protocol of protocols) {
-    const names = [...new Set(reports.flatMap((r) => (r.protocols[protocol as keyof typeof r.protocols] === undefined ? [] : entries(r.protocols[protocol as keyof typeof r.protocols]!).map(([n]) => n))))];
+    const names = [
+      ...new Set(
+        reports.flatMap((r) =>
+          r.protocols[protocol as keyof typeof r.protocols] === undefined
+            ? []
+            : entries(r.protocols[protocol as keyof typeof r.protocols]!).map(([n]) => n),
+        ),
+      ),
+    ];
     const metrics = ["hr@10", "ndcg@10", "hr@50", "mrr", "coverage@10"];
     const rows = names.map((name) => {
       const cells = metrics.map((m) => {
@@ -281,7 +303,9 @@ export function buildHtml(reports: readonly EvaluationReport[], figures: readonl
       const s = r.protocols[protocol as keyof typeof r.protocols];
       for (const c of s?.comparisons ?? []) {
         const verdict = c.lo > 0 ? "a better" : c.hi < 0 ? "b better" : "within noise";
-        comps.push(`<tr><td>${escapeHtml(sources[i] ?? String(i + 1))}</td><td>${escapeHtml(c.a)} − ${escapeHtml(c.b)}</td><td>${c.metric}</td><td>${c.diff >= 0 ? "+" : ""}${c.diff.toFixed(4)}</td><td>[${c.lo.toFixed(4)}, ${c.hi.toFixed(4)}]</td><td>${verdict}</td></tr>`);
+        comps.push(
+          `<tr><td>${escapeHtml(sources[i] ?? String(i + 1))}</td><td>${escapeHtml(c.a)} − ${escapeHtml(c.b)}</td><td>${c.metric}</td><td>${c.diff >= 0 ? "+" : ""}${c.diff.toFixed(4)}</td><td>[${c.lo.toFixed(4)}, ${c.hi.toFixed(4)}]</td><td>${verdict}</td></tr>`,
+        );
       }
     });
     if (comps.length > 0) {
@@ -291,7 +315,9 @@ export function buildHtml(reports: readonly EvaluationReport[], figures: readonl
     }
   }
 
-  const figs = figures.map((f) => `<figure id="${f.id}"><h3>${escapeHtml(f.title)}</h3>${f.svg}<figcaption>${escapeHtml(f.caption)}</figcaption></figure>`);
+  const figs = figures.map(
+    (f) => `<figure id="${f.id}"><h3>${escapeHtml(f.title)}</h3>${f.svg}<figcaption>${escapeHtml(f.caption)}</figcaption></figure>`,
+  );
   return `<!DOCTYPE html>
 <html lang="en">
 <head>

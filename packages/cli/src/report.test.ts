@@ -17,23 +17,49 @@ let root = "";
 /** A deterministic evaluate --json result: 300 users, 200 items, seed-dependent ranks. */
 function fakeReport(seed: number): EvaluationReport {
   let state = seed * 7919;
-  const rand = (): number => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 4294967296);
+  const rand = (): number => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 4294967296;
   const users = 300;
   const items = 200;
   const scorer = (name: string, skill: number): ScorerResult => {
     const ranks = Int32Array.from({ length: users }, () => Math.floor(rand() ** skill * 190));
     const topCounts = Int32Array.from({ length: items }, (_, i) => Math.floor(rand() * 30 * Math.exp(-i / (20 * skill))));
     const hr = ranks.filter((r) => r < 10).length / users;
-    return { name, users, metrics: { "hr@10": hr, "ndcg@10": hr / 2, "hr@50": Math.min(1, hr * 3), "ndcg@50": hr / 1.5, mrr: hr / 3, "coverage@10": topCounts.filter((c) => c > 0).length / items }, seconds: 0, ranks, topCounts };
+    return {
+      name,
+      users,
+      metrics: {
+        "hr@10": hr,
+        "ndcg@10": hr / 2,
+        "hr@50": Math.min(1, hr * 3),
+        "ndcg@50": hr / 1.5,
+        mrr: hr / 3,
+        "coverage@10": topCounts.filter((c) => c > 0).length / items,
+      },
+      seconds: 0,
+      ranks,
+      topCounts,
+    };
   };
   const pipeline: PipelineDetails = {
-    sources: { dnn: { recall: 0.5, budget: 100 }, "co-watch": { recall: 0.45, budget: 100 }, merged: { recall: 0.7, budget: 100, size: 300 } },
-    recall_by_budget: {
-      dnn: [1, 2, 5, 10, 20, 50, 100].map((b) => ({ budget: b, recall: 0.5 * Math.log1p(b) / Math.log1p(100) })),
-      "co-watch": [1, 2, 5, 10, 20, 50, 100].map((b) => ({ budget: b, recall: 0.45 * Math.sqrt(b / 100) })),
-      merged: [1, 2, 5, 10, 20, 50, 100, 200, 300].map((b) => ({ budget: b, recall: 0.7 * Math.log1p(b) / Math.log1p(300) })),
+    sources: {
+      dnn: { recall: 0.5, budget: 100 },
+      "co-watch": { recall: 0.45, budget: 100 },
+      merged: { recall: 0.7, budget: 100, size: 300 },
     },
-    calibration: { pipeline: Array.from({ length: 10 }, (_, i) => ({ predicted: 0.02 * (i + 1) ** 1.5, realisedWatch: 0.015 * (i + 1) ** 1.4, realisedOdds: 0.018 * (i + 1) ** 1.5, impressions: 100, positives: i })) },
+    recall_by_budget: {
+      dnn: [1, 2, 5, 10, 20, 50, 100].map((b) => ({ budget: b, recall: (0.5 * Math.log1p(b)) / Math.log1p(100) })),
+      "co-watch": [1, 2, 5, 10, 20, 50, 100].map((b) => ({ budget: b, recall: 0.45 * Math.sqrt(b / 100) })),
+      merged: [1, 2, 5, 10, 20, 50, 100, 200, 300].map((b) => ({ budget: b, recall: (0.7 * Math.log1p(b)) / Math.log1p(300) })),
+    },
+    calibration: {
+      pipeline: Array.from({ length: 10 }, (_, i) => ({
+        predicted: 0.02 * (i + 1) ** 1.5,
+        realisedWatch: 0.015 * (i + 1) ** 1.4,
+        realisedOdds: 0.018 * (i + 1) ** 1.5,
+        impressions: 100,
+        positives: i,
+      })),
+    },
     ranker: { modelVersion: `rk-${seed}`, budget: 100, mergedSize: 300, seconds: 1, seed },
   };
   const section = (protocol: "lastout" | "lastout-shuffled") =>
@@ -49,7 +75,12 @@ function fakeReport(seed: number): EvaluationReport {
       watch: new Float64Array(users).fill(1),
       pipeline,
     });
-  const info = (protocol: string) => ({ version: `cg-${protocol}-${seed}`, seed, epochs: 10, train: { examples_per_second: 1000, seconds: 40 } });
+  const info = (protocol: string) => ({
+    version: `cg-${protocol}-${seed}`,
+    seed,
+    epochs: 10,
+    train: { examples_per_second: 1000, seconds: 40 },
+  });
   return {
     dataset: "ml100k:/data/ml-100k",
     split: "test",
@@ -88,13 +119,31 @@ describe("recsys report", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const files = (await readdir(join(root, "out"))).sort();
-    expect(files).toEqual(["calibration.svg", "coverage.svg", "hr-curves.svg", "ndcg-curves.svg", "popularity.svg", "report.html", "source-recall.svg"]);
+    expect(files).toEqual([
+      "calibration.svg",
+      "coverage.svg",
+      "hr-curves.svg",
+      "ndcg-curves.svg",
+      "popularity.svg",
+      "report.html",
+      "source-recall.svg",
+    ]);
     const html = await readFile(join(root, "out", "report.html"), "utf8");
     // Self-contained: no script, no external resource.
     expect(html).not.toMatch(/<script|<link|<img|src=|url\(/i);
     expect(html.match(/<svg/g)?.length).toBe(6);
     // Dataset, protocols, seeds and model versions on the page.
-    for (const text of ["ml100k:/data/ml-100k", "lastout-shuffled", "cg-lastout-1", "cg-lastout-shuffled-2", "rk-2", "next-id", "item-knn@100", "pipeline − youtube-dnn"]) expect(html).toContain(text);
+    for (const text of [
+      "ml100k:/data/ml-100k",
+      "lastout-shuffled",
+      "cg-lastout-1",
+      "cg-lastout-shuffled-2",
+      "rk-2",
+      "next-id",
+      "item-knn@100",
+      "pipeline − youtube-dnn",
+    ])
+      expect(html).toContain(text);
     const hr = await readFile(join(root, "out", "hr-curves.svg"), "utf8");
     expect(hr).toMatch(/^<svg /);
     for (const name of ["youtube-dnn", "pipeline", "most-popular", "item-knn", "next-id"]) expect(hr).toContain(name);
@@ -122,7 +171,10 @@ describe("recsys report", () => {
     await writeFile(join(root, "blank.html"), "<!DOCTYPE html><html><body></body></html>");
     const blank = await openInChromium(join(root, "blank.html"), join(root, "blank.png"), 400, 300);
     expect(inkStats(blank.png).ink).toBe(0);
-    await writeFile(join(root, "noisy.html"), "<!DOCTYPE html><html><body><p>x</p><script>console.error('broken chart')</script></body></html>");
+    await writeFile(
+      join(root, "noisy.html"),
+      "<!DOCTYPE html><html><body><p>x</p><script>console.error('broken chart')</script></body></html>",
+    );
     const noisy = await openInChromium(join(root, "noisy.html"), join(root, "noisy.png"), 400, 300);
     expect(noisy.consoleLines.join("\n")).toMatch(/broken chart/);
   }, 90_000);

@@ -39,25 +39,53 @@ function recording(scorer: UserScorer, into: Map<string, number[]>): UserScorer 
 }
 
 /** Trains the candidate generator and the ranker on `dataset` (holdout test) and returns every scored vector and ranked list. */
-async function everything(dataset: Dataset, dir: string): Promise<{ scores: Map<string, number[]>; lists: Map<string, (number[] | null)[]>; ranks: Map<string, number[]> }> {
+async function everything(
+  dataset: Dataset,
+  dir: string,
+): Promise<{ scores: Map<string, number[]>; lists: Map<string, (number[] | null)[]>; ranks: Map<string, number[]> }> {
   await saveBundle(dir, await trainCandidateGen(dataset, { holdout: "test", maxSteps: 5, seed: 2 }));
   const bundle = await loadBundle(dir);
   const split = lastoutSplit(dataset.events, dataset.users.ids.length);
   const rows = trainingRows(split, "test");
-  const trained = await trainRanker(dataset, { rows, sources: createPipelineSources(dataset, bundle, PIPELINE), budget: PIPELINE.budget, train: { epochs: 1, maxExamplesPerUser: 3, seed: 2 } });
-  await saveRanker(join(dir, "ranker"), trained, { datasetSpec: SPEC, datasetFingerprint: dataset.fingerprint, holdout: "test", candidateGenVersion: bundle.manifest.modelVersion, pipeline: PIPELINE });
+  const trained = await trainRanker(dataset, {
+    rows,
+    sources: createPipelineSources(dataset, bundle, PIPELINE),
+    budget: PIPELINE.budget,
+    train: { epochs: 1, maxExamplesPerUser: 3, seed: 2 },
+  });
+  await saveRanker(join(dir, "ranker"), trained, {
+    datasetSpec: SPEC,
+    datasetFingerprint: dataset.fingerprint,
+    holdout: "test",
+    candidateGenVersion: bundle.manifest.modelVersion,
+    pipeline: PIPELINE,
+  });
   trained.model.dispose();
   const ranker = await loadRanker(join(dir, "ranker"));
   try {
     const scores = new Map<string, number[]>();
-    const scorers = [createDatasetScorer(bundle, dataset), mostPopularScorer(dataset, rows), itemKnnScorer(dataset, rows)].map((s) => recording(s, scores));
+    const scorers = [createDatasetScorer(bundle, dataset), mostPopularScorer(dataset, rows), itemKnnScorer(dataset, rows)].map((s) =>
+      recording(s, scores),
+    );
     const result = evaluateLastout({ dataset, split, scorers, target: "test" });
     const ranks = new Map<string, number[]>();
     // Ranks of the targets, from the metrics (the same items are targets in both datasets).
-    for (const r of result.results) ranks.set(r.name, [r.metrics["hr@10"]!, r.metrics["ndcg@10"]!, r.metrics["mrr"]!, r.metrics["coverage@10"]!]);
-    const run = runPipeline(dataset, { split, target: "test", sources: createPipelineSources(dataset, bundle, PIPELINE), budget: PIPELINE.budget, mergedSize: PIPELINE.mergedSize, rankers: [{ name: "pipeline", ranker }] });
+    for (const r of result.results)
+      ranks.set(r.name, [r.metrics["hr@10"]!, r.metrics["ndcg@10"]!, r.metrics["mrr"]!, r.metrics["coverage@10"]!]);
+    const run = runPipeline(dataset, {
+      split,
+      target: "test",
+      sources: createPipelineSources(dataset, bundle, PIPELINE),
+      budget: PIPELINE.budget,
+      mergedSize: PIPELINE.mergedSize,
+      rankers: [{ name: "pipeline", ranker }],
+    });
     const lists = new Map<string, (number[] | null)[]>();
-    for (const [name, l] of run.lists) lists.set(name, l.map((x) => (x === null ? null : Array.from(x))));
+    for (const [name, l] of run.lists)
+      lists.set(
+        name,
+        l.map((x) => (x === null ? null : Array.from(x))),
+      );
     return { scores, lists, ranks };
   } finally {
     ranker.dispose();

@@ -27,7 +27,16 @@ function apiEvents(): UserEvent[] {
   const out: { t: number; e: UserEvent }[] = [];
   const { events: ev, impressions: im, users, items } = d;
   for (let r = 0; r < ev.user.length; r++) {
-    out.push({ t: ev.timestamp[r]!, e: { kind: "watch", userId: users.ids[ev.user[r]!]!, itemId: items.ids[ev.item[r]!]!, timestamp: ev.timestamp[r]!, watchSeconds: ev.weight[r]! } });
+    out.push({
+      t: ev.timestamp[r]!,
+      e: {
+        kind: "watch",
+        userId: users.ids[ev.user[r]!]!,
+        itemId: items.ids[ev.item[r]!]!,
+        timestamp: ev.timestamp[r]!,
+        watchSeconds: ev.weight[r]!,
+      },
+    });
   }
   let n = 0;
   for (let u = 0; u < users.ids.length; u++) {
@@ -37,10 +46,28 @@ function apiEvents(): UserEvent[] {
       const requestId = `req-${++n}`;
       const slate: { itemId: string; position: number; provenance: { source: string; rank: number; score: number }[] }[] = [];
       for (; k < im.userOffsets[u + 1]! && im.timestamp[k] === t; k++) {
-        slate.push({ itemId: items.ids[im.item[k]!]!, position: slate.length + 1, provenance: [{ source: "popular", rank: slate.length + 1, score: 1 }] });
+        slate.push({
+          itemId: items.ids[im.item[k]!]!,
+          position: slate.length + 1,
+          provenance: [{ source: "popular", rank: slate.length + 1, score: 1 }],
+        });
       }
-      out.push({ t: t - 1, e: { kind: "served", userId: users.ids[u]!, timestamp: t - 1, requestId, items: slate, modelVersions: { candidate_generation: "bootstrap" } } });
-      for (const s of slate) out.push({ t: t - 1, e: { kind: "impression", userId: users.ids[u]!, itemId: s.itemId, timestamp: t - 1, position: s.position, requestId } });
+      out.push({
+        t: t - 1,
+        e: {
+          kind: "served",
+          userId: users.ids[u]!,
+          timestamp: t - 1,
+          requestId,
+          items: slate,
+          modelVersions: { candidate_generation: "bootstrap" },
+        },
+      });
+      for (const s of slate)
+        out.push({
+          t: t - 1,
+          e: { kind: "impression", userId: users.ids[u]!, itemId: s.itemId, timestamp: t - 1, position: s.position, requestId },
+        });
     }
   }
   return out.sort((a, b) => a.t - b.t).map((x) => x.e);
@@ -73,14 +100,32 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-async function status(): Promise<{ outcome: string; currentVersion?: string; publishedAt?: string; metrics?: { candidate: { hr10: number }; serving: { hr10: number } } }> {
+async function status(): Promise<{
+  outcome: string;
+  currentVersion?: string;
+  publishedAt?: string;
+  metrics?: { candidate: { hr10: number }; serving: { hr10: number } };
+}> {
   return JSON.parse(await readFile(join(root, "retrain-status.json"), "utf8"));
 }
 
 describe("recsys retrain", () => {
   it("refuses a broken candidate (--epochs 0), printing both figures; the serving bundle stays", async () => {
     const before = JSON.parse(await readFile(join(current, "manifest.json"), "utf8")).modelVersion as string;
-    const code = await run(["--dataset", `store:${storeDir}`, "--current", current, "--epochs", "0", "--ranker-epochs", "1", "--shards", "2", "--index-kind", "brute-force"]);
+    const code = await run([
+      "--dataset",
+      `store:${storeDir}`,
+      "--current",
+      current,
+      "--epochs",
+      "0",
+      "--ranker-epochs",
+      "1",
+      "--shards",
+      "2",
+      "--index-kind",
+      "brute-force",
+    ]);
     expect(code).toBe(3);
     expect((await lstat(current)).isDirectory()).toBe(true);
     expect(JSON.parse(await readFile(join(current, "manifest.json"), "utf8")).modelVersion).toBe(before);
@@ -90,7 +135,22 @@ describe("recsys retrain", () => {
   }, 300_000);
 
   it("publishes a better candidate with every shard's prebuilt index and flips current", async () => {
-    const code = await run(["--dataset", `store:${storeDir}`, "--current", current, "--epochs", "4", "--ranker-epochs", "1", "--shards", "2", "--index-kind", "brute-force", "--preload-seconds", "0"]);
+    const code = await run([
+      "--dataset",
+      `store:${storeDir}`,
+      "--current",
+      current,
+      "--epochs",
+      "4",
+      "--ranker-epochs",
+      "1",
+      "--shards",
+      "2",
+      "--index-kind",
+      "brute-force",
+      "--preload-seconds",
+      "0",
+    ]);
     expect(code).toBe(0);
     expect(await readlink(join(root, "next"))).toBe(await readlink(current));
     const s = await status();
@@ -99,7 +159,8 @@ describe("recsys retrain", () => {
     const version = await readlink(current);
     expect(s.currentVersion).toBe(version);
     expect(s.metrics!.candidate.hr10).toBeGreaterThanOrEqual(s.metrics!.serving.hr10 * 0.95);
-    for (const shard of ["shard-0-of-2", "shard-1-of-2"]) expect(existsSync(join(root, version, "indexes", shard, "index.json"))).toBe(true);
+    for (const shard of ["shard-0-of-2", "shard-1-of-2"])
+      expect(existsSync(join(root, version, "indexes", shard, "index.json"))).toBe(true);
     expect(existsSync(join(root, version, "ranker", "manifest.json"))).toBe(true);
     // The ranker learnt from the served log.
     const ranker = JSON.parse(await readFile(join(root, version, "ranker", "manifest.json"), "utf8"));
@@ -116,6 +177,8 @@ describe("the gate's pieces", () => {
     expect(holdoutCutoff(d, 0.5, 109)).toBe(115); // the last 5 of the 10 after 109
     expect(holdoutCutoff(d, 0.2, 119)).toBeUndefined();
     expect(gateRefusal({ users: 10, hr10: 0.3, wdcg10: 0.2 }, { users: 10, hr10: 0.31, wdcg10: 0.2 }, 0.05)).toBeUndefined();
-    expect(gateRefusal({ users: 10, hr10: 0.3, wdcg10: 0.18 }, { users: 10, hr10: 0.3, wdcg10: 0.2 }, 0.05)).toMatch(/watch-time DCG@10 0\.1800 < 0\.2000/);
+    expect(gateRefusal({ users: 10, hr10: 0.3, wdcg10: 0.18 }, { users: 10, hr10: 0.3, wdcg10: 0.2 }, 0.05)).toMatch(
+      /watch-time DCG@10 0\.1800 < 0\.2000/,
+    );
   });
 });

@@ -31,10 +31,24 @@
 import { existsSync } from "node:fs";
 import { lstat, mkdir, readFile, realpath, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { createDatasetScorer, HISTORY_POOLINGS, loadBundle, saveBundle, trainCandidateGen, type CandidateGenBundle, type HistoryPooling } from "@recsys/candidate-gen";
+import {
+  createDatasetScorer,
+  HISTORY_POOLINGS,
+  loadBundle,
+  saveBundle,
+  trainCandidateGen,
+  type CandidateGenBundle,
+  type HistoryPooling,
+} from "@recsys/candidate-gen";
 import { datasetBefore, type Dataset } from "@recsys/data";
 import { DEFAULT_WATCH_WINDOW_SECONDS, saveRanker, trainRanker } from "@recsys/ranking";
-import { prebuildShardIndexes, readRetrainStatus, retrainStatusPath, writeRetrainStatus, type RetrainOutcome } from "@recsys/retrieval-service";
+import {
+  prebuildShardIndexes,
+  readRetrainStatus,
+  retrainStatusPath,
+  writeRetrainStatus,
+  type RetrainOutcome,
+} from "@recsys/retrieval-service";
 import { initBackend } from "@recsys/tf";
 import { createPipelineSources } from "./pipeline-setup.js";
 import { formatDuration } from "./train-progress.js";
@@ -117,7 +131,8 @@ export function holdoutCutoff(dataset: Dataset, fraction: number, after = -Infin
   if (first < 0) return undefined;
   const times = all.subarray(first);
   const cutoff = times[Math.min(times.length - 1, Math.floor(times.length * (1 - fraction)))]!;
-  if (!(cutoff > all[0]!)) throw new Error(`dataset ${dataset.spec}: every held-out watch has the first timestamp; nothing to train on before it`);
+  if (!(cutoff > all[0]!))
+    throw new Error(`dataset ${dataset.spec}: every held-out watch has the first timestamp; nothing to train on before it`);
   return cutoff;
 }
 
@@ -164,7 +179,11 @@ export function heldOutTargets(dataset: Dataset, cutoff: number, maxUsers: numbe
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
   const pick = order.slice(0, maxUsers).sort((a, b) => a - b);
-  return { users: Int32Array.from(pick, (k) => users[k]!), targetRows: Int32Array.from(pick, (k) => targets[k]!), history: pick.map((k) => history[k]!) };
+  return {
+    users: Int32Array.from(pick, (k) => users[k]!),
+    targetRows: Int32Array.from(pick, (k) => targets[k]!),
+    history: pick.map((k) => history[k]!),
+  };
 }
 
 /** Per held-out user: hit (rank < 10), watch-time DCG contribution (w / log2(rank + 2) or 0), weight w. */
@@ -226,7 +245,8 @@ export function gateFigures(bundle: CandidateGenBundle, dataset: Dataset, heldOu
 export function gateRefusal(candidate: GateFigures, serving: GateFigures, margin: number): string | undefined {
   const worse: string[] = [];
   if (!(candidate.hr10 >= serving.hr10 * (1 - margin))) worse.push(`HR@10 ${fmt(candidate.hr10)} < ${fmt(serving.hr10)} × (1 − ${margin})`);
-  if (!(candidate.wdcg10 >= serving.wdcg10 * (1 - margin))) worse.push(`watch-time DCG@10 ${fmt(candidate.wdcg10)} < ${fmt(serving.wdcg10)} × (1 − ${margin})`);
+  if (!(candidate.wdcg10 >= serving.wdcg10 * (1 - margin)))
+    worse.push(`watch-time DCG@10 ${fmt(candidate.wdcg10)} < ${fmt(serving.wdcg10)} × (1 − ${margin})`);
   return worse.length === 0 ? undefined : `the candidate is worse than the serving bundle by more than the margin: ${worse.join("; ")}`;
 }
 
@@ -348,15 +368,31 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
       message: result.message,
       ...(result.candidateVersion === undefined ? {} : { candidateVersion: result.candidateVersion }),
       ...(servingVersion === undefined ? {} : { servingVersion }),
-      ...((published ? result.candidateVersion : servingVersion) === undefined ? {} : { currentVersion: (published ? result.candidateVersion : servingVersion)! }),
-      ...(published ? { publishedAt: new Date().toISOString() } : previous?.publishedAt === undefined ? {} : { publishedAt: previous.publishedAt }),
-      metrics: { cutoff: result.cutoff, candidate: result.candidate, serving: result.serving, margin: options.margin ?? RETRAIN_DEFAULTS.margin },
+      ...((published ? result.candidateVersion : servingVersion) === undefined
+        ? {}
+        : { currentVersion: (published ? result.candidateVersion : servingVersion)! }),
+      ...(published
+        ? { publishedAt: new Date().toISOString() }
+        : previous?.publishedAt === undefined
+          ? {}
+          : { publishedAt: previous.publishedAt }),
+      metrics: {
+        cutoff: result.cutoff,
+        candidate: result.candidate,
+        serving: result.serving,
+        margin: options.margin ?? RETRAIN_DEFAULTS.margin,
+      },
     });
   }
   return result;
 }
 
-async function run(options: RetrainOptions, servingDir: string | undefined, servingVersion: string | undefined, started: number): Promise<RetrainResult> {
+async function run(
+  options: RetrainOptions,
+  servingDir: string | undefined,
+  servingVersion: string | undefined,
+  started: number,
+): Promise<RetrainResult> {
   const { dataset, current, log } = options;
   const margin = options.margin ?? RETRAIN_DEFAULTS.margin;
   const epochs = options.epochs ?? RETRAIN_DEFAULTS.epochs;
@@ -405,7 +441,9 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
     } finally {
       cg.model.dispose();
     }
-    log(`candidate generator ${candidateVersion}: ${epochs === 0 ? "one batch (--epochs 0)" : `${epochs} epochs`} in ${formatDuration((performance.now() - t0) / 1000)}`);
+    log(
+      `candidate generator ${candidateVersion}: ${epochs === 0 ? "one batch (--epochs 0)" : `${epochs} epochs`} in ${formatDuration((performance.now() - t0) / 1000)}`,
+    );
     candidate = await loadBundle(staging);
 
     const t1 = performance.now();
@@ -423,7 +461,11 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
       budget: pipeline.budget,
       // Watches are known up to the cut-off: answers whose window reaches past it are left out.
       ...(fromServed ? { served: { windowSeconds: window, labelsUntil: cutoff } } : {}),
-      train: { epochs: Math.max(1, options.rankerEpochs ?? RETRAIN_DEFAULTS.rankerEpochs), seed, maxExamplesPerUser: RETRAIN_DEFAULTS.rankerMaxExamplesPerUser },
+      train: {
+        epochs: Math.max(1, options.rankerEpochs ?? RETRAIN_DEFAULTS.rankerEpochs),
+        seed,
+        maxExamplesPerUser: RETRAIN_DEFAULTS.rankerMaxExamplesPerUser,
+      },
     });
     try {
       await saveRanker(join(staging, "ranker"), ranker, {
@@ -441,7 +483,8 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
     );
 
     const heldOut = heldOutTargets(dataset, cutoff, options.maxEvalUsers ?? RETRAIN_DEFAULTS.maxEvalUsers, seed);
-    if (heldOut.users.length === 0) throw new Error(`no user has a held-out watch of a new item after ${new Date(cutoff * 1000).toISOString()}: nothing to gate on`);
+    if (heldOut.users.length === 0)
+      throw new Error(`no user has a held-out watch of a new item after ${new Date(cutoff * 1000).toISOString()}: nothing to gate on`);
     const candidateFigures = gateFigures(candidate, dataset, heldOut);
     log(formatFigures("candidate", candidateVersion, candidateFigures));
     let servingFigures: GateFigures | undefined;
@@ -459,20 +502,35 @@ async function run(options: RetrainOptions, servingDir: string | undefined, serv
     };
     const refusal = servingFigures === undefined ? undefined : gateRefusal(candidateFigures, servingFigures, margin);
     if (refusal !== undefined) {
-      return { ...base, outcome: "refused", message: `${refusal}; ${servingVersion} keeps serving`, seconds: (performance.now() - started) / 1000 };
+      return {
+        ...base,
+        outcome: "refused",
+        message: `${refusal}; ${servingVersion} keeps serving`,
+        seconds: (performance.now() - started) / 1000,
+      };
     }
-    if (options.dryRun === true) return { ...base, outcome: "dry-run", message: `the gate passes (margin ${margin}); --dry-run: not published`, seconds: (performance.now() - started) / 1000 };
+    if (options.dryRun === true)
+      return {
+        ...base,
+        outcome: "dry-run",
+        message: `the gate passes (margin ${margin}); --dry-run: not published`,
+        seconds: (performance.now() - started) / 1000,
+      };
 
     const shards = options.shards ?? RETRAIN_DEFAULTS.shards;
     const t2 = performance.now();
-    await prebuildShardIndexes(staging, { modelVersion: candidateVersion, itemIds: candidate.itemIds, itemEmbeddings: candidate.itemEmbeddings, dim: candidate.dim }, {
-      shardCount: shards,
-      ...(options.indexKind === undefined ? {} : { kind: options.indexKind }),
-      ...(options.hnswM === undefined ? {} : { M: options.hnswM }),
-      ...(options.hnswEfConstruction === undefined ? {} : { efConstruction: options.hnswEfConstruction }),
-      parallel: 2,
-      onShard: (shard, items, seconds) => log(`index of shard ${shard + 1}/${shards}: ${items} items in ${formatDuration(seconds)}`),
-    });
+    await prebuildShardIndexes(
+      staging,
+      { modelVersion: candidateVersion, itemIds: candidate.itemIds, itemEmbeddings: candidate.itemEmbeddings, dim: candidate.dim },
+      {
+        shardCount: shards,
+        ...(options.indexKind === undefined ? {} : { kind: options.indexKind }),
+        ...(options.hnswM === undefined ? {} : { M: options.hnswM }),
+        ...(options.hnswEfConstruction === undefined ? {} : { efConstruction: options.hnswEfConstruction }),
+        parallel: 2,
+        onShard: (shard, items, seconds) => log(`index of shard ${shard + 1}/${shards}: ${items} items in ${formatDuration(seconds)}`),
+      },
+    );
     log(`prebuilt ${shards} shard index${shards === 1 ? "" : "es"} in ${formatDuration((performance.now() - t2) / 1000)}`);
     candidate.dispose();
     candidate = undefined;

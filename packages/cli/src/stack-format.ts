@@ -6,7 +6,11 @@
 import type { RecommendResponse } from "@recsys/gen";
 
 /** Left-aligned columns except those listed as numeric (right-aligned). */
-export function formatColumns(header: readonly string[], rows: readonly (readonly string[])[], numeric: ReadonlySet<number> = new Set()): string {
+export function formatColumns(
+  header: readonly string[],
+  rows: readonly (readonly string[])[],
+  numeric: ReadonlySet<number> = new Set(),
+): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
   const line = (cells: readonly string[]): string =>
     cells
@@ -51,7 +55,8 @@ export function formatRecommendations(userId: string, response: RecommendRespons
   out += `versions: ${response.versions.map((v) => `${v.component} ${v.modelVersion}${v.indexVersion === "" ? "" : ` (index ${v.indexVersion})`}`).join("; ")}\n`;
   if (response.degraded) {
     // grpc-js appends connection diagnostics to deadline messages: the first clause is the news.
-    const brief = (code: string, message: string): string => truncate(code === "DEADLINE_EXCEEDED" ? (message.split(",")[0] ?? message) : message, 160);
+    const brief = (code: string, message: string): string =>
+      truncate(code === "DEADLINE_EXCEEDED" ? (message.split(",")[0] ?? message) : message, 160);
     out += `degraded: YES — ${response.failedStages.map((f) => `${f.stage}: ${f.code} ${brief(f.code, f.message)}`).join("; ")}\n`;
   } else {
     out += "degraded: no\n";

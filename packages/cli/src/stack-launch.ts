@@ -66,7 +66,14 @@ export interface StackOptions {
 }
 
 export type StageEvent =
-  | { readonly type: "exited"; readonly stage: string; readonly pid: number; readonly code: number | string; readonly restartInMs: number; readonly logFile: string }
+  | {
+      readonly type: "exited";
+      readonly stage: string;
+      readonly pid: number;
+      readonly code: number | string;
+      readonly restartInMs: number;
+      readonly logFile: string;
+    }
   | { readonly type: "restarted"; readonly stage: string; readonly pid: number; readonly address: string; readonly restarts: number }
   | { readonly type: "restart-failed"; readonly stage: string; readonly error: string; readonly restartInMs: number };
 
@@ -137,7 +144,9 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
   const extra = (kind: StackStageKind): Readonly<Record<string, string>> => options.env?.[kind] ?? {};
   const startTimeoutMs = options.startTimeoutMs ?? 600_000;
   const onWaiting = (name: string, waitedMs: number): void =>
-    log(`still waiting for ${name} (${Math.round(waitedMs / 1000)} s${name.startsWith("retrieval") ? "; a first start builds its index" : ""})`);
+    log(
+      `still waiting for ${name} (${Math.round(waitedMs / 1000)} s${name.startsWith("retrieval") ? "; a first start builds its index" : ""})`,
+    );
   const stopController = new AbortController();
   const start = (name: string, entry: string, env: Record<string, string>): Promise<StageProcess> =>
     startStageProcess({
@@ -239,28 +248,32 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
       }
     });
   };
-  const supervised = (kind: StackStageKind, name: string, entry: string, env: Record<string, string>) => async (p: Promise<StageProcess>): Promise<StageProcess> => {
-    const proc = await p;
-    // Restarts keep the ports the first process got, so that clients reconnect to them.
-    const slot: Slot = {
-      name,
-      kind,
-      entry,
-      env: { ...env, GRPC_PORT: String(proc.port), METRICS_PORT: String(proc.metricsPort) },
-      current: proc,
-      restarts: 0,
-      state: "serving",
-      startedAt: Date.now(),
-      nextDelayMs: initialDelayMs,
+  const supervised =
+    (kind: StackStageKind, name: string, entry: string, env: Record<string, string>) =>
+    async (p: Promise<StageProcess>): Promise<StageProcess> => {
+      const proc = await p;
+      // Restarts keep the ports the first process got, so that clients reconnect to them.
+      const slot: Slot = {
+        name,
+        kind,
+        entry,
+        env: { ...env, GRPC_PORT: String(proc.port), METRICS_PORT: String(proc.metricsPort) },
+        current: proc,
+        restarts: 0,
+        state: "serving",
+        startedAt: Date.now(),
+        nextDelayMs: initialDelayMs,
+      };
+      slots.push(slot);
+      watch(slot);
+      return proc;
     };
-    slots.push(slot);
-    watch(slot);
-    return proc;
-  };
   const startSupervised = (kind: StackStageKind, name: string, entry: string, env: Record<string, string>): Promise<StageProcess> =>
     supervised(kind, name, entry, env)(track(start(name, entry, env)));
   try {
-    log(`starting ${shards + 2} stages (candidate generation, ${shards} retrieval shard${shards === 1 ? "" : "s"}${options.ranking === false ? "" : ", ranking"}), logs in ${paths.logs}`);
+    log(
+      `starting ${shards + 2} stages (candidate generation, ${shards} retrieval shard${shards === 1 ? "" : "s"}${options.ranking === false ? "" : ", ranking"}), logs in ${paths.logs}`,
+    );
     const results = await Promise.allSettled([
       startSupervised("candidate_generation", STAGE_CANDIDATE_GENERATION, stageEntry("candidate-gen-service"), {
         MODEL_PATH: options.modelDir,
@@ -328,10 +341,13 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
       stateDir: options.stateDir,
       deletedItemsFile: paths.deletedItems,
       stages: current,
-      status: () => slots.map((slot) => ({ name: slot.name, kind: slot.kind, process: slot.current, restarts: slot.restarts, state: slot.state })),
+      status: () =>
+        slots.map((slot) => ({ name: slot.name, kind: slot.kind, process: slot.current, restarts: slot.restarts, state: slot.state })),
       async restartOrchestrator() {
-        if (options.supervise === true) throw new Error("restartOrchestrator: the stack is supervised (a dead orchestrator is restarted by itself)");
-        if (!orchestratorSlot.current.hasExited()) throw new Error("restartOrchestrator: the orchestrator is still running (stop or kill it first)");
+        if (options.supervise === true)
+          throw new Error("restartOrchestrator: the stack is supervised (a dead orchestrator is restarted by itself)");
+        if (!orchestratorSlot.current.hasExited())
+          throw new Error("restartOrchestrator: the orchestrator is still running (stop or kill it first)");
         orchestratorSlot.current = await startOrchestrator();
         orchestratorSlot.restarts += 1;
         return orchestratorSlot.current;
@@ -342,7 +358,11 @@ export async function launchStack(options: StackOptions): Promise<Stack> {
         stopController.abort();
         stopping ??= (async () => {
           await orchestratorSlot.current.stop(graceMs);
-          await Promise.all(current().filter((s) => s !== orchestratorSlot.current).map((s) => s.stop(graceMs)));
+          await Promise.all(
+            current()
+              .filter((s) => s !== orchestratorSlot.current)
+              .map((s) => s.stop(graceMs)),
+          );
           process.off("exit", onExit);
         })();
         return stopping;

@@ -116,7 +116,9 @@ export async function trainStackModel(
     result.model.dispose();
   }
   const s = result.stats;
-  log(`candidate generator ${manifest.modelVersion}: ${s.examples} examples × ${s.epochs} epochs in ${formatDuration(s.seconds)} on ${s.backend}`);
+  log(
+    `candidate generator ${manifest.modelVersion}: ${s.examples} examples × ${s.epochs} epochs in ${formatDuration(s.seconds)} on ${s.backend}`,
+  );
 
   const bundle = await loadBundle(partial);
   let ranker: RankerManifest;
@@ -125,7 +127,9 @@ export async function trainStackModel(
     const rows = trainingRows(split, settings.holdout);
     const pipeline = settings.ranker.pipeline;
     const which = settings.ranker.dnnSource === false ? "the candidate sources without dnn" : "the candidate sources";
-    log(`training the ranker behind it (replaying ${rows.length} training rows through ${which}, budget ${pipeline.budget}, merged ${pipeline.mergedSize})`);
+    log(
+      `training the ranker behind it (replaying ${rows.length} training rows through ${which}, budget ${pipeline.budget}, merged ${pipeline.mergedSize})`,
+    );
     let lastEpoch = 0;
     let nextReplayLog = 30;
     const rankerResult = await trainRanker(dataset, {
@@ -163,7 +167,9 @@ export async function trainStackModel(
       rankerResult.model.dispose();
     }
     const r = rankerResult.stats;
-    log(`ranker ${ranker.modelVersion}: ${r.examples} examples (replay ${formatDuration(r.replaySeconds)}, training ${formatDuration(r.seconds)})`);
+    log(
+      `ranker ${ranker.modelVersion}: ${r.examples} examples (replay ${formatDuration(r.replaySeconds)}, training ${formatDuration(r.seconds)})`,
+    );
   } finally {
     bundle.dispose();
   }
@@ -183,7 +189,9 @@ export async function ensureStackModel(
   if (options.retrain !== true) {
     const existing = await reusableModel(dir, dataset, settings.holdout);
     if ("manifest" in existing) {
-      log(`reusing ${existing.manifest.modelVersion} + ranker ${existing.ranker.modelVersion} in ${dir} (same dataset fingerprint ${dataset.fingerprint.slice(0, 12)}…)`);
+      log(
+        `reusing ${existing.manifest.modelVersion} + ranker ${existing.ranker.modelVersion} in ${dir} (same dataset fingerprint ${dataset.fingerprint.slice(0, 12)}…)`,
+      );
       return { dir, manifest: existing.manifest, ranker: existing.ranker, reused: true, seconds: 0 };
     }
     log(`${existing.reason}: training`);

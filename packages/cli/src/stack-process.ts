@@ -105,7 +105,12 @@ const spawnedStages = new Set<ChildProcess>();
  */
 export async function killSpawnedStages(graceMs: number): Promise<void> {
   const children = [...spawnedStages];
-  const gone = children.map((child) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve()))));
+  const gone = children.map(
+    (child) =>
+      new Promise<void>((resolve) =>
+        child.exitCode !== null || child.signalCode !== null ? resolve() : child.once("exit", () => resolve()),
+      ),
+  );
   for (const child of children) child.kill("SIGTERM");
   const timer = setTimeout(() => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -176,7 +181,9 @@ export async function startStageProcess(options: StageProcessOptions): Promise<S
         throw new Error(`${name} exited (${exitedWith}) before serving; the end of ${logFile}:\n${await logTail(logFile)}`);
       }
       if (Date.now() - started > startTimeoutMs) {
-        throw new Error(`${name} did not serve within ${Math.round(startTimeoutMs / 1000)} s; the end of ${logFile}:\n${await logTail(logFile)}`);
+        throw new Error(
+          `${name} did not serve within ${Math.round(startTimeoutMs / 1000)} s; the end of ${logFile}:\n${await logTail(logFile)}`,
+        );
       }
       if (Date.now() >= nextNotice) {
         options.onWaiting?.(name, Date.now() - started);

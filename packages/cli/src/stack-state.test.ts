@@ -16,7 +16,16 @@ afterEach(async () => {
 });
 
 function state(pid: number, extra: Partial<StackState> = {}): StackState {
-  return { address: "127.0.0.1:50051", pid, startedAt: "2026-01-01T00:00:00Z", dataset: "synthetic:", modelDir: "/m", runDir: "/r", stages: [], ...extra };
+  return {
+    address: "127.0.0.1:50051",
+    pid,
+    startedAt: "2026-01-01T00:00:00Z",
+    dataset: "synthetic:",
+    modelDir: "/m",
+    runDir: "/r",
+    stages: [],
+    ...extra,
+  };
 }
 
 describe("the client commands' address", () => {

@@ -88,16 +88,25 @@ export interface ResolvedAddress {
 }
 
 /** The orchestrator address a client command should dial (see the module comment). */
-export async function resolveAddress(flag: string | undefined, statePath: string, environment: NodeJS.ProcessEnv = process.env): Promise<ResolvedAddress> {
+export async function resolveAddress(
+  flag: string | undefined,
+  statePath: string,
+  environment: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedAddress> {
   const state = await readStackState(statePath).catch(() => undefined);
   if (flag !== undefined && flag !== "") return { address: flag, from: "--address", ...(state === undefined ? {} : { state }) };
   const fromEnv = environment["RECSYS_ADDRESS"];
-  if (fromEnv !== undefined && fromEnv !== "") return { address: fromEnv, from: "RECSYS_ADDRESS", ...(state === undefined ? {} : { state }) };
+  if (fromEnv !== undefined && fromEnv !== "")
+    return { address: fromEnv, from: "RECSYS_ADDRESS", ...(state === undefined ? {} : { state }) };
   if (state === undefined) {
-    throw new Error(`no orchestrator address: no running stack recorded in ${statePath}; start one with 'npm start', or pass --address HOST:PORT or set RECSYS_ADDRESS`);
+    throw new Error(
+      `no orchestrator address: no running stack recorded in ${statePath}; start one with 'npm start', or pass --address HOST:PORT or set RECSYS_ADDRESS`,
+    );
   }
   if (!processAlive(state.pid)) {
-    throw new Error(`the stack recorded in ${statePath} (recsys start, pid ${state.pid}) is not running any more; start it with 'npm start', or pass --address HOST:PORT`);
+    throw new Error(
+      `the stack recorded in ${statePath} (recsys start, pid ${state.pid}) is not running any more; start it with 'npm start', or pass --address HOST:PORT`,
+    );
   }
   return { address: state.address, from: statePath, state };
 }

@@ -16,7 +16,17 @@ describe("recsys status", () => {
   it("prints one row per stage with health, readiness, version, restarts, state and pid", () => {
     const out = formatStackHealth([
       { name: "ranking", address: "127.0.0.1:1", pid: 10, alive: true, health: "SERVING", version: "r1", restarts: 2, state: "serving" },
-      { name: "orchestrator", address: "127.0.0.1:2", pid: 11, alive: false, health: "UNAVAILABLE", ready: "UNAVAILABLE", version: "", restarts: 0, state: "restarting" },
+      {
+        name: "orchestrator",
+        address: "127.0.0.1:2",
+        pid: 11,
+        alive: false,
+        health: "UNAVAILABLE",
+        ready: "UNAVAILABLE",
+        version: "",
+        restarts: 0,
+        state: "restarting",
+      },
     ]);
     const lines = out.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^stage\s+health\s+ready\s+version\s+restarts\s+state\s+pid\s+address$/);

@@ -30,7 +30,9 @@ describe("store:DIR", () => {
       await users.putUsers([{ userId: "u2", profile: { age: 31, gender: "F", geo: "94" } }]);
       await users.setProfile("u1", { occupation: "writer" });
       for (let k = 0; k < 30; k++) {
-        await users.append([{ kind: "watch", userId: k % 2 === 0 ? "u1" : "u2", itemId: ["a", "b", "c"][k % 3]!, timestamp: 1000 + k, watchSeconds: 10 + k }]);
+        await users.append([
+          { kind: "watch", userId: k % 2 === 0 ? "u1" : "u2", itemId: ["a", "b", "c"][k % 3]!, timestamp: 1000 + k, watchSeconds: 10 + k },
+        ]);
       }
       await users.setProfile("u1", { occupation: "editor", age: 40 });
       await catalogue.delete(["c"]);

@@ -163,7 +163,9 @@ export function embeddedStoreContents(dir: string): StoreContents {
 export async function openStoreContents(location: StoreLocation): Promise<StoreContents> {
   if (location.backend === "embedded") {
     if (!existsSync(join(location.path, EVENTS_LOG_NAME))) {
-      throw new Error(`store:${location.path}: no ${EVENTS_LOG_NAME} there (the embedded user store's directory, USER_STORE_PATH, holds it)`);
+      throw new Error(
+        `store:${location.path}: no ${EVENTS_LOG_NAME} there (the embedded user store's directory, USER_STORE_PATH, holds it)`,
+      );
     }
     return embeddedStoreContents(location.path);
   }

@@ -62,7 +62,20 @@ describe("recsys train", () => {
   it("trains a bundle with the requested holdout, seed and epochs", async () => {
     const dir = await mkdtemp(join(tmpdir(), "recsys-train-"));
     try {
-      const code = await run(["--dataset", "synthetic:users=150,items=80,seed=3", "--out", dir, "--epochs", "1", "--seed", "5", "--holdout", "val", "--history-pooling", "attention"]);
+      const code = await run([
+        "--dataset",
+        "synthetic:users=150,items=80,seed=3",
+        "--out",
+        dir,
+        "--epochs",
+        "1",
+        "--seed",
+        "5",
+        "--holdout",
+        "val",
+        "--history-pooling",
+        "attention",
+      ]);
       expect(code).toBe(0);
       const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as {
         holdout: string;

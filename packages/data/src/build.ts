@@ -77,8 +77,7 @@ export function sortEventLog(
   const cursor = userOffsets.slice(0, numUsers);
   const perm = new Int32Array(n);
   for (let r = 0; r < n; r++) perm[cursor[user[r]!]!++] = r;
-  const byTimeThenItem = (a: number, b: number): number =>
-    timestamp[a]! - timestamp[b]! || item[a]! - item[b]! || a - b;
+  const byTimeThenItem = (a: number, b: number): number => timestamp[a]! - timestamp[b]! || item[a]! - item[b]! || a - b;
   for (let u = 0; u < numUsers; u++) {
     const lo = userOffsets[u]!;
     const hi = userOffsets[u + 1]!;
@@ -263,7 +262,16 @@ export function buildDataset(
   }
   const impressions = emptyImpressionLog(numUsers);
   const report: LoadReport = { counts: { ...standardCounts(users, items, events, searches), ...extraCounts }, warnings };
-  return { spec, fingerprint: fingerprint(users, items, events, searches, impressions), users, items, events, searches, impressions, report };
+  return {
+    spec,
+    fingerprint: fingerprint(users, items, events, searches, impressions),
+    users,
+    items,
+    events,
+    searches,
+    impressions,
+    report,
+  };
 }
 
 /**

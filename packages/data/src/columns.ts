@@ -35,7 +35,10 @@ export class Growable<T extends Int32Array | Float64Array | Float32Array | Uint8
   private data: T;
   length = 0;
 
-  constructor(private readonly ctor: TypedArrayCtor<T>, capacity = 1024) {
+  constructor(
+    private readonly ctor: TypedArrayCtor<T>,
+    capacity = 1024,
+  ) {
     this.data = new ctor(capacity);
   }
 

@@ -27,7 +27,8 @@ describe("events:DIR", () => {
         '60,"q,r",v1,a,12.5',
       ].join("\n"),
       "users.csv": "user_id,age,gender,geo,job\nb,31,F,941,x\nz,,M,,y\n",
-      "items.csv": 'item_id,title,tags,channel,duration_seconds,upload_timestamp\n9,"Nine, the ""movie""",drama|comedy| drama,ch1,120,5\n11,Only listed,,,,\n',
+      "items.csv":
+        'item_id,title,tags,channel,duration_seconds,upload_timestamp\n9,"Nine, the ""movie""",drama|comedy| drama,ch1,120,5\n11,Only listed,,,,\n',
       "searches.csv": "user_id,timestamp,query\na,55,cats\nghost,1,boo\nb,99,\nb,99,dogs\n",
     });
     const d = await loadDataset(`events:${dir}`);
@@ -121,7 +122,9 @@ describe("events:DIR", () => {
 
 describe("loadDataset", () => {
   it("lists the accepted forms for an unknown prefix or a missing directory", async () => {
-    await expect(loadDataset("movielens:/tmp")).rejects.toThrow(/unknown dataset specification "movielens:\/tmp"\naccepted dataset specifications:\n  ml100k:DIR.*\n  events:DIR.*\n  synthetic/);
+    await expect(loadDataset("movielens:/tmp")).rejects.toThrow(
+      /unknown dataset specification "movielens:\/tmp"\naccepted dataset specifications:\n  ml100k:DIR.*\n  events:DIR.*\n  synthetic/,
+    );
     await expect(loadDataset("ml100k:/nonexistent/dir")).rejects.toThrow(/directory \/nonexistent\/dir does not exist\naccepted/);
     await expect(loadDataset("events:")).rejects.toThrow(/missing directory after the colon/);
   });

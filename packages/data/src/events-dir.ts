@@ -67,7 +67,9 @@ async function readTable(
       });
       const missing = required.filter((c) => !(c in index));
       if (missing.length > 0) {
-        throw new Error(`${where}: missing required column(s) ${missing.join(", ")} (header is "${fields.join(",")}"; expected ${required.join(",")})`);
+        throw new Error(
+          `${where}: missing required column(s) ${missing.join(", ")} (header is "${fields.join(",")}"; expected ${required.join(",")})`,
+        );
       }
       columns = { index, width: fields.length };
       return;
@@ -92,7 +94,12 @@ function id(get: (name: string) => string, name: string, where: string): string 
   return v;
 }
 
-function number(get: (name: string) => string, name: string, where: string, opts: { optional: boolean; nonNegative: boolean }): number | undefined {
+function number(
+  get: (name: string) => string,
+  name: string,
+  where: string,
+  opts: { optional: boolean; nonNegative: boolean },
+): number | undefined {
   const raw = get(name);
   if (raw.trim() === "") {
     if (opts.optional) return undefined;
@@ -112,7 +119,9 @@ function optionalText(get: (name: string) => string, name: string): string | und
 export async function loadEventsDir(spec: string, dir: string): Promise<Dataset> {
   const eventsPath = join(dir, "events.csv");
   if (!(await exists(eventsPath))) {
-    throw new Error(`events: ${eventsPath} not found (an events:DIR dataset needs events.csv with header user_id,item_id,timestamp[,watch_seconds])`);
+    throw new Error(
+      `events: ${eventsPath} not found (an events:DIR dataset needs events.csv with header user_id,item_id,timestamp[,watch_seconds])`,
+    );
   }
   const counts: Record<string, number> = {};
   const warnings: string[] = [];
@@ -217,7 +226,9 @@ export async function loadEventsDir(spec: string, dir: string): Promise<Dataset>
     warnings,
   );
   if (dataset.report.counts["duplicate_events"]! > 0) {
-    warnings.push(`events.csv: ${dataset.report.counts["duplicate_events"]} repeated (user, item) events (protocol lastout keeps the first of each)`);
+    warnings.push(
+      `events.csv: ${dataset.report.counts["duplicate_events"]} repeated (user, item) events (protocol lastout keeps the first of each)`,
+    );
   }
   return dataset;
 }

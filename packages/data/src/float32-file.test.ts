@@ -22,7 +22,12 @@ describe("readFloat32File", () => {
     expect(Array.from(table.subarray(0, 10))).toEqual(Array(10).fill(7));
     expect(Array.from(table.subarray(10))).toEqual(Array.from(values));
     await expect(readFloat32File(path, 999)).rejects.toThrow(/t\.f32 has 4000 bytes, expected 3996/);
-    await expect(readFloat32File(path, 999)).rejects.toMatchObject({ name: "Float32FileSizeError", path, bytes: 4000, expectedBytes: 3996 });
+    await expect(readFloat32File(path, 999)).rejects.toMatchObject({
+      name: "Float32FileSizeError",
+      path,
+      bytes: 4000,
+      expectedBytes: 3996,
+    });
     await expect(readFloat32File(path, 999)).rejects.toBeInstanceOf(Float32FileSizeError);
     await expect(readFloat32File(join(dir, "missing.f32"), 1)).rejects.toThrow(/ENOENT/);
   });

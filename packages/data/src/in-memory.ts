@@ -16,9 +16,22 @@ export interface EventRecord {
 
 export interface InMemoryOptions {
   /** Extra catalogue items (with no events necessarily) and their optional features. */
-  readonly items?: readonly { readonly id: string; readonly title?: string; readonly tags?: readonly string[]; readonly channel?: string; readonly uploadTimestamp?: number; readonly durationSeconds?: number }[];
+  readonly items?: readonly {
+    readonly id: string;
+    readonly title?: string;
+    readonly tags?: readonly string[];
+    readonly channel?: string;
+    readonly uploadTimestamp?: number;
+    readonly durationSeconds?: number;
+  }[];
   /** Extra users and their optional features. */
-  readonly users?: readonly { readonly id: string; readonly age?: number; readonly gender?: string; readonly occupation?: string; readonly geo?: string }[];
+  readonly users?: readonly {
+    readonly id: string;
+    readonly age?: number;
+    readonly gender?: string;
+    readonly occupation?: string;
+    readonly geo?: string;
+  }[];
   readonly searches?: readonly { readonly user: string; readonly timestamp: number; readonly query: string }[];
   readonly spec?: string;
 }

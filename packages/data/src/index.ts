@@ -10,7 +10,15 @@ export { Rng } from "./prng.js";
 export { datasetFromEvents } from "./in-memory.js";
 export type { EventRecord, InMemoryOptions } from "./in-memory.js";
 export { Float32FileSizeError, readFloat32File } from "./float32-file.js";
-export { describeJsonFileError, indexInSlices, JsonFileError, readJsonFile, yieldToEventLoop, type IndexOptions, type ReadJsonOptions } from "./json-file.js";
+export {
+  describeJsonFileError,
+  indexInSlices,
+  JsonFileError,
+  readJsonFile,
+  yieldToEventLoop,
+  type IndexOptions,
+  type ReadJsonOptions,
+} from "./json-file.js";
 export {
   DEFAULT_STORE_PREFIX,
   datasetBefore,

@@ -56,7 +56,10 @@ describe("readJsonFile", () => {
 
   it("turns number arrays into typed arrays when asked and when they fit", async () => {
     const file = await write("columns.json", { f: [1.5, null, -2], i: [1, -2, 3], big: [1, 2 ** 40], text: ["x"] });
-    const read = (await readJsonFile(file, { numbers: { f: "float64", i: "int32", big: "int32", text: "int32" } })) as Record<string, unknown>;
+    const read = (await readJsonFile(file, { numbers: { f: "float64", i: "int32", big: "int32", text: "int32" } })) as Record<
+      string,
+      unknown
+    >;
     expect(read.f).toBeInstanceOf(Float64Array);
     expect(Array.from(read.f as Float64Array)).toEqual([1.5, NaN, -2]);
     expect(read.i).toEqual(Int32Array.from([1, -2, 3]));
@@ -90,7 +93,10 @@ describe("indexInSlices", () => {
 
   it("starts at `base` and throws what `duplicate` makes of a repeated id", async () => {
     const index = await indexInSlices(["a", "b"], { base: 1 });
-    expect([...index]).toEqual([["a", 1], ["b", 2]]);
+    expect([...index]).toEqual([
+      ["a", 1],
+      ["b", 2],
+    ]);
     await expect(indexInSlices(["a", "b", "a"], { duplicate: (id) => new Error(`twice: ${id}`) })).rejects.toThrow("twice: a");
   });
 });

@@ -123,7 +123,9 @@ export class JsonFileError extends Error {
 /** "`file` is not valid JSON: …" when `error` is a parse failure of readJsonFile, else "cannot read `file`: …". */
 export function describeJsonFileError(file: string, error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  return error instanceof JsonFileError && error.step === "parse" ? `${file} is not valid JSON: ${message}` : `cannot read ${file}: ${message}`;
+  return error instanceof JsonFileError && error.step === "parse"
+    ? `${file} is not valid JSON: ${message}`
+    : `cannot read ${file}: ${message}`;
 }
 
 /**
@@ -132,18 +134,19 @@ export function describeJsonFileError(file: string, error: unknown): string {
  */
 export async function readJsonFile(file: string, options: ReadJsonOptions = {}): Promise<unknown> {
   const strings = options.strings ?? [];
-  const result = await new Promise<WorkerResult>(
-    (resolve, reject) => {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, strings, keep: options.keep, numbers: options.numbers ?? {} } });
-      worker.once("message", (message) => {
-        resolve(message);
-        void worker.terminate();
-      });
-      worker.once("error", reject);
-      // A worker that ends without a word (out of memory, say): after a message this is a no-op.
-      worker.once("exit", (code) => reject(new JsonFileError("read", `the worker reading ${file} exited (code ${code}) without an answer`)));
-    },
-  );
+  const result = await new Promise<WorkerResult>((resolve, reject) => {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { file, strings, keep: options.keep, numbers: options.numbers ?? {} },
+    });
+    worker.once("message", (message) => {
+      resolve(message);
+      void worker.terminate();
+    });
+    worker.once("error", reject);
+    // A worker that ends without a word (out of memory, say): after a message this is a no-op.
+    worker.once("exit", (code) => reject(new JsonFileError("read", `the worker reading ${file} exited (code ${code}) without an answer`)));
+  });
   if (!result.ok) throw new JsonFileError(result.step, result.message);
   for (const [path, { count, text, nulls }] of Object.entries(result.joined)) {
     setPath(result.value, path, await splitInSlices(text, count, nulls));

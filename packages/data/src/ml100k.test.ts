@@ -21,7 +21,11 @@ async function tiny(): Promise<string> {
   await writeFile(
     join(dir, "u.item"),
     Buffer.from(
-      [item(1, "Toy Story (1995)", "01-Jan-1995", "0|0|1"), item(2, "Misérables, Les (1995)", "27-Jun-1997", "0|1|1"), item(3, "unknown", "", "1|0|0")].join("\n") + "\n",
+      [
+        item(1, "Toy Story (1995)", "01-Jan-1995", "0|0|1"),
+        item(2, "Misérables, Les (1995)", "27-Jun-1997", "0|1|1"),
+        item(3, "unknown", "", "1|0|0"),
+      ].join("\n") + "\n",
       "latin1",
     ),
   );

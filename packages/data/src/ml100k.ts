@@ -16,7 +16,18 @@ import { buildDataset, type RawItems, type RawUsers } from "./build.js";
 import type { Dataset } from "./types.js";
 
 const MONTHS: Record<string, number> = {
-  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
+  Jan: 0,
+  Feb: 1,
+  Mar: 2,
+  Apr: 3,
+  May: 4,
+  Jun: 5,
+  Jul: 6,
+  Aug: 7,
+  Sep: 8,
+  Oct: 9,
+  Nov: 10,
+  Dec: 11,
 };
 
 /** "01-Jan-1995" → Unix seconds at 00:00 UTC; "" → NaN. */
@@ -40,7 +51,8 @@ async function readText(dir: string, name: string, encoding: "utf8" | "latin1"):
     return await readFile(path, encoding);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new Error(`ml100k: ${path} not found (expected the MovieLens 100K files u.data, u.user, u.item, u.genre in ${dir})`);
+    if (code === "ENOENT")
+      throw new Error(`ml100k: ${path} not found (expected the MovieLens 100K files u.data, u.user, u.item, u.genre in ${dir})`);
     throw err;
   }
 }

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { loadDataset } from "./load.js";
-import { datasetBefore, datasetFromStoreEvents, parseStoreSpec, registerStoreOpener, type StoreCatalogueItem, type StoreEvent } from "./store.js";
+import {
+  datasetBefore,
+  datasetFromStoreEvents,
+  parseStoreSpec,
+  registerStoreOpener,
+  type StoreCatalogueItem,
+  type StoreEvent,
+} from "./store.js";
 
 const served = (seq: number, userId: string, timestamp: number, requestId: string, itemIds: string[]): StoreEvent => ({
   kind: "served",
@@ -8,7 +15,11 @@ const served = (seq: number, userId: string, timestamp: number, requestId: strin
   userId,
   timestamp,
   requestId,
-  items: itemIds.map((itemId, k) => ({ itemId, position: k + 1, provenance: [{ source: k % 2 === 0 ? "dnn" : "popular", rank: k + 1, score: 1 / (k + 1) }] })),
+  items: itemIds.map((itemId, k) => ({
+    itemId,
+    position: k + 1,
+    provenance: [{ source: k % 2 === 0 ? "dnn" : "popular", rank: k + 1, score: 1 / (k + 1) }],
+  })),
   modelVersions: { ranking: "rk-1", candidate_generation: "cg-1" },
 });
 
@@ -23,14 +34,24 @@ const EVENTS: StoreEvent[] = [
   { kind: "watch", seq: 8, userId: "u2", itemId: "ghost", timestamp: 125 },
   { kind: "watch", seq: 9, userId: "u2", itemId: "a", timestamp: 200 },
 ];
-const CATALOGUE: StoreCatalogueItem[] = ["a", "b", "c", "d", "e"].map((itemId) => ({ itemId, title: `T ${itemId}`, tags: ["x"], channel: "ch", updatedAt: 1 }));
+const CATALOGUE: StoreCatalogueItem[] = ["a", "b", "c", "d", "e"].map((itemId) => ({
+  itemId,
+  title: `T ${itemId}`,
+  tags: ["x"],
+  channel: "ch",
+  updatedAt: 1,
+}));
 
 describe("store: datasets", () => {
   it("parses the two store forms", () => {
     expect(parseStoreSpec("/var/lib/store")).toEqual({ location: { backend: "embedded", path: "/var/lib/store" } });
     expect(parseStoreSpec("/var/lib/store?until=42")).toEqual({ location: { backend: "embedded", path: "/var/lib/store" }, until: 42 });
-    expect(parseStoreSpec("redis://127.0.0.1:6379/2?prefix=live:")).toEqual({ location: { backend: "redis", url: "redis://127.0.0.1:6379/2", keyPrefix: "live:" } });
-    expect(parseStoreSpec("redis://127.0.0.1:6379")).toEqual({ location: { backend: "redis", url: "redis://127.0.0.1:6379", keyPrefix: "recsys:" } });
+    expect(parseStoreSpec("redis://127.0.0.1:6379/2?prefix=live:")).toEqual({
+      location: { backend: "redis", url: "redis://127.0.0.1:6379/2", keyPrefix: "live:" },
+    });
+    expect(parseStoreSpec("redis://127.0.0.1:6379")).toEqual({
+      location: { backend: "redis", url: "redis://127.0.0.1:6379", keyPrefix: "recsys:" },
+    });
     expect(() => parseStoreSpec("redis://h:1?pfx=a")).toThrow(/unknown parameter "pfx"/);
     expect(() => parseStoreSpec("/d?prefix=a")).toThrow(/unknown parameter "prefix"/);
     expect(() => parseStoreSpec("/d?until=x")).toThrow(/until must be an event seq/);

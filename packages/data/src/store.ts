@@ -28,7 +28,14 @@ import type { Dataset, ServedLog } from "./types.js";
 
 /** An event as the store returns it from `scanEvents` (the store contract's StoredEvent). */
 export type StoreEvent =
-  | { readonly kind: "watch"; readonly seq: number; readonly userId: string; readonly itemId: string; readonly timestamp: number; readonly watchSeconds?: number }
+  | {
+      readonly kind: "watch";
+      readonly seq: number;
+      readonly userId: string;
+      readonly itemId: string;
+      readonly timestamp: number;
+      readonly watchSeconds?: number;
+    }
   | { readonly kind: "search"; readonly seq: number; readonly userId: string; readonly query: string; readonly timestamp: number }
   | {
       readonly kind: "impression";
@@ -128,7 +135,8 @@ export function parseStoreSpec(rest: string): StoreSpec {
   const untilText = params.get("until");
   if (untilText !== null) {
     until = Number(untilText);
-    if (!Number.isSafeInteger(until) || until < 0) throw new Error(`dataset "store:${rest}": until must be an event seq (an integer >= 0), got "${untilText}"`);
+    if (!Number.isSafeInteger(until) || until < 0)
+      throw new Error(`dataset "store:${rest}": until must be an event seq (an integer >= 0), got "${untilText}"`);
   }
   const withUntil = (location: StoreLocation): StoreSpec => (until === undefined ? { location } : { location, until });
   if (!redis) {
@@ -153,7 +161,9 @@ async function* iterate<T>(source: Promise<Iterable<T>> | Iterable<T> | AsyncIte
 export async function loadStoreDataset(spec: string, rest: string): Promise<Dataset> {
   const { location, until } = parseStoreSpec(rest);
   if (opener === undefined) {
-    throw new Error(`dataset "${spec}": no store opener registered (a program reading store: datasets calls registerStoreOpener, as the recsys CLI does)`);
+    throw new Error(
+      `dataset "${spec}": no store opener registered (a program reading store: datasets calls registerStoreOpener, as the recsys CLI does)`,
+    );
   }
   const store = await opener(location);
   try {
@@ -292,12 +302,20 @@ export function datasetFromStoreEvents(
   return { ...base, fingerprint: servedFingerprint(base.fingerprint, log.log), served: log.log, report };
 }
 
-function buildServedLog(dataset: Dataset, requests: readonly ServedRequest[], shownByRequest: ReadonlyMap<string, ReadonlySet<string>>): { log: ServedLog; missingItems: number } {
+function buildServedLog(
+  dataset: Dataset,
+  requests: readonly ServedRequest[],
+  shownByRequest: ReadonlyMap<string, ReadonlySet<string>>,
+): { log: ServedLog; missingItems: number } {
   const userIndex = new Map<string, number>();
   dataset.users.ids.forEach((id, u) => userIndex.set(id, u));
   const itemIndex = new Map<string, number>();
   dataset.items.ids.forEach((id, i) => itemIndex.set(id, i));
-  const order = [...requests].sort((a, b) => a.event.timestamp - b.event.timestamp || (a.event.requestId < b.event.requestId ? -1 : a.event.requestId > b.event.requestId ? 1 : a.event.seq - b.event.seq));
+  const order = [...requests].sort(
+    (a, b) =>
+      a.event.timestamp - b.event.timestamp ||
+      (a.event.requestId < b.event.requestId ? -1 : a.event.requestId > b.event.requestId ? 1 : a.event.seq - b.event.seq),
+  );
   const sources: string[] = [];
   const sourceCode = new Map<string, number>();
   const user = new Int32Array(order.length);
@@ -317,7 +335,9 @@ function buildServedLog(dataset: Dataset, requests: readonly ServedRequest[], sh
     user[r] = userIndex.get(event.userId)!;
     timestamp[r] = event.timestamp;
     requestId.push(event.requestId);
-    modelVersions.push(JSON.stringify(Object.fromEntries(Object.entries(event.modelVersions).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))));
+    modelVersions.push(
+      JSON.stringify(Object.fromEntries(Object.entries(event.modelVersions).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))),
+    );
     const shownSet = shownByRequest.get(`${event.userId}\u0000${event.requestId}`);
     for (const it of event.items) {
       const i = itemIndex.get(it.itemId);
@@ -369,7 +389,18 @@ function servedFingerprint(base: string, log: ServedLog): string {
   const h = createHash("sha256");
   h.update(base);
   h.update(JSON.stringify([log.requestId, log.modelVersions, log.sources]));
-  for (const a of [log.user, log.timestamp, log.itemOffsets, log.item, log.position, log.shown, log.provenanceOffsets, log.provenanceSource, log.provenanceRank, log.provenanceScore]) {
+  for (const a of [
+    log.user,
+    log.timestamp,
+    log.itemOffsets,
+    log.item,
+    log.position,
+    log.shown,
+    log.provenanceOffsets,
+    log.provenanceSource,
+    log.provenanceRank,
+    log.provenanceScore,
+  ]) {
     h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   }
   return h.digest("hex");
@@ -385,7 +416,12 @@ export function datasetBefore(dataset: Dataset, cutoff: number, spec = `${datase
   const watches: EventRecord[] = [];
   for (let r = 0; r < events.user.length; r++) {
     if (!(events.timestamp[r]! < cutoff)) continue;
-    watches.push({ user: users.ids[events.user[r]!]!, item: items.ids[events.item[r]!]!, timestamp: events.timestamp[r]!, weight: events.weight[r]! });
+    watches.push({
+      user: users.ids[events.user[r]!]!,
+      item: items.ids[events.item[r]!]!,
+      timestamp: events.timestamp[r]!,
+      weight: events.weight[r]!,
+    });
   }
   const itemOptions = items.ids.map((id, i) => {
     const tags = Array.from(items.tagCodes.subarray(items.tagOffsets[i]!, items.tagOffsets[i + 1]!), (c) => items.tagValues[c]!);
@@ -399,7 +435,8 @@ export function datasetBefore(dataset: Dataset, cutoff: number, spec = `${datase
       ...(Number.isNaN(items.durationSeconds[i]!) ? {} : { durationSeconds: items.durationSeconds[i]! }),
     };
   });
-  const category = (c: { codes: Int32Array; values: readonly string[] }, u: number): string | undefined => (c.codes[u]! < 0 ? undefined : c.values[c.codes[u]!]);
+  const category = (c: { codes: Int32Array; values: readonly string[] }, u: number): string | undefined =>
+    c.codes[u]! < 0 ? undefined : c.values[c.codes[u]!];
   const userOptions = users.ids.map((id, u) => {
     const gender = category(users.gender, u);
     const occupation = category(users.occupation, u);
@@ -414,7 +451,8 @@ export function datasetBefore(dataset: Dataset, cutoff: number, spec = `${datase
   });
   const searchOptions: { user: string; timestamp: number; query: string }[] = [];
   for (let k = 0; k < searches.user.length; k++) {
-    if (searches.timestamp[k]! < cutoff) searchOptions.push({ user: users.ids[searches.user[k]!]!, timestamp: searches.timestamp[k]!, query: searches.query[k]! });
+    if (searches.timestamp[k]! < cutoff)
+      searchOptions.push({ user: users.ids[searches.user[k]!]!, timestamp: searches.timestamp[k]!, query: searches.query[k]! });
   }
   const base = datasetFromEvents(watches, { spec, items: itemOptions, users: userOptions, searches: searchOptions });
   if (dataset.served === undefined) return base;

@@ -56,9 +56,11 @@ describe("synthetic generator", () => {
       for (let r = events.userOffsets[u]!; r < events.userOffsets[u + 1]!; r++, n++) {
         const i = events.item[r]!;
         if (events.user[r] !== u) problems.push(`row ${r}: user ${events.user[r]} in the range of user ${u}`);
-        if (r > events.userOffsets[u]! && !(events.timestamp[r]! > events.timestamp[r - 1]!)) problems.push(`row ${r}: time not increasing`);
+        if (r > events.userOffsets[u]! && !(events.timestamp[r]! > events.timestamp[r - 1]!))
+          problems.push(`row ${r}: time not increasing`);
         if (items.uploadTimestamp[i]! > events.timestamp[r]!) problems.push(`row ${r}: item ${i} watched before its upload`);
-        if (!(events.weight[r]! >= 1 && events.weight[r]! <= items.durationSeconds[i]!)) problems.push(`row ${r}: watch ${events.weight[r]} s`);
+        if (!(events.weight[r]! >= 1 && events.weight[r]! <= items.durationSeconds[i]!))
+          problems.push(`row ${r}: watch ${events.weight[r]} s`);
       }
     }
     expect(problems.slice(0, 5)).toEqual([]);
@@ -71,24 +73,28 @@ describe("synthetic generator", () => {
     // Items: topic name first among tags, a channel, a duration, an upload time.
     for (let i = 0; i < N; i++) {
       if (items.tagOffsets[i + 1]! - items.tagOffsets[i]! < 3 || mainTopic(d, i) >= 8) problems.push(`item ${i}: tags`);
-      if (items.channel.codes[i]! < 0 || !Number.isFinite(items.durationSeconds[i]!) || !Number.isFinite(items.uploadTimestamp[i]!)) problems.push(`item ${i}: features`);
+      if (items.channel.codes[i]! < 0 || !Number.isFinite(items.durationSeconds[i]!) || !Number.isFinite(items.uploadTimestamp[i]!))
+        problems.push(`item ${i}: features`);
     }
     // Users: demographics all present.
     for (let u = 0; u < U; u++) {
-      if (!(users.age[u]! >= 13) || users.gender.codes[u]! < 0 || users.occupation.codes[u]! < 0 || users.geo.codes[u]! < 0) problems.push(`user ${u}: demographics`);
+      if (!(users.age[u]! >= 13) || users.gender.codes[u]! < 0 || users.occupation.codes[u]! < 0 || users.geo.codes[u]! < 0)
+        problems.push(`user ${u}: demographics`);
     }
     expect(problems.slice(0, 5)).toEqual([]);
     // Searches: sorted per user, words from the tag vocabulary.
     const vocabulary = new Set(items.tagValues);
     expect(searches.user.length).toBeGreaterThan(0);
     for (let k = 0; k < searches.user.length; k++) {
-      if (k > 0 && searches.user[k] === searches.user[k - 1]) expect(searches.timestamp[k]!).toBeGreaterThanOrEqual(searches.timestamp[k - 1]!);
+      if (k > 0 && searches.user[k] === searches.user[k - 1])
+        expect(searches.timestamp[k]!).toBeGreaterThanOrEqual(searches.timestamp[k - 1]!);
       for (const w of searches.query[k]!.split(" ")) expect(vocabulary.has(w)).toBe(true);
     }
     // Impressions: capped per user, clicked ones are watch events with the same watch time.
     const watchKey = new Map<string, number>();
     for (let r = 0; r < n; r++) watchKey.set(`${events.user[r]}:${events.item[r]}:${events.timestamp[r]}`, events.weight[r]!);
-    for (let u = 0; u < U; u++) expect(impressions.userOffsets[u + 1]! - impressions.userOffsets[u]!).toBeLessThanOrEqual(SYNTHETIC_DEFAULTS.impressions);
+    for (let u = 0; u < U; u++)
+      expect(impressions.userOffsets[u + 1]! - impressions.userOffsets[u]!).toBeLessThanOrEqual(SYNTHETIC_DEFAULTS.impressions);
     let clicks = 0;
     for (let k = 0; k < impressions.user.length; k++) {
       if (impressions.clicked[k] === 1) {

@@ -19,7 +19,18 @@ import { connect, createLogger, createRpcMetrics, watchModel } from "@recsys/run
 import { scrapeMetrics } from "@recsys/runtime/testing";
 import type { BundleManifest } from "@recsys/candidate-gen";
 import { DEPLOY_DIR } from "./paths.js";
-import { freePort, prometheusApi, publishBundle, startPrometheus, startStage, stopAll, tinyDataset, writeTinyBundle, writeTinyRanker, type Started } from "./processes.js";
+import {
+  freePort,
+  prometheusApi,
+  publishBundle,
+  startPrometheus,
+  startStage,
+  stopAll,
+  tinyDataset,
+  writeTinyBundle,
+  writeTinyRanker,
+  type Started,
+} from "./processes.js";
 import { PROMETHEUS_SERIES, exposedMetricNames, metricNames } from "./promql.js";
 import { allRules, readRuleFiles, recordedNames, RULES_DIR } from "./rules.js";
 import { STAGES, isLanded, loadStagePackage, stageByName } from "./stages.js";
@@ -36,7 +47,9 @@ async function usedMetricNames(): Promise<Map<string, string>> {
   for (const { file, rule } of allRules(await readRuleFiles())) {
     for (const name of metricNames(rule.expr)) used.set(name, `${file.slice(DEPLOY_DIR.length + 1)}: ${rule.record ?? rule.alert}`);
   }
-  const dashboard = JSON.parse(await readFile(join(DEPLOY_DIR, "grafana", "recsys-stages.json"), "utf8")) as { panels: { title: string; targets?: { expr: string }[] }[] };
+  const dashboard = JSON.parse(await readFile(join(DEPLOY_DIR, "grafana", "recsys-stages.json"), "utf8")) as {
+    panels: { title: string; targets?: { expr: string }[] }[];
+  };
   for (const panel of dashboard.panels) {
     for (const target of panel.targets ?? []) for (const name of metricNames(target.expr)) used.set(name, `dashboard: ${panel.title}`);
   }
@@ -50,7 +63,15 @@ async function runtimeMetricNames(stage: string, scratch: string): Promise<Set<s
   const dir = join(scratch, `runtime-${stage}`);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, "manifest.json"), JSON.stringify({ modelVersion: "v" }));
-  const watcher = await watchModel({ path: dir, load: async () => ({}), versionOf: () => "v", pollMs: 0, logger: createLogger({ service: stage, level: "silent" }), stage, registry });
+  const watcher = await watchModel({
+    path: dir,
+    load: async () => ({}),
+    versionOf: () => "v",
+    pollMs: 0,
+    logger: createLogger({ service: stage, level: "silent" }),
+    stage,
+    registry,
+  });
   const names = exposedMetricNames(await registry.metrics());
   await watcher.close();
   return names;
@@ -76,7 +97,10 @@ let prometheus: { url: string; output(): string };
 const exposed = new Map<string, Set<string>>();
 
 async function query(expr: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
-  const data = await prometheusApi<{ result: { metric: Record<string, string>; value: [number, string] }[] }>(prometheus.url, `query?query=${encodeURIComponent(expr)}`);
+  const data = await prometheusApi<{ result: { metric: Record<string, string>; value: [number, string] }[] }>(
+    prometheus.url,
+    `query?query=${encodeURIComponent(expr)}`,
+  );
   return data.result;
 }
 
@@ -103,7 +127,14 @@ beforeAll(async () => {
   const withRanking = started.some((s) => s.stage === "ranking");
   if (withRanking) await writeTinyRanker(join(models, "cg-1"), manifest, dataset);
   await publishBundle(join(models, "current"), join(models, "cg-1"));
-  const common = { GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "info", MODEL_PATH: join(models, "current"), MODEL_POLL_INTERVAL: "0" };
+  const common = {
+    GRPC_HOST: "127.0.0.1",
+    GRPC_PORT: "0",
+    METRICS_PORT: "0",
+    LOG_LEVEL: "info",
+    MODEL_PATH: join(models, "current"),
+    MODEL_POLL_INTERVAL: "0",
+  };
   const main = async (stage: string): Promise<string> => (await loadStagePackage(stageByName(stage))).main;
 
   const [cg, retrieval, ranking] = await Promise.all([
@@ -138,7 +169,12 @@ beforeAll(async () => {
     // `namespace` as Kubernetes discovery sets it (every rule keeps it); retrieval's one shard of one.
     scrape_configs: [...running].map(([stage, process]) => ({
       job_name: stage,
-      static_configs: [{ targets: [`127.0.0.1:${process.metricsPort}`], labels: { namespace: "live", ...(stage === "retrieval" ? { shard: "0", shard_count: "1" } : {}) } }],
+      static_configs: [
+        {
+          targets: [`127.0.0.1:${process.metricsPort}`],
+          labels: { namespace: "live", ...(stage === "retrieval" ? { shard: "0", shard_count: "1" } : {}) },
+        },
+      ],
     })),
   };
   const configFile = join(root, "prometheus.yml");
@@ -162,7 +198,9 @@ beforeAll(async () => {
       await retrievalClient.search({ userVector: embedded.userVector, k: 5, modelVersion: manifest.modelVersion });
       if (recommender !== undefined) {
         const response = await recommender.recommend({ userId: String(user), count: 5 }, { deadline: Date.now() + 30_000 });
-        expect(response.failedStages.map((f) => `${f.stage}: ${f.code} ${f.message}`)).toEqual(ranking === undefined ? [expect.stringMatching(/^ranking: /)] : []);
+        expect(response.failedStages.map((f) => `${f.stage}: ${f.code} ${f.message}`)).toEqual(
+          ranking === undefined ? [expect.stringMatching(/^ranking: /)] : [],
+        );
         expect(response.items.length).toBeGreaterThan(0);
       }
     }
@@ -200,8 +238,13 @@ afterAll(async () => {
 
 describe("Prometheus scraping the stages", () => {
   it("has every started stage as a healthy target (job = stage)", async () => {
-    const targets = await prometheusApi<{ activeTargets: { labels: { job: string }; health: string; lastError: string }[] }>(prometheus.url, "targets");
-    expect(targets.activeTargets.map((t) => [t.labels.job, t.health, t.lastError]).sort()).toEqual([...running.keys()].map((job) => [job, "up", ""]).sort());
+    const targets = await prometheusApi<{ activeTargets: { labels: { job: string }; health: string; lastError: string }[] }>(
+      prometheus.url,
+      "targets",
+    );
+    expect(targets.activeTargets.map((t) => [t.labels.job, t.health, t.lastError]).sort()).toEqual(
+      [...running.keys()].map((job) => [job, "up", ""]).sort(),
+    );
     expect([...running.keys()].sort()).toEqual(started.map((s) => s.stage).sort());
   });
 
@@ -218,12 +261,15 @@ describe("Prometheus scraping the stages", () => {
         .sort();
       expect(expected.length, stage).toBeGreaterThan(0);
       await eventually(async () => {
-        const stored = (await query(`recsys_${stage}_grpc_requests_total`)).map((s) => [s.metric["method"], s.metric["code"], s.value[1]] as const).sort();
+        const stored = (await query(`recsys_${stage}_grpc_requests_total`))
+          .map((s) => [s.metric["method"], s.metric["code"], s.value[1]] as const)
+          .sort();
         expect(stored).toEqual(expected);
       });
     }
     // Our own calls: 4 EmbedUser and 4 Search answered OK (more through the orchestrator), 2 each refused.
-    const ok = async (stage: string, method: string): Promise<number> => Number((await query(`recsys_${stage}_grpc_requests_total{method="${method}",code="OK"}`))[0]?.value[1]);
+    const ok = async (stage: string, method: string): Promise<number> =>
+      Number((await query(`recsys_${stage}_grpc_requests_total{method="${method}",code="OK"}`))[0]?.value[1]);
     expect(await ok("candidate_generation", "recsys.v1.CandidateGenerationService/EmbedUser")).toBeGreaterThanOrEqual(4);
     expect(await ok("retrieval", "recsys.v1.RetrievalService/Search")).toBeGreaterThanOrEqual(4);
     const invalid = await query('recsys_retrieval_grpc_requests_total{code="INVALID_ARGUMENT"}');
@@ -253,7 +299,9 @@ describe("Prometheus scraping the stages", () => {
       const p99 = await query("stage:recsys_grpc_request_duration_seconds:p99_rate5m");
       expect(p99.map((s) => s.metric["stage"]).sort()).toEqual([...running.keys()].sort());
       // One bundle version across candidate generation, retrieval and the orchestrator: no skew.
-      expect((await query("namespace:recsys_candidate_model_versions:count")).map((s) => [s.metric["namespace"], s.value[1]])).toEqual([["live", "1"]]);
+      expect((await query("namespace:recsys_candidate_model_versions:count")).map((s) => [s.metric["namespace"], s.value[1]])).toEqual([
+        ["live", "1"],
+      ]);
       const info = await query("recsys_candidate_generation_model_info");
       expect(info.map((s) => s.metric["model_version"])).toEqual([manifest.modelVersion]);
       if (running.has("orchestrator") && !running.has("ranking")) {
@@ -262,7 +310,9 @@ describe("Prometheus scraping the stages", () => {
       }
       if (running.has("ranking")) {
         // The ranker's own version (rk-...), one across the ranking replicas.
-        expect((await query("namespace:recsys_ranking_model_versions:count")).map((s) => [s.metric["namespace"], s.value[1]])).toEqual([["live", "1"]]);
+        expect((await query("namespace:recsys_ranking_model_versions:count")).map((s) => [s.metric["namespace"], s.value[1]])).toEqual([
+          ["live", "1"],
+        ]);
       }
     }, 30_000);
   });
@@ -274,16 +324,21 @@ describe("metric names", () => {
     for (const [name, where] of USED) {
       if (RECORDED.has(name) || PROMETHEUS_SERIES.has(name)) continue;
       const stage = stagePrefix(name);
-      if (stage === undefined) problems.push(`${name} (${where}) is neither a recsys stage's metric, a recording rule nor a Prometheus series`);
-      else if (running.has(stage) && !exposed.get(stage)!.has(name)) problems.push(`${name} (${where}) is not exposed by the ${stage} service's /metrics`);
-      else if (!running.has(stage) && !RUNTIME_NAMES.get(stage)!.has(name) && !PENDING.get(stage)!.includes(name)) problems.push(`${name} (${where}): unverified`);
+      if (stage === undefined)
+        problems.push(`${name} (${where}) is neither a recsys stage's metric, a recording rule nor a Prometheus series`);
+      else if (running.has(stage) && !exposed.get(stage)!.has(name))
+        problems.push(`${name} (${where}) is not exposed by the ${stage} service's /metrics`);
+      else if (!running.has(stage) && !RUNTIME_NAMES.get(stage)!.has(name) && !PENDING.get(stage)!.includes(name))
+        problems.push(`${name} (${where}): unverified`);
     }
     expect(problems).toEqual([]);
     expect(exposed.size).toBe(running.size);
   });
 
   for (const stage of notStarted) {
-    const reason = isLanded(stage) ? "landed, but this test does not start it yet: add a launcher" : `packages/${stage.packageDir} has not landed`;
+    const reason = isLanded(stage)
+      ? "landed, but this test does not start it yet: add a launcher"
+      : `packages/${stage.packageDir} has not landed`;
     it.skip(`scrapes the ${stage.stage} service (skipped: ${reason})`, () => {});
     const pending = PENDING.get(stage.stage)!;
     if (pending.length > 0) it.skip(`${pending.join(", ")} exist (skipped: ${reason})`, () => {});

@@ -78,7 +78,9 @@ export interface PodTemplate {
 
 export function podTemplates(objects: readonly K8sObject[]): PodTemplate[] {
   const templates: PodTemplate[] = workloads(objects).map((w) => ({ owner: w, label: label(w), template: w.spec.template }));
-  for (const cronJob of objects.filter((o) => o.kind === "CronJob") as (K8sObject & { spec: { jobTemplate: { spec: { template: PodTemplate["template"] } } } })[]) {
+  for (const cronJob of objects.filter((o) => o.kind === "CronJob") as (K8sObject & {
+    spec: { jobTemplate: { spec: { template: PodTemplate["template"] } } };
+  })[]) {
     templates.push({ owner: cronJob, label: label(cronJob), template: cronJob.spec.jobTemplate.spec.template });
   }
   return templates;
@@ -132,14 +134,24 @@ export const SECRET_ENV_ANNOTATION = "recsys.io/secret-env";
 export const RUNTIME_VARIABLES: readonly string[] = ["NODE_OPTIONS"];
 
 /** The environment a container gets from the rendered objects. */
-export function containerEnv(objects: readonly K8sObject[], owner: string, container: Container, annotations: Record<string, string> = {}): ResolvedEnv {
+export function containerEnv(
+  objects: readonly K8sObject[],
+  owner: string,
+  container: Container,
+  annotations: Record<string, string> = {},
+): ResolvedEnv {
   const values = new Map<string, string>();
   const secret = new Set<string>();
   const problems: string[] = [];
-  const declared = (annotations[SECRET_ENV_ANNOTATION] ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const declared = (annotations[SECRET_ENV_ANNOTATION] ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   for (const source of container.envFrom ?? []) {
     if (source.configMapRef !== undefined) {
-      const configMap = findObject(objects, "ConfigMap", source.configMapRef.name) as (K8sObject & { data?: Record<string, string> }) | undefined;
+      const configMap = findObject(objects, "ConfigMap", source.configMapRef.name) as
+        | (K8sObject & { data?: Record<string, string> })
+        | undefined;
       if (configMap === undefined) {
         problems.push(`${owner}: envFrom ConfigMap "${source.configMapRef.name}" is not among the rendered objects`);
         continue;
@@ -149,10 +161,14 @@ export function containerEnv(objects: readonly K8sObject[], owner: string, conta
         secret.delete(`${source.prefix ?? ""}${key}`);
       }
     } else if (source.secretRef !== undefined) {
-      const rendered = findObject(objects, "Secret", source.secretRef.name) as (K8sObject & { data?: Record<string, string>; stringData?: Record<string, string> }) | undefined;
+      const rendered = findObject(objects, "Secret", source.secretRef.name) as
+        | (K8sObject & { data?: Record<string, string>; stringData?: Record<string, string> })
+        | undefined;
       const keys = rendered !== undefined ? [...Object.keys(rendered.data ?? {}), ...Object.keys(rendered.stringData ?? {})] : declared;
       if (keys.length === 0) {
-        problems.push(`${owner}: envFrom Secret "${source.secretRef.name}" is not rendered and the pod template does not list its variables in the annotation ${SECRET_ENV_ANNOTATION}`);
+        problems.push(
+          `${owner}: envFrom Secret "${source.secretRef.name}" is not rendered and the pod template does not list its variables in the annotation ${SECRET_ENV_ANNOTATION}`,
+        );
         continue;
       }
       for (const key of keys) {
@@ -194,7 +210,8 @@ export function checkEnvAgainstSchema(
 ): string[] {
   const problems: string[] = [];
   for (const name of [...env.keys(), ...secret]) {
-    if (!(name in schema) && !RUNTIME_VARIABLES.includes(name)) problems.push(`${owner}: sets ${name}, which the service does not read (not in its configSchema)`);
+    if (!(name in schema) && !RUNTIME_VARIABLES.includes(name))
+      problems.push(`${owner}: sets ${name}, which the service does not read (not in its configSchema)`);
   }
   const config: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(schema)) {
@@ -271,7 +288,8 @@ export function checkPorts(objects: readonly K8sObject[], schemaOf: SchemaLookup
     const grpcPort = envNumber(values, schema, "GRPC_PORT", 50051);
     const metricsPort = envNumber(values, schema, "METRICS_PORT", 9464);
     const ports = new Map((container.ports ?? []).map((p) => [p.name, p.containerPort]));
-    if (ports.get("grpc") !== grpcPort) problems.push(`${label(workload)}: container port "grpc" is ${ports.get("grpc")}, GRPC_PORT is ${grpcPort}`);
+    if (ports.get("grpc") !== grpcPort)
+      problems.push(`${label(workload)}: container port "grpc" is ${ports.get("grpc")}, GRPC_PORT is ${grpcPort}`);
     if (ports.get("metrics") !== metricsPort) {
       problems.push(`${label(workload)}: container port "metrics" is ${ports.get("metrics")}, METRICS_PORT is ${metricsPort}`);
     }
@@ -282,7 +300,8 @@ export function checkPorts(objects: readonly K8sObject[], schemaOf: SchemaLookup
         continue;
       }
       if (probe.grpc === undefined) problems.push(`${label(workload)}: ${kind} is not a native gRPC health probe`);
-      else if (probe.grpc.port !== grpcPort) problems.push(`${label(workload)}: ${kind} probes port ${probe.grpc.port}, the gRPC port is ${grpcPort}`);
+      else if (probe.grpc.port !== grpcPort)
+        problems.push(`${label(workload)}: ${kind} probes port ${probe.grpc.port}, the gRPC port is ${grpcPort}`);
     }
   }
   for (const service of services(objects)) {
@@ -300,7 +319,8 @@ export function checkPorts(objects: readonly K8sObject[], schemaOf: SchemaLookup
         const containerPorts = workload.spec.template.spec.containers.flatMap((c) => c.ports ?? []);
         const target = port.targetPort ?? port.port;
         const found = containerPorts.some((p) => (typeof target === "string" ? p.name === target : p.containerPort === target));
-        if (!found) problems.push(`Service/${service.metadata.name}: port ${port.name} targets ${target}, which ${label(workload)} does not expose`);
+        if (!found)
+          problems.push(`Service/${service.metadata.name}: port ${port.name} targets ${target}, which ${label(workload)} does not expose`);
       }
     }
   }
@@ -323,10 +343,15 @@ export function checkShutdownTiming(objects: readonly K8sObject[], schemaOf: Sch
     if (preStop === 0) problems.push(`${label(workload)}: no preStop sleep (endpoints may still send calls after SIGTERM)`);
     const needed =
       preStop +
-      (envDurationMs(values, schema, "SHUTDOWN_DELAY", 0) + envDurationMs(values, schema, "DRAIN_TIMEOUT", 15_000) + envDurationMs(values, schema, "SHUTDOWN_TIMEOUT", 5000)) / 1000;
+      (envDurationMs(values, schema, "SHUTDOWN_DELAY", 0) +
+        envDurationMs(values, schema, "DRAIN_TIMEOUT", 15_000) +
+        envDurationMs(values, schema, "SHUTDOWN_TIMEOUT", 5000)) /
+        1000;
     const grace = workload.spec.template.spec.terminationGracePeriodSeconds ?? 30;
     if (!(grace > needed)) {
-      problems.push(`${label(workload)}: terminationGracePeriodSeconds ${grace} must exceed preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + SHUTDOWN_TIMEOUT = ${needed} s`);
+      problems.push(
+        `${label(workload)}: terminationGracePeriodSeconds ${grace} must exceed preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + SHUTDOWN_TIMEOUT = ${needed} s`,
+      );
     }
   }
   return problems;
@@ -372,7 +397,12 @@ export function checkVolumes(objects: readonly K8sObject[]): string[] {
         problems.push(`${where}: volume ${volume.name} uses PersistentVolumeClaim "${claim}", which is not rendered`);
       }
       // The serving stages read models; only the training job (a CronJob) writes them.
-      if (owner.kind !== "CronJob" && volume.persistentVolumeClaim !== undefined && volume.persistentVolumeClaim.readOnly !== true && volume.name === "models") {
+      if (
+        owner.kind !== "CronJob" &&
+        volume.persistentVolumeClaim !== undefined &&
+        volume.persistentVolumeClaim.readOnly !== true &&
+        volume.name === "models"
+      ) {
         problems.push(`${where}: the model volume must be mounted read-only`);
       }
     }
@@ -401,32 +431,49 @@ export function checkScalingObjects(objects: readonly K8sObject[]): string[] {
   const hpas = objects.filter((o) => o.kind === "HorizontalPodAutoscaler") as HpaObject[];
   for (const hpa of hpas) {
     const { kind, name } = hpa.spec.scaleTargetRef;
-    if (findObject(all, kind, name) === undefined) problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: targets ${kind}/${name}, which is not rendered`);
-    if ((hpa.spec.minReplicas ?? 1) > hpa.spec.maxReplicas) problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: minReplicas > maxReplicas`);
-    if (!(hpa.spec.metrics ?? []).some((m) => m.type === "Pods" && /^recsys_[a-z_]+_grpc_requests_(per_second|in_flight)$/.test(m.pods?.metric.name ?? ""))) {
-      problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: no per-pod request-rate or in-flight metric (CPU alone lags a traffic step)`);
+    if (findObject(all, kind, name) === undefined)
+      problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: targets ${kind}/${name}, which is not rendered`);
+    if ((hpa.spec.minReplicas ?? 1) > hpa.spec.maxReplicas)
+      problems.push(`HorizontalPodAutoscaler/${hpa.metadata.name}: minReplicas > maxReplicas`);
+    if (
+      !(hpa.spec.metrics ?? []).some(
+        (m) => m.type === "Pods" && /^recsys_[a-z_]+_grpc_requests_(per_second|in_flight)$/.test(m.pods?.metric.name ?? ""),
+      )
+    ) {
+      problems.push(
+        `HorizontalPodAutoscaler/${hpa.metadata.name}: no per-pod request-rate or in-flight metric (CPU alone lags a traffic step)`,
+      );
     }
   }
-  for (const pdb of objects.filter((o) => o.kind === "PodDisruptionBudget") as (K8sObject & { spec: { selector: { matchLabels?: Record<string, string> } } })[]) {
+  for (const pdb of objects.filter((o) => o.kind === "PodDisruptionBudget") as (K8sObject & {
+    spec: { selector: { matchLabels?: Record<string, string> } };
+  })[]) {
     const selector = pdb.spec.selector.matchLabels ?? {};
     const selected = all.filter((w) => Object.entries(selector).every(([k, v]) => w.spec.template.metadata?.labels?.[k] === v));
-    if (selected.length !== 1) problems.push(`PodDisruptionBudget/${pdb.metadata.name}: selects ${selected.length} workloads, expected exactly one`);
+    if (selected.length !== 1)
+      problems.push(`PodDisruptionBudget/${pdb.metadata.name}: selects ${selected.length} workloads, expected exactly one`);
   }
   for (const workload of all) {
     const hpa = hpas.find((h) => h.spec.scaleTargetRef.name === workload.metadata.name);
     const stage = workloadStage(workload);
     if (stage?.sharded === true || stage === undefined) {
-      if (hpa !== undefined) problems.push(`${label(workload)}: has an HPA; ${stage === undefined ? "it" : "a retrieval shard"} runs a fixed number of replicas`);
+      if (hpa !== undefined)
+        problems.push(
+          `${label(workload)}: has an HPA; ${stage === undefined ? "it" : "a retrieval shard"} runs a fixed number of replicas`,
+        );
       if (workload.spec.replicas === undefined) problems.push(`${label(workload)}: no replicas (fixed count expected)`);
       if (workload.kind === "StatefulSet" && workload.spec.persistentVolumeClaimRetentionPolicy === undefined) {
-        problems.push(`${label(workload)}: no persistentVolumeClaimRetentionPolicy (what happens to its claims when deleted or scaled down?)`);
+        problems.push(
+          `${label(workload)}: no persistentVolumeClaimRetentionPolicy (what happens to its claims when deleted or scaled down?)`,
+        );
       }
     } else if (hpa === undefined) {
       problems.push(`${label(workload)}: no HorizontalPodAutoscaler`);
     } else if (workload.spec.replicas !== undefined) {
       problems.push(`${label(workload)}: sets replicas although its HPA owns the count (an apply would reset it)`);
     }
-    if (!objects.some((o) => o.kind === "PodDisruptionBudget" && o.metadata.name === workload.metadata.name)) problems.push(`${label(workload)}: no PodDisruptionBudget`);
+    if (!objects.some((o) => o.kind === "PodDisruptionBudget" && o.metadata.name === workload.metadata.name))
+      problems.push(`${label(workload)}: no PodDisruptionBudget`);
   }
   return problems;
 }
@@ -435,7 +482,17 @@ export function checkScalingObjects(objects: readonly K8sObject[]): string[] {
 export function memoryMiB(quantity: unknown): number | undefined {
   const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(quantity ?? ""));
   if (match === null) return undefined;
-  const factor: Record<string, number> = { "": 1 / 2 ** 20, Ki: 1 / 1024, Mi: 1, Gi: 1024, Ti: 2 ** 20, k: 1e3 / 2 ** 20, M: 1e6 / 2 ** 20, G: 1e9 / 2 ** 20, T: 1e12 / 2 ** 20 };
+  const factor: Record<string, number> = {
+    "": 1 / 2 ** 20,
+    Ki: 1 / 1024,
+    Mi: 1,
+    Gi: 1024,
+    Ti: 2 ** 20,
+    k: 1e3 / 2 ** 20,
+    M: 1e6 / 2 ** 20,
+    G: 1e9 / 2 ** 20,
+    T: 1e12 / 2 ** 20,
+  };
   return Number(match[1]) * factor[match[2] ?? ""]!;
 }
 
@@ -463,7 +520,9 @@ export function checkHeapCaps(objects: readonly K8sObject[]): string[] {
     if (limit === undefined) continue; // checkSecurityAndResources reports it
     const heap = Number(match[1]);
     if (heap > limit * MAX_HEAP_SHARE_OF_LIMIT) {
-      problems.push(`${label(workload)}: --max-old-space-size=${heap} is over ${MAX_HEAP_SHARE_OF_LIMIT * 100} % of its ${Math.round(limit)} MiB memory limit`);
+      problems.push(
+        `${label(workload)}: --max-old-space-size=${heap} is over ${MAX_HEAP_SHARE_OF_LIMIT * 100} % of its ${Math.round(limit)} MiB memory limit`,
+      );
     }
   }
   return problems;
@@ -483,7 +542,8 @@ export function checkServiceAccounts(objects: readonly K8sObject[]): string[] {
     if (findObject(objects, "ServiceAccount", name) === undefined) problems.push(`${owner}: ServiceAccount ${name} is not rendered`);
     if (used.has(name)) problems.push(`${owner}: shares ServiceAccount ${name} with ${used.get(name)}`);
     used.set(name, owner);
-    if (pod.automountServiceAccountToken !== false) problems.push(`${owner}: mounts an API token (automountServiceAccountToken is not false)`);
+    if (pod.automountServiceAccountToken !== false)
+      problems.push(`${owner}: mounts an API token (automountServiceAccountToken is not false)`);
   }
   return problems;
 }
@@ -494,7 +554,10 @@ export function checkPodSecurityLabels(objects: readonly K8sObject[]): string[] 
   for (const namespace of objects.filter((o) => o.kind === "Namespace")) {
     for (const mode of ["enforce", "audit", "warn"]) {
       const value = namespace.metadata.labels?.[`pod-security.kubernetes.io/${mode}`];
-      if (value !== "restricted") problems.push(`Namespace/${namespace.metadata.name}: pod-security.kubernetes.io/${mode} is ${JSON.stringify(value)}, expected "restricted"`);
+      if (value !== "restricted")
+        problems.push(
+          `Namespace/${namespace.metadata.name}: pod-security.kubernetes.io/${mode} is ${JSON.stringify(value)}, expected "restricted"`,
+        );
     }
   }
   return problems;
@@ -508,7 +571,8 @@ export function checkShardLabels(objects: readonly K8sObject[]): string[] {
     const labels = workload.spec.template.metadata?.labels ?? {};
     const expected = { "recsys.io/shard": values.get("SHARD_INDEX") ?? "0", "recsys.io/shard-count": values.get("SHARD_COUNT") ?? "1" };
     for (const [key, value] of Object.entries(expected)) {
-      if (labels[key] !== value) problems.push(`${label(workload)}: pod label ${key} is ${JSON.stringify(labels[key])}, the shard's env says ${value}`);
+      if (labels[key] !== value)
+        problems.push(`${label(workload)}: pod label ${key} is ${JSON.stringify(labels[key])}, the shard's env says ${value}`);
     }
   }
   return problems;
@@ -523,15 +587,23 @@ export function checkStageLabels(objects: readonly K8sObject[]): string[] {
   for (const workload of stageWorkloads(objects)) {
     const stage = workloadStage(workload)!;
     const labels = workload.spec.template.metadata?.labels ?? {};
-    if (labels["app.kubernetes.io/component"] !== stage.k8sName) problems.push(`${label(workload)}: pod label app.kubernetes.io/component is ${JSON.stringify(labels["app.kubernetes.io/component"])}, expected ${stage.k8sName}`);
-    if (labels["recsys.io/stage"] !== stage.stage) problems.push(`${label(workload)}: pod label recsys.io/stage is ${JSON.stringify(labels["recsys.io/stage"])}, expected ${stage.stage}`);
+    if (labels["app.kubernetes.io/component"] !== stage.k8sName)
+      problems.push(
+        `${label(workload)}: pod label app.kubernetes.io/component is ${JSON.stringify(labels["app.kubernetes.io/component"])}, expected ${stage.k8sName}`,
+      );
+    if (labels["recsys.io/stage"] !== stage.stage)
+      problems.push(
+        `${label(workload)}: pod label recsys.io/stage is ${JSON.stringify(labels["recsys.io/stage"])}, expected ${stage.stage}`,
+      );
   }
   return problems;
 }
 
 /** The seconds a workload's startup probe allows before the pod is restarted. */
 export function startupAllowanceSeconds(workload: Workload): number | undefined {
-  const probe = mainContainer(workload)?.startupProbe as (Probe & { periodSeconds?: number; failureThreshold?: number; initialDelaySeconds?: number }) | undefined;
+  const probe = mainContainer(workload)?.startupProbe as
+    | (Probe & { periodSeconds?: number; failureThreshold?: number; initialDelaySeconds?: number })
+    | undefined;
   if (probe === undefined) return undefined;
   return (probe.initialDelaySeconds ?? 0) + (probe.periodSeconds ?? 10) * (probe.failureThreshold ?? 3);
 }
@@ -562,9 +634,12 @@ export function checkImages(objects: readonly K8sObject[]): string[] {
         continue;
       }
       const [, , name, tag] = match;
-      if (name !== stage?.image) problems.push(`${label(workload)}: runs image recsys/${name}, the stage's image is recsys/${stage?.image}`);
-      if (!existsSync(join(DEPLOY_DIR, "containers", `${name}.Containerfile`))) problems.push(`${label(workload)}: no deploy/containers/${name}.Containerfile builds recsys/${name}`);
-      if (tag?.endsWith("-gpu") === true && stage?.gpu !== true) problems.push(`${label(workload)}: a -gpu image for a stage without a GPU variant`);
+      if (name !== stage?.image)
+        problems.push(`${label(workload)}: runs image recsys/${name}, the stage's image is recsys/${stage?.image}`);
+      if (!existsSync(join(DEPLOY_DIR, "containers", `${name}.Containerfile`)))
+        problems.push(`${label(workload)}: no deploy/containers/${name}.Containerfile builds recsys/${name}`);
+      if (tag?.endsWith("-gpu") === true && stage?.gpu !== true)
+        problems.push(`${label(workload)}: a -gpu image for a stage without a GPU variant`);
     }
   }
   return problems;
@@ -583,7 +658,9 @@ export function checkServiceKinds(objects: readonly K8sObject[]): string[] {
     }
     const headless = service.spec.clusterIP === "None";
     if (stage.stage === "orchestrator" ? headless : !headless) {
-      problems.push(`Service/${service.metadata.name}: ${headless ? "headless" : "a ClusterIP"}, expected ${headless ? "a ClusterIP (public API)" : "headless (clients balance per call)"}`);
+      problems.push(
+        `Service/${service.metadata.name}: ${headless ? "headless" : "a ClusterIP"}, expected ${headless ? "a ClusterIP (public API)" : "headless (clients balance per call)"}`,
+      );
     }
     if (!service.spec.ports.some((p) => p.name === "grpc")) problems.push(`Service/${service.metadata.name}: no port named grpc`);
     if (stage.stage !== "orchestrator" || service.metadata.name === "orchestrator") {
@@ -618,8 +695,10 @@ export function checkShardsAndAddresses(objects: readonly K8sObject[]): { shards
     .sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }));
   const n = shards.length;
   shards.forEach((shard, i) => {
-    if (shard.name !== `${retrieval.k8sName}-${i}`) problems.push(`retrieval shard workloads must be named ${retrieval.k8sName}-0..${n - 1}; found ${shard.name}`);
-    if (shard.kind !== "StatefulSet") problems.push(`${shard.kind}/${shard.name}: a retrieval shard must be a StatefulSet (its own index volume per pod)`);
+    if (shard.name !== `${retrieval.k8sName}-${i}`)
+      problems.push(`retrieval shard workloads must be named ${retrieval.k8sName}-0..${n - 1}; found ${shard.name}`);
+    if (shard.kind !== "StatefulSet")
+      problems.push(`${shard.kind}/${shard.name}: a retrieval shard must be a StatefulSet (its own index volume per pod)`);
     if (shard.index !== String(i) || shard.count !== String(n)) {
       problems.push(`${shard.kind}/${shard.name}: SHARD_INDEX=${shard.index} SHARD_COUNT=${shard.count}, expected ${i} and ${n}`);
     }
@@ -635,18 +714,25 @@ export function checkShardsAndAddresses(objects: readonly K8sObject[]): { shards
     return service?.spec.ports.find((p) => p.name === "grpc")?.port;
   };
   const expected = shards.map((_, i) => `dns:///${retrieval.k8sName}-${i}:${grpcPortOf(`${retrieval.k8sName}-${i}`)}`);
-  const listed = (values.get("RETRIEVAL_ADDRESSES") ?? "").split(",").map((a) => a.trim()).filter((a) => a !== "");
+  const listed = (values.get("RETRIEVAL_ADDRESSES") ?? "")
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a !== "");
   if (listed.join(",") !== expected.join(",")) {
     problems.push(`orchestrator RETRIEVAL_ADDRESSES is "${listed.join(",")}", the rendered shards need "${expected.join(",")}"`);
   }
-  for (const [variable, serviceName] of [["CANDIDATE_GENERATION_ADDRESS", "candidate-generation"], ["RANKING_ADDRESS", "ranking"]] as const) {
+  for (const [variable, serviceName] of [
+    ["CANDIDATE_GENERATION_ADDRESS", "candidate-generation"],
+    ["RANKING_ADDRESS", "ranking"],
+  ] as const) {
     const address = parseAddress(values.get(variable) ?? "");
     const service = findObject(objects, "Service", serviceName) as ServiceObject | undefined;
     if (address === undefined || service === undefined) {
       problems.push(`orchestrator ${variable}="${values.get(variable)}" does not name a rendered Service`);
       continue;
     }
-    if (!values.get(variable)!.startsWith("dns:///")) problems.push(`orchestrator ${variable} should use dns:/// (round_robin over the headless Service's pods)`);
+    if (!values.get(variable)!.startsWith("dns:///"))
+      problems.push(`orchestrator ${variable} should use dns:/// (round_robin over the headless Service's pods)`);
     if (address.host !== serviceName || address.port !== grpcPortOf(serviceName)) {
       problems.push(`orchestrator ${variable}="${values.get(variable)}", the Service is ${serviceName}:${grpcPortOf(serviceName)}`);
     }

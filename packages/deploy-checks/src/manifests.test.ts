@@ -75,7 +75,9 @@ describe("rendering", () => {
     expect(namespaces.size).toBe(1);
     expect(objectsOfKind(objects, "Namespace").map((o) => o.metadata.name)).toEqual([...namespaces]);
     const claim = findObject(objects, "PersistentVolumeClaim", "recsys-models") !== undefined;
-    const sync = stageWorkloadsOf(objects).every((w) => w.spec.template.spec.initContainers?.some((c) => c.name === "model-fetch") === true);
+    const sync = stageWorkloadsOf(objects).every(
+      (w) => w.spec.template.spec.initContainers?.some((c) => c.name === "model-fetch") === true,
+    );
     expect([claim, sync], "exactly one of the models-pvc and model-sync components").toContainEqual(true);
     expect(claim && sync).toBe(false);
   });
@@ -91,13 +93,16 @@ describe("validation against the Kubernetes schemas", () => {
   it("accepts every object of every base, shard and overlay (kubernetes-models)", async () => {
     const problems = [];
     for (const [dir, objects] of rendered) {
-      for (const problem of await validateSchemas(objects)) problems.push(`${dir.slice(K8S_DIR.length + 1)}: ${problem.object}: ${problem.message}`);
+      for (const problem of await validateSchemas(objects))
+        problems.push(`${dir.slice(K8S_DIR.length + 1)}: ${problem.object}: ${problem.message}`);
     }
     expect(problems).toEqual([]);
   });
 
   it("finds no unknown field (TypeScript excess-property check against the same models)", () => {
-    const items = [...rendered].flatMap(([dir, objects]) => objects.map((object) => ({ label: `${dir.slice(K8S_DIR.length + 1)}: ${object.kind}/${object.metadata.name}`, object })));
+    const items = [...rendered].flatMap(([dir, objects]) =>
+      objects.map((object) => ({ label: `${dir.slice(K8S_DIR.length + 1)}: ${object.kind}/${object.metadata.name}`, object })),
+    );
     expect(strictFieldCheck(items)).toEqual([]);
   });
 });
@@ -113,7 +118,10 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
       expect(stageWorkloads.length).toBeGreaterThan(0);
       const problems = stageWorkloads.flatMap((w) => {
         const env = workloadEnv(overlay(name), w);
-        return [...env.problems, ...checkEnvAgainstSchema(`${w.kind}/${w.metadata.name}`, env.values, pkg.configSchema, pkg.crossCheck, env.secret)];
+        return [
+          ...env.problems,
+          ...checkEnvAgainstSchema(`${w.kind}/${w.metadata.name}`, env.values, pkg.configSchema, pkg.crossCheck, env.secret),
+        ];
       });
       expect(problems).toEqual([]);
     });
@@ -148,7 +156,10 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
     const skew = allRules(await readRuleFiles()).find(({ rule }) => rule.alert === "RecsysModelVersionSkew")!.rule;
     const allowance = retrievalRolloutAllowanceSeconds(overlay(name), schemaOf);
     expect(allowance).toBeGreaterThan(0);
-    expect(parseDurationMs(skew.for ?? "0s") / 1000, `RecsysModelVersionSkew waits ${skew.for}, a retrieval rollout may take ${allowance} s`).toBeGreaterThanOrEqual(allowance);
+    expect(
+      parseDurationMs(skew.for ?? "0s") / 1000,
+      `RecsysModelVersionSkew waits ${skew.for}, a retrieval rollout may take ${allowance} s`,
+    ).toBeGreaterThanOrEqual(allowance);
   });
 
   it("has an autoscaler (on a per-pod metric) per stage Deployment, fixed retrieval replicas, a disruption budget per workload, volumes that exist, the stages' own images", () => {
@@ -163,7 +174,21 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
 });
 
 describe("the gpu overlay", () => {
-  type Job = K8sObject & { spec: { jobTemplate: { spec: { template: { spec: { nodeSelector?: Record<string, string>; tolerations?: unknown[]; containers: { image: string; resources: { limits: Record<string, unknown> } }[] } } } } } };
+  type Job = K8sObject & {
+    spec: {
+      jobTemplate: {
+        spec: {
+          template: {
+            spec: {
+              nodeSelector?: Record<string, string>;
+              tolerations?: unknown[];
+              containers: { image: string; resources: { limits: Record<string, unknown> } }[];
+            };
+          };
+        };
+      };
+    };
+  };
   it("puts the retrain CronJob on a GPU node with the -gpu image, one GPU and RECSYS_TF_BACKEND=node-gpu; prod's runs on CPU", () => {
     const gpuJob = findObject(overlay("gpu"), "CronJob", "retrain") as Job;
     const pod = gpuJob.spec.jobTemplate.spec.template.spec;
@@ -171,7 +196,9 @@ describe("the gpu overlay", () => {
     expect(pod.tolerations).toEqual([{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
     expect(pod.containers[0]!.image).toMatch(/\/recsys\/retrain:.+-gpu$/);
     expect(pod.containers[0]!.resources.limits["nvidia.com/gpu"]).toBe(1);
-    const config = objectsOfKind<K8sObject & { data: Record<string, string> }>(overlay("gpu"), "ConfigMap").find((c) => c.metadata.name.startsWith("retrain-config"))!;
+    const config = objectsOfKind<K8sObject & { data: Record<string, string> }>(overlay("gpu"), "ConfigMap").find((c) =>
+      c.metadata.name.startsWith("retrain-config"),
+    )!;
     expect(config.data["RECSYS_TF_BACKEND"]).toBe("node-gpu");
     const prodPod = (findObject(overlay("prod"), "CronJob", "retrain") as Job).spec.jobTemplate.spec.template.spec;
     expect(prodPod.nodeSelector).toBeUndefined();
@@ -182,7 +209,10 @@ describe("the gpu overlay", () => {
     for (const w of workloads(overlay("gpu"))) {
       const spec = w.spec.template.spec as Workload["spec"]["template"]["spec"] & { nodeSelector?: Record<string, string> };
       for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
-        expect((c.resources?.limits as Record<string, unknown> | undefined)?.["nvidia.com/gpu"], `${w.metadata.name}/${c.name}`).toBeUndefined();
+        expect(
+          (c.resources?.limits as Record<string, unknown> | undefined)?.["nvidia.com/gpu"],
+          `${w.metadata.name}/${c.name}`,
+        ).toBeUndefined();
         expect(c.image, w.metadata.name).not.toMatch(/-gpu$/);
       }
       expect(spec.nodeSelector?.["nvidia.com/gpu.present"], w.metadata.name).toBeUndefined();
@@ -193,7 +223,9 @@ describe("the gpu overlay", () => {
 describe("the Prometheus operator overlay", () => {
   it("adds a ServiceMonitor on the metrics ports and the PrometheusRule generated from deploy/prometheus/rules", async () => {
     const objects = overlay("prod-operator");
-    const monitor = findObject(objects, "ServiceMonitor", "recsys") as (K8sObject & { spec: { jobLabel: string; endpoints: { port: string }[] } }) | undefined;
+    const monitor = findObject(objects, "ServiceMonitor", "recsys") as
+      | (K8sObject & { spec: { jobLabel: string; endpoints: { port: string }[] } })
+      | undefined;
     expect(monitor?.spec.jobLabel).toBe("recsys.io/stage");
     expect(monitor?.spec.endpoints.map((e) => e.port)).toEqual(["metrics"]);
     // Every Service with a metrics port carries the job label with its stage name.
@@ -203,7 +235,9 @@ describe("the Prometheus operator overlay", () => {
       }
     }
     const committed = parseObjects(await readFile(PROMETHEUS_RULE_FILE, "utf8"), PROMETHEUS_RULE_FILE)[0]!;
-    expect(committed, "prometheusrule.yaml is stale: run `npm run generate -w @recsys/deploy-checks`").toEqual(prometheusRuleObject(await readRuleFiles()));
+    expect(committed, "prometheusrule.yaml is stale: run `npm run generate -w @recsys/deploy-checks`").toEqual(
+      prometheusRuleObject(await readRuleFiles()),
+    );
     const inOverlay = findObject(objects, "PrometheusRule", "recsys") as K8sObject & { spec: unknown };
     expect(inOverlay.spec).toEqual((committed as K8sObject & { spec: unknown }).spec);
   });
@@ -219,7 +253,9 @@ describe("the checks catch broken manifests", () => {
   }
   const cg = STAGES[0]!;
   const configMapOf = (w: Workload, objects: K8sObject[]): { data: Record<string, string> } =>
-    findObject(objects, "ConfigMap", w.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as { data: Record<string, string> };
+    findObject(objects, "ConfigMap", w.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as {
+      data: Record<string, string>;
+    };
   const envProblems = (objects: K8sObject[]): string[] => {
     const w = findObject(objects, "Deployment", cg.k8sName) as Workload;
     const env = containerEnv(objects, "cg", w.spec.template.spec.containers[0]!);
@@ -233,34 +269,52 @@ describe("the checks catch broken manifests", () => {
     expect(envProblems(broken("Deployment", cg.k8sName, (w, o) => delete configMapOf(w, o).data["MODEL_PATH"]))).toEqual([
       "cg: does not set MODEL_PATH, which the service requires",
     ]);
-    expect(envProblems(broken("Deployment", cg.k8sName, (w, o) => (configMapOf(w, o).data["DRAIN_TIMEOUT"] = "15 seconds")))[0]).toMatch(/DRAIN_TIMEOUT="15 seconds" is refused/);
-  });
-
-  it("a probe or a Service on the wrong port, a port that disagrees with GRPC_PORT", () => {
-    expect(checkPorts(broken("Deployment", cg.k8sName, (w) => (w.spec.template.spec.containers[0]!.readinessProbe!.grpc!.port = 50052)), schemaOf)).toEqual([
-      "Deployment/candidate-generation: readinessProbe probes port 50052, the gRPC port is 50051",
-    ]);
-    const wrongTarget = structuredClone(overlay("dev"));
-    (findObject(wrongTarget, "Service", "ranking") as unknown as { spec: { ports: { targetPort: string }[] } }).spec.ports[0]!.targetPort = "grcp";
-    expect(checkPorts(wrongTarget, schemaOf)).toEqual(["Service/ranking: port grpc targets grcp, which Deployment/ranking does not expose"]);
-    expect(checkPorts(broken("Deployment", cg.k8sName, (w, o) => (configMapOf(w, o).data["GRPC_PORT"] = "6000")), schemaOf)).toContain(
-      'Deployment/candidate-generation: container port "grpc" is 50051, GRPC_PORT is 6000',
+    expect(envProblems(broken("Deployment", cg.k8sName, (w, o) => (configMapOf(w, o).data["DRAIN_TIMEOUT"] = "15 seconds")))[0]).toMatch(
+      /DRAIN_TIMEOUT="15 seconds" is refused/,
     );
   });
 
-  it("a writable root filesystem, a short grace period, a foreign image, a missing claim", () => {
-    expect(checkSecurityAndResources(broken("Deployment", cg.k8sName, (w) => (w.spec.template.spec.containers[0]!.securityContext!.readOnlyRootFilesystem = false)))).toEqual([
-      "Deployment/candidate-generation container candidate-generation: readOnlyRootFilesystem is not true",
+  it("a probe or a Service on the wrong port, a port that disagrees with GRPC_PORT", () => {
+    expect(
+      checkPorts(
+        broken("Deployment", cg.k8sName, (w) => (w.spec.template.spec.containers[0]!.readinessProbe!.grpc!.port = 50052)),
+        schemaOf,
+      ),
+    ).toEqual(["Deployment/candidate-generation: readinessProbe probes port 50052, the gRPC port is 50051"]);
+    const wrongTarget = structuredClone(overlay("dev"));
+    (findObject(wrongTarget, "Service", "ranking") as unknown as { spec: { ports: { targetPort: string }[] } }).spec.ports[0]!.targetPort =
+      "grcp";
+    expect(checkPorts(wrongTarget, schemaOf)).toEqual([
+      "Service/ranking: port grpc targets grcp, which Deployment/ranking does not expose",
     ]);
-    expect(checkShutdownTiming(broken("StatefulSet", "retrieval-0", (w) => (w.spec.template.spec.terminationGracePeriodSeconds = 20)), schemaOf)).toEqual([
+    expect(
+      checkPorts(
+        broken("Deployment", cg.k8sName, (w, o) => (configMapOf(w, o).data["GRPC_PORT"] = "6000")),
+        schemaOf,
+      ),
+    ).toContain('Deployment/candidate-generation: container port "grpc" is 50051, GRPC_PORT is 6000');
+  });
+
+  it("a writable root filesystem, a short grace period, a foreign image, a missing claim", () => {
+    expect(
+      checkSecurityAndResources(
+        broken("Deployment", cg.k8sName, (w) => (w.spec.template.spec.containers[0]!.securityContext!.readOnlyRootFilesystem = false)),
+      ),
+    ).toEqual(["Deployment/candidate-generation container candidate-generation: readOnlyRootFilesystem is not true"]);
+    expect(
+      checkShutdownTiming(
+        broken("StatefulSet", "retrieval-0", (w) => (w.spec.template.spec.terminationGracePeriodSeconds = 20)),
+        schemaOf,
+      ),
+    ).toEqual([
       "StatefulSet/retrieval-0: terminationGracePeriodSeconds 20 must exceed preStop + SHUTDOWN_DELAY + DRAIN_TIMEOUT + SHUTDOWN_TIMEOUT = 27 s",
     ]);
-    expect(checkImages(broken("Deployment", "ranking", (w) => (w.spec.template.spec.containers[0]!.image = "localhost/recsys/retrieval:dev")))).toEqual([
-      "Deployment/ranking: runs image recsys/retrieval, the stage's image is recsys/ranking",
-    ]);
-    expect(checkVolumes(broken("Deployment", "ranking", (w) => (w.spec.template.spec.volumes![0]!.persistentVolumeClaim!.claimName = "models")))).toEqual([
-      'Deployment/ranking: volume models uses PersistentVolumeClaim "models", which is not rendered',
-    ]);
+    expect(
+      checkImages(broken("Deployment", "ranking", (w) => (w.spec.template.spec.containers[0]!.image = "localhost/recsys/retrieval:dev"))),
+    ).toEqual(["Deployment/ranking: runs image recsys/retrieval, the stage's image is recsys/ranking"]);
+    expect(
+      checkVolumes(broken("Deployment", "ranking", (w) => (w.spec.template.spec.volumes![0]!.persistentVolumeClaim!.claimName = "models"))),
+    ).toEqual(['Deployment/ranking: volume models uses PersistentVolumeClaim "models", which is not rendered']);
   });
 
   it("a Redis URL from a Secret: accepted when the pod template names its variables, refused otherwise or for an unknown one", () => {
@@ -282,30 +336,53 @@ describe("the checks catch broken manifests", () => {
   });
 
   it("a heap cap over the limit, a shared or default ServiceAccount, a namespace without Pod Security, a CPU-only HPA, an autoscaled shard", () => {
-    expect(checkHeapCaps(broken("Deployment", "ranking", (w, o) => (configMapOf(w, o).data["NODE_OPTIONS"] = "--max-old-space-size=4096")))).toEqual([
-      expect.stringMatching(/^Deployment\/ranking: --max-old-space-size=4096 is over 75 % of its \d+ MiB memory limit$/),
-    ]);
+    expect(
+      checkHeapCaps(broken("Deployment", "ranking", (w, o) => (configMapOf(w, o).data["NODE_OPTIONS"] = "--max-old-space-size=4096"))),
+    ).toEqual([expect.stringMatching(/^Deployment\/ranking: --max-old-space-size=4096 is over 75 % of its \d+ MiB memory limit$/)]);
     expect(checkHeapCaps(broken("Deployment", "ranking", (w, o) => delete configMapOf(w, o).data["NODE_OPTIONS"]))).toEqual([
       "Deployment/ranking: NODE_OPTIONS is undefined, expected exactly --max-old-space-size=<MiB>",
     ]);
-    expect(checkServiceAccounts(broken("Deployment", "ranking", (w) => (w.spec.template.spec.serviceAccountName = "orchestrator")))).toEqual([
-      "Deployment/ranking: shares ServiceAccount orchestrator with Deployment/orchestrator",
+    expect(
+      checkServiceAccounts(broken("Deployment", "ranking", (w) => (w.spec.template.spec.serviceAccountName = "orchestrator"))),
+    ).toEqual(["Deployment/ranking: shares ServiceAccount orchestrator with Deployment/orchestrator"]);
+    expect(checkServiceAccounts(broken("Deployment", "ranking", (w) => delete w.spec.template.spec.serviceAccountName))).toEqual([
+      "Deployment/ranking: runs as the namespace's default ServiceAccount",
     ]);
-    expect(checkServiceAccounts(broken("Deployment", "ranking", (w) => delete w.spec.template.spec.serviceAccountName))).toEqual(["Deployment/ranking: runs as the namespace's default ServiceAccount"]);
     const lax = structuredClone(overlay("dev"));
     delete (lax.find((o) => o.kind === "Namespace")!.metadata.labels as Record<string, string>)["pod-security.kubernetes.io/enforce"];
-    expect(checkPodSecurityLabels(lax)).toEqual(['Namespace/recsys-dev: pod-security.kubernetes.io/enforce is undefined, expected "restricted"']);
+    expect(checkPodSecurityLabels(lax)).toEqual([
+      'Namespace/recsys-dev: pod-security.kubernetes.io/enforce is undefined, expected "restricted"',
+    ]);
     const cpuOnly = structuredClone(overlay("dev"));
     const hpa = findObject(cpuOnly, "HorizontalPodAutoscaler", "ranking") as unknown as { spec: { metrics: { type: string }[] } };
     hpa.spec.metrics = hpa.spec.metrics.filter((m) => m.type === "Resource");
-    expect(checkScalingObjects(cpuOnly)).toEqual(["HorizontalPodAutoscaler/ranking: no per-pod request-rate or in-flight metric (CPU alone lags a traffic step)"]);
+    expect(checkScalingObjects(cpuOnly)).toEqual([
+      "HorizontalPodAutoscaler/ranking: no per-pod request-rate or in-flight metric (CPU alone lags a traffic step)",
+    ]);
     const scaled = structuredClone(overlay("dev"));
-    scaled.push({ apiVersion: "autoscaling/v2", kind: "HorizontalPodAutoscaler", metadata: { name: "retrieval-0" }, spec: { ...(hpa.spec as object), scaleTargetRef: { apiVersion: "apps/v1", kind: "StatefulSet", name: "retrieval-0" }, metrics: [{ type: "Pods", pods: { metric: { name: "recsys_retrieval_grpc_requests_in_flight" }, target: { type: "AverageValue", averageValue: "4" } } }], maxReplicas: 4 } });
+    scaled.push({
+      apiVersion: "autoscaling/v2",
+      kind: "HorizontalPodAutoscaler",
+      metadata: { name: "retrieval-0" },
+      spec: {
+        ...(hpa.spec as object),
+        scaleTargetRef: { apiVersion: "apps/v1", kind: "StatefulSet", name: "retrieval-0" },
+        metrics: [
+          {
+            type: "Pods",
+            pods: { metric: { name: "recsys_retrieval_grpc_requests_in_flight" }, target: { type: "AverageValue", averageValue: "4" } },
+          },
+        ],
+        maxReplicas: 4,
+      },
+    });
     expect(checkScalingObjects(scaled)).toEqual(["StatefulSet/retrieval-0: has an HPA; a retrieval shard runs a fixed number of replicas"]);
   });
 
   it("a NetworkPolicy gone or too open, a shard pod labelled with another shard", () => {
-    const cut = structuredClone(overlay("prod")).filter((o) => !(o.kind === "NetworkPolicy" && o.metadata.name === "stages-from-orchestrator"));
+    const cut = structuredClone(overlay("prod")).filter(
+      (o) => !(o.kind === "NetworkPolicy" && o.metadata.name === "stages-from-orchestrator"),
+    );
     expect(checkNetworkPolicies(cut)).toEqual([
       "orchestrator → Deployment/candidate-generation:50051: refused, must be allowed",
       "orchestrator → Deployment/ranking:50051: refused, must be allowed",
@@ -316,14 +393,21 @@ describe("the checks catch broken manifests", () => {
     expect(checkNetworkPolicies(open)).toContain("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)");
     const relabelled = structuredClone(overlay("prod"));
     (findObject(relabelled, "StatefulSet", "retrieval-1") as Workload).spec.template.metadata!.labels!["recsys.io/shard-count"] = "3";
-    expect(checkShardLabels(relabelled)).toEqual(['StatefulSet/retrieval-1: pod label recsys.io/shard-count is "3", the shard\'s env says 2']);
-    (findObject(relabelled, "StatefulSet", "retrieval-1") as Workload).spec.template.metadata!.labels!["app.kubernetes.io/component"] = "user-store";
-    expect(checkStageLabels(relabelled)).toEqual(['StatefulSet/retrieval-1: pod label app.kubernetes.io/component is "user-store", expected retrieval']);
+    expect(checkShardLabels(relabelled)).toEqual([
+      'StatefulSet/retrieval-1: pod label recsys.io/shard-count is "3", the shard\'s env says 2',
+    ]);
+    (findObject(relabelled, "StatefulSet", "retrieval-1") as Workload).spec.template.metadata!.labels!["app.kubernetes.io/component"] =
+      "user-store";
+    expect(checkStageLabels(relabelled)).toEqual([
+      'StatefulSet/retrieval-1: pod label app.kubernetes.io/component is "user-store", expected retrieval',
+    ]);
   });
 
   it("a retrieval startup probe that allows more than the skew alert waits", () => {
     const slow = structuredClone(overlay("prod"));
-    const probe = (findObject(slow, "StatefulSet", "retrieval-0") as Workload).spec.template.spec.containers[0]!.startupProbe as { failureThreshold: number };
+    const probe = (findObject(slow, "StatefulSet", "retrieval-0") as Workload).spec.template.spec.containers[0]!.startupProbe as {
+      failureThreshold: number;
+    };
     probe.failureThreshold = 180; // 30 minutes
     expect(retrievalRolloutAllowanceSeconds(slow, schemaOf)).toBe(1830);
     expect(retrievalRolloutAllowanceSeconds(overlay("prod"), schemaOf)).toBe(1230);
@@ -332,14 +416,20 @@ describe("the checks catch broken manifests", () => {
   it("a shard missing from RETRIEVAL_ADDRESSES, shards out of order", () => {
     const prod = structuredClone(overlay("prod"));
     const orchestrator = findObject(prod, "Deployment", "orchestrator") as Workload;
-    const cm = findObject(prod, "ConfigMap", orchestrator.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as { data: Record<string, string> };
+    const cm = findObject(prod, "ConfigMap", orchestrator.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as {
+      data: Record<string, string>;
+    };
     cm.data["RETRIEVAL_ADDRESSES"] = "dns:///retrieval-0:50051";
     expect(checkShardsAndAddresses(prod).problems).toEqual([
       'orchestrator RETRIEVAL_ADDRESSES is "dns:///retrieval-0:50051", the rendered shards need "dns:///retrieval-0:50051,dns:///retrieval-1:50051"',
     ]);
     const swapped = structuredClone(overlay("prod"));
     const shard1 = findObject(swapped, "StatefulSet", "retrieval-1") as Workload;
-    (findObject(swapped, "ConfigMap", shard1.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as { data: Record<string, string> }).data["SHARD_INDEX"] = "0";
+    (
+      findObject(swapped, "ConfigMap", shard1.spec.template.spec.containers[0]!.envFrom![0]!.configMapRef!.name) as unknown as {
+        data: Record<string, string>;
+      }
+    ).data["SHARD_INDEX"] = "0";
     expect(checkShardsAndAddresses(swapped).problems).toEqual(["StatefulSet/retrieval-1: SHARD_INDEX=0 SHARD_COUNT=2, expected 1 and 2"]);
   });
 
@@ -360,7 +450,8 @@ describe("the checks catch broken manifests", () => {
 });
 
 it("has a Containerfile for every stage image", () => {
-  for (const stage of STAGES) expect(existsSync(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`)), stage.image).toBe(true);
+  for (const stage of STAGES)
+    expect(existsSync(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`)), stage.image).toBe(true);
 });
 
 it("starts every stage image with the runtime's SERVING_NODE_FLAGS", async () => {
@@ -405,8 +496,10 @@ it("serves every HPA's custom metric from a prometheus-adapter rule over a serie
       if (match !== null) served.add(rule.name.as.replace(/\$\{(\d+)\}/g, (_, i: string) => match[Number(i)] ?? ""));
     }
   }
-  const wanted = objectsOfKind<K8sObject & { spec: { metrics: { type: string; pods?: { metric: { name: string } } }[] } }>(overlay("prod"), "HorizontalPodAutoscaler")
-    .flatMap((h) => h.spec.metrics.flatMap((m) => (m.type === "Pods" ? [m.pods!.metric.name] : [])));
+  const wanted = objectsOfKind<K8sObject & { spec: { metrics: { type: string; pods?: { metric: { name: string } } }[] } }>(
+    overlay("prod"),
+    "HorizontalPodAutoscaler",
+  ).flatMap((h) => h.spec.metrics.flatMap((m) => (m.type === "Pods" ? [m.pods!.metric.name] : [])));
   expect(wanted.length).toBe(6);
   expect(wanted.filter((name) => !served.has(name))).toEqual([]);
 });

@@ -42,7 +42,13 @@ async function makeBundle(version: string): Promise<string> {
 async function sync(pod: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string }> {
   try {
     const { stdout } = await run(process.execPath, [SYNC], {
-      env: { PATH: process.env["PATH"] ?? "", MODEL_STORE_URL: storeUrl, MODEL_ROOT: join(root, pod, "models"), MODEL_SYNC_MODE: "once", ...env },
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        MODEL_STORE_URL: storeUrl,
+        MODEL_ROOT: join(root, pod, "models"),
+        MODEL_SYNC_MODE: "once",
+        ...env,
+      },
     });
     return { code: 0, stdout };
   } catch (error) {
@@ -94,13 +100,20 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     expect(listing).toMatch(/^bundle\/indexes\/shard-1-of-2\/index\.json$/m);
     expect(listing).not.toMatch(/upserts/);
 
-    const result = await sync("retrieval-1-0", { INDEX_DIR: join(root, "retrieval-1-0", "index"), SHARD_INDEX: "1", SHARD_COUNT: "2", MODEL_STORE_AUTH_HEADER: "Authorization: Bearer t0k" });
+    const result = await sync("retrieval-1-0", {
+      INDEX_DIR: join(root, "retrieval-1-0", "index"),
+      SHARD_INDEX: "1",
+      SHARD_COUNT: "2",
+      MODEL_STORE_AUTH_HEADER: "Authorization: Bearer t0k",
+    });
     expect(result.code, result.stdout).toBe(0);
     const models = join(root, "retrieval-1-0", "models");
     expect(await readlink(join(models, "current"))).toBe("cg-1");
     expect(JSON.parse(await readFile(join(models, "current", "ranker", "manifest.json"), "utf8"))).toEqual({ modelVersion: "rk-cg-1" });
     // Its own shard's prebuilt index only, where the retrieval stage looks for it (<bundle>/indexes/).
-    expect(JSON.parse(await readFile(join(models, "current", "indexes", "shard-1-of-2", "index.json"), "utf8"))).toEqual({ shard: "shard-1-of-2" });
+    expect(JSON.parse(await readFile(join(models, "current", "indexes", "shard-1-of-2", "index.json"), "utf8"))).toEqual({
+      shard: "shard-1-of-2",
+    });
     expect(existsSync(join(models, "current", "indexes", "shard-0-of-2"))).toBe(false);
     expect(requests.at(-1)).toBe("GET /recsys/bundles/cg-1.tar.gz Bearer t0k");
   });
@@ -117,7 +130,11 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     }
     const models = join(root, "ranking-a", "models");
     expect(await readlink(join(models, "current"))).toBe("cg-3");
-    expect([existsSync(join(models, "cg-1")), existsSync(join(models, "cg-2")), existsSync(join(models, "cg-3"))]).toEqual([false, true, true]);
+    expect([existsSync(join(models, "cg-1")), existsSync(join(models, "cg-2")), existsSync(join(models, "cg-3"))]).toEqual([
+      false,
+      true,
+      true,
+    ]);
   });
 
   it("refuses an archive whose SHA-256 differs from the pointer's, and a bundle of another version; the old one stays current", async () => {
@@ -152,7 +169,11 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     await writeFile(join(trainer, "retrain-status.json"), JSON.stringify({ outcome: "published" }));
     const published = await sync("trainer", { MODEL_SYNC_MODE: "publish", MODEL_STORE_AUTH_HEADER: "Authorization: Bearer pub" });
     expect(published.code, published.stdout).toBe(0);
-    expect(requests.slice(-3)).toEqual(["PUT /recsys/bundles/cg-9.tar.gz Bearer pub", "PUT /recsys/current.json Bearer pub", "PUT /recsys/retrain-status.json Bearer pub"]);
+    expect(requests.slice(-3)).toEqual([
+      "PUT /recsys/bundles/cg-9.tar.gz Bearer pub",
+      "PUT /recsys/current.json Bearer pub",
+      "PUT /recsys/retrain-status.json Bearer pub",
+    ]);
     // A refused run publishes its report only.
     await writeFile(join(trainer, "retrain-status.json"), JSON.stringify({ outcome: "refused" }));
     expect((await sync("trainer", { MODEL_SYNC_MODE: "publish", MODEL_PUBLISH_BUNDLE: "0" })).code).toBe(0);
@@ -161,7 +182,9 @@ describe("publish-bundle.sh and model-sync.mjs", () => {
     expect(await readlink(join(root, "retrieval-0-0", "models", "current"))).toBe("cg-9");
     expect(existsSync(join(root, "retrieval-0-0", "models", "cg-9", "indexes", "shard-0-of-2", "index.json"))).toBe(true);
     // The run report lands beside the bundles, where the retrieval stage reads it.
-    expect(JSON.parse(await readFile(join(root, "retrieval-0-0", "models", "retrain-status.json"), "utf8"))).toEqual({ outcome: "refused" });
+    expect(JSON.parse(await readFile(join(root, "retrieval-0-0", "models", "retrain-status.json"), "utf8"))).toEqual({
+      outcome: "refused",
+    });
   });
 
   it("refuses to publish a bundle without its ranker", async () => {

@@ -47,7 +47,10 @@ function key(labels: Record<string, string>, name: string): boolean {
 function peerMatches(peer: Peer, other: Endpoint, policyNamespace: Record<string, string>): boolean {
   if ("external" in other) return peer.ipBlock !== undefined;
   if (peer.ipBlock !== undefined) return false;
-  const namespaceOk = peer.namespaceSelector === undefined ? sameNamespace(policyNamespace, other.namespace) : matches(peer.namespaceSelector, other.namespace);
+  const namespaceOk =
+    peer.namespaceSelector === undefined
+      ? sameNamespace(policyNamespace, other.namespace)
+      : matches(peer.namespaceSelector, other.namespace);
   const podOk = peer.podSelector === undefined || matches(peer.podSelector, other.pod);
   return namespaceOk && podOk;
 }
@@ -65,8 +68,15 @@ function portMatches(rule: Rule, port: number): boolean {
  * (the namespace the policies live in; `namespaceLabels` its labels): egress where `from` is a pod
  * of it, ingress where `to` is. A pod no policy of a direction selects is open in that direction.
  */
-export function allowed(policies: readonly NetworkPolicy[], namespaceLabels: Record<string, string>, from: Endpoint, to: Endpoint, port: number): boolean {
-  const inNamespace = (e: Endpoint): e is { pod: Record<string, string>; namespace: Record<string, string> } => !("external" in e) && sameNamespace(e.namespace, namespaceLabels);
+export function allowed(
+  policies: readonly NetworkPolicy[],
+  namespaceLabels: Record<string, string>,
+  from: Endpoint,
+  to: Endpoint,
+  port: number,
+): boolean {
+  const inNamespace = (e: Endpoint): e is { pod: Record<string, string>; namespace: Record<string, string> } =>
+    !("external" in e) && sameNamespace(e.namespace, namespaceLabels);
   const direction = (kind: "Ingress" | "Egress", self: Endpoint, other: Endpoint): boolean => {
     if (!inNamespace(self)) return true; // another namespace's policies: not ours to check
     const selecting = policies.filter((p) => (p.spec.policyTypes ?? ["Ingress"]).includes(kind) && matches(p.spec.podSelector, self.pod));
@@ -98,11 +108,22 @@ export function checkNetworkPolicies(objects: readonly K8sObject[]): string[] {
   if (namespace === undefined) return ["no Namespace rendered"];
   const nsLabels = { ...namespace.metadata.labels, "kubernetes.io/metadata.name": namespace.metadata.name };
   const problems: string[] = [];
-  if (!policies.some((p) => Object.keys(p.spec.podSelector).length === 0 && (p.spec.ingress ?? []).length === 0 && (p.spec.egress ?? []).length === 0 && ["Ingress", "Egress"].every((t) => p.spec.policyTypes?.includes(t as "Ingress")))) {
+  if (
+    !policies.some(
+      (p) =>
+        Object.keys(p.spec.podSelector).length === 0 &&
+        (p.spec.ingress ?? []).length === 0 &&
+        (p.spec.egress ?? []).length === 0 &&
+        ["Ingress", "Egress"].every((t) => p.spec.policyTypes?.includes(t as "Ingress")),
+    )
+  ) {
     problems.push("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)");
   }
   const pod = (w: Workload): Endpoint => ({ pod: w.spec.template.metadata?.labels ?? {}, namespace: nsLabels });
-  const outside = (name: string, labels: Record<string, string> = {}): Endpoint => ({ pod: labels, namespace: { "kubernetes.io/metadata.name": name } });
+  const outside = (name: string, labels: Record<string, string> = {}): Endpoint => ({
+    pod: labels,
+    namespace: { "kubernetes.io/metadata.name": name },
+  });
   const name = (w: Workload): string => `${w.kind}/${w.metadata.name}`;
   const expect = (ok: boolean, want: boolean, what: string): void => {
     if (ok !== want) problems.push(`${what}: ${ok ? "allowed, must be refused" : "refused, must be allowed"}`);
@@ -119,7 +140,8 @@ export function checkNetworkPolicies(objects: readonly K8sObject[]): string[] {
     expect(allowed(policies, nsLabels, self, { external: true }, 443), true, `${job.label} → model store:443`);
     const redisPod = findObject(workloads(objects), "StatefulSet", "redis") as Workload | undefined;
     if (redisPod !== undefined) expect(allowed(policies, nsLabels, self, pod(redisPod), 6379), true, `${job.label} → redis:6379`);
-    for (const w of stageWorkloads(objects)) expect(allowed(policies, nsLabels, self, pod(w), 50051), false, `${job.label} → ${name(w)}:50051`);
+    for (const w of stageWorkloads(objects))
+      expect(allowed(policies, nsLabels, self, pod(w), 50051), false, `${job.label} → ${name(w)}:50051`);
   }
   for (const w of stages) {
     expect(allowed(policies, nsLabels, outside("monitoring"), pod(w), 9464), true, `monitoring → ${name(w)}:9464 (metrics)`);
@@ -127,16 +149,27 @@ export function checkNetworkPolicies(objects: readonly K8sObject[]): string[] {
     expect(allowed(policies, nsLabels, pod(w), { external: true }, 443), true, `${name(w)} → model store:443`);
     if (orchestrator !== undefined && w !== orchestrator) {
       expect(allowed(policies, nsLabels, pod(orchestrator), pod(w), 50051), true, `orchestrator → ${name(w)}:50051`);
-      for (const other of stages) if (other !== orchestrator && other !== w) expect(allowed(policies, nsLabels, pod(other), pod(w), 50051), false, `${name(other)} → ${name(w)}:50051`);
+      for (const other of stages)
+        if (other !== orchestrator && other !== w)
+          expect(allowed(policies, nsLabels, pod(other), pod(w), 50051), false, `${name(other)} → ${name(w)}:50051`);
     }
   }
   if (orchestrator !== undefined) {
-    expect(allowed(policies, nsLabels, outside("gateway", {}), pod(orchestrator), 50051), false, "an unlabelled namespace → orchestrator:50051");
+    expect(
+      allowed(policies, nsLabels, outside("gateway", {}), pod(orchestrator), 50051),
+      false,
+      "an unlabelled namespace → orchestrator:50051",
+    );
     const client = { pod: {}, namespace: { "kubernetes.io/metadata.name": "gateway", "recsys.io/api-client": "true" } };
-    expect(allowed(policies, nsLabels, client, pod(orchestrator), 50051), true, "a namespace labelled recsys.io/api-client=true → orchestrator:50051");
+    expect(
+      allowed(policies, nsLabels, client, pod(orchestrator), 50051),
+      true,
+      "a namespace labelled recsys.io/api-client=true → orchestrator:50051",
+    );
     if (redis !== undefined) {
       expect(allowed(policies, nsLabels, pod(orchestrator), pod(redis), 6379), true, "orchestrator → redis:6379");
-      for (const w of stages) if (w !== orchestrator) expect(allowed(policies, nsLabels, pod(w), pod(redis), 6379), false, `${name(w)} → redis:6379`);
+      for (const w of stages)
+        if (w !== orchestrator) expect(allowed(policies, nsLabels, pod(w), pod(redis), 6379), false, `${name(w)} → redis:6379`);
     } else {
       expect(allowed(policies, nsLabels, pod(orchestrator), { external: true }, 6380), true, "orchestrator → a managed Redis:6380");
     }

@@ -51,7 +51,11 @@ export async function writeTinyBundle(dir: string, dataset: Dataset = tinyDatase
 }
 
 /** A tiny ranker trained behind the standard sources of `dataset`, saved as `<bundleDir>/ranker/` (what `recsys train-ranker` writes). */
-export async function writeTinyRanker(bundleDir: string, bundle: BundleManifest, dataset: Dataset = tinyDataset()): Promise<RankerManifest> {
+export async function writeTinyRanker(
+  bundleDir: string,
+  bundle: BundleManifest,
+  dataset: Dataset = tinyDataset(),
+): Promise<RankerManifest> {
   await initBackend({ log: null });
   const pipeline = { budget: 20, mergedSize: 40 };
   const split = lastoutSplit(dataset.events, dataset.users.ids.length);
@@ -95,10 +99,12 @@ export function startStage(name: string, main: string, env: Record<string, strin
     let stdout = "";
     let stderr = "";
     const output = (): string => stdout + stderr;
-    const exited = new Promise<number | null>((done) => child.on("exit", (code) => {
-      children.delete(child);
-      done(code);
-    }));
+    const exited = new Promise<number | null>((done) =>
+      child.on("exit", (code) => {
+        children.delete(child);
+        done(code);
+      }),
+    );
     const timer = setTimeout(() => reject(new Error(`${name}: not serving after ${timeoutMs} ms:\n${output()}`)), timeoutMs);
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     child.stdout.on("data", (chunk: Buffer) => {

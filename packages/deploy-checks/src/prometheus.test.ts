@@ -17,7 +17,13 @@ const RUNBOOK = join(REPO_ROOT, "docs", "runbook.md");
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
 function markdownAnchors(markdown: string): string[] {
-  return [...markdown.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase().replace(/[^a-z0-9 -]/g, "").replace(/ /g, "-"));
+  return [...markdown.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+    m[1]!
+      .trim()
+      .toLowerCase()
+      .replace(/[^a-z0-9 -]/g, "")
+      .replace(/ /g, "-"),
+  );
 }
 
 /**
@@ -26,12 +32,26 @@ function markdownAnchors(markdown: string): string[] {
  */
 function namespaceProblems(expr: string): string[] {
   const problems: string[] = [];
-  for (const m of expr.matchAll(/\b(sum|count|min|max|avg|group|count_values|stddev|stdvar|topk|bottomk|quantile)\s*(by\s*\(([^)]*)\))?\s*\(/g)) {
+  for (const m of expr.matchAll(
+    /\b(sum|count|min|max|avg|group|count_values|stddev|stdvar|topk|bottomk|quantile)\s*(by\s*\(([^)]*)\))?\s*\(/g,
+  )) {
     if (m[2] === undefined) problems.push(`${m[1]} without \`by (..., namespace)\``);
-    else if (!m[3]!.split(",").map((l) => l.trim()).includes("namespace")) problems.push(`${m[1]} by (${m[3]}) drops namespace`);
+    else if (
+      !m[3]!
+        .split(",")
+        .map((l) => l.trim())
+        .includes("namespace")
+    )
+      problems.push(`${m[1]} by (${m[3]}) drops namespace`);
   }
   for (const m of expr.matchAll(/\bon\s*\(([^)]*)\)/g)) {
-    if (!m[1]!.split(",").map((l) => l.trim()).includes("namespace")) problems.push(`on (${m[1]}) drops namespace`);
+    if (
+      !m[1]!
+        .split(",")
+        .map((l) => l.trim())
+        .includes("namespace")
+    )
+      problems.push(`on (${m[1]}) drops namespace`);
   }
   for (const m of expr.matchAll(/\babsent\s*\(([^)]*\))/g)) {
     if (!/namespace\s*=\s*"/.test(m[1]!)) problems.push("absent() without a namespace matcher");
@@ -102,14 +122,23 @@ describe("rule coverage", () => {
   });
 
   it("keeps `namespace` through every aggregation and join of every rule", async () => {
-    const problems = allRules(await readRuleFiles()).flatMap(({ rule }) => namespaceProblems(rule.expr).map((p) => `${rule.record ?? rule.alert}: ${p}`));
+    const problems = allRules(await readRuleFiles()).flatMap(({ rule }) =>
+      namespaceProblems(rule.expr).map((p) => `${rule.record ?? rule.alert}: ${p}`),
+    );
     expect(problems).toEqual([]);
   });
 
   it("names the production overlay's namespace in the absent() alerts, one per stage", async () => {
-    const prodNamespace = (parse(await readFile(join(REPO_ROOT, "k8s", "overlays", "prod", "kustomization.yaml"), "utf8")) as { namespace: string }).namespace;
+    const prodNamespace = (
+      parse(await readFile(join(REPO_ROOT, "k8s", "overlays", "prod", "kustomization.yaml"), "utf8")) as { namespace: string }
+    ).namespace;
     const absent = allRules(await readRuleFiles()).filter(({ rule }) => /\babsent\(/.test(rule.expr));
-    expect(absent.map(({ rule }) => rule.labels?.["stage"]).sort()).toEqual(["candidate_generation", "orchestrator", "ranking", "retrieval"]);
+    expect(absent.map(({ rule }) => rule.labels?.["stage"]).sort()).toEqual([
+      "candidate_generation",
+      "orchestrator",
+      "ranking",
+      "retrieval",
+    ]);
     for (const { rule } of absent) expect(rule.expr).toBe(`absent(up{job="${rule.labels?.["stage"]}", namespace="${prodNamespace}"})`);
   });
 
@@ -117,7 +146,11 @@ describe("rule coverage", () => {
     expect(namespaceProblems("sum(rate(x[5m]))")).toEqual(["sum without `by (..., namespace)`"]);
     expect(namespaceProblems("count by (model_version) (x)")).toEqual(["count by (model_version) drops namespace"]);
     expect(namespaceProblems("a / on () group_left () b")).toEqual(["on () drops namespace"]);
-    expect(namespaceProblems('sum by (namespace) (rate(x[5m])) / on (namespace) group_left () max by (le, namespace) (y) and absent(up{job="a", namespace="recsys"})')).toEqual([]);
+    expect(
+      namespaceProblems(
+        'sum by (namespace) (rate(x[5m])) / on (namespace) group_left () max by (le, namespace) (y) and absent(up{job="a", namespace="recsys"})',
+      ),
+    ).toEqual([]);
     expect(namespaceProblems('absent(up{job="a"})')).toEqual(["absent() without a namespace matcher"]);
   });
 });
@@ -128,7 +161,11 @@ describe("the Kubernetes scrape configuration (kubernetes-scrape.yml)", () => {
   it("keeps recsys Services' metrics ports and sets job from recsys.io/stage", async () => {
     const config = parse(await readFile(join(PROMETHEUS_DIR, "kubernetes-scrape.yml"), "utf8")) as {
       rule_files: string[];
-      scrape_configs: { job_name: string; kubernetes_sd_configs: { role: string }[]; relabel_configs: { source_labels?: string[]; regex?: string; action?: string; target_label?: string }[] }[];
+      scrape_configs: {
+        job_name: string;
+        kubernetes_sd_configs: { role: string }[];
+        relabel_configs: { source_labels?: string[]; regex?: string; action?: string; target_label?: string }[];
+      }[];
     };
     expect(config.rule_files).toEqual(["rules/*.rules.yml"]);
     const [job] = config.scrape_configs;
@@ -142,9 +179,15 @@ describe("the Kubernetes scrape configuration (kubernetes-scrape.yml)", () => {
 
 describe("the Grafana dashboard", () => {
   it("is valid JSON with unique panel ids, a Prometheus datasource variable and queries on every graph", async () => {
-    const dashboard = JSON.parse(await readFile(DASHBOARD, "utf8")) as { uid: string; panels: Panel[]; templating: { list: { name: string; type: string; query: string }[] } };
+    const dashboard = JSON.parse(await readFile(DASHBOARD, "utf8")) as {
+      uid: string;
+      panels: Panel[];
+      templating: { list: { name: string; type: string; query: string }[] };
+    };
     expect(dashboard.uid).toBe("recsys-stages");
-    expect(dashboard.templating.list).toContainEqual(expect.objectContaining({ name: "datasource", type: "datasource", query: "prometheus" }));
+    expect(dashboard.templating.list).toContainEqual(
+      expect.objectContaining({ name: "datasource", type: "datasource", query: "prometheus" }),
+    );
     const ids = dashboard.panels.map((p) => p.id);
     expect(new Set(ids).size).toBe(ids.length);
     for (const panel of dashboard.panels) {
@@ -168,10 +211,16 @@ describe("the Grafana dashboard", () => {
 
 describe("metricNames (PromQL tokenizer)", () => {
   it("finds metric names, not functions, labels, keywords or durations", () => {
-    expect([...metricNames('sum by (le, method) (rate(recsys_a_total{code!~"OK|X",method="a/b"}[5m])) / on () group_left () (up offset 1h > 0) or vector(0)')].sort()).toEqual([
-      "recsys_a_total",
-      "up",
+    expect(
+      [
+        ...metricNames(
+          'sum by (le, method) (rate(recsys_a_total{code!~"OK|X",method="a/b"}[5m])) / on () group_left () (up offset 1h > 0) or vector(0)',
+        ),
+      ].sort(),
+    ).toEqual(["recsys_a_total", "up"]);
+    expect([...metricNames("histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m]))) > 1e-3 and stage:y:rate5m")].sort()).toEqual([
+      "stage:y:rate5m",
+      "x_bucket",
     ]);
-    expect([...metricNames("histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m]))) > 1e-3 and stage:y:rate5m")].sort()).toEqual(["stage:y:rate5m", "x_bucket"]);
   });
 });

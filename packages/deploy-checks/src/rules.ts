@@ -30,7 +30,10 @@ export const RULES_DIR = join(PROMETHEUS_DIR, "rules");
 export const RULE_TESTS_DIR = join(PROMETHEUS_DIR, "tests");
 
 export async function ruleFilePaths(): Promise<string[]> {
-  return (await readdir(RULES_DIR)).filter((f) => f.endsWith(".rules.yml")).sort().map((f) => join(RULES_DIR, f));
+  return (await readdir(RULES_DIR))
+    .filter((f) => f.endsWith(".rules.yml"))
+    .sort()
+    .map((f) => join(RULES_DIR, f));
 }
 
 export async function readRuleFiles(): Promise<RuleFile[]> {

@@ -26,7 +26,14 @@ export interface StageInfo {
 }
 
 export const STAGES: readonly StageInfo[] = [
-  { stage: "candidate_generation", k8sName: "candidate-generation", packageDir: "candidate-gen-service", image: "candidate-generation", gpu: true, sharded: false },
+  {
+    stage: "candidate_generation",
+    k8sName: "candidate-generation",
+    packageDir: "candidate-gen-service",
+    image: "candidate-generation",
+    gpu: true,
+    sharded: false,
+  },
   { stage: "retrieval", k8sName: "retrieval", packageDir: "retrieval-service", image: "retrieval", gpu: false, sharded: true },
   { stage: "ranking", k8sName: "ranking", packageDir: "ranking-service", image: "ranking", gpu: true, sharded: false },
   { stage: "orchestrator", k8sName: "orchestrator", packageDir: "orchestrator", image: "orchestrator", gpu: false, sharded: false },
@@ -84,5 +91,11 @@ export async function loadStagePackage(info: StageInfo): Promise<LandedPackage> 
   const checks = Object.entries(module).filter(([key, value]) => /^check[A-Z]\w*Config$/.test(key) && typeof value === "function");
   if (checks.length > 1) throw new Error(`${pkg.name} exports several config checks: ${checks.map(([k]) => k).join(", ")}`);
   const crossCheck = checks[0]?.[1] as ((config: Record<string, unknown>) => void) | undefined;
-  return { name: pkg.name, configSchema: module["configSchema"] as ConfigSchema, stage: module["STAGE"], main, ...(crossCheck === undefined ? {} : { crossCheck }) };
+  return {
+    name: pkg.name,
+    configSchema: module["configSchema"] as ConfigSchema,
+    stage: module["STAGE"],
+    main,
+    ...(crossCheck === undefined ? {} : { crossCheck }),
+  };
 }

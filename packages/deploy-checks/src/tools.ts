@@ -13,7 +13,9 @@ export const PROMETHEUS = process.env["PROMETHEUS"] ?? "/usr/bin/prometheus";
 
 export function requireTool(path: string, what: string): string {
   if (!existsSync(path)) {
-    throw new Error(`${what} not found at ${path}: install Debian's prometheus package (\`apt-get install -y prometheus\`), or set ${what === "promtool" ? "PROMTOOL" : "PROMETHEUS"}`);
+    throw new Error(
+      `${what} not found at ${path}: install Debian's prometheus package (\`apt-get install -y prometheus\`), or set ${what === "promtool" ? "PROMTOOL" : "PROMETHEUS"}`,
+    );
   }
   return path;
 }

@@ -84,10 +84,12 @@ export function strictFieldCheck(items: readonly { label: string; object: K8sObj
     body += `export const o${i}: ${alias} = ${JSON.stringify(object, null, 1)};\n`;
     spans.push({ start, end: body.length, label });
   });
-  const header = [...imports].map(([specifier, alias]) => {
-    const kind = specifier.slice(specifier.lastIndexOf("/") + 1);
-    return `import type { I${kind} as ${alias} } from "${specifier}";\n`;
-  }).join("");
+  const header = [...imports]
+    .map(([specifier, alias]) => {
+      const kind = specifier.slice(specifier.lastIndexOf("/") + 1);
+      return `import type { I${kind} as ${alias} } from "${specifier}";\n`;
+    })
+    .join("");
   const source = header + body;
   const options: ts.CompilerOptions = {
     strict: true,
@@ -99,13 +101,19 @@ export function strictFieldCheck(items: readonly { label: string; object: K8sObj
     types: [],
   };
   const host = ts.createCompilerHost(options);
-  const original = { getSourceFile: host.getSourceFile.bind(host), fileExists: host.fileExists.bind(host), readFile: host.readFile.bind(host) };
+  const original = {
+    getSourceFile: host.getSourceFile.bind(host),
+    fileExists: host.fileExists.bind(host),
+    readFile: host.readFile.bind(host),
+  };
   host.getSourceFile = (name, languageVersion, ...rest) =>
     name === fileName ? ts.createSourceFile(name, source, languageVersion, true) : original.getSourceFile(name, languageVersion, ...rest);
   host.fileExists = (name) => name === fileName || original.fileExists(name);
   host.readFile = (name) => (name === fileName ? source : original.readFile(name));
   const program = ts.createProgram([fileName], options, host);
-  const diagnostics = [...program.getSyntacticDiagnostics(), ...program.getSemanticDiagnostics()].filter((d) => d.file?.fileName === fileName || d.file === undefined);
+  const diagnostics = [...program.getSyntacticDiagnostics(), ...program.getSemanticDiagnostics()].filter(
+    (d) => d.file?.fileName === fileName || d.file === undefined,
+  );
   for (const diagnostic of diagnostics) {
     const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, "\n");
     const offset = (diagnostic.start ?? 0) - header.length;

@@ -28,9 +28,14 @@ const entry = (section, name) => section?.models?.[name] ?? section?.baselines?.
 if (mode === "test") {
   const runs = rest.map((f) => JSON.parse(readFileSync(f, "utf8")));
   const protocols = Object.keys(runs[0].protocols);
-  console.log(`Seeds (files): ${rest.map((f) => basename(f)).join(", ")}; tie seeds ${runs.map((r) => r.tie_seed).join(", ")}; ${runs[0].users} users\n`);
+  console.log(
+    `Seeds (files): ${rest.map((f) => basename(f)).join(", ")}; tie seeds ${runs.map((r) => r.tie_seed).join(", ")}; ${runs[0].users} users\n`,
+  );
   const names = [];
-  for (const r of runs) for (const p of protocols) for (const n of [...Object.keys(r.protocols[p].models), ...Object.keys(r.protocols[p].baselines)]) if (!names.includes(n)) names.push(n);
+  for (const r of runs)
+    for (const p of protocols)
+      for (const n of [...Object.keys(r.protocols[p].models), ...Object.keys(r.protocols[p].baselines)])
+        if (!names.includes(n)) names.push(n);
   for (const metric of ["hr@10", "ndcg@10", "hr@50", "mrr", "coverage@10"]) {
     console.log(`**${metric}** (mean of the seeds; per seed in parentheses)\n`);
     console.log(`| scorer | ${protocols.join(" | ")} |`);
@@ -51,7 +56,8 @@ if (mode === "test") {
     console.log("| a − b | metric | " + rest.map((f) => basename(f, ".json")).join(" | ") + " | all |");
     console.log("|---|---|" + runs.map(() => "---").join("|") + "|---|");
     const keys = [];
-    for (const r of runs) for (const c of r.protocols[p].comparisons) if (!keys.some((k) => k.a === c.a && k.b === c.b && k.metric === c.metric)) keys.push(c);
+    for (const r of runs)
+      for (const c of r.protocols[p].comparisons) if (!keys.some((k) => k.a === c.a && k.b === c.b && k.metric === c.metric)) keys.push(c);
     for (const c of keys) {
       const per = runs.map((r) => r.protocols[p].comparisons.find((x) => x.a === c.a && x.b === c.b && x.metric === c.metric));
       const diffs = runs
@@ -63,7 +69,9 @@ if (mode === "test") {
         });
       const pooled = interval(diffs[0].map((_, u) => mean(diffs.map((d) => d[u]))));
       const label = diffs.length < runs.length ? ` (${diffs.length} seed${diffs.length > 1 ? "s" : ""})` : "";
-      console.log(`| ${c.a} − ${c.b} | ${c.metric} | ${per.map((x) => (x === undefined ? "–" : fmtI({ m: x.diff, lo: x.lo, hi: x.hi }))).join(" | ")} | ${fmtI(pooled)}${label} |`);
+      console.log(
+        `| ${c.a} − ${c.b} | ${c.metric} | ${per.map((x) => (x === undefined ? "–" : fmtI({ m: x.diff, lo: x.lo, hi: x.hi }))).join(" | ")} | ${fmtI(pooled)}${label} |`,
+      );
     }
     console.log("");
   }
@@ -73,9 +81,14 @@ if (mode === "test") {
     console.log("| scorer | per seed | mean |");
     console.log("|---|---|---|");
     for (const n of names) {
-      const d = runs.map((r) => (entry(r.protocols[protocols[0]], n)?.metrics["hr@10"] ?? NaN) - (entry(r.protocols[protocols[1]], n)?.metrics["hr@10"] ?? NaN));
+      const d = runs.map(
+        (r) =>
+          (entry(r.protocols[protocols[0]], n)?.metrics["hr@10"] ?? NaN) - (entry(r.protocols[protocols[1]], n)?.metrics["hr@10"] ?? NaN),
+      );
       if (d.some((v) => !Number.isFinite(v))) continue;
-      console.log(`| ${n} | ${d.map((v) => (v >= 0 ? "+" : "") + v.toFixed(4)).join(" ")} | ${(mean(d) >= 0 ? "+" : "") + mean(d).toFixed(4)} |`);
+      console.log(
+        `| ${n} | ${d.map((v) => (v >= 0 ? "+" : "") + v.toFixed(4)).join(" ")} | ${(mean(d) >= 0 ? "+" : "") + mean(d).toFixed(4)} |`,
+      );
     }
   }
 } else if (mode === "val") {
@@ -88,7 +101,9 @@ if (mode === "test") {
     runs.get(m[1]).set(Number(m[2]), JSON.parse(readFileSync(f, "utf8")));
   }
   const seeds = [...runs.get(def).keys()].sort();
-  console.log(`Validation split, protocol lastout, pipeline figures; seeds ${seeds.join(", ")}; paired intervals against "${def}" on the same users and seed\n`);
+  console.log(
+    `Validation split, protocol lastout, pipeline figures; seeds ${seeds.join(", ")}; paired intervals against "${def}" on the same users and seed\n`,
+  );
   for (const metric of ["hr@10", "ndcg@10"]) {
     console.log(`| setting | ${metric} mean (per seed) | − ${def}, per seed | − ${def}, all seeds |`);
     console.log("|---|---|---|---|");
@@ -102,7 +117,9 @@ if (mode === "test") {
       });
       const per = name === def ? "–" : diffs.map((d) => fmtI(interval(d))).join("; ");
       const pooled = name === def ? "–" : fmtI(interval(diffs[0].map((_, u) => mean(diffs.map((d) => d[u])))));
-      console.log(`| ${name}${got.length < seeds.length ? ` (seeds ${got.join(",")})` : ""} | ${f4(mean(vals))} (${vals.map(f4).join(" ")}) | ${per} | ${pooled} |`);
+      console.log(
+        `| ${name}${got.length < seeds.length ? ` (seeds ${got.join(",")})` : ""} | ${f4(mean(vals))} (${vals.map(f4).join(" ")}) | ${per} | ${pooled} |`,
+      );
     }
     console.log("");
   }

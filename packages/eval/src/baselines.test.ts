@@ -3,7 +3,11 @@ import { describe, expect, it } from "vitest";
 import { itemKnnScorer, mostPopularScorer } from "./baselines.js";
 import { evaluateLastout } from "./lastout.js";
 
-function scoresOf(d: Dataset, scorer: { score: (u: number, h: Int32Array, t: number, out: Float32Array) => void }, history: number[] = []): number[] {
+function scoresOf(
+  d: Dataset,
+  scorer: { score: (u: number, h: Int32Array, t: number, out: Float32Array) => void },
+  history: number[] = [],
+): number[] {
   const out = new Float32Array(d.items.ids.length);
   scorer.score(0, Int32Array.from(history), 0, out);
   return Array.from(out);
@@ -67,7 +71,13 @@ describe("baselines", () => {
   });
 
   it("scores a leak-free evaluation: the test-only item is ranked from popularity 0", () => {
-    const res = evaluateLastout({ dataset: d, split, scorers: [mostPopularScorer(d, trainingRows(split, "test"))], target: "test", ks: [1] });
+    const res = evaluateLastout({
+      dataset: d,
+      split,
+      scorers: [mostPopularScorer(d, trainingRows(split, "test"))],
+      target: "test",
+      ks: [1],
+    });
     // a: history {1,2,8}, remaining 3 (2), 7 (1), 9 (0) → rank 2; b: history {1,2,3}, remaining 7 (1), 8 (1), 9 (0) → rank 2.
     expect(res.results[0]!.metrics["hr@1"]).toBe(0);
     expect(res.results[0]!.metrics["mrr"]).toBeCloseTo(1 / 3, 12);

@@ -93,9 +93,11 @@ describe("evaluateLastout", () => {
 
   it.each(["lastout", "lastout-shuffled"])("matches a brute-force full sort on random data with many ties (%s)", (protocol) => {
     let state = 12345;
-    const rand = (): number => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 4294967296);
+    const rand = (): number => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 4294967296;
     const events = [];
-    for (let u = 0; u < 60; u++) for (let k = 0; k < 2 + Math.floor(rand() * 12); k++) events.push({ user: `u${u}`, item: String(1 + Math.floor(rand() * 40)), timestamp: Math.floor(rand() * 20) });
+    for (let u = 0; u < 60; u++)
+      for (let k = 0; k < 2 + Math.floor(rand() * 12); k++)
+        events.push({ user: `u${u}`, item: String(1 + Math.floor(rand() * 40)), timestamp: Math.floor(rand() * 20) });
     const d = datasetFromEvents(events);
     const s = lastoutSplit(d.events, d.users.ids.length);
     const n = d.items.ids.length;
@@ -118,7 +120,9 @@ describe("evaluateLastout", () => {
       if (h === null) continue;
       users++;
       const excluded = new Set(Array.from(h, (r) => d.events.item[r]!));
-      const ranking = [...Array(n).keys()].filter((i) => !excluded.has(i)).sort((a, b) => table[u]![b]! - table[u]![a]! || tie[a]! - tie[b]!);
+      const ranking = [...Array(n).keys()]
+        .filter((i) => !excluded.has(i))
+        .sort((a, b) => table[u]![b]! - table[u]![a]! || tie[a]! - tie[b]!);
       const rank = ranking.indexOf(d.events.item[s.testRow[u]!]!);
       ranks.push(rank);
       ks.forEach((k, j) => {

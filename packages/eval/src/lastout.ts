@@ -92,10 +92,12 @@ export function evaluateLastout(options: EvaluateOptions): LastoutResult {
   const { dataset, split, target } = options;
   const ks = options.ks ?? [10, 50];
   const coverageK = options.coverageK ?? 10;
-  for (const k of [...ks, coverageK]) if (!Number.isInteger(k) || k < 1) throw new Error(`evaluateLastout: cut-off ${k} must be a positive integer`);
+  for (const k of [...ks, coverageK])
+    if (!Number.isInteger(k) || k < 1) throw new Error(`evaluateLastout: cut-off ${k} must be a positive integer`);
   const numItems = dataset.items.ids.length;
   const numUsers = dataset.users.ids.length;
-  if (split.testRow.length !== numUsers) throw new Error(`evaluateLastout: the split has ${split.testRow.length} users, the dataset ${numUsers}`);
+  if (split.testRow.length !== numUsers)
+    throw new Error(`evaluateLastout: the split has ${split.testRow.length} users, the dataset ${numUsers}`);
   const tieOrder = options.tieOrder ?? idTieOrder(numItems);
   const tie = tieOrder.rank;
   if (tie.length !== numItems) throw new Error(`evaluateLastout: the tie order has ${tie.length} items, the catalogue ${numItems}`);

@@ -58,7 +58,8 @@ export interface PairedInterval {
 
 /** Paired 95 % interval of metric(a) − metric(b) over the same users (ranks in the same user order). */
 export function pairedInterval(a: Int32Array, b: Int32Array, metric: string): PairedInterval {
-  if (a.length !== b.length) throw new Error(`pairedInterval: ${a.length} vs ${b.length} users; the scorers must be evaluated on the same users`);
+  if (a.length !== b.length)
+    throw new Error(`pairedInterval: ${a.length} vs ${b.length} users; the scorers must be evaluated on the same users`);
   const va = perUserValues(a, metric);
   const vb = perUserValues(b, metric);
   const n = a.length;

@@ -16,7 +16,9 @@ const dataset = datasetFromEvents([
   { user: "v", item: "1", timestamp: 2 },
 ]);
 const items = (d: typeof dataset): string[][] =>
-  d.users.ids.map((_, u) => Array.from(d.events.item.subarray(d.events.userOffsets[u]!, d.events.userOffsets[u + 1]!), (i) => d.items.ids[i]!));
+  d.users.ids.map((_, u) =>
+    Array.from(d.events.item.subarray(d.events.userOffsets[u]!, d.events.userOffsets[u + 1]!), (i) => d.items.ids[i]!),
+  );
 
 describe("tie orders", () => {
   it("a seeded permutation of the catalogue, the same for the same seed", () => {
@@ -29,12 +31,19 @@ describe("tie orders", () => {
 
   it("re-sorts only same-timestamp events, by the permutation, and renames the fingerprint", () => {
     expect(withTieOrder(dataset, idTieOrder(7))).toBe(dataset);
-    expect(items(dataset)).toEqual([["1", "2", "3", "4"], ["5", "6", "7", "1"]]);
+    expect(items(dataset)).toEqual([
+      ["1", "2", "3", "4"],
+      ["5", "6", "7", "1"],
+    ]);
     const order = shuffledTieOrder(7, 11);
     const shuffled = withTieOrder(dataset, order);
     expect(shuffled.fingerprint).not.toBe(dataset.fingerprint);
-    const byRank = (ids: string[]): string[] => [...ids].sort((a, b) => order.rank[dataset.items.ids.indexOf(a)]! - order.rank[dataset.items.ids.indexOf(b)]!);
-    expect(items(shuffled)).toEqual([["1", ...byRank(["2", "3", "4"])], [...byRank(["5", "6", "7"]), "1"]]);
+    const byRank = (ids: string[]): string[] =>
+      [...ids].sort((a, b) => order.rank[dataset.items.ids.indexOf(a)]! - order.rank[dataset.items.ids.indexOf(b)]!);
+    expect(items(shuffled)).toEqual([
+      ["1", ...byRank(["2", "3", "4"])],
+      [...byRank(["5", "6", "7"]), "1"],
+    ]);
     expect(Array.from(shuffled.events.timestamp)).toEqual([5, 9, 9, 9, 1, 1, 1, 2]);
     expect(tiedEvents(dataset.events)).toBe(6);
   });

@@ -73,7 +73,8 @@ export function withTieOrder(dataset: Dataset, order: TieOrder): Dataset {
   const ev = dataset.events;
   const numUsers = ev.userOffsets.length - 1;
   const n = ev.user.length;
-  if (order.rank.length !== dataset.items.ids.length) throw new Error(`withTieOrder: the order has ${order.rank.length} items, the dataset ${dataset.items.ids.length}`);
+  if (order.rank.length !== dataset.items.ids.length)
+    throw new Error(`withTieOrder: the order has ${order.rank.length} items, the dataset ${dataset.items.ids.length}`);
   const rank = order.rank;
   const perm = Int32Array.from({ length: n }, (_, r) => r);
   const cmp = (a: number, b: number): number => ev.timestamp[a]! - ev.timestamp[b]! || rank[ev.item[a]!]! - rank[ev.item[b]!]! || a - b;

@@ -45,7 +45,8 @@ function categorical(codes: Int32Array, values: readonly string[], row: number):
  */
 export function contextFromDataset(dataset: Dataset, user: number, historyRows: ArrayLike<number>, asOf: number): UserContext {
   const { events, searches, users, items } = dataset;
-  if (!Number.isInteger(user) || user < 0 || user >= users.ids.length) throw new Error(`contextFromDataset: user index ${user} out of range`);
+  if (!Number.isInteger(user) || user < 0 || user >= users.ids.length)
+    throw new Error(`contextFromDataset: user index ${user} out of range`);
   const watches: Watch[] = new Array(historyRows.length);
   for (let k = 0; k < historyRows.length; k++) {
     const r = historyRows[k]!;

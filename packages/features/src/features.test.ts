@@ -208,7 +208,10 @@ describe("FeatureSpace and encoding", () => {
 
   it("maps unknown items, tokens and categories to OOV", () => {
     const enc = encodeUser(space, {
-      watches: [{ itemId: "999", timestamp: 1 }, { itemId: "12", timestamp: 2 }],
+      watches: [
+        { itemId: "999", timestamp: 1 },
+        { itemId: "12", timestamp: 2 },
+      ],
       searches: [{ query: "zebra", timestamp: 1 }],
       gender: "X",
       occupation: "astronaut",

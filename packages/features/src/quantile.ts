@@ -71,7 +71,8 @@ export class QuantileNormalizer {
   }
 
   static fromJSON(json: QuantileNormalizerJson): QuantileNormalizer {
-    if (json === null || typeof json !== "object" || !Array.isArray(json.boundaries)) throw new Error("QuantileNormalizer.fromJSON: expected { boundaries: number[] }");
+    if (json === null || typeof json !== "object" || !Array.isArray(json.boundaries))
+      throw new Error("QuantileNormalizer.fromJSON: expected { boundaries: number[] }");
     return new QuantileNormalizer(json.boundaries);
   }
 }

@@ -115,7 +115,8 @@ export class FeatureSpace {
   }
 
   private static checkJSON(json: FeatureSpaceJson): void {
-    if (json === null || typeof json !== "object" || json.version !== 1) throw new Error("FeatureSpace.fromJSON: unsupported or missing version (expected 1)");
+    if (json === null || typeof json !== "object" || json.version !== 1)
+      throw new Error("FeatureSpace.fromJSON: unsupported or missing version (expected 1)");
   }
 
   private static fromParts(json: FeatureSpaceJson, items: Vocabulary, tokens: Vocabulary): FeatureSpace {
@@ -295,7 +296,11 @@ export class EncodedBatch {
     this.continuous = new Float32Array(buf, o, capacity * NUM_CONTINUOUS);
   }
 
-  private static layout(capacity: number, historyLength: number, searchLength: number): { watchIds: number; searchIds: number; bytes: number } {
+  private static layout(
+    capacity: number,
+    historyLength: number,
+    searchLength: number,
+  ): { watchIds: number; searchIds: number; bytes: number } {
     const watchIds = capacity * historyLength;
     const searchIds = capacity * Math.max(searchLength, 0);
     return { watchIds, searchIds, bytes: 4 * (watchIds + searchIds + capacity * (2 + NUM_CATEGORICAL + NUM_CONTINUOUS)) };
@@ -332,7 +337,8 @@ export function encodeResolved(
 ): void {
   const n = space.config.historyLength;
   const m = space.config.searchLength;
-  if (out.historyLength !== n || out.searchLength !== m) throw new Error("encodeResolved: batch buffers do not match the feature space config");
+  if (out.historyLength !== n || out.searchLength !== m)
+    throw new Error("encodeResolved: batch buffers do not match the feature space config");
   if (row < 0 || row >= out.capacity) throw new Error(`encodeResolved: row ${row} out of the batch capacity ${out.capacity}`);
   if (visible < 0 || visible > user.watchIds.length) throw new Error(`encodeResolved: visible=${visible} out of range`);
 
@@ -391,7 +397,12 @@ export function visibleWatches(user: ResolvedUser, requestTime: number): number 
  * `exampleTime` (omit at serving: age 0). Writes into `out` row `row` when given (batched
  * serving), and returns the encoded row.
  */
-export function encodeUser(space: FeatureSpace, ctx: UserContext, exampleTime?: number, out?: { batch: EncodedBatch; row: number }): EncodedUser {
+export function encodeUser(
+  space: FeatureSpace,
+  ctx: UserContext,
+  exampleTime?: number,
+  out?: { batch: EncodedBatch; row: number },
+): EncodedUser {
   const resolved = resolveUser(space, ctx);
   const batch = out?.batch ?? EncodedBatch.forSpace(space, 1);
   const row = out?.row ?? 0;
@@ -417,6 +428,12 @@ export function encodedRow(batch: EncodedBatch, row: number): EncodedUser {
  * {@link encodeResolved}(space, resolved, t, time of row t, time of row t, ...), which gives the
  * same encoding as {@link encodeUser} on contextFromDataset(dataset, user, rows[0..t), time of t).
  */
-export function resolveDatasetUser(space: FeatureSpace, dataset: Dataset, user: number, rows: ArrayLike<number>, asOf: number): ResolvedUser {
+export function resolveDatasetUser(
+  space: FeatureSpace,
+  dataset: Dataset,
+  user: number,
+  rows: ArrayLike<number>,
+  asOf: number,
+): ResolvedUser {
   return resolveUser(space, contextFromDataset(dataset, user, rows, asOf));
 }

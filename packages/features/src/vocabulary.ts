@@ -83,7 +83,8 @@ export class Vocabulary {
   }
 
   private static checkJSON(json: VocabularyJson): void {
-    if (json === null || typeof json !== "object" || !Array.isArray(json.tokens)) throw new Error("Vocabulary.fromJSON: expected { minCount, tokens: string[] }");
+    if (json === null || typeof json !== "object" || !Array.isArray(json.tokens))
+      throw new Error("Vocabulary.fromJSON: expected { minCount, tokens: string[] }");
   }
 }
 

@@ -40,14 +40,18 @@ describe("candidate budgets (no train/serve skew)", () => {
   });
 
   it("let a variable that is set win, per source", async () => {
-    const b = await resolveBudgets(config(await bundleWithRanker({ budget: 37, mergedSize: 111 }), { CANDIDATES_FRESH: "0", MERGED_CANDIDATES: "90" }));
+    const b = await resolveBudgets(
+      config(await bundleWithRanker({ budget: 37, mergedSize: 111 }), { CANDIDATES_FRESH: "0", MERGED_CANDIDATES: "90" }),
+    );
     expect(b.sources.fresh).toBe(0);
     expect(b.sources.popular).toBe(37);
     expect(b.merged).toBe(90);
   });
 
   it("read the ranker in RANKER_SUBDIR", async () => {
-    const b = await resolveBudgets(config(await bundleWithRanker({ budget: 12, mergedSize: 40 }, "ranker-noprov"), { RANKER_SUBDIR: "ranker-noprov" }));
+    const b = await resolveBudgets(
+      config(await bundleWithRanker({ budget: 12, mergedSize: 40 }, "ranker-noprov"), { RANKER_SUBDIR: "ranker-noprov" }),
+    );
     expect(b.sources.dnn).toBe(12);
     expect(b.merged).toBe(40);
   });

@@ -38,7 +38,14 @@ export async function readRankerPipeline(dir: string): Promise<{ budget: number;
   const pipeline = (JSON.parse(text) as { pipeline?: { budget?: unknown; mergedSize?: unknown } }).pipeline;
   const budget = pipeline?.budget;
   const mergedSize = pipeline?.mergedSize;
-  if (typeof budget !== "number" || !Number.isInteger(budget) || budget < 0 || typeof mergedSize !== "number" || !Number.isInteger(mergedSize) || mergedSize < 1) {
+  if (
+    typeof budget !== "number" ||
+    !Number.isInteger(budget) ||
+    budget < 0 ||
+    typeof mergedSize !== "number" ||
+    !Number.isInteger(mergedSize) ||
+    mergedSize < 1
+  ) {
     throw new Error(`${path}: "pipeline" must hold an integer budget >= 0 and mergedSize >= 1, got ${JSON.stringify(pipeline)}`);
   }
   return { budget, mergedSize };

@@ -245,7 +245,11 @@ export class CatalogueApi {
     const started = performance.now();
     const ready = ColdEmbedder.buildAsync(bundle, this.deps.catalogue).then((embedder) => {
       this.deps.logger.info(
-        { modelVersion: bundle.modelVersion, tokens: embedder.tokenCount, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) },
+        {
+          modelVersion: bundle.modelVersion,
+          tokens: embedder.tokenCount,
+          seconds: Number(((performance.now() - started) / 1000).toFixed(2)),
+        },
         "content-embedding table built",
       );
       return embedder;
@@ -286,7 +290,10 @@ export class CatalogueApi {
     for (let attempt = 1; attempt <= attempts && !this.closed; attempt++) {
       try {
         const result = await this.embed(items);
-        this.deps.logger.info({ ...result, modelVersion: this.deps.bundle().modelVersion }, "catalogue items re-embedded for the new bundle");
+        this.deps.logger.info(
+          { ...result, modelVersion: this.deps.bundle().modelVersion },
+          "catalogue items re-embedded for the new bundle",
+        );
         return;
       } catch (error) {
         if (attempt === attempts || this.closed) {

@@ -57,7 +57,9 @@ async function main(argv: string[]): Promise<void> {
   const t0 = performance.now();
   const spec = `users=1000,items=${itemsN},events=5,seed=3`;
   const dataset = generateSynthetic(`synthetic:${spec}`, parseSyntheticSpec(spec));
-  process.stdout.write(`catalogue: ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - t0) / 1000).toFixed(1)} s to generate)\n`);
+  process.stdout.write(
+    `catalogue: ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - t0) / 1000).toFixed(1)} s to generate)\n`,
+  );
   const embeddings = new Float32Array(dataset.items.ids.length * dim);
   let s = 7;
   for (let k = 0; k < embeddings.length; k++) {
@@ -98,8 +100,21 @@ async function main(argv: string[]): Promise<void> {
       const replica = (store: CatalogueStore) => {
         const catalogue = new Catalogue(dataset);
         const clock = new ServingClock("wall");
-        const online = new OnlineSources(catalogue, { budgets: { fresh: 50 }, trendingHalfLifeSeconds: 7 * 86400, freshWindowSeconds: 30 * 86400 });
-        const api = new CatalogueApi({ store, catalogue, online, clock, retrieval: [shard, shard], bundle: () => bundle, logger, retrievalTimeoutMs: 5000 });
+        const online = new OnlineSources(catalogue, {
+          budgets: { fresh: 50 },
+          trendingHalfLifeSeconds: 7 * 86400,
+          freshWindowSeconds: 30 * 86400,
+        });
+        const api = new CatalogueApi({
+          store,
+          catalogue,
+          online,
+          clock,
+          retrieval: [shard, shard],
+          bundle: () => bundle,
+          logger,
+          retrievalTimeoutMs: 5000,
+        });
         return { catalogue, online, clock, api };
       };
       const storeA = await open();
@@ -125,7 +140,11 @@ async function main(argv: string[]): Promise<void> {
       const warm = performance.now();
       await a.api.prepare();
       const tableMs = performance.now() - warm;
-      await a.api.upsertItems(create(CatalogueServiceUpsertItemsRequestSchema, { items: [{ itemId: `warm-${backend}`, tags: ["music"], channel: "channel1", title: "warm up" }] }));
+      await a.api.upsertItems(
+        create(CatalogueServiceUpsertItemsRequestSchema, {
+          items: [{ itemId: `warm-${backend}`, tags: ["music"], channel: "channel1", title: "warm up" }],
+        }),
+      );
       const upsertMs: number[] = [];
       const getMs: number[] = [];
       const visibleMs: number[] = [];
@@ -137,7 +156,16 @@ async function main(argv: string[]): Promise<void> {
         const id = `upload-${backend}-${n}`;
         const channel = `new-channel-${n % 7}`;
         const request = create(CatalogueServiceUpsertItemsRequestSchema, {
-          items: [{ itemId: id, title: `fresh video ${n} about cooking`, tags: ["cooking", "music"], channel, durationSeconds: 300, uploadedAt: timestampFromMs(Date.now() - 1000) }],
+          items: [
+            {
+              itemId: id,
+              title: `fresh video ${n} about cooking`,
+              tags: ["cooking", "music"],
+              channel,
+              durationSeconds: 300,
+              uploadedAt: timestampFromMs(Date.now() - 1000),
+            },
+          ],
         });
         const u0 = performance.now();
         await a.api.upsertItems(request);
@@ -166,10 +194,14 @@ async function main(argv: string[]): Promise<void> {
           `UpsertItems (store + apply + content embedding, shard call in process): ${quantiles(upsertMs)}`,
           `UpsertItems returned -> GetItems has it: ${quantiles(getMs)}`,
           `UpsertItems returned -> nominated by this replica (fresh, channel filter): ${quantiles(visibleMs)}`,
-          ...(replicaMs.length > 0 ? [`UpsertItems returned -> nominated by a second replica (change stream, poll 50 ms): ${quantiles(replicaMs)}`] : []),
+          ...(replicaMs.length > 0
+            ? [`UpsertItems returned -> nominated by a second replica (change stream, poll 50 ms): ${quantiles(replicaMs)}`]
+            : []),
           `DeleteItems: ${quantiles(deleteMs)}`,
           `taken-down items nominated by this replica after DeleteItems returned: ${servedAfterDelete}`,
-          ...(storeB !== undefined ? [`taken-down items passing the second replica's per-answer check after DeleteItems returned: ${replicaCheckMissed}`] : []),
+          ...(storeB !== undefined
+            ? [`taken-down items passing the second replica's per-answer check after DeleteItems returned: ${replicaCheckMissed}`]
+            : []),
           `shard calls recorded: ${recorded.upserts} vectors, ${recorded.deletes} deletes`,
         ].join("\n") + "\n",
       );

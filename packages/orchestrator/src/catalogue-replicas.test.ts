@@ -35,7 +35,10 @@ beforeAll(async () => {
   bundle = join(root, "bundle");
   await writeTinyBundle(bundle, 1);
   const cg = await startCandidateGeneration(bundle);
-  const shards = [await startRetrievalShard(bundle, join(root, "index"), 0, 2), await startRetrievalShard(bundle, join(root, "index"), 1, 2)];
+  const shards = [
+    await startRetrievalShard(bundle, join(root, "index"), 0, 2),
+    await startRetrievalShard(bundle, join(root, "index"), 1, 2),
+  ];
   const ranker = await startFakeRanker();
   stages = [ranker, ...shards, cg];
   shardAddresses = shards.map((s) => s.address).join(",");
@@ -80,7 +83,11 @@ describe("catalogue API on replicas sharing Redis", () => {
       const upserted = await catalogueA.upsertItems({ items: [{ itemId: "fresh-on-a", channel, tags: catalogue.tags(0), title: "new" }] });
       expect(upserted.upserted).toBe(1);
       const filters = { channels: [channel] };
-      await waitFor(async () => (await b.client.recommend({ userId: "someone", count: 20, filters })).items.some((i) => i.itemId === "fresh-on-a"), 5000, "replica B to nominate the upsert");
+      await waitFor(
+        async () => (await b.client.recommend({ userId: "someone", count: 20, filters })).items.some((i) => i.itemId === "fresh-on-a"),
+        5000,
+        "replica B to nominate the upsert",
+      );
       const onB = (await b.client.recommend({ userId: "someone", count: 20, filters })).items.find((i) => i.itemId === "fresh-on-a")!;
       expect(onB.reasons).toContain(`New from ${channel}`);
 

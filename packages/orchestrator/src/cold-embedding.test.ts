@@ -18,13 +18,27 @@ function fixture(): { bundle: BundleInfo; catalogue: Catalogue } {
   const embeddings = Float32Array.from(ids.flatMap(vec));
   return {
     catalogue,
-    bundle: { modelVersion: "v1", datasetSpec: "", datasetFingerprint: "", holdout: "none", dim: 2, itemIds: ids, embeddings, rowOf: new Map(ids.map((id, r) => [id, r])) },
+    bundle: {
+      modelVersion: "v1",
+      datasetSpec: "",
+      datasetFingerprint: "",
+      holdout: "none",
+      dim: 2,
+      itemIds: ids,
+      embeddings,
+      rowOf: new Map(ids.map((id, r) => [id, r])),
+    },
   };
 }
 
 describe("content embeddings of new items", () => {
   it("tokenizes tags, channel and title words", () => {
-    expect(contentTokens({ tags: ["Pets", " "], channel: "ch1", title: "Cats, playing! a" })).toEqual(["t:pets", "c:ch1", "w:cats", "w:playing"]);
+    expect(contentTokens({ tags: ["Pets", " "], channel: "ch1", title: "Cats, playing! a" })).toEqual([
+      "t:pets",
+      "c:ch1",
+      "w:cats",
+      "w:playing",
+    ]);
   });
 
   it("points a new item to the trained items sharing its content, at their norm; none without a shared token", async () => {

@@ -93,7 +93,11 @@ export class ColdEmbedder {
       const live = catalogue.liveItem(index);
       const title = live !== undefined ? live.title : index < catalogue.datasetSize ? catalogue.dataset.items.titles[index] : undefined;
       const channel = catalogue.channel(index);
-      const tokens = contentTokens({ tags: catalogue.tags(index), ...(channel === undefined ? {} : { channel }), ...(title === undefined ? {} : { title }) });
+      const tokens = contentTokens({
+        tags: catalogue.tags(index),
+        ...(channel === undefined ? {} : { channel }),
+        ...(title === undefined ? {} : { title }),
+      });
       if (tokens.length === 0) continue;
       withTokens++;
       for (const token of tokens) {

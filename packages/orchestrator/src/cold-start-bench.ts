@@ -93,10 +93,17 @@ async function main(argv: string[]): Promise<void> {
   const kept = [];
   for (let r = 0; r < events.item.length; r++) {
     if (fresh.has(events.item[r]!)) continue;
-    kept.push({ user: users.ids[events.user[r]!]!, item: items.ids[events.item[r]!]!, timestamp: events.timestamp[r]!, weight: events.weight[r]! });
+    kept.push({
+      user: users.ids[events.user[r]!]!,
+      item: items.ids[events.item[r]!]!,
+      timestamp: events.timestamp[r]!,
+      weight: events.weight[r]!,
+    });
   }
   const train = datasetFromEvents(kept, { items: itemList, users: userList, spec: `cold-start:${spec}` });
-  process.stdout.write(`dataset ${spec}: ${items.ids.length} items (${fresh.size} held out as new uploads), ${kept.length} training events\n`);
+  process.stdout.write(
+    `dataset ${spec}: ${items.ids.length} items (${fresh.size} held out as new uploads), ${kept.length} training events\n`,
+  );
 
   const result = await trainCandidateGen(train, {
     holdout: "none",
@@ -190,7 +197,8 @@ async function main(argv: string[]): Promise<void> {
       const randVec = rand.map((v) => (v * meanNorm) / rn);
       // An established item of the same topic (the reference), drawn at random.
       const sameTopic = [];
-      for (let i = 0; i < train.items.ids.length; i++) if (topicOf(tagsOf(train, i)) === topicOf(tags) && rowOfTrain[i]! >= 0) sameTopic.push(i);
+      for (let i = 0; i < train.items.ids.length; i++)
+        if (topicOf(tagsOf(train, i)) === topicOf(tags) && rowOfTrain[i]! >= 0) sameTopic.push(i);
       const established = sameTopic[Math.floor(random() * sameTopic.length)]!;
       const estRow = rowOfTrain[established]!;
       const estVec = info.embeddings.subarray(estRow * d, estRow * d + d);

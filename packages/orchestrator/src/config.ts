@@ -45,13 +45,18 @@ export const configSchema = {
     default: 32,
     min: 0,
     max: 100_000,
-    description: "Recommend calls handled at once; beyond it a call is answered RESOURCE_EXHAUSTED with a retry hint at once (0 = no bound)",
+    description:
+      "Recommend calls handled at once; beyond it a call is answered RESOURCE_EXHAUSTED with a retry hint at once (0 = no bound)",
   }),
   SHED_RETRY_AFTER: env.duration({ default: 200, description: "retry hint (grpc-retry-pushback-ms) of a call shed by MAX_IN_FLIGHT" }),
-  STAGE_HEALTH_INTERVAL: env.duration({ default: 2000, description: "how often the downstream stages' gRPC health is checked (readiness)" }),
+  STAGE_HEALTH_INTERVAL: env.duration({
+    default: 2000,
+    description: "how often the downstream stages' gRPC health is checked (readiness)",
+  }),
   STAGE_DOWN_NOT_READY_AFTER: env.duration({
     default: 30_000,
-    description: "readiness (health of recsys.v1.RecommenderService) turns NOT_SERVING once a downstream stage has been down this long (0 = never); liveness does not",
+    description:
+      "readiness (health of recsys.v1.RecommenderService) turns NOT_SERVING once a downstream stage has been down this long (0 = never); liveness does not",
   }),
 
   DOWNSTREAM_TRANSPORT: env.enum(["http2", "grpc-js"], {
@@ -113,7 +118,8 @@ export const configSchema = {
   // Candidates.
   RANKER_SUBDIR: env.string({
     default: "ranker",
-    description: "subdirectory of MODEL_PATH with the ranker's manifest.json, whose training budgets are the defaults of CANDIDATES_* and MERGED_CANDIDATES",
+    description:
+      "subdirectory of MODEL_PATH with the ranker's manifest.json, whose training budgets are the defaults of CANDIDATES_* and MERGED_CANDIDATES",
   }),
   CANDIDATES_DNN: budget("DNN (retrieval)", MAX_SEARCH_K),
   CANDIDATES_CO_WATCH: budget("co-watch"),

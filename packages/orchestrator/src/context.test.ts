@@ -42,7 +42,15 @@ describe("contextFromState", () => {
     const watches = Array.from({ length: 1200 }, (_, k) => ({ userId: "u", itemId: `${k}`, timestamp: 1000 + k }));
     const ctx = contextFromState(
       "u",
-      { userId: "u", profile: { age: 31, gender: "F", geo: "94", device: "mobile" }, watches, searches: [], impressions: [], impressionCounts: new Map(), hasEarlierWatches: false },
+      {
+        userId: "u",
+        profile: { age: 31, gender: "F", geo: "94", device: "mobile" },
+        watches,
+        searches: [],
+        impressions: [],
+        impressionCounts: new Map(),
+        hasEarlierWatches: false,
+      },
       5000,
     );
     expect(ctx.watchHistory).toHaveLength(1000);

@@ -17,7 +17,14 @@ import {
   type RecommendRequest,
   type UserContext,
 } from "@recsys/gen";
-import { invalidArgument, requireMaxItems, requireNonEmpty, requireValidTimestamp, timestampSeconds, validateUserContext } from "@recsys/runtime";
+import {
+  invalidArgument,
+  requireMaxItems,
+  requireNonEmpty,
+  requireValidTimestamp,
+  timestampSeconds,
+  validateUserContext,
+} from "@recsys/runtime";
 import type { UserProfile, UserState } from "@recsys/user-store";
 import type { Catalogue } from "./catalogue.js";
 
@@ -72,7 +79,8 @@ export function validateRecommendRequest(request: RecommendRequest): ValidRecomm
     if (Device[context.device] === undefined) {
       throw invalidArgument(`context.device has unknown value ${context.device}`);
     }
-    if (context.geo.length > MAX_ID_LENGTH) throw invalidArgument(`context.geo is too long: ${context.geo.length} characters, at most ${MAX_ID_LENGTH}`);
+    if (context.geo.length > MAX_ID_LENGTH)
+      throw invalidArgument(`context.geo is too long: ${context.geo.length} characters, at most ${MAX_ID_LENGTH}`);
     context.watchHistory.forEach((watch, i) => {
       if (watch.watchedAt !== undefined) requireValidTimestamp(watch.watchedAt, `context.watch_history[${i}].watched_at`);
     });
@@ -164,7 +172,9 @@ export function contextFromState(userId: string, state: UserState | undefined, r
       ...(w.watchSeconds === undefined ? {} : { watchSeconds: w.watchSeconds }),
     })),
     searchHistory: searches.slice(-MAX_SEARCH_HISTORY).map((s) => ({ query: s.query, searchedAt: secondsTimestamp(s.timestamp) })),
-    impressionHistory: impressions.slice(-MAX_IMPRESSION_HISTORY).map((i) => ({ itemId: i.itemId, shownAt: secondsTimestamp(i.timestamp) })),
+    impressionHistory: impressions
+      .slice(-MAX_IMPRESSION_HISTORY)
+      .map((i) => ({ itemId: i.itemId, shownAt: secondsTimestamp(i.timestamp) })),
     demographics: {
       ...(profile.age === undefined ? {} : { age: Math.max(0, Math.round(profile.age)) }),
       gender: profile.gender ?? "",

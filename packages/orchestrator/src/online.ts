@@ -79,8 +79,7 @@ export class OnlineSources {
     this.numDatasetUsers = dataset.users.ids.length;
     this.nextUser = this.numDatasetUsers;
     const geoCodes = dataset.users.geo.codes;
-    const userGeo = (u: number): number =>
-      u < this.numDatasetUsers ? geoCodes[u]! : (this.dynamicGeo.get(u) ?? -1);
+    const userGeo = (u: number): number => (u < this.numDatasetUsers ? geoCodes[u]! : (this.dynamicGeo.get(u) ?? -1));
     const specs: SourceSpec[] = [];
     const budget = (name: SourceName): number => options.budgets[name] ?? 0;
     const numItems = catalogue.size;

@@ -57,8 +57,14 @@ beforeAll(async () => {
   manifestB = await writeTinyBundle(bundleB, 2);
   expect(manifestB.modelVersion).not.toBe(manifestA.modelVersion);
   cg = await startCandidateGeneration(bundleA);
-  shardsA = [await startRetrievalShard(bundleA, join(root, "index-a"), 0, 2), await startRetrievalShard(bundleA, join(root, "index-a"), 1, 2)];
-  shardsB = [await startRetrievalShard(bundleB, join(root, "index-b"), 0, 2), await startRetrievalShard(bundleB, join(root, "index-b"), 1, 2)];
+  shardsA = [
+    await startRetrievalShard(bundleA, join(root, "index-a"), 0, 2),
+    await startRetrievalShard(bundleA, join(root, "index-a"), 1, 2),
+  ];
+  shardsB = [
+    await startRetrievalShard(bundleB, join(root, "index-b"), 0, 2),
+    await startRetrievalShard(bundleB, join(root, "index-b"), 1, 2),
+  ];
   ranker = await startFakeRanker();
   closed = await closedAddress();
 });
@@ -218,7 +224,10 @@ describe.each(["embedded", "redis"] as const)("with the %s user store", (backend
     // An item that is not trending first: 25 new users watch it now.
     const target = catalogue.dataset.items.ids.find((id) => id !== trendingTop[0]!.itemId && !catalogue.isDeletedId(id))!;
     await o.client.recordEvents({
-      events: Array.from({ length: 25 }, (_, k) => ({ userId: `fan-${backend}-${k}`, kind: { case: "watch" as const, value: { itemId: target } } })),
+      events: Array.from({ length: 25 }, (_, k) => ({
+        userId: `fan-${backend}-${k}`,
+        kind: { case: "watch" as const, value: { itemId: target } },
+      })),
     });
     const after = await o.client.recommend({ userId: `cold-${backend}-2`, count: 500 });
     const item = after.items.find((i) => i.itemId === target);
@@ -277,7 +286,11 @@ describe("validation", () => {
   it("rejects malformed Recommend requests with INVALID_ARGUMENT naming the problem, and keeps serving", async () => {
     const c = o.client;
     await expectRpcError(c.recommend({ userId: "1", count: 0 }), status.INVALID_ARGUMENT, "count must be between 1 and 500, got 0");
-    await expectRpcError(c.recommend({ userId: "1", count: 100_000 }), status.INVALID_ARGUMENT, "count must be between 1 and 500, got 100000");
+    await expectRpcError(
+      c.recommend({ userId: "1", count: 100_000 }),
+      status.INVALID_ARGUMENT,
+      "count must be between 1 and 500, got 100000",
+    );
     await expectRpcError(c.recommend({}), status.INVALID_ARGUMENT, "user_id is required");
     await expectRpcError(
       c.recommend({ userId: "1", count: 5, context: { userId: "1", device: 99 as Device } }),
@@ -309,7 +322,11 @@ describe("validation", () => {
       status.INVALID_ARGUMENT,
       'context.user_id ("2") must be empty or equal to user_id ("1")',
     );
-    await expectRpcError(c.recommend({ userId: "1", count: 5, excludedItemIds: [""] }), status.INVALID_ARGUMENT, "excluded_item_ids[0] is required");
+    await expectRpcError(
+      c.recommend({ userId: "1", count: 5, excludedItemIds: [""] }),
+      status.INVALID_ARGUMENT,
+      "excluded_item_ids[0] is required",
+    );
     // Larger than GRPC_MAX_MESSAGE_BYTES (1 MiB): refused before it is decoded.
     await expectRpcError(
       c.recommend({ userId: "1", count: 5, excludedItemIds: Array.from({ length: 9000 }, (_, k) => `${"x".repeat(200)}${k}`) }),
@@ -317,7 +334,11 @@ describe("validation", () => {
       /larger than max/i,
     );
     // RecordEvents.
-    await expectRpcError(c.recordEvents({ events: [{ userId: "1" }] }), status.INVALID_ARGUMENT, "events[0] has no watch, search or impression");
+    await expectRpcError(
+      c.recordEvents({ events: [{ userId: "1" }] }),
+      status.INVALID_ARGUMENT,
+      "events[0] has no watch, search or impression",
+    );
     await expectRpcError(
       c.recordEvents({ events: [{ userId: "1", kind: { case: "watch", value: { itemId: "" } } }] }),
       status.INVALID_ARGUMENT,
@@ -335,7 +356,9 @@ describe("validation", () => {
       /^events\[0\]\.watch\.watched_at is 86[34]\d\d s after the server clock \(.+\); events may be at most 300 s ahead$/,
     );
     await expectRpcError(
-      c.recordEvents({ events: Array.from({ length: 1001 }, () => ({ userId: "1", kind: { case: "search" as const, value: { query: "q" } } })) }),
+      c.recordEvents({
+        events: Array.from({ length: 1001 }, () => ({ userId: "1", kind: { case: "search" as const, value: { query: "q" } } })),
+      }),
       status.INVALID_ARGUMENT,
       "events has 1001 entries, at most 1000 allowed",
     );
@@ -362,7 +385,16 @@ describe("validation", () => {
     for (const item of response.items) expect(catalogue.channel(catalogue.indexOf(item.itemId)!)).toBe(channel);
     const stages = response.stageTimings.map((t) => t.stage);
     expect(stages).toEqual(
-      expect.arrayContaining(["candidate_generation", "retrieval/shard-0", "retrieval/shard-1", "retrieval", "sources/co-watch", "merge", "ranking", "total"]),
+      expect.arrayContaining([
+        "candidate_generation",
+        "retrieval/shard-0",
+        "retrieval/shard-1",
+        "retrieval",
+        "sources/co-watch",
+        "merge",
+        "ranking",
+        "total",
+      ]),
     );
     expect(stages).not.toContain("user_store"); // the context was given: nothing looked up
     expect(response.items[0]!.features).toHaveProperty("position");
@@ -396,7 +428,9 @@ describe("degradation", () => {
       ranker.mode = "fail";
       const failed = await o.client.recommend({ userId: "7", count: 10 });
       expect(failed.degraded).toBe(true);
-      expect(failed.failedStages).toEqual([expect.objectContaining({ stage: "ranking", code: "UNAVAILABLE", message: "fake ranker is down" })]);
+      expect(failed.failedStages).toEqual([
+        expect.objectContaining({ stage: "ranking", code: "UNAVAILABLE", message: "fake ranker is down" }),
+      ]);
       expect(failed.items).toHaveLength(10);
       expect(failed.items.map((i) => i.score)).toEqual(failed.items.map((_, k) => Math.fround(1 / (1 + k))));
       expectWellFormed(failed, await watchedBy(o, "7"));
@@ -412,12 +446,18 @@ describe("degradation", () => {
     }
     const text = await scrapeMetrics(o.service.metricsPort);
     expect(metricValue(text, "recsys_orchestrator_degraded_responses_total", { stage: "ranking" })).toBe(2);
-    expect(metricValue(text, "recsys_orchestrator_model_version_info", { stage: "candidate_generation", model_version: manifestA.modelVersion })).toBe(1);
-    expect(metricValue(text, "recsys_orchestrator_model_version_info", { stage: "retrieval/shard-1", model_version: manifestA.modelVersion })).toBe(1);
+    expect(
+      metricValue(text, "recsys_orchestrator_model_version_info", { stage: "candidate_generation", model_version: manifestA.modelVersion }),
+    ).toBe(1);
+    expect(
+      metricValue(text, "recsys_orchestrator_model_version_info", { stage: "retrieval/shard-1", model_version: manifestA.modelVersion }),
+    ).toBe(1);
     expect(metricValue(text, "recsys_orchestrator_model_version_info", { stage: "ranking", model_version: "rank-test-1" })).toBe(1);
     expect(metricValue(text, "recsys_orchestrator_stage_duration_seconds_count", { stage: "ranking" })).toBe(3);
     expect(metricValue(text, "recsys_orchestrator_candidates_count", { source: "dnn" })).toBe(3);
-    expect(metricValue(text, "recsys_orchestrator_grpc_requests_total", { method: "recsys.v1.RecommenderService/Recommend", code: "OK" })).toBe(3);
+    expect(
+      metricValue(text, "recsys_orchestrator_grpc_requests_total", { method: "recsys.v1.RecommenderService/Recommend", code: "OK" }),
+    ).toBe(3);
 
     const down = await start({ RANKING_ADDRESS: closed });
     const r = await down.client.recommend({ userId: "7", count: 10 });
@@ -487,7 +527,9 @@ describe("degradation", () => {
     try {
       store.get = () => Promise.reject(new UserStoreUnavailableError("connection refused"));
       const down = await o.client.recommend({ userId: "7", count: 10 });
-      expect(down.failedStages).toEqual([expect.objectContaining({ stage: "user_store", code: "UNAVAILABLE", message: "connection refused" })]);
+      expect(down.failedStages).toEqual([
+        expect.objectContaining({ stage: "user_store", code: "UNAVAILABLE", message: "connection refused" }),
+      ]);
       expect(down.items).toHaveLength(10);
       for (const s of new Set(down.items.flatMap(sourcesOf))) expect(["popular", "trending", "fresh"]).toContain(s);
 
@@ -509,9 +551,19 @@ describe("degradation", () => {
   });
 
   it("fails with UNAVAILABLE only when no source can answer", async () => {
-    const off = { CANDIDATES_CO_WATCH: "0", CANDIDATES_POPULAR: "0", CANDIDATES_TRENDING: "0", CANDIDATES_TRENDING_GEO: "0", CANDIDATES_FRESH: "0" };
+    const off = {
+      CANDIDATES_CO_WATCH: "0",
+      CANDIDATES_POPULAR: "0",
+      CANDIDATES_TRENDING: "0",
+      CANDIDATES_TRENDING_GEO: "0",
+      CANDIDATES_FRESH: "0",
+    };
     const o = await start({ ...off, CANDIDATE_GENERATION_ADDRESS: closed, RETRIEVAL_ADDRESSES: closed, RANKING_ADDRESS: closed });
-    await expectRpcError(o.client.recommend({ userId: "7", count: 5 }), status.UNAVAILABLE, /no candidate source could answer: candidate_generation UNAVAILABLE/);
+    await expectRpcError(
+      o.client.recommend({ userId: "7", count: 5 }),
+      status.UNAVAILABLE,
+      /no candidate source could answer: candidate_generation UNAVAILABLE/,
+    );
     // With the in-process sources on, the same outage is a degraded answer.
     const p = await start({ CANDIDATE_GENERATION_ADDRESS: closed, RETRIEVAL_ADDRESSES: closed, RANKING_ADDRESS: closed });
     const r = await p.client.recommend({ userId: "7", count: 5 });
@@ -560,7 +612,9 @@ describe("configuration", () => {
     const without = (name: string): Record<string, string> => Object.fromEntries(Object.entries(base).filter(([k]) => k !== name));
     expect(() => loadConfig(configSchema, without("MODEL_PATH"))).toThrow(/MODEL_PATH is required but not set/);
     expect(() => loadConfig(configSchema, { ...base, RANKING_TIMEOUT: "soon" })).toThrow(/RANKING_TIMEOUT is invalid/);
-    expect(() => loadConfig(configSchema, { ...base, USER_STORE: "memcached" })).toThrow(/USER_STORE is invalid: expected one of embedded, redis/);
+    expect(() => loadConfig(configSchema, { ...base, USER_STORE: "memcached" })).toThrow(
+      /USER_STORE is invalid: expected one of embedded, redis/,
+    );
     expect(() => checkOrchestratorConfig(loadConfig(configSchema, without("USER_STORE_PATH")))).toThrow(ConfigError);
     // A dataset that is not the bundle's.
     const config = loadConfig(configSchema, { ...base, DATASET: "synthetic:users=10,items=10,seed=9", GRPC_PORT: "0", METRICS_PORT: "0" });

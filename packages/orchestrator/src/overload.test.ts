@@ -101,7 +101,9 @@ describe("load shedding (MAX_IN_FLIGHT)", () => {
     const o = await start({ MAX_IN_FLIGHT: "1" });
     const all = await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
-        o.client.recordEvents({ events: [{ userId: `burst-${i}`, kind: { case: "watch", value: { itemId: "i1" } } }] }).catch((e: unknown) => e),
+        o.client
+          .recordEvents({ events: [{ userId: `burst-${i}`, kind: { case: "watch", value: { itemId: "i1" } } }] })
+          .catch((e: unknown) => e),
       ),
     );
     expect(all.filter((r) => isServiceError(r) && r.code === status.RESOURCE_EXHAUSTED)).toHaveLength(0);

@@ -35,7 +35,10 @@ beforeAll(async () => {
   await writeTinyBundle(bundle, 1);
   rankerManifest = await writeTinyRanker(bundle, 1);
   const cg = await startCandidateGeneration(bundle);
-  const shards = [await startRetrievalShard(bundle, join(root, "index"), 0, 2), await startRetrievalShard(bundle, join(root, "index"), 1, 2)];
+  const shards = [
+    await startRetrievalShard(bundle, join(root, "index"), 0, 2),
+    await startRetrievalShard(bundle, join(root, "index"), 1, 2),
+  ];
   const ranking = await startRankingService(bundle);
   stages = [ranking, ...shards, cg];
   o = await startOrchestrator({
@@ -106,7 +109,10 @@ describe("with the real ranking service", () => {
     expect(feature(before, target, "raw_previous_impressions")).toBe(0);
 
     await o.client.recordEvents({
-      events: Array.from({ length: 3 }, (_, k) => ({ userId, kind: { case: "impression" as const, value: { itemId: target, position: k + 1 } } })),
+      events: Array.from({ length: 3 }, (_, k) => ({
+        userId,
+        kind: { case: "impression" as const, value: { itemId: target, position: k + 1 } },
+      })),
     });
     const after = await o.client.recommend({ userId, count: 500, debug: true });
     expect(after.degraded, JSON.stringify(after.failedStages)).toBe(false);
@@ -120,7 +126,10 @@ describe("with the real ranking service", () => {
     const context = contextFromState(userId, await o.orchestrator.store.get(userId), t);
     expect(context.impressionHistory.filter((i) => i.itemId === target)).toHaveLength(3);
     const shownAt = { seconds: BigInt(Math.floor(t) - 60), nanos: 0 };
-    context.impressionHistory = [create(ShownItemSchema, { itemId: target, shownAt }), create(ShownItemSchema, { itemId: target, shownAt })];
+    context.impressionHistory = [
+      create(ShownItemSchema, { itemId: target, shownAt }),
+      create(ShownItemSchema, { itemId: target, shownAt }),
+    ];
     const given = await o.client.recommend({ userId, count: 500, debug: true, context });
     expect(given.degraded, JSON.stringify(given.failedStages)).toBe(false);
     expect(feature(given, target, "raw_previous_impressions")).toBe(2);

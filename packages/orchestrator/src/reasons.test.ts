@@ -28,11 +28,9 @@ describe("reasonsFor", () => {
   });
 
   it("combines several sources: one 'Because you watched' (co-watch's first), personal reasons first", () => {
-    expect(reasonsFor([p("dnn"), p("co-watch", at("1")), p("popular"), p("trending-geo"), p("fresh")], catalogue, at("2"), at("3"))).toEqual([
-      "Because you watched Toy Story (1995)",
-      REASON_NEW_UPLOAD,
-      REASON_TRENDING_AREA,
-    ]);
+    expect(
+      reasonsFor([p("dnn"), p("co-watch", at("1")), p("popular"), p("trending-geo"), p("fresh")], catalogue, at("2"), at("3")),
+    ).toEqual(["Because you watched Toy Story (1995)", REASON_NEW_UPLOAD, REASON_TRENDING_AREA]);
     expect(reasonsFor([p("dnn"), p("popular"), p("trending")], catalogue, at("1"))).toEqual([REASON_RECOMMENDED, REASON_POPULAR]);
   });
 

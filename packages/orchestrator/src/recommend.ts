@@ -170,7 +170,12 @@ const SOURCE_ENUM: Readonly<Record<string, CandidateSource>> = {
 function protoProvenance(candidate: MergedCandidate, omitEnumNames = false) {
   return candidate.provenance.map((p) => {
     const source = SOURCE_ENUM[p.source] ?? CandidateSource.UNSPECIFIED;
-    return { source, sourceName: omitEnumNames && SOURCE_ENUM_NAMES[source] === p.source ? "" : p.source, rank: p.rank + 1, score: p.score };
+    return {
+      source,
+      sourceName: omitEnumNames && SOURCE_ENUM_NAMES[source] === p.source ? "" : p.source,
+      rank: p.rank + 1,
+      score: p.score,
+    };
   });
 }
 
@@ -265,7 +270,11 @@ export class Recommender {
     const knownUser = online.knownUserIndex(valid.userId);
     if (knownUser !== undefined) online.learnGeo(knownUser, geo);
     // Never nominated: excluded, taken down, and ids not in the catalogue (seen only in events).
-    const exclusion = new Exclusion([excluded, catalogue.deleted, catalogue.uncatalogued], keep === undefined ? undefined : (i) => !keep(i), catalogue.size);
+    const exclusion = new Exclusion(
+      [excluded, catalogue.deleted, catalogue.uncatalogued],
+      keep === undefined ? undefined : (i) => !keep(i),
+      catalogue.size,
+    );
     const t3 = performance.now();
     const run = online.run({
       history,
@@ -280,7 +289,11 @@ export class Recommender {
       metrics.candidates.observe({ source: t.source }, t.count);
     }
     for (const e of run.errors) {
-      failures.push({ stage: `${STAGE_SOURCES}/${e.source}`, code: "INTERNAL", message: e.error instanceof Error ? e.error.message : String(e.error) });
+      failures.push({
+        stage: `${STAGE_SOURCES}/${e.source}`,
+        code: "INTERNAL",
+        message: e.error instanceof Error ? e.error.message : String(e.error),
+      });
     }
     const sessionResult = this.session(historyIds, now, exclusion, watched, timings, failures);
     time(STAGE_SOURCES, t3, run.results.reduce((n, r) => n + r.candidates.length, 0) + (sessionResult?.candidates.length ?? 0));
@@ -352,7 +365,11 @@ export class Recommender {
     if (deps.takedownCheck !== undefined && ranked.length > 0) {
       const t6 = performance.now();
       try {
-        takenDown = await withTimeout(deps.takedownCheck(ranked.map((r) => catalogue.id(r.item.item))), this.userStoreBudgetMs(ctx), "catalogue takedown check");
+        takenDown = await withTimeout(
+          deps.takedownCheck(ranked.map((r) => catalogue.id(r.item.item))),
+          this.userStoreBudgetMs(ctx),
+          "catalogue takedown check",
+        );
       } catch (error) {
         // This replica's own list (updated from the change stream) still applies.
         failures.push(failureOf(STAGE_CATALOGUE, error));

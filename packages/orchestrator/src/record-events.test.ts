@@ -33,21 +33,45 @@ describe("OwnEvents", () => {
 describe("toStoreEvent", () => {
   const now = 1_000_000;
   it("fills missing times with the serving clock and keeps optional fields", () => {
-    expect(toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "watch", value: { itemId: "i", watchSeconds: 30 } } }), 0, now, 60)).toEqual({
-      kind: "watch", userId: "u", itemId: "i", timestamp: now, watchSeconds: 30,
+    expect(
+      toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "watch", value: { itemId: "i", watchSeconds: 30 } } }), 0, now, 60),
+    ).toEqual({
+      kind: "watch",
+      userId: "u",
+      itemId: "i",
+      timestamp: now,
+      watchSeconds: 30,
     });
     expect(
-      toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "impression", value: { itemId: "i", position: 3, requestId: "r", shownAt: { seconds: 999_000n, nanos: 500_000_000 } } } }), 0, now, 60),
+      toStoreEvent(
+        create(UserEventSchema, {
+          userId: "u",
+          kind: {
+            case: "impression",
+            value: { itemId: "i", position: 3, requestId: "r", shownAt: { seconds: 999_000n, nanos: 500_000_000 } },
+          },
+        }),
+        0,
+        now,
+        60,
+      ),
     ).toEqual({ kind: "impression", userId: "u", itemId: "i", timestamp: 999_000.5, position: 3, requestId: "r" });
   });
 
   it("rejects blank queries, negative watch time and times too far ahead, naming the field", () => {
-    expect(() => toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "search", value: { query: "  " } } }), 2, now, 60)).toThrow("events[2].search.query is blank");
-    expect(() => toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "watch", value: { itemId: "i", watchSeconds: -1 } } }), 0, now, 60)).toThrow(
-      "events[0].watch.watch_seconds must be a finite number >= 0, got -1",
-    );
-    expect(() => toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "watch", value: { itemId: "i", watchedAt: { seconds: BigInt(now + 61) } } } }), 0, now, 60)).toThrow(
-      "events[0].watch.watched_at is 61 s after the server clock",
-    );
+    expect(() =>
+      toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "search", value: { query: "  " } } }), 2, now, 60),
+    ).toThrow("events[2].search.query is blank");
+    expect(() =>
+      toStoreEvent(create(UserEventSchema, { userId: "u", kind: { case: "watch", value: { itemId: "i", watchSeconds: -1 } } }), 0, now, 60),
+    ).toThrow("events[0].watch.watch_seconds must be a finite number >= 0, got -1");
+    expect(() =>
+      toStoreEvent(
+        create(UserEventSchema, { userId: "u", kind: { case: "watch", value: { itemId: "i", watchedAt: { seconds: BigInt(now + 61) } } } }),
+        0,
+        now,
+        60,
+      ),
+    ).toThrow("events[0].watch.watched_at is 61 s after the server clock");
   });
 });

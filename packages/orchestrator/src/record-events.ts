@@ -11,12 +11,7 @@
  */
 import { MAX_ID_LENGTH, MAX_QUERY_LENGTH, MAX_RECORD_EVENTS, type RecordEventsRequest, type UserEvent } from "@recsys/gen";
 import { RpcError, invalidArgument, requireMaxItems, requireNonEmpty, requireValidTimestamp, status, unavailable } from "@recsys/runtime";
-import {
-  isUserStoreUnavailable,
-  isUserStoreValidationError,
-  type UserEvent as StoreEvent,
-  type UserStore,
-} from "@recsys/user-store";
+import { isUserStoreUnavailable, isUserStoreValidationError, type UserEvent as StoreEvent, type UserStore } from "@recsys/user-store";
 import type { ServingClock } from "./clock.js";
 import type { OrchestratorMetrics } from "./metrics.js";
 import type { OnlineSources } from "./online.js";
@@ -160,7 +155,9 @@ export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: 
       const itemId = requireNonEmpty(impression.itemId, `${field}.impression.item_id`);
       const timestamp = eventTime(impression.shownAt, `${field}.impression.shown_at`, now, maxSkew, wall);
       if (impression.requestId.length > MAX_ID_LENGTH) {
-        throw invalidArgument(`${field}.impression.request_id is too long: ${impression.requestId.length} characters, at most ${MAX_ID_LENGTH}`);
+        throw invalidArgument(
+          `${field}.impression.request_id is too long: ${impression.requestId.length} characters, at most ${MAX_ID_LENGTH}`,
+        );
       }
       return {
         kind: "impression",

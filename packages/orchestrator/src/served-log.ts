@@ -45,7 +45,11 @@ export function servedEvent(answer: ServedAnswer): ServedEvent & { kind: "served
     items: answer.items.map((item, i) => ({
       itemId: item.itemId,
       position: i + 1,
-      provenance: item.provenance.map((p) => ({ source: p.sourceName !== "" ? p.sourceName : String(p.source), rank: p.rank, score: p.score })),
+      provenance: item.provenance.map((p) => ({
+        source: p.sourceName !== "" ? p.sourceName : String(p.source),
+        rank: p.rank,
+        score: p.score,
+      })),
     })),
     modelVersions: modelVersionsOf(answer.versions),
   };

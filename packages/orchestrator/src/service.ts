@@ -5,13 +5,7 @@
  * RecommenderService handlers.
  */
 import { readFile, stat } from "node:fs/promises";
-import {
-  CandidateGenerationService,
-  CatalogueService,
-  RankingService,
-  RecommenderService,
-  RetrievalService,
-} from "@recsys/gen";
+import { CandidateGenerationService, CatalogueService, RankingService, RecommenderService, RetrievalService } from "@recsys/gen";
 import { lastoutSplit, loadDataset, trainingRows, type Dataset } from "@recsys/data";
 import {
   ConfigError,
@@ -44,7 +38,15 @@ import { OnlineSources } from "./online.js";
 import { isAnonymousSession } from "./anonymous.js";
 import { ServedLog } from "./served-log.js";
 import { loadServingBundle, type ServingBundle } from "./session-model.js";
-import { CATALOGUE_SEED_META_KEY, datasetFromCatalogueStore, learnGeographies, replayLoggedWatches, seedCatalogueStore, shiftedEvents, shiftedUploads } from "./store-state.js";
+import {
+  CATALOGUE_SEED_META_KEY,
+  datasetFromCatalogueStore,
+  learnGeographies,
+  replayLoggedWatches,
+  seedCatalogueStore,
+  shiftedEvents,
+  shiftedUploads,
+} from "./store-state.js";
 import { MODEL_TIME_OFFSET_META_KEY } from "./model-time.js";
 import { Counter } from "prom-client";
 import { join } from "node:path";
@@ -202,10 +204,15 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       const { dataset, rows } = bootstrap;
       const seedId = `${dataset.fingerprint}/${first.holdout}`;
       if (config.SEED_USER_STORE) {
-        const seeded = await seedFromEvents(store, shiftedEvents(datasetUserEvents(dataset, { watchRows: rows }), modelTimeOffset), datasetUserProfiles(dataset), {
-          seedId,
-          onRetry: (retry) => logger.warn({ ...retry }, "user store slow while seeding; retrying"),
-        });
+        const seeded = await seedFromEvents(
+          store,
+          shiftedEvents(datasetUserEvents(dataset, { watchRows: rows }), modelTimeOffset),
+          datasetUserProfiles(dataset),
+          {
+            seedId,
+            onRetry: (retry) => logger.warn({ ...retry }, "user store slow while seeding; retrying"),
+          },
+        );
         logger.info({ ...seeded }, seeded.skipped ? "user store already seeded" : "user store seeded");
       }
       const items = await seedCatalogueStore(store, catalogueStore, dataset, seedId, modelTimeOffset);
@@ -221,7 +228,10 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       try {
         catalogue.setDeleted((await readDeletedItems(config.DELETED_ITEMS_FILE)).ids);
       } catch (error) {
-        throw new ConfigError("DELETED_ITEMS_FILE", `DELETED_ITEMS_FILE: cannot read ${config.DELETED_ITEMS_FILE}: ${(error as Error).message}`);
+        throw new ConfigError(
+          "DELETED_ITEMS_FILE",
+          `DELETED_ITEMS_FILE: cannot read ${config.DELETED_ITEMS_FILE}: ${(error as Error).message}`,
+        );
       }
     }
 
@@ -431,7 +441,12 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
         timestamp: clock.now(),
         items: (response.items ?? []).map((item) => ({
           itemId: item.itemId ?? "",
-          provenance: (item.provenance ?? []).map((p) => ({ sourceName: p.sourceName ?? "", source: Number(p.source ?? 0), rank: p.rank ?? 0, score: p.score ?? 0 })),
+          provenance: (item.provenance ?? []).map((p) => ({
+            sourceName: p.sourceName ?? "",
+            source: Number(p.source ?? 0),
+            rank: p.rank ?? 0,
+            score: p.score ?? 0,
+          })),
         })),
         versions: (response.versions ?? []).map((v) => ({ component: v.component ?? "", modelVersion: v.modelVersion ?? "" })),
       });

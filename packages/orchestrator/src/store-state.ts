@@ -71,7 +71,14 @@ export function shiftedUploads(dataset: Dataset, offset: number): Dataset {
 
 /** A dataset holding the catalogue store's items (no users, no events): the catalogue's base. */
 export async function datasetFromCatalogueStore(catalogueStore: CatalogueStore): Promise<Dataset> {
-  const items: { id: string; title?: string; tags?: readonly string[]; channel?: string; uploadTimestamp?: number; durationSeconds?: number }[] = [];
+  const items: {
+    id: string;
+    title?: string;
+    tags?: readonly string[];
+    channel?: string;
+    uploadTimestamp?: number;
+    durationSeconds?: number;
+  }[] = [];
   for await (const batch of catalogueStore.scan()) {
     for (const item of batch) {
       items.push({

@@ -9,33 +9,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadBundle, saveBundle, trainCandidateGen, type BundleManifest } from "@recsys/candidate-gen";
-import {
-  STAGE as CG_STAGE,
-  configSchema as cgConfigSchema,
-  createCandidateGenService,
-} from "@recsys/candidate-gen-service";
+import { STAGE as CG_STAGE, configSchema as cgConfigSchema, createCandidateGenService } from "@recsys/candidate-gen-service";
 import { generateSynthetic, lastoutSplit, parseSyntheticSpec, trainingRows } from "@recsys/data";
 import { RankingService, RecommenderService, type RankRequest } from "@recsys/gen";
 import { dnnFromBundle, saveRanker, trainRanker, type RankerManifest } from "@recsys/ranking";
-import {
-  STAGE as RANKING_STAGE,
-  configSchema as rankingConfigSchema,
-  createRankingService,
-} from "@recsys/ranking-service";
-import {
-  STAGE as RETRIEVAL_STAGE,
-  configSchema as retrievalConfigSchema,
-  createRetrievalService,
-} from "@recsys/retrieval-service";
-import {
-  connect,
-  implement,
-  loadConfig,
-  startService,
-  unavailable,
-  type Client,
-  type RunningService,
-} from "@recsys/runtime";
+import { STAGE as RANKING_STAGE, configSchema as rankingConfigSchema, createRankingService } from "@recsys/ranking-service";
+import { STAGE as RETRIEVAL_STAGE, configSchema as retrievalConfigSchema, createRetrievalService } from "@recsys/retrieval-service";
+import { connect, implement, loadConfig, startService, unavailable, type Client, type RunningService } from "@recsys/runtime";
 import { memoryLogger, testConfig } from "@recsys/runtime/testing";
 import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
@@ -113,7 +93,14 @@ export interface Started {
   stop(): Promise<void>;
 }
 
-const quiet = { GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "silent", DRAIN_TIMEOUT: "1s", SHUTDOWN_TIMEOUT: "1s" };
+const quiet = {
+  GRPC_HOST: "127.0.0.1",
+  GRPC_PORT: "0",
+  METRICS_PORT: "0",
+  LOG_LEVEL: "silent",
+  DRAIN_TIMEOUT: "1s",
+  SHUTDOWN_TIMEOUT: "1s",
+};
 
 export async function startCandidateGeneration(modelPath: string): Promise<Started> {
   const config = loadConfig(cgConfigSchema, { ...quiet, MODEL_PATH: modelPath, MODEL_POLL_INTERVAL: "0" });

@@ -16,7 +16,8 @@ export const configSchema = {
   }),
   RANKER_SUBDIR: env.string({
     default: "ranker",
-    description: "subdirectory of MODEL_PATH with the ranker's manifest.json and weights (ranker-noprov: the ablation without provenance features)",
+    description:
+      "subdirectory of MODEL_PATH with the ranker's manifest.json and weights (ranker-noprov: the ablation without provenance features)",
   }),
   MODEL_POLL_INTERVAL: env.duration({
     default: 30_000,

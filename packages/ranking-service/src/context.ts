@@ -52,22 +52,26 @@ export function validateRankingContext(context: ProtoUserContext | undefined): P
   if (value.requestTime !== undefined) requireValidTimestamp(value.requestTime, "context.request_time");
   // Entry field names are built only for an error message (histories run to thousands of entries).
   value.watchHistory.forEach((watch, i) => {
-    if (watch.watchedAt !== undefined && !validTimestamp(watch.watchedAt)) requireValidTimestamp(watch.watchedAt, `context.watch_history[${i}].watched_at`);
+    if (watch.watchedAt !== undefined && !validTimestamp(watch.watchedAt))
+      requireValidTimestamp(watch.watchedAt, `context.watch_history[${i}].watched_at`);
   });
   value.searchHistory.forEach((search, i) => {
-    if (search.searchedAt !== undefined && !validTimestamp(search.searchedAt)) requireValidTimestamp(search.searchedAt, `context.search_history[${i}].searched_at`);
+    if (search.searchedAt !== undefined && !validTimestamp(search.searchedAt))
+      requireValidTimestamp(search.searchedAt, `context.search_history[${i}].searched_at`);
   });
   requireMaxItems(value.impressionHistory, MAX_IMPRESSION_HISTORY, "context.impression_history");
   value.impressionHistory.forEach((shown, i) => {
     if (emptyOrTooLong(shown.itemId)) requireNonEmpty(shown.itemId, `context.impression_history[${i}].item_id`);
-    if (shown.shownAt !== undefined && !validTimestamp(shown.shownAt)) requireValidTimestamp(shown.shownAt, `context.impression_history[${i}].shown_at`);
+    if (shown.shownAt !== undefined && !validTimestamp(shown.shownAt))
+      requireValidTimestamp(shown.shownAt, `context.impression_history[${i}].shown_at`);
   });
   return value;
 }
 
 /** A candidate statistic must be a finite number >= 0. */
 function requireStat(value: number, k: number, name: string): void {
-  if (!Number.isFinite(value) || value < 0) throw invalidArgument(`candidates[${k}].stats.${name} must be a finite number >= 0, got ${value}`);
+  if (!Number.isFinite(value) || value < 0)
+    throw invalidArgument(`candidates[${k}].stats.${name} must be a finite number >= 0, got ${value}`);
 }
 
 /** What the ranker scores for one request. */
@@ -110,10 +114,14 @@ export function rankInputs(request: RankRequest, knownSources: readonly string[]
     const names: string[] = [];
     for (let j = 0; j < candidate.provenance.length; j++) {
       const p = candidate.provenance[j]!;
-      if (p.rank < 1) throw invalidArgument(`candidates[${k}].provenance[${j}].rank must be >= 1 (1-based position in the source's list), got ${p.rank}`);
-      if (!Number.isFinite(p.score)) throw invalidArgument(`candidates[${k}].provenance[${j}].score must be a finite number, got ${p.score}`);
+      if (p.rank < 1)
+        throw invalidArgument(`candidates[${k}].provenance[${j}].rank must be >= 1 (1-based position in the source's list), got ${p.rank}`);
+      if (!Number.isFinite(p.score))
+        throw invalidArgument(`candidates[${k}].provenance[${j}].score must be a finite number, got ${p.score}`);
       if (p.sourceName.length > MAX_ID_LENGTH) {
-        throw invalidArgument(`candidates[${k}].provenance[${j}].source_name is too long: ${p.sourceName.length} characters, at most ${MAX_ID_LENGTH}`);
+        throw invalidArgument(
+          `candidates[${k}].provenance[${j}].source_name is too long: ${p.sourceName.length} characters, at most ${MAX_ID_LENGTH}`,
+        );
       }
       const source = provenanceSourceName(p);
       if (source !== undefined) {

@@ -87,7 +87,15 @@ function servingCases(count: number): Case[] {
     const u = users[k]!;
     const time = ev.timestamp[split.testRow[u]!]!;
     const history = Array.from(rows).filter((r) => ev.user[r] === u && ev.timestamp[r]! < time);
-    const run = sources.run(datasetRequest(dataset, u, Int32Array.from(history, (r) => ev.item[r]!), time, TINY_PIPELINE.budget));
+    const run = sources.run(
+      datasetRequest(
+        dataset,
+        u,
+        Int32Array.from(history, (r) => ev.item[r]!),
+        time,
+        TINY_PIPELINE.budget,
+      ),
+    );
     const candidates = rankingCandidates(dataset, run.merged, stats, time);
     if (candidates.length < 5) continue;
     out.push({ user: u, time, context: rankingContextFromDataset(dataset, u, history, time), candidates });
@@ -177,7 +185,9 @@ describe("Rank", () => {
       expect(response.items.map((i) => i.itemId).sort()).toEqual(c.candidates.map((x) => x.itemId).sort());
       for (let k = 1; k < response.items.length; k++) {
         const [a, b] = [response.items[k - 1]!, response.items[k]!];
-        expect(a.score > b.score || (a.score === b.score && compareIds(a.itemId, b.itemId) < 0), `${a.itemId} before ${b.itemId}`).toBe(true);
+        expect(a.score > b.score || (a.score === b.score && compareIds(a.itemId, b.itemId) < 0), `${a.itemId} before ${b.itemId}`).toBe(
+          true,
+        );
       }
       for (const item of response.items) {
         expect(item.expectedWatchSeconds).toBe(Math.fround(Math.exp(item.score)));
@@ -252,7 +262,14 @@ describe("Rank", () => {
       ...request,
       candidates: request.candidates!.map((x, k) =>
         k % 2 === 0
-          ? { ...x, provenance: [...x.provenance!, { source: CandidateSource.DNN, sourceName: "ann/shard-2", rank: 1, score: 0.9 }, { rank: 3, score: 1 }] }
+          ? {
+              ...x,
+              provenance: [
+                ...x.provenance!,
+                { source: CandidateSource.DNN, sourceName: "ann/shard-2", rank: 1, score: 0.9 },
+                { rank: 3, score: 1 },
+              ],
+            }
           : x,
       ),
     });
@@ -272,8 +289,16 @@ describe("Rank", () => {
     const before = Date.now() / 1000;
     const response = await client.rank({ ...request, context });
     const after = Date.now() / 1000;
-    const atBefore = inProcess(rankerA, { context: { ...c.context, requestTime: before }, candidates: wireRounded(c.candidates), time: before });
-    const atAfter = inProcess(rankerA, { context: { ...c.context, requestTime: after }, candidates: wireRounded(c.candidates), time: after });
+    const atBefore = inProcess(rankerA, {
+      context: { ...c.context, requestTime: before },
+      candidates: wireRounded(c.candidates),
+      time: before,
+    });
+    const atAfter = inProcess(rankerA, {
+      context: { ...c.context, requestTime: after },
+      candidates: wireRounded(c.candidates),
+      time: after,
+    });
     for (const item of response.items) {
       const lo = Math.min(atBefore.get(item.itemId)!, atAfter.get(item.itemId)!);
       const hi = Math.max(atBefore.get(item.itemId)!, atAfter.get(item.itemId)!);
@@ -289,22 +314,49 @@ describe("Rank", () => {
     const first = cands[0]!;
     const withFirst = (patch: object): RankRequestInit => ({ ...ok, candidates: [{ ...first, ...patch }, ...cands.slice(1)] });
     await expectCode(client.rank({ candidates: cands }), status.INVALID_ARGUMENT, /^context is required$/);
-    await expectCode(client.rank({ ...ok, context: { ...ok.context!, userId: "" } }), status.INVALID_ARGUMENT, /^context\.user_id is required$/);
+    await expectCode(
+      client.rank({ ...ok, context: { ...ok.context!, userId: "" } }),
+      status.INVALID_ARGUMENT,
+      /^context\.user_id is required$/,
+    );
     await expectCode(client.rank({ ...ok, candidates: [] }), status.INVALID_ARGUMENT, /^candidates must have 1\.\.2000 entries, got 0$/);
     const tooMany = Array.from({ length: MAX_RANK_CANDIDATES + 1 }, (_, k) => ({ itemId: `i${k}`, stats: { watchCount: 0, trending: 0 } }));
-    await expectCode(client.rank({ ...ok, candidates: tooMany }), status.INVALID_ARGUMENT, /^candidates must have 1\.\.2000 entries, got 2001$/);
-    await expectCode(client.rank({ ...ok, candidates: [...cands, { ...first }] }), status.INVALID_ARGUMENT, new RegExp(`^candidates contains item_id "${first.itemId}" more than once$`));
+    await expectCode(
+      client.rank({ ...ok, candidates: tooMany }),
+      status.INVALID_ARGUMENT,
+      /^candidates must have 1\.\.2000 entries, got 2001$/,
+    );
+    await expectCode(
+      client.rank({ ...ok, candidates: [...cands, { ...first }] }),
+      status.INVALID_ARGUMENT,
+      new RegExp(`^candidates contains item_id "${first.itemId}" more than once$`),
+    );
     await expectCode(client.rank(withFirst({ itemId: "" })), status.INVALID_ARGUMENT, /^candidates\[0\]\.item_id is required$/);
     await expectCode(client.rank(withFirst({ stats: undefined })), status.INVALID_ARGUMENT, /^candidates\[0\]\.stats is required/);
-    await expectCode(client.rank(withFirst({ stats: { watchCount: -1, trending: 0 } })), status.INVALID_ARGUMENT, /^candidates\[0\]\.stats\.watch_count must be a finite number >= 0, got -1$/);
-    await expectCode(client.rank(withFirst({ stats: { watchCount: 1, trending: Number.NaN } })), status.INVALID_ARGUMENT, /^candidates\[0\]\.stats\.trending must be a finite number >= 0, got NaN$/);
+    await expectCode(
+      client.rank(withFirst({ stats: { watchCount: -1, trending: 0 } })),
+      status.INVALID_ARGUMENT,
+      /^candidates\[0\]\.stats\.watch_count must be a finite number >= 0, got -1$/,
+    );
+    await expectCode(
+      client.rank(withFirst({ stats: { watchCount: 1, trending: Number.NaN } })),
+      status.INVALID_ARGUMENT,
+      /^candidates\[0\]\.stats\.trending must be a finite number >= 0, got NaN$/,
+    );
     await expectCode(
       client.rank(withFirst({ provenance: [{ source: CandidateSource.POPULAR, sourceName: "popular", rank: 0, score: 1 }] })),
       status.INVALID_ARGUMENT,
       /^candidates\[0\]\.provenance\[0\]\.rank must be >= 1/,
     );
     await expectCode(
-      client.rank(withFirst({ provenance: [{ source: CandidateSource.POPULAR, rank: 1, score: 1 }, { source: CandidateSource.POPULAR, sourceName: "popular", rank: 2, score: 1 }] })),
+      client.rank(
+        withFirst({
+          provenance: [
+            { source: CandidateSource.POPULAR, rank: 1, score: 1 },
+            { source: CandidateSource.POPULAR, sourceName: "popular", rank: 2, score: 1 },
+          ],
+        }),
+      ),
       status.INVALID_ARGUMENT,
       /^candidates\[0\]\.provenance lists source "popular" more than once$/,
     );
@@ -327,7 +379,9 @@ describe("Rank", () => {
     const after = await client.rank(ok);
     expect(after.items).toHaveLength(cands.length);
     const text = await scrapeMetrics(service.metricsPort);
-    expect(metricValue(text, "recsys_ranking_grpc_requests_total", { method: "recsys.v1.RankingService/Rank", code: "INVALID_ARGUMENT" })).toBe(14);
+    expect(
+      metricValue(text, "recsys_ranking_grpc_requests_total", { method: "recsys.v1.RankingService/Rank", code: "INVALID_ARGUMENT" }),
+    ).toBe(14);
   });
 
   it("exports the scoring time, candidates per request and the model version", async () => {

@@ -77,10 +77,16 @@ async function requireRanker(config: RankingConfig): Promise<void> {
   try {
     format = (JSON.parse(text) as { format?: unknown }).format;
   } catch (error) {
-    throw new ConfigError("MODEL_PATH", `MODEL_PATH=${config.MODEL_PATH}: ${dir}/manifest.json is not valid JSON (${(error as Error).message})`);
+    throw new ConfigError(
+      "MODEL_PATH",
+      `MODEL_PATH=${config.MODEL_PATH}: ${dir}/manifest.json is not valid JSON (${(error as Error).message})`,
+    );
   }
   if (format !== RANKER_FORMAT) {
-    throw new ConfigError("MODEL_PATH", `MODEL_PATH=${config.MODEL_PATH}: ${dir}/manifest.json has format ${JSON.stringify(format)}, expected "${RANKER_FORMAT}"`);
+    throw new ConfigError(
+      "MODEL_PATH",
+      `MODEL_PATH=${config.MODEL_PATH}: ${dir}/manifest.json has format ${JSON.stringify(format)}, expected "${RANKER_FORMAT}"`,
+    );
   }
 }
 
@@ -88,7 +94,12 @@ async function requireRanker(config: RankingConfig): Promise<void> {
  * The debug feature map of each candidate: the encoded model inputs by column name and the raw
  * base features (`raw_<name>`, finite ones only), through the same encoder the scores came from.
  */
-export function debugFeatures(ranker: Ranker, context: RankingContext, candidates: readonly RankingCandidate[], time: number): Record<string, number>[] {
+export function debugFeatures(
+  ranker: Ranker,
+  context: RankingContext,
+  candidates: readonly RankingCandidate[],
+  time: number,
+): Record<string, number>[] {
   const space = ranker.space;
   const columns = space.columnNames();
   const batch = encodeCandidates(space, context, candidates, time);
@@ -200,7 +211,10 @@ export async function createRankingService(setup: ServiceSetup<RankingConfig>): 
       scoringSeconds.observe((performance.now() - started) / 1000);
       const features = request.debug ? debugFeatures(ranker, context, candidates, time) : undefined;
 
-      const order = rankedOrder(logits, candidates.map((c) => c.itemId));
+      const order = rankedOrder(
+        logits,
+        candidates.map((c) => c.itemId),
+      );
       const items: RankedItemInit[] = order.map((k) => ({
         itemId: candidates[k]!.itemId,
         score: logits[k]!,

@@ -8,7 +8,14 @@ import { rename, symlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { generateSynthetic, lastoutSplit, parseSyntheticSpec, trainingRows, type Dataset } from "@recsys/data";
 import { CandidateSource } from "@recsys/gen";
-import { saveRanker, trainRanker, type RankerManifest, type RankerModelKind, type RankingCandidate, type RankingContext } from "@recsys/ranking";
+import {
+  saveRanker,
+  trainRanker,
+  type RankerManifest,
+  type RankerModelKind,
+  type RankingCandidate,
+  type RankingContext,
+} from "@recsys/ranking";
 import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 
@@ -24,7 +31,12 @@ export function tinyDataset(): Dataset {
  * Trains a tiny ranker (holdout "test") and saves it as `<dir>/ranker/`; `seed` changes the
  * weights (and so the modelVersion); `kind` the model kind (default "weighted-lr").
  */
-export async function writeTinyRankerBundle(dir: string, seed: number, dataset: Dataset = tinyDataset(), kind: RankerModelKind = "weighted-lr"): Promise<RankerManifest> {
+export async function writeTinyRankerBundle(
+  dir: string,
+  seed: number,
+  dataset: Dataset = tinyDataset(),
+  kind: RankerModelKind = "weighted-lr",
+): Promise<RankerManifest> {
   await initBackend({ log: null });
   const split = lastoutSplit(dataset.events, dataset.users.ids.length);
   const result = await trainRanker(dataset, {
@@ -108,9 +120,15 @@ export function ts(seconds: number): TimestampInit {
  * The RankRequest of a ranking context and merged candidates (positions 0..n-1, in order), as
  * the orchestrator builds it: rank 1-based, source_name = the @recsys/sources name, stats.
  */
-export function toRankRequest(context: RankingContext, candidates: readonly RankingCandidate[], userId = "u1", debug = false): RankRequestInit {
+export function toRankRequest(
+  context: RankingContext,
+  candidates: readonly RankingCandidate[],
+  userId = "u1",
+  debug = false,
+): RankRequestInit {
   candidates.forEach((c, k) => {
-    if (c.position !== k) throw new Error(`toRankRequest: candidate ${k} has merged position ${c.position}; the request order is the merged order`);
+    if (c.position !== k)
+      throw new Error(`toRankRequest: candidate ${k} has merged position ${c.position}; the request order is the merged order`);
   });
   return {
     context: {
@@ -127,7 +145,12 @@ export function toRankRequest(context: RankingContext, candidates: readonly Rank
     },
     candidates: candidates.map((c) => ({
       itemId: c.itemId,
-      provenance: c.provenance.map((p) => ({ source: SOURCE_ENUM[p.source] ?? CandidateSource.UNSPECIFIED, sourceName: p.source, rank: p.rank + 1, score: p.score })),
+      provenance: c.provenance.map((p) => ({
+        source: SOURCE_ENUM[p.source] ?? CandidateSource.UNSPECIFIED,
+        sourceName: p.source,
+        rank: p.rank + 1,
+        score: p.score,
+      })),
       stats: { watchCount: c.stats.watchCount, trending: c.stats.trending },
     })),
     debug,

@@ -7,7 +7,15 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { lastoutSplit, trainingRows, type Dataset } from "@recsys/data";
-import { encodeCandidates, loadRanker, rankingCandidates, rankingContextFromDataset, sourceItemStats, type Ranker, type RankerManifest } from "@recsys/ranking";
+import {
+  encodeCandidates,
+  loadRanker,
+  rankingCandidates,
+  rankingContextFromDataset,
+  sourceItemStats,
+  type Ranker,
+  type RankerManifest,
+} from "@recsys/ranking";
 import { connect, loadConfig, startService, type Client, type RunningService } from "@recsys/runtime";
 import { memoryLogger } from "@recsys/runtime/testing";
 import { RankingService } from "@recsys/gen";
@@ -78,7 +86,15 @@ describe("a wide-deep ranker bundle", () => {
       const u = users[k]!;
       const time = ev.timestamp[split.testRow[u]!]!;
       const history = Array.from(rows).filter((r) => ev.user[r] === u && ev.timestamp[r]! < time);
-      const run = sources.run(datasetRequest(dataset, u, Int32Array.from(history, (r) => ev.item[r]!), time, TINY_PIPELINE.budget));
+      const run = sources.run(
+        datasetRequest(
+          dataset,
+          u,
+          Int32Array.from(history, (r) => ev.item[r]!),
+          time,
+          TINY_PIPELINE.budget,
+        ),
+      );
       const candidates = rankingCandidates(dataset, run.merged, stats, time);
       if (candidates.length < 5) continue;
       const context = rankingContextFromDataset(dataset, u, history, time);

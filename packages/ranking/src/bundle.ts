@@ -25,7 +25,13 @@ import { readJsonFile, type Holdout } from "@recsys/data";
 import { CATEGORICAL_FEATURES } from "@recsys/features";
 import { initBackend } from "@recsys/tf";
 import { encodeCandidates, RankingBatch } from "./encode.js";
-import { DEFAULT_RANKER_MODEL_CONFIG, RankerModel, type RankerModelConfig, type RankerWeights, validateRankerModelConfig } from "./model.js";
+import {
+  DEFAULT_RANKER_MODEL_CONFIG,
+  RankerModel,
+  type RankerModelConfig,
+  type RankerWeights,
+  validateRankerModelConfig,
+} from "./model.js";
 import { RankingSpace, type RankingSpaceJson } from "./space.js";
 import type { RankerTrainConfig, RankerTrainResult } from "./trainer.js";
 import type { RankingCandidate, RankingContext } from "./types.js";
@@ -150,7 +156,11 @@ export function rankerManifest(result: RankerTrainResult, about: RankerProvenanc
     },
     files: {
       itemEmbeddings: { file: "item_embeddings.f32", rows: space.features.items.size, cols: result.modelConfig.itemDim },
-      categorical: CATEGORICAL_FEATURES.map((f) => ({ file: `${f}_embeddings.f32`, rows: space.features.categorical(f).size, cols: result.modelConfig.categoricalDim })),
+      categorical: CATEGORICAL_FEATURES.map((f) => ({
+        file: `${f}_embeddings.f32`,
+        rows: space.features.categorical(f).size,
+        cols: result.modelConfig.categoricalDim,
+      })),
       tower: { file: "tower.f32", layers: result.model.layers.map((l) => ({ inDim: l.inDim, outDim: l.outDim })) },
       ...(weights.wide === undefined ? {} : { wide: { file: "wide.f32", rows: weights.wide.length } }),
     },
@@ -217,10 +227,17 @@ export async function loadRanker(dir: string): Promise<Ranker> {
     // of JSON.parse in one piece): the ranking stage loads a new ranker while it serves.
     manifest = (await readJsonFile(join(dir, "manifest.json"), {
       strings: ["space.catalog.ids", "space.features.items.tokens"],
-      numbers: { "space.catalog.upload": "float64", "space.catalog.channel": "int32", "space.catalog.tagOffsets": "int32", "space.catalog.tagCodes": "int32" },
+      numbers: {
+        "space.catalog.upload": "float64",
+        "space.catalog.channel": "int32",
+        "space.catalog.tagOffsets": "int32",
+        "space.catalog.tagCodes": "int32",
+      },
     })) as RankerManifest;
   } catch (err) {
-    throw new Error(`ranker ${dir}: cannot read manifest.json (${(err as Error).message}); is this a directory written by 'recsys train-ranker'?`);
+    throw new Error(
+      `ranker ${dir}: cannot read manifest.json (${(err as Error).message}); is this a directory written by 'recsys train-ranker'?`,
+    );
   }
   if (manifest.format !== RANKER_FORMAT) throw new Error(`ranker ${dir}: format "${String(manifest.format)}", expected "${RANKER_FORMAT}"`);
   const space = await RankingSpace.fromJSONInSlices(manifest.space);
@@ -228,7 +245,9 @@ export async function loadRanker(dir: string): Promise<Ranker> {
   validateRankerModelConfig(cfg);
   const f = manifest.files;
   if (f.itemEmbeddings.rows !== space.features.items.size || f.itemEmbeddings.cols !== cfg.itemDim) {
-    throw new Error(`ranker ${dir}: item embeddings are ${f.itemEmbeddings.rows}×${f.itemEmbeddings.cols}, the space and config need ${space.features.items.size}×${cfg.itemDim}`);
+    throw new Error(
+      `ranker ${dir}: item embeddings are ${f.itemEmbeddings.rows}×${f.itemEmbeddings.cols}, the space and config need ${space.features.items.size}×${cfg.itemDim}`,
+    );
   }
   const item = await readMatrix(dir, f.itemEmbeddings.file, f.itemEmbeddings.rows * f.itemEmbeddings.cols);
   const categorical: Float32Array[] = [];
@@ -249,7 +268,8 @@ export async function loadRanker(dir: string): Promise<Ranker> {
   }
   let wide: Float32Array | undefined;
   if (cfg.kind === "wide-deep") {
-    if (f.wide === undefined || f.wide.rows !== cfg.wideBuckets) throw new Error(`ranker ${dir}: a wide-deep ranker needs files.wide with ${cfg.wideBuckets} rows in its manifest`);
+    if (f.wide === undefined || f.wide.rows !== cfg.wideBuckets)
+      throw new Error(`ranker ${dir}: a wide-deep ranker needs files.wide with ${cfg.wideBuckets} rows in its manifest`);
     wide = await readMatrix(dir, f.wide.file, cfg.wideBuckets);
   }
   const weights: RankerWeights = { item, categorical, tower, ...(wide === undefined ? {} : { wide }) };

@@ -44,7 +44,8 @@ export class Catalog {
     index?: Map<string, number>,
   ) {
     const n = ids.length;
-    if (upload.length !== n || channel.length !== n || tagOffsets.length !== n + 1) throw new Error("Catalog: column lengths do not match the ids");
+    if (upload.length !== n || channel.length !== n || tagOffsets.length !== n + 1)
+      throw new Error("Catalog: column lengths do not match the ids");
     if (index !== undefined) {
       this.index = index;
       return;
@@ -101,7 +102,8 @@ export class Catalog {
   }
 
   private static checkJSON(json: CatalogJson): void {
-    if (json === null || typeof json !== "object" || !Array.isArray(json.ids)) throw new Error("Catalog.fromJSON: expected { ids, upload, channel, ... }");
+    if (json === null || typeof json !== "object" || !Array.isArray(json.ids))
+      throw new Error("Catalog.fromJSON: expected { ids, upload, channel, ... }");
   }
 
   private static fromColumns(json: CatalogJson, index?: Map<string, number>): Catalog {

@@ -31,8 +31,10 @@ export type ItemStatsAt = (item: number, asOf: number) => ItemStats;
 export function sourceItemStats(sources: SourceSet): ItemStatsAt {
   const popular = sources.source("popular");
   const trending = sources.source("trending");
-  if (!(popular instanceof PopularSource)) throw new Error(`the ranker needs a "popular" source for item counts; the source set has ${sources.names.join(", ")}`);
-  if (!(trending instanceof TrendingSource)) throw new Error(`the ranker needs a "trending" source for recent item counts; the source set has ${sources.names.join(", ")}`);
+  if (!(popular instanceof PopularSource))
+    throw new Error(`the ranker needs a "popular" source for item counts; the source set has ${sources.names.join(", ")}`);
+  if (!(trending instanceof TrendingSource))
+    throw new Error(`the ranker needs a "trending" source for recent item counts; the source set has ${sources.names.join(", ")}`);
   return (item, asOf) => ({ watchCount: popular.countAt(item, asOf), trending: trending.scoreAt(item, asOf) });
 }
 
@@ -47,7 +49,12 @@ export function provenanceOf(results: readonly SourceResult[], item: number): Pr
 }
 
 /** The ranking candidates of a merged list (position = index in the list), with item stats at `asOf`. */
-export function rankingCandidates(dataset: Dataset, merged: readonly MergedCandidate[], stats: ItemStatsAt, asOf: number): RankingCandidate[] {
+export function rankingCandidates(
+  dataset: Dataset,
+  merged: readonly MergedCandidate[],
+  stats: ItemStatsAt,
+  asOf: number,
+): RankingCandidate[] {
   const ids = dataset.items.ids;
   return merged.map((m, position) => ({ itemId: ids[m.item]!, provenance: m.provenance, position, stats: stats(m.item, asOf) }));
 }

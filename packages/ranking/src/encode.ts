@@ -115,7 +115,13 @@ export function resolveRankingUser(space: RankingSpace, ctx: RankingContext, t: 
 }
 
 /** Writes the raw feature vector (layout: RankingSpace) of one candidate at `out[offset..)`. */
-export function rawCandidateFeatures(space: RankingSpace, user: ResolvedRankingUser, candidate: RankingCandidate, out: Float64Array, offset: number): void {
+export function rawCandidateFeatures(
+  space: RankingSpace,
+  user: ResolvedRankingUser,
+  candidate: RankingCandidate,
+  out: Float64Array,
+  offset: number,
+): void {
   const t = user.time;
   const catalog = space.catalog;
   const i = catalog.indexOf(candidate.itemId);
@@ -290,9 +296,11 @@ export function encodeCandidates(
   into?: RankingBatch,
 ): RankingBatch {
   const batch = into ?? RankingBatch.forSpace(space, Math.max(1, candidates.length));
-  if (batch.historyLength !== space.config.historyLength || batch.width !== space.width) throw new Error("encodeCandidates: batch buffers do not match the feature space");
+  if (batch.historyLength !== space.config.historyLength || batch.width !== space.width)
+    throw new Error("encodeCandidates: batch buffers do not match the feature space");
   const first = batch.size;
-  if (first + candidates.length > batch.capacity) throw new Error(`encodeCandidates: ${first + candidates.length} rows exceed the batch capacity ${batch.capacity}`);
+  if (first + candidates.length > batch.capacity)
+    throw new Error(`encodeCandidates: ${first + candidates.length} rows exceed the batch capacity ${batch.capacity}`);
   const user = resolveRankingUser(space, ctx, t);
   const w = space.rawWidth;
   if (rawScratch.length < w) rawScratch = new Float64Array(w);
@@ -327,7 +335,14 @@ export function encodeCandidates(
 }
 
 /** Raw feature vectors of `candidates` (rows × rawWidth), through the same code as encoding (for fitting normalisers). */
-export function rawCandidates(space: RankingSpace, ctx: RankingContext, candidates: readonly RankingCandidate[], t: number, out: Float64Array, offset: number): void {
+export function rawCandidates(
+  space: RankingSpace,
+  ctx: RankingContext,
+  candidates: readonly RankingCandidate[],
+  t: number,
+  out: Float64Array,
+  offset: number,
+): void {
   const user = resolveRankingUser(space, ctx, t);
   candidates.forEach((c, k) => rawCandidateFeatures(space, user, c, out, offset + k * space.rawWidth));
 }

@@ -102,7 +102,8 @@ export interface RankingExamples {
 /** Builds the examples by replaying `sources` (a fresh set with no events) over `options.rows`. */
 export function buildRankingExamples(dataset: Dataset, sources: SourceSet, options: ExampleOptions): RankingExamples {
   const started = performance.now();
-  if (!Number.isInteger(options.negatives) || options.negatives < 0) throw new Error(`negatives must be a non-negative integer, got ${options.negatives}`);
+  if (!Number.isInteger(options.negatives) || options.negatives < 0)
+    throw new Error(`negatives must be a non-negative integer, got ${options.negatives}`);
   const events = dataset.events;
   const numUsers = dataset.users.ids.length;
   const names = sources.names;
@@ -134,7 +135,14 @@ export function buildRankingExamples(dataset: Dataset, sources: SourceSet, optio
   const cRank = new Column((n) => new Float32Array(n));
   const cScore = new Column((n) => new Float64Array(n));
 
-  const addCandidate = (item: number, label: number, weight: number, position: number, provenance: readonly Provenance[], asOf: number): void => {
+  const addCandidate = (
+    item: number,
+    label: number,
+    weight: number,
+    position: number,
+    provenance: readonly Provenance[],
+    asOf: number,
+  ): void => {
     cItem.push(item);
     cLabel.push(label);
     cWeight.push(weight);

@@ -60,8 +60,10 @@ export function validateRankerModelConfig(c: RankerModelConfig): void {
     throw new Error(`ranker model config: tower must be a list of positive integers, got ${JSON.stringify(c.tower)}`);
   }
   if (typeof c.interaction !== "boolean") throw new Error("ranker model config: interaction must be a boolean");
-  if (!RANKER_MODEL_KINDS.includes(c.kind)) throw new Error(`ranker model config: kind must be one of ${RANKER_MODEL_KINDS.join(", ")}, got ${JSON.stringify(c.kind)}`);
-  if (!Number.isInteger(c.wideBuckets) || c.wideBuckets < 1) throw new Error(`ranker model config: wideBuckets must be a positive integer, got ${c.wideBuckets}`);
+  if (!RANKER_MODEL_KINDS.includes(c.kind))
+    throw new Error(`ranker model config: kind must be one of ${RANKER_MODEL_KINDS.join(", ")}, got ${JSON.stringify(c.kind)}`);
+  if (!Number.isInteger(c.wideBuckets) || c.wideBuckets < 1)
+    throw new Error(`ranker model config: wideBuckets must be a positive integer, got ${c.wideBuckets}`);
 }
 
 /** Plain-array weights (what the ranker bundle stores). */
@@ -95,7 +97,12 @@ let instances = 0;
  * (Covington et al., section 4.2). Dividing by Σ w keeps the gradient scale independent of the
  * watch-time unit and does not move the optimum. Fills `grad` when given; returns L.
  */
-export function weightedLogisticLoss(logits: ArrayLike<number>, labels: ArrayLike<number>, weights: ArrayLike<number>, grad?: Float32Array): number {
+export function weightedLogisticLoss(
+  logits: ArrayLike<number>,
+  labels: ArrayLike<number>,
+  weights: ArrayLike<number>,
+  grad?: Float32Array,
+): number {
   let num = 0;
   let den = 0;
   const n = logits.length;
@@ -123,7 +130,13 @@ export class RankerModel {
   /** The wide part: wideBuckets × 1 weights ("wide-deep"), null for "weighted-lr". */
   readonly wide: SparseTable | null;
   readonly inputDim: number;
-  readonly offsets: { readonly item: number; readonly history: number; readonly product: number; readonly categorical: number; readonly continuous: number };
+  readonly offsets: {
+    readonly item: number;
+    readonly history: number;
+    readonly product: number;
+    readonly categorical: number;
+    readonly continuous: number;
+  };
   private disposed = false;
 
   private constructor(
@@ -135,9 +148,14 @@ export class RankerModel {
     const d = config.itemDim;
     const dc = config.categoricalDim;
     this.item = new SparseTable("item", space.features.items.size, d, weights.item);
-    this.categorical = CATEGORICAL_FEATURES.map((f, j) => new SparseTable(f, space.features.categorical(f).size, dc, weights.categorical[j]));
+    this.categorical = CATEGORICAL_FEATURES.map(
+      (f, j) => new SparseTable(f, space.features.categorical(f).size, dc, weights.categorical[j]),
+    );
     if (config.kind === "wide-deep") {
-      if (weights.wide === undefined || weights.wide.length !== config.wideBuckets) throw new Error(`ranker weights: a wide-deep model needs ${config.wideBuckets} wide weights, got ${weights.wide?.length ?? "none"}`);
+      if (weights.wide === undefined || weights.wide.length !== config.wideBuckets)
+        throw new Error(
+          `ranker weights: a wide-deep model needs ${config.wideBuckets} wide weights, got ${weights.wide?.length ?? "none"}`,
+        );
       this.wide = new SparseTable("wide", config.wideBuckets, 1, weights.wide);
     } else {
       this.wide = null;

@@ -71,7 +71,8 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
   const { split, target, sources } = options;
   const events = dataset.events;
   const numUsers = dataset.users.ids.length;
-  if (split.testRow.length !== numUsers) throw new Error(`runPipeline: the split has ${split.testRow.length} users, the dataset ${numUsers}`);
+  if (split.testRow.length !== numUsers)
+    throw new Error(`runPipeline: the split has ${split.testRow.length} users, the dataset ${numUsers}`);
   const fed = trainingRows(split, target === "test" ? "test" : "val");
   const targetRow = target === "test" ? split.testRow : split.valRow;
   // Users in order of their request time (then user index); the target's own time plays no part.
@@ -126,7 +127,8 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
     const merged = run.merged;
     const union = mergeCandidates(run.results, { size: Number.MAX_SAFE_INTEGER, watched, weights: sources.weights });
     for (let p = 0; p < merged.length; p++) {
-      if (union[p]?.item !== merged[p]!.item) throw new Error("runPipeline: the merged list is not a prefix of the unlimited merge (merge policy changed?)");
+      if (union[p]?.item !== merged[p]!.item)
+        throw new Error("runPipeline: the merged list is not a prefix of the unlimited merge (merge policy changed?)");
     }
     mergedLength += merged.length;
     const positiveIndex = merged.findIndex((m) => m.item === positive);
@@ -178,7 +180,12 @@ export function runPipeline(dataset: Dataset, options: PipelineOptions): Pipelin
   return {
     users: users.length,
     lists,
-    sources: sources.names.map((source) => ({ source, budget: options.budget, recall: per(sourceHits.get(source) ?? 0), meanLength: per(sourceLength.get(source) ?? 0) })),
+    sources: sources.names.map((source) => ({
+      source,
+      budget: options.budget,
+      recall: per(sourceHits.get(source) ?? 0),
+      meanLength: per(sourceLength.get(source) ?? 0),
+    })),
     merged: { size: options.mergedSize, recall: per(mergedHits), meanLength: per(mergedLength) },
     targetPositions: positions,
     calibration,
@@ -206,7 +213,12 @@ export function offlineRequestTime(events: Dataset["events"], historyRows: Array
 }
 
 /** Equal-count buckets of impressions sorted by predicted value. */
-export function buckets(predicted: readonly number[], watch: readonly number[], label: readonly number[], count: number): CalibrationBucket[] {
+export function buckets(
+  predicted: readonly number[],
+  watch: readonly number[],
+  label: readonly number[],
+  count: number,
+): CalibrationBucket[] {
   const n = predicted.length;
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => predicted[a]! - predicted[b]!);
   const out: CalibrationBucket[] = [];

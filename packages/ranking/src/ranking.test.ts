@@ -8,7 +8,14 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadRanker, rankerFromTraining, saveRanker } from "./bundle.js";
 import { rankingCandidates, sourceItemStats } from "./dataset-inputs.js";
 import { encodeCandidates, encodedRow } from "./encode.js";
-import { buildRankingExamples, exampleCandidates, exampleContext, exampleCount, type ExampleOptions, type RankingExamples } from "./examples.js";
+import {
+  buildRankingExamples,
+  exampleCandidates,
+  exampleContext,
+  exampleCount,
+  type ExampleOptions,
+  type RankingExamples,
+} from "./examples.js";
 import { weightedLogisticLoss } from "./model.js";
 import { MERGED_ORDER, runPipeline } from "./pipeline.js";
 import { synthetic, withLaterActivity } from "./test-helpers.js";
@@ -105,7 +112,8 @@ describe("training data", () => {
     expect(b.candidateOffsets[n]).toBe(c);
     const k = a.sources.length;
     for (const key of ["user", "asOf", "historyLength"] as const) expect(b[key].subarray(0, n)).toEqual(a[key].subarray(0, n));
-    for (const key of ["item", "label", "weight", "position", "watchCount", "trending"] as const) expect(b[key].subarray(0, c)).toEqual(a[key].subarray(0, c));
+    for (const key of ["item", "label", "weight", "position", "watchCount", "trending"] as const)
+      expect(b[key].subarray(0, c)).toEqual(a[key].subarray(0, c));
     expect(b.rank.subarray(0, c * k)).toEqual(a.rank.subarray(0, c * k));
     expect(b.score.subarray(0, c * k)).toEqual(a.score.subarray(0, c * k));
     for (let e = 0; e < n; e++) expect(exampleContext(later, b, e)).toEqual(exampleContext(dataset, a, e));
@@ -187,7 +195,13 @@ describe("trainRanker", () => {
       budget: settings.budget,
       train: { epochs: 3, maxExamplesPerUser: 15, negatives: 10, seed: 1 },
     });
-    const about = { datasetSpec: dataset.spec, datasetFingerprint: dataset.fingerprint, holdout: "val" as const, candidateGenVersion: "none", pipeline: settings };
+    const about = {
+      datasetSpec: dataset.spec,
+      datasetFingerprint: dataset.fingerprint,
+      holdout: "val" as const,
+      candidateGenVersion: "none",
+      pipeline: settings,
+    };
     const ranker = rankerFromTraining(result, about);
     const run = runPipeline(dataset, {
       split,

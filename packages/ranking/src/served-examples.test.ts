@@ -21,20 +21,36 @@ describe("buildServedExamples", () => {
   it("labels shown items watched within the window as positives weighted by watch time, credits a watch once, and keeps the logged provenance", () => {
     const events: StoreEvent[] = [
       { kind: "watch", seq: 1, userId: "u", itemId: "e", timestamp: 0 },
-      { kind: "served", seq: 2, userId: "u", timestamp: 10, requestId: "r1", modelVersions: {}, items: [
-        { itemId: "a", position: 1, provenance: prov("popular", 0) },
-        { itemId: "b", position: 2, provenance: [...prov("dnn", 3), ...prov("co-watch", 1)] },
-        { itemId: "c", position: 3, provenance: prov("fresh", 0) },
-      ] },
+      {
+        kind: "served",
+        seq: 2,
+        userId: "u",
+        timestamp: 10,
+        requestId: "r1",
+        modelVersions: {},
+        items: [
+          { itemId: "a", position: 1, provenance: prov("popular", 0) },
+          { itemId: "b", position: 2, provenance: [...prov("dnn", 3), ...prov("co-watch", 1)] },
+          { itemId: "c", position: 3, provenance: prov("fresh", 0) },
+        ],
+      },
       { kind: "impression", seq: 3, userId: "u", itemId: "a", timestamp: 10, requestId: "r1" },
       { kind: "impression", seq: 4, userId: "u", itemId: "b", timestamp: 10, requestId: "r1" },
       { kind: "watch", seq: 5, userId: "u", itemId: "a", timestamp: 20, watchSeconds: 120 },
       // c was served but not shown (the client's impressions leave it out): never a candidate.
       { kind: "watch", seq: 6, userId: "u", itemId: "c", timestamp: 25, watchSeconds: 50 },
-      { kind: "served", seq: 7, userId: "u", timestamp: 100, requestId: "r2", modelVersions: {}, items: [
-        { itemId: "b", position: 1, provenance: prov("popular", 1) },
-        { itemId: "d", position: 2, provenance: prov("popular", 2) },
-      ] },
+      {
+        kind: "served",
+        seq: 7,
+        userId: "u",
+        timestamp: 100,
+        requestId: "r2",
+        modelVersions: {},
+        items: [
+          { itemId: "b", position: 1, provenance: prov("popular", 1) },
+          { itemId: "d", position: 2, provenance: prov("popular", 2) },
+        ],
+      },
       // b watched 7 h after r2: outside the 6 h window, a negative.
       { kind: "watch", seq: 8, userId: "u", itemId: "b", timestamp: 100 + 7 * HOUR, watchSeconds: 30 },
       // d watched within the window of r2: a positive with weight 1 (no watch seconds).
@@ -42,7 +58,12 @@ describe("buildServedExamples", () => {
     ];
     const dataset = datasetFromStoreEvents("store:test", events, CATALOGUE);
     const rows = Int32Array.from({ length: dataset.events.user.length }, (_, r) => r);
-    const ex = buildServedExamples(dataset, { rows, sources: createStandardSources(dataset), windowSeconds: 6 * HOUR, maxExamplesPerUser: 10 });
+    const ex = buildServedExamples(dataset, {
+      rows,
+      sources: createStandardSources(dataset),
+      windowSeconds: 6 * HOUR,
+      maxExamplesPerUser: 10,
+    });
     expect(Array.from(ex.asOf)).toEqual([10, 100]);
     expect(Array.from(ex.historyLength)).toEqual([1, 3]); // e; then e, a, c
     const ids = (e: number) => exampleCandidates(dataset, ex, e).map((c) => c.itemId);
@@ -51,19 +72,30 @@ describe("buildServedExamples", () => {
     expect(Array.from(ex.label)).toEqual([1, 0, 0, 1]);
     expect(Array.from(ex.weight)).toEqual([120, 1, 1, 1]);
     const b = exampleCandidates(dataset, ex, 0)[1]!;
-    expect(b.provenance.map((p) => [p.source, p.rank]).sort()).toEqual([["co-watch", 1], ["dnn", 3]]);
+    expect(b.provenance.map((p) => [p.source, p.rank]).sort()).toEqual([
+      ["co-watch", 1],
+      ["dnn", 3],
+    ]);
     // Estimated merged position: min over sources of rank × 2 sources + the source's order.
     expect(b.position).toBeGreaterThanOrEqual(2);
     expect(ex.servedStats).toMatchObject({ requests: 2, kept: 2, shown: 4, positives: 2, incompleteWindows: 0 });
     // Watches known only until r2's window is still open: r2's labels are incomplete, it is left out.
-    const early = buildServedExamples(dataset, { rows, sources: createStandardSources(dataset), windowSeconds: 6 * HOUR, maxExamplesPerUser: 10, labelsUntil: 10 + 6 * HOUR + 1 });
+    const early = buildServedExamples(dataset, {
+      rows,
+      sources: createStandardSources(dataset),
+      windowSeconds: 6 * HOUR,
+      maxExamplesPerUser: 10,
+      labelsUntil: 10 + 6 * HOUR + 1,
+    });
     expect(Array.from(early.asOf)).toEqual([10]);
     expect(early.servedStats.incompleteWindows).toBe(1);
   });
 
   it("refuses a dataset without a served log", () => {
     const dataset = synthetic("users=20,items=30,events=5,seed=1");
-    expect(() => buildServedExamples(dataset, { rows: [0], sources: createStandardSources(dataset), windowSeconds: 60, maxExamplesPerUser: 1 })).toThrow(/no served log/);
+    expect(() =>
+      buildServedExamples(dataset, { rows: [0], sources: createStandardSources(dataset), windowSeconds: 60, maxExamplesPerUser: 1 }),
+    ).toThrow(/no served log/);
   });
 });
 
@@ -76,15 +108,31 @@ describe("trainRanker from the served log", () => {
     const store: StoreEvent[] = [];
     let seq = 0;
     for (let r = 0; r < ev.user.length; r++) {
-      store.push({ kind: "watch", seq: seq++, userId: users.ids[ev.user[r]!]!, itemId: items.ids[ev.item[r]!]!, timestamp: ev.timestamp[r]!, watchSeconds: ev.weight[r]! });
+      store.push({
+        kind: "watch",
+        seq: seq++,
+        userId: users.ids[ev.user[r]!]!,
+        itemId: items.ids[ev.item[r]!]!,
+        timestamp: ev.timestamp[r]!,
+        watchSeconds: ev.weight[r]!,
+      });
     }
     for (let u = 0; u < users.ids.length; u++) {
       let k = im.userOffsets[u]!;
       while (k < im.userOffsets[u + 1]!) {
         const t = im.timestamp[k]!;
         const slate = [];
-        for (; k < im.userOffsets[u + 1]! && im.timestamp[k] === t; k++) slate.push({ itemId: items.ids[im.item[k]!]!, position: slate.length + 1, provenance: prov("popular", slate.length) });
-        store.push({ kind: "served", seq: seq++, userId: users.ids[u]!, timestamp: t - 1, requestId: `r${seq}`, modelVersions: {}, items: slate });
+        for (; k < im.userOffsets[u + 1]! && im.timestamp[k] === t; k++)
+          slate.push({ itemId: items.ids[im.item[k]!]!, position: slate.length + 1, provenance: prov("popular", slate.length) });
+        store.push({
+          kind: "served",
+          seq: seq++,
+          userId: users.ids[u]!,
+          timestamp: t - 1,
+          requestId: `r${seq}`,
+          modelVersions: {},
+          items: slate,
+        });
       }
     }
     const catalogue = items.ids.map((itemId, i) => ({ itemId, channel: items.channel.values[items.channel.codes[i]!]!, updatedAt: 0 }));
@@ -101,10 +149,21 @@ describe("trainRanker from the served log", () => {
       train: { epochs: 2, maxExamplesPerUser: 20, seed: 1 },
     });
     expect(result.stats.examples).toBeGreaterThan(100);
-    const ranker = rankerFromTraining(result, { datasetSpec: dataset.spec, datasetFingerprint: dataset.fingerprint, holdout: "none", candidateGenVersion: "none", pipeline: { budget: 30, mergedSize: 60 } });
+    const ranker = rankerFromTraining(result, {
+      datasetSpec: dataset.spec,
+      datasetFingerprint: dataset.fingerprint,
+      holdout: "none",
+      candidateGenVersion: "none",
+      pipeline: { budget: 30, mergedSize: 60 },
+    });
     try {
       // Held-out answers after the cut: AUC of the ranker's scores (watched vs not) against the served order's.
-      const all = buildServedExamples(dataset, { rows: Int32Array.from({ length: dataset.events.user.length }, (_, r) => r), sources: createStandardSources(dataset), windowSeconds: 6 * HOUR, maxExamplesPerUser: 1000 });
+      const all = buildServedExamples(dataset, {
+        rows: Int32Array.from({ length: dataset.events.user.length }, (_, r) => r),
+        sources: createStandardSources(dataset),
+        windowSeconds: 6 * HOUR,
+        maxExamplesPerUser: 1000,
+      });
       let pairs = 0;
       let won = 0;
       let wonServed = 0;

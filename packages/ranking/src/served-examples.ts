@@ -63,14 +63,19 @@ function sourceOrder(name: string): number {
 }
 
 /** Builds ranker examples from `dataset.served` (see the module comment). */
-export function buildServedExamples(dataset: Dataset, options: ServedExampleOptions): RankingExamples & { readonly servedStats: ServedExampleStats } {
+export function buildServedExamples(
+  dataset: Dataset,
+  options: ServedExampleOptions,
+): RankingExamples & { readonly servedStats: ServedExampleStats } {
   const started = performance.now();
   const log: ServedLog | undefined = dataset.served;
   if (log === undefined || log.requestId.length === 0) {
     throw new Error(`dataset ${dataset.spec}: no served log (only store: datasets of a system that logged Recommend answers have one)`);
   }
-  if (!(options.windowSeconds > 0) || !Number.isFinite(options.windowSeconds)) throw new Error(`windowSeconds must be a positive number, got ${options.windowSeconds}`);
-  if (!Number.isInteger(options.maxExamplesPerUser) || options.maxExamplesPerUser < 1) throw new Error(`maxExamplesPerUser must be a positive integer`);
+  if (!(options.windowSeconds > 0) || !Number.isFinite(options.windowSeconds))
+    throw new Error(`windowSeconds must be a positive number, got ${options.windowSeconds}`);
+  if (!Number.isInteger(options.maxExamplesPerUser) || options.maxExamplesPerUser < 1)
+    throw new Error(`maxExamplesPerUser must be a positive integer`);
   const minHistory = options.minHistory ?? 0;
   const events = dataset.events;
   const numUsers = dataset.users.ids.length;
@@ -233,7 +238,23 @@ export function buildServedExamples(dataset: Dataset, options: ServedExampleOpti
     score: Float64Array.from(cScore),
     userRows,
     userOffsets,
-    stats: { replayed: numRequests, kept, positiveInMerged: positives, droppedMissed: 0, keptMissed: 0, slateNegatives: 0, seconds: (performance.now() - started) / 1000 },
-    servedStats: { requests: numRequests, kept, shown: shownCount, positives, creditedWatches: credited, incompleteWindows: incomplete, seconds: (performance.now() - started) / 1000 },
+    stats: {
+      replayed: numRequests,
+      kept,
+      positiveInMerged: positives,
+      droppedMissed: 0,
+      keptMissed: 0,
+      slateNegatives: 0,
+      seconds: (performance.now() - started) / 1000,
+    },
+    servedStats: {
+      requests: numRequests,
+      kept,
+      shown: shownCount,
+      positives,
+      creditedWatches: credited,
+      incompleteWindows: incomplete,
+      seconds: (performance.now() - started) / 1000,
+    },
   };
 }

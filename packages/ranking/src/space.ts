@@ -53,7 +53,13 @@ export const BASE_FEATURES = [
 export type BaseFeature = (typeof BASE_FEATURES)[number];
 
 /** Base features that can be missing: they get a missing indicator column. */
-export const NULLABLE_FEATURES: ReadonlySet<BaseFeature> = new Set<BaseFeature>(["user_age", "since_last_watch", "item_age", "since_channel", "since_tag"]);
+export const NULLABLE_FEATURES: ReadonlySet<BaseFeature> = new Set<BaseFeature>([
+  "user_age",
+  "since_last_watch",
+  "item_age",
+  "since_channel",
+  "since_tag",
+]);
 
 export interface RankingNormalizers {
   /** One per BASE_FEATURES entry. */
@@ -107,9 +113,12 @@ export class RankingSpace {
   ) {
     validateConfig(config);
     if (normalizers !== null) {
-      if (normalizers.base.length !== BASE_FEATURES.length) throw new Error(`RankingSpace: ${normalizers.base.length} base normalisers, expected ${BASE_FEATURES.length}`);
+      if (normalizers.base.length !== BASE_FEATURES.length)
+        throw new Error(`RankingSpace: ${normalizers.base.length} base normalisers, expected ${BASE_FEATURES.length}`);
       if (normalizers.rank.length !== sources.length || normalizers.score.length !== sources.length) {
-        throw new Error(`RankingSpace: rank/score normalisers for ${normalizers.rank.length}/${normalizers.score.length} sources, expected ${sources.length}`);
+        throw new Error(
+          `RankingSpace: rank/score normalisers for ${normalizers.rank.length}/${normalizers.score.length} sources, expected ${sources.length}`,
+        );
       }
     }
     const k = sources.length;
@@ -128,7 +137,15 @@ export class RankingSpace {
     }
     if (this.config.provenance) {
       for (const s of this.sources) {
-        names.push(`src_${s}`, `src_${s}_rank`, `src_${s}_rank_sq`, `src_${s}_rank_sqrt`, `src_${s}_score`, `src_${s}_score_sq`, `src_${s}_score_sqrt`);
+        names.push(
+          `src_${s}`,
+          `src_${s}_rank`,
+          `src_${s}_rank_sq`,
+          `src_${s}_rank_sqrt`,
+          `src_${s}_score`,
+          `src_${s}_score_sq`,
+          `src_${s}_score_sqrt`,
+        );
       }
       names.push("num_sources", "position", "position_sq", "position_sqrt", "position_missing");
     }
@@ -169,7 +186,8 @@ export class RankingSpace {
   }
 
   private static checkJSON(json: RankingSpaceJson): void {
-    if (json === null || typeof json !== "object" || json.version !== 1) throw new Error("RankingSpace.fromJSON: unsupported or missing version (expected 1)");
+    if (json === null || typeof json !== "object" || json.version !== 1)
+      throw new Error("RankingSpace.fromJSON: unsupported or missing version (expected 1)");
   }
 
   private static fromParts(json: RankingSpaceJson, features: FeatureSpace, catalog: Catalog): RankingSpace {
@@ -178,24 +196,20 @@ export class RankingSpace {
       if (q === undefined) throw new Error(`RankingSpace.fromJSON: no normaliser for feature "${f}"`);
       return QuantileNormalizer.fromJSON(q);
     });
-    return new RankingSpace(
-      { ...DEFAULT_RANKING_FEATURE_CONFIG, ...json.config },
-      features,
-      catalog,
-      json.sources,
-      {
-        base,
-        rank: json.normalizers.rank.map((q) => QuantileNormalizer.fromJSON(q)),
-        score: json.normalizers.score.map((q) => QuantileNormalizer.fromJSON(q)),
-        position: QuantileNormalizer.fromJSON(json.normalizers.position),
-      },
-    );
+    return new RankingSpace({ ...DEFAULT_RANKING_FEATURE_CONFIG, ...json.config }, features, catalog, json.sources, {
+      base,
+      rank: json.normalizers.rank.map((q) => QuantileNormalizer.fromJSON(q)),
+      score: json.normalizers.score.map((q) => QuantileNormalizer.fromJSON(q)),
+      position: QuantileNormalizer.fromJSON(json.normalizers.position),
+    });
   }
 }
 
 function validateConfig(c: RankingFeatureConfig): void {
-  if (!Number.isInteger(c.historyLength) || c.historyLength < 1) throw new Error(`ranking features: historyLength must be a positive integer, got ${c.historyLength}`);
-  if (!Number.isInteger(c.quantiles) || c.quantiles < 1) throw new Error(`ranking features: quantiles must be a positive integer, got ${c.quantiles}`);
+  if (!Number.isInteger(c.historyLength) || c.historyLength < 1)
+    throw new Error(`ranking features: historyLength must be a positive integer, got ${c.historyLength}`);
+  if (!Number.isInteger(c.quantiles) || c.quantiles < 1)
+    throw new Error(`ranking features: quantiles must be a positive integer, got ${c.quantiles}`);
   if (typeof c.provenance !== "boolean") throw new Error("ranking features: provenance must be a boolean");
 }
 

@@ -69,7 +69,8 @@ export function validateRankerTrainConfig(c: RankerTrainConfig): void {
     if (!(c[key] > 0) || !Number.isFinite(c[key])) throw new Error(`ranker train config: ${key} must be > 0, got ${c[key]}`);
   }
   if (!(c.l2 >= 0)) throw new Error(`ranker train config: l2 must be >= 0, got ${c.l2}`);
-  if (c.missedPositives !== "drop" && c.missedPositives !== "keep") throw new Error(`ranker train config: missedPositives must be "drop" or "keep"`);
+  if (c.missedPositives !== "drop" && c.missedPositives !== "keep")
+    throw new Error(`ranker train config: missedPositives must be "drop" or "keep"`);
   if (!Number.isSafeInteger(c.seed)) throw new Error(`ranker train config: seed must be an integer, got ${c.seed}`);
 }
 
@@ -145,28 +146,40 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
   const started = performance.now();
   const progress = options.onProgress;
 
-  const examples = options.served !== undefined
-    ? buildServedExamples(dataset, {
-        rows: options.rows,
-        sources: options.sources,
-        windowSeconds: options.served.windowSeconds,
-        ...(options.served.labelsUntil === undefined ? {} : { labelsUntil: options.served.labelsUntil }),
-        maxExamplesPerUser: cfg.maxExamplesPerUser,
-        minHistory: cfg.minHistory,
-      })
-    : buildRankingExamples(dataset, options.sources, {
-    rows: options.rows,
-    budget: options.budget,
-    negatives: cfg.negatives,
-    maxExamplesPerUser: cfg.maxExamplesPerUser,
-    minHistory: cfg.minHistory,
-    missedPositives: cfg.missedPositives,
-    slateNegatives: cfg.slateNegatives,
-    seed: cfg.seed,
-    ...(progress === undefined
-      ? {}
-      : { onProgress: (done: number) => progress({ phase: "replay", epoch: 0, epochs: cfg.epochs, done, total: options.rows.length, loss: NaN, elapsedSeconds: (performance.now() - started) / 1000 }) }),
-  });
+  const examples =
+    options.served !== undefined
+      ? buildServedExamples(dataset, {
+          rows: options.rows,
+          sources: options.sources,
+          windowSeconds: options.served.windowSeconds,
+          ...(options.served.labelsUntil === undefined ? {} : { labelsUntil: options.served.labelsUntil }),
+          maxExamplesPerUser: cfg.maxExamplesPerUser,
+          minHistory: cfg.minHistory,
+        })
+      : buildRankingExamples(dataset, options.sources, {
+          rows: options.rows,
+          budget: options.budget,
+          negatives: cfg.negatives,
+          maxExamplesPerUser: cfg.maxExamplesPerUser,
+          minHistory: cfg.minHistory,
+          missedPositives: cfg.missedPositives,
+          slateNegatives: cfg.slateNegatives,
+          seed: cfg.seed,
+          ...(progress === undefined
+            ? {}
+            : {
+                onProgress: (done: number) =>
+                  progress({
+                    phase: "replay",
+                    epoch: 0,
+                    epochs: cfg.epochs,
+                    done,
+                    total: options.rows.length,
+                    loss: NaN,
+                    elapsedSeconds: (performance.now() - started) / 1000,
+                  }),
+              }),
+        });
   const n = exampleCount(examples);
   if (n === 0) {
     throw new Error(
@@ -224,7 +237,15 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
         const now = performance.now();
         if (progress !== undefined && (now - lastReport > 1000 || end === n)) {
           lastReport = now;
-          progress({ phase: "train", epoch: epoch + 1, epochs: cfg.epochs, done: end, total: n, loss: lossSum / weightSum, elapsedSeconds: (now - started) / 1000 });
+          progress({
+            phase: "train",
+            epoch: epoch + 1,
+            epochs: cfg.epochs,
+            done: end,
+            total: n,
+            loss: lossSum / weightSum,
+            elapsedSeconds: (now - started) / 1000,
+          });
         }
       }
       epochLosses.push(lossSum / Math.max(weightSum, 1e-12));

@@ -34,7 +34,16 @@ describe("wide crosses", () => {
     const tagCodes = [9, 4, 2];
     wideCrosses(
       { lastItem: 12, lastChannel: -1, topTag: 4 },
-      { item: 3, catalogIndex: 1, channel: 5, sources: [{ source: 0, rank: 0 }, { source: 3, rank: 10 }], position: 2 },
+      {
+        item: 3,
+        catalogIndex: 1,
+        channel: 5,
+        sources: [
+          { source: 0, rank: 0 },
+          { source: 3, rank: 10 },
+        ],
+        position: 2,
+      },
       tagCodes,
       tagOffsets,
       out,
@@ -53,8 +62,24 @@ describe("wide crosses", () => {
   });
 
   it("encodes the user's last item and top tag from watches at or before t only", () => {
-    const space = { config: { historyLength: 50 }, catalog: { indexOf: () => -1, channel: [], tagOffsets: [0], tagCodes: [] }, features: { items: { id: (id: string) => Number(id.replace(/\D/g, "")) + 1 }, categorical: () => ({ id: () => 0 }) } };
-    const user = resolveRankingUser(space as unknown as RankingSpace, { watches: [{ itemId: "i5", timestamp: 10 }, { itemId: "i7", timestamp: 30 }, { itemId: "i2", timestamp: 20 }], searches: [], requestTime: 25 }, 25);
+    const space = {
+      config: { historyLength: 50 },
+      catalog: { indexOf: () => -1, channel: [], tagOffsets: [0], tagCodes: [] },
+      features: { items: { id: (id: string) => Number(id.replace(/\D/g, "")) + 1 }, categorical: () => ({ id: () => 0 }) },
+    };
+    const user = resolveRankingUser(
+      space as unknown as RankingSpace,
+      {
+        watches: [
+          { itemId: "i5", timestamp: 10 },
+          { itemId: "i7", timestamp: 30 },
+          { itemId: "i2", timestamp: 20 },
+        ],
+        searches: [],
+        requestTime: 25,
+      },
+      25,
+    );
     expect(user.lastItem).toBe(3); // i2 at 20: the latest at or before 25 (i7 is later)
     expect(user.topTag).toBe(-1);
   });
@@ -91,7 +116,14 @@ describe("wide part", () => {
         batch.group[r] = first;
         batch.categorical.fill(0, r * NUM_CATEGORICAL, (r + 1) * NUM_CATEGORICAL);
         batch.continuous[r] = 0;
-        wideCrosses({ lastItem: last, lastChannel: -1, topTag: -1 }, { item, catalogIndex: -1, channel: -1, sources: [], position: -1 }, [], [0], batch.wide, r * WIDE_SLOTS);
+        wideCrosses(
+          { lastItem: last, lastChannel: -1, topTag: -1 },
+          { item, catalogIndex: -1, channel: -1, sources: [], position: -1 },
+          [],
+          [0],
+          batch.wide,
+          r * WIDE_SLOTS,
+        );
         labels[r] = k === 0 ? 1 : 0;
         weights[r] = k === 0 ? 3 : 1;
       });
@@ -159,7 +191,13 @@ describe("trainRanker --model-kind wide-deep", () => {
     });
     expect(result.model.wide).not.toBeNull();
     expect(result.model.wide!.data.some((v) => v !== 0)).toBe(true);
-    const about = { datasetSpec: dataset.spec, datasetFingerprint: dataset.fingerprint, holdout: "val" as const, candidateGenVersion: "none", pipeline: settings };
+    const about = {
+      datasetSpec: dataset.spec,
+      datasetFingerprint: dataset.fingerprint,
+      holdout: "val" as const,
+      candidateGenVersion: "none",
+      pipeline: settings,
+    };
     const ranker = rankerFromTraining(result, about);
     const dir = await mkdtemp(join(tmpdir(), "ranker-wd-"));
     try {

@@ -20,7 +20,13 @@ export const WIDE_MAX_SOURCES = 8;
 export const WIDE_SLOTS = 2 + WIDE_MAX_TAGS + WIDE_MAX_SOURCES + 1;
 
 /** Cross ids (the first hash input), for readers of the slots. */
-export const WIDE_CROSSES = ["item_x_last_item", "channel_x_last_channel", "tag_x_top_tag", "source_x_rank", "position_x_num_sources"] as const;
+export const WIDE_CROSSES = [
+  "item_x_last_item",
+  "channel_x_last_channel",
+  "tag_x_top_tag",
+  "source_x_rank",
+  "position_x_num_sources",
+] as const;
 
 const CROSS_ITEM = 1;
 const CROSS_CHANNEL = 2;
@@ -79,7 +85,14 @@ export interface WideCandidate {
 }
 
 /** Writes the WIDE_SLOTS hashed crosses of one candidate at out[offset..). */
-export function wideCrosses(user: WideUser, cand: WideCandidate, tagCodes: ArrayLike<number>, tagOffsets: ArrayLike<number>, out: Int32Array, offset: number): void {
+export function wideCrosses(
+  user: WideUser,
+  cand: WideCandidate,
+  tagCodes: ArrayLike<number>,
+  tagOffsets: ArrayLike<number>,
+  out: Int32Array,
+  offset: number,
+): void {
   out.fill(-1, offset, offset + WIDE_SLOTS);
   if (user.lastItem >= 0) out[offset] = hashCross(CROSS_ITEM, cand.item, user.lastItem);
   if (cand.channel >= 0 && user.lastChannel >= 0) out[offset + 1] = hashCross(CROSS_CHANNEL, cand.channel, user.lastChannel);

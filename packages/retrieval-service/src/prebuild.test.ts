@@ -118,7 +118,9 @@ describe("retrain status gauges", () => {
     expect(metricValue(text, "recsys_retrieval_retrain_last_outcome", { outcome: "refused" })).toBe(1);
     expect(metricValue(text, "recsys_retrieval_retrain_last_outcome", { outcome: "published" })).toBe(0);
     expect(metricValue(text, "recsys_retrieval_retrain_last_run_timestamp_seconds")).toBe(Date.parse("2026-12-07T06:00:00.000Z") / 1000);
-    expect(metricValue(text, "recsys_retrieval_retrain_last_published_timestamp_seconds")).toBe(Date.parse("2026-12-06T06:00:00.000Z") / 1000);
+    expect(metricValue(text, "recsys_retrieval_retrain_last_published_timestamp_seconds")).toBe(
+      Date.parse("2026-12-06T06:00:00.000Z") / 1000,
+    );
   });
 });
 
@@ -129,7 +131,9 @@ describe("a rollout without a version-mismatch window", () => {
     const q = randomVector(8, 5);
     const owned = (id: string) => shardOf(id, 2) === 0;
     // A user vector of model B before anything points at it: refused.
-    await expect(shard.client.search({ userVector: q, k: 5, modelVersion: catB.modelVersion })).rejects.toThrow(/FAILED_PRECONDITION|index from model/);
+    await expect(shard.client.search({ userVector: q, k: 5, modelVersion: catB.modelVersion })).rejects.toThrow(
+      /FAILED_PRECONDITION|index from model/,
+    );
     // The publisher points `next` at B: the shard preloads it and answers B's vectors from it.
     await publishBundle(join(root, "next"), join(root, "b"));
     await shard.stage.versions.checkNext();
@@ -140,7 +144,9 @@ describe("a rollout without a version-mismatch window", () => {
     // A deleted id is left out of the preloaded index's answers too.
     const victim = early.items[0]!.itemId;
     await shard.client.deleteItems({ itemIds: [victim] });
-    expect((await shard.client.search({ userVector: q, k: 5, modelVersion: catB.modelVersion })).items.map((i) => i.itemId)).not.toContain(victim);
+    expect((await shard.client.search({ userVector: q, k: 5, modelVersion: catB.modelVersion })).items.map((i) => i.itemId)).not.toContain(
+      victim,
+    );
     // The flip: the swap takes the preloaded index (no second load), and A's vectors still get answers.
     await publishBundle(link, join(root, "b"));
     expect(await shard.stage.model.checkNow()).toBe("swapped");

@@ -12,29 +12,14 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { mergeShardHits, shardOf } from "@recsys/ann";
 import { MAX_SEARCH_K, RetrievalService } from "@recsys/gen";
-import {
-  connect,
-  isServiceError,
-  loadConfig,
-  startService,
-  status,
-  type Client,
-  type RunningService,
-} from "@recsys/runtime";
+import { connect, isServiceError, loadConfig, startService, status, type Client, type RunningService } from "@recsys/runtime";
 import { memoryLogger, metricValue, scrapeMetrics } from "@recsys/runtime/testing";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STAGE, configSchema } from "./config.js";
 import { indexPath, journalPath } from "./paths.js";
 import { createRetrievalService, type RetrievalStage } from "./service.js";
-import {
-  bruteForceTopK,
-  publishBundle,
-  randomVector,
-  readCatalogue,
-  writeTinyBundle,
-  type Catalogue,
-} from "./test-helpers.js";
+import { bruteForceTopK, publishBundle, randomVector, readCatalogue, writeTinyBundle, type Catalogue } from "./test-helpers.js";
 
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "main.js");
 
@@ -184,8 +169,11 @@ describe("one shard, HNSW: search, writes, restart, reload", () => {
 
   it("rejects bad input with INVALID_ARGUMENT and a clear message, and keeps serving", async () => {
     const c = server.client;
-    await expectCode(c.search({ userVector: [1, 2, 3], k: 5 }), status.INVALID_ARGUMENT,
-      `user_vector has dimension 3, expected 8 (the index of model ${catA.modelVersion})`);
+    await expectCode(
+      c.search({ userVector: [1, 2, 3], k: 5 }),
+      status.INVALID_ARGUMENT,
+      `user_vector has dimension 3, expected 8 (the index of model ${catA.modelVersion})`,
+    );
     await expectCode(c.search({ userVector: [], k: 5 }), status.INVALID_ARGUMENT, /user_vector has dimension 0, expected 8/);
     await expectCode(c.search({ userVector: query, k: 0 }), status.INVALID_ARGUMENT, "k must be in 1..1000, got 0");
     await expectCode(c.search({ userVector: query, k: 5000 }), status.INVALID_ARGUMENT, "k must be in 1..1000, got 5000");
@@ -195,12 +183,26 @@ describe("one shard, HNSW: search, writes, restart, reload", () => {
     const inf = [...query];
     inf[7] = Infinity;
     await expectCode(c.search({ userVector: inf, k: 5 }), status.INVALID_ARGUMENT, "user_vector[7] must be a finite number, got Infinity");
-    await expectCode(c.search({ userVector: query, k: 5, excludedItemIds: ["1", ""] }), status.INVALID_ARGUMENT,
-      "excluded_item_ids[1] is required");
-    await expectCode(c.upsertItems({ items: [{ itemId: "x", vector: [1] }] }), status.INVALID_ARGUMENT,
-      /items\[0\]\.vector has dimension 1, expected 8/);
-    await expectCode(c.upsertItems({ items: [{ itemId: "x", vector: query }, { itemId: "x", vector: query }] }),
-      status.INVALID_ARGUMENT, 'items.item_id contains "x" more than once');
+    await expectCode(
+      c.search({ userVector: query, k: 5, excludedItemIds: ["1", ""] }),
+      status.INVALID_ARGUMENT,
+      "excluded_item_ids[1] is required",
+    );
+    await expectCode(
+      c.upsertItems({ items: [{ itemId: "x", vector: [1] }] }),
+      status.INVALID_ARGUMENT,
+      /items\[0\]\.vector has dimension 1, expected 8/,
+    );
+    await expectCode(
+      c.upsertItems({
+        items: [
+          { itemId: "x", vector: query },
+          { itemId: "x", vector: query },
+        ],
+      }),
+      status.INVALID_ARGUMENT,
+      'items.item_id contains "x" more than once',
+    );
     await expectCode(c.deleteItems({ itemIds: [""] }), status.INVALID_ARGUMENT, "item_ids[0] is required");
     const ok = await c.search({ userVector: query, k: 3 });
     expect(ok.items).toHaveLength(3);
@@ -217,7 +219,10 @@ describe("one shard, HNSW: search, writes, restart, reload", () => {
     expect(response.shard!.itemCount).toBe(catA.ids.length + 1);
     const found = await server.client.search({ userVector: query, k: 3 });
     expect(found.items[0]!.itemId).toBe("fresh-1");
-    expect(found.items[0]!.score).toBeCloseTo(query.reduce((s, v) => s + v * v * 10, 0), 4);
+    expect(found.items[0]!.score).toBeCloseTo(
+      query.reduce((s, v) => s + v * v * 10, 0),
+      4,
+    );
     await expectCode(
       server.client.upsertItems({ items: [{ itemId: "fresh-2", vector }], modelVersion: "cg-other" }),
       status.FAILED_PRECONDITION,
@@ -282,7 +287,9 @@ describe("one shard, HNSW: search, writes, restart, reload", () => {
     expect(ids(all.items)).not.toContain(lateVictim);
     expect(ids(all.items)).not.toContain("fresh-1"); // upserted in model A's embedding space
     // The previous version is still answered for a grace period (version-window.ts), another is refused.
-    expect((await server.client.search({ userVector: query, k: 5, modelVersion: catA.modelVersion })).version!.modelVersion).toBe(catA.modelVersion);
+    expect((await server.client.search({ userVector: query, k: 5, modelVersion: catA.modelVersion })).version!.modelVersion).toBe(
+      catA.modelVersion,
+    );
     await expectCode(
       server.client.search({ userVector: query, k: 5, modelVersion: "cg-other" }),
       status.FAILED_PRECONDITION,
@@ -312,7 +319,12 @@ describe("index files", () => {
     const indexDir = join(root, "index-compact");
     let server = await start({ INDEX_DIR: indexDir, INDEX_COMPACT_AFTER: "3" });
     const journal = journalPath(indexDir, catA.modelVersion, 0, 1);
-    await server.client.upsertItems({ items: [{ itemId: "n1", vector: randomVector(8, 11) }, { itemId: "n2", vector: randomVector(8, 12) }] });
+    await server.client.upsertItems({
+      items: [
+        { itemId: "n1", vector: randomVector(8, 11) },
+        { itemId: "n2", vector: randomVector(8, 12) },
+      ],
+    });
     expect((await stat(journal)).size).toBeGreaterThan(0);
     expect(logged(server, "index re-saved, upsert journal emptied")).toBe(false);
     await server.client.upsertItems({ items: [{ itemId: "n3", vector: randomVector(8, 13) }] });
@@ -370,9 +382,7 @@ describe("index files", () => {
       const q = randomVector(8, seed);
       const response = await server.client.search({ userVector: q, k: 7 });
       const expected = bruteForceTopK(catA, q, 7);
-      expect(response.items.map((item) => [item.itemId, item.score])).toEqual(
-        expected.map((h) => [h.id, Math.fround(h.score)]),
-      );
+      expect(response.items.map((item) => [item.itemId, item.score])).toEqual(expected.map((h) => [h.id, Math.fround(h.score)]));
     }
     await server.stop();
   });
@@ -381,7 +391,10 @@ describe("index files", () => {
 describe("two shards", () => {
   it("each shard holds only its items, and their merged results equal the unsharded result", async () => {
     const indexDir = join(root, "index-sharded");
-    const shards = [await start({ INDEX_DIR: indexDir, SHARD_INDEX: "0", SHARD_COUNT: "2" }), await start({ INDEX_DIR: indexDir, SHARD_INDEX: "1", SHARD_COUNT: "2" })];
+    const shards = [
+      await start({ INDEX_DIR: indexDir, SHARD_INDEX: "0", SHARD_COUNT: "2" }),
+      await start({ INDEX_DIR: indexDir, SHARD_INDEX: "1", SHARD_COUNT: "2" }),
+    ];
     const owned = [0, 1].map((i) => catA.ids.filter((id) => shardOf(id, 2) === i));
     expect(owned[0]!.length).toBeGreaterThan(0);
     expect(owned[1]!.length).toBeGreaterThan(0);
@@ -418,10 +431,19 @@ describe("the process", () => {
   type Child = ChildProcessByStdio<null, Readable, Readable>;
 
   /** Starts `node dist/main.js`; resolves with its ports once it logs "serving". */
-  function launch(env: Record<string, string>): Promise<{ child: Child; port: number; metricsPort: number; output: () => string; exited: Promise<number | null> }> {
+  function launch(
+    env: Record<string, string>,
+  ): Promise<{ child: Child; port: number; metricsPort: number; output: () => string; exited: Promise<number | null> }> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [MAIN], {
-        env: { PATH: process.env["PATH"] ?? "", GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", METRICS_PORT: "0", MODEL_POLL_INTERVAL: "0", ...env },
+        env: {
+          PATH: process.env["PATH"] ?? "",
+          GRPC_HOST: "127.0.0.1",
+          GRPC_PORT: "0",
+          METRICS_PORT: "0",
+          MODEL_POLL_INTERVAL: "0",
+          ...env,
+        },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let stdout = "";
@@ -481,7 +503,15 @@ describe("the process", () => {
 
   it("exits 1 with a clear message on inconsistent shard settings", async () => {
     const child = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env["PATH"] ?? "", MODEL_PATH: link, INDEX_DIR: join(root, "x"), SHARD_INDEX: "2", SHARD_COUNT: "2", GRPC_PORT: "0", METRICS_PORT: "0" },
+      env: {
+        PATH: process.env["PATH"] ?? "",
+        MODEL_PATH: link,
+        INDEX_DIR: join(root, "x"),
+        SHARD_INDEX: "2",
+        SHARD_COUNT: "2",
+        GRPC_PORT: "0",
+        METRICS_PORT: "0",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stderr = "";

@@ -9,13 +9,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { AnnError, shardOf, type SearchHit } from "@recsys/ann";
-import {
-  MAX_DELETE_ITEMS,
-  MAX_EXCLUDED_ITEMS,
-  MAX_SEARCH_K,
-  MAX_UPSERT_ITEMS,
-  RetrievalService,
-} from "@recsys/gen";
+import { MAX_DELETE_ITEMS, MAX_EXCLUDED_ITEMS, MAX_SEARCH_K, MAX_UPSERT_ITEMS, RetrievalService } from "@recsys/gen";
 import {
   RpcError,
   failedPrecondition,

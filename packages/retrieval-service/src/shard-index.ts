@@ -146,7 +146,11 @@ async function tryLoad(dir: string, head: BundleHead, settings: ShardIndexSettin
   if (index instanceof HnswIndex) {
     if (index.M !== settings.M || index.efConstruction !== settings.efConstruction) {
       logger.warn(
-        { dir, saved: { M: index.M, efConstruction: index.efConstruction }, wanted: { M: settings.M, efConstruction: settings.efConstruction } },
+        {
+          dir,
+          saved: { M: index.M, efConstruction: index.efConstruction },
+          wanted: { M: settings.M, efConstruction: settings.efConstruction },
+        },
         "saved index was built with other HNSW parameters: rebuilding it",
       );
       return undefined;
@@ -224,7 +228,10 @@ async function copyPrebuilt(bundleDir: string, dir: string, settings: ShardIndex
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  logger.info({ from: prebuilt, dir, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }, "prebuilt index copied from the bundle");
+  logger.info(
+    { from: prebuilt, dir, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
+    "prebuilt index copied from the bundle",
+  );
   return true;
 }
 
@@ -252,7 +259,10 @@ export async function openShardIndex(bundleDir: string, settings: ShardIndexSett
     index = await tryLoad(dir, head, settings);
     if (index === undefined) throw new Error(`the index just built in ${dir} cannot be loaded`);
   } else {
-    logger.info({ dir, items: index.size(), kind: index.kind, source }, source === "bundle" ? "index loaded from the bundle's prebuilt file" : "index loaded from file");
+    logger.info(
+      { dir, items: index.size(), kind: index.kind, source },
+      source === "bundle" ? "index loaded from the bundle's prebuilt file" : "index loaded from file",
+    );
   }
 
   const journalFile = journalPath(indexDir, head.modelVersion, shard, shardCount);

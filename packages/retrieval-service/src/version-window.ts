@@ -97,7 +97,13 @@ export class VersionWindow {
     this.loading = (async () => {
       try {
         const version = await readManifestVersion(link).catch(() => undefined);
-        if (version === undefined || version === this.options.current().modelVersion || version === this.preloaded?.modelVersion || version === this.failedVersion) return;
+        if (
+          version === undefined ||
+          version === this.options.current().modelVersion ||
+          version === this.preloaded?.modelVersion ||
+          version === this.failedVersion
+        )
+          return;
         await this.preload(link, version, logger);
       } finally {
         this.loading = undefined;
@@ -111,7 +117,10 @@ export class VersionWindow {
       const dir = await realpath(link);
       const started = performance.now();
       this.preloaded = await this.options.open(dir);
-      logger.info({ modelVersion: version, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }, "next bundle's index preloaded");
+      logger.info(
+        { modelVersion: version, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
+        "next bundle's index preloaded",
+      );
     } catch (error) {
       this.failedVersion = version;
       logger.warn({ err: error, modelVersion: version }, "cannot preload the next bundle's index (the swap will load it)");

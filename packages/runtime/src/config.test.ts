@@ -1,12 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  ConfigError,
-  describeSchema,
-  env,
-  loadConfig,
-  parseDurationMs,
-  runtimeConfigSchema,
-} from "./config.js";
+import { ConfigError, describeSchema, env, loadConfig, parseDurationMs, runtimeConfigSchema } from "./config.js";
 
 const schema = {
   NAME: env.string({ required: true }),

@@ -28,16 +28,7 @@ export class ConfigError extends Error {
   }
 }
 
-export type VarKind =
-  | "string"
-  | "int"
-  | "number"
-  | "port"
-  | "url"
-  | "enum"
-  | "bool"
-  | "duration"
-  | "list";
+export type VarKind = "string" | "int" | "number" | "port" | "url" | "enum" | "bool" | "duration" | "list";
 
 /** How one environment variable is parsed. `T` includes `undefined` when it is optional. */
 export interface VarSpec<T> {
@@ -76,12 +67,7 @@ interface SpecOptions<T> {
   readonly description?: string;
 }
 
-function spec<T>(
-  kind: VarKind,
-  options: SpecOptions<T> | undefined,
-  parse: (raw: string) => T,
-  values?: readonly string[],
-): VarSpec<T> {
+function spec<T>(kind: VarKind, options: SpecOptions<T> | undefined, parse: (raw: string) => T, values?: readonly string[]): VarSpec<T> {
   const out: VarSpec<T> = {
     kind,
     required: options?.required === true,
@@ -124,8 +110,7 @@ const FALSE_VALUES = new Set(["false", "0", "no", "off"]);
 
 /** Schema builders, one per kind of variable. */
 export const env = {
-  string: ((options?: SpecOptions<string>) =>
-    spec("string", options, (raw) => raw)) as Builder<string>,
+  string: ((options?: SpecOptions<string>) => spec("string", options, (raw) => raw)) as Builder<string>,
 
   int: ((options?: SpecOptions<number> & { min?: number; max?: number }) =>
     spec("int", options, (raw) =>
@@ -143,8 +128,7 @@ export const env = {
     })) as Builder<number, { readonly min?: number; readonly max?: number }>,
 
   /** A TCP port, 0..65535 (0 = any free port). */
-  port: ((options?: SpecOptions<number>) =>
-    spec("port", options, (raw) => parseInteger(raw, 0, 65535))) as Builder<number>,
+  port: ((options?: SpecOptions<number>) => spec("port", options, (raw) => parseInteger(raw, 0, 65535))) as Builder<number>,
 
   /** An absolute URL, returned as written. */
   url: ((options?: SpecOptions<string>) =>
@@ -154,10 +138,7 @@ export const env = {
     })) as Builder<string>,
 
   /** One of a fixed set of strings. */
-  enum: (<const V extends string>(
-    values: readonly V[],
-    options?: SpecOptions<V>,
-  ) =>
+  enum: (<const V extends string>(values: readonly V[], options?: SpecOptions<V>) =>
     spec(
       "enum",
       options,
@@ -170,10 +151,7 @@ export const env = {
       values,
     )) as {
     <const V extends string>(values: readonly V[], options: CommonOptions & Presence<V>): VarSpec<V>;
-    <const V extends string>(
-      values: readonly V[],
-      options?: CommonOptions & { readonly required?: false },
-    ): VarSpec<V | undefined>;
+    <const V extends string>(values: readonly V[], options?: CommonOptions & { readonly required?: false }): VarSpec<V | undefined>;
   },
 
   /** true/false, 1/0, yes/no, on/off (case-insensitive). */
@@ -186,8 +164,7 @@ export const env = {
     })) as Builder<boolean>,
 
   /** A duration ("500ms", "2s", "1m", "1h", or bare milliseconds), as milliseconds. */
-  duration: ((options?: SpecOptions<number>) =>
-    spec("duration", options, parseDurationMs)) as Builder<number>,
+  duration: ((options?: SpecOptions<number>) => spec("duration", options, parseDurationMs)) as Builder<number>,
 
   /** A comma-separated list; items are trimmed and empty items dropped. */
   list: ((options?: SpecOptions<readonly string[]>) =>
@@ -215,10 +192,7 @@ export function loadConfig<S extends ConfigSchema>(
     const raw = environment[name]?.trim();
     if (raw === undefined || raw === "") {
       if (varSpec.required) {
-        throw new ConfigError(
-          name,
-          `${name} is required but not set${varSpec.description ? ` (${varSpec.description})` : ""}`,
-        );
+        throw new ConfigError(name, `${name} is required but not set${varSpec.description ? ` (${varSpec.description})` : ""}`);
       }
       out[name] = varSpec.default;
       continue;
@@ -285,8 +259,7 @@ export const runtimeConfigSchema = {
   }),
   SHUTDOWN_DELAY: env.duration({
     default: 0,
-    description:
-      "after SIGTERM, keep serving while reporting NOT_SERVING so load balancers notice",
+    description: "after SIGTERM, keep serving while reporting NOT_SERVING so load balancers notice",
   }),
   DRAIN_TIMEOUT: env.duration({
     default: 15_000,

@@ -5,14 +5,7 @@
  * handler). Throws INVALID_ARGUMENT naming the first field that breaks a rule.
  */
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
-import {
-  FIELD_RULES,
-  ID_FIELD_PATTERN,
-  ID_MAX_LENGTH,
-  MAX_TIMESTAMP_SECONDS,
-  MIN_TIMESTAMP_SECONDS,
-  type FieldRule,
-} from "@recsys/gen";
+import { FIELD_RULES, ID_FIELD_PATTERN, ID_MAX_LENGTH, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS, type FieldRule } from "@recsys/gen";
 import { invalidArgument } from "@recsys/transport";
 
 const TIMESTAMP = "google.protobuf.Timestamp";
@@ -85,7 +78,8 @@ export function checkContractRules(desc: DescMessage, message: unknown, path = "
       case "list": {
         const list = value as unknown[];
         if (field.listKind === "scalar") for (let i = 0; i < list.length; i++) checkScalar(field, field.scalar, list[i], `${at}[${i}]`);
-        else if (field.listKind === "message") for (let i = 0; i < list.length; i++) checkContractRules(field.message, list[i], `${at}[${i}]`);
+        else if (field.listKind === "message")
+          for (let i = 0; i < list.length; i++) checkContractRules(field.message, list[i], `${at}[${i}]`);
         break;
       }
       case "map": {

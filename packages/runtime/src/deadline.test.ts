@@ -81,11 +81,7 @@ describe.each(["http2", "grpc-js"] as const)("deadline propagation (%s transport
       ],
     });
     running.push(upstream);
-    const client: Client<typeof CandidateGenerationService.method> = connect(
-      CandidateGenerationService,
-      upstream.address,
-      { transport },
-    );
+    const client: Client<typeof CandidateGenerationService.method> = connect(CandidateGenerationService, upstream.address, { transport });
     clients.push(client);
     return { seen, client, carried };
   }

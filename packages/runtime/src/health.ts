@@ -19,10 +19,7 @@ export type HealthStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKN
 /** The grpc-js definition of grpc.health.v1.Health (methods Check, Watch, List). */
 export const healthService = healthServiceDefinition as unknown as grpc.ServiceDefinition;
 
-const checkMethod = healthService["Check"] as grpc.MethodDefinition<
-  { service: string },
-  { status: HealthStatus }
->;
+const checkMethod = healthService["Check"] as grpc.MethodDefinition<{ service: string }, { status: HealthStatus }>;
 
 export interface CheckHealthOptions {
   /** Service to ask about; "" (default) is the server as a whole. */

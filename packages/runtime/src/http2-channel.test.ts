@@ -29,7 +29,12 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((service) => service.stop("test done")));
 });
 
-const OPTIONS: Http2ChannelOptions = { maxMessageBytes: 1 << 20, keepaliveTimeMs: 30_000, keepaliveTimeoutMs: 10_000, loadBalancing: "round_robin" };
+const OPTIONS: Http2ChannelOptions = {
+  maxMessageBytes: 1 << 20,
+  keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+  loadBalancing: "round_robin",
+};
 
 interface Seen {
   calls: number;
@@ -75,7 +80,10 @@ async function startRanking(host = "127.0.0.1", port = 0): Promise<{ service: Ru
   return { service, seen };
 }
 
-function client(target: string, options: Partial<Http2ChannelOptions> = {}): { channel: Http2Channel; ranking: Client<typeof RankingService.method> } {
+function client(
+  target: string,
+  options: Partial<Http2ChannelOptions> = {},
+): { channel: Http2Channel; ranking: Client<typeof RankingService.method> } {
   const channel = new Http2Channel(target, { ...OPTIONS, ...options });
   closers.push(() => channel.close());
   return { channel, ranking: createClient(RankingService, channel) };
@@ -85,7 +93,13 @@ function client(target: string, options: Partial<Http2ChannelOptions> = {}): { c
 async function untilAnswered(ranking: Client<typeof RankingService.method>): Promise<boolean> {
   const until = Date.now() + 5000;
   while (Date.now() < until) {
-    if (await ranking.rank(request("u")).then(() => true, () => false)) return true;
+    if (
+      await ranking.rank(request("u")).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;
@@ -119,7 +133,9 @@ describe("Http2Channel", () => {
     expect(error.message).toBe("8 RESOURCE_EXHAUSTED: over quota: 100% used");
 
     // Concurrent calls share the connection.
-    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => ranking.rank({ context: { userId: `u${i}` }, candidates: [{ itemId: `i${i}` }] })));
+    const many = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => ranking.rank({ context: { userId: `u${i}` }, candidates: [{ itemId: `i${i}` }] })),
+    );
     expect(many.map((r) => r.items[0]!.itemId)).toEqual(Array.from({ length: 50 }, (_, i) => `i${i}`));
   });
 
@@ -202,7 +218,9 @@ describe("Http2Channel", () => {
       const service = await startService({
         stage: "channel_test",
         config: testConfig({ GRPC_SERVER: server }),
-        services: [implement(RankingService, { rank: async (r) => ({ items: r.candidates.map((c) => ({ itemId: c.itemId, score: 1 })) }) })],
+        services: [
+          implement(RankingService, { rank: async (r) => ({ items: r.candidates.map((c) => ({ itemId: c.itemId, score: 1 })) }) }),
+        ],
       });
       running.push(service);
       for (const compression of ["gzip", "deflate", "identity"] as const) {
@@ -271,7 +289,14 @@ describe("Http2Channel", () => {
     await new Promise((r) => setTimeout(r, 300));
     await second.service.stop("gone");
     running.splice(running.indexOf(second.service), 1);
-    const after = await Promise.all(Array.from({ length: 10 }, () => ranking.rank(request("u")).then((r) => r.version?.component, (e: unknown) => (isServiceError(e) ? status[e.code] : String(e)))));
+    const after = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        ranking.rank(request("u")).then(
+          (r) => r.version?.component,
+          (e: unknown) => (isServiceError(e) ? status[e.code] : String(e)),
+        ),
+      ),
+    );
     expect(after.filter((h) => h === "127.0.0.1").length).toBeGreaterThanOrEqual(9);
   });
 
@@ -300,7 +325,10 @@ describe("Http2Channel", () => {
       for (const socket of sockets) socket.destroy();
       return new Promise<void>((resolve) => silent.close(() => resolve()));
     });
-    const { ranking } = client(`127.0.0.1:${(silent.address() as net.AddressInfo).port}`, { keepaliveTimeMs: 100, keepaliveTimeoutMs: 100 });
+    const { ranking } = client(`127.0.0.1:${(silent.address() as net.AddressInfo).port}`, {
+      keepaliveTimeMs: 100,
+      keepaliveTimeoutMs: 100,
+    });
     const started = Date.now();
     const error = await rejection(ranking.rank(request("u"), { deadline: Date.now() + 10_000 }));
     expect(error.code).toBe(status.UNAVAILABLE);
@@ -343,7 +371,10 @@ describe("Http2Channel", () => {
       connections += 1;
       const outbound = net.connect(service.port, "127.0.0.1");
       inbound.pipe(outbound).pipe(inbound);
-      for (const [a, b] of [[inbound, outbound], [outbound, inbound]] as const) {
+      for (const [a, b] of [
+        [inbound, outbound],
+        [outbound, inbound],
+      ] as const) {
         a.on("error", () => b.destroy());
         a.on("close", () => b.destroy());
       }
@@ -356,7 +387,9 @@ describe("Http2Channel", () => {
     while (Date.now() < until) {
       // A few calls at once, so that some are in flight when a GOAWAY arrives.
       await Promise.all(
-        Array.from({ length: 4 }, () => ranking.rank(request("u")).catch((e: unknown) => failures.push(isServiceError(e) ? `${status[e.code]} ${e.details}` : String(e)))),
+        Array.from({ length: 4 }, () =>
+          ranking.rank(request("u")).catch((e: unknown) => failures.push(isServiceError(e) ? `${status[e.code]} ${e.details}` : String(e))),
+        ),
       );
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -115,7 +115,14 @@ describe("import graph of @recsys/transport and @recsys/runtime", () => {
       ["self", ["self"]],
     ]);
     expect(cycles(sample)).toEqual([["deadline", "grpc-adapter"], ["self"]]);
-    expect(cycles(new Map([["a", ["b"]], ["b", []]]))).toEqual([]);
+    expect(
+      cycles(
+        new Map([
+          ["a", ["b"]],
+          ["b", []],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   it("reads the modules of both packages", () => {

@@ -16,9 +16,7 @@ export const METRIC_LABEL_METHOD = "method";
 export const METRIC_LABEL_CODE = "code";
 
 /** Latency buckets in seconds: 1ms .. 10s. */
-export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
-  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-];
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 const STAGE_PATTERN = /^[a-z][a-z0-9_]*$/;
 

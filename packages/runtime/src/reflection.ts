@@ -32,9 +32,7 @@ export function fileDescriptorProtos(files: Iterable<DescFile>): Buffer[] {
 
 /** The health service's serialized descriptors, as loaded by grpc-health-check. */
 function healthDescriptorProtos(): Buffer[] {
-  const check = (healthService as unknown as Record<string, { requestType?: { fileDescriptorProtos?: unknown } }>)[
-    "Check"
-  ];
+  const check = (healthService as unknown as Record<string, { requestType?: { fileDescriptorProtos?: unknown } }>)["Check"];
   const protos = check?.requestType?.fileDescriptorProtos;
   return Array.isArray(protos) ? (protos as Buffer[]) : [];
 }

@@ -168,7 +168,9 @@ describe("watchModel reloads", () => {
     let text = await metrics();
     expect(metricValue(text, "recsys_reload_test_model_reload_failures_total")).toBe(1);
     expect(metricValue(text, "recsys_reload_test_model_info", { model_version: "v1" })).toBe(1);
-    expect(logs.lines.some((l) => l.msg === "new model failed to load; the current model keeps serving" && l.modelVersion === "v2")).toBe(true);
+    expect(logs.lines.some((l) => l.msg === "new model failed to load; the current model keeps serving" && l.modelVersion === "v2")).toBe(
+      true,
+    );
 
     // A missing manifest (e.g. mid-replacement of a directory) is a failure too.
     await publish(join(root, "nowhere"));

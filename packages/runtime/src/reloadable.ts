@@ -181,9 +181,7 @@ export async function watchModel<T>(options: WatchModelOptions<T>): Promise<Mode
     throw new Error(`pollMs must be a number >= 0, got ${options.pollMs}`);
   }
   const metrics =
-    options.registry !== undefined && options.stage !== undefined
-      ? reloadMetrics(options.stage, options.registry)
-      : undefined;
+    options.registry !== undefined && options.stage !== undefined ? reloadMetrics(options.stage, options.registry) : undefined;
 
   let dir: string;
   try {
@@ -209,10 +207,7 @@ export async function watchModel<T>(options: WatchModelOptions<T>): Promise<Mode
     await probe(path).catch(() => undefined);
   }
   metrics?.info.set({ model_version: version }, 1);
-  logger.info(
-    { modelVersion: version, path, dir, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) },
-    "model loaded",
-  );
+  logger.info({ modelVersion: version, path, dir, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) }, "model loaded");
 
   let closed = false;
   let running: Promise<ReloadOutcome> | undefined;
@@ -293,7 +288,10 @@ export async function watchModel<T>(options: WatchModelOptions<T>): Promise<Mode
     } catch (error) {
       shouldReport(key);
       metrics?.failures.inc();
-      logger.error({ err: error, modelVersion: nextVersion }, "preparing the new model for the swap failed; the current model keeps serving");
+      logger.error(
+        { err: error, modelVersion: nextVersion },
+        "preparing the new model for the swap failed; the current model keeps serving",
+      );
       await retire(next);
       return "failed";
     }

@@ -6,14 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, createFileRegistry, fromBinary, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import {
-  CandidateSource,
-  MAX_RANK_CANDIDATES,
-  RankingService,
-  RankRequestSchema,
-  RetrievalService,
-  type RankRequest,
-} from "@recsys/gen";
+import { CandidateSource, MAX_RANK_CANDIDATES, RankingService, RankRequestSchema, RetrievalService, type RankRequest } from "@recsys/gen";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   type Client,
@@ -32,7 +25,6 @@ import type { RuntimeConfig } from "./config.js";
 import { startService, type RunningService } from "./service.js";
 import { memoryLogger, metricValue, rejection, scrapeMetrics, testConfig } from "./testing/index.js";
 import { requireMaxItems, validateUserContext } from "./validate.js";
-
 
 /** The server every test of the parametrised blocks below starts (GRPC_SERVER). */
 let server: RuntimeConfig["GRPC_SERVER"] = "http2";
@@ -80,7 +72,6 @@ async function startRanking(stage = "ranking_test") {
   return { service, client, logs };
 }
 
-
 const context = { userId: "u1", watchHistory: [{ itemId: "i9" }] };
 const candidates = [
   {
@@ -123,12 +114,8 @@ describe.each(["http2", "grpc-js"] as const)("on the %s server", (kind) => {
 
       const metrics = await scrapeMetrics(service.metricsPort);
       expect(metricValue(metrics, "recsys_ranking_test_grpc_requests_total", { method: RANK, code: "OK" })).toBe(2);
-      expect(
-        metricValue(metrics, "recsys_ranking_test_grpc_request_duration_seconds_count", { method: RANK }),
-      ).toBe(2);
-      expect(
-        metricValue(metrics, "recsys_ranking_test_grpc_request_duration_seconds_bucket", { method: RANK, le: "+Inf" }),
-      ).toBe(2);
+      expect(metricValue(metrics, "recsys_ranking_test_grpc_request_duration_seconds_count", { method: RANK })).toBe(2);
+      expect(metricValue(metrics, "recsys_ranking_test_grpc_request_duration_seconds_bucket", { method: RANK, le: "+Inf" })).toBe(2);
       expect(metricValue(metrics, "recsys_ranking_test_grpc_requests_in_flight")).toBe(0);
       // Default process metrics are there too.
       expect(metrics).toMatch(/^process_cpu_user_seconds_total /m);
@@ -149,9 +136,7 @@ describe.each(["http2", "grpc-js"] as const)("on the %s server", (kind) => {
       expect(err.stack).toMatch(/service\.test\.ts/);
 
       const metrics = await scrapeMetrics(service.metricsPort);
-      expect(metricValue(metrics, "recsys_ranking_test_grpc_requests_total", { method: RANK, code: "INTERNAL" })).toBe(
-        1,
-      );
+      expect(metricValue(metrics, "recsys_ranking_test_grpc_requests_total", { method: RANK, code: "INTERNAL" })).toBe(1);
     });
 
     it("returns INTERNAL with a generic message for a response that cannot be encoded", async () => {
@@ -203,9 +188,7 @@ describe.each(["http2", "grpc-js"] as const)("on the %s server", (kind) => {
       expect(overLimit.details).toBe(`candidates has ${MAX_RANK_CANDIDATES + 1} entries, at most 2000 allowed`);
 
       const metrics = await scrapeMetrics(service.metricsPort);
-      expect(
-        metricValue(metrics, "recsys_ranking_test_grpc_requests_total", { method: RANK, code: "INVALID_ARGUMENT" }),
-      ).toBe(4);
+      expect(metricValue(metrics, "recsys_ranking_test_grpc_requests_total", { method: RANK, code: "INVALID_ARGUMENT" })).toBe(4);
     });
 
     it("answers INVALID_ARGUMENT to request bytes that are not a valid message, and stays up", async () => {
@@ -232,8 +215,21 @@ describe.each(["http2", "grpc-js"] as const)("on the %s server", (kind) => {
       const server = new grpc.Server();
       const passBytes = (bytes: Buffer): Buffer => bytes;
       server.addService(
-        { rank: { path: `/${RANK}`, requestStream: false, responseStream: false, requestSerialize: passBytes, requestDeserialize: passBytes, responseSerialize: passBytes, responseDeserialize: passBytes } },
-        { rank: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => callback(null, Buffer.from([0x0a, 100, 1])) },
+        {
+          rank: {
+            path: `/${RANK}`,
+            requestStream: false,
+            responseStream: false,
+            requestSerialize: passBytes,
+            requestDeserialize: passBytes,
+            responseSerialize: passBytes,
+            responseDeserialize: passBytes,
+          },
+        },
+        {
+          rank: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) =>
+            callback(null, Buffer.from([0x0a, 100, 1])),
+        },
       );
       const port = await new Promise<number>((resolve, reject) =>
         server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
@@ -265,9 +261,7 @@ describe.each(["http2", "grpc-js"] as const)("on the %s server", (kind) => {
       const metricsB = await scrapeMetrics(b.service.metricsPort);
       expect(metricValue(metricsA, "recsys_stage_a_grpc_requests_total", { method: RANK, code: "OK" })).toBe(1);
       expect(metricsA).not.toMatch(/recsys_stage_b_/);
-      expect(metricValue(metricsB, "recsys_stage_b_grpc_requests_total", { method: RANK, code: "OK" })).toBe(
-        undefined,
-      );
+      expect(metricValue(metricsB, "recsys_stage_b_grpc_requests_total", { method: RANK, code: "OK" })).toBe(undefined);
     });
 
     it("cancels a call when the client's AbortSignal fires", async () => {
@@ -324,7 +318,11 @@ describe.each(["http2", "grpc-js"] as const)("on the %s server", (kind) => {
           implement(RankingService, {
             rank(request) {
               const code = request.context?.userId === "late" ? status.DEADLINE_EXCEEDED : status.UNAVAILABLE;
-              throw Object.assign(new Error(`${code} downstream`), { code, details: "Deadline exceeded after 0.095s", metadata: new grpc.Metadata() });
+              throw Object.assign(new Error(`${code} downstream`), {
+                code,
+                details: "Deadline exceeded after 0.095s",
+                metadata: new grpc.Metadata(),
+              });
             },
           }),
         ],

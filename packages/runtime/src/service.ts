@@ -14,14 +14,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageShape } from "@bufbuild/protobuf";
 import { Registry } from "prom-client";
-import {
-  ConfigError,
-  loadConfig,
-  type ConfigOf,
-  type ConfigSchema,
-  type RuntimeConfig,
-  runtimeConfigSchema,
-} from "./config.js";
+import { ConfigError, loadConfig, type ConfigOf, type ConfigSchema, type RuntimeConfig, runtimeConfigSchema } from "./config.js";
 import { checkContractRules } from "./contract-rules.js";
 import {
   type CallContext,
@@ -145,17 +138,16 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
     try {
       return fromBinary(method.input, bytes);
     } catch (error) {
-      throw invalidArgument(`the request is not a valid ${method.input.typeName}: ${error instanceof Error ? error.message : String(error)}`);
+      throw invalidArgument(
+        `the request is not a valid ${method.input.typeName}: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   };
 
   const wrap = (method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) => {
     const path = methodPath(method);
     const label = path.slice(1);
-    return (
-      call: grpc.ServerUnaryCall<Buffer, Buffer>,
-      callback: grpc.sendUnaryData<Buffer>,
-    ): void => {
+    return (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void => {
       const started = process.hrtime.bigint();
       // The per-call child logger is made only when something is logged (most calls log nothing).
       let childLogger: Logger | undefined;
@@ -173,11 +165,7 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
       inFlight += 1;
       metrics.inFlight.set(inFlight);
       let finished = false;
-      const finish = (
-        code: grpc.status,
-        error: Partial<grpc.StatusObject> | null,
-        response?: Buffer,
-      ): void => {
+      const finish = (code: grpc.status, error: Partial<grpc.StatusObject> | null, response?: Buffer): void => {
         if (finished) return;
         finished = true;
         call.off("cancelled", onCancelled);
@@ -286,10 +274,8 @@ export async function startService(options: StartServiceOptions): Promise<Runnin
   }
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      bindAddress(config.GRPC_HOST, config.GRPC_PORT),
-      grpc.ServerCredentials.createInsecure(),
-      (error, boundPort) => (error ? reject(error) : resolve(boundPort)),
+    server.bindAsync(bindAddress(config.GRPC_HOST, config.GRPC_PORT), grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
+      error ? reject(error) : resolve(boundPort),
     );
   });
   let metricsServer: MetricsServer;
@@ -382,9 +368,7 @@ export interface RunServiceOptions<S extends ConfigSchema> {
   /** The stage's schema; spread `runtimeConfigSchema` into it. */
   readonly configSchema: S;
   /** Loads models, opens clients, ... and returns the services to serve. */
-  readonly setup: (
-    setup: ServiceSetup<ConfigOf<S>>,
-  ) => Promise<readonly ServiceRegistration[]> | readonly ServiceRegistration[];
+  readonly setup: (setup: ServiceSetup<ConfigOf<S>>) => Promise<readonly ServiceRegistration[]> | readonly ServiceRegistration[];
   /** Default process.env. */
   readonly environment?: Readonly<Record<string, string | undefined>>;
   /** Called after a graceful stop, before the process exits (close clients, flush, ...). */
@@ -395,9 +379,7 @@ export interface RunServiceOptions<S extends ConfigSchema> {
  * The main of a stage: config -> setup -> startService, SIGTERM/SIGINT -> stop -> exit.
  * Exits 1 with the reason on stderr (config) or in the log (setup, bind) when startup fails.
  */
-export async function runService<S extends typeof runtimeConfigSchema>(
-  options: RunServiceOptions<S>,
-): Promise<RunningService> {
+export async function runService<S extends typeof runtimeConfigSchema>(options: RunServiceOptions<S>): Promise<RunningService> {
   let config: ConfigOf<S>;
   try {
     config = loadConfig(options.configSchema, options.environment);

@@ -18,7 +18,10 @@ describe("SERVING_NODE_FLAGS", () => {
 describe("runtimeFlagsToApply", () => {
   it("leaves out the flags the command line sets, in either sense and spelling", () => {
     expect(runtimeFlagsToApply([])).toEqual([...RUNTIME_V8_FLAGS]);
-    expect(runtimeFlagsToApply(["--heap-growing-percent=300", "--inspect"])).toEqual(["--no-allocation-site-pretenuring", "--no-memory-reducer"]);
+    expect(runtimeFlagsToApply(["--heap-growing-percent=300", "--inspect"])).toEqual([
+      "--no-allocation-site-pretenuring",
+      "--no-memory-reducer",
+    ]);
     expect(runtimeFlagsToApply(["--allocation_site_pretenuring", "--memory-reducer"])).toEqual(["--heap-growing-percent=100"]);
     expect(runtimeFlagsToApply([...SERVING_NODE_FLAGS])).toEqual([]);
   });

@@ -13,7 +13,10 @@ describe("timestamps", () => {
       const ts = { seconds: 1n, nanos };
       expect(validTimestamp(ts)).toBe(false);
       expect(() => requireValidTimestamp(ts, "context.request_time")).toThrow(
-        expect.objectContaining({ code: status.INVALID_ARGUMENT, message: `context.request_time.nanos must be in 0..999999999, got ${nanos}` }),
+        expect.objectContaining({
+          code: status.INVALID_ARGUMENT,
+          message: `context.request_time.nanos must be in 0..999999999, got ${nanos}`,
+        }),
       );
     }
     for (const nanos of [0, 999_999_999]) expect(validTimestamp({ seconds: -5n, nanos })).toBe(true);

@@ -4,12 +4,7 @@
  * "count must be in 1..500, got 0".
  */
 import type { UserContext } from "@recsys/gen";
-import {
-  MAX_ID_LENGTH,
-  MAX_QUERY_LENGTH,
-  MAX_SEARCH_HISTORY,
-  MAX_WATCH_HISTORY,
-} from "@recsys/gen";
+import { MAX_ID_LENGTH, MAX_QUERY_LENGTH, MAX_SEARCH_HISTORY, MAX_WATCH_HISTORY } from "@recsys/gen";
 import { invalidArgument } from "@recsys/transport";
 
 /** A required string field: non-empty and at most `maxLength` code units. */
@@ -104,7 +99,8 @@ export function validateUserContext(context: UserContext | undefined, field = "c
   });
   requireMaxItems(value.searchHistory, MAX_SEARCH_HISTORY, `${field}.search_history`);
   value.searchHistory.forEach((search, i) => {
-    if (emptyOrTooLong(search.query, MAX_QUERY_LENGTH)) requireNonEmpty(search.query, `${field}.search_history[${i}].query`, MAX_QUERY_LENGTH);
+    if (emptyOrTooLong(search.query, MAX_QUERY_LENGTH))
+      requireNonEmpty(search.query, `${field}.search_history[${i}].query`, MAX_QUERY_LENGTH);
   });
   return value;
 }

@@ -24,7 +24,11 @@ export function userSequences(dataset: Dataset, rows: Int32Array): Int32Array[] 
  * (its last maxLength items), dotted with every item's embedding. States are computed in batches
  * the first time a (user, history length) pair is asked for... simply: per call, one sequence.
  */
-export function sequenceScorer(model: SequenceModel, dataset: Dataset, name = "sequence"): UserScorer & { precompute(histories: readonly (Int32Array | null)[]): void } {
+export function sequenceScorer(
+  model: SequenceModel,
+  dataset: Dataset,
+  name = "sequence",
+): UserScorer & { precompute(histories: readonly (Int32Array | null)[]): void } {
   const d = model.dim;
   let states: Float32Array | null = null;
   let lengths: Int32Array | null = null;

@@ -123,7 +123,8 @@ export class SasRecEncoder implements SequenceEncoder {
 
   encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {
     const [batch, length, d] = inputs.x.shape;
-    if (length !== this.maxLength || d !== this.dim) throw new Error(`SasRecEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
+    if (length !== this.maxLength || d !== this.dim)
+      throw new Error(`SasRecEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
     if (inputs.attentionMask === null) throw new Error("SasRecEncoder: attentionMask is required");
     const n = batch * length;
     const keep = tf.reshape(inputs.mask, [n, 1]);
@@ -175,7 +176,8 @@ export class Gru4RecEncoder implements SequenceEncoder {
 
   encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {
     const [batch, length, d] = inputs.x.shape;
-    if (length !== this.maxLength || d !== this.dim) throw new Error(`Gru4RecEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
+    if (length !== this.maxLength || d !== this.dim)
+      throw new Error(`Gru4RecEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
     return tf.reshape(dropout(this.states(inputs, dropout)), [batch * length, d]) as tf.Tensor2D;
   }
 
@@ -183,7 +185,11 @@ export class Gru4RecEncoder implements SequenceEncoder {
   states(inputs: EncodeInputs, dropout: Dropout): tf.Tensor3D {
     const [batch, length, d] = inputs.x.shape;
     const n = batch * length;
-    const xw = tf.reshape(dense(tf.reshape(dropout(inputs.x), [n, d]) as tf.Tensor2D, this.wx as tf.Tensor2D, this.bx as tf.Tensor1D), [batch, length, 3 * d]);
+    const xw = tf.reshape(dense(tf.reshape(dropout(inputs.x), [n, d]) as tf.Tensor2D, this.wx as tf.Tensor2D, this.bx as tf.Tensor1D), [
+      batch,
+      length,
+      3 * d,
+    ]);
     const steps = tf.unstack(xw, 1) as tf.Tensor2D[];
     const masks = tf.unstack(tf.reshape(inputs.mask, [batch, length, 1]), 1) as tf.Tensor2D[];
     let h: tf.Tensor2D = tf.zeros([batch, d]);
@@ -215,7 +221,14 @@ function visibility(attentionMask: tf.Tensor3D | null, who: string): tf.Tensor3D
 function additiveAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor1D, values: tf.Tensor3D, visible: tf.Tensor3D): tf.Tensor3D {
   const [batch, length, d] = q.shape;
   const z = tf.sigmoid(tf.add(tf.reshape(q, [batch, length, 1, d]), tf.reshape(k, [batch, 1, length, d])));
-  const alpha = tf.mul(tf.reshape(mm(tf.reshape(z, [batch * length * length, d]) as tf.Tensor2D, tf.reshape(v, [d, 1]) as tf.Tensor2D), [batch, length, length]), visible) as tf.Tensor3D;
+  const alpha = tf.mul(
+    tf.reshape(mm(tf.reshape(z, [batch * length * length, d]) as tf.Tensor2D, tf.reshape(v, [d, 1]) as tf.Tensor2D), [
+      batch,
+      length,
+      length,
+    ]),
+    visible,
+  ) as tf.Tensor3D;
   return bmm(alpha, values);
 }
 
@@ -251,7 +264,8 @@ export class NarmEncoder implements SequenceEncoder {
 
   encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {
     const [batch, length, d] = inputs.x.shape;
-    if (length !== this.maxLength || d !== this.dim) throw new Error(`NarmEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
+    if (length !== this.maxLength || d !== this.dim)
+      throw new Error(`NarmEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
     const n = batch * length;
     const visible = visibility(inputs.attentionMask, "NarmEncoder");
     const h = this.gru.states(inputs, dropout);
@@ -304,7 +318,8 @@ export class StampEncoder implements SequenceEncoder {
 
   encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {
     const [batch, length, d] = inputs.x.shape;
-    if (length !== this.maxLength || d !== this.dim) throw new Error(`StampEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
+    if (length !== this.maxLength || d !== this.dim)
+      throw new Error(`StampEncoder: input [${inputs.x.shape}] does not match L=${this.maxLength}, d=${this.dim}`);
     const n = batch * length;
     const visible = visibility(inputs.attentionMask, "StampEncoder");
     const x = dropout(inputs.x);
@@ -312,7 +327,11 @@ export class StampEncoder implements SequenceEncoder {
     // m_t: the mean of the visible items (a prefix average), from the visibility matrix.
     const counts = tf.maximum(tf.sum(visible, -1, true), 1);
     const mean = tf.reshape(bmm(tf.div(visible, counts) as tf.Tensor3D, x), [n, d]) as tf.Tensor2D;
-    const q = tf.reshape(tf.add(tf.add(mm(x2, this.w2 as tf.Tensor2D), mm(mean, this.w3 as tf.Tensor2D)), this.ba), [batch, length, d]) as tf.Tensor3D;
+    const q = tf.reshape(tf.add(tf.add(mm(x2, this.w2 as tf.Tensor2D), mm(mean, this.w3 as tf.Tensor2D)), this.ba), [
+      batch,
+      length,
+      d,
+    ]) as tf.Tensor3D;
     const k = tf.reshape(mm(x2, this.w1 as tf.Tensor2D), [batch, length, d]) as tf.Tensor3D;
     const ma = tf.reshape(additiveAttention(q, k, this.w0 as tf.Tensor1D, x, visible), [n, d]) as tf.Tensor2D;
     const hs = tf.tanh(dense(ma, this.wa as tf.Tensor2D, this.bMa as tf.Tensor1D));

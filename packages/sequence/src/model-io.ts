@@ -23,7 +23,12 @@ export interface SequenceManifest {
   readonly training?: Readonly<Record<string, unknown>>;
 }
 
-export async function saveSequenceModel(dir: string, model: SequenceModel, itemIds: readonly string[], training?: Record<string, unknown>): Promise<void> {
+export async function saveSequenceModel(
+  dir: string,
+  model: SequenceModel,
+  itemIds: readonly string[],
+  training?: Record<string, unknown>,
+): Promise<void> {
   if (itemIds.length !== model.numItems) throw new Error(`saveSequenceModel: ${itemIds.length} item ids for ${model.numItems} items`);
   await mkdir(dir, { recursive: true });
   const arrays: Float32Array[] = [model.items.data, ...model.encoder.variables.map((v) => v.dataSync() as Float32Array)];
@@ -35,7 +40,14 @@ export async function saveSequenceModel(dir: string, model: SequenceModel, itemI
     flat.set(a, o);
     o += a.length;
   }
-  const manifest: SequenceManifest = { format: SEQUENCE_FORMAT, encoder: model.config, itemIds, shapes, savedAt: new Date().toISOString(), ...(training === undefined ? {} : { training }) };
+  const manifest: SequenceManifest = {
+    format: SEQUENCE_FORMAT,
+    encoder: model.config,
+    itemIds,
+    shapes,
+    savedAt: new Date().toISOString(),
+    ...(training === undefined ? {} : { training }),
+  };
   await writeFile(join(dir, "weights.f32.tmp"), new Uint8Array(flat.buffer));
   await rename(join(dir, "weights.f32.tmp"), join(dir, "weights.f32"));
   await writeFile(join(dir, "manifest.json.tmp"), `${JSON.stringify(manifest)}\n`);
@@ -44,7 +56,8 @@ export async function saveSequenceModel(dir: string, model: SequenceModel, itemI
 
 export async function loadSequenceModel(dir: string): Promise<{ model: SequenceModel; manifest: SequenceManifest }> {
   const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as SequenceManifest;
-  if (manifest.format !== SEQUENCE_FORMAT) throw new Error(`${join(dir, "manifest.json")}: format "${String(manifest.format)}", expected "${SEQUENCE_FORMAT}"`);
+  if (manifest.format !== SEQUENCE_FORMAT)
+    throw new Error(`${join(dir, "manifest.json")}: format "${String(manifest.format)}", expected "${SEQUENCE_FORMAT}"`);
   const bytes = await readFile(join(dir, "weights.f32"));
   const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   const model = new SequenceModel(manifest.itemIds.length, manifest.encoder, 0);
@@ -52,7 +65,9 @@ export async function loadSequenceModel(dir: string): Promise<{ model: SequenceM
   const expected = targets.reduce((a, b) => a + b, 0);
   if (flat.length !== expected || manifest.shapes.length !== targets.length) {
     model.dispose();
-    throw new Error(`${join(dir, "weights.f32")}: ${flat.length} values in ${manifest.shapes.length} arrays, the ${manifest.encoder.kind} encoder needs ${expected} in ${targets.length}`);
+    throw new Error(
+      `${join(dir, "weights.f32")}: ${flat.length} values in ${manifest.shapes.length} arrays, the ${manifest.encoder.kind} encoder needs ${expected} in ${targets.length}`,
+    );
   }
   model.items.data.set(flat.subarray(0, targets[0]!));
   let o = targets[0]!;

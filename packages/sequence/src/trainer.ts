@@ -90,7 +90,11 @@ export interface SequenceTrainResult {
 }
 
 /** Training windows: input ids and target ids (item index + 1, 0 = none), each [L]. */
-export function buildWindows(sequences: readonly ArrayLike<number>[], maxLength: number, windows: "last" | "all"): { inputs: Int32Array; targets: Int32Array; count: number } {
+export function buildWindows(
+  sequences: readonly ArrayLike<number>[],
+  maxLength: number,
+  windows: "last" | "all",
+): { inputs: Int32Array; targets: Int32Array; count: number } {
   const L = maxLength;
   const list: [ArrayLike<number>, number][] = []; // (sequence, end): window covers items end-L-1 .. end-1
   for (const s of sequences) {
@@ -126,8 +130,10 @@ export function validateSequenceConfig(c: SequenceTrainConfig): void {
   positive("patience", c.patience);
   if (!(c.learningRate > 0)) throw new RangeError(`sequence config: learningRate must be > 0, got ${c.learningRate}`);
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new RangeError(`sequence config: dropout must be in [0, 1), got ${c.dropout}`);
-  if (c.softmax !== "full" && c.softmax !== "sampled") throw new RangeError(`sequence config: softmax must be "full" or "sampled", got ${String(c.softmax)}`);
-  if (c.windows !== "last" && c.windows !== "all") throw new RangeError(`sequence config: windows must be "last" or "all", got ${String(c.windows)}`);
+  if (c.softmax !== "full" && c.softmax !== "sampled")
+    throw new RangeError(`sequence config: softmax must be "full" or "sampled", got ${String(c.softmax)}`);
+  if (c.windows !== "last" && c.windows !== "all")
+    throw new RangeError(`sequence config: windows must be "last" or "all", got ${String(c.windows)}`);
 }
 
 /**
@@ -183,7 +189,14 @@ export function trainSequenceModel(
   const posOffset = new Float32Array(B * L);
   const gradVars = [xVar, outVar, ...(posVar === null ? [] : [posVar]), ...model.encoder.variables];
   const optimizer = tf.train.adam(config.learningRate, 0.9, 0.98, 1e-8);
-  const embeddingOptimizer: SparseOptimizerConfig = { optimizer: "adam", learningRate: config.learningRate, l2: 0, beta1: 0.9, beta2: 0.98, epsilon: 1e-8 };
+  const embeddingOptimizer: SparseOptimizerConfig = {
+    optimizer: "adam",
+    learningRate: config.learningRate,
+    l2: 0,
+    beta1: 0.9,
+    beta2: 0.98,
+    epsilon: 1e-8,
+  };
   const keep = 1 - config.dropout;
   const dropout = <T extends tf.Tensor>(t: T): T => {
     if (config.dropout === 0) return t;
@@ -283,7 +296,8 @@ export function trainSequenceModel(
           },
           dropout,
         );
-        if (!sampled) return fullSoftmaxLoss(gatherRows(h, validRows.subarray(0, valid)), outVar as tf.Tensor2D, validTargets.subarray(0, valid));
+        if (!sampled)
+          return fullSoftmaxLoss(gatherRows(h, validRows.subarray(0, valid)), outVar as tf.Tensor2D, validTargets.subarray(0, valid));
         const w = tf.tensor1d(weight);
         const pos = tf.add(tf.sum(tf.mul(h, posVar!), 1, true), tf.tensor2d(posOffset, [B * L, 1]));
         const hits = new Float32Array(B * L * S);

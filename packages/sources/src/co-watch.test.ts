@@ -104,7 +104,10 @@ describe("CoWatchSource", () => {
             if (term > (best.get(j)?.[0] ?? 0)) best.set(j, [term, h]);
           }
         });
-        const expected = [...score.entries()].filter(([j]) => !history.includes(j)).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, 10);
+        const expected = [...score.entries()]
+          .filter(([j]) => !history.includes(j))
+          .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+          .slice(0, 10);
         const got = s.candidates({ history, asOf, budget: 10 }).candidates;
         expect(got.map((c) => c.item)).toEqual(expected.map(([j]) => j));
         for (let a = 0; a < 40; a++) {

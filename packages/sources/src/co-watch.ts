@@ -138,7 +138,8 @@ export class CoWatchSource implements StatefulSource {
     this.normalization = options.normalization ?? "cosine";
     this.maxNeighbors = options.maxNeighbors ?? 200;
     if (!(this.maxNeighbors >= 1)) throw new RangeError(`co-watch maxNeighbors must be >= 1, got ${this.maxNeighbors}`);
-    if (!Number.isInteger(this.window) || this.window < 1) throw new RangeError(`co-watch window must be an integer >= 1, got ${this.window}`);
+    if (!Number.isInteger(this.window) || this.window < 1)
+      throw new RangeError(`co-watch window must be an integer >= 1, got ${this.window}`);
     if (!(this.maxGapSeconds > 0)) throw new RangeError(`co-watch maxGapSeconds must be positive, got ${this.maxGapSeconds}`);
     if (!Number.isInteger(this.historyLength) || this.historyLength < 1) {
       throw new RangeError(`co-watch historyLength must be an integer >= 1, got ${this.historyLength}`);

@@ -34,12 +34,22 @@ describe("standard sources for a dataset", () => {
       budgets: { popular: 2 },
     });
     expect(set.names).toEqual(["dnn", "co-watch", "popular", "trending", "trending-geo", "fresh"]);
-    expect(createStandardSources(dataset, { coWatch: false, trendingHalfLifeSeconds: false, freshWindowSeconds: false }).names).toEqual(["popular"]);
+    expect(createStandardSources(dataset, { coWatch: false, trendingHalfLifeSeconds: false, freshWindowSeconds: false }).names).toEqual([
+      "popular",
+    ]);
   });
 
   it("adds the session source when given a session model", () => {
-    const session = { index: new BruteForceIndex(Float32Array.from([0, 1, 2, 3, 4, 5]), 1), encoder: { maxLength: 5, encode: () => Float32Array.from([1]) } };
-    const set = buildStandardSources(dataset, [0, 1, 2, 3], { session, coWatch: false, trendingHalfLifeSeconds: false, freshWindowSeconds: false });
+    const session = {
+      index: new BruteForceIndex(Float32Array.from([0, 1, 2, 3, 4, 5]), 1),
+      encoder: { maxLength: 5, encode: () => Float32Array.from([1]) },
+    };
+    const set = buildStandardSources(dataset, [0, 1, 2, 3], {
+      session,
+      coWatch: false,
+      trendingHalfLifeSeconds: false,
+      freshWindowSeconds: false,
+    });
     expect(set.names).toEqual(["popular", "session"]);
     const run = set.run(datasetRequest(dataset, 3, [2], 13 * DAY, 2));
     expect(run.results.find((r) => r.source === "session")!.candidates.map((c) => c.item)).toEqual([5, 4]);
@@ -58,7 +68,12 @@ describe("standard sources for a dataset", () => {
     expect(byName.get("trending-geo")).toEqual([]); // user 3 has no geo
     const geoRequest = datasetRequest(dataset, 2, [], 13 * DAY, 5);
     expect(geoRequest.geo).toBe(dataset.users.geo.values.indexOf("200"));
-    expect(set.run(geoRequest).results.find((r) => r.source === "trending-geo")!.candidates.map((c) => c.item)).toEqual([2, 4]);
+    expect(
+      set
+        .run(geoRequest)
+        .results.find((r) => r.source === "trending-geo")!
+        .candidates.map((c) => c.item),
+    ).toEqual([2, 4]);
     expect(run.merged).toHaveLength(4);
   });
 });

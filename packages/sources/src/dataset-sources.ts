@@ -67,7 +67,9 @@ export function createStandardSources(dataset: Dataset, options: StandardSources
     add(new DnnSource({ index: options.dnn.index, userVector: options.dnn.userVector, uploadTimestamp: dataset.items.uploadTimestamp }));
   }
   if (options.session !== undefined) {
-    add(new SessionSource({ index: options.session.index, encoder: options.session.encoder, uploadTimestamp: dataset.items.uploadTimestamp }));
+    add(
+      new SessionSource({ index: options.session.index, encoder: options.session.encoder, uploadTimestamp: dataset.items.uploadTimestamp }),
+    );
   }
   if (options.coWatch !== false) add(new CoWatchSource({ ...(options.coWatch ?? {}), numItems }));
   if (options.popular !== false) add(new PopularSource({ numItems }));
@@ -83,7 +85,13 @@ export function createStandardSources(dataset: Dataset, options: StandardSources
   }
   const freshWindow = options.freshWindowSeconds ?? 30 * DAY;
   if (freshWindow !== false) {
-    add(new FreshSource({ uploadTimestamp: dataset.items.uploadTimestamp, windowSeconds: freshWindow, ...(trending ? { popularity: trending } : {}) }));
+    add(
+      new FreshSource({
+        uploadTimestamp: dataset.items.uploadTimestamp,
+        windowSeconds: freshWindow,
+        ...(trending ? { popularity: trending } : {}),
+      }),
+    );
   }
   return new SourceSet(specs, {
     mergedSize: options.mergedSize ?? DEFAULT_MERGED_SIZE,

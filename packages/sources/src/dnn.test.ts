@@ -47,7 +47,13 @@ describe("DnnSource", () => {
       uploadTimestamp: [0, 0, 0, 0, 500], // item 4 appears at t = 500
     });
     const request = { user: 3, history: [3], asOf: 500, budget: 2, exclude: new Set([2]) };
-    expect(dnn.candidates(request)).toEqual({ source: "dnn", candidates: [{ item: 1, score: 1 }, { item: 0, score: 0 }] });
+    expect(dnn.candidates(request)).toEqual({
+      source: "dnn",
+      candidates: [
+        { item: 1, score: 1 },
+        { item: 0, score: 0 },
+      ],
+    });
     expect(seen[0]!.user).toBe(3);
     expect(dnn.candidates({ ...request, asOf: 501 }).candidates.map((c) => c.item)).toEqual([4, 1]);
   });

@@ -179,7 +179,14 @@ export class FreshSource implements CandidateSource {
    * first). Every other window item scores 0: when fewer than the budget were kept, or the worst
    * kept scores 0, they fill the top by position (most recent upload first).
    */
-  private topByScores(scores: ItemScores, from: number, to: number, top: TopK, watched: ReadonlySet<number>, exclude: SourceRequest["exclude"]): void {
+  private topByScores(
+    scores: ItemScores,
+    from: number,
+    to: number,
+    top: TopK,
+    watched: ReadonlySet<number>,
+    exclude: SourceRequest["exclude"],
+  ): void {
     const positionOf = this.positionOf;
     // Positions below `to`: the window [from, to) and the few uploads at or after the request time.
     const recent = this.recentUpTo(to);

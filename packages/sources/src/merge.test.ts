@@ -10,11 +10,7 @@ const list = (source: string, items: number[], because?: number): SourceResult =
 
 describe("mergeCandidates", () => {
   it("interleaves sources round-robin in SOURCE_ORDER and keeps every source's provenance", () => {
-    const results = [
-      list("popular", [1, 2, 3, 4]),
-      list("co-watch", [2, 5, 6], 99),
-      list("dnn", [7, 2, 8]),
-    ];
+    const results = [list("popular", [1, 2, 3, 4]), list("co-watch", [2, 5, 6], 99), list("dnn", [7, 2, 8])];
     const merged = mergeCandidates(results, { size: 100, watched: new Set() });
     // Round 1: dnn 7, co-watch 2, popular 1. Round 2: dnn 8 (2 taken), co-watch 5, popular 3. ...
     expect(merged.map((m) => m.item)).toEqual([7, 2, 1, 8, 5, 3, 6, 4]);
@@ -46,10 +42,10 @@ describe("mergeCandidates", () => {
   });
 
   it("gives every source its share and the leftovers to sources with longer lists", () => {
-    const merged = mergeCandidates(
-      [list("dnn", [1, 2, 3, 4, 5, 6]), list("fresh", [10]), list("co-watch", [20, 21, 22, 23, 24, 25])],
-      { size: 9, watched: new Set() },
-    );
+    const merged = mergeCandidates([list("dnn", [1, 2, 3, 4, 5, 6]), list("fresh", [10]), list("co-watch", [20, 21, 22, 23, 24, 25])], {
+      size: 9,
+      watched: new Set(),
+    });
     expect(merged.map((m) => m.item)).toEqual([1, 20, 10, 2, 21, 3, 22, 4, 23]);
   });
 

@@ -78,7 +78,8 @@ export function mergeCandidates(results: readonly SourceResult[], options: Merge
             break;
           }
           const item = candidates[k]!.item;
-          if (!Number.isInteger(item) || item < 0) throw new RangeError(`source "${ordered[s]!.source}" nominated a bad item index ${item}`);
+          if (!Number.isInteger(item) || item < 0)
+            throw new RangeError(`source "${ordered[s]!.source}" nominated a bad item index ${item}`);
           if (item >= slot.length) slot = scratch = growInt32(slot, item + 1, -1);
           cursor[s] = k + 1;
           slot[item] = merged.length;

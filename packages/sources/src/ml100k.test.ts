@@ -15,7 +15,12 @@ describe("sources on MovieLens 100K (protocol lastout, target test)", () => {
     // Same hit counts as @recsys/eval's most-popular baseline (HR@10 = 47/943, HR@50 = 135/943).
     expect(stat.perSource.map((s) => Math.round(s.recall * 943))).toEqual([47, 135]);
 
-    const replay = candidateRecall(d, { createSources: () => createStandardSources(d), budgets: [100], mergedSizes: [300], mode: "replay" });
+    const replay = candidateRecall(d, {
+      createSources: () => createStandardSources(d),
+      budgets: [100],
+      mergedSizes: [300],
+      mode: "replay",
+    });
     const recall = new Map(replay.perSource.map((s) => [s.source, s.recall]));
     // Measured 0.534 / 0.224 / 0.256 / 0.019, merged 0.643: co-watch must beat popularity.
     expect(recall.get("co-watch")!).toBeGreaterThan(0.45);

@@ -16,7 +16,12 @@ describe("candidateRecall", () => {
 
   for (const mode of ["replay", "static"] as const) {
     it(`matches a from-scratch computation (${mode})`, () => {
-      const report = candidateRecall(dataset, { createSources: () => createStandardSources(dataset, options), budgets, mergedSizes: sizes, mode });
+      const report = candidateRecall(dataset, {
+        createSources: () => createStandardSources(dataset, options),
+        budgets,
+        mergedSizes: sizes,
+        mode,
+      });
       const split = lastoutSplit(dataset.events, dataset.users.ids.length);
       const fed = Array.from(trainingRows(split, "test"));
       const lastFed = Math.max(...fed.map((r) => dataset.events.timestamp[r]!));
@@ -30,15 +35,21 @@ describe("candidateRecall", () => {
         const t = dataset.events.timestamp[row]!;
         const asOf = mode === "static" ? lastFed + 1 : t;
         const sources = createStandardSources(dataset, options);
-        observeRows(sources, dataset, fed.filter((r) => dataset.events.timestamp[r]! < asOf));
+        observeRows(
+          sources,
+          dataset,
+          fed.filter((r) => dataset.events.timestamp[r]! < asOf),
+        );
         const history: number[] = [];
-        for (let k = split.keptOffsets[u]!; k < split.keptOffsets[u + 1]!; k++) if (split.keptRows[k] !== row) history.push(dataset.events.item[split.keptRows[k]!]!);
+        for (let k = split.keptOffsets[u]!; k < split.keptOffsets[u + 1]!; k++)
+          if (split.keptRows[k] !== row) history.push(dataset.events.item[split.keptRows[k]!]!);
         const positive = dataset.events.item[row]!;
         for (const b of budgets) {
           const run = sources.run(datasetRequest(dataset, u, history, asOf, b), { mergedSize: 0 });
           for (const r of run.results) if (r.candidates.some((c) => c.item === positive)) hit(`${r.source}/${b}`);
           for (const size of sizes) {
-            if (mergeCandidates(run.results, { size, watched: new Set(history) }).some((c) => c.item === positive)) hit(`merged/${b}/${size}`);
+            if (mergeCandidates(run.results, { size, watched: new Set(history) }).some((c) => c.item === positive))
+              hit(`merged/${b}/${size}`);
           }
         }
       }

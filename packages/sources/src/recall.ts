@@ -80,7 +80,8 @@ export function candidateRecall(dataset: Dataset, options: RecallOptions): Recal
   const servedOrder = timeOrder(events, targets);
   const feedOrder = timeOrder(events, fed);
   const sources = options.createSources();
-  if (sources.clock !== -Infinity) throw new Error("candidateRecall: createSources must return a new source set (this one already answered requests)");
+  if (sources.clock !== -Infinity)
+    throw new Error("candidateRecall: createSources must return a new source set (this one already answered requests)");
   let endOfLog = -Infinity;
   if (mode === "static") {
     for (const row of feedOrder) {

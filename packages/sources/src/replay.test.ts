@@ -8,7 +8,7 @@ const HOUR = 3600;
 
 function randomDataset(seed: number) {
   const events = randomEvents(seed, 600, 20, 40, 200 * HOUR).map((e) => [e.user, e.item, Math.floor(e.timestamp / 600) * 600] as const);
-  const upload = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? (i * 5 * HOUR) : Number.NaN));
+  const upload = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? i * 5 * HOUR : Number.NaN));
   const geo = Array.from({ length: 20 }, (_, u) => (u % 4 === 0 ? undefined : String(u % 3)));
   return tinyDataset(events, { numUsers: 20, numItems: 40, upload, geo });
 }
@@ -28,7 +28,9 @@ describe("replayExamples", () => {
       const reference = createStandardSources(dataset, options);
       observeRows(reference, dataset, before);
       // History: the user's earlier rows (same-second earlier rows included).
-      const history = Array.from(rows).filter((r) => dataset.events.user[r] === ex.user && r < ex.row).map((r) => dataset.events.item[r]!);
+      const history = Array.from(rows)
+        .filter((r) => dataset.events.user[r] === ex.user && r < ex.row)
+        .map((r) => dataset.events.item[r]!);
       expect(Array.from(ex.history)).toEqual(history);
       const run = reference.run(datasetRequest(dataset, ex.user, history, ex.asOf, 8));
       expect(ex.results).toEqual(run.results);
@@ -46,7 +48,9 @@ describe("replayExamples", () => {
     const dataset = randomDataset(2);
     const split = lastoutSplit(dataset.events, dataset.users.ids.length);
     const rows = trainingRows(split, "test");
-    const got = [...replayExamples(dataset, createStandardSources(dataset, options), { rows, budget: 5, maxExamplesPerUser: 3, minHistory: 2 })];
+    const got = [
+      ...replayExamples(dataset, createStandardSources(dataset, options), { rows, budget: 5, maxExamplesPerUser: 3, minHistory: 2 }),
+    ];
     const perUser = new Map<number, number[]>();
     for (const ex of got) perUser.set(ex.user, [...(perUser.get(ex.user) ?? []), ex.row]);
     for (let u = 0; u < dataset.users.ids.length; u++) {

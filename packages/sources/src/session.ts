@@ -1,5 +1,13 @@
 import type { ItemIndex } from "./item-index.js";
-import { checkRequest, watchedSet, type Candidate, type CandidateSource, type SourceName, type SourceRequest, type SourceResult } from "./types.js";
+import {
+  checkRequest,
+  watchedSet,
+  type Candidate,
+  type CandidateSource,
+  type SourceName,
+  type SourceRequest,
+  type SourceResult,
+} from "./types.js";
 
 /**
  * A session model seen from the candidate stage: the state after a short chronological list of
@@ -53,7 +61,8 @@ export class SessionSource implements CandidateSource {
     this.index = options.index;
     this.encoder = options.encoder;
     this.becauseWindow = options.becauseWindow ?? 5;
-    if (!Number.isInteger(this.becauseWindow) || this.becauseWindow < 0) throw new RangeError(`becauseWindow must be a non-negative integer, got ${this.becauseWindow}`);
+    if (!Number.isInteger(this.becauseWindow) || this.becauseWindow < 0)
+      throw new RangeError(`becauseWindow must be a non-negative integer, got ${this.becauseWindow}`);
     this.uploads = options.uploadTimestamp;
   }
 
@@ -69,7 +78,8 @@ export class SessionSource implements CandidateSource {
     const exclude = request.exclude;
     const uploads = this.uploads;
     const asOf = request.asOf;
-    const skip = (item: number): boolean => watched.has(item) || exclude?.has(item) === true || (uploads !== undefined && uploads[item]! >= asOf);
+    const skip = (item: number): boolean =>
+      watched.has(item) || exclude?.has(item) === true || (uploads !== undefined && uploads[item]! >= asOf);
     const found = this.index.search(state, request.budget, skip);
     return { source: this.name, candidates: this.withBecause(found, recent) };
   }
@@ -77,7 +87,10 @@ export class SessionSource implements CandidateSource {
   private withBecause(found: Candidate[], recent: readonly number[]): Candidate[] {
     const vectorOf = this.encoder.itemVector?.bind(this.encoder);
     if (vectorOf === undefined || this.becauseWindow === 0) return found;
-    const window = recent.slice(-this.becauseWindow).map((item) => ({ item, v: vectorOf(item) })).filter((h): h is { item: number; v: Float32Array } => h.v !== null);
+    const window = recent
+      .slice(-this.becauseWindow)
+      .map((item) => ({ item, v: vectorOf(item) }))
+      .filter((h): h is { item: number; v: Float32Array } => h.v !== null);
     if (window.length === 0) return found;
     return found.map((c) => {
       const cv = vectorOf(c.item);

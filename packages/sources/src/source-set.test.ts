@@ -16,7 +16,13 @@ describe("SourceSet", () => {
     const popular = new PopularSource();
     const set = new SourceSet([{ source: fixed("dnn", [1, 2, 3, 4]), budget: 2 }, popular], { mergedSize: 10 });
     expect(set.names).toEqual(["dnn", "popular"]);
-    for (const [item, t] of [[7, 1], [7, 2], [8, 3], [9, 4]] as const) set.observe({ user: 0, item, timestamp: t });
+    for (const [item, t] of [
+      [7, 1],
+      [7, 2],
+      [8, 3],
+      [9, 4],
+    ] as const)
+      set.observe({ user: 0, item, timestamp: t });
     const run = set.run({ history: [1], asOf: 4, budget: 3 });
     expect(run.results.map((r) => [r.source, r.candidates.map((c) => c.item)])).toEqual([
       ["dnn", [2, 3]], // budget 2, history removed

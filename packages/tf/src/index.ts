@@ -90,7 +90,8 @@ async function tryNative(pkg: string): Promise<boolean> {
 /** Parses RECSYS_TF_WASM_THREADS (or another value): an integer from 1 to 8. */
 export function parseWasmThreads(value: string, source = "RECSYS_TF_WASM_THREADS"): number {
   const n = Number(value.trim());
-  if (!Number.isInteger(n) || n < 1 || n > 8) throw new Error(`${source}="${value}" must be an integer from 1 to 8 (tfjs starts 8 pthread workers at most)`);
+  if (!Number.isInteger(n) || n < 1 || n > 8)
+    throw new Error(`${source}="${value}" must be an integer from 1 to 8 (tfjs starts 8 pthread workers at most)`);
   return n;
 }
 
@@ -116,7 +117,9 @@ function prepareThreadedWorker(distDir: string): void {
  * worker of every running pthread, so the process would never exit on its own: drop those.
  */
 function unrefPoolWorkers(): void {
-  const module = (tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: { unref(): void }[]; unusedWorkers?: { unref(): void }[] } } }).wasm;
+  const module = (
+    tf.backend() as unknown as { wasm?: { PThread?: { runningWorkers?: { unref(): void }[]; unusedWorkers?: { unref(): void }[] } } }
+  ).wasm;
   const pool = module?.PThread;
   for (const w of [...(pool?.runningWorkers ?? []), ...(pool?.unusedWorkers ?? [])]) w.unref();
 }
@@ -168,7 +171,8 @@ async function choose(options: InitBackendOptions): Promise<BackendInfo> {
   const forced = options.backend ?? (env !== undefined && env.trim() !== "" ? parseBackendChoice(env) : undefined);
   const threadsEnv = process.env["RECSYS_TF_WASM_THREADS"];
   const wasmThreads = options.wasmThreads ?? (threadsEnv !== undefined && threadsEnv.trim() !== "" ? parseWasmThreads(threadsEnv) : 1);
-  if (!Number.isInteger(wasmThreads) || wasmThreads < 1 || wasmThreads > 8) throw new Error(`wasmThreads must be an integer from 1 to 8, got ${wasmThreads}`);
+  if (!Number.isInteger(wasmThreads) || wasmThreads < 1 || wasmThreads > 8)
+    throw new Error(`wasmThreads must be an integer from 1 to 8, got ${wasmThreads}`);
   if (forced !== undefined) {
     const info = await load(forced, wasmThreads);
     if (info === null) {
@@ -195,7 +199,16 @@ export function initBackend(options: InitBackendOptions = {}): Promise<BackendIn
       tf.enableProdMode();
       const info = await choose(options);
       const log = options.log === undefined ? defaultLog : options.log;
-      if (log !== null) log({ level: "info", msg: "tfjs backend selected", backend: info.name, tfBackend: info.tfBackend, simd: info.simd, threads: info.threads, wasmThreads: info.wasmThreads });
+      if (log !== null)
+        log({
+          level: "info",
+          msg: "tfjs backend selected",
+          backend: info.name,
+          tfBackend: info.tfBackend,
+          simd: info.simd,
+          threads: info.threads,
+          wasmThreads: info.wasmThreads,
+        });
       return info;
     })();
     initialised.catch(() => {
@@ -215,13 +228,41 @@ export interface Blas {
   readonly name: string;
   /** Threads the library uses (RECSYS_BLAS_THREADS, default 1). */
   readonly threads: number;
-  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number): void;
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
 }
 
 interface NblasModule {
   readonly NoTrans: number;
   readonly Trans: number;
-  sgemm(transA: number, transB: number, m: number, n: number, k: number, alpha: number, a: Float32Array, lda: number, b: Float32Array, ldb: number, beta: number, c: Float32Array, ldc: number): void;
+  sgemm(
+    transA: number,
+    transB: number,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
 }
 
 let blasLoaded: Blas | null | undefined;
@@ -245,18 +286,23 @@ export function nativeBlas(): Blas | null {
   try {
     nb = createRequire(import.meta.url)("nblas") as NblasModule;
   } catch (err) {
-    if (mode === "on") throw new Error(`RECSYS_BLAS=on but the native BLAS (the optional package nblas, built against libblas: apt-get install libopenblas-dev, then npm ci) could not be loaded: ${err instanceof Error ? err.message : String(err)}`);
+    if (mode === "on")
+      throw new Error(
+        `RECSYS_BLAS=on but the native BLAS (the optional package nblas, built against libblas: apt-get install libopenblas-dev, then npm ci) could not be loaded: ${err instanceof Error ? err.message : String(err)}`,
+      );
     return (blasLoaded = null);
   }
   const check = (name: string, x: Float32Array, rows: number, cols: number, ld: number): void => {
     // The binding does not check sizes: a short array would be read or written past its end.
-    if (rows > 0 && cols > 0 && (ld < cols || x.length < (rows - 1) * ld + cols)) throw new Error(`sgemm: ${name} (${x.length} floats, ld ${ld}) is smaller than ${rows}x${cols}`);
+    if (rows > 0 && cols > 0 && (ld < cols || x.length < (rows - 1) * ld + cols))
+      throw new Error(`sgemm: ${name} (${x.length} floats, ld ${ld}) is smaller than ${rows}x${cols}`);
   };
   blasLoaded = {
     name: "nblas",
     threads: Number(process.env["OPENBLAS_NUM_THREADS"]) || threads,
     sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
-      if (![m, n, k, lda, ldb, ldc].every((v) => Number.isInteger(v) && v >= 0)) throw new Error("sgemm: sizes must be non-negative integers");
+      if (![m, n, k, lda, ldb, ldc].every((v) => Number.isInteger(v) && v >= 0))
+        throw new Error("sgemm: sizes must be non-negative integers");
       check("A", a, transA ? k : m, transA ? m : k, lda);
       check("B", b, transB ? n : k, transB ? k : n, ldb);
       check("C", c, m, n, ldc);

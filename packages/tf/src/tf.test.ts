@@ -55,7 +55,8 @@ describe("multi-threaded wasm kernels", () => {
     expect(r.wasmThreads).toBe(2);
     // The same product in plain JS.
     let expected = 0;
-    for (let i = 0; i < 300; i++) for (let j = 0; j < 90; j++) for (let k = 0; k < 70; k++) expected += (((i * 70 + k) % 13) - 6) * (((k * 90 + j) % 7) - 3);
+    for (let i = 0; i < 300; i++)
+      for (let j = 0; j < 90; j++) for (let k = 0; k < 70; k++) expected += (((i * 70 + k) % 13) - 6) * (((k * 90 + j) % 7) - 3);
     expect(r.sum).toBe(expected);
   });
 });

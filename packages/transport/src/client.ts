@@ -75,11 +75,7 @@ export function channelOptions(options: ConnectOptions = {}): grpc.ChannelOption
  * Calls go over `Http2Channel` (a lean unary gRPC client on node:http2, see http2-channel.ts)
  * unless TLS `credentials` are given or `transport: "grpc-js"` is asked for.
  */
-export function connect<S extends GenServiceMethods>(
-  service: GenService<S>,
-  address: string,
-  options: ConnectOptions = {},
-): Client<S> {
+export function connect<S extends GenServiceMethods>(service: GenService<S>, address: string, options: ConnectOptions = {}): Client<S> {
   const transport: UnaryTransport =
     options.transport === "grpc-js" || options.credentials !== undefined
       ? new GrpcJsTransport(new grpc.Client(address, options.credentials ?? grpc.credentials.createInsecure(), channelOptions(options)))

@@ -4,14 +4,7 @@
  */
 import * as zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
-import {
-  acceptedEncodings,
-  compress,
-  DecompressedTooLarge,
-  decompress,
-  frameMessage,
-  isSupportedEncoding,
-} from "./compression.js";
+import { acceptedEncodings, compress, DecompressedTooLarge, decompress, frameMessage, isSupportedEncoding } from "./compression.js";
 
 const message = Buffer.from("recsys ".repeat(200));
 

@@ -23,7 +23,12 @@ export function isSupportedEncoding(name: string): name is Encoding {
 /** The names in a grpc-accept-encoding header (lower case, trimmed). */
 export function acceptedEncodings(header: string | string[] | undefined): Set<string> {
   const values = Array.isArray(header) ? header.join(",") : (header ?? "");
-  return new Set(values.split(",").map((name) => name.trim().toLowerCase()).filter((name) => name !== ""));
+  return new Set(
+    values
+      .split(",")
+      .map((name) => name.trim().toLowerCase())
+      .filter((name) => name !== ""),
+  );
 }
 
 /** Thrown by `decompress` when the message inflates past the limit. */

@@ -3,13 +3,7 @@
  * (client -> candidate generation -> ranking) is tested in packages/runtime/src/deadline.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import {
-  childDeadline,
-  DEFAULT_DEADLINE_MARGIN_MS,
-  DEFAULT_OUTGOING_TIMEOUT_MS,
-  rejectIfExpired,
-  remainingMs,
-} from "./deadline.js";
+import { childDeadline, DEFAULT_DEADLINE_MARGIN_MS, DEFAULT_OUTGOING_TIMEOUT_MS, rejectIfExpired, remainingMs } from "./deadline.js";
 import { RpcError, status } from "./errors.js";
 
 const fakeCall = (deadline: Date | number) => ({ getDeadline: () => deadline });
@@ -18,9 +12,7 @@ describe("childDeadline", () => {
   const now = 1_000_000;
 
   it("is capped by the parent's deadline minus the margin", () => {
-    expect(childDeadline(fakeCall(now + 300), { now, budgetMs: 1000 })).toBe(
-      now + 300 - DEFAULT_DEADLINE_MARGIN_MS,
-    );
+    expect(childDeadline(fakeCall(now + 300), { now, budgetMs: 1000 })).toBe(now + 300 - DEFAULT_DEADLINE_MARGIN_MS);
     expect(childDeadline(fakeCall(new Date(now + 300)), { now, budgetMs: 1000, marginMs: 50 })).toBe(now + 250);
   });
 

@@ -57,10 +57,7 @@ export interface ChildDeadlineOptions {
  * deadline minus the margin. Without a parent: now + budget. Never earlier than now, so an
  * expired parent yields a call that fails at once with DEADLINE_EXCEEDED.
  */
-export function childDeadline(
-  parent: AnyServerCall | undefined,
-  options: ChildDeadlineOptions = {},
-): number {
+export function childDeadline(parent: AnyServerCall | undefined, options: ChildDeadlineOptions = {}): number {
   const now = options.now ?? Date.now();
   const budget = now + (options.budgetMs ?? DEFAULT_OUTGOING_TIMEOUT_MS);
   if (parent === undefined) return budget;

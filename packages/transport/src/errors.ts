@@ -59,9 +59,7 @@ export function statusName(code: number): string {
  * Whether `error` is an error returned by a gRPC call (grpc-js ServiceError): it has a numeric
  * `code`, a string `details` and `metadata`.
  */
-export function isServiceError(
-  error: unknown,
-): error is Error & { code: status; details: string; metadata: Metadata } {
+export function isServiceError(error: unknown): error is Error & { code: status; details: string; metadata: Metadata } {
   return (
     error instanceof Error &&
     typeof (error as { code?: unknown }).code === "number" &&

@@ -3,14 +3,7 @@
  * which compiles this file) handler and client types.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import {
-  CandidateSource,
-  RankingService,
-  RankRequestSchema,
-  RecommenderService,
-  RetrievalService,
-  RankResponseSchema,
-} from "@recsys/gen";
+import { CandidateSource, RankingService, RankRequestSchema, RecommenderService, RetrievalService, RankResponseSchema } from "@recsys/gen";
 import { describe, expect, it } from "vitest";
 import { implement, methodPath, serviceDefinition, type Client } from "./grpc-adapter.js";
 
@@ -43,9 +36,7 @@ describe("serviceDefinition", () => {
 
 describe("implement", () => {
   it("refuses an implementation with a missing handler", () => {
-    expect(() => implement(RankingService, {} as never)).toThrow(
-      "recsys.v1.RankingService: no handler for method rank",
-    );
+    expect(() => implement(RankingService, {} as never)).toThrow("recsys.v1.RankingService: no handler for method rank");
   });
 
   it("type-checks handlers against the method's messages", () => {

@@ -33,9 +33,7 @@ export function methodPath(method: DescMethod): string {
 function unaryMethods(service: DescService): DescMethod[] {
   for (const method of service.methods) {
     if (method.methodKind !== "unary") {
-      throw new Error(
-        `${service.typeName}.${method.name} is ${method.methodKind}: only unary methods are supported`,
-      );
+      throw new Error(`${service.typeName}.${method.name} is ${method.methodKind}: only unary methods are supported`);
     }
   }
   return service.methods;
@@ -96,9 +94,7 @@ export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
 
 /** Handlers for every method of a service, type-checked against its input and output messages. */
 export type ServiceImplementation<S extends GenServiceMethods> = {
-  [K in keyof S]: S[K]["methodKind"] extends "unary"
-    ? UnaryHandler<S[K]["input"], S[K]["output"]>
-    : never;
+  [K in keyof S]: S[K]["methodKind"] extends "unary" ? UnaryHandler<S[K]["input"], S[K]["output"]> : never;
 };
 
 /** A service descriptor with its implementation, ready for the server. */
@@ -149,10 +145,7 @@ export function grpcImplementation(
 /** A typed client: one promise-returning function per method. */
 export type Client<S extends GenServiceMethods> = {
   readonly [K in keyof S]: S[K]["methodKind"] extends "unary"
-    ? (
-        request: MessageInitShape<S[K]["input"]>,
-        options?: CallOptions,
-      ) => Promise<MessageShape<S[K]["output"]>>
+    ? (request: MessageInitShape<S[K]["input"]>, options?: CallOptions) => Promise<MessageShape<S[K]["output"]>>
     : never;
 } & {
   /** What the calls go through (waitForReady, close). */
@@ -191,13 +184,13 @@ export function createClient<S extends GenServiceMethods>(
       try {
         return fromBinary(method.output, bytes);
       } catch (error) {
-        throw serviceError(status.INTERNAL, `${path}: the response is not a valid message: ${error instanceof Error ? error.message : String(error)}`);
+        throw serviceError(
+          status.INTERNAL,
+          `${path}: the response is not a valid message: ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
     };
-    out[method.localName] = (
-      request: MessageInitShape<DescMessage>,
-      callOptions: CallOptions = {},
-    ): Promise<MessageShape<DescMessage>> => {
+    out[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: CallOptions = {}): Promise<MessageShape<DescMessage>> => {
       let bytes: Uint8Array;
       try {
         bytes = toBinary(method.input, create(method.input, request));

@@ -10,7 +10,11 @@ describe("parseTarget", () => {
   it("takes host:port, [ipv6]:port and dns targets", () => {
     expect(parseTarget("127.0.0.1:50051")).toEqual({ host: "127.0.0.1", port: 50051, authority: "127.0.0.1:50051" });
     expect(parseTarget("[::1]:8080")).toEqual({ host: "::1", port: 8080, authority: "[::1]:8080" });
-    expect(parseTarget("dns:///ranking.recsys.svc:50051")).toEqual({ host: "ranking.recsys.svc", port: 50051, authority: "ranking.recsys.svc:50051" });
+    expect(parseTarget("dns:///ranking.recsys.svc:50051")).toEqual({
+      host: "ranking.recsys.svc",
+      port: 50051,
+      authority: "ranking.recsys.svc:50051",
+    });
     expect(parseTarget("dns:ranking:7")).toEqual({ host: "ranking", port: 7, authority: "ranking:7" });
   });
 

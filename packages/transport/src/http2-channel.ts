@@ -40,13 +40,8 @@ import { ACCEPT_ENCODING, decompress, DecompressedTooLarge, frameMessage, isSupp
 import { callDeadlineMs } from "./deadline.js";
 import { serviceError, type UnaryCallOptions, type UnaryTransport } from "./transport.js";
 
-const {
-  NGHTTP2_CANCEL,
-  NGHTTP2_ENHANCE_YOUR_CALM,
-  NGHTTP2_INADEQUATE_SECURITY,
-  NGHTTP2_NO_ERROR,
-  NGHTTP2_REFUSED_STREAM,
-} = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INADEQUATE_SECURITY, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } =
+  http2.constants;
 
 export interface Http2ChannelOptions {
   /** Largest message sent or received, bytes. */
@@ -84,7 +79,12 @@ export function parseTarget(target: string): { host: string; port: number; autho
 
 /** grpc-timeout: at most 8 digits and a unit, rounded up (as grpc-js writes it). */
 function timeoutHeader(ms: number): string {
-  const units: Array<[string, number]> = [["m", 1], ["S", 1000], ["M", 60_000], ["H", 3_600_000]];
+  const units: Array<[string, number]> = [
+    ["m", 1],
+    ["S", 1000],
+    ["M", 60_000],
+    ["H", 3_600_000],
+  ];
   for (const [unit, factor] of units) {
     const amount = Math.ceil(ms / factor);
     if (amount < 1e8) return `${Math.max(1, amount)}${unit}`;
@@ -378,7 +378,10 @@ export class Http2Channel implements UnaryTransport {
     if (this.closed) return Promise.reject(serviceError(grpc.status.UNAVAILABLE, `${this.target}: channel closed`));
     if (request.length > this.options.maxMessageBytes) {
       return Promise.reject(
-        serviceError(grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${request.length} vs. ${this.options.maxMessageBytes})`),
+        serviceError(
+          grpc.status.RESOURCE_EXHAUSTED,
+          `Sent message larger than max (${request.length} vs. ${this.options.maxMessageBytes})`,
+        ),
       );
     }
     let deadline = options.deadline;
@@ -572,7 +575,9 @@ class PendingUnary {
 
   private readonly onResponse = (headers: http2.IncomingHttpHeaders): void => {
     this.httpStatus = Number(headers[":status"]);
-    this.responseEncoding = String(headers["grpc-encoding"] ?? "identity").trim().toLowerCase();
+    this.responseEncoding = String(headers["grpc-encoding"] ?? "identity")
+      .trim()
+      .toLowerCase();
     this.status ??= statusOf(headers); // trailers-only
   };
 
@@ -580,7 +585,10 @@ class PendingUnary {
     this.received += chunk.length;
     if (this.received > this.channel.maxMessageBytes + 5) {
       this.finishWith(
-        serviceError(grpc.status.RESOURCE_EXHAUSTED, `Received message larger than max (${this.received - 5} vs. ${this.channel.maxMessageBytes})`),
+        serviceError(
+          grpc.status.RESOURCE_EXHAUSTED,
+          `Received message larger than max (${this.received - 5} vs. ${this.channel.maxMessageBytes})`,
+        ),
       );
       return;
     }
@@ -668,7 +676,10 @@ class PendingUnary {
     if (body[0] === 0) return body.subarray(5);
     const encoding = this.responseEncoding;
     if (encoding === "identity" || !isSupportedEncoding(encoding)) {
-      return serviceError(grpc.status.INTERNAL, `${this.path}: compressed response in encoding "${encoding}", which this client does not read`);
+      return serviceError(
+        grpc.status.INTERNAL,
+        `${this.path}: compressed response in encoding "${encoding}", which this client does not read`,
+      );
     }
     try {
       return decompress(encoding, body.subarray(5), this.channel.maxMessageBytes);

@@ -68,12 +68,7 @@ interface Route {
   readonly handler: (...args: never[]) => void;
 }
 
-const {
-  HTTP2_HEADER_STATUS,
-  HTTP2_HEADER_CONTENT_TYPE,
-  HTTP2_HEADER_METHOD,
-  HTTP2_HEADER_PATH,
-} = http2.constants;
+const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH } = http2.constants;
 
 /** grpc-timeout ("100m", "5S", ...) in milliseconds; undefined when absent or malformed. */
 export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
@@ -185,7 +180,9 @@ export class Http2ServerCall extends EventEmitter {
     this.ended = true;
     this.clearDeadline();
     this.sendHeaders();
-    this.stream.once("wantTrailers", () => this.stream.sendTrailers({ "grpc-status": "0", "grpc-message": "", ...metadataHeaders(metadata) }));
+    this.stream.once("wantTrailers", () =>
+      this.stream.sendTrailers({ "grpc-status": "0", "grpc-message": "", ...metadataHeaders(metadata) }),
+    );
     this.stream.end();
   }
 
@@ -304,7 +301,8 @@ class MessageReader {
       if (compressed && this.encoding === "identity") {
         return { code: grpc.status.INTERNAL, details: "compressed message on a call without grpc-encoding (or with identity)" };
       }
-      if (length > this.maxBytes) return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxBytes})` };
+      if (length > this.maxBytes)
+        return { code: grpc.status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxBytes})` };
       if (this.buffered < 5 + length) break;
       const body = this.take(5 + length).subarray(5);
       if (!compressed) {
@@ -371,7 +369,13 @@ export class Http2Server implements GrpcServer {
       const handler = implementation[name] ?? (method.originalName === undefined ? undefined : implementation[method.originalName]);
       if (handler === undefined) throw new Error(`no handler for ${method.path}`);
       if (this.routes.has(method.path)) throw new Error(`method ${method.path} added twice`);
-      const kind: Kind | undefined = method.requestStream ? (method.responseStream ? "bidi" : undefined) : method.responseStream ? "serverStream" : "unary";
+      const kind: Kind | undefined = method.requestStream
+        ? method.responseStream
+          ? "bidi"
+          : undefined
+        : method.responseStream
+          ? "serverStream"
+          : "unary";
       if (kind === undefined) continue; // client-streaming: answered UNIMPLEMENTED
       this.routes.set(method.path, {
         kind,
@@ -457,7 +461,9 @@ export class Http2Server implements GrpcServer {
       stream.resume();
       return;
     }
-    const requestEncoding = String(headers["grpc-encoding"] ?? "identity").trim().toLowerCase();
+    const requestEncoding = String(headers["grpc-encoding"] ?? "identity")
+      .trim()
+      .toLowerCase();
     if (!isSupportedEncoding(requestEncoding)) {
       // The compression spec: UNIMPLEMENTED, with the encodings we read in grpc-accept-encoding.
       call.finish(grpc.status.UNIMPLEMENTED, `Encoding "${requestEncoding}" is not supported (grpc-accept-encoding: ${ACCEPT_ENCODING})`);

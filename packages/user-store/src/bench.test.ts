@@ -6,7 +6,12 @@ import type { UserStore } from "./types.js";
 
 async function check(store: UserStore): Promise<void> {
   const result = await benchUserStore(store, { users: 20, durationMs: 40, gets: 30, batchSizes: [1, 10], concurrencies: [1, 4] });
-  expect(result.append.map((a) => [a.batchSize, a.concurrency])).toEqual([[1, 1], [1, 4], [10, 1], [10, 4]]);
+  expect(result.append.map((a) => [a.batchSize, a.concurrency])).toEqual([
+    [1, 1],
+    [1, 4],
+    [10, 1],
+    [10, 4],
+  ]);
   for (const a of result.append) {
     expect(a.appends).toBeGreaterThan(0);
     expect(a.eventsPerSecond).toBeGreaterThan(0);

@@ -95,9 +95,19 @@ export async function benchUserStore(store: UserStore, options: UserStoreBenchOp
     chunk.push({
       userId,
       profile: { age: 20 + (u % 50), gender: u % 2 === 0 ? "F" : "M", geo: String(u % 90) },
-      watches: Array.from({ length: maxWatches }, (_, k) => ({ userId, itemId: `item${(u * 31 + k) % 5000}`, timestamp: clock + k, watchSeconds: 60 })),
+      watches: Array.from({ length: maxWatches }, (_, k) => ({
+        userId,
+        itemId: `item${(u * 31 + k) % 5000}`,
+        timestamp: clock + k,
+        watchSeconds: 60,
+      })),
       searches: Array.from({ length: maxSearches }, (_, k) => ({ userId, query: `query ${(u + k) % 997}`, timestamp: clock + k })),
-      impressions: Array.from({ length: maxImpressions }, (_, k) => ({ userId, itemId: `item${(u * 7 + k) % 5000}`, timestamp: clock + k, position: 1 + (k % 20) })),
+      impressions: Array.from({ length: maxImpressions }, (_, k) => ({
+        userId,
+        itemId: `item${(u * 7 + k) % 5000}`,
+        timestamp: clock + k,
+        position: 1 + (k % 20),
+      })),
     });
     if (chunk.length === 100 || u === users - 1) {
       await store.putUsers(chunk.splice(0));

@@ -1,5 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { EmbeddedCatalogueStore, RedisCatalogueStore, openCatalogueStore, type CatalogueChange, type CatalogueItem, type CatalogueStore } from "./catalogue.js";
+import {
+  EmbeddedCatalogueStore,
+  RedisCatalogueStore,
+  openCatalogueStore,
+  type CatalogueChange,
+  type CatalogueItem,
+  type CatalogueStore,
+} from "./catalogue.js";
 import { UserStoreValidationError } from "./errors.js";
 import { TEST_REDIS_URL, quietLogger, tempDir, uniquePrefix } from "./test-helpers.js";
 
@@ -41,10 +48,22 @@ async function scanAll(store: CatalogueStore): Promise<CatalogueItem[]> {
 describe.each<Backend>(["embedded", "redis"])("%s catalogue store", (backend) => {
   it("upserts idempotently, deletes, reads back, and survives reopening", async () => {
     const { store, reopen } = await openPair(backend);
-    const item = { itemId: "v1", title: "Cats at play", tags: ["cats", "pets", "cats"], channel: "ch-a", uploadTimestamp: 1_700_000_000, durationSeconds: 95, updatedAt: 5 };
+    const item = {
+      itemId: "v1",
+      title: "Cats at play",
+      tags: ["cats", "pets", "cats"],
+      channel: "ch-a",
+      uploadTimestamp: 1_700_000_000,
+      durationSeconds: 95,
+      updatedAt: 5,
+    };
     await store.upsert([item]);
     await store.upsert([item, { itemId: "v2", channel: "ch-b", updatedAt: 6 }]);
-    expect(await store.get(["v1", "nope", "v2"])).toEqual([{ ...item, tags: ["cats", "pets"] }, undefined, { itemId: "v2", channel: "ch-b", updatedAt: 6 }]);
+    expect(await store.get(["v1", "nope", "v2"])).toEqual([
+      { ...item, tags: ["cats", "pets"] },
+      undefined,
+      { itemId: "v2", channel: "ch-b", updatedAt: 6 },
+    ]);
     await store.delete(["v2", "ghost"]);
     expect(await store.get(["v2"])).toEqual([undefined]);
     expect([...(await store.deletedIds())].sort()).toEqual(["ghost", "v2"]);

@@ -137,13 +137,20 @@ export function checkCatalogueItem(value: unknown, field: string, now: number): 
     uploadTimestamp?: number;
     durationSeconds?: number;
     updatedAt: number;
-  } = { itemId: checkItemId(v.itemId, `${field}.itemId`), updatedAt: checkOptionalNumber(v.updatedAt, `${field}.updatedAt`, MAX_TIMESTAMP) ?? now };
+  } = {
+    itemId: checkItemId(v.itemId, `${field}.itemId`),
+    updatedAt: checkOptionalNumber(v.updatedAt, `${field}.updatedAt`, MAX_TIMESTAMP) ?? now,
+  };
   const title = checkOptionalText(v.title, `${field}.title`, MAX_TITLE_LENGTH);
   if (title !== undefined) item.title = title;
   if (v.tags !== undefined) {
     if (!Array.isArray(v.tags)) fail(`${field}.tags`, "must be an array of strings");
     if (v.tags.length > MAX_TAGS) fail(`${field}.tags`, `has ${v.tags.length} entries, at most ${MAX_TAGS}`);
-    const tags = [...new Set(v.tags.map((t, i) => checkOptionalText(t, `${field}.tags[${i}]`, MAX_TAG_LENGTH)).filter((t): t is string => t !== undefined))];
+    const tags = [
+      ...new Set(
+        v.tags.map((t, i) => checkOptionalText(t, `${field}.tags[${i}]`, MAX_TAG_LENGTH)).filter((t): t is string => t !== undefined),
+      ),
+    ];
     if (tags.length > 0) item.tags = tags;
   }
   const channel = checkOptionalText(v.channel, `${field}.channel`, MAX_ID_LENGTH);
@@ -283,7 +290,10 @@ export class EmbeddedCatalogueStore implements CatalogueStore {
         await writeFully(this.handle, bytes, this.size);
         await this.handle.datasync();
       } catch (error) {
-        this.failure = new UserStoreUnavailableError(`catalogue log write failed, refusing further writes until reopened: ${(error as Error).message}`, { cause: error });
+        this.failure = new UserStoreUnavailableError(
+          `catalogue log write failed, refusing further writes until reopened: ${(error as Error).message}`,
+          { cause: error },
+        );
         throw this.failure;
       }
       this.size += bytes.length;
@@ -443,7 +453,9 @@ export class RedisCatalogueStore implements CatalogueStore {
       await client.connect();
     } catch (error) {
       client.disconnect();
-      throw new UserStoreUnavailableError(`catalogue store: Redis is unreachable: ${lastError?.message ?? (error as Error).message}`, { cause: error });
+      throw new UserStoreUnavailableError(`catalogue store: Redis is unreachable: ${lastError?.message ?? (error as Error).message}`, {
+        cause: error,
+      });
     }
     client.off("error", onError);
     const store = new RedisCatalogueStore(client, config, config.logger ?? consoleLogger);
@@ -546,7 +558,9 @@ export class RedisCatalogueStore implements CatalogueStore {
       for (const [id, fields] of entries) {
         this.lastId = id;
         const change: CatalogueChange =
-          fields[0] === "u" ? { kind: "upsert", items: JSON.parse(fields[1]!) as CatalogueItem[] } : { kind: "delete", ids: JSON.parse(fields[1]!) as string[] };
+          fields[0] === "u"
+            ? { kind: "upsert", items: JSON.parse(fields[1]!) as CatalogueItem[] }
+            : { kind: "delete", ids: JSON.parse(fields[1]!) as string[] };
         for (const listener of this.listeners) {
           try {
             listener(change);

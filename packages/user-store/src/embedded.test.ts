@@ -64,9 +64,7 @@ async function runAndKill(path: string, firstSeq: number, killAfterAcks: number,
   const { code, signal } = await exited;
   clearTimeout(timer);
   expect(signal, `crash-writer should have been killed (exit code ${code}); stderr: ${stderr}`).toBe("SIGKILL");
-  expect(acked.size, `crash-writer acknowledged too little before the kill; stderr: ${stderr}`).toBeGreaterThanOrEqual(
-    killAfterAcks,
-  );
+  expect(acked.size, `crash-writer acknowledged too little before the kill; stderr: ${stderr}`).toBeGreaterThanOrEqual(killAfterAcks);
   return acked;
 }
 
@@ -129,7 +127,9 @@ describe("embedded user store durability", () => {
     ({ store, logger } = await open(path));
     expect((await store.get("u"))!.watches.map((w) => w.itemId)).toEqual(["a", "b"]);
     expect((await store.get("v"))!.watches.map((w) => w.itemId)).toEqual(["x"]);
-    expect(logger.lines.find((l) => /torn log tail/.test(l.message))!.fields).toMatchObject({ droppedBytes: goodSize - 3 - (await stat(file)).size });
+    expect(logger.lines.find((l) => /torn log tail/.test(l.message))!.fields).toMatchObject({
+      droppedBytes: goodSize - 3 - (await stat(file)).size,
+    });
     await store.append([watch("u", "d", 4)]);
     await store.close();
 
@@ -206,13 +206,27 @@ describe("embedded user store durability", () => {
     expect(files.filter((n) => n.endsWith(".snap"))).toHaveLength(1);
     expect(files.filter((n) => n.startsWith("wal-"))).toHaveLength(1);
     // The events log (every event ever appended) is never compacted: not counted here.
-    const total = (await Promise.all(files.filter((n) => n !== "events.log").map((n) => stat(join(path, n))))).reduce((s, f) => s + f.size, 0);
+    const total = (await Promise.all(files.filter((n) => n !== "events.log").map((n) => stat(join(path, n))))).reduce(
+      (s, f) => s + f.size,
+      0,
+    );
     expect(total).toBeLessThan(32 * 1024);
     ({ store } = await open(path, { limits }));
     expect(await store.getMany(["u0", "u1", "u2", "u3", "u4", "u5"])).toEqual(before);
     expect(await store.getMeta("seeded")).toBe("x");
     expect(before[1]!.profile).toEqual({ age: 40 });
-    expect(before[0]!.watches.map((w) => w.itemId)).toEqual(["i540", "i546", "i552", "i558", "i564", "i570", "i576", "i582", "i588", "i594"]);
+    expect(before[0]!.watches.map((w) => w.itemId)).toEqual([
+      "i540",
+      "i546",
+      "i552",
+      "i558",
+      "i564",
+      "i570",
+      "i576",
+      "i582",
+      "i588",
+      "i594",
+    ]);
     // The 90 watches that left u0's list are remembered through the snapshots and the reopen.
     expect(before[0]!.hasEarlierWatches).toBe(true);
     expect(await store.watchedAmong("u0", ["i0", "i6", "i534", "i594", "i1", "i595"])).toEqual(new Set(["i0", "i6", "i534", "i594"]));

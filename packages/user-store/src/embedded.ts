@@ -274,10 +274,16 @@ export class EmbeddedUserStore implements UserStore {
     if (missing.length > 0) {
       this.logger.warn({ directory: this.directory, records: missing.length }, "events log behind the user log: re-logging its tail");
       const bytes = Buffer.concat(missing.map((r) => EventsLog.encode(r.s, r.e, r.l === 1)));
-      await this.events.write(bytes, missing.map((r) => r.e.length));
+      await this.events.write(
+        bytes,
+        missing.map((r) => r.e.length),
+      );
     }
     if (this.events.lastSeq > this.seq) {
-      this.logger.warn({ directory: this.directory, events: this.events.lastSeq - this.seq }, "user log behind the events log: applying its tail");
+      this.logger.warn(
+        { directory: this.directory, events: this.events.lastSeq - this.seq },
+        "user log behind the events log: applying its tail",
+      );
       const records: LogRecord[] = [];
       for await (const batch of this.events.scan(this.seq, this.limits.maxEventsPerAppend)) {
         records.push({ t: "e", e: batch.map(({ seq: _seq, ...event }) => event as UserEvent) });
@@ -383,7 +389,11 @@ export class EmbeddedUserStore implements UserStore {
             watches: watches.kept,
             searches: appendBounded(old.searches, batch.searches, this.limits.maxSearches),
             impressions: appendBounded(old.impressions, batch.impressions, this.limits.maxImpressions),
-            earlier: rememberEarlier(old.earlier, watches.dropped.map((w) => w.itemId), this.limits.maxEarlierWatches),
+            earlier: rememberEarlier(
+              old.earlier,
+              watches.dropped.map((w) => w.itemId),
+              this.limits.maxEarlierWatches,
+            ),
           });
         }
         break;

@@ -40,7 +40,10 @@ async function openStore(backend: Backend): Promise<UserStore> {
 async function scanAll(store: UserStore, afterSeq?: number, batchSize?: number): Promise<{ events: StoredEvent[]; batches: number }> {
   const events: StoredEvent[] = [];
   let batches = 0;
-  for await (const batch of store.scanEvents({ ...(afterSeq === undefined ? {} : { afterSeq }), ...(batchSize === undefined ? {} : { batchSize }) })) {
+  for await (const batch of store.scanEvents({
+    ...(afterSeq === undefined ? {} : { afterSeq }),
+    ...(batchSize === undefined ? {} : { batchSize }),
+  })) {
     batches++;
     events.push(...batch);
   }
@@ -179,7 +182,10 @@ describe("embedded events log durability", () => {
     await store.close();
     // Drop the newest user log (a crash before its write reached the disk).
     const { readdir, truncate } = await import("node:fs/promises");
-    const wal = (await readdir(dir.path)).filter((n) => n.startsWith("wal-")).sort().at(-1)!;
+    const wal = (await readdir(dir.path))
+      .filter((n) => n.startsWith("wal-"))
+      .sort()
+      .at(-1)!;
     await truncate(join(dir.path, wal), 8);
     store = await EmbeddedUserStore.open({ backend: "embedded", path: dir.path, logger });
     expect((await store.get("a"))?.watches.map((w) => w.itemId)).toEqual(["i1", "i2"]);

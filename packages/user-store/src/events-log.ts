@@ -75,7 +75,10 @@ export class EventsLog {
         expected = value.s + value.e.length;
       });
       if (scan.problem !== undefined) {
-        logger.warn({ file: path, validBytes: scan.validEnd, droppedBytes: scan.size - scan.validEnd }, `truncating a torn events log tail: ${scan.problem}`);
+        logger.warn(
+          { file: path, validBytes: scan.validEnd, droppedBytes: scan.size - scan.validEnd },
+          `truncating a torn events log tail: ${scan.problem}`,
+        );
       }
       if (scan.incompleteHeader) {
         await handle.truncate(0);

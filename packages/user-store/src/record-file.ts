@@ -42,11 +42,7 @@ export interface ScanResult {
  * does not start with `magic` (it is not ours); a record `onRecord` rejects (by throwing) ends
  * the valid prefix like a bad CRC does.
  */
-export async function scanRecordFile(
-  path: string,
-  magic: Buffer,
-  onRecord: (value: unknown, offset: number) => void,
-): Promise<ScanResult> {
+export async function scanRecordFile(path: string, magic: Buffer, onRecord: (value: unknown, offset: number) => void): Promise<ScanResult> {
   const handle = await open(path, "r");
   try {
     const size = (await handle.stat()).size;
@@ -79,9 +75,7 @@ export async function scanRecordFile(
         return stop(`impossible record length ${length} at offset ${offset}`);
       }
       if (size - offset - RECORD_HEADER_BYTES < length) {
-        return stop(
-          `record at offset ${offset} cut short: ${size - offset - RECORD_HEADER_BYTES} of ${length} bytes`,
-        );
+        return stop(`record at offset ${offset} cut short: ${size - offset - RECORD_HEADER_BYTES} of ${length} bytes`);
       }
       const payload = await reader.take(length);
       if (crc32(payload) !== expectedCrc) return stop(`CRC mismatch in record at offset ${offset}`);

@@ -41,7 +41,9 @@ async function freePort(): Promise<number> {
 async function startRedisServer(port: number): Promise<ChildProcess> {
   const found = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
   if (found.error !== undefined || found.status !== 0) {
-    throw new Error(`this test needs the redis-server binary on PATH (Debian package redis-server): ${found.error?.message ?? found.stderr}`);
+    throw new Error(
+      `this test needs the redis-server binary on PATH (Debian package redis-server): ${found.error?.message ?? found.stderr}`,
+    );
   }
   const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
     stdio: "ignore",

@@ -247,7 +247,10 @@ export class RedisUserStore implements UserStore {
         const reason = lastError?.message ?? (error as Error).message;
         // Slow (a command or the connect timed out) is retried; refused or unknown host is not.
         if (/timed? ?out/i.test(reason) && Date.now() + delayMs < retryUntil) {
-          (config.logger ?? consoleLogger).warn({ redis: describeUrl(config.url), err: reason, retryInMs: delayMs }, "Redis slow to answer at start; retrying");
+          (config.logger ?? consoleLogger).warn(
+            { redis: describeUrl(config.url), err: reason, retryInMs: delayMs },
+            "Redis slow to answer at start; retrying",
+          );
           await sleep(delayMs);
           delayMs = Math.min(5000, delayMs * 2);
           continue;
@@ -332,7 +335,11 @@ export class RedisUserStore implements UserStore {
       if (batch.watches.length > 0) {
         const key = this.userKey(userId, "w");
         multi.rpush(key, ...batch.watches.map(encodeWatch)).ltrim(key, -this.limits.maxWatches, -1);
-        this.rememberWatched(multi, userId, batch.watches.flatMap((w) => [w.timestamp, w.itemId]));
+        this.rememberWatched(
+          multi,
+          userId,
+          batch.watches.flatMap((w) => [w.timestamp, w.itemId]),
+        );
       }
       if (batch.searches.length > 0) {
         const key = this.userKey(userId, "s");
@@ -582,15 +589,9 @@ export class RedisUserStore implements UserStore {
     while (!tail.stopped) {
       let reply: [string, [string, string[]][]][] | null;
       try {
-        reply = (await tail.client.xread(
-          "COUNT",
-          TAIL_BATCH,
-          "BLOCK",
-          TAIL_BLOCK_MS,
-          "STREAMS",
-          this.streamKey,
-          tail.lastId,
-        )) as [string, [string, string[]][]][] | null;
+        reply = (await tail.client.xread("COUNT", TAIL_BATCH, "BLOCK", TAIL_BLOCK_MS, "STREAMS", this.streamKey, tail.lastId)) as
+          | [string, [string, string[]][]][]
+          | null;
         backoff = 100;
       } catch (error) {
         if (tail.stopped) break;

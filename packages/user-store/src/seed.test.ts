@@ -73,7 +73,13 @@ describe("seedFromEvents against a slow Redis", () => {
 
   it("still fails, with the backend's reason, once retryForMs has passed", async () => {
     const proxy = await slowProxy(600);
-    const store = await RedisUserStore.open({ backend: "redis", url: proxy.url, keyPrefix: uniquePrefix("seed-down"), commandTimeoutMs: 200, logger: quietLogger() });
+    const store = await RedisUserStore.open({
+      backend: "redis",
+      url: proxy.url,
+      keyPrefix: uniquePrefix("seed-down"),
+      commandTimeoutMs: 200,
+      logger: quietLogger(),
+    });
     cleanups.push(() => store.close());
     proxy.slowFor(60_000);
     const events: UserEvent[] = [{ kind: "watch", userId: "u", itemId: "i", timestamp: 1 }];
@@ -83,14 +89,22 @@ describe("seedFromEvents against a slow Redis", () => {
   it("opens a Redis that is slow to answer its first commands (retries within openRetryForMs)", async () => {
     const proxy = await slowProxy(600);
     proxy.slowFor(1500);
-    const store = await RedisUserStore.open({ backend: "redis", url: proxy.url, keyPrefix: uniquePrefix("seed-open"), commandTimeoutMs: 300, logger: quietLogger() });
+    const store = await RedisUserStore.open({
+      backend: "redis",
+      url: proxy.url,
+      keyPrefix: uniquePrefix("seed-open"),
+      commandTimeoutMs: 300,
+      logger: quietLogger(),
+    });
     cleanups.push(() => store.close());
     expect(await store.getMeta("nothing")).toBeUndefined();
   });
 
   it("fails at once when nothing listens (down is not slow)", async () => {
     const started = Date.now();
-    await expect(RedisUserStore.open({ backend: "redis", url: "redis://127.0.0.1:1", keyPrefix: "x:", logger: quietLogger() })).rejects.toThrow(/unreachable/);
+    await expect(
+      RedisUserStore.open({ backend: "redis", url: "redis://127.0.0.1:1", keyPrefix: "x:", logger: quietLogger() }),
+    ).rejects.toThrow(/unreachable/);
     expect(Date.now() - started).toBeLessThan(5000);
   });
 });

@@ -15,15 +15,7 @@
  */
 import type { Dataset } from "@recsys/data";
 import { isUserStoreUnavailable } from "./errors.js";
-import type {
-  ImpressionEvent,
-  SearchEvent,
-  UserEvent,
-  UserProfile,
-  UserSnapshot,
-  UserStore,
-  WatchEvent,
-} from "./types.js";
+import type { ImpressionEvent, SearchEvent, UserEvent, UserProfile, UserSnapshot, UserStore, WatchEvent } from "./types.js";
 
 /** Metadata key holding the id of the last completed seeding. */
 export const SEED_META_KEY = "seeded";
@@ -240,7 +232,13 @@ export async function seedFromEvents(
     watches += Math.min(w.length, maxWatches);
     searches += s.length;
     impressions += i.length;
-    const snapshot: UserSnapshot = { userId, watches: w, searches: s, impressions: i, ...(p.earlier.length === 0 ? {} : { earlierWatchedIds: p.earlier }) };
+    const snapshot: UserSnapshot = {
+      userId,
+      watches: w,
+      searches: s,
+      impressions: i,
+      ...(p.earlier.length === 0 ? {} : { earlierWatchedIds: p.earlier }),
+    };
     chunk.push(p.profile === undefined ? snapshot : { ...snapshot, profile: p.profile });
     if (chunk.length >= usersPerCall) {
       await send(chunk);

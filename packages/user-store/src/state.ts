@@ -2,14 +2,7 @@
  * Per-user state shared by both backends: events stored without their userId (the key says
  * whose they are), bounded lists in append order, and the `UserState` built from them on read.
  */
-import type {
-  ImpressionEvent,
-  SearchEvent,
-  UserEvent,
-  UserProfile,
-  UserState,
-  WatchEvent,
-} from "./types.js";
+import type { ImpressionEvent, SearchEvent, UserEvent, UserProfile, UserState, WatchEvent } from "./types.js";
 
 export type StoredWatch = Omit<WatchEvent, "userId">;
 export type StoredSearch = Omit<SearchEvent, "userId">;

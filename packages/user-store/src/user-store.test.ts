@@ -37,14 +37,10 @@ async function openStore(backend: Backend, limits: Partial<UserStoreLimits> = {}
 }
 
 const watch = (userId: string, itemId: string, timestamp: number, watchSeconds?: number): UserEvent =>
-  watchSeconds === undefined
-    ? { kind: "watch", userId, itemId, timestamp }
-    : { kind: "watch", userId, itemId, timestamp, watchSeconds };
+  watchSeconds === undefined ? { kind: "watch", userId, itemId, timestamp } : { kind: "watch", userId, itemId, timestamp, watchSeconds };
 const search = (userId: string, query: string, timestamp: number): UserEvent => ({ kind: "search", userId, query, timestamp });
 const impression = (userId: string, itemId: string, timestamp: number, position?: number): UserEvent =>
-  position === undefined
-    ? { kind: "impression", userId, itemId, timestamp }
-    : { kind: "impression", userId, itemId, timestamp, position };
+  position === undefined ? { kind: "impression", userId, itemId, timestamp } : { kind: "impression", userId, itemId, timestamp, position };
 
 describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
   it("returns appended events in order, per user and kind, with their fields", async () => {
@@ -57,7 +53,10 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
       impression("alice", "i7", 103, 3),
       watch("alice", "i2", 104),
     ]);
-    await store.append([watch("alice", "i3", 105), { kind: "impression", userId: "alice", itemId: "i7", timestamp: 106, requestId: "r-1" }]);
+    await store.append([
+      watch("alice", "i3", 105),
+      { kind: "impression", userId: "alice", itemId: "i7", timestamp: 106, requestId: "r-1" },
+    ]);
     const alice = await store.get("alice");
     expect(alice).toEqual({
       userId: "alice",
@@ -102,7 +101,13 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
     expect(state.watches.map((w) => w.itemId)).toEqual(["w7", "w8", "w9", "w10", "w11"]);
     expect(state.searches.map((s) => s.query)).toEqual(["q2", "q3", "q4"]);
     expect(state.impressions.map((i) => i.itemId)).toEqual(["even", "odd3", "even", "odd5"]);
-    expect(state.impressionCounts).toEqual(new Map([["even", 2], ["odd3", 1], ["odd5", 1]]));
+    expect(state.impressionCounts).toEqual(
+      new Map([
+        ["even", 2],
+        ["odd3", 1],
+        ["odd5", 1],
+      ]),
+    );
   });
 
   it("remembers watches that left the bounded list: watchedAmong finds them, up to maxEarlierWatches", async () => {
@@ -182,10 +187,7 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
     await store.putUsers([{ userId: "frank", watches: [{ userId: "frank", itemId: "z", timestamp: 9 }] }]);
     await store.append([watch("erin", "c", 4)]);
     await waitFor(() => seen.length >= 2, 5000, "two deliveries");
-    expect(seen).toEqual([
-      [watch("dave", "a", 1), search("dave", "jazz", 2)],
-      [watch("erin", "c", 4)],
-    ]);
+    expect(seen).toEqual([[watch("dave", "a", 1), search("dave", "jazz", 2)], [watch("erin", "c", 4)]]);
     await waitFor(() => other.length >= 3, 5000, "the second subscriber");
     subscription.unsubscribe();
     await store.append([watch("erin", "d", 5)]);
@@ -243,9 +245,9 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
     await expect(store.get("")).rejects.toBeInstanceOf(UserStoreValidationError);
     await expect(store.setProfile("u", { age: -1 })).rejects.toThrow(/profile\.age/);
     await expect(store.setProfile("u", { gender: 7 as unknown as string })).rejects.toThrow(/profile\.gender/);
-    await expect(
-      store.putUsers([{ userId: "u", watches: [{ userId: "someone-else", itemId: "i", timestamp: 1 }] }]),
-    ).rejects.toThrow(/users\[0\]\.watches\[0\]\.userId/);
+    await expect(store.putUsers([{ userId: "u", watches: [{ userId: "someone-else", itemId: "i", timestamp: 1 }] }])).rejects.toThrow(
+      /users\[0\]\.watches\[0\]\.userId/,
+    );
     expect(await store.get("u")).toBeUndefined();
   });
 
@@ -262,10 +264,18 @@ describe.each<Backend>(["embedded", "redis"])("%s user store", (backend) => {
       watch("u1", "b", 20),
       search("u2", "news", 6),
     ];
-    const result = await seedFromEvents(store, events, [["u1", { age: 30 }], ["u3", { geo: "12" }]], {
-      seedId: "dataset-1",
-      usersPerCall: 1,
-    });
+    const result = await seedFromEvents(
+      store,
+      events,
+      [
+        ["u1", { age: 30 }],
+        ["u3", { geo: "12" }],
+      ],
+      {
+        seedId: "dataset-1",
+        usersPerCall: 1,
+      },
+    );
     expect(result).toMatchObject({ skipped: false, users: 3, watches: 4, searches: 1, impressions: 0 });
     expect((await store.get("u1"))!.watches.map((w) => w.itemId)).toEqual(["b", "c", "d"]);
     expect(await store.watchedAmong("u1", ["a", "b", "x"])).toEqual(new Set(["a", "b"]));

@@ -61,12 +61,7 @@ function checkTimestamp(value: unknown, field: string): number {
   return value;
 }
 
-function checkOptionalNumber(
-  value: unknown,
-  field: string,
-  max: number,
-  integer: boolean,
-): number | undefined {
+function checkOptionalNumber(value: unknown, field: string, max: number, integer: boolean): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > max) {
     fail(field, `must be a finite number in 0..${max}, got ${String(value)}`);
@@ -95,12 +90,7 @@ export function checkWatch(value: unknown, field: string, limits: UserStoreLimit
     itemId: checkId(value.itemId, `${field}.itemId`, limits),
     timestamp: checkTimestamp(value.timestamp, `${field}.timestamp`),
   };
-  const watchSeconds = checkOptionalNumber(
-    value.watchSeconds,
-    `${field}.watchSeconds`,
-    MAX_WATCH_SECONDS,
-    false,
-  );
+  const watchSeconds = checkOptionalNumber(value.watchSeconds, `${field}.watchSeconds`, MAX_WATCH_SECONDS, false);
   if (watchSeconds !== undefined) event.watchSeconds = watchSeconds;
   return event;
 }
@@ -120,11 +110,7 @@ export function checkSearch(value: unknown, field: string, limits: UserStoreLimi
   };
 }
 
-export function checkImpression(
-  value: unknown,
-  field: string,
-  limits: UserStoreLimits,
-): ImpressionEvent {
+export function checkImpression(value: unknown, field: string, limits: UserStoreLimits): ImpressionEvent {
   if (!isObject(value)) fail(field, "must be an object");
   const event: {
     userId: string;
@@ -262,9 +248,7 @@ export function checkSnapshot(value: unknown, field: string, limits: UserStoreLi
   const profile = value.profile === undefined ? {} : checkProfile(value.profile, `${field}.profile`, limits);
   const watches = checkList(value.watches, `${field}.watches`, userId, (v, f) => checkWatch(v, f, limits));
   const searches = checkList(value.searches, `${field}.searches`, userId, (v, f) => checkSearch(v, f, limits));
-  const impressions = checkList(value.impressions, `${field}.impressions`, userId, (v, f) =>
-    checkImpression(v, f, limits),
-  );
+  const impressions = checkList(value.impressions, `${field}.impressions`, userId, (v, f) => checkImpression(v, f, limits));
   const given = value.earlierWatchedIds === undefined ? [] : checkIdList(value.earlierWatchedIds, `${field}.earlierWatchedIds`, limits);
   const overflow = watches.slice(0, Math.max(0, watches.length - limits.maxWatches)).map((w) => w.itemId);
   // Distinct, oldest first (an id given twice counts at its last place), the newest kept.

@@ -31,7 +31,15 @@ import {
   type TieOrder,
 } from "@recsys/eval";
 import { parseArgs, UsageError } from "../args.js";
-import { buildSection, type EvaluationReport, formatTable, type ModelInfo, type PipelineDetails, type ProtocolSection, refusalReason } from "../evaluate-report.js";
+import {
+  buildSection,
+  type EvaluationReport,
+  formatTable,
+  type ModelInfo,
+  type PipelineDetails,
+  type ProtocolSection,
+  refusalReason,
+} from "../evaluate-report.js";
 import { evaluatePipeline } from "../pipeline-evaluate.js";
 import { inProtocolOrder } from "../protocol-dataset.js";
 
@@ -87,9 +95,13 @@ export async function run(argv: string[]): Promise<number> {
 
   const started = performance.now();
   const base = await loadDataset(spec);
-  log(`loaded ${spec}: ${base.users.ids.length} users, ${base.items.ids.length} items, ${base.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  log(
+    `loaded ${spec}: ${base.users.ids.length} users, ${base.items.ids.length} items, ${base.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`,
+  );
   for (const w of base.report.warnings) log(`warning: ${w}`);
-  log(`${tiedEvents(base.events)} of ${base.events.user.length} events share their timestamp with another event of the same user (the tie order decides their order)`);
+  log(
+    `${tiedEvents(base.events)} of ${base.events.user.length} events share their timestamp with another event of the same user (the tie order decides their order)`,
+  );
 
   const sections: Partial<Record<Protocol, ProtocolSection>> = {};
   const modelInfo: Partial<Record<Protocol, ModelInfo>> = {};
@@ -105,7 +117,8 @@ export async function run(argv: string[]): Promise<number> {
           process.stderr.write(`recsys evaluate: refusing to evaluate under ${describeTieOrder(order)}: ${refusal}\n`);
           return 1;
         }
-        if (bundle.manifest.holdout === "val" && target === "test") log(`note: ${modelDir} was trained with --holdout val (without validation events); its test figures are slightly pessimistic`);
+        if (bundle.manifest.holdout === "val" && target === "test")
+          log(`note: ${modelDir} was trained with --holdout val (without validation events); its test figures are slightly pessimistic`);
         const m = bundle.manifest;
         modelInfo[protocol] = {
           version: m.modelVersion,
@@ -114,13 +127,28 @@ export async function run(argv: string[]): Promise<number> {
           train: { examples_per_second: finite(m.train.examplesPerSecond), seconds: finite(m.train.seconds) },
         };
       }
-      sections[protocol] = await evaluateProtocol(dataset, protocol, protocol === "lastout" ? null : tieSeed, order, target, bundle, modelDir);
+      sections[protocol] = await evaluateProtocol(
+        dataset,
+        protocol,
+        protocol === "lastout" ? null : tieSeed,
+        order,
+        target,
+        bundle,
+        modelDir,
+      );
     } finally {
       bundle?.dispose();
     }
   }
   const first = Object.values(sections)[0]!;
-  const report: EvaluationReport = { dataset: spec, split: target, users: first.users, tie_seed: tieSeed, model_info: modelInfo, protocols: sections };
+  const report: EvaluationReport = {
+    dataset: spec,
+    split: target,
+    users: first.users,
+    tie_seed: tieSeed,
+    model_info: modelInfo,
+    protocols: sections,
+  };
   if (args["json"] === true) process.stdout.write(`${JSON.stringify(report)}\n`);
   else process.stdout.write(formatTable(report));
   return 0;
@@ -150,8 +178,12 @@ async function evaluateProtocol(
   const capped = itemKnnScorer(dataset, rows, { maxNeighbors: KNN_CAP, name: `item-knn@${KNN_CAP}` });
   const baselines: UserScorer[] = [mostPopularScorer(dataset, rows), exact, capped, nextIdScorer(dataset)];
   const models: UserScorer[] = bundle === null ? [] : [createDatasetScorer(bundle, dataset)];
-  const exactCap = Number.isFinite(exact.maxNeighbors) ? `capped at ${exact.maxNeighbors} neighbours (catalogue too large for the exact lists)` : "exact";
-  log(`${name}: built the scorers (item-knn ${exactCap}, ${exact.pairs} pairs; item-knn@${KNN_CAP} ${capped.pairs} pairs) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  const exactCap = Number.isFinite(exact.maxNeighbors)
+    ? `capped at ${exact.maxNeighbors} neighbours (catalogue too large for the exact lists)`
+    : "exact";
+  log(
+    `${name}: built the scorers (item-knn ${exactCap}, ${exact.pairs} pairs; item-knn@${KNN_CAP} ${capped.pairs} pairs) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
   log(`${name}: evaluating ${split.evaluatedUsers} users on their ${target} events`);
   started = performance.now();
   const result = evaluateLastout({

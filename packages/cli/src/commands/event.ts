@@ -39,19 +39,24 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   const kinds = (["watch", "search", "impression"] as const).filter((k) => args[k] !== undefined);
-  if (kinds.length !== 1) return usageError(`give exactly one of --watch, --search, --impression${kinds.length > 1 ? ` (got ${kinds.map((k) => `--${k}`).join(", ")})` : ""}`);
+  if (kinds.length !== 1)
+    return usageError(
+      `give exactly one of --watch, --search, --impression${kinds.length > 1 ? ` (got ${kinds.map((k) => `--${k}`).join(", ")})` : ""}`,
+    );
   const kind = kinds[0]!;
   if (args["seconds"] !== undefined && kind !== "watch") return usageError("--seconds goes with --watch");
   if (args["position"] !== undefined && kind !== "impression") return usageError("--position goes with --impression");
   const seconds = args["seconds"] === undefined ? undefined : Number(args["seconds"]);
   if (seconds !== undefined && !(seconds >= 0)) return usageError(`--seconds must be >= 0, got ${seconds}`);
   const position = args["position"] === undefined ? undefined : Number(args["position"]);
-  if (position !== undefined && (!Number.isInteger(position) || position < 1)) return usageError(`--position must be a positive integer, got ${position}`);
+  if (position !== undefined && (!Number.isInteger(position) || position < 1))
+    return usageError(`--position must be a positive integer, got ${position}`);
 
   const userId = String(args["user"]);
   const value = String(args[kind]);
   let event: MessageInitShape<typeof UserEventSchema>;
-  if (kind === "watch") event = { userId, kind: { case: "watch", value: { itemId: value, ...(seconds === undefined ? {} : { watchSeconds: seconds }) } } };
+  if (kind === "watch")
+    event = { userId, kind: { case: "watch", value: { itemId: value, ...(seconds === undefined ? {} : { watchSeconds: seconds }) } } };
   else if (kind === "search") event = { userId, kind: { case: "search", value: { query: value } } };
   else event = { userId, kind: { case: "impression", value: { itemId: value, ...(position === undefined ? {} : { position }) } } };
 
@@ -65,7 +70,9 @@ export async function run(argv: string[]): Promise<number> {
   const client = connect(RecommenderService, target.address, { defaultTimeoutMs: Number(args["timeout"]) });
   try {
     const response = await client.recordEvents({ events: [event] });
-    process.stdout.write(`recorded ${response.accepted} ${kind} event for user ${userId} (${kind === "search" ? JSON.stringify(value) : `item ${value}`}) at ${target.address}\n`);
+    process.stdout.write(
+      `recorded ${response.accepted} ${kind} event for user ${userId} (${kind === "search" ? JSON.stringify(value) : `item ${value}`}) at ${target.address}\n`,
+    );
     return 0;
   } catch (error) {
     if (isServiceError(error)) {

@@ -14,7 +14,8 @@ import { parseArgs, UsageError } from "../args.js";
 import { formatRecommendations, recommendationsJson } from "../stack-format.js";
 import { readTitles, resolveAddress, stateFilePath } from "../stack-state.js";
 
-const USAGE = "usage: recsys recommend (--user ID | --session ITEM,ITEM,...) [--count N] [--address HOST:PORT] [--json] [--debug] [--exclude ID,ID,...] [--timeout MS] [--state FILE]";
+const USAGE =
+  "usage: recsys recommend (--user ID | --session ITEM,ITEM,...) [--count N] [--address HOST:PORT] [--json] [--debug] [--exclude ID,ID,...] [--timeout MS] [--state FILE]";
 
 export async function run(argv: string[]): Promise<number> {
   let args;
@@ -43,7 +44,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`recsys recommend: --count must be a positive integer, got ${count}\n${USAGE}\n`);
     return 2;
   }
-  const session = typeof args["session"] === "string" ? args["session"].split(",").map((s) => s.trim()).filter((s) => s !== "") : undefined;
+  const session =
+    typeof args["session"] === "string"
+      ? args["session"]
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== "")
+      : undefined;
   if ((typeof args["user"] === "string") === (session !== undefined)) {
     process.stderr.write(`recsys recommend: give exactly one of --user and --session\n${USAGE}\n`);
     return 2;
@@ -56,11 +63,23 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`recsys recommend: ${(error as Error).message}\n`);
     return 1;
   }
-  const excluded = typeof args["exclude"] === "string" ? args["exclude"].split(",").map((s) => s.trim()).filter((s) => s !== "") : [];
+  const excluded =
+    typeof args["exclude"] === "string"
+      ? args["exclude"]
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== "")
+      : [];
   const client = connect(RecommenderService, target.address, { defaultTimeoutMs: Number(args["timeout"]) });
   try {
     const started = performance.now();
-    const response = await client.recommend({ userId, ...(session === undefined ? {} : { sessionItemIds: session }), count, excludedItemIds: excluded, debug: args["debug"] === true });
+    const response = await client.recommend({
+      userId,
+      ...(session === undefined ? {} : { sessionItemIds: session }),
+      count,
+      excludedItemIds: excluded,
+      debug: args["debug"] === true,
+    });
     const elapsedMs = performance.now() - started;
     if (args["json"] === true) {
       process.stdout.write(`${JSON.stringify(recommendationsJson(userId, response, elapsedMs))}\n`);

@@ -27,8 +27,17 @@ export function parseEvaluation(text: string, file: string): EvaluationReport {
     throw new Error(`${file} is not valid JSON (${(err as Error).message}); pass the output of recsys evaluate --json`);
   }
   const r = value as Partial<EvaluationReport> | null;
-  if (r === null || typeof r !== "object" || typeof r.dataset !== "string" || typeof r.protocols !== "object" || r.protocols === null || Object.keys(r.protocols).length === 0) {
-    throw new Error(`${file} is not a recsys evaluate --json result (no dataset or protocols); re-run recsys evaluate --json with this version`);
+  if (
+    r === null ||
+    typeof r !== "object" ||
+    typeof r.dataset !== "string" ||
+    typeof r.protocols !== "object" ||
+    r.protocols === null ||
+    Object.keys(r.protocols).length === 0
+  ) {
+    throw new Error(
+      `${file} is not a recsys evaluate --json result (no dataset or protocols); re-run recsys evaluate --json with this version`,
+    );
   }
   return r as EvaluationReport;
 }
@@ -67,6 +76,8 @@ export async function run(argv: string[]): Promise<number> {
   const figures = await buildFigures(reports);
   for (const f of figures) await writeFile(join(out, `${f.id}.svg`), f.svg);
   await writeFile(join(out, "report.html"), buildHtml(reports, figures, files, new Date().toISOString()));
-  process.stdout.write(`wrote ${join(out, "report.html")} and ${figures.length} figures (${figures.map((f) => `${f.id}.svg`).join(", ")}) from ${files.length} result(s)\n`);
+  process.stdout.write(
+    `wrote ${join(out, "report.html")} and ${figures.length} figures (${figures.map((f) => `${f.id}.svg`).join(", ")}) from ${files.length} result(s)\n`,
+  );
   return 0;
 }

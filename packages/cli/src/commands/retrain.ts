@@ -67,7 +67,8 @@ export async function run(argv: string[]): Promise<number> {
   if (spec === undefined || current === undefined) {
     const statePath = stateFilePath(String(args["dir"]));
     const state = await readStackState(statePath);
-    if (state === undefined) return usage(`no --dataset/--current given and no running stack (${statePath}); start one with \`npm start\` or pass both`);
+    if (state === undefined)
+      return usage(`no --dataset/--current given and no running stack (${statePath}); start one with \`npm start\` or pass both`);
     spec ??= `store:${join(state.runDir, "users")}`;
     current ??= state.modelDir;
     shards ??= state.stages.filter((s) => s.name.startsWith("retrieval")).length || 1;
@@ -77,11 +78,13 @@ export async function run(argv: string[]): Promise<number> {
   if (kind !== "hnsw" && kind !== "brute-force") return usage(`--index-kind must be hnsw or brute-force, got '${kind}'`);
   for (const name of ["epochs", "ranker-epochs", "hnsw-m", "hnsw-ef-construction", "max-eval-users"] as const) {
     const v = Number(args[name]);
-    if (!Number.isInteger(v) || v < (name === "epochs" ? 0 : 1)) return usage(`--${name} must be a ${name === "epochs" ? "non-negative" : "positive"} integer, got ${v}`);
+    if (!Number.isInteger(v) || v < (name === "epochs" ? 0 : 1))
+      return usage(`--${name} must be a ${name === "epochs" ? "non-negative" : "positive"} integer, got ${v}`);
   }
   if (shards !== undefined && (!Number.isInteger(shards) || shards < 1)) return usage(`--shards must be a positive integer, got ${shards}`);
   const preload = Number(args["preload-seconds"]);
-  if (!(preload >= 0) || !Number.isFinite(preload)) return usage(`--preload-seconds must be a number >= 0, got ${String(args["preload-seconds"])}`);
+  if (!(preload >= 0) || !Number.isFinite(preload))
+    return usage(`--preload-seconds must be a number >= 0, got ${String(args["preload-seconds"])}`);
 
   const started = performance.now();
   let dataset;
@@ -93,7 +96,9 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`recsys retrain: failed: ${message}\n`);
     return 1;
   }
-  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches, ${dataset.served?.requestId.length ?? 0} served answers`);
+  log(
+    `loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches, ${dataset.served?.requestId.length ?? 0} served answers`,
+  );
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
   let result;
   try {
@@ -121,9 +126,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (args["json"] === true) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {
-    if (result.candidate !== undefined) process.stdout.write(`${formatFigures("candidate", result.candidateVersion ?? "?", result.candidate)}\n`);
+    if (result.candidate !== undefined)
+      process.stdout.write(`${formatFigures("candidate", result.candidateVersion ?? "?", result.candidate)}\n`);
     if (result.serving !== undefined) process.stdout.write(`${formatFigures("serving", result.servingVersion ?? "?", result.serving)}\n`);
-    process.stdout.write(`${result.outcome}: ${result.message} (margin ${Number(args["margin"])}, total ${formatDuration((performance.now() - started) / 1000)})\n`);
+    process.stdout.write(
+      `${result.outcome}: ${result.message} (margin ${Number(args["margin"])}, total ${formatDuration((performance.now() - started) / 1000)})\n`,
+    );
   }
   return result.outcome === "refused" ? 3 : 0;
 }

@@ -93,7 +93,13 @@ async function writeTitles(dataset: Dataset, file: string): Promise<Map<string, 
   return out;
 }
 
-async function printSamples(stack: Stack, dataset: Dataset, users: number, count: number, titles: Map<string, string> | undefined): Promise<void> {
+async function printSamples(
+  stack: Stack,
+  dataset: Dataset,
+  users: number,
+  count: number,
+  titles: Map<string, string> | undefined,
+): Promise<void> {
   const client = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 10_000 });
   try {
     // The first calls open the orchestrator's channels to every stage and warm the code up; on a
@@ -103,7 +109,9 @@ async function printSamples(stack: Stack, dataset: Dataset, users: number, count
     for (const userId of sample) {
       const started = performance.now();
       const response = await client.recommend({ userId, count });
-      process.stdout.write(`\n${formatRecommendations(userId, response, { elapsedMs: performance.now() - started, ...(titles === undefined ? {} : { titles }) })}`);
+      process.stdout.write(
+        `\n${formatRecommendations(userId, response, { elapsedMs: performance.now() - started, ...(titles === undefined ? {} : { titles }) })}`,
+      );
     }
   } finally {
     client.$close();
@@ -157,7 +165,8 @@ export async function run(argv: string[]): Promise<number> {
   if (holdout !== "test" && holdout !== "none") return usageError(`--holdout must be test or none, got '${holdout}'`);
   for (const name of ["shards", "epochs", "ranker-epochs", "users", "count"] as const) {
     const v = Number(args[name]);
-    if (!Number.isInteger(v) || v < (name === "users" ? 0 : 1)) return usageError(`--${name} must be a ${name === "users" ? "non-negative" : "positive"} integer, got ${v}`);
+    if (!Number.isInteger(v) || v < (name === "users" ? 0 : 1))
+      return usageError(`--${name} must be a ${name === "users" ? "non-negative" : "positive"} integer, got ${v}`);
   }
   const port = Number(args["port"]);
   if (!Number.isInteger(port) || port < 0 || port > 65535) return usageError(`--port must be 0..65535, got ${port}`);

@@ -37,7 +37,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const stages = await stackHealth(state, Number(args["timeout"]));
   if (args["json"] === true) process.stdout.write(`${JSON.stringify({ address: state.address, startedAt: state.startedAt, stages })}\n`);
-  else process.stdout.write(`recsys start (pid ${state.pid}) since ${state.startedAt}; public API at ${state.address}\n${formatStackHealth(stages)}`);
+  else
+    process.stdout.write(
+      `recsys start (pid ${state.pid}) since ${state.startedAt}; public API at ${state.address}\n${formatStackHealth(stages)}`,
+    );
   const healthy = stages.every((s) => s.health === "SERVING" && (s.ready === undefined || s.ready === "SERVING"));
   return healthy ? 0 : 1;
 }

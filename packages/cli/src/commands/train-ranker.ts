@@ -13,7 +13,15 @@
  */
 import { loadBundle } from "@recsys/candidate-gen";
 import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
-import { DEFAULT_WATCH_WINDOW_SECONDS, DEFAULT_RANKER_MODEL_CONFIG, DEFAULT_RANKER_TRAIN_CONFIG, RANKER_MODEL_KINDS, type RankerModelKind, saveRanker, trainRanker } from "@recsys/ranking";
+import {
+  DEFAULT_WATCH_WINDOW_SECONDS,
+  DEFAULT_RANKER_MODEL_CONFIG,
+  DEFAULT_RANKER_TRAIN_CONFIG,
+  RANKER_MODEL_KINDS,
+  type RankerModelKind,
+  saveRanker,
+  trainRanker,
+} from "@recsys/ranking";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
 import { describeTieOrder } from "@recsys/eval";
@@ -84,34 +92,51 @@ export async function run(argv: string[]): Promise<number> {
     .split(",")
     .filter((s) => s.trim() !== "")
     .map(Number);
-  for (const [name, v] of [["epochs", epochs], ["negatives", args["negatives"]], ["max-examples", args["max-examples"]], ["budget", args["budget"]], ["merged-size", args["merged-size"]], ["dim", args["dim"]]] as const) {
+  for (const [name, v] of [
+    ["epochs", epochs],
+    ["negatives", args["negatives"]],
+    ["max-examples", args["max-examples"]],
+    ["budget", args["budget"]],
+    ["merged-size", args["merged-size"]],
+    ["dim", args["dim"]],
+  ] as const) {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < (name === "negatives" ? 0 : 1)) return usageError(`--${name} must be a ${name === "negatives" ? "non-negative" : "positive"} integer, got ${String(v)}`);
+    if (!Number.isInteger(n) || n < (name === "negatives" ? 0 : 1))
+      return usageError(`--${name} must be a ${name === "negatives" ? "non-negative" : "positive"} integer, got ${String(v)}`);
   }
   if (!Number.isSafeInteger(seed)) return usageError(`--seed must be an integer, got ${seed}`);
   if (missed !== "drop" && missed !== "keep") return usageError(`--missed must be drop or keep, got '${missed}'`);
   if (slate !== "true" && slate !== "false") return usageError(`--slate-negatives must be true or false, got '${slate}'`);
-  if (tower.some((w) => !Number.isInteger(w) || w < 1)) return usageError(`--tower must be comma-separated positive integers, got '${String(args["tower"])}'`);
+  if (tower.some((w) => !Number.isInteger(w) || w < 1))
+    return usageError(`--tower must be comma-separated positive integers, got '${String(args["tower"])}'`);
   const kind = String(args["model-kind"]);
-  if (!(RANKER_MODEL_KINDS as readonly string[]).includes(kind)) return usageError(`--model-kind must be one of ${RANKER_MODEL_KINDS.join(", ")}, got '${kind}'`);
+  if (!(RANKER_MODEL_KINDS as readonly string[]).includes(kind))
+    return usageError(`--model-kind must be one of ${RANKER_MODEL_KINDS.join(", ")}, got '${kind}'`);
   const wideBuckets = Number(args["wide-buckets"]);
-  if (!Number.isInteger(wideBuckets) || wideBuckets < 1) return usageError(`--wide-buckets must be a positive integer, got ${String(args["wide-buckets"])}`);
+  if (!Number.isInteger(wideBuckets) || wideBuckets < 1)
+    return usageError(`--wide-buckets must be a positive integer, got ${String(args["wide-buckets"])}`);
   const examplesFrom = String(args["examples"]);
-  if (examplesFrom !== "auto" && examplesFrom !== "served" && examplesFrom !== "replay") return usageError(`--examples must be auto, served or replay, got '${examplesFrom}'`);
+  if (examplesFrom !== "auto" && examplesFrom !== "served" && examplesFrom !== "replay")
+    return usageError(`--examples must be auto, served or replay, got '${examplesFrom}'`);
   const watchWindow = Number(args["watch-window"]);
-  if (!(watchWindow > 0) || !Number.isFinite(watchWindow)) return usageError(`--watch-window must be a positive number of seconds, got ${String(args["watch-window"])}`);
+  if (!(watchWindow > 0) || !Number.isFinite(watchWindow))
+    return usageError(`--watch-window must be a positive number of seconds, got ${String(args["watch-window"])}`);
 
   const started = performance.now();
   await initBackend();
   const ordered = inProtocolOrder(await loadDataset(spec), protocol.protocol, protocol.tieSeed);
   const dataset = ordered.dataset;
-  if (protocol.protocol !== "lastout") log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
+  if (protocol.protocol !== "lastout")
+    log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
   log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
   const bundle = await loadBundle(modelDir);
   try {
     const m = bundle.manifest;
     if (m.datasetFingerprint !== dataset.fingerprint) {
-      const live = spec.startsWith("store:") && !spec.includes("until=") ? " (a live store grows between commands: pin both to one snapshot with ?until=SEQ, or use recsys retrain)" : "";
+      const live =
+        spec.startsWith("store:") && !spec.includes("until=")
+          ? " (a live store grows between commands: pin both to one snapshot with ?until=SEQ, or use recsys retrain)"
+          : "";
       process.stderr.write(
         `recsys train-ranker: the bundle in ${modelDir} was trained on "${m.datasetSpec}" (fingerprint ${m.datasetFingerprint.slice(0, 12)}…), not on "${spec}" (${dataset.fingerprint.slice(0, 12)}…)${live}\n`,
       );
@@ -119,7 +144,9 @@ export async function run(argv: string[]): Promise<number> {
     }
     const hasServed = (dataset.served?.requestId.length ?? 0) > 0;
     if (examplesFrom === "served" && !hasServed) {
-      process.stderr.write(`recsys train-ranker: --examples served: ${spec} has no served log (only store: datasets of a system that logged Recommend answers have one)\n`);
+      process.stderr.write(
+        `recsys train-ranker: --examples served: ${spec} has no served log (only store: datasets of a system that logged Recommend answers have one)\n`,
+      );
       return 1;
     }
     const fromServed = examplesFrom === "served" || (examplesFrom === "auto" && hasServed);
@@ -127,7 +154,9 @@ export async function run(argv: string[]): Promise<number> {
     const rows = trainingRows(split, m.holdout);
     const pipeline = { budget: Number(args["budget"]), mergedSize: Number(args["merged-size"]) };
     log(`model kind ${kind}${kind === "wide-deep" ? ` (${wideBuckets} wide buckets, wide learning rate ${Number(args["wide-lr"])})` : ""}`);
-    log(`holdout ${m.holdout} (from the bundle ${m.modelVersion}): ${rows.length} training rows; sources budget ${pipeline.budget}, merged ${pipeline.mergedSize}; provenance features ${provenance ? "on" : "off"}`);
+    log(
+      `holdout ${m.holdout} (from the bundle ${m.modelVersion}): ${rows.length} training rows; sources budget ${pipeline.budget}, merged ${pipeline.mergedSize}; provenance features ${provenance ? "on" : "off"}`,
+    );
     log(
       fromServed
         ? `examples from the served log: ${dataset.served!.requestId.length} answers; a shown item watched within ${watchWindow} s is a positive weighted by its watch time`
@@ -156,7 +185,10 @@ export async function run(argv: string[]): Promise<number> {
       onProgress: (p) => {
         const key = `${p.phase}${p.epoch}`;
         if (p.phase === "replay") log(`replay: ${p.done}/${p.total} watches (${formatDuration(p.elapsedSeconds)})`);
-        else if (p.done === p.total || key !== lastPhase) log(`epoch ${p.epoch}/${p.epochs}: ${p.done}/${p.total} examples, loss ${p.loss.toFixed(4)} (${formatDuration(p.elapsedSeconds)})`);
+        else if (p.done === p.total || key !== lastPhase)
+          log(
+            `epoch ${p.epoch}/${p.epochs}: ${p.done}/${p.total} examples, loss ${p.loss.toFixed(4)} (${formatDuration(p.elapsedSeconds)})`,
+          );
         lastPhase = key;
       },
     });
@@ -174,7 +206,9 @@ export async function run(argv: string[]): Promise<number> {
         candidateGenVersion: m.modelVersion,
         pipeline,
       });
-      process.stdout.write(`wrote ${manifest.modelVersion} to ${out} (${s.examples} examples, ${epochs} epochs, total ${formatDuration((performance.now() - started) / 1000)})\n`);
+      process.stdout.write(
+        `wrote ${manifest.modelVersion} to ${out} (${s.examples} examples, ${epochs} epochs, total ${formatDuration((performance.now() - started) / 1000)})\n`,
+      );
     } finally {
       result.model.dispose();
     }

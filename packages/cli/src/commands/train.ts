@@ -12,7 +12,14 @@
  * ("mean"); docs/attention-pooling.md.
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
-import { DEFAULT_MODEL_CONFIG, DEFAULT_TRAIN_CONFIG, HISTORY_POOLINGS, type HistoryPooling, saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
+import {
+  DEFAULT_MODEL_CONFIG,
+  DEFAULT_TRAIN_CONFIG,
+  HISTORY_POOLINGS,
+  type HistoryPooling,
+  saveBundle,
+  trainCandidateGen,
+} from "@recsys/candidate-gen";
 import { loadDataset } from "@recsys/data";
 import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
@@ -80,16 +87,28 @@ export async function run(argv: string[]): Promise<number> {
   await initBackend();
   const ordered = inProtocolOrder(await loadDataset(spec), protocol.protocol, protocol.tieSeed);
   const dataset = ordered.dataset;
-  if (protocol.protocol !== "lastout") log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
-  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  if (protocol.protocol !== "lastout")
+    log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
+  log(
+    `loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`,
+  );
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
   if (holdout === "none") log("holdout none: training on every event (production); the bundle cannot be evaluated on lastout");
 
   const progress = progressReporter();
-  const result = await trainCandidateGen(dataset, { holdout, epochs, seed, threads, model: { historyPooling }, onProgress: (p) => progress.update(p) });
+  const result = await trainCandidateGen(dataset, {
+    holdout,
+    epochs,
+    seed,
+    threads,
+    model: { historyPooling },
+    onProgress: (p) => progress.update(p),
+  });
   progress.done();
   const s = result.stats;
-  log(`${s.examples} examples, ${s.steps} steps in ${formatDuration(s.seconds)} (${Math.round(s.examplesPerSecond)} examples/s on ${s.backend}, ${s.threads} thread${s.threads === 1 ? "" : "s"}), final loss ${s.finalLoss.toFixed(4)}`);
+  log(
+    `${s.examples} examples, ${s.steps} steps in ${formatDuration(s.seconds)} (${Math.round(s.examplesPerSecond)} examples/s on ${s.backend}, ${s.threads} thread${s.threads === 1 ? "" : "s"}), final loss ${s.finalLoss.toFixed(4)}`,
+  );
   try {
     const manifest = await saveBundle(out, result);
     process.stdout.write(

@@ -58,11 +58,7 @@ export async function scrapeMetrics(port: number, host = "127.0.0.1"): Promise<s
  * metricValue(text, "recsys_ranking_grpc_requests_total", { method: "...", code: "OK" });
  * undefined when absent. Labels must match exactly (all of them, any order).
  */
-export function metricValue(
-  text: string,
-  name: string,
-  labels: Readonly<Record<string, string>> = {},
-): number | undefined {
+export function metricValue(text: string, name: string, labels: Readonly<Record<string, string>> = {}): number | undefined {
   const wanted = Object.entries(labels)
     .map(([key, value]) => `${key}="${value}"`)
     .sort()
