@@ -68,14 +68,10 @@ beforeAll(async () => {
     shards: 2,
     startTimeoutMs: 90_000,
     env: {
-      // The dataset clock: the bootstrap history, the served answers and the recorded traffic on the
-      // bundle's own time line. Under the wall clock (the default) the bootstrap is stored shifted
-      // by the model time offset while `recsys retrain` compares stored times with the bundle's
-      // unshifted training window, so it holds out the shifted history's latest watches instead of
-      // only the new traffic and trains the ranker by replay (docs/retrain.md, known limitation).
+      // The wall clock (the default): the bootstrap is stored shifted by the model time offset,
+      // which `recsys retrain` reads beside the store to place the bundle's window on store time.
       orchestrator: {
         ...POLL,
-        SERVING_CLOCK: "dataset",
         USER_STORE_TIMEOUT: "3s",
         CANDIDATE_GENERATION_TIMEOUT: "3s",
         RETRIEVAL_TIMEOUT: "3s",
@@ -91,6 +87,9 @@ beforeAll(async () => {
   for (const userId of dataset.users.ids.slice(0, 120)) {
     const answer = await recommender.recommend({ userId, count: 10 });
     const watched = answer.items.slice(0, 2).map((item) => item.itemId);
+    // Spread the traffic over a few seconds, so that the 1 s watch windows of the earlier answers
+    // close before the held-out cut-off (the latest 20 % of the new watches).
+    await new Promise((resolve) => setTimeout(resolve, 25));
     await recommender.recordEvents({
       events: [
         ...answer.items.map((item, k) => ({

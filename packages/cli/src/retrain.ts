@@ -279,6 +279,26 @@ async function readWindowEnd(dir: string): Promise<number | undefined> {
 }
 
 /**
+ * The serving bundle's training window end on the store's time line: a bundle trained on a
+ * historical dataset that bootstrapped an embedded store under the wall clock has its history
+ * stored shifted by the orchestrator's model time offset (`model-time.json` beside the store,
+ * keyed by the bundle's dataset fingerprint); a bundle trained on the live log has none.
+ */
+async function storeTimeWindowEnd(servingDir: string, datasetSpec: string): Promise<number | undefined> {
+  const end = await readWindowEnd(servingDir);
+  if (end === undefined || !datasetSpec.startsWith("store:") || datasetSpec.startsWith("store:redis")) return end;
+  const storeDir = datasetSpec.slice("store:".length).split("?")[0]!;
+  try {
+    const manifest = JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")) as { datasetFingerprint?: unknown };
+    const offsets = JSON.parse(await readFile(join(storeDir, "model-time.json"), "utf8")) as Record<string, unknown>;
+    const offset = typeof manifest.datasetFingerprint === "string" ? offsets[manifest.datasetFingerprint] : undefined;
+    return typeof offset === "number" && Number.isFinite(offset) ? end + offset : end;
+  } catch {
+    return end;
+  }
+}
+
+/**
  * The serving bundle's history pooling, which the candidate keeps (a retrain changes the data, not
  * the architecture); a bundle written before the option pooled with the mean.
  */
@@ -402,7 +422,7 @@ async function run(
   if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`epochs must be an integer >= 0, got ${epochs}`);
 
   // The serving bundle trained on events up to its window end: the gate holds out only later ones.
-  const servingWindowEnd = servingDir === undefined ? undefined : await readWindowEnd(servingDir);
+  const servingWindowEnd = servingDir === undefined ? undefined : await storeTimeWindowEnd(servingDir, options.dataset.spec);
   const cutoff = holdoutCutoff(dataset, options.holdoutFraction ?? RETRAIN_DEFAULTS.holdoutFraction, servingWindowEnd ?? -Infinity);
   if (cutoff === undefined) {
     return {

@@ -4,7 +4,7 @@
  * store (seeded once) -> serving clock -> clients of the downstream stages -> the
  * RecommenderService handlers.
  */
-import { readFile, stat } from "node:fs/promises";
+import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import { CandidateGenerationService, CatalogueService, RankingService, RecommenderService, RetrievalService } from "@recsys/gen";
 import { lastoutSplit, loadDataset, trainingRows, type Dataset } from "@recsys/data";
 import {
@@ -199,6 +199,11 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
         await store.setMeta(key, String(modelTimeOffset));
       }
       logger.info({ modelTimeOffsetSeconds: modelTimeOffset }, "model time offset");
+      // Beside an embedded store, for `recsys retrain`, which reads the store's files while this
+      // process holds it: the serving bundle's training window in store time is windowEnd + offset.
+      if (modelTimeOffset !== 0 && config.USER_STORE === "embedded" && config.USER_STORE_PATH !== undefined) {
+        await writeModelTimeFile(config.USER_STORE_PATH, first.datasetFingerprint, modelTimeOffset);
+      }
     }
     if (bootstrap !== undefined) {
       const { dataset, rows } = bootstrap;
@@ -492,4 +497,21 @@ function connectDownstream(config: OrchestratorConfig): Downstream {
     retrieval: config.RETRIEVAL_ADDRESSES.map((address) => connect(RetrievalService, address, options)),
     ranking: connect(RankingService, config.RANKING_ADDRESS, options),
   };
+}
+
+/** File beside an embedded user store: dataset fingerprint -> model time offset (seconds). */
+export const MODEL_TIME_FILE = "model-time.json";
+
+async function writeModelTimeFile(dir: string, fingerprint: string, offsetSeconds: number): Promise<void> {
+  const path = join(dir, MODEL_TIME_FILE);
+  let offsets: Record<string, number> = {};
+  try {
+    offsets = JSON.parse(await readFile(path, "utf8")) as Record<string, number>;
+  } catch {
+    // first entry
+  }
+  if (offsets[fingerprint] === offsetSeconds) return;
+  offsets[fingerprint] = offsetSeconds;
+  await writeFile(`${path}.tmp`, `${JSON.stringify(offsets)}\n`);
+  await rename(`${path}.tmp`, path);
 }
