@@ -19,7 +19,7 @@ import { mkdir, open, rename, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Redis, type RedisOptions } from "ioredis";
 import { UserStoreError, UserStoreUnavailableError, UserStoreValidationError } from "./errors.js";
-import { encodeRecord, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
+import { encodeRecord, repairTail, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
 import type { UserStoreLogger } from "./types.js";
 
 export interface CatalogueItem {
@@ -246,18 +246,7 @@ export class EmbeddedCatalogueStore implements CatalogueStore {
       if (scan.problem !== undefined) {
         logger.warn({ file: path, droppedBytes: scan.size - scan.validEnd }, `truncating a torn catalogue log tail: ${scan.problem}`);
       }
-      if (scan.incompleteHeader) {
-        await handle.truncate(0);
-        await writeFully(handle, CATALOGUE_MAGIC, 0);
-        await handle.datasync();
-        store.size = CATALOGUE_MAGIC.length;
-      } else {
-        if (scan.validEnd < scan.size) {
-          await handle.truncate(scan.validEnd);
-          await handle.datasync();
-        }
-        store.size = scan.validEnd;
-      }
+      store.size = await repairTail(handle, CATALOGUE_MAGIC, scan);
     } catch (error) {
       await handle.close();
       throw error;

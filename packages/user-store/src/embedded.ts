@@ -29,7 +29,7 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type F
 import { join } from "node:path";
 import { UserStoreError, UserStoreUnavailableError } from "./errors.js";
 import { DEFAULT_SCAN_BATCH, EventsLog, type EventsLogRecord } from "./events-log.js";
-import { encodeRecord, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
+import { encodeRecord, repairTail, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
 import {
   appendBounded,
   appendWatches,
@@ -335,21 +335,15 @@ export class EmbeddedUserStore implements UserStore {
         );
       }
       const handle = await open(path, "r+");
+      let size: number;
       try {
-        if (scan.incompleteHeader) {
-          await handle.truncate(0);
-          await writeFully(handle, LOG_MAGIC, 0);
-          await handle.datasync();
-        } else if (scan.validEnd < scan.size) {
-          await handle.truncate(scan.validEnd);
-          await handle.datasync();
-        }
+        size = await repairTail(handle, LOG_MAGIC, scan);
       } catch (error) {
         await handle.close();
         throw error;
       }
       if (last) {
-        current = { handle, generation, size: scan.incompleteHeader ? LOG_MAGIC.length : scan.validEnd };
+        current = { handle, generation, size };
       } else {
         await handle.close();
       }

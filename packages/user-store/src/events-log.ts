@@ -15,7 +15,7 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { ChunkReader, RECORD_HEADER_BYTES, encodeRecord, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
+import { ChunkReader, RECORD_HEADER_BYTES, encodeRecord, repairTail, scanRecordFile, syncDirectory, writeFully } from "./record-file.js";
 import type { StoredEvent, UserEvent, UserStoreLogger } from "./types.js";
 
 export const EVENTS_LOG_FILE = "events.log";
@@ -80,18 +80,7 @@ export class EventsLog {
           `truncating a torn events log tail: ${scan.problem}`,
         );
       }
-      if (scan.incompleteHeader) {
-        await handle.truncate(0);
-        await writeFully(handle, EVENTS_MAGIC, 0);
-        await handle.datasync();
-        log.size = EVENTS_MAGIC.length;
-      } else {
-        if (scan.validEnd < scan.size) {
-          await handle.truncate(scan.validEnd);
-          await handle.datasync();
-        }
-        log.size = scan.validEnd;
-      }
+      log.size = await repairTail(handle, EVENTS_MAGIC, scan);
     } catch (error) {
       await handle.close();
       throw error;

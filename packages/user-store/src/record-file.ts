@@ -137,6 +137,25 @@ export async function writeFully(handle: FileHandle, data: Buffer, position: num
   }
 }
 
+/**
+ * Cut a record file back to what `scanRecordFile` found valid: a file whose header was never
+ * written whole gets a fresh header, a torn tail is truncated; either is made durable. Returns the
+ * file's size afterwards (where the next record goes).
+ */
+export async function repairTail(handle: FileHandle, magic: Buffer, scan: ScanResult): Promise<number> {
+  if (scan.incompleteHeader) {
+    await handle.truncate(0);
+    await writeFully(handle, magic, 0);
+    await handle.datasync();
+    return magic.length;
+  }
+  if (scan.validEnd < scan.size) {
+    await handle.truncate(scan.validEnd);
+    await handle.datasync();
+  }
+  return scan.validEnd;
+}
+
 /** fsync a directory so that files created, renamed or removed in it survive a crash. */
 export async function syncDirectory(path: string): Promise<void> {
   const handle = await open(path, "r");
