@@ -183,16 +183,18 @@ for stage, address, service, method, good, response_type in STAGES:
     def deadlines(address=address, path=path, good=good):
         call = raw_unary(channel(address), path)
         # A 1 us deadline: DEADLINE_EXCEEDED. A fast server can still answer inside the client's
-        # timer granularity now and then, so: 5 tries, at least one DEADLINE_EXCEEDED, nothing but
-        # OK otherwise.
+        # timer granularity (seen: 5 answers out of 5 from grpc-js now and then), so: up to 50
+        # tries, stopping at the first DEADLINE_EXCEEDED, and nothing but OK before it.
         codes = []
-        for _ in range(5):
+        for _ in range(50):
             try:
                 call(good.SerializeToString(), timeout=0.000001)
                 codes.append(SC.OK)
             except grpc.RpcError as error:
                 codes.append(error.code())
-        if SC.DEADLINE_EXCEEDED not in codes or any(c not in (SC.OK, SC.DEADLINE_EXCEEDED) for c in codes):
+            if codes[-1] != SC.OK:
+                break
+        if codes[-1] != SC.DEADLINE_EXCEEDED:
             raise AssertionError(f"1 us deadline: {[c.name for c in codes]}")
         # 24 days: under 2^31 ms, every server keeps it.
         call(good.SerializeToString(), timeout=24 * 24 * 3600)
