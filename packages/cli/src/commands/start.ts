@@ -128,7 +128,10 @@ function printStack(stack: Stack, statePath: string, sampleUser: string): void {
       `  npm run recsys -- recommend --user ${sampleUser} --count 10${state}\n` +
       `  npm run recsys -- event --user ${sampleUser} --watch <item id>${state}\n` +
       `  grpcurl -plaintext -d '{"user_id":"${sampleUser}","count":5}' ${stack.orchestrator.address} recsys.v1.RecommenderService/Recommend\n` +
-      `Take an item down by adding its id to ${stack.deletedItemsFile}. Ctrl-C stops every stage.\n`,
+      `  grpcurl -plaintext -d '{"items":[{"item_id":"new-1","title":"A new upload"}]}' ${stack.orchestrator.address} recsys.v1.CatalogueService/UpsertItems\n` +
+      `  grpcurl -plaintext -d '{"item_ids":["new-1"]}' ${stack.orchestrator.address} recsys.v1.CatalogueService/DeleteItems\n` +
+      `  npm run recsys -- retrain   (trains on what this stack logged, gates, publishes; every stage picks it up)\n` +
+      `Ctrl-C stops every stage.\n`,
   );
 }
 
