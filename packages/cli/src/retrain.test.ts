@@ -9,11 +9,12 @@ import { lstat, mkdtemp, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
-import { datasetBefore, generateSynthetic, parseSyntheticSpec, registerStoreOpener } from "@recsys/data";
+import { datasetBefore, generateSynthetic, loadDataset, parseSyntheticSpec, registerStoreOpener } from "@recsys/data";
 import { initBackend } from "@recsys/tf";
-import { openUserStore, type UserEvent } from "@recsys/user-store";
+import { openUserStore, type RedisUserStore, type UserEvent } from "@recsys/user-store";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "./commands/retrain.js";
+import { holdoutCutoff, retrain, storeTimeWindowEnd } from "./retrain.js";
 import { openStoreContents } from "./store-opener.js";
 
 const SPEC = "users=300,items=200,events=30,impressions=40,seed=3";
@@ -181,4 +182,53 @@ describe("the gate's pieces", () => {
       /watch-time DCG@10 0\.1800 < 0\.2000/,
     );
   });
+});
+
+describe("recsys retrain on a Redis store bootstrapped under the wall clock", () => {
+  const url = process.env.RECSYS_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+  const prefix = `test-retrain-${process.pid}-${Date.now().toString(36)}:`;
+  // The orchestrator stored the bootstrap history shifted into real time by this offset.
+  const OFFSET = 400 * 86_400;
+
+  afterAll(async () => {
+    const store = await openUserStore({ backend: "redis", url, keyPrefix: prefix });
+    await (store as RedisUserStore).deleteAllKeys();
+    await store.close();
+  });
+
+  it("reads the model time offset from the store's metadata: the held-out watches are the ones after the serving bundle's window", async () => {
+    const store = await openUserStore({ backend: "redis", url, keyPrefix: prefix });
+    const servingDir = join(root, "redis-serving");
+    try {
+      const events = apiEvents().map((e) => ({ ...e, timestamp: e.timestamp + OFFSET }));
+      for (let i = 0; i < events.length; i += 5000) await store.append(events.slice(i, i + 5000), { publish: false });
+      const d = generateSynthetic(`synthetic:${SPEC}`, parseSyntheticSpec(SPEC));
+      const times = Float64Array.from(d.events.timestamp).sort();
+      const early = datasetBefore(d, times[Math.floor(times.length * 0.7)]!);
+      const trained = await trainCandidateGen(early, { holdout: "none", epochs: 1, seed: 1, model: { historyPooling: "mean" } });
+      await saveBundle(servingDir, trained);
+      trained.model.dispose();
+      await store.setMeta(`orchestrator.model_time_offset/${early.fingerprint}`, String(OFFSET));
+    } finally {
+      await store.close();
+    }
+    const spec = `store:${url}?prefix=${prefix}`;
+    const windowEnd = JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")).features.windowEnd as number;
+    expect(await storeTimeWindowEnd(servingDir, spec)).toBe(windowEnd + OFFSET);
+    const dataset = await loadDataset(spec);
+    const shifted = holdoutCutoff(dataset, 0.2, windowEnd + OFFSET)!;
+    // Unshifted, every stored watch would count as new and the cut-off would fall elsewhere.
+    expect(holdoutCutoff(dataset, 0.2, windowEnd)).not.toBe(shifted);
+    const result = await retrain({
+      dataset,
+      current: servingDir,
+      epochs: 1,
+      rankerEpochs: 1,
+      margin: 0.99,
+      dryRun: true,
+      log: () => undefined,
+    });
+    expect(result.cutoff).toBe(shifted);
+    expect(result.outcome).toBe("dry-run");
+  }, 300_000);
 });

@@ -40,7 +40,7 @@ import {
   type CandidateGenBundle,
   type HistoryPooling,
 } from "@recsys/candidate-gen";
-import { datasetBefore, type Dataset } from "@recsys/data";
+import { datasetBefore, parseStoreSpec, type Dataset } from "@recsys/data";
 import { DEFAULT_WATCH_WINDOW_SECONDS, saveRanker, trainRanker } from "@recsys/ranking";
 import {
   prebuildShardIndexes,
@@ -51,6 +51,7 @@ import {
 } from "@recsys/retrieval-service";
 import { initBackend } from "@recsys/tf";
 import { createPipelineSources } from "./pipeline-setup.js";
+import { readStoreModelTimeOffset } from "./store-opener.js";
 import { formatDuration } from "./train-progress.js";
 
 export interface RetrainOptions {
@@ -280,22 +281,25 @@ async function readWindowEnd(dir: string): Promise<number | undefined> {
 
 /**
  * The serving bundle's training window end on the store's time line: a bundle trained on a
- * historical dataset that bootstrapped an embedded store under the wall clock has its history
- * stored shifted by the orchestrator's model time offset (`model-time.json` beside the store,
- * keyed by the bundle's dataset fingerprint); a bundle trained on the live log has none.
+ * historical dataset that bootstrapped a store under the wall clock has its history stored
+ * shifted by the orchestrator's model time offset, recorded per bundle dataset fingerprint
+ * (`model-time.json` beside an embedded store, the user store's metadata on Redis); a bundle
+ * trained on the live log has none. Other datasets than `store:` are on the bundle's own time line.
  */
-async function storeTimeWindowEnd(servingDir: string, datasetSpec: string): Promise<number | undefined> {
+export async function storeTimeWindowEnd(servingDir: string, datasetSpec: string): Promise<number | undefined> {
   const end = await readWindowEnd(servingDir);
-  if (end === undefined || !datasetSpec.startsWith("store:") || datasetSpec.startsWith("store:redis")) return end;
-  const storeDir = datasetSpec.slice("store:".length).split("?")[0]!;
+  if (end === undefined || !datasetSpec.startsWith("store:")) return end;
+  let fingerprint: unknown;
   try {
-    const manifest = JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")) as { datasetFingerprint?: unknown };
-    const offsets = JSON.parse(await readFile(join(storeDir, "model-time.json"), "utf8")) as Record<string, unknown>;
-    const offset = typeof manifest.datasetFingerprint === "string" ? offsets[manifest.datasetFingerprint] : undefined;
-    return typeof offset === "number" && Number.isFinite(offset) ? end + offset : end;
+    fingerprint = (JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")) as { datasetFingerprint?: unknown })
+      .datasetFingerprint;
   } catch {
     return end;
   }
+  if (typeof fingerprint !== "string") return end;
+  const { location } = parseStoreSpec(datasetSpec.slice("store:".length));
+  const offset = await readStoreModelTimeOffset(location, fingerprint);
+  return offset === undefined ? end : end + offset;
 }
 
 /**
