@@ -10,9 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
 import { datasetBefore, generateSynthetic, loadDataset, parseSyntheticSpec, registerStoreOpener } from "@recsys/data";
+import { DEFAULT_SEQUENCE_CONFIG, saveSequenceModel, trainSequenceModel, userSequences } from "@recsys/sequence";
 import { initBackend } from "@recsys/tf";
 import { openUserStore, type RedisUserStore, type UserEvent } from "@recsys/user-store";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadServingSessionModel } from "@recsys/orchestrator";
 import { run } from "./commands/retrain.js";
 import { holdoutCutoff, retrain, storeTimeWindowEnd } from "./retrain.js";
 import { openStoreContents } from "./store-opener.js";
@@ -95,6 +97,20 @@ beforeAll(async () => {
   current = join(root, "bundle");
   await saveBundle(current, trained);
   trained.model.dispose();
+  // Its session model (what `recsys train-session` writes): a small GRU4Rec on the same window.
+  const rows = Int32Array.from({ length: early.events.user.length }, (_, r) => r);
+  const session = trainSequenceModel(userSequences(early, rows), early.items.ids.length, {
+    ...DEFAULT_SEQUENCE_CONFIG,
+    encoder: { kind: "gru4rec", dim: 16, maxLength: 20, numBlocks: 1 },
+    maxEpochs: 2,
+  });
+  await saveSequenceModel(join(current, "session"), session.model, early.items.ids, {
+    datasetSpec: early.spec,
+    datasetFingerprint: early.fingerprint,
+    holdout: "none",
+    epochs: session.epochs,
+  });
+  session.model.dispose();
 }, 300_000);
 
 afterAll(async () => {
@@ -103,6 +119,7 @@ afterAll(async () => {
 
 async function status(): Promise<{
   outcome: string;
+  message: string;
   currentVersion?: string;
   publishedAt?: string;
   metrics?: { candidate: { hr10: number }; serving: { hr10: number } };
@@ -166,6 +183,44 @@ describe("recsys retrain", () => {
     // The ranker learnt from the served log.
     const ranker = JSON.parse(await readFile(join(root, version, "ranker", "manifest.json"), "utf8"));
     expect(ranker.candidateGenVersion).toBe(version);
+    // The session model: retrained on the same window as the candidate generator, with the serving one's encoder and epochs.
+    const session = JSON.parse(await readFile(join(root, version, "session", "manifest.json"), "utf8"));
+    expect(session.training.datasetFingerprint).toBe(ranker.datasetFingerprint);
+    expect(session.training.candidateGenVersion).toBe(version);
+    expect(session.training.epochs).toBe(2);
+    expect(session.encoder).toEqual({ kind: "gru4rec", dim: 16, maxLength: 20, numBlocks: 1 });
+    const served = await loadServingSessionModel(join(root, version));
+    expect(served?.numItems).toBe(session.itemIds.length);
+    served?.dispose();
+    expect(s.message).toMatch(/session model: gru4rec trained on the training window/);
+  }, 300_000);
+
+  it("with --session carry, publishes the serving bundle's session model unchanged and says so", async () => {
+    const serving = await readlink(current);
+    const before = await readFile(join(root, serving, "session", "manifest.json"), "utf8");
+    const code = await run([
+      "--dataset",
+      `store:${storeDir}`,
+      "--current",
+      current,
+      "--epochs",
+      "1",
+      "--ranker-epochs",
+      "1",
+      "--margin",
+      "0.99",
+      "--index-kind",
+      "brute-force",
+      "--preload-seconds",
+      "0",
+      "--session",
+      "carry",
+    ]);
+    expect(code).toBe(0);
+    const version = await readlink(current);
+    expect(version).not.toBe(serving);
+    expect(await readFile(join(root, version, "session", "manifest.json"), "utf8")).toBe(before);
+    expect((await status()).message).toMatch(/session model: the serving bundle's gru4rec model carried forward unchanged/);
   }, 300_000);
 });
 

@@ -16,7 +16,9 @@
  * 4. Gate: refuse when the candidate is worse than the serving bundle by more than `margin`
  *    (relative) on either figure, printing both. With no serving bundle there is nothing to
  *    compare with and the candidate is published.
- * 5. Publish: build every retrieval shard's index into the bundle (`indexes/shard-<i>-of-<n>/`,
+ * 5. Publish: give the bundle a session model when the serving bundle has one (retrain-session.ts:
+ *    trained on the same window, or the serving one carried forward), build every retrieval
+ *    shard's index into the bundle (`indexes/shard-<i>-of-<n>/`,
  *    with the shards' INDEX_KIND and HNSW parameters), move it to `<dirname(current)>/<version>`,
  *    point `<dirname(current)>/next` at it and wait `preloadSeconds` (the retrieval shards preload
  *    its index and already answer user vectors of the new version, so there is no moment when
@@ -51,6 +53,7 @@ import {
 } from "@recsys/retrieval-service";
 import { initBackend } from "@recsys/tf";
 import { createPipelineSources } from "./pipeline-setup.js";
+import { type SessionMode, sessionModelForCandidate } from "./retrain-session.js";
 import { readStoreModelTimeOffset } from "./store-opener.js";
 import { formatDuration } from "./train-progress.js";
 
@@ -85,6 +88,13 @@ export interface RetrainOptions {
   readonly preloadSeconds?: number;
   /** Train and gate, never publish. */
   readonly dryRun?: boolean;
+  /**
+   * The published bundle's session model when the serving bundle has one (retrain-session.ts):
+   * trained on the training window (default) or the serving one carried forward.
+   */
+  readonly session?: SessionMode;
+  /** Epochs of a trained session model (default: as many as the serving one was trained for). */
+  readonly sessionEpochs?: number;
   readonly log: (message: string) => void;
 }
 
@@ -103,6 +113,8 @@ export interface RetrainResult {
   readonly candidate?: GateFigures;
   readonly serving?: GateFigures;
   readonly publishedDir?: string;
+  /** What the published bundle's session model is (absent: the serving bundle had none). */
+  readonly session?: string;
   readonly seconds: number;
 }
 
@@ -541,6 +553,19 @@ async function run(
         seconds: (performance.now() - started) / 1000,
       };
 
+    const session = await sessionModelForCandidate({
+      servingDir,
+      stagingDir: staging,
+      train,
+      candidateVersion,
+      mode: options.session ?? "train",
+      ...(options.sessionEpochs === undefined ? {} : { epochs: options.sessionEpochs }),
+      seed,
+      log,
+    });
+    if (session !== undefined) log(session);
+    else if (servingDir !== undefined) log("session model: none (the serving bundle has none)");
+
     const shards = options.shards ?? RETRAIN_DEFAULTS.shards;
     const t2 = performance.now();
     await prebuildShardIndexes(
@@ -574,8 +599,9 @@ async function run(
     return {
       ...base,
       outcome: "published",
-      message: `published ${candidateVersion} (${current} -> ${target})${servingVersion === undefined ? "" : `, replacing ${servingVersion}`}`,
+      message: `published ${candidateVersion} (${current} -> ${target})${servingVersion === undefined ? "" : `, replacing ${servingVersion}`}${session === undefined ? "" : `; ${session}`}`,
       publishedDir: target,
+      ...(session === undefined ? {} : { session }),
       seconds: (performance.now() - started) / 1000,
     };
   } finally {

@@ -15,6 +15,7 @@ import { loadDataset } from "@recsys/data";
 import { HNSW_DEFAULTS } from "@recsys/ann";
 import { parseArgs, UsageError } from "../args.js";
 import { formatFigures, recordRetrainFailure, retrain, RETRAIN_DEFAULTS } from "../retrain.js";
+import { SESSION_MODES, type SessionMode } from "../retrain-session.js";
 import { DEFAULT_RUN_ROOT, readStackState, stateFilePath } from "../stack-state.js";
 import { formatDuration } from "../train-progress.js";
 import { DEFAULT_WATCH_WINDOW_SECONDS } from "@recsys/ranking";
@@ -22,7 +23,8 @@ import { DEFAULT_WATCH_WINDOW_SECONDS } from "@recsys/ranking";
 const USAGE =
   "usage: recsys retrain [--dataset SPEC] [--current PATH] [--margin M] [--holdout-fraction F] [--epochs N] [--ranker-epochs N]\n" +
   "                      [--seed S] [--watch-window SECONDS] [--shards N] [--index-kind hnsw|brute-force] [--hnsw-m M]\n" +
-  "                      [--hnsw-ef-construction N] [--max-eval-users N] [--preload-seconds S] [--dir DIR] [--dry-run] [--json]";
+  "                      [--hnsw-ef-construction N] [--max-eval-users N] [--preload-seconds S] [--session train|carry]\n" +
+  "                      [--session-epochs N] [--dir DIR] [--dry-run] [--json]";
 
 function log(message: string): void {
   process.stderr.write(`recsys retrain: ${message}\n`);
@@ -47,6 +49,8 @@ export async function run(argv: string[]): Promise<number> {
       "hnsw-ef-construction": { type: "number", default: HNSW_DEFAULTS.efConstruction },
       "max-eval-users": { type: "number", default: RETRAIN_DEFAULTS.maxEvalUsers },
       "preload-seconds": { type: "number", default: RETRAIN_DEFAULTS.preloadSeconds },
+      session: { type: "string", default: "train" },
+      "session-epochs": { type: "number" },
       "dry-run": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     });
@@ -82,6 +86,11 @@ export async function run(argv: string[]): Promise<number> {
       return usage(`--${name} must be a ${name === "epochs" ? "non-negative" : "positive"} integer, got ${v}`);
   }
   if (shards !== undefined && (!Number.isInteger(shards) || shards < 1)) return usage(`--shards must be a positive integer, got ${shards}`);
+  const session = String(args["session"]);
+  if (!(SESSION_MODES as readonly string[]).includes(session)) return usage(`--session must be train or carry, got '${session}'`);
+  const sessionEpochs = typeof args["session-epochs"] === "number" ? args["session-epochs"] : undefined;
+  if (sessionEpochs !== undefined && (!Number.isInteger(sessionEpochs) || sessionEpochs < 1))
+    return usage(`--session-epochs must be a positive integer, got ${sessionEpochs}`);
   const preload = Number(args["preload-seconds"]);
   if (!(preload >= 0) || !Number.isFinite(preload))
     return usage(`--preload-seconds must be a number >= 0, got ${String(args["preload-seconds"])}`);
@@ -118,6 +127,8 @@ export async function run(argv: string[]): Promise<number> {
       maxEvalUsers: Number(args["max-eval-users"]),
       preloadSeconds: Number(args["preload-seconds"]),
       dryRun: args["dry-run"] === true,
+      session: session as SessionMode,
+      ...(sessionEpochs === undefined ? {} : { sessionEpochs }),
       log,
     });
   } catch (error) {
