@@ -122,7 +122,12 @@ async function status(): Promise<{
   message: string;
   currentVersion?: string;
   publishedAt?: string;
-  metrics?: { candidate: { hr10: number }; serving: { hr10: number } };
+  metrics?: {
+    candidate: { hr10: number };
+    serving: { hr10: number };
+    rankerCandidate?: { auc: number; pairs: number };
+    rankerServing?: { auc: number; pairs: number };
+  };
 }> {
   return JSON.parse(await readFile(join(root, "retrain-status.json"), "utf8"));
 }
@@ -195,6 +200,38 @@ describe("recsys retrain", () => {
     expect(s.message).toMatch(/session model: gru4rec trained on the training window/);
   }, 300_000);
 
+  it("refuses an untrained ranker (--ranker-epochs 0) behind a candidate generator the gate accepts, printing both rankers' figures", async () => {
+    const before = await readlink(current);
+    const code = await run([
+      "--dataset",
+      `store:${storeDir}`,
+      "--current",
+      current,
+      "--epochs",
+      "1",
+      "--margin",
+      "0.99",
+      "--ranker-margin",
+      "0.05",
+      "--ranker-epochs",
+      "0",
+      "--index-kind",
+      "brute-force",
+      "--preload-seconds",
+      "0",
+    ]);
+    expect(code).toBe(3);
+    expect(await readlink(current)).toBe(before);
+    const s = await status();
+    expect(s.outcome).toBe("refused");
+    expect(s.message).toMatch(
+      /^the candidate ranker is worse than the serving one by more than the margin: AUC [\d.]+ < [\d.]+ × \(1 − 0\.05\)/,
+    );
+    expect(s.metrics!.rankerCandidate!.auc).toBeLessThan(s.metrics!.rankerServing!.auc * 0.95);
+    expect(s.metrics!.rankerCandidate!.pairs).toBe(s.metrics!.rankerServing!.pairs);
+    expect(s.metrics!.rankerCandidate!.pairs).toBeGreaterThan(0);
+  }, 300_000);
+
   it("with --session carry, publishes the serving bundle's session model unchanged and says so", async () => {
     const serving = await readlink(current);
     const before = await readFile(join(root, serving, "session", "manifest.json"), "utf8");
@@ -215,12 +252,17 @@ describe("recsys retrain", () => {
       "0",
       "--session",
       "carry",
+      // A trained ranker passes the ranker's gate at the default margin.
+      "--ranker-margin",
+      "0.05",
     ]);
     expect(code).toBe(0);
     const version = await readlink(current);
     expect(version).not.toBe(serving);
     expect(await readFile(join(root, version, "session", "manifest.json"), "utf8")).toBe(before);
-    expect((await status()).message).toMatch(/session model: the serving bundle's gru4rec model carried forward unchanged/);
+    const s = await status();
+    expect(s.message).toMatch(/session model: the serving bundle's gru4rec model carried forward unchanged/);
+    expect(s.metrics!.rankerCandidate!.auc).toBeGreaterThanOrEqual(s.metrics!.rankerServing!.auc * 0.95);
   }, 300_000);
 });
 
