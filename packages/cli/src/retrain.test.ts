@@ -16,7 +16,9 @@ import { openUserStore, type RedisUserStore, type UserEvent } from "@recsys/user
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadServingSessionModel } from "@recsys/orchestrator";
 import { run } from "./commands/retrain.js";
+import { startModelSettings } from "./commands/start.js";
 import { holdoutCutoff, retrain, storeTimeWindowEnd } from "./retrain.js";
+import { ensureStackModel, storeTrainedModel } from "./stack-model.js";
 import { openStoreContents } from "./store-opener.js";
 
 const SPEC = "users=300,items=200,events=30,impressions=40,seed=3";
@@ -264,6 +266,21 @@ describe("recsys retrain", () => {
     expect(s.message).toMatch(/session model: the serving bundle's gru4rec model carried forward unchanged/);
     expect(s.metrics!.rankerCandidate!.auc).toBeGreaterThanOrEqual(s.metrics!.rankerServing!.auc * 0.95);
   }, 300_000);
+
+  it("recsys start serves the published bundle of its own store instead of training a bootstrap bundle", async () => {
+    const version = await readlink(current);
+    const d = generateSynthetic(`synthetic:${SPEC}`, parseSyntheticSpec(SPEC));
+    const settings = startModelSettings(1, 1, 1, "test");
+    const messages: string[] = [];
+    const model = await ensureStackModel(d, current, settings, { storeDir, log: (m) => messages.push(m) });
+    expect(model.reused).toBe(true);
+    expect(model.manifest.modelVersion).toBe(version);
+    expect(messages.join("\n")).toMatch(/`recsys retrain` trained it on this stack's store/);
+    // Another store's bundle is not taken for it.
+    expect(await storeTrainedModel(current, join(root, "other-users"))).toEqual({
+      reason: `the bundle in ${current} was not trained on store:${join(root, "other-users")}`,
+    });
+  });
 });
 
 describe("the gate's pieces", () => {
