@@ -6,6 +6,7 @@
  * A new bundle is written next to the target (`<dir>.partial`) and renamed into place once both
  * models are saved, so an interrupted training never leaves a half-written bundle to reuse.
  */
+import { existsSync } from "node:fs";
 import { readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { loadBundle, saveBundle, trainCandidateGen, type BundleManifest, type TrainOptions } from "@recsys/candidate-gen";
@@ -22,6 +23,7 @@ import {
 } from "@recsys/ranking";
 import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
+import { EVENTS_LOG_NAME } from "./store-opener.js";
 import { formatDuration, progressReporter } from "./train-progress.js";
 
 export type Holdout = "test" | "val" | "none";
@@ -196,6 +198,8 @@ export async function storeTrainedModel(
   const ranker = await readJson<RankerManifest>(join(dir, "ranker", "manifest.json"));
   if (ranker === undefined || ranker.candidateGenVersion !== manifest.modelVersion)
     return { reason: `the bundle in ${dir} has no ranker trained behind it` };
+  // Its store must still hold what it learnt from (seeded stores: no bootstrap needed).
+  if (!existsSync(join(storeDir, EVENTS_LOG_NAME))) return { reason: `the store ${storeDir} the bundle in ${dir} was trained on is gone` };
   return { manifest, ranker };
 }
 
