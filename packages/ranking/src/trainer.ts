@@ -148,6 +148,8 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
   validateRankerModelConfig(modelCfg);
   const featureCfg: RankingFeatureConfig = { ...DEFAULT_RANKING_FEATURE_CONFIG, ...stripUndefined(options.features ?? {}) };
   if (options.rows.length === 0) throw new Error(`dataset ${dataset.spec}: no training rows for the ranker`);
+  const maxSteps = options.maxSteps ?? Infinity;
+  if (!(maxSteps >= 0)) throw new Error(`maxSteps must be >= 0, got ${options.maxSteps}`);
   const started = performance.now();
   const progress = options.onProgress;
 
@@ -217,8 +219,6 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
   const loopStart = performance.now();
   const epochLosses: number[] = [];
   let lastReport = loopStart;
-  const maxSteps = options.maxSteps ?? Infinity;
-  if (!(maxSteps >= 0)) throw new Error(`maxSteps must be >= 0, got ${options.maxSteps}`);
   let steps = 0;
   try {
     for (let epoch = 0; epoch < cfg.epochs && steps < maxSteps; epoch++) {
