@@ -4,10 +4,12 @@
  * RecordEvents and asks for recommendations; `recsys retrain` on the orchestrator's embedded store
  * refuses a deliberately broken candidate (--epochs 0) while the stack keeps answering with the
  * serving version, then publishes a trained one, which every stage picks up (candidate generation,
- * each retrieval shard, the orchestrator's catalogue) without a shard building an index.
+ * each retrieval shard, the orchestrator's catalogue) without a shard building an index, with a
+ * session model retrained on the same window (anonymous sessions still answered); a restart of
+ * the stack with DATASET set then starts from the seeded stores and the published bundle.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -56,13 +58,10 @@ async function indexBuilds(): Promise<number> {
   return total;
 }
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "recsys-retrain-e2e-"));
-  dataset = e2eDataset();
-  const model = await trainStackModel(dataset, join(dir, "bundle"), E2E_MODEL_SETTINGS);
-  firstVersion = model.manifest.modelVersion;
-  stack = await launchStack({
-    modelDir: model.dir,
+/** The stack on the bundle at dir/bundle (a directory, later the symlink retrain flips), DATASET set. */
+function launch(): Promise<Stack> {
+  return launchStack({
+    modelDir: join(dir, "bundle"),
     dataset: dataset.spec,
     stateDir: join(dir, "run"),
     shards: 2,
@@ -82,6 +81,17 @@ beforeAll(async () => {
       ranking: POLL,
     },
   });
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "recsys-retrain-e2e-"));
+  dataset = e2eDataset();
+  const model = await trainStackModel(dataset, join(dir, "bundle"), E2E_MODEL_SETTINGS);
+  firstVersion = model.manifest.modelVersion;
+  // The bundle's session model (anonymous sessions, the "session" source).
+  const session = await runCli(["train-session", "--dataset", dataset.spec, "--model", model.dir, "--encoder", "gru4rec", "--epochs", "2"]);
+  if (session.code !== 0) throw new Error(`recsys train-session failed (${session.code}): ${session.stderr}`);
+  stack = await launch();
   recommender = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 15_000 });
   // Traffic through the API: each user asks, then watches two of the items answered.
   for (const userId of dataset.users.ids.slice(0, 120)) {
@@ -206,5 +216,31 @@ describe("recsys retrain on the stack's own store", () => {
     const mismatched = answers.filter((r) => r.failedStages.some((f) => /model version mismatch/.test(f.message)));
     expect(mismatched.map((r) => r.failedStages)).toEqual([]);
     expect(await indexBuilds()).toBe(builds);
+    // The published bundle has a session model trained on the store's window: the session source
+    // still answers anonymous sessions.
+    const session = JSON.parse(await readFile(join(dir, published!, "session", "manifest.json"), "utf8")) as {
+      training: { datasetSpec: string; candidateGenVersion: string };
+    };
+    expect(session.training.datasetSpec).toMatch(/^store:/);
+    expect(session.training.candidateGenVersion).toBe(published);
+    expect(result.stdout).toMatch(/session model: gru4rec trained on the training window/);
+    const anonymous = await recommender.recommend({ sessionItemIds: dataset.items.ids.slice(10, 14), count: 10 });
+    expect(cgVersions(anonymous)).toEqual(new Set([published]));
+    expect(anonymous.items.some((i) => i.provenance.some((p) => p.sourceName === "session"))).toBe(true);
   }, 240_000);
+
+  it("restarts with DATASET still set: the stores are seeded, the bundle trained on them serves", async () => {
+    const published = await readlink(join(dir, "bundle"));
+    recommender.$close();
+    await stack!.stop(3000);
+    stack = undefined;
+    stack = await launch();
+    recommender = connect(RecommenderService, stack.orchestrator.address, { defaultTimeoutMs: 15_000 });
+    const log = await readFile(join(stackPaths(join(dir, "run")).logs, "orchestrator.log"), "utf8");
+    expect(log).toContain("DATASET not loaded: the stores are seeded already and the bundle was trained on the store");
+    const r = await recommender.recommend({ userId: dataset.users.ids[1]!, count: 5 });
+    expect(r.failedStages).toEqual([]);
+    expect(r.items).toHaveLength(5);
+    expect(cgVersions(r)).toEqual(new Set([published]));
+  }, 180_000);
 });

@@ -9,11 +9,16 @@ import { lstat, mkdtemp, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
-import { datasetBefore, generateSynthetic, parseSyntheticSpec, registerStoreOpener } from "@recsys/data";
+import { datasetBefore, generateSynthetic, loadDataset, parseSyntheticSpec, registerStoreOpener } from "@recsys/data";
+import { DEFAULT_SEQUENCE_CONFIG, saveSequenceModel, trainSequenceModel, userSequences } from "@recsys/sequence";
 import { initBackend } from "@recsys/tf";
-import { openUserStore, type UserEvent } from "@recsys/user-store";
+import { openUserStore, type RedisUserStore, type UserEvent } from "@recsys/user-store";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadServingSessionModel } from "@recsys/orchestrator";
 import { run } from "./commands/retrain.js";
+import { startModelSettings } from "./commands/start.js";
+import { holdoutCutoff, retrain, storeTimeWindowEnd } from "./retrain.js";
+import { ensureStackModel, storeTrainedModel } from "./stack-model.js";
 import { openStoreContents } from "./store-opener.js";
 
 const SPEC = "users=300,items=200,events=30,impressions=40,seed=3";
@@ -94,6 +99,20 @@ beforeAll(async () => {
   current = join(root, "bundle");
   await saveBundle(current, trained);
   trained.model.dispose();
+  // Its session model (what `recsys train-session` writes): a small GRU4Rec on the same window.
+  const rows = Int32Array.from({ length: early.events.user.length }, (_, r) => r);
+  const session = trainSequenceModel(userSequences(early, rows), early.items.ids.length, {
+    ...DEFAULT_SEQUENCE_CONFIG,
+    encoder: { kind: "gru4rec", dim: 16, maxLength: 20, numBlocks: 1 },
+    maxEpochs: 2,
+  });
+  await saveSequenceModel(join(current, "session"), session.model, early.items.ids, {
+    datasetSpec: early.spec,
+    datasetFingerprint: early.fingerprint,
+    holdout: "none",
+    epochs: session.epochs,
+  });
+  session.model.dispose();
 }, 300_000);
 
 afterAll(async () => {
@@ -102,9 +121,15 @@ afterAll(async () => {
 
 async function status(): Promise<{
   outcome: string;
+  message: string;
   currentVersion?: string;
   publishedAt?: string;
-  metrics?: { candidate: { hr10: number }; serving: { hr10: number } };
+  metrics?: {
+    candidate: { hr10: number };
+    serving: { hr10: number };
+    rankerCandidate?: { auc: number; pairs: number };
+    rankerServing?: { auc: number; pairs: number };
+  };
 }> {
   return JSON.parse(await readFile(join(root, "retrain-status.json"), "utf8"));
 }
@@ -165,7 +190,97 @@ describe("recsys retrain", () => {
     // The ranker learnt from the served log.
     const ranker = JSON.parse(await readFile(join(root, version, "ranker", "manifest.json"), "utf8"));
     expect(ranker.candidateGenVersion).toBe(version);
+    // The session model: retrained on the same window as the candidate generator, with the serving one's encoder and epochs.
+    const session = JSON.parse(await readFile(join(root, version, "session", "manifest.json"), "utf8"));
+    expect(session.training.datasetFingerprint).toBe(ranker.datasetFingerprint);
+    expect(session.training.candidateGenVersion).toBe(version);
+    expect(session.training.epochs).toBe(2);
+    expect(session.encoder).toEqual({ kind: "gru4rec", dim: 16, maxLength: 20, numBlocks: 1 });
+    const served = await loadServingSessionModel(join(root, version));
+    expect(served?.numItems).toBe(session.itemIds.length);
+    served?.dispose();
+    expect(s.message).toMatch(/session model: gru4rec trained on the training window/);
   }, 300_000);
+
+  it("refuses an untrained ranker (--ranker-epochs 0) behind a candidate generator the gate accepts, printing both rankers' figures", async () => {
+    const before = await readlink(current);
+    const code = await run([
+      "--dataset",
+      `store:${storeDir}`,
+      "--current",
+      current,
+      "--epochs",
+      "1",
+      "--margin",
+      "0.99",
+      "--ranker-margin",
+      "0.05",
+      "--ranker-epochs",
+      "0",
+      "--index-kind",
+      "brute-force",
+      "--preload-seconds",
+      "0",
+    ]);
+    expect(code).toBe(3);
+    expect(await readlink(current)).toBe(before);
+    const s = await status();
+    expect(s.outcome).toBe("refused");
+    expect(s.message).toMatch(
+      /^the candidate ranker is worse than the serving one by more than the margin: AUC [\d.]+ < [\d.]+ × \(1 − 0\.05\)/,
+    );
+    expect(s.metrics!.rankerCandidate!.auc).toBeLessThan(s.metrics!.rankerServing!.auc * 0.95);
+    expect(s.metrics!.rankerCandidate!.pairs).toBe(s.metrics!.rankerServing!.pairs);
+    expect(s.metrics!.rankerCandidate!.pairs).toBeGreaterThan(0);
+  }, 300_000);
+
+  it("with --session carry, publishes the serving bundle's session model unchanged and says so", async () => {
+    const serving = await readlink(current);
+    const before = await readFile(join(root, serving, "session", "manifest.json"), "utf8");
+    const code = await run([
+      "--dataset",
+      `store:${storeDir}`,
+      "--current",
+      current,
+      "--epochs",
+      "1",
+      "--ranker-epochs",
+      "1",
+      "--margin",
+      "0.99",
+      "--index-kind",
+      "brute-force",
+      "--preload-seconds",
+      "0",
+      "--session",
+      "carry",
+      // A trained ranker passes the ranker's gate at the default margin.
+      "--ranker-margin",
+      "0.05",
+    ]);
+    expect(code).toBe(0);
+    const version = await readlink(current);
+    expect(version).not.toBe(serving);
+    expect(await readFile(join(root, version, "session", "manifest.json"), "utf8")).toBe(before);
+    const s = await status();
+    expect(s.message).toMatch(/session model: the serving bundle's gru4rec model carried forward unchanged/);
+    expect(s.metrics!.rankerCandidate!.auc).toBeGreaterThanOrEqual(s.metrics!.rankerServing!.auc * 0.95);
+  }, 300_000);
+
+  it("recsys start serves the published bundle of its own store instead of training a bootstrap bundle", async () => {
+    const version = await readlink(current);
+    const d = generateSynthetic(`synthetic:${SPEC}`, parseSyntheticSpec(SPEC));
+    const settings = startModelSettings(1, 1, 1, "test");
+    const messages: string[] = [];
+    const model = await ensureStackModel(d, current, settings, { storeDir, log: (m) => messages.push(m) });
+    expect(model.reused).toBe(true);
+    expect(model.manifest.modelVersion).toBe(version);
+    expect(messages.join("\n")).toMatch(/`recsys retrain` trained it on this stack's store/);
+    // Another store's bundle is not taken for it.
+    expect(await storeTrainedModel(current, join(root, "other-users"))).toEqual({
+      reason: `the bundle in ${current} was not trained on store:${join(root, "other-users")}`,
+    });
+  });
 });
 
 describe("the gate's pieces", () => {
@@ -181,4 +296,53 @@ describe("the gate's pieces", () => {
       /watch-time DCG@10 0\.1800 < 0\.2000/,
     );
   });
+});
+
+describe("recsys retrain on a Redis store bootstrapped under the wall clock", () => {
+  const url = process.env.RECSYS_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+  const prefix = `test-retrain-${process.pid}-${Date.now().toString(36)}:`;
+  // The orchestrator stored the bootstrap history shifted into real time by this offset.
+  const OFFSET = 400 * 86_400;
+
+  afterAll(async () => {
+    const store = await openUserStore({ backend: "redis", url, keyPrefix: prefix });
+    await (store as RedisUserStore).deleteAllKeys();
+    await store.close();
+  });
+
+  it("reads the model time offset from the store's metadata: the held-out watches are the ones after the serving bundle's window", async () => {
+    const store = await openUserStore({ backend: "redis", url, keyPrefix: prefix });
+    const servingDir = join(root, "redis-serving");
+    try {
+      const events = apiEvents().map((e) => ({ ...e, timestamp: e.timestamp + OFFSET }));
+      for (let i = 0; i < events.length; i += 5000) await store.append(events.slice(i, i + 5000), { publish: false });
+      const d = generateSynthetic(`synthetic:${SPEC}`, parseSyntheticSpec(SPEC));
+      const times = Float64Array.from(d.events.timestamp).sort();
+      const early = datasetBefore(d, times[Math.floor(times.length * 0.7)]!);
+      const trained = await trainCandidateGen(early, { holdout: "none", epochs: 1, seed: 1, model: { historyPooling: "mean" } });
+      await saveBundle(servingDir, trained);
+      trained.model.dispose();
+      await store.setMeta(`orchestrator.model_time_offset/${early.fingerprint}`, String(OFFSET));
+    } finally {
+      await store.close();
+    }
+    const spec = `store:${url}?prefix=${prefix}`;
+    const windowEnd = JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")).features.windowEnd as number;
+    expect(await storeTimeWindowEnd(servingDir, spec)).toBe(windowEnd + OFFSET);
+    const dataset = await loadDataset(spec);
+    const shifted = holdoutCutoff(dataset, 0.2, windowEnd + OFFSET)!;
+    // Unshifted, every stored watch would count as new and the cut-off would fall elsewhere.
+    expect(holdoutCutoff(dataset, 0.2, windowEnd)).not.toBe(shifted);
+    const result = await retrain({
+      dataset,
+      current: servingDir,
+      epochs: 1,
+      rankerEpochs: 1,
+      margin: 0.99,
+      dryRun: true,
+      log: () => undefined,
+    });
+    expect(result.cutoff).toBe(shifted);
+    expect(result.outcome).toBe("dry-run");
+  }, 300_000);
 });

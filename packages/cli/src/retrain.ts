@@ -14,9 +14,12 @@
  *    cut-off. Printed: HR@10 and watch-time DCG@10 (Σ watch seconds × [rank < 10] / log2(rank + 2)
  *    over Σ watch seconds, a watch without seconds counting 1).
  * 4. Gate: refuse when the candidate is worse than the serving bundle by more than `margin`
- *    (relative) on either figure, printing both. With no serving bundle there is nothing to
+ *    (relative) on either figure, printing both, or when its ranker's AUC on the held-out served
+ *    answers is below the serving ranker's by more than `rankerMargin` (ranker-gate.ts). With no serving bundle there is nothing to
  *    compare with and the candidate is published.
- * 5. Publish: build every retrieval shard's index into the bundle (`indexes/shard-<i>-of-<n>/`,
+ * 5. Publish: give the bundle a session model when the serving bundle has one (retrain-session.ts:
+ *    trained on the same window, or the serving one carried forward), build every retrieval
+ *    shard's index into the bundle (`indexes/shard-<i>-of-<n>/`,
  *    with the shards' INDEX_KIND and HNSW parameters), move it to `<dirname(current)>/<version>`,
  *    point `<dirname(current)>/next` at it and wait `preloadSeconds` (the retrieval shards preload
  *    its index and already answer user vectors of the new version, so there is no moment when
@@ -40,8 +43,8 @@ import {
   type CandidateGenBundle,
   type HistoryPooling,
 } from "@recsys/candidate-gen";
-import { datasetBefore, type Dataset } from "@recsys/data";
-import { DEFAULT_WATCH_WINDOW_SECONDS, saveRanker, trainRanker } from "@recsys/ranking";
+import { datasetBefore, parseStoreSpec, type Dataset } from "@recsys/data";
+import { DEFAULT_WATCH_WINDOW_SECONDS, loadRanker, type Ranker, saveRanker, trainRanker } from "@recsys/ranking";
 import {
   prebuildShardIndexes,
   readRetrainStatus,
@@ -51,6 +54,9 @@ import {
 } from "@recsys/retrieval-service";
 import { initBackend } from "@recsys/tf";
 import { createPipelineSources } from "./pipeline-setup.js";
+import { formatRankerFigures, heldOutServedAnswers, type RankerGateFigures, rankerFigures, rankerGateRefusal } from "./ranker-gate.js";
+import { type SessionMode, sessionModelForCandidate } from "./retrain-session.js";
+import { readStoreModelTimeOffset } from "./store-opener.js";
 import { formatDuration } from "./train-progress.js";
 
 export interface RetrainOptions {
@@ -67,7 +73,10 @@ export interface RetrainOptions {
   readonly margin?: number;
   /** Candidate-generation epochs; 0 trains one batch only (a deliberately broken candidate). */
   readonly epochs?: number;
+  /** Ranker epochs; 0 leaves it untrained (a deliberately broken ranker). */
   readonly rankerEpochs?: number;
+  /** Largest relative loss of the ranker's held-out AUC that still publishes (default: `margin`). */
+  readonly rankerMargin?: number;
   readonly seed?: number;
   readonly watchWindowSeconds?: number;
   /** The retrieval deployment the indexes are built for. */
@@ -84,6 +93,13 @@ export interface RetrainOptions {
   readonly preloadSeconds?: number;
   /** Train and gate, never publish. */
   readonly dryRun?: boolean;
+  /**
+   * The published bundle's session model when the serving bundle has one (retrain-session.ts):
+   * trained on the training window (default) or the serving one carried forward.
+   */
+  readonly session?: SessionMode;
+  /** Epochs of a trained session model (default: as many as the serving one was trained for). */
+  readonly sessionEpochs?: number;
   readonly log: (message: string) => void;
 }
 
@@ -101,7 +117,12 @@ export interface RetrainResult {
   readonly servingVersion?: string;
   readonly candidate?: GateFigures;
   readonly serving?: GateFigures;
+  /** The rankers' figures on the held-out served answers (absent: not gated, see gateRankers). */
+  readonly rankerCandidate?: RankerGateFigures;
+  readonly rankerServing?: RankerGateFigures;
   readonly publishedDir?: string;
+  /** What the published bundle's session model is (absent: the serving bundle had none). */
+  readonly session?: string;
   readonly seconds: number;
 }
 
@@ -280,22 +301,25 @@ async function readWindowEnd(dir: string): Promise<number | undefined> {
 
 /**
  * The serving bundle's training window end on the store's time line: a bundle trained on a
- * historical dataset that bootstrapped an embedded store under the wall clock has its history
- * stored shifted by the orchestrator's model time offset (`model-time.json` beside the store,
- * keyed by the bundle's dataset fingerprint); a bundle trained on the live log has none.
+ * historical dataset that bootstrapped a store under the wall clock has its history stored
+ * shifted by the orchestrator's model time offset, recorded per bundle dataset fingerprint
+ * (`model-time.json` beside an embedded store, the user store's metadata on Redis); a bundle
+ * trained on the live log has none. Other datasets than `store:` are on the bundle's own time line.
  */
-async function storeTimeWindowEnd(servingDir: string, datasetSpec: string): Promise<number | undefined> {
+export async function storeTimeWindowEnd(servingDir: string, datasetSpec: string): Promise<number | undefined> {
   const end = await readWindowEnd(servingDir);
-  if (end === undefined || !datasetSpec.startsWith("store:") || datasetSpec.startsWith("store:redis")) return end;
-  const storeDir = datasetSpec.slice("store:".length).split("?")[0]!;
+  if (end === undefined || !datasetSpec.startsWith("store:")) return end;
+  let fingerprint: unknown;
   try {
-    const manifest = JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")) as { datasetFingerprint?: unknown };
-    const offsets = JSON.parse(await readFile(join(storeDir, "model-time.json"), "utf8")) as Record<string, unknown>;
-    const offset = typeof manifest.datasetFingerprint === "string" ? offsets[manifest.datasetFingerprint] : undefined;
-    return typeof offset === "number" && Number.isFinite(offset) ? end + offset : end;
+    fingerprint = (JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")) as { datasetFingerprint?: unknown })
+      .datasetFingerprint;
   } catch {
     return end;
   }
+  if (typeof fingerprint !== "string") return end;
+  const { location } = parseStoreSpec(datasetSpec.slice("store:".length));
+  const offset = await readStoreModelTimeOffset(location, fingerprint);
+  return offset === undefined ? end : end + offset;
 }
 
 /**
@@ -357,6 +381,55 @@ export async function recordRetrainFailure(current: string, message: string): Pr
   });
 }
 
+/**
+ * Both rankers' figures on the held-out served answers (ranker-gate.ts), logged; undefined, with
+ * the reason logged, when there is nothing to compare: no serving ranker, or no held-out answer
+ * with a watched and an unwatched shown item.
+ */
+async function gateRankers(options: {
+  readonly dataset: Dataset;
+  readonly cutoff: number;
+  readonly window: number;
+  readonly stagingDir: string;
+  readonly servingDir: string | undefined;
+  readonly candidateVersion: string;
+  readonly servingVersion: string;
+  readonly log: (message: string) => void;
+}): Promise<{ candidate: RankerGateFigures; serving: RankerGateFigures } | undefined> {
+  const { dataset, log } = options;
+  if (options.servingDir === undefined || !existsSync(join(options.servingDir, "ranker", "manifest.json"))) {
+    log("ranker not gated: the serving bundle has no ranker");
+    return undefined;
+  }
+  const examples = heldOutServedAnswers(dataset, options.cutoff, {
+    windowSeconds: options.window,
+    maxAnswersPerUser: RETRAIN_DEFAULTS.rankerMaxExamplesPerUser,
+    mergedSize: RETRAIN_DEFAULTS.pipeline.mergedSize,
+  });
+  const loaded: Ranker[] = [];
+  try {
+    const candidate = await loadRanker(join(options.stagingDir, "ranker"));
+    loaded.push(candidate);
+    const serving = await loadRanker(join(options.servingDir, "ranker"));
+    loaded.push(serving);
+    const figures =
+      examples === undefined
+        ? undefined
+        : { candidate: rankerFigures(candidate, dataset, examples), serving: rankerFigures(serving, dataset, examples) };
+    if (figures === undefined || figures.candidate.pairs === 0) {
+      log(
+        `ranker not gated: no served answer at or after the cut-off whose ${options.window} s watch window closed with a watched and an unwatched shown item`,
+      );
+      return undefined;
+    }
+    log(formatRankerFigures("candidate", options.candidateVersion, figures.candidate));
+    log(formatRankerFigures("serving", options.servingVersion, figures.serving));
+    return figures;
+  } finally {
+    for (const r of loaded) r.dispose();
+  }
+}
+
 /** Runs retrain → gate → publish (see the module comment); writes the status file whatever happens. */
 export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
   const started = performance.now();
@@ -401,6 +474,13 @@ export async function retrain(options: RetrainOptions): Promise<RetrainResult> {
         candidate: result.candidate,
         serving: result.serving,
         margin: options.margin ?? RETRAIN_DEFAULTS.margin,
+        ...(result.rankerCandidate === undefined
+          ? {}
+          : {
+              rankerCandidate: result.rankerCandidate,
+              rankerServing: result.rankerServing,
+              rankerMargin: options.rankerMargin ?? options.margin ?? RETRAIN_DEFAULTS.margin,
+            }),
       },
     });
   }
@@ -416,10 +496,14 @@ async function run(
   const { dataset, current, log } = options;
   const margin = options.margin ?? RETRAIN_DEFAULTS.margin;
   const epochs = options.epochs ?? RETRAIN_DEFAULTS.epochs;
+  const rankerEpochs = options.rankerEpochs ?? RETRAIN_DEFAULTS.rankerEpochs;
+  const rankerMargin = options.rankerMargin ?? margin;
   const seed = options.seed ?? RETRAIN_DEFAULTS.seed;
   const window = options.watchWindowSeconds ?? DEFAULT_WATCH_WINDOW_SECONDS;
   if (!(margin >= 0 && margin < 1)) throw new Error(`margin must be in [0, 1), got ${margin}`);
   if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`epochs must be an integer >= 0, got ${epochs}`);
+  if (!Number.isInteger(rankerEpochs) || rankerEpochs < 0) throw new Error(`ranker epochs must be an integer >= 0, got ${rankerEpochs}`);
+  if (!(rankerMargin >= 0 && rankerMargin < 1)) throw new Error(`ranker margin must be in [0, 1), got ${rankerMargin}`);
 
   // The serving bundle trained on events up to its window end: the gate holds out only later ones.
   const servingWindowEnd = servingDir === undefined ? undefined : await storeTimeWindowEnd(servingDir, options.dataset.spec);
@@ -482,10 +566,11 @@ async function run(
       // Watches are known up to the cut-off: answers whose window reaches past it are left out.
       ...(fromServed ? { served: { windowSeconds: window, labelsUntil: cutoff } } : {}),
       train: {
-        epochs: Math.max(1, options.rankerEpochs ?? RETRAIN_DEFAULTS.rankerEpochs),
+        epochs: Math.max(1, rankerEpochs),
         seed,
         maxExamplesPerUser: RETRAIN_DEFAULTS.rankerMaxExamplesPerUser,
       },
+      ...(rankerEpochs === 0 ? { maxSteps: 0 } : {}),
     });
     try {
       await saveRanker(join(staging, "ranker"), ranker, {
@@ -499,7 +584,7 @@ async function run(
       ranker.model.dispose();
     }
     log(
-      `ranker: ${ranker.stats.examples} examples ${fromServed ? `from ${train.served!.requestId.length} served answers (watch window ${window} s)` : "by replaying the sources (no served log)"} in ${formatDuration((performance.now() - t1) / 1000)}`,
+      `ranker: ${rankerEpochs === 0 ? "untrained (--ranker-epochs 0), " : ""}${ranker.stats.examples} examples ${fromServed ? `from ${train.served!.requestId.length} served answers (watch window ${window} s)` : "by replaying the sources (no served log)"} in ${formatDuration((performance.now() - t1) / 1000)}`,
     );
 
     const heldOut = heldOutTargets(dataset, cutoff, options.maxEvalUsers ?? RETRAIN_DEFAULTS.maxEvalUsers, seed);
@@ -513,14 +598,29 @@ async function run(
       servingFigures = gateFigures(serving, dataset, heldOut);
       log(formatFigures("serving", servingVersion ?? "?", servingFigures));
     } else log(`no serving bundle at ${current}: nothing to compare with`);
+    const rankers = await gateRankers({
+      dataset,
+      cutoff,
+      window,
+      stagingDir: staging,
+      servingDir,
+      candidateVersion,
+      servingVersion: servingVersion ?? "?",
+      log,
+    });
     const base = {
       cutoff,
       candidateVersion,
       candidate: candidateFigures,
       ...(servingVersion === undefined ? {} : { servingVersion }),
       ...(servingFigures === undefined ? {} : { serving: servingFigures }),
+      ...(rankers === undefined ? {} : { rankerCandidate: rankers.candidate, rankerServing: rankers.serving }),
     };
-    const refusal = servingFigures === undefined ? undefined : gateRefusal(candidateFigures, servingFigures, margin);
+    const refusals = [
+      servingFigures === undefined ? undefined : gateRefusal(candidateFigures, servingFigures, margin),
+      rankers === undefined ? undefined : rankerGateRefusal(rankers.candidate, rankers.serving, rankerMargin),
+    ].filter((r): r is string => r !== undefined);
+    const refusal = refusals.length === 0 ? undefined : refusals.join("; ");
     if (refusal !== undefined) {
       return {
         ...base,
@@ -533,9 +633,22 @@ async function run(
       return {
         ...base,
         outcome: "dry-run",
-        message: `the gate passes (margin ${margin}); --dry-run: not published`,
+        message: `the gate passes (margin ${margin}, ranker margin ${rankerMargin}); --dry-run: not published`,
         seconds: (performance.now() - started) / 1000,
       };
+
+    const session = await sessionModelForCandidate({
+      servingDir,
+      stagingDir: staging,
+      train,
+      candidateVersion,
+      mode: options.session ?? "train",
+      ...(options.sessionEpochs === undefined ? {} : { epochs: options.sessionEpochs }),
+      seed,
+      log,
+    });
+    if (session !== undefined) log(session);
+    else if (servingDir !== undefined) log("session model: none (the serving bundle has none)");
 
     const shards = options.shards ?? RETRAIN_DEFAULTS.shards;
     const t2 = performance.now();
@@ -570,8 +683,9 @@ async function run(
     return {
       ...base,
       outcome: "published",
-      message: `published ${candidateVersion} (${current} -> ${target})${servingVersion === undefined ? "" : `, replacing ${servingVersion}`}`,
+      message: `published ${candidateVersion} (${current} -> ${target})${servingVersion === undefined ? "" : `, replacing ${servingVersion}`}${session === undefined ? "" : `; ${session}`}`,
       publishedDir: target,
+      ...(session === undefined ? {} : { session }),
       seconds: (performance.now() - started) / 1000,
     };
   } finally {

@@ -6,6 +6,7 @@
  * A new bundle is written next to the target (`<dir>.partial`) and renamed into place once both
  * models are saved, so an interrupted training never leaves a half-written bundle to reuse.
  */
+import { existsSync } from "node:fs";
 import { readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { loadBundle, saveBundle, trainCandidateGen, type BundleManifest, type TrainOptions } from "@recsys/candidate-gen";
@@ -22,6 +23,7 @@ import {
 } from "@recsys/ranking";
 import { createStandardSources } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
+import { EVENTS_LOG_NAME } from "./store-opener.js";
 import { formatDuration, progressReporter } from "./train-progress.js";
 
 export type Holdout = "test" | "val" | "none";
@@ -178,14 +180,49 @@ export async function trainStackModel(
   return { dir, manifest, ranker, reused: false, seconds: (performance.now() - started) / 1000 };
 }
 
-/** The bundle in `dir` when it fits `dataset` and `settings.holdout`, else a newly trained one. */
+/**
+ * The bundle in `dir` when it was trained on the embedded store in `storeDir` (its datasetSpec is
+ * `store:<storeDir>`, with a `?` or `@` suffix or none: what `recsys retrain` publishes) with its
+ * ranker behind it; else why not.
+ */
+export async function storeTrainedModel(
+  dir: string,
+  storeDir: string,
+): Promise<{ manifest: BundleManifest; ranker: RankerManifest } | { reason: string }> {
+  const manifest = await readJson<BundleManifest>(join(dir, "manifest.json"));
+  if (manifest === undefined) return { reason: `no bundle in ${dir}` };
+  const prefix = `store:${storeDir}`;
+  const spec = manifest.datasetSpec;
+  if (!(spec === prefix || spec.startsWith(`${prefix}@`) || spec.startsWith(`${prefix}?`)))
+    return { reason: `the bundle in ${dir} was not trained on ${prefix}` };
+  const ranker = await readJson<RankerManifest>(join(dir, "ranker", "manifest.json"));
+  if (ranker === undefined || ranker.candidateGenVersion !== manifest.modelVersion)
+    return { reason: `the bundle in ${dir} has no ranker trained behind it` };
+  // Its store must still hold what it learnt from (seeded stores: no bootstrap needed).
+  if (!existsSync(join(storeDir, EVENTS_LOG_NAME))) return { reason: `the store ${storeDir} the bundle in ${dir} was trained on is gone` };
+  return { manifest, ranker };
+}
+
+/**
+ * The bundle in `dir` when it fits `dataset` and `settings.holdout`, or (with `storeDir`) when it
+ * was trained on that store, the stack's own (`recsys retrain` published it); else a newly trained one.
+ */
 export async function ensureStackModel(
   dataset: Dataset,
   dir: string,
   settings: StackModelSettings,
-  options: { readonly retrain?: boolean; readonly log?: (message: string) => void } = {},
+  options: { readonly retrain?: boolean; readonly storeDir?: string; readonly log?: (message: string) => void } = {},
 ): Promise<StackModel> {
   const log = options.log ?? (() => undefined);
+  if (options.retrain !== true && options.storeDir !== undefined) {
+    const published = await storeTrainedModel(dir, options.storeDir);
+    if ("manifest" in published) {
+      log(
+        `reusing ${published.manifest.modelVersion} + ranker ${published.ranker.modelVersion} in ${dir}: \`recsys retrain\` trained it on this stack's store (${published.manifest.datasetSpec}); --retrain trains a bootstrap bundle on the dataset instead`,
+      );
+      return { dir, manifest: published.manifest, ranker: published.ranker, reused: true, seconds: 0 };
+    }
+  }
   if (options.retrain !== true) {
     const existing = await reusableModel(dir, dataset, settings.holdout);
     if ("manifest" in existing) {

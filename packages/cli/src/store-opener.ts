@@ -12,7 +12,7 @@
  *   was acknowledged.
  */
 import { existsSync } from "node:fs";
-import { open, readdir } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { StoreCatalogueItem, StoreContents, StoreEvent, StoreLocation, StoreProfile } from "@recsys/data";
@@ -196,4 +196,35 @@ export async function openStoreContents(location: StoreLocation): Promise<StoreC
       await Promise.all([users.close(), catalogue.close()]);
     },
   };
+}
+
+/**
+ * The model time offset (seconds, serving time − model time) the orchestrator recorded in this
+ * store for a bundle's dataset (its fingerprint): a historical bootstrap is stored shifted by it
+ * under the wall clock (packages/orchestrator/src/model-time.ts). Embedded: `model-time.json`
+ * beside the store (the orchestrator holds the store itself open); Redis: the user store's
+ * metadata, `orchestrator.model_time_offset/<fingerprint>`. Undefined when none is recorded (a
+ * bundle trained on the live log, or a store served under the dataset clock).
+ */
+export async function readStoreModelTimeOffset(location: StoreLocation, fingerprint: string): Promise<number | undefined> {
+  const { MODEL_TIME_FILE, MODEL_TIME_OFFSET_META_KEY } = await import("@recsys/orchestrator");
+  let value: unknown;
+  if (location.backend === "embedded") {
+    try {
+      value = (JSON.parse(await readFile(join(location.path, MODEL_TIME_FILE), "utf8")) as Record<string, unknown>)[fingerprint];
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
+  } else {
+    const { openUserStore } = await import("@recsys/user-store");
+    const users = await openUserStore({ backend: "redis", url: location.url, keyPrefix: location.keyPrefix });
+    try {
+      const text = await users.getMeta(`${MODEL_TIME_OFFSET_META_KEY}/${fingerprint}`);
+      value = text === undefined ? undefined : Number(text);
+    } finally {
+      await users.close();
+    }
+  }
+  return typeof value === "number" && Number.isFinite(value) ? value : undefined;
 }

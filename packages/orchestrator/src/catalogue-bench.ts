@@ -4,7 +4,7 @@
  * and by a second replica sharing the Redis stores; and whether a taken-down item is ever
  * nominated or passes the per-answer takedown check after DeleteItems returns.
  *
- *   node packages/orchestrator/dist/catalogue-bench.js [--items 1000000] [--uploads 200] [--dim 64]
+ *   node packages/orchestrator/dist/catalogue-bench.js [--items 1000000] [--uploads 200] [--dim 64] [--real-shard]
  *
  * What is real: the catalogue stores (embedded log with fdatasync; Redis), the orchestrator's
  * Catalogue and in-process sources over a synthetic catalogue of --items items, the
@@ -13,8 +13,17 @@
  * and the retrieval shards are in-process recorders (their UpsertItems is an index insert and a
  * journal append, measured by the retrieval service's own tests), so UpsertItems' figure here
  * excludes the network hop to the shards.
+ *
+ * With --real-shard the two shards are the real retrieval service (createRetrievalService, served
+ * over gRPC on loopback in this process, MODEL_POLL_INTERVAL 0) with an HNSW index (the default
+ * HNSW parameters) over the random embeddings, prebuilt into a bundle directory as `recsys
+ * retrain` prebuilds it (building takes minutes of a core per shard at 1M items). The DNN path is
+ * then measured: from UpsertItems returning until a Search of both shards (k = 10, the bundle's
+ * version) with the item's content embedding (the vector the orchestrator sent to the shards) as
+ * the user vector returns the item; UpsertItems' figure then includes the gRPC calls to the shards
+ * (the index insert and the journal append).
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -23,11 +32,13 @@ import {
   CatalogueServiceDeleteItemsRequestSchema,
   CatalogueServiceGetItemsRequestSchema,
   CatalogueServiceUpsertItemsRequestSchema,
+  type DeleteItemsRequest,
   RecommendFiltersSchema,
-  type RetrievalService,
+  RetrievalService,
+  type UpsertItemsRequest,
 } from "@recsys/gen";
 import { generateSynthetic, indexInSlices, parseSyntheticSpec } from "@recsys/data";
-import { createLogger, type Client } from "@recsys/runtime";
+import { type CallOptions, type Client, connect, createLogger, loadConfig, startService } from "@recsys/runtime";
 import { openCatalogueStore, type CatalogueStore } from "@recsys/user-store";
 import { CatalogueApi } from "./catalogue-api.js";
 import { Catalogue, type BundleInfo } from "./catalogue.js";
@@ -53,6 +64,7 @@ async function main(argv: string[]): Promise<void> {
   const itemsN = Number(arg(argv, "items", "1000000"));
   const uploads = Number(arg(argv, "uploads", "200"));
   const dim = Number(arg(argv, "dim", "64"));
+  const realShard = argv.includes("--real-shard");
   const logger = createLogger({ service: "catalogue-bench", level: "warn" });
   const t0 = performance.now();
   const spec = `users=1000,items=${itemsN},events=5,seed=3`;
@@ -77,7 +89,7 @@ async function main(argv: string[]): Promise<void> {
     rowOf: await indexInSlices(dataset.items.ids),
   };
   const recorded = { upserts: 0, deletes: 0 };
-  const shard = {
+  const recorder = {
     upsertItems: async (request: { items: unknown[] }) => {
       recorded.upserts += request.items.length;
       return {};
@@ -89,6 +101,41 @@ async function main(argv: string[]): Promise<void> {
   } as unknown as Client<typeof RetrievalService.method>;
 
   const dir = await mkdtemp(join(tmpdir(), "catalogue-bench-"));
+  // --real-shard: the real retrieval shards; the vector each upserted item was sent with.
+  const sentVectors = new Map<string, number[]>();
+  let real: RealShards | undefined;
+  if (realShard) {
+    const t = performance.now();
+    real = await startRealShards(join(dir, "shards"), bundle, logger);
+    process.stdout.write(
+      `real retrieval shards: 2 HNSW indexes over ${itemsN} items built in ${((performance.now() - t) / 1000).toFixed(1)} s\n`,
+    );
+  }
+  const shards: Client<typeof RetrievalService.method>[] =
+    real === undefined
+      ? [recorder, recorder]
+      : real.clients.map(
+          (client) =>
+            ({
+              upsertItems: (request: UpsertItemsRequest, options?: CallOptions) => {
+                for (const item of request.items) sentVectors.set(item.itemId, item.vector);
+                recorded.upserts += request.items.length;
+                return client.upsertItems(request, options);
+              },
+              deleteItems: (request: DeleteItemsRequest, options?: CallOptions) => {
+                recorded.deletes += request.itemIds.length;
+                return client.deleteItems(request, options);
+              },
+            }) as unknown as Client<typeof RetrievalService.method>,
+        );
+  /** Whether a Search of every shard with `vector` as the user vector returns `id` (rank < 10). */
+  const searchFinds = async (id: string, vector: number[]): Promise<boolean> => {
+    for (const client of real!.clients) {
+      const response = await client.search({ userVector: vector, k: 10, modelVersion: bundle.modelVersion });
+      if (response.items.some((item) => item.itemId === id)) return true;
+    }
+    return false;
+  };
   const prefix = `bench:catalogue:${process.pid}:`;
   const stores: CatalogueStore[] = [];
   try {
@@ -110,7 +157,7 @@ async function main(argv: string[]): Promise<void> {
           catalogue,
           online,
           clock,
-          retrieval: [shard, shard],
+          retrieval: shards,
           bundle: () => bundle,
           logger,
           retrievalTimeoutMs: 5000,
@@ -150,6 +197,8 @@ async function main(argv: string[]): Promise<void> {
       const visibleMs: number[] = [];
       const replicaMs: number[] = [];
       const deleteMs: number[] = [];
+      const searchMs: number[] = [];
+      let searchMissed = 0;
       let servedAfterDelete = 0;
       let replicaCheckMissed = 0;
       for (let n = 0; n < uploads; n++) {
@@ -174,6 +223,15 @@ async function main(argv: string[]): Promise<void> {
         const got = await a.api.getItems(create(CatalogueServiceGetItemsRequestSchema, { itemIds: [id] }));
         if (got.items.length !== 1) throw new Error(`${id} not returned by GetItems`);
         getMs.push(performance.now() - returned);
+        if (real !== undefined) {
+          const vector = sentVectors.get(id);
+          if (vector === undefined) throw new Error(`${id}: no content embedding was sent to the shards`);
+          const deadline = performance.now() + 5000;
+          let found = await searchFinds(id, vector);
+          while (!found && performance.now() < deadline) found = await searchFinds(id, vector);
+          if (found) searchMs.push(performance.now() - returned);
+          else searchMissed++;
+        }
         while (!nominated(a, id, channel)) await new Promise((r) => setImmediate(r));
         visibleMs.push(performance.now() - returned);
         if (b !== undefined) {
@@ -191,12 +249,19 @@ async function main(argv: string[]): Promise<void> {
         [
           `== ${backend} catalogue store, ${dataset.items.ids.length} items, ${uploads} uploads one at a time`,
           `content-embedding table (built once per bundle, in slices, whole catalogue): ${(tableMs / 1000).toFixed(2)} s`,
-          `UpsertItems (store + apply + content embedding, shard call in process): ${quantiles(upsertMs)}`,
+          real === undefined
+            ? `UpsertItems (store + apply + content embedding, shard call in process): ${quantiles(upsertMs)}`
+            : `UpsertItems (store + apply + content embedding + UpsertItems of both real shards over loopback gRPC): ${quantiles(upsertMs)}`,
           `UpsertItems returned -> GetItems has it: ${quantiles(getMs)}`,
           `UpsertItems returned -> nominated by this replica (fresh, channel filter): ${quantiles(visibleMs)}`,
           ...(replicaMs.length > 0
             ? [`UpsertItems returned -> nominated by a second replica (change stream, poll 50 ms): ${quantiles(replicaMs)}`]
             : []),
+          ...(real === undefined
+            ? []
+            : [
+                `UpsertItems returned -> Search (both shards, k 10, HNSW) near its content embedding returns it: ${searchMs.length > 0 ? quantiles(searchMs) : "never"}; not found within 5 s: ${searchMissed}`,
+              ]),
           `DeleteItems: ${quantiles(deleteMs)}`,
           `taken-down items nominated by this replica after DeleteItems returned: ${servedAfterDelete}`,
           ...(storeB !== undefined
@@ -207,12 +272,73 @@ async function main(argv: string[]): Promise<void> {
       );
     }
   } finally {
+    await real?.stop();
     for (const store of stores) {
       if ("deleteAllKeys" in store) await (store as { deleteAllKeys(): Promise<void> }).deleteAllKeys();
       await store.close();
     }
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+interface RealShards {
+  readonly clients: readonly Client<typeof RetrievalService.method>[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Two real retrieval shards over `bundle`'s embeddings: a bundle directory holding only what a
+ * shard reads of it (manifest.json with the version and dimension, and the prebuilt HNSW index of
+ * each shard), each shard's service started on a loopback port, with a client.
+ */
+async function startRealShards(dir: string, bundle: BundleInfo, logger: ReturnType<typeof createLogger>): Promise<RealShards> {
+  const [{ configSchema, createRetrievalService, prebuildShardIndexes, STAGE }, { Registry }] = await Promise.all([
+    import("@recsys/retrieval-service"),
+    import("prom-client"),
+  ]);
+  const bundleDir = join(dir, "bundle");
+  await mkdir(bundleDir, { recursive: true });
+  await writeFile(join(bundleDir, "manifest.json"), `${JSON.stringify({ modelVersion: bundle.modelVersion, dim: bundle.dim })}\n`);
+  await prebuildShardIndexes(
+    bundleDir,
+    { modelVersion: bundle.modelVersion, itemIds: bundle.itemIds, itemEmbeddings: bundle.embeddings, dim: bundle.dim },
+    { shardCount: 2, kind: "hnsw", parallel: 2 },
+  );
+  const stops: (() => Promise<void>)[] = [];
+  const clients: Client<typeof RetrievalService.method>[] = [];
+  const stop = async (): Promise<void> => {
+    for (const step of stops.splice(0).reverse()) await step();
+  };
+  try {
+    for (let shard = 0; shard < 2; shard++) {
+      const config = loadConfig(configSchema, {
+        GRPC_HOST: "127.0.0.1",
+        GRPC_PORT: "0",
+        METRICS_PORT: "0",
+        LOG_LEVEL: "warn",
+        MODEL_PATH: bundleDir,
+        MODEL_POLL_INTERVAL: "0",
+        INDEX_DIR: join(dir, "index"),
+        INDEX_KIND: "hnsw",
+        SHARD_INDEX: String(shard),
+        SHARD_COUNT: "2",
+      });
+      const registry = new Registry();
+      const stage = await createRetrievalService({ config, logger, registry });
+      stops.push(() => stage.close());
+      const service = await startService({ stage: STAGE, config, services: stage.services, logger, registry });
+      stops.push(async () => {
+        await service.stop();
+      });
+      const client = connect(RetrievalService, service.address);
+      stops.push(async () => client.$close());
+      clients.push(client);
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { clients, stop };
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

@@ -39,5 +39,7 @@ export {
   shardStage,
   type RecommendDeps,
 } from "./recommend.js";
-export { CLOCK_ORIGIN_META_KEY, createOrchestrator, type Downstream, type Orchestrator } from "./service.js";
+export { CLOCK_ORIGIN_META_KEY, MODEL_TIME_FILE, createOrchestrator, type Downstream, type Orchestrator } from "./service.js";
+export { MODEL_TIME_OFFSET_META_KEY } from "./model-time.js";
+export { SESSION_MODEL_DIR, ServingSessionModel, loadServingSessionModel } from "./session-model.js";
 export { readRankerPipeline, resolveBudgets, type BudgetedSource, type PipelineBudgets } from "./budgets.js";

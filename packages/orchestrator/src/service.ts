@@ -179,7 +179,16 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     const catalogueSeeded = (await store.getMeta(CATALOGUE_SEED_META_KEY)) !== undefined;
     const storesSeeded = historyLogged && catalogueSeeded;
     let bootstrap: { dataset: Dataset; rows: Int32Array } | undefined;
-    if (config.DATASET !== undefined || !storesSeeded) {
+    // A bundle trained on the store (`recsys retrain`, `recsys train --dataset store:...`) after
+    // DATASET seeded it: DATASET has done its work and is not this bundle's dataset; the stores
+    // are the state. (Stores not seeded yet still need a bootstrap and refuse such a bundle.)
+    const trainedOnStore = first.datasetSpec.startsWith("store:");
+    if (config.DATASET !== undefined && storesSeeded && trainedOnStore) {
+      logger.info(
+        { dataset: config.DATASET, bundleDataset: first.datasetSpec },
+        "DATASET not loaded: the stores are seeded already and the bundle was trained on the store; serving from the stores",
+      );
+    } else if (config.DATASET !== undefined || !storesSeeded) {
       const dataset = await loadSeedDataset(config, first);
       const split = lastoutSplit(dataset.events, dataset.users.ids.length);
       const rows = trainingRows(split, first.holdout);

@@ -40,6 +40,8 @@ export interface ServedExampleOptions {
    * ends after it are left out: an item watched after it would be taken for a negative.
    */
   readonly labelsUntil?: number;
+  /** Answers before this time are left out (held-out answers for evaluation). Default: none. */
+  readonly from?: number;
 }
 
 /** The default attribution window: 6 hours. */
@@ -137,7 +139,9 @@ export function buildServedExamples(
   let incomplete = 0;
   const perUser = new Int32Array(numUsers);
   const keep = new Uint8Array(numRequests);
+  const from = options.from ?? -Infinity;
   for (let r = numRequests - 1; r >= 0; r--) {
+    if (log.timestamp[r]! < from) continue;
     if (log.timestamp[r]! + window > labelsUntil) {
       incomplete++;
       continue;

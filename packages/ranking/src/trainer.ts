@@ -103,6 +103,11 @@ export interface RankerTrainOptions {
   readonly train?: Partial<RankerTrainConfig>;
   readonly model?: Partial<RankerModelConfig>;
   readonly features?: Partial<RankingFeatureConfig>;
+  /**
+   * Stop after this many batches (0: the model keeps its initial random weights). For tests of
+   * what checks a ranker (`recsys retrain --ranker-epochs 0`: a deliberately broken ranker).
+   */
+  readonly maxSteps?: number;
   readonly onProgress?: (p: RankerTrainProgress) => void;
 }
 
@@ -143,6 +148,8 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
   validateRankerModelConfig(modelCfg);
   const featureCfg: RankingFeatureConfig = { ...DEFAULT_RANKING_FEATURE_CONFIG, ...stripUndefined(options.features ?? {}) };
   if (options.rows.length === 0) throw new Error(`dataset ${dataset.spec}: no training rows for the ranker`);
+  const maxSteps = options.maxSteps ?? Infinity;
+  if (!(maxSteps >= 0)) throw new Error(`maxSteps must be >= 0, got ${options.maxSteps}`);
   const started = performance.now();
   const progress = options.onProgress;
 
@@ -212,12 +219,13 @@ export async function trainRanker(dataset: Dataset, options: RankerTrainOptions)
   const loopStart = performance.now();
   const epochLosses: number[] = [];
   let lastReport = loopStart;
+  let steps = 0;
   try {
-    for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+    for (let epoch = 0; epoch < cfg.epochs && steps < maxSteps; epoch++) {
       const perm = shuffled(n, shuffleRng);
       let lossSum = 0;
       let weightSum = 0;
-      for (let start = 0; start < n; start += cfg.batchExamples) {
+      for (let start = 0; start < n && steps < maxSteps; start += cfg.batchExamples, steps++) {
         const end = Math.min(n, start + cfg.batchExamples);
         batch.size = 0;
         for (let k = start; k < end; k++) {

@@ -15,14 +15,17 @@ import { loadDataset } from "@recsys/data";
 import { HNSW_DEFAULTS } from "@recsys/ann";
 import { parseArgs, UsageError } from "../args.js";
 import { formatFigures, recordRetrainFailure, retrain, RETRAIN_DEFAULTS } from "../retrain.js";
+import { formatRankerFigures } from "../ranker-gate.js";
+import { SESSION_MODES, type SessionMode } from "../retrain-session.js";
 import { DEFAULT_RUN_ROOT, readStackState, stateFilePath } from "../stack-state.js";
 import { formatDuration } from "../train-progress.js";
 import { DEFAULT_WATCH_WINDOW_SECONDS } from "@recsys/ranking";
 
 const USAGE =
-  "usage: recsys retrain [--dataset SPEC] [--current PATH] [--margin M] [--holdout-fraction F] [--epochs N] [--ranker-epochs N]\n" +
-  "                      [--seed S] [--watch-window SECONDS] [--shards N] [--index-kind hnsw|brute-force] [--hnsw-m M]\n" +
-  "                      [--hnsw-ef-construction N] [--max-eval-users N] [--preload-seconds S] [--dir DIR] [--dry-run] [--json]";
+  "usage: recsys retrain [--dataset SPEC] [--current PATH] [--margin M] [--ranker-margin M] [--holdout-fraction F] [--epochs N]\n" +
+  "                      [--ranker-epochs N] [--seed S] [--watch-window SECONDS] [--shards N] [--index-kind hnsw|brute-force] [--hnsw-m M]\n" +
+  "                      [--hnsw-ef-construction N] [--max-eval-users N] [--preload-seconds S] [--session train|carry]\n" +
+  "                      [--session-epochs N] [--dir DIR] [--dry-run] [--json]";
 
 function log(message: string): void {
   process.stderr.write(`recsys retrain: ${message}\n`);
@@ -36,6 +39,7 @@ export async function run(argv: string[]): Promise<number> {
       current: { type: "string" },
       dir: { type: "string", default: DEFAULT_RUN_ROOT },
       margin: { type: "number", default: RETRAIN_DEFAULTS.margin },
+      "ranker-margin": { type: "number" },
       "holdout-fraction": { type: "number", default: RETRAIN_DEFAULTS.holdoutFraction },
       epochs: { type: "number", default: RETRAIN_DEFAULTS.epochs },
       "ranker-epochs": { type: "number", default: RETRAIN_DEFAULTS.rankerEpochs },
@@ -47,6 +51,8 @@ export async function run(argv: string[]): Promise<number> {
       "hnsw-ef-construction": { type: "number", default: HNSW_DEFAULTS.efConstruction },
       "max-eval-users": { type: "number", default: RETRAIN_DEFAULTS.maxEvalUsers },
       "preload-seconds": { type: "number", default: RETRAIN_DEFAULTS.preloadSeconds },
+      session: { type: "string", default: "train" },
+      "session-epochs": { type: "number" },
       "dry-run": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     });
@@ -78,10 +84,19 @@ export async function run(argv: string[]): Promise<number> {
   if (kind !== "hnsw" && kind !== "brute-force") return usage(`--index-kind must be hnsw or brute-force, got '${kind}'`);
   for (const name of ["epochs", "ranker-epochs", "hnsw-m", "hnsw-ef-construction", "max-eval-users"] as const) {
     const v = Number(args[name]);
-    if (!Number.isInteger(v) || v < (name === "epochs" ? 0 : 1))
-      return usage(`--${name} must be a ${name === "epochs" ? "non-negative" : "positive"} integer, got ${v}`);
+    const zeroAllowed = name === "epochs" || name === "ranker-epochs";
+    if (!Number.isInteger(v) || v < (zeroAllowed ? 0 : 1))
+      return usage(`--${name} must be a ${zeroAllowed ? "non-negative" : "positive"} integer, got ${v}`);
   }
+  const rankerMargin = typeof args["ranker-margin"] === "number" ? args["ranker-margin"] : undefined;
+  if (rankerMargin !== undefined && !(rankerMargin >= 0 && rankerMargin < 1))
+    return usage(`--ranker-margin must be in [0, 1), got ${rankerMargin}`);
   if (shards !== undefined && (!Number.isInteger(shards) || shards < 1)) return usage(`--shards must be a positive integer, got ${shards}`);
+  const session = String(args["session"]);
+  if (!(SESSION_MODES as readonly string[]).includes(session)) return usage(`--session must be train or carry, got '${session}'`);
+  const sessionEpochs = typeof args["session-epochs"] === "number" ? args["session-epochs"] : undefined;
+  if (sessionEpochs !== undefined && (!Number.isInteger(sessionEpochs) || sessionEpochs < 1))
+    return usage(`--session-epochs must be a positive integer, got ${sessionEpochs}`);
   const preload = Number(args["preload-seconds"]);
   if (!(preload >= 0) || !Number.isFinite(preload))
     return usage(`--preload-seconds must be a number >= 0, got ${String(args["preload-seconds"])}`);
@@ -109,6 +124,7 @@ export async function run(argv: string[]): Promise<number> {
       holdoutFraction: Number(args["holdout-fraction"]),
       epochs: Number(args["epochs"]),
       rankerEpochs: Number(args["ranker-epochs"]),
+      ...(rankerMargin === undefined ? {} : { rankerMargin }),
       seed: Number(args["seed"]),
       watchWindowSeconds: Number(args["watch-window"]),
       ...(shards === undefined ? {} : { shards }),
@@ -118,6 +134,8 @@ export async function run(argv: string[]): Promise<number> {
       maxEvalUsers: Number(args["max-eval-users"]),
       preloadSeconds: Number(args["preload-seconds"]),
       dryRun: args["dry-run"] === true,
+      session: session as SessionMode,
+      ...(sessionEpochs === undefined ? {} : { sessionEpochs }),
       log,
     });
   } catch (error) {
@@ -129,6 +147,10 @@ export async function run(argv: string[]): Promise<number> {
     if (result.candidate !== undefined)
       process.stdout.write(`${formatFigures("candidate", result.candidateVersion ?? "?", result.candidate)}\n`);
     if (result.serving !== undefined) process.stdout.write(`${formatFigures("serving", result.servingVersion ?? "?", result.serving)}\n`);
+    if (result.rankerCandidate !== undefined && result.rankerServing !== undefined) {
+      process.stdout.write(`${formatRankerFigures("candidate", result.candidateVersion ?? "?", result.rankerCandidate)}\n`);
+      process.stdout.write(`${formatRankerFigures("serving", result.servingVersion ?? "?", result.rankerServing)}\n`);
+    }
     process.stdout.write(
       `${result.outcome}: ${result.message} (margin ${Number(args["margin"])}, total ${formatDuration((performance.now() - started) / 1000)})\n`,
     );

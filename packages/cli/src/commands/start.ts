@@ -5,7 +5,8 @@
  * 1. loads the dataset (default: the embedded synthetic one, at the size START_SYNTHETIC_SPEC so
  *    that a first start trains in a couple of minutes on two cores);
  * 2. trains the candidate generator and the ranker behind it into `<dir>/<kind>-<fingerprint>/bundle`,
- *    or reuses the bundle already there (same dataset fingerprint and holdout), and evaluates a
+ *    or reuses the bundle already there (same dataset fingerprint and holdout; or, to serve, the
+ *    bundle `recsys retrain` published there, trained on the stack's own store), and evaluates a
  *    newly trained one with protocol lastout next to the baselines;
  * 3. starts the four stages as separate processes on loopback (candidate generation, N retrieval
  *    shards, ranking, orchestrator; logs in `<run>/logs/`), waits for health SERVING on each,
@@ -25,7 +26,7 @@ import { RecommenderService } from "@recsys/gen";
 import { connect } from "@recsys/runtime";
 import { parseArgs, UsageError } from "../args.js";
 import { formatColumns, formatRecommendations } from "../stack-format.js";
-import { launchStack, type Stack, type StageEvent } from "../stack-launch.js";
+import { launchStack, stackPaths, type Stack, type StageEvent } from "../stack-launch.js";
 import { ensureStackModel, type Holdout, type StackModelSettings } from "../stack-model.js";
 import { killSpawnedStages, logTail } from "../stack-process.js";
 import { DEFAULT_RUN_ROOT, STATE_FILE, removeStackState, writeStackState, type StackState } from "../stack-state.js";
@@ -185,7 +186,13 @@ export async function run(argv: string[]): Promise<number> {
   await mkdir(runDir, { recursive: true });
   const modelDir = join(runDir, "bundle");
   const settings = startModelSettings(Number(args["epochs"]), Number(args["ranker-epochs"]), Number(args["seed"]), holdout);
-  const model = await ensureStackModel(dataset, modelDir, settings, { retrain: args["retrain"] === true, log });
+  // To serve, a bundle `recsys retrain` published on this stack's store is served as it is (the
+  // stores are seeded already: the orchestrator then does not load DATASET).
+  const model = await ensureStackModel(dataset, modelDir, settings, {
+    retrain: args["retrain"] === true,
+    ...(serve ? { storeDir: stackPaths(runDir).users } : {}),
+    log,
+  });
   if (!model.reused) log(`trained both models in ${formatDuration(model.seconds)}`);
 
   const wantEvaluate = typeof args["evaluate"] === "boolean" ? args["evaluate"] : !serve || !model.reused;
