@@ -7,14 +7,18 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Dataset, lastoutSplit, Rng, trainingRows } from "@recsys/data";
-import { initBackend } from "@recsys/tf";
+import { EncodedBatch, encodeResolved, fitFeatureSpace } from "@recsys/features";
+import { initBackend, nativeBlas } from "@recsys/tf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bundleFromTraining, createDatasetScorer, loadBundle, saveBundle } from "./bundle.js";
+import { DEFAULT_MODEL_CONFIG, type ModelConfig } from "./config.js";
 import { HierarchicalSoftmax } from "./hierarchical-softmax.js";
 import { buildItemTree, treeFromAssignment } from "./item-tree.js";
+import { CandidateGenModel } from "./model.js";
 import { SparseTable } from "./sparse.js";
 import { sequentialDataset } from "./test-helpers.js";
-import { trainCandidateGen } from "./trainer.js";
+import { type StepInputs, TrainStep } from "./train-step.js";
+import { buildExamples, trainCandidateGen } from "./trainer.js";
 
 beforeAll(async () => {
   await initBackend({ log: null });
@@ -138,6 +142,88 @@ describe("HierarchicalSoftmax", () => {
     // Cluster 1 = {2, 5, 7}: the same within-cluster partition function.
     expect(score(5) - score(2)).toBeCloseTo(lp[5]! - lp[2]!, 5);
     expect(score(7) - score(2)).toBeCloseTo(lp[7]! - lp[2]!, 5);
+  });
+});
+
+describe("TrainStep with the hierarchical softmax", () => {
+  const dataset = sequentialDataset({ users: 30, items: 40, eventsPerUser: 8, follow: 0.8, seed: 5 });
+  const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), "test");
+  const space = fitFeatureSpace(dataset, rows, { historyLength: 4, geoMinCount: 1 });
+  const examples = buildExamples(dataset, space, rows, { maxExamplesPerUser: 100, minHistory: 1 });
+  const config: ModelConfig = {
+    ...DEFAULT_MODEL_CONFIG,
+    embeddingDim: 4,
+    searchDim: 2,
+    categoricalDim: 2,
+    tower: [8, 4],
+    finalActivation: "relu",
+    historyPooling: "attention",
+  };
+  const histories = examples.users.map((u) => (u === null ? null : u.watchIds));
+
+  function setup(matmul: "blas" | "tfjs"): { model: CandidateGenModel; hs: HierarchicalSoftmax; step: TrainStep; inputs: StepInputs } {
+    const model = CandidateGenModel.create(space, config, new Rng(15), 0.5);
+    const tree = buildItemTree(histories, space.items.size, 6, new Rng(2));
+    const clusters = new SparseTable("clusters", tree.clusters, 4);
+    clusters.initNormal(new Rng(4), 0.5);
+    const hs = new HierarchicalSoftmax(tree, clusters, model.output);
+    const step = new TrainStep(
+      model,
+      {
+        towerOptimizer: "js",
+        matmul,
+        batchSize: 8,
+        negatives: 6,
+        learningRate: 0.01,
+        l2: 0,
+        embeddings: { optimizer: "adam", learningRate: 0.01, l2: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+      },
+      hs,
+    );
+    const batch = EncodedBatch.forSpace(space, 8);
+    const labels = new Int32Array(8);
+    for (let i = 0; i < 6; i++) {
+      const e = i * 7;
+      const user = examples.users[examples.user[e]!]!;
+      const t = examples.pos[e]!;
+      encodeResolved(space, user, t, user.watchTimes[t]!, user.watchTimes[t]!, batch, i);
+      labels[i] = user.watchIds[t]!;
+    }
+    batch.size = 6;
+    // Negatives are not read by the hierarchical step (empty arrays).
+    const inputs = { batch, labels, labelOffsets: new Float32Array(8), negatives: new Int32Array(0), negativeOffsets: new Float32Array(0) };
+    return { model, hs, step, inputs };
+  }
+
+  it("lowers the loss on a repeated batch and updates the cluster table", () => {
+    const { model, hs, step, inputs } = setup("tfjs");
+    const before = hs.clusters.data.slice();
+    const first = step.run(inputs);
+    for (let i = 0; i < 20; i++) step.run(inputs);
+    expect(step.run(inputs)).toBeLessThan(first - 0.1);
+    expect(Array.from(hs.clusters.data)).not.toEqual(Array.from(before));
+    step.dispose();
+    model.dispose();
+  });
+
+  it("takes the same steps with its matmuls on the native BLAS as on tfjs", () => {
+    // The BLAS is an optional native package: .ci/run installs libopenblas-dev so that it builds.
+    expect(nativeBlas(), "the native BLAS (nblas) is not installed").not.toBeNull();
+    const a = setup("blas");
+    const b = setup("tfjs");
+    for (let i = 0; i < 3; i++) expect(a.step.run(a.inputs)).toBeCloseTo(b.step.run(b.inputs), 5);
+    for (const [x, y] of [
+      [a.model.watch.data, b.model.watch.data],
+      [a.model.output.data, b.model.output.data],
+      [a.hs.clusters.data, b.hs.clusters.data],
+      [a.model.layers[0]!.w.dataSync(), b.model.layers[0]!.w.dataSync()],
+    ] as const) {
+      for (let i = 0; i < x.length; i++) expect(x[i]!).toBeCloseTo(y[i]!, 5);
+    }
+    for (const s of [a, b]) {
+      s.step.dispose();
+      s.model.dispose();
+    }
   });
 });
 
