@@ -43,6 +43,12 @@ export interface TrainConfig {
   readonly output: OutputLayer;
   /** Clusters of the item tree ("hierarchical" only): 0 = round(√(vocabulary items)). */
   readonly clusters: number;
+  /**
+   * Self-normalisation weight α of the hierarchical softmax ("hierarchical" only; 0 = off): adds
+   * α · (within-cluster log-partition)² to the loss, so that the serving dot product approaches
+   * the log-probability (see hierarchical-softmax.ts).
+   */
+  readonly selfNormalization: number;
   /** Sampled negatives per batch (shared by the batch; "sampled" only). */
   readonly negatives: number;
   /** Negatives are drawn ∝ count^alpha of the training labels. */
@@ -99,6 +105,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   batchSize: 256,
   output: "sampled",
   clusters: 0,
+  selfNormalization: 0,
   negatives: 500,
   samplingAlpha: 0.75,
   logQ: true,
@@ -154,6 +161,8 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!OUTPUT_LAYERS.includes(c.output))
     throw new Error(`train config: output must be "sampled" or "hierarchical", got ${JSON.stringify(c.output)}`);
   if (!Number.isInteger(c.clusters) || c.clusters < 0) throw new Error(`train config: clusters must be an integer >= 0, got ${c.clusters}`);
+  if (!(c.selfNormalization >= 0) || !Number.isFinite(c.selfNormalization))
+    throw new Error(`train config: selfNormalization must be a finite number >= 0, got ${c.selfNormalization}`);
   if (c.output === "hierarchical" && c.threads !== 1)
     throw new Error('train config: output "hierarchical" trains with threads 1 only (the data-parallel step has no cluster table)');
 }

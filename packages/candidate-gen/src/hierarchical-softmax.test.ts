@@ -64,7 +64,7 @@ describe("HierarchicalSoftmax", () => {
   const d = 3;
   const size = 8; // ids 1..7 in 3 clusters
   const tree = treeFromAssignment(Int32Array.from([0, 0, 1, 0, 2, 1, 2, 1]), 3);
-  function setup(): { hs: HierarchicalSoftmax; u: Float32Array } {
+  function setup(selfNormalization = 0): { hs: HierarchicalSoftmax; u: Float32Array } {
     const rng = new Rng(7);
     const output = new SparseTable("output", size, d);
     output.initNormal(rng, 0.8);
@@ -72,7 +72,7 @@ describe("HierarchicalSoftmax", () => {
     clusters.initNormal(rng, 0.8);
     const u = new Float32Array(2 * d);
     for (let i = 0; i < u.length; i++) u[i] = rng.normal();
-    return { hs: new HierarchicalSoftmax(tree, clusters, output), u };
+    return { hs: new HierarchicalSoftmax(tree, clusters, output, selfNormalization), u };
   }
   const labels = Int32Array.from([5, 1]);
 
@@ -90,10 +90,26 @@ describe("HierarchicalSoftmax", () => {
       expected -= lp[labels[i]!]!;
     }
     expect(loss).toBeCloseTo(expected, 4);
+    // Self-normalisation adds α · Z_c(u)² of the label's cluster to the loss.
+    const withPenalty = setup(0.5).hs.lossAndGrad(u, labels, 0, 2, 2, dU);
+    let penalty = 0;
+    for (let i = 0; i < 2; i++) {
+      const uu = u.subarray(i * d, (i + 1) * d);
+      const c = tree.itemCluster[labels[i]!]!;
+      let z = 0;
+      for (let p = tree.memberOffsets[c]!; p < tree.memberOffsets[c + 1]!; p++) {
+        let s = 0;
+        for (let k = 0; k < d; k++) s += uu[k]! * hs.output.data[tree.members[p]! * d + k]!;
+        z += Math.exp(s);
+      }
+      penalty += 0.5 * Math.log(z) ** 2;
+    }
+    expect(penalty).toBeGreaterThan(0.01);
+    expect(withPenalty).toBeCloseTo(expected + penalty, 4);
   });
 
-  it("matches numerical gradients of u, the cluster vectors and the item vectors", () => {
-    const { hs, u } = setup();
+  it.each([0, 0.5])("matches numerical gradients of u, the cluster vectors and the item vectors (self-normalisation %s)", (alpha) => {
+    const { hs, u } = setup(alpha);
     const dU = new Float32Array(2 * d);
     const lossOf = (): number => {
       const r = hs.lossAndGrad(u, labels, 0, 2, 2, new Float32Array(2 * d)) / 2;

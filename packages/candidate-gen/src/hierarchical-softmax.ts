@@ -17,6 +17,11 @@ import type { SparseTable } from "./sparse.js";
  * Z(u) = log Σ_c exp(u · w_c) the same for every item (no effect on the ranking) and
  * Z_c(u) = log Σ_{k ∈ c} exp(u · v_k) the within-cluster log-partition, which differs between
  * clusters: the serving ranking is that of log P(j | u) up to that per-cluster term.
+ *
+ * `selfNormalization` α > 0 adds α · Z_c(j)(u)² to each example's loss (self-normalisation, as
+ * in Devlin et al. 2014), which pushes the within-cluster log-partition of the label's cluster
+ * towards 0, so that the serving score approaches log P(j | u) + Z(u). It changes the training
+ * objective, not the model's probabilities (logProbabilities stays exact).
  */
 export class HierarchicalSoftmax {
   private readonly clusterLogits: Float32Array;
@@ -28,7 +33,9 @@ export class HierarchicalSoftmax {
     readonly tree: ItemTree,
     readonly clusters: SparseTable,
     readonly output: SparseTable,
+    readonly selfNormalization = 0,
   ) {
+    if (!(selfNormalization >= 0)) throw new Error(`HierarchicalSoftmax: selfNormalization must be >= 0, got ${selfNormalization}`);
     if (clusters.rows !== tree.clusters || clusters.dim !== output.dim)
       throw new Error(`HierarchicalSoftmax: cluster table ${clusters.rows}x${clusters.dim}, expected ${tree.clusters}x${output.dim}`);
     if (tree.itemCluster.length !== output.rows)
@@ -42,7 +49,7 @@ export class HierarchicalSoftmax {
 
   /**
    * Loss and gradients of rows 0..rows-1 of the user vectors `uv` (rows × d) with labels
-   * labels[start + i]: returns the summed −log P(label | u) of the rows; writes ∂u (rows × d,
+   * labels[start + i]: returns the summed −log P(label | u) (+ α · Z_c² with self-normalisation) of the rows; writes ∂u (rows × d,
    * the loss being the mean over `totalRows`) to `dU`; adds the gradients of the cluster vectors
    * and of the label clusters' item vectors to the sparse tables (applied by the step).
    */
@@ -103,10 +110,13 @@ export class HierarchicalSoftmax {
         z += e;
         t[p] = e;
       }
-      lossSum += Math.log(z) - targetItem;
+      const logZ = m + Math.log(z);
+      lossSum += Math.log(z) - targetItem + this.selfNormalization * logZ * logZ;
+      // ∂/∂t_p: q_p − [p = label] from −log q_label, 2α·Z_c·q_p from α·Z_c² (∂Z_c/∂t_p = q_p).
+      const factor = 1 + 2 * this.selfNormalization * logZ; // exactly 1 when α = 0
       for (let p = 0; p < n; p++) {
         const id = members[m0 + p]!;
-        const g = (t[p]! / z - (p === pos ? 1 : 0)) * invRows;
+        const g = ((t[p]! / z) * factor - (p === pos ? 1 : 0)) * invRows;
         axpy(g, v, id * d, dU, uo, d);
         this.output.addGrad(id, uv, uo, g);
       }

@@ -207,7 +207,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
     const tree = buildItemTree(histories, space.items.size, clusters, new Rng(cfg.seed, STREAM_TREE));
     const table = new SparseTable("clusters", tree.clusters, modelCfg.embeddingDim);
     table.initNormal(new Rng(cfg.seed, STREAM_CLUSTER_INIT), cfg.initScale);
-    hierarchy = new HierarchicalSoftmax(tree, table, model.output);
+    hierarchy = new HierarchicalSoftmax(tree, table, model.output, cfg.selfNormalization);
   }
   const step = new TrainStep(model, stepConfig, hierarchy);
   let parallel: ParallelStep | null = null;

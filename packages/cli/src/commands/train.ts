@@ -11,7 +11,8 @@
  * weights ("attention", the default: better on ml-100k validation) or with the paper's average
  * ("mean"); docs/attention-pooling.md. `--output` picks the training loss over the catalogue:
  * the sampled softmax ("sampled", the default) or the two-level hierarchical softmax over a
- * co-watch item tree ("hierarchical", `--clusters N`, default √items); docs/hierarchical-softmax.md.
+ * co-watch item tree ("hierarchical", `--clusters N`, default √items; `--self-normalization A`
+ * pulls the within-cluster log-partition towards 0); docs/hierarchical-softmax.md.
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import {
@@ -31,7 +32,7 @@ import { describeTieOrder } from "@recsys/eval";
 import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
 import { formatDuration, progressReporter } from "../train-progress.js";
 
-const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         [--history-pooling attention|mean] [--output sampled|hierarchical] [--clusters N] ${PROTOCOL_USAGE}`;
+const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         [--history-pooling attention|mean] [--output sampled|hierarchical] [--clusters N]\n         [--self-normalization A] ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
   process.stderr.write(`recsys train: ${message}\n`);
@@ -51,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
       "history-pooling": { type: "string", default: DEFAULT_MODEL_CONFIG.historyPooling },
       output: { type: "string", default: DEFAULT_TRAIN_CONFIG.output },
       clusters: { type: "number", default: DEFAULT_TRAIN_CONFIG.clusters },
+      "self-normalization": { type: "number", default: DEFAULT_TRAIN_CONFIG.selfNormalization },
       ...PROTOCOL_OPTIONS,
     });
     protocol = protocolOptions(args);
@@ -80,6 +82,11 @@ export async function run(argv: string[]): Promise<number> {
   const clusters = Number(args["clusters"]);
   if (!Number.isInteger(clusters) || clusters < 0) {
     process.stderr.write(`recsys train: --clusters must be an integer >= 0 (0: √items), got ${clusters}\n${USAGE}\n`);
+    return 2;
+  }
+  const selfNormalization = Number(args["self-normalization"]);
+  if (!(selfNormalization >= 0) || !Number.isFinite(selfNormalization)) {
+    process.stderr.write(`recsys train: --self-normalization must be a number >= 0, got ${selfNormalization}\n${USAGE}\n`);
     return 2;
   }
   if (output === "hierarchical" && threads !== 1) {
@@ -123,6 +130,7 @@ export async function run(argv: string[]): Promise<number> {
     threads,
     output,
     clusters,
+    selfNormalization,
     model: { historyPooling },
     onProgress: (p) => progress.update(p),
   });
