@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Compares the sampled and the hierarchical softmax (train config output) from `recsys evaluate
-// --json` files.
-//   node packages/candidate-gen/scripts/output-compare.mjs DIR SPLIT
-// reads DIR/<output>-<split>-s<seed>.eval.json for output in {sampled, hierarchical} and prints,
-// per metric: each seed's figures, the paired 95 % interval of hierarchical − sampled over users
+// Compares two arms of ml100k-output.sh (sampled, hierarchical, hierarchical-sn) from `recsys
+// evaluate --json` files.
+//   node packages/candidate-gen/scripts/output-compare.mjs DIR SPLIT [BASE OTHER]
+// reads DIR/<arm>-<split>-s<seed>.eval.json for arm in {BASE, OTHER} (default sampled,
+// hierarchical) and prints, per metric: each seed's figures, the paired 95 % interval of OTHER − BASE over users
 // per seed (@recsys/eval pairedInterval: paired t, normal approximation) and pooled over the seeds
 // (each user's difference averaged over the seeds first), then the reference baselines of the same
 // runs. Protocol lastout, scorer "youtube-dnn". Run after `npx tsc --build`.
@@ -11,12 +11,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pairedInterval, perUserValues } from "@recsys/eval";
 
-const [dir, split] = process.argv.slice(2);
+const [dir, split, baseArm = "sampled", otherArm = "hierarchical"] = process.argv.slice(2);
 if (dir === undefined || (split !== "val" && split !== "test")) {
-  console.error("usage: output-compare.mjs DIR val|test");
+  console.error("usage: output-compare.mjs DIR val|test [BASE OTHER]");
   process.exit(2);
 }
-const OUTPUTS = ["sampled", "hierarchical"];
+const OUTPUTS = [baseArm, otherArm];
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sign = (v) => (v >= 0 ? "+" : "") + v.toFixed(4);
 const fmt = ({ diff, lo, hi }) => `${sign(diff)} [${sign(lo)}, ${sign(hi)}]`;
@@ -32,37 +32,35 @@ const read = (p, s) => {
 const seeds = [];
 for (let s = 1; s <= 10; s++) if (OUTPUTS.every((p) => read(p, s) !== null)) seeds.push(s);
 if (seeds.length === 0) {
-  console.error(`no seed has both sampled-${split}-sN.eval.json and hierarchical-${split}-sN.eval.json in ${dir}`);
+  console.error(`no seed has both ${baseArm}-${split}-sN.eval.json and ${otherArm}-${split}-sN.eval.json in ${dir}`);
   process.exit(1);
 }
 const sections = Object.fromEntries(OUTPUTS.map((p) => [p, seeds.map((s) => read(p, s))]));
 const runs = Object.fromEntries(OUTPUTS.map((p) => [p, sections[p].map((x) => x.models["youtube-dnn"])]));
 const ranks = (r) => Int32Array.from(r.ranks);
-const users = runs.sampled[0].ranks.length;
+const users = runs[baseArm][0].ranks.length;
 console.log(`Split ${split}, protocol lastout, ${users} users, seeds ${seeds.join(", ")}\n`);
-console.log(
-  "| metric | sampled softmax (per seed) | hierarchical softmax (per seed) | hierarchical − sampled, paired 95 % per seed | all seeds |",
-);
+console.log(`| metric | ${baseArm} (per seed) | ${otherArm} (per seed) | ${otherArm} − ${baseArm}, paired 95 % per seed | all seeds |`);
 console.log("|---|---|---|---|---|");
 for (const metric of ["hr@10", "ndcg@10", "hr@50", "mrr"]) {
   const cell = (p) => {
     const v = runs[p].map((r) => r.metrics[metric]);
     return `${mean(v).toFixed(4)} (${v.map((x) => x.toFixed(4)).join(" ")})`;
   };
-  const perSeed = seeds.map((_, i) => pairedInterval(ranks(runs.hierarchical[i]), ranks(runs.sampled[i]), metric));
+  const perSeed = seeds.map((_, i) => pairedInterval(ranks(runs[otherArm][i]), ranks(runs[baseArm][i]), metric));
   // Pooled: each user's difference averaged over the seeds, then the paired interval of that mean.
   const diffs = new Float64Array(users);
   seeds.forEach((_, i) => {
-    const a = perUserValues(ranks(runs.hierarchical[i]), metric);
-    const b = perUserValues(ranks(runs.sampled[i]), metric);
+    const a = perUserValues(ranks(runs[otherArm][i]), metric);
+    const b = perUserValues(ranks(runs[baseArm][i]), metric);
     for (let u = 0; u < users; u++) diffs[u] += (a[u] - b[u]) / seeds.length;
   });
   const m = mean(Array.from(diffs));
   const se = Math.sqrt(diffs.reduce((s, d) => s + (d - m) ** 2, 0) / (users - 1) / users);
   const pooled = { diff: m, lo: m - 1.96 * se, hi: m + 1.96 * se };
-  console.log(`| ${metric} | ${cell("sampled")} | ${cell("hierarchical")} | ${perSeed.map(fmt).join("; ")} | ${fmt(pooled)} |`);
+  console.log(`| ${metric} | ${cell(baseArm)} | ${cell(otherArm)} | ${perSeed.map(fmt).join("; ")} | ${fmt(pooled)} |`);
 }
-const first = sections.sampled[0].baselines;
+const first = sections[baseArm][0].baselines;
 const base = Object.keys(first).map(
   (k) => `${k} HR@10 ${first[k].metrics["hr@10"].toFixed(4)} / NDCG@10 ${first[k].metrics["ndcg@10"].toFixed(4)}`,
 );
@@ -75,4 +73,4 @@ const speed = (p) =>
       return m === null ? "?" : m[1];
     })
     .join(", ");
-console.log(`Training examples/s in these runs (not a benchmark): sampled ${speed("sampled")}; hierarchical ${speed("hierarchical")}`);
+console.log(`Training examples/s in these runs (not a benchmark): ${OUTPUTS.map((p) => `${p} ${speed(p)}`).join("; ")}`);
