@@ -11,8 +11,8 @@
  * weights ("attention", the default: better on ml-100k validation) or with the paper's average
  * ("mean"); docs/attention-pooling.md. `--output` picks the training loss over the catalogue:
  * the sampled softmax ("sampled", the default) or the two-level hierarchical softmax over a
- * co-watch item tree ("hierarchical", `--clusters N`, default √items; `--self-normalization A`
- * pulls the within-cluster log-partition towards 0); docs/hierarchical-softmax.md.
+ * co-watch item tree ("hierarchical", `--clusters N`, default √items; `--self-normalization A`,
+ * default 0.1, pulls the within-cluster log-partition towards 0); docs/hierarchical-softmax.md.
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import {
