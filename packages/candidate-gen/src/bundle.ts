@@ -6,6 +6,8 @@
  *                            space (vocabularies, normalisers), model and train configs, training
  *                            stats, item ids in row order, and the list of binary files below.
  *   item_embeddings.f32      output item embeddings: itemIds.length × dim, row i = itemIds[i]
+ *                            (trainConfig.output "hierarchical": the serving vectors w_c(j) + v_j,
+ *                            cluster vector plus within-cluster vector; see hierarchical-softmax.ts)
  *   watch_embeddings.f32     input watch embeddings: items vocabulary size × dim (row 0 = OOV,
  *                            row k = vocabulary id k, i.e. itemIds[k-1])
  *   search_embeddings.f32    search-token embeddings: token vocabulary size × searchDim
@@ -14,6 +16,11 @@
  *   tower.f32                dense layers in order, each W (inDim × outDim, row-major) then b
  *   attention.f32            (model.historyPooling "attention" only) the query (dim floats), then
  *                            the recency bias (historyLength floats, most recent watch first)
+ *   cluster_embeddings.f32   (trainConfig.output "hierarchical" only) the cluster vectors w_c:
+ *                            clusters × dim
+ *   item_clusters.i32        (the same) the cluster of each item: itemIds.length little-endian
+ *                            int32, row i = itemIds[i]. Not read by serving (item_embeddings.f32
+ *                            already holds the serving vectors); it keeps the tree of the model.
  *
  * Every .f32 file is a raw little-endian IEEE-754 float32 matrix, row-major, no header; its
  * shape is in manifest.files. The manifest is written last, so a directory with a manifest is
@@ -79,6 +86,11 @@ export interface BundleManifest {
     readonly tower: readonly { readonly file: string; readonly inDim: number; readonly outDim: number }[];
     /** Present iff model.historyPooling is "attention". */
     readonly attention?: { readonly file: string; readonly queryDim: number; readonly recencyLength: number };
+    /** Present iff trainConfig.output is "hierarchical". */
+    readonly hierarchy?: {
+      readonly clusterEmbeddings: BundleFile;
+      readonly itemClusters: { readonly file: string; readonly rows: number };
+    };
   };
 }
 
@@ -147,8 +159,13 @@ class Bundle implements CandidateGenBundle {
   }
 }
 
-/** Item embeddings in bundle row order: output rows of vocabulary ids 1..size-1. */
-function itemRows(model: CandidateGenModel): Float32Array {
+/**
+ * Item embeddings in bundle row order: output rows of vocabulary ids 1..size-1, or with the
+ * hierarchical softmax the serving vectors (cluster vector + within-cluster vector).
+ */
+function itemRows(result: TrainResult): Float32Array {
+  if (result.hierarchy !== null) return result.hierarchy.servingItemVectors();
+  const model = result.model;
   const d = model.dim;
   return model.output.data.slice(d, model.space.items.size * d);
 }
@@ -170,6 +187,10 @@ export function manifestFor(result: TrainResult): BundleManifest {
   if (weights.attention !== undefined) {
     add(weights.attention.query);
     add(weights.attention.recency);
+  }
+  if (result.hierarchy !== null) {
+    add(result.hierarchy.clusters.data);
+    hash.update(new Uint8Array(result.hierarchy.tree.itemCluster.buffer));
   }
   hash.update(
     JSON.stringify({
@@ -220,6 +241,14 @@ export function manifestFor(result: TrainResult): BundleManifest {
       ...(cfg.historyPooling === "attention"
         ? { attention: { file: "attention.f32", queryDim: d, recencyLength: space.config.historyLength } }
         : {}),
+      ...(result.hierarchy !== null
+        ? {
+            hierarchy: {
+              clusterEmbeddings: { file: "cluster_embeddings.f32", rows: result.hierarchy.tree.clusters, cols: d },
+              itemClusters: { file: "item_clusters.i32", rows: space.items.size - 1 },
+            },
+          }
+        : {}),
     },
   };
 }
@@ -227,7 +256,7 @@ export function manifestFor(result: TrainResult): BundleManifest {
 /** A bundle in memory straight from training (same behaviour as saving and loading it). */
 export function bundleFromTraining(result: TrainResult): CandidateGenBundle {
   const manifest = manifestFor(result);
-  return new Bundle(manifest, result.model, itemRows(result.model));
+  return new Bundle(manifest, result.model, itemRows(result));
 }
 
 function assertLittleEndian(): void {
@@ -245,7 +274,7 @@ export async function saveBundle(dir: string, result: TrainResult): Promise<Bund
   const weights = result.model.weights();
   await mkdir(dir, { recursive: true });
   const f = manifest.files;
-  await writeFile(join(dir, f.itemEmbeddings.file), bytes(itemRows(result.model)));
+  await writeFile(join(dir, f.itemEmbeddings.file), bytes(itemRows(result)));
   await writeFile(join(dir, f.watchEmbeddings.file), bytes(weights.watch));
   await writeFile(join(dir, f.searchEmbeddings.file), bytes(weights.search));
   for (let j = 0; j < f.categorical.length; j++) await writeFile(join(dir, f.categorical[j]!.file), bytes(weights.categorical[j]!));
@@ -265,6 +294,12 @@ export async function saveBundle(dir: string, result: TrainResult): Promise<Bund
     flat.set(a.query, 0);
     flat.set(a.recency, a.query.length);
     await writeFile(join(dir, f.attention.file), bytes(flat));
+  }
+  if (f.hierarchy !== undefined) {
+    const h = result.hierarchy!;
+    await writeFile(join(dir, f.hierarchy.clusterEmbeddings.file), bytes(h.clusters.data));
+    const clusters = h.tree.itemCluster.slice(1);
+    await writeFile(join(dir, f.hierarchy.itemClusters.file), new Uint8Array(clusters.buffer));
   }
   const tmp = join(dir, "manifest.json.tmp");
   await writeFile(tmp, `${JSON.stringify(manifest, null, 1)}\n`);

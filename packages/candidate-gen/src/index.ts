@@ -1,10 +1,20 @@
 /**
  * @recsys/candidate-gen: the YouTube-DNN candidate generation model (Covington et al. 2016):
  * features → ReLU tower → user vector; sampled softmax with logQ correction over output item
- * embeddings; sparse embedding updates in JS, the tower in tfjs; the bundle format.
+ * embeddings (or, as an option, a two-level hierarchical softmax over a co-watch item tree); sparse embedding updates in JS, the tower in tfjs; the bundle format.
  */
-export { DEFAULT_MODEL_CONFIG, DEFAULT_TRAIN_CONFIG, HISTORY_POOLINGS, validateModelConfig, validateTrainConfig } from "./config.js";
-export type { HistoryPooling, ModelConfig, TrainConfig, TrainOptions, TrainProgress } from "./config.js";
+export {
+  DEFAULT_MODEL_CONFIG,
+  DEFAULT_TRAIN_CONFIG,
+  HISTORY_POOLINGS,
+  OUTPUT_LAYERS,
+  validateModelConfig,
+  validateTrainConfig,
+} from "./config.js";
+export type { HistoryPooling, ModelConfig, OutputLayer, TrainConfig, TrainOptions, TrainProgress } from "./config.js";
+export { HierarchicalSoftmax } from "./hierarchical-softmax.js";
+export { buildItemTree, defaultClusterCount, treeFromAssignment } from "./item-tree.js";
+export type { ItemTree } from "./item-tree.js";
 export { CandidateGenModel } from "./model.js";
 export type { DenseLayer, ModelWeights } from "./model.js";
 export { SparseTable } from "./sparse.js";

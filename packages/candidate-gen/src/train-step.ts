@@ -4,6 +4,7 @@ import type { CandidateGenModel } from "./model.js";
 import type { RowPartition, SparseOptimizerConfig } from "./sparse.js";
 import { DenseAdam } from "./dense-adam.js";
 import { expNonPositive } from "./fast-exp.js";
+import type { HierarchicalSoftmax } from "./hierarchical-softmax.js";
 
 /** Unflattens tower gradients or weights [W₀, b₀, W₁, …] into tensors. */
 export function towerTensors(model: CandidateGenModel, flat: Float32Array): tf.Tensor[] {
@@ -94,6 +95,10 @@ const MASKED = -1e9;
  * JS:   ∂x is scattered into the touched watch / search / categorical rows (÷ window size for
  *       the mean pooling; through the softmax weights for attention pooling, see
  *       scatterAttention) and ∂V⁻ into the negatives' output rows: sparse gradients.
+ *
+ * With a {@link HierarchicalSoftmax} (train config output "hierarchical") the negatives are not
+ * read: the loss and ∂u come from its exact two-level softmax (JS, sparse gradients into the
+ * cluster and output tables), then the tower's backward pass is the same.
  */
 export class TrainStep {
   private readonly x: Float32Array;
@@ -127,7 +132,10 @@ export class TrainStep {
   constructor(
     readonly model: CandidateGenModel,
     readonly config: StepConfig,
+    readonly hierarchy: HierarchicalSoftmax | null = null,
   ) {
+    if (hierarchy !== null && hierarchy.output !== model.output)
+      throw new Error("TrainStep: the hierarchical softmax must use the model's output table");
     const b = config.batchSize;
     const s = config.negatives;
     const d = model.dim;
@@ -212,7 +220,8 @@ export class TrainStep {
     const inDim = model.inputDim;
     if (rows < 1 || rows > this.config.batchSize || start < 0 || end > batch.size)
       throw new Error(`TrainStep: rows ${start}..${end} out of the batch (${batch.size} rows, capacity ${this.config.batchSize})`);
-    if (negatives.length < s || negativeOffsets.length < s) throw new Error(`TrainStep: fewer than ${s} negatives`);
+    const hier = this.hierarchy;
+    if (hier === null && (negatives.length < s || negativeOffsets.length < s)) throw new Error(`TrainStep: fewer than ${s} negatives`);
 
     // --- JS: inputs.
     let t = performance.now();
@@ -225,16 +234,18 @@ export class TrainStep {
     }
     t = this.tick("pool", t);
     const out = model.output.data;
-    for (let i = 0; i < rows; i++) {
-      const label = labels[start + i]!;
-      this.vPos.set(out.subarray(label * d, (label + 1) * d), i * d);
-    }
-    for (let j = 0; j < s; j++) {
-      const ro = negatives[j]! * d;
-      for (let c = 0; c < d; c++) {
-        const v = out[ro + c]!;
-        this.vNeg[j * d + c] = v;
-        this.vNegT[c * s + j] = v;
+    if (hier === null) {
+      for (let i = 0; i < rows; i++) {
+        const label = labels[start + i]!;
+        this.vPos.set(out.subarray(label * d, (label + 1) * d), i * d);
+      }
+      for (let j = 0; j < s; j++) {
+        const ro = negatives[j]! * d;
+        for (let c = 0; c < d; c++) {
+          const v = out[ro + c]!;
+          this.vNeg[j * d + c] = v;
+          this.vNegT[c * s + j] = v;
+        }
       }
     }
     t = this.tick("gather", t);
@@ -243,31 +254,33 @@ export class TrainStep {
     const layers = model.layers;
     const acts = tf.tidy(() => {
       const a = model.forward(tf.tensor2d(x.subarray(0, rows * inDim), [rows, inDim]));
-      return [...a, tf.matMul(a[a.length - 1]!, tf.tensor2d(this.vNegT, [d, s]))];
+      return hier === null ? [...a, tf.matMul(a[a.length - 1]!, tf.tensor2d(this.vNegT, [d, s]))] : a;
     });
-    const negLogitsT = acts.pop()!;
+    const negLogitsT = hier === null ? acts.pop()! : null;
     const u = acts[acts.length - 1]!;
     const uv = u.dataSync() as Float32Array;
-    const negLogits = negLogitsT.dataSync() as Float32Array;
-    negLogitsT.dispose();
+    const negLogits = negLogitsT === null ? null : (negLogitsT.dataSync() as Float32Array);
+    negLogitsT?.dispose();
     t = this.tick("tfjs_forward", t);
 
-    // --- JS: sampled softmax, loss and ∂logits (÷ totalRows: the loss is the batch mean).
+    // --- JS: sampled softmax (or the hierarchical one), loss and ∂logits (÷ totalRows: the loss is the batch mean).
     const dNeg = this.dNeg;
     const dUPos = this.dUPos;
     const output = model.output;
-    const lossSum = this.softmax(inputs, uv, negLogits, start, end, totalRows);
+    const lossSum =
+      hier === null
+        ? this.softmax(inputs, uv, negLogits!, start, end, totalRows)
+        : hier.lossAndGrad(uv, labels, start, rows, totalRows, dUPos);
     t = this.tick("softmax", t);
 
     // --- tfjs: backward through the logits and the tower.
     const [dX, dVNegT, ...towerGrads] = tf.tidy(() => {
-      const dNegM = tf.tensor2d(dNeg.subarray(0, rows * s), [rows, s]);
-      const dU = tf.add(
-        tf.tensor2d(dUPos.subarray(0, rows * d), [rows, d]),
-        tf.matMul(dNegM, tf.tensor2d(this.vNeg, [s, d])),
-      ) as tf.Tensor2D;
+      const dUPosM = tf.tensor2d(dUPos.subarray(0, rows * d), [rows, d]);
+      const dNegM = hier === null ? tf.tensor2d(dNeg.subarray(0, rows * s), [rows, s]) : null;
+      const dU = dNegM === null ? dUPosM : (tf.add(dUPosM, tf.matMul(dNegM, tf.tensor2d(this.vNeg, [s, d]))) as tf.Tensor2D);
       // ∂V⁻ᵀ = uᵀ·∂N (d × S): transposing u (rows × d) is cheaper than transposing ∂N (rows × S).
-      const dVNegT = tf.matMul(tf.transpose(u), dNegM);
+      // (Hierarchical: no negatives; a placeholder keeps the returned list's shape.)
+      const dVNegT = dNegM === null ? tf.zeros([1]) : tf.matMul(tf.transpose(u), dNegM);
       const ones = this.onesFor(rows);
       const grads: tf.Tensor[] = new Array(2 * layers.length);
       let g: tf.Tensor2D = dU;
@@ -290,7 +303,7 @@ export class TrainStep {
     t = this.tick("tfjs_backward", t);
 
     this.scatterInputGrads(batch, dx, start, end);
-    for (let j = 0; j < s; j++) output.addGradStrided(negatives[j]!, dvNegT, j, s, 1);
+    if (hier === null) for (let j = 0; j < s; j++) output.addGradStrided(negatives[j]!, dvNegT, j, s, 1);
     this.tick("scatter", t);
     return { lossSum, towerGrads };
   }
@@ -311,9 +324,9 @@ export class TrainStep {
     const d = model.dim;
     if (rows < 1 || rows > this.config.batchSize)
       throw new Error(`TrainStep: ${rows} rows out of the batch capacity ${this.config.batchSize}`);
-    if (negatives.length < s || negativeOffsets.length < s) throw new Error(`TrainStep: fewer than ${s} negatives`);
+    const hier = this.hierarchy;
+    if (hier === null && (negatives.length < s || negativeOffsets.length < s)) throw new Error(`TrainStep: fewer than ${s} negatives`);
     const flat = this.towerFlat!;
-    const grad = this.towerGradFlat!;
     const layers = model.layers;
 
     let t = performance.now();
@@ -324,15 +337,17 @@ export class TrainStep {
     const vPos = this.vPos;
     const vNeg = this.vNeg;
     // Plain loops: a subarray per row would allocate ~750 views per step.
-    for (let i = 0; i < rows; i++) {
-      const ro = labels[i]! * d;
-      const wo = i * d;
-      for (let c = 0; c < d; c++) vPos[wo + c] = out[ro + c]!;
-    }
-    for (let j = 0; j < s; j++) {
-      const ro = negatives[j]! * d;
-      const wo = j * d;
-      for (let c = 0; c < d; c++) vNeg[wo + c] = out[ro + c]!;
+    if (hier === null) {
+      for (let i = 0; i < rows; i++) {
+        const ro = labels[i]! * d;
+        const wo = i * d;
+        for (let c = 0; c < d; c++) vPos[wo + c] = out[ro + c]!;
+      }
+      for (let j = 0; j < s; j++) {
+        const ro = negatives[j]! * d;
+        const wo = j * d;
+        for (let c = 0; c < d; c++) vNeg[wo + c] = out[ro + c]!;
+      }
     }
     t = this.tick("gather", t);
 
@@ -354,9 +369,20 @@ export class TrainStep {
     }
     const uv = h;
     const negLogits = this.dNeg;
-    blas.sgemm(false, true, rows, s, d, 1, uv, d, vNeg, d, 0, negLogits, s);
+    if (hier === null) blas.sgemm(false, true, rows, s, d, 1, uv, d, vNeg, d, 0, negLogits, s);
     t = this.tick("blas_forward", t);
 
+    const g = this.gradA;
+    const gNext = this.gradB;
+    const dUPos = this.dUPos;
+    if (hier !== null) {
+      // The exact two-level softmax: ∂u straight into gradA.
+      const lossSum = hier.lossAndGrad(uv, labels, 0, rows, rows, dUPos);
+      g.set(dUPos.subarray(0, rows * d));
+      t = this.tick("softmax", t);
+      this.backwardTowerBlas(batch, g, gNext, rows, t);
+      return lossSum;
+    }
     // dNeg holds the unnormalised exponentials E; row i of ∂N is rowScale[i]·E_i.
     const rowScale = this.rowScale;
     const lossSum = this.softmax(inputs, uv, negLogits, 0, rows, rows, rowScale);
@@ -365,10 +391,7 @@ export class TrainStep {
     // --- backward. ∂u = ∂u⁺ + diag(rowScale)·(E·V⁻) (rows × d) in gradA; ∂V⁻ = Eᵀ·(diag(rowScale)·u) (S × d):
     // scaling the rows × d factors instead of the rows × S exponentials.
     const dNeg = this.dNeg;
-    let g = this.gradA;
-    let gNext = this.gradB;
     blas.sgemm(false, false, rows, d, s, 1, dNeg, s, vNeg, d, 0, gNext, d);
-    const dUPos = this.dUPos;
     const uScaled = this.uScaled;
     for (let i = 0; i < rows; i++) {
       const f = rowScale[i]!;
@@ -379,6 +402,27 @@ export class TrainStep {
       }
     }
     blas.sgemm(true, false, s, d, rows, 1, dNeg, s, uScaled, d, 0, this.dVNeg, d);
+    t = this.backwardTowerBlas(batch, g, gNext, rows, t);
+    const output = model.output;
+    for (let j = 0; j < s; j++) output.addGrad(negatives[j]!, this.dVNeg, j * d, 1);
+    this.tick("scatter", t);
+    return lossSum;
+  }
+
+  /**
+   * The tower's backward pass on the native BLAS from ∂u (rows × d, in `g`; `gNext` a buffer as
+   * large), then ∂x scattered into the input embedding rows. Returns the time after the scatter.
+   */
+  private backwardTowerBlas(batch: EncodedBatch, g0: Float32Array, gNext0: Float32Array, rows: number, since: number): number {
+    const blas = this.blas!;
+    const model = this.model;
+    const flat = this.towerFlat!;
+    const grad = this.towerGradFlat!;
+    const layers = model.layers;
+    const x = this.x;
+    let t = since;
+    let g = g0;
+    let gNext = gNext0;
     let end = flat.length;
     for (let l = layers.length - 1; l >= 0; l--) {
       const layer = layers[l]!;
@@ -409,12 +453,8 @@ export class TrainStep {
       gNext = tmp;
     }
     t = this.tick("blas_backward", t);
-
     this.scatterInputGrads(batch, g, 0, rows);
-    const output = model.output;
-    for (let j = 0; j < s; j++) output.addGrad(negatives[j]!, this.dVNeg, j * d, 1);
-    this.tick("scatter", t);
-    return lossSum;
+    return this.tick("scatter", t);
   }
 
   /**
@@ -589,6 +629,7 @@ export class TrainStep {
     if (model.output !== model.watch) model.output.apply(emb, partition);
     model.attnQuery?.apply(emb, partition);
     model.attnRecency?.apply(emb, partition);
+    this.hierarchy?.clusters.apply(emb, partition);
     this.tick("sparse_update", t);
   }
 
@@ -598,6 +639,7 @@ export class TrainStep {
     for (const table of [model.watch, model.search, model.output, ...model.categorical]) table.clearGrad();
     model.attnQuery?.clearGrad();
     model.attnRecency?.clearGrad();
+    this.hierarchy?.clusters.clearGrad();
   }
 
   /** A whole single-threaded step on all rows: forward/backward, then the updates. Returns the mean loss. */

@@ -20,10 +20,13 @@ import {
   validateTrainConfig,
 } from "./config.js";
 import { tf } from "@recsys/tf";
+import { HierarchicalSoftmax } from "./hierarchical-softmax.js";
+import { buildItemTree, defaultClusterCount } from "./item-tree.js";
 import { CandidateGenModel } from "./model.js";
 import { ParallelStep } from "./parallel.js";
 import { AliasSampler } from "./sampler.js";
 import { allocateShared, tableShapes, tablesInOrder, towerSize, viewsOf } from "./shared-step.js";
+import { SparseTable } from "./sparse.js";
 import { type StepConfig, type StepInputs, TrainStep } from "./train-step.js";
 
 /** The training examples: example k is position pos[k] of user user[k]'s resolved history. */
@@ -98,6 +101,8 @@ export interface TrainStats {
 
 export interface TrainResult {
   readonly model: CandidateGenModel;
+  /** The item tree and cluster vectors when trainConfig.output is "hierarchical", else null. */
+  readonly hierarchy: HierarchicalSoftmax | null;
   readonly space: FeatureSpace;
   readonly modelConfig: ModelConfig;
   readonly trainConfig: TrainConfig;
@@ -116,6 +121,8 @@ function inputDimOf(c: ModelConfig): number {
 const STREAM_INIT = 1;
 const STREAM_SHUFFLE = 2;
 const STREAM_NEGATIVES = 3;
+const STREAM_TREE = 4;
+const STREAM_CLUSTER_INIT = 5;
 
 /**
  * Trains the candidate generator on the training rows of protocol lastout under `holdout`
@@ -143,9 +150,10 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   if (numExamples === 0)
     throw new Error(`dataset ${dataset.spec}: no training examples (users need more than ${cfg.minHistory} training events)`);
 
+  const hierarchical = cfg.output === "hierarchical";
   const weights = new Float64Array(space.items.size - 1);
   for (let id = 1; id < space.items.size; id++) weights[id - 1] = Math.pow(examples.labelCounts[id]!, cfg.samplingAlpha);
-  const sampler = new AliasSampler(weights);
+  const sampler = hierarchical ? null : new AliasSampler(weights);
 
   const stepConfig: StepConfig = {
     batchSize: cfg.batchSize,
@@ -190,7 +198,18 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   const model = CandidateGenModel.create(space, modelCfg, new Rng(cfg.seed, STREAM_INIT), cfg.initScale, alloc);
   if (views !== null)
     tablesInOrder(model, shapes).forEach((t, i) => t.attachState(cfg.embeddingOptimizer, views.state[i]![0], views.state[i]![1]));
-  const step = new TrainStep(model, stepConfig);
+  // The hierarchical softmax's item tree: from the training users' resolved histories (the rows
+  // of this holdout only), cluster vectors N(0, initScale²) from their own stream.
+  let hierarchy: HierarchicalSoftmax | null = null;
+  if (hierarchical) {
+    const histories = examples.users.map((u) => (u === null ? null : u.watchIds));
+    const clusters = cfg.clusters > 0 ? cfg.clusters : defaultClusterCount(space.items.size - 1);
+    const tree = buildItemTree(histories, space.items.size, clusters, new Rng(cfg.seed, STREAM_TREE));
+    const table = new SparseTable("clusters", tree.clusters, modelCfg.embeddingDim);
+    table.initNormal(new Rng(cfg.seed, STREAM_CLUSTER_INIT), cfg.initScale);
+    hierarchy = new HierarchicalSoftmax(tree, table, model.output, cfg.selfNormalization);
+  }
+  const step = new TrainStep(model, stepConfig, hierarchy);
   let parallel: ParallelStep | null = null;
   if (buffers !== null && views !== null) {
     try {
@@ -212,7 +231,8 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   const negativeRng = new Rng(cfg.seed, STREAM_NEGATIVES);
   // −log Q(j), Q(j) = S·p(j): the expected count of item j among the S sampled negatives.
   const logitOffset = new Float32Array(space.items.size);
-  if (cfg.logQ) for (let id = 1; id < space.items.size; id++) logitOffset[id] = -Math.log(cfg.negatives * sampler.prob(id - 1));
+  if (cfg.logQ && sampler !== null)
+    for (let id = 1; id < space.items.size; id++) logitOffset[id] = -Math.log(cfg.negatives * sampler.prob(id - 1));
   const offsetOf = (id: number): number => logitOffset[id]!;
   const shuffleRng = new Rng(cfg.seed, STREAM_SHUFFLE);
   const order = new Int32Array(numExamples);
@@ -255,10 +275,12 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
           labels[k - start] = label;
           labelOffsets[k - start] = offsetOf(label);
         }
-        for (let j = 0; j < cfg.negatives; j++) {
-          const id = sampler.sample(negativeRng) + 1;
-          negatives[j] = id;
-          negativeOffsets[j] = offsetOf(id);
+        if (sampler !== null) {
+          for (let j = 0; j < cfg.negatives; j++) {
+            const id = sampler.sample(negativeRng) + 1;
+            negatives[j] = id;
+            negativeOffsets[j] = offsetOf(id);
+          }
         }
         encodeMs += performance.now() - encodeStart;
         if (parallel !== null) {
@@ -303,6 +325,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
   const seconds = (performance.now() - loopStart) / 1000;
   return {
     model,
+    hierarchy,
     space,
     modelConfig: modelCfg,
     trainConfig: cfg,

@@ -9,7 +9,10 @@
  * wasm backend) or two-thread data-parallel (2) training (a seed gives the same model for a
  * given thread count). `--history-pooling` pools the watch history with learned attention
  * weights ("attention", the default: better on ml-100k validation) or with the paper's average
- * ("mean"); docs/attention-pooling.md.
+ * ("mean"); docs/attention-pooling.md. `--output` picks the training loss over the catalogue:
+ * the sampled softmax ("sampled", the default) or the two-level hierarchical softmax over a
+ * co-watch item tree ("hierarchical", `--clusters N`, default √items; `--self-normalization A`,
+ * default 0.1, pulls the within-cluster log-partition towards 0); docs/hierarchical-softmax.md.
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import {
@@ -17,6 +20,8 @@ import {
   DEFAULT_TRAIN_CONFIG,
   HISTORY_POOLINGS,
   type HistoryPooling,
+  OUTPUT_LAYERS,
+  type OutputLayer,
   saveBundle,
   trainCandidateGen,
 } from "@recsys/candidate-gen";
@@ -27,7 +32,7 @@ import { describeTieOrder } from "@recsys/eval";
 import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
 import { formatDuration, progressReporter } from "../train-progress.js";
 
-const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         [--history-pooling attention|mean] ${PROTOCOL_USAGE}`;
+const USAGE = `usage: recsys train --dataset SPEC --out DIR [--epochs N] [--seed S] [--holdout test|val|none] [--threads 1|2]\n         [--history-pooling attention|mean] [--output sampled|hierarchical] [--clusters N]\n         [--self-normalization A] ${PROTOCOL_USAGE}`;
 
 function log(message: string): void {
   process.stderr.write(`recsys train: ${message}\n`);
@@ -45,6 +50,9 @@ export async function run(argv: string[]): Promise<number> {
       holdout: { type: "string", default: "test" },
       threads: { type: "number", default: DEFAULT_TRAIN_CONFIG.threads },
       "history-pooling": { type: "string", default: DEFAULT_MODEL_CONFIG.historyPooling },
+      output: { type: "string", default: DEFAULT_TRAIN_CONFIG.output },
+      clusters: { type: "number", default: DEFAULT_TRAIN_CONFIG.clusters },
+      "self-normalization": { type: "number", default: DEFAULT_TRAIN_CONFIG.selfNormalization },
       ...PROTOCOL_OPTIONS,
     });
     protocol = protocolOptions(args);
@@ -64,6 +72,25 @@ export async function run(argv: string[]): Promise<number> {
   const historyPooling = String(args["history-pooling"]) as HistoryPooling;
   if (!HISTORY_POOLINGS.includes(historyPooling)) {
     process.stderr.write(`recsys train: --history-pooling must be mean or attention, got '${historyPooling}'\n${USAGE}\n`);
+    return 2;
+  }
+  const output = String(args["output"]) as OutputLayer;
+  if (!OUTPUT_LAYERS.includes(output)) {
+    process.stderr.write(`recsys train: --output must be sampled or hierarchical, got '${output}'\n${USAGE}\n`);
+    return 2;
+  }
+  const clusters = Number(args["clusters"]);
+  if (!Number.isInteger(clusters) || clusters < 0) {
+    process.stderr.write(`recsys train: --clusters must be an integer >= 0 (0: √items), got ${clusters}\n${USAGE}\n`);
+    return 2;
+  }
+  const selfNormalization = Number(args["self-normalization"]);
+  if (!(selfNormalization >= 0) || !Number.isFinite(selfNormalization)) {
+    process.stderr.write(`recsys train: --self-normalization must be a number >= 0, got ${selfNormalization}\n${USAGE}\n`);
+    return 2;
+  }
+  if (output === "hierarchical" && threads !== 1) {
+    process.stderr.write(`recsys train: --output hierarchical trains with --threads 1 only\n${USAGE}\n`);
     return 2;
   }
   if (threads !== 1 && threads !== 2) {
@@ -101,11 +128,15 @@ export async function run(argv: string[]): Promise<number> {
     epochs,
     seed,
     threads,
+    output,
+    clusters,
+    selfNormalization,
     model: { historyPooling },
     onProgress: (p) => progress.update(p),
   });
   progress.done();
   const s = result.stats;
+  if (result.hierarchy !== null) log(`hierarchical softmax over ${result.hierarchy.tree.clusters} co-watch clusters`);
   log(
     `${s.examples} examples, ${s.steps} steps in ${formatDuration(s.seconds)} (${Math.round(s.examplesPerSecond)} examples/s on ${s.backend}, ${s.threads} thread${s.threads === 1 ? "" : "s"}), final loss ${s.finalLoss.toFixed(4)}`,
   );
