@@ -24,7 +24,10 @@
 #   MIRROR=http://deb.debian.org/debian   Debian mirror for debootstrap; for a reproducible package
 #                           set name a dated archive, e.g. http://snapshot.debian.org/archive/debian/20261201T000000Z
 #                           (not reachable from this project's machines, hence not the default)
-#   STORAGE_DRIVER=vfs, BUILDAH_ISOLATION=chroot   work inside an unprivileged container too
+#   STORAGE_DRIVER          buildah's storage driver; unset = buildah's own choice (overlay where the
+#                           kernel has it, as on a VM or a host); vfs works inside an unprivileged
+#                           container too, but copies every layer in full (several times the disk)
+#   BUILDAH_ISOLATION=chroot  RUN steps in a chroot: no user namespaces or systemd needed
 #   HOST_CA=auto            auto: when /usr/local/share/ca-certificates holds certificates (a TLS-
 #                           inspecting proxy between this machine and the npm registry), the
 #                           debootstrapped BUILD image trusts them too (npm uses the system bundle);
@@ -41,7 +44,7 @@ BASE=${BASE:-debootstrap}
 GPU=${GPU:-0}
 CONTEXT=${CONTEXT:-head}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
+if [ -n "${STORAGE_DRIVER:-}" ]; then export STORAGE_DRIVER; fi
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 ALL_STAGES=(candidate-generation retrieval ranking orchestrator)
 if [ "$#" -gt 0 ]; then STAGES=("$@"); else STAGES=("${ALL_STAGES[@]}"); fi
