@@ -24,6 +24,10 @@
 #   MIRROR=http://deb.debian.org/debian   Debian mirror for debootstrap; for a reproducible package
 #                           set name a dated archive, e.g. http://snapshot.debian.org/archive/debian/20261201T000000Z
 #                           (not reachable from this project's machines, hence not the default)
+#   SECURITY_MIRROR=http://security.debian.org/debian-security   trixie-security, which the bases are
+#                           upgraded from (and the Containerfiles' apt-get installs see); with a dated
+#                           MIRROR name the same date's http://snapshot.debian.org/archive/debian-security/<date>;
+#                           empty: none (the images then miss the security fixes since the point release)
 #   STORAGE_DRIVER          buildah's storage driver; unset = buildah's own choice (overlay where the
 #                           kernel has it, as on a VM or a host); vfs works inside an unprivileged
 #                           container too, but copies every layer in full (several times the disk)
@@ -44,6 +48,7 @@ BASE=${BASE:-debootstrap}
 GPU=${GPU:-0}
 CONTEXT=${CONTEXT:-head}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${SECURITY_MIRROR-http://security.debian.org/debian-security}
 if [ -n "${STORAGE_DRIVER:-}" ]; then export STORAGE_DRIVER; fi
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 ALL_STAGES=(candidate-generation retrieval ranking orchestrator)
@@ -67,27 +72,51 @@ package_dir() {
 
 image_exists() { buildah images --quiet "$1" >/dev/null 2>&1; }
 
-# make_base <name>: localhost/recsys/debian-<name>:trixie-<date of the mirror's Release file>, a
-# Debian trixie minbase root filesystem (ca-certificates only: the Containerfiles install Node.js
-# and, for `build`, the toolchain from Debian themselves). The build base also trusts this machine's
-# local CAs when HOST_CA allows (see above); the runtime base never does.
+# make_base <name>: localhost/recsys/debian-<name>:trixie-<UTC day it was made>, a Debian trixie
+# minbase root filesystem (ca-certificates only: the Containerfiles install Node.js and, for
+# `build`, the toolchain from Debian themselves), brought up to date from trixie-security and
+# trixie-updates, slimmed like Debian's own -slim images (no documentation but the copyright files,
+# no man pages, no translations: a dpkg path-exclude keeps later installs out of them too). Made
+# once a day (REBUILD_BASE=1 makes it again). The build base also trusts this machine's local CAs
+# when HOST_CA allows (see above); the runtime base never does.
 make_base() {
   local name=$1 release image rootfs ctr mnt
-  release=$(curl -fsS "$MIRROR/dists/trixie/Release" | sed -n 's/^Date: //p' | date -u -f - +%Y%m%d 2>/dev/null || echo unknown)
-  image="localhost/recsys/debian-$name:trixie-$release"
+  release=$(curl -fsS "$MIRROR/dists/trixie/Release" | sed -n 's/^Date: //p' | date -u -f - +%Y-%m-%d 2>/dev/null || echo unknown)
+  image="localhost/recsys/debian-$name:trixie-$(date -u +%Y%m%d)"
   if image_exists "$image" && [ "${REBUILD_BASE:-0}" != 1 ]; then echo "$image"; return; fi
   command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install -y debootstrap (or BASE=pull)"
   rootfs=$(mktemp -d /tmp/recsys-rootfs-XXXXXX)
-  echo "build-images: debootstrap trixie ($name, mirror release $release) into $rootfs" >&2
+  echo "build-images: debootstrap trixie ($name, mirror release of $release) into $rootfs" >&2
   debootstrap --variant=minbase --include=ca-certificates trixie "$rootfs" "$MIRROR" >&2
   if [ "$name" = build ] && [ "${HOST_CA:-auto}" = auto ] && compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     echo "build-images: the build image trusts this machine's local CAs: $(ls /usr/local/share/ca-certificates)" >&2
     cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
     chroot "$rootfs" update-ca-certificates >&2
   fi
-  echo "deb $MIRROR trixie main" >"$rootfs/etc/apt/sources.list"
+  # What Debian's -slim images leave out (debuerreotype's slimify list), now and for later installs.
+  cat >"$rootfs/etc/dpkg/dpkg.cfg.d/recsys-slim" <<'SLIM'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/lintian/overrides/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/man/*
+SLIM
+  find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+  rm -rf "$rootfs/usr/share/groff/"* "$rootfs/usr/share/info/"* "$rootfs/usr/share/linda/"* \
+    "$rootfs/usr/share/lintian/overrides/"* "$rootfs/usr/share/locale/"* "$rootfs/usr/share/man/"*
+  {
+    echo "deb $MIRROR trixie main"
+    echo "deb $MIRROR trixie-updates main"
+    if [ -n "$SECURITY_MIRROR" ]; then echo "deb $SECURITY_MIRROR trixie-security main"; fi
+  } >"$rootfs/etc/apt/sources.list"
+  chroot "$rootfs" apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get upgrade -y >&2
   chroot "$rootfs" apt-get clean
-  rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/var/cache/apt/"*.bin
+  rm -rf "$rootfs/var/lib/apt/lists/"*
   ctr=$(buildah from scratch)
   mnt=$(buildah mount "$ctr")
   cp -a "$rootfs/." "$mnt/"
