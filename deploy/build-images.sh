@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the recsys stage images with buildah, without a Docker daemon.
 #
-#   deploy/build-images.sh [stage ...]        stages: candidate-generation retrieval ranking orchestrator
+#   deploy/build-images.sh [image ...]        images: candidate-generation retrieval ranking orchestrator retrain
+#                                             (default: all of them)
 #
 # Environment:
 #   TAG=dev                 image tag (recsys/<stage>:<TAG>; GPU variants <TAG>-gpu)
@@ -11,13 +12,13 @@
 #                           the exact NODE_DEB_VERSION they name, so the image's Node.js never depends
 #                           on this machine's); `pull` uses the Containerfiles' defaults
 #                           (docker.io/library/debian:trixie-slim; pin its digest where you build)
-#   GPU=0                   1: also build retrain:<TAG>-gpu (the training job's image, when
-#                           deploy/containers/retrain.Containerfile exists) with TF_BACKEND=node-gpu;
-#                           needs GPU_NODE_IMAGE (Node.js ≥ 20.19 on CUDA 11.8 + cuDNN 8, e.g. built from
-#                           nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04) and network access to
-#                           libtensorflow's download site (storage.googleapis.com) during the build,
-#                           which this project's build machines do not have: build it elsewhere. The
-#                           serving stages have no GPU variant (they run on CPU).
+#   GPU=0                   1: also build retrain:<TAG>-gpu (the training job's image) with
+#                           TF_BACKEND=node-gpu; needs GPU_NODE_IMAGE, a Debian trixie image with the CUDA
+#                           11.8 + cuDNN 8 runtime libraries (the runtime stage installs Debian's nodejs
+#                           package on it, as on every base; NVIDIA publishes no trixie CUDA image, so it is
+#                           made where you build), and network access to libtensorflow's download site
+#                           (storage.googleapis.com) during the build, which this project's build machines
+#                           do not have: build it elsewhere. The serving stages have no GPU variant.
 #   CONTEXT=head            build context: `head` = the committed tree (git archive HEAD, so work in
 #                           progress in the working tree never lands in an image); `worktree` = the
 #                           working tree as it is
@@ -38,7 +39,7 @@
 #                           the runtime image never gets them. 0: never.
 #
 # Stages whose package is not in the workspace yet are skipped with a message. Not run by CI (slow:
-# every image compiles the workspace); see /work/notes/deploy-readme.md.
+# every image compiles the workspace); what it built and measured: docs/operations.md, "Build the images".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -167,7 +168,7 @@ for stage in "${STAGES[@]}"; do
   fi
   build "$stage" "$TAG"
   if [ "$GPU" = 1 ] && [ "$stage" = retrain ]; then
-    [ -n "${GPU_NODE_IMAGE:-}" ] || die "GPU=1 needs GPU_NODE_IMAGE (Node.js ≥ 20.19 on CUDA 11.8 + cuDNN 8)"
+    [ -n "${GPU_NODE_IMAGE:-}" ] || die "GPU=1 needs GPU_NODE_IMAGE (Debian trixie with the CUDA 11.8 + cuDNN 8 runtime libraries)"
     build "$stage" "$TAG-gpu" --build-arg TF_BACKEND=node-gpu --build-arg "NODE_IMAGE=$GPU_NODE_IMAGE"
   fi
 done
