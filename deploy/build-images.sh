@@ -144,8 +144,11 @@ case "$CONTEXT" in
     CONTEXT_DIR=$(mktemp -d /tmp/recsys-context-XXXXXX)
     trap 'rm -rf "$CONTEXT_DIR"' EXIT
     git -C "$ROOT" archive HEAD | tar -x -C "$CONTEXT_DIR"
-    echo "build-images: context = commit $(git -C "$ROOT" rev-parse --short HEAD)" ;;
-  worktree) CONTEXT_DIR=$ROOT ;;
+    REVISION=$(git -C "$ROOT" rev-parse HEAD)
+    echo "build-images: context = commit ${REVISION:0:7}" ;;
+  worktree)
+    CONTEXT_DIR=$ROOT
+    REVISION="$(git -C "$ROOT" rev-parse HEAD)+worktree" ;;
   *) die "CONTEXT must be head or worktree, not '$CONTEXT'" ;;
 esac
 
@@ -154,7 +157,10 @@ build() { # build <stage> <tag> [extra buildah args...]
   shift 2
   local image="$REGISTRY/recsys/$stage:$tag" started=$SECONDS
   echo "build-images: building $image"
+  # OCI labels: which commit and tag the image is (no creation time: the same tree gives the same image).
   buildah build --layers --ignorefile "$CONTEXT_DIR/deploy/containers/containerignore" \
+    --label "org.opencontainers.image.title=recsys/$stage" --label "org.opencontainers.image.version=$tag" \
+    --label "org.opencontainers.image.revision=$REVISION" --label "org.opencontainers.image.licenses=Apache-2.0" \
     -f "$CONTEXT_DIR/deploy/containers/$stage.Containerfile" "${BUILD_ARGS[@]}" "$@" -t "$image" "$CONTEXT_DIR"
   echo "build-images: built $image in $((SECONDS - started)) s"
   if [ "${PUSH:-0}" = 1 ]; then buildah push "$image"; fi
