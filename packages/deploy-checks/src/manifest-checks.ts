@@ -5,6 +5,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { DEFAULT_STORE_PREFIX } from "@recsys/data";
+import { CatalogueService, RecommenderService } from "@recsys/gen";
 import { parseDurationMs, type ConfigSchema } from "@recsys/runtime";
 import { findObject, type K8sObject } from "./kustomize.js";
 import { DEPLOY_DIR } from "./paths.js";
@@ -26,6 +28,7 @@ interface Probe {
 interface Container {
   name: string;
   image?: string;
+  args?: string[];
   ports?: Port[];
   env?: { name: string; value?: string; valueFrom?: unknown }[];
   envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string }; prefix?: string }[];
@@ -738,4 +741,128 @@ export function checkShardsAndAddresses(objects: readonly K8sObject[]): { shards
     }
   }
   return { shards: n, problems };
+}
+
+/**
+ * A container's variables as Kubernetes resolves them: envFrom sources in order (a later one wins),
+ * then env with `$(NAME)` references expanded from the variables before it. A Secret's variable
+ * stands as `$(secret <Secret>/<key>)`: the last Secret that may provide it (its rendered keys,
+ * or else the pod template's recsys.io/secret-env list), as the later source wins.
+ */
+function resolvedVariables(
+  objects: readonly K8sObject[],
+  container: Container,
+  annotations: Record<string, string> = {},
+): Map<string, string> {
+  const declared = (annotations[SECRET_ENV_ANNOTATION] ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  const values = new Map<string, string>();
+  for (const source of container.envFrom ?? []) {
+    if (source.configMapRef !== undefined) {
+      const configMap = findObject(objects, "ConfigMap", source.configMapRef.name) as
+        | (K8sObject & { data?: Record<string, string> })
+        | undefined;
+      for (const [key, value] of Object.entries(configMap?.data ?? {})) values.set(`${source.prefix ?? ""}${key}`, value);
+    } else if (source.secretRef !== undefined) {
+      const rendered = findObject(objects, "Secret", source.secretRef.name) as
+        | (K8sObject & { data?: Record<string, string>; stringData?: Record<string, string> })
+        | undefined;
+      const keys = rendered !== undefined ? [...Object.keys(rendered.data ?? {}), ...Object.keys(rendered.stringData ?? {})] : declared;
+      for (const key of keys) values.set(`${source.prefix ?? ""}${key}`, `$(secret ${source.secretRef.name}/${key})`);
+    }
+  }
+  for (const variable of container.env ?? []) {
+    if (variable.value !== undefined) values.set(variable.name, expandVariables(variable.value, values));
+  }
+  return values;
+}
+
+/** Kubernetes' `$(NAME)` expansion: a defined variable's value, an undefined one left as written, `$$` an escaped `$`. */
+export function expandVariables(text: string, values: ReadonlyMap<string, string>): string {
+  return text.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (whole, name: string | undefined) =>
+    name === undefined ? "$" : (values.get(name) ?? whole),
+  );
+}
+
+/**
+ * The retrain job learns from the log the orchestrators write: with USER_STORE=redis its
+ * `--dataset` (expanded from its environment) must be store:<the orchestrator's REDIS_URL> under
+ * the orchestrator's key prefix, a REDIS_URL from a Secret coming from the same Secret.
+ */
+export function checkRetrainDataset(objects: readonly K8sObject[]): string[] {
+  const cronJob = findObject(objects, "CronJob", "retrain") as
+    | (K8sObject & { spec: { jobTemplate: { spec: { template: PodTemplate["template"] } } } })
+    | undefined;
+  const orchestrator = findObject(objects, "Deployment", "orchestrator") as Workload | undefined;
+  if (cronJob === undefined || orchestrator === undefined) return [];
+  const orchestratorEnv = resolvedVariables(objects, mainContainer(orchestrator)!, orchestrator.spec.template.metadata?.annotations);
+  if (orchestratorEnv.get("USER_STORE") !== "redis") return [];
+  const template = cronJob.spec.jobTemplate.spec.template;
+  const container = template.spec.containers[0]!;
+  const env = resolvedVariables(objects, container, template.metadata?.annotations);
+  const arg = (container.args ?? []).find((a) => a.startsWith("--dataset="));
+  if (arg === undefined) return ["CronJob/retrain: no --dataset argument"];
+  const dataset = expandVariables(arg.slice("--dataset=".length), env);
+  const wanted = `store:${orchestratorEnv.get("REDIS_URL") ?? "(unset)"}`;
+  const query = dataset.indexOf("?");
+  const where = query < 0 ? dataset : dataset.slice(0, query);
+  const prefix = new URLSearchParams(query < 0 ? "" : dataset.slice(query + 1)).get("prefix") ?? DEFAULT_STORE_PREFIX;
+  const problems: string[] = [];
+  if (where !== wanted) problems.push(`CronJob/retrain: --dataset=${dataset} does not read the orchestrator's user store ${wanted}`);
+  if (prefix !== DEFAULT_STORE_PREFIX)
+    problems.push(
+      `CronJob/retrain: --dataset=${dataset} reads key prefix ${prefix}, the orchestrator writes under ${DEFAULT_STORE_PREFIX}`,
+    );
+  return problems;
+}
+
+/** The gRPC services the orchestrator serves to clients outside the namespace (not health or reflection). */
+export const PUBLIC_SERVICES: readonly string[] = [RecommenderService.typeName, CatalogueService.typeName];
+
+interface GrpcRoute extends K8sObject {
+  spec: {
+    rules?: {
+      matches?: { method?: { type?: string; service?: string; method?: string } }[];
+      backendRefs?: { name: string; port?: number; kind?: string }[];
+    }[];
+  };
+}
+
+/**
+ * GRPCRoutes (the gateway-api component) send exactly the orchestrator's public services
+ * (PUBLIC_SERVICES, each matched by service name) to the orchestrator Service's grpc port: every
+ * public service is routed when any route exists, and nothing else (no health, no reflection).
+ */
+export function checkGrpcRoutes(objects: readonly K8sObject[]): string[] {
+  const routes = objects.filter((o) => o.kind === "GRPCRoute") as GrpcRoute[];
+  if (routes.length === 0) return [];
+  const problems: string[] = [];
+  const grpcPort = (findObject(objects, "Service", "orchestrator") as ServiceObject | undefined)?.spec.ports.find(
+    (p) => p.name === "grpc",
+  )?.port;
+  const routed = new Set<string>();
+  for (const route of routes) {
+    for (const rule of route.spec.rules ?? []) {
+      for (const backend of rule.backendRefs ?? []) {
+        if ((backend.kind ?? "Service") !== "Service" || backend.name !== "orchestrator" || backend.port !== grpcPort)
+          problems.push(
+            `${label(route)}: backend ${backend.name}:${backend.port}, expected the orchestrator Service's grpc port ${grpcPort}`,
+          );
+      }
+      for (const match of rule.matches ?? [{}]) {
+        const service = match.method?.service;
+        if (service === undefined || (match.method?.type ?? "Exact") !== "Exact") {
+          problems.push(`${label(route)}: a match without an exact service name routes more than the public services`);
+        } else if (!PUBLIC_SERVICES.includes(service)) {
+          problems.push(`${label(route)}: routes ${service}, which is not one of the public services (${PUBLIC_SERVICES.join(", ")})`);
+        } else {
+          routed.add(service);
+        }
+      }
+    }
+  }
+  for (const service of PUBLIC_SERVICES) if (!routed.has(service)) problems.push(`no GRPCRoute routes ${service}`);
+  return problems;
 }

@@ -13,7 +13,10 @@ import { findObject, kustomizeVersion, objectsOfKind, renderKustomization, type 
 import { parseDurationMs } from "@recsys/runtime";
 import {
   checkEnvAgainstSchema,
+  checkGrpcRoutes,
   checkHeapCaps,
+  checkRetrainDataset,
+  expandVariables,
   checkImages,
   checkPodSecurityLabels,
   checkServiceAccounts,
@@ -170,6 +173,11 @@ describe.each(OVERLAYS)("overlay %s", (name) => {
 
   it("points the orchestrator at every retrieval shard in order and at the other stages' Services", () => {
     expect(checkShardsAndAddresses(overlay(name)).problems).toEqual([]);
+  });
+
+  it("trains the retrain job on the orchestrator's user store; routes only the public services through the gateway", () => {
+    expect(checkRetrainDataset(overlay(name))).toEqual([]);
+    expect(checkGrpcRoutes(overlay(name))).toEqual([]);
   });
 });
 
@@ -335,6 +343,54 @@ describe("the checks catch broken manifests", () => {
     ]);
   });
 
+  it("a retrain job reading another store than the orchestrator's (the managed-redis one's former in-namespace URL)", () => {
+    const managed = structuredClone(overlay("prod-managed-redis"));
+    const job = findObject(managed, "CronJob", "retrain") as K8sObject & {
+      spec: { jobTemplate: { spec: { template: { spec: { containers: { env?: { name: string; value: string }[] }[] } } } } };
+    };
+    const container = job.spec.jobTemplate.spec.template.spec.containers[0]!;
+    container.env = [{ name: "RETRAIN_DATASET", value: "store:redis://redis:6379?prefix=recsys:" }];
+    expect(checkRetrainDataset(managed)).toEqual([
+      "CronJob/retrain: --dataset=store:redis://redis:6379?prefix=recsys: does not read the orchestrator's user store store:$(secret recsys-redis/REDIS_URL)",
+    ]);
+    container.env = [{ name: "RETRAIN_DATASET", value: "store:$(REDIS_URL)?prefix=other:" }];
+    expect(checkRetrainDataset(managed)).toEqual([
+      "CronJob/retrain: --dataset=store:$(secret recsys-redis/REDIS_URL)?prefix=other: reads key prefix other:, the orchestrator writes under recsys:",
+    ]);
+    delete container.env;
+    expect(checkRetrainDataset(managed)).toEqual([
+      "CronJob/retrain: --dataset=$(RETRAIN_DATASET) does not read the orchestrator's user store store:$(secret recsys-redis/REDIS_URL)",
+    ]);
+    expect(expandVariables("a$(X)b$(Y)$$(X)", new Map([["X", "1"]]))).toBe("a1b$(Y)$(X)");
+  });
+
+  it("a GRPCRoute for health or reflection, to another backend, or a public service left out", () => {
+    type Route = K8sObject & {
+      spec: { rules: { matches: { method: { type?: string; service?: string } }[]; backendRefs: { name: string; port: number }[] }[] };
+    };
+    const prod = (): { objects: K8sObject[]; catalogue: Route } => {
+      const objects = structuredClone(overlay("prod"));
+      return { objects, catalogue: findObject(objects, "GRPCRoute", "recsys-catalogue") as Route };
+    };
+    let { objects, catalogue } = prod();
+    catalogue.spec.rules[0]!.matches.push({ method: { type: "Exact", service: "grpc.health.v1.Health" } });
+    expect(checkGrpcRoutes(objects)).toEqual([
+      "GRPCRoute/recsys-catalogue: routes grpc.health.v1.Health, which is not one of the public services (recsys.v1.RecommenderService, recsys.v1.CatalogueService)",
+    ]);
+    ({ objects, catalogue } = prod());
+    catalogue.spec.rules[0]!.matches = [{ method: { type: "RegularExpression", service: ".*" } }];
+    catalogue.spec.rules[0]!.backendRefs[0]!.name = "ranking";
+    expect(checkGrpcRoutes(objects)).toEqual([
+      "GRPCRoute/recsys-catalogue: backend ranking:50051, expected the orchestrator Service's grpc port 50051",
+      "GRPCRoute/recsys-catalogue: a match without an exact service name routes more than the public services",
+      "no GRPCRoute routes recsys.v1.CatalogueService",
+    ]);
+    ({ objects } = prod());
+    expect(checkGrpcRoutes(objects.filter((o) => o.metadata.name !== "recsys-catalogue"))).toEqual([
+      "no GRPCRoute routes recsys.v1.CatalogueService",
+    ]);
+  });
+
   it("a heap cap over the limit, a shared or default ServiceAccount, a namespace without Pod Security, a CPU-only HPA, an autoscaled shard", () => {
     expect(
       checkHeapCaps(broken("Deployment", "ranking", (w, o) => (configMapOf(w, o).data["NODE_OPTIONS"] = "--max-old-space-size=4096"))),
@@ -466,8 +522,8 @@ it("starts every stage image with the runtime's SERVING_NODE_FLAGS", async () =>
   }
 });
 
-it("builds every stage image with Node.js from the base image's Debian package, and a runtime stage without build tools or addon objects", async () => {
-  for (const stage of STAGES) {
+it("builds every image (the stages' and the retrain job's) with Node.js from the base image's Debian package, and a runtime stage without build tools, addon objects or source maps", async () => {
+  for (const stage of [...STAGES, { image: "retrain" }]) {
     const text = await readFile(join(K8S_DIR, "..", "deploy", "containers", `${stage.image}.Containerfile`), "utf8");
     const version = /^ARG NODE_DEB_VERSION=(\S+)$/m.exec(text)?.[1];
     expect(version, stage.image).toMatch(/^20\.(19|[2-9]\d)\.\d+\+dfsg-\S+$/); // an exact Debian version, ≥ 20.19
@@ -477,6 +533,9 @@ it("builds every stage image with Node.js from the base image's Debian package, 
     expect(runtime, stage.image).not.toMatch(/\bnpm\b|\bg\+\+|\bmake\b|python3|COPY (?!--from=build \/app \/app)/);
     expect(build, stage.image).toMatch(/"nodejs=\$\{NODE_DEB_VERSION\}" "libnode-dev=\$\{NODE_DEB_VERSION\}"/);
     expect(build, stage.image).toMatch(/-name build -prune -exec test -f '\{\}\/\.\.\/binding\.gyp'/);
+    expect(build, stage.image).toMatch(/-name '\*\.map'/);
+    expect(runtime, stage.image).toMatch(/apt-get clean/);
+    expect(text, stage.image).not.toMatch(/^FROM (?!\$\{)/m); // every base from a build argument (bases made by build-images.sh)
   }
 });
 
