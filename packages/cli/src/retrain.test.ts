@@ -160,11 +160,16 @@ describe("recsys retrain", () => {
   }, 300_000);
 
   it("publishes a better candidate with every shard's prebuilt index and flips current", async () => {
+    // 115 held-out users: one hit is 0.9 % of HR@10, so the default 5 % margin is under one hit and
+    // the outcome would follow the numerics of the step (tfjs or native BLAS). This test is about
+    // publishing; a 25 % margin keeps it on that side while --epochs 0 above is still refused.
     const code = await run([
       "--dataset",
       `store:${storeDir}`,
       "--current",
       current,
+      "--margin",
+      "0.25",
       "--epochs",
       "4",
       "--ranker-epochs",
@@ -183,7 +188,7 @@ describe("recsys retrain", () => {
     expect((await lstat(current)).isSymbolicLink()).toBe(true);
     const version = await readlink(current);
     expect(s.currentVersion).toBe(version);
-    expect(s.metrics!.candidate.hr10).toBeGreaterThanOrEqual(s.metrics!.serving.hr10 * 0.95);
+    expect(s.metrics!.candidate.hr10).toBeGreaterThanOrEqual(s.metrics!.serving.hr10 * 0.75);
     for (const shard of ["shard-0-of-2", "shard-1-of-2"])
       expect(existsSync(join(root, version, "indexes", shard, "index.json"))).toBe(true);
     expect(existsSync(join(root, version, "ranker", "manifest.json"))).toBe(true);

@@ -62,6 +62,11 @@ import { formatDuration } from "./train-progress.js";
 export interface RetrainOptions {
   /** The dataset, loaded (e.g. `store:DIR`). */
   readonly dataset: Dataset;
+  /**
+   * The spec it was loaded from, credentials included, to reopen its store (the dataset's own
+   * `spec` has a Redis password redacted); default `dataset.spec`.
+   */
+  readonly datasetSpec?: string;
   /** The symlink (or directory) every stage's MODEL_PATH names. */
   readonly current: string;
   /**
@@ -506,7 +511,8 @@ async function run(
   if (!(rankerMargin >= 0 && rankerMargin < 1)) throw new Error(`ranker margin must be in [0, 1), got ${rankerMargin}`);
 
   // The serving bundle trained on events up to its window end: the gate holds out only later ones.
-  const servingWindowEnd = servingDir === undefined ? undefined : await storeTimeWindowEnd(servingDir, options.dataset.spec);
+  const servingWindowEnd =
+    servingDir === undefined ? undefined : await storeTimeWindowEnd(servingDir, options.datasetSpec ?? options.dataset.spec);
   const cutoff = holdoutCutoff(dataset, options.holdoutFraction ?? RETRAIN_DEFAULTS.holdoutFraction, servingWindowEnd ?? -Infinity);
   if (cutoff === undefined) {
     return {

@@ -12,7 +12,7 @@ const COMMA = 44;
 const LF = 10;
 const CR = 13;
 
-const enum State {
+enum State {
   FieldStart,
   Unquoted,
   Quoted,

@@ -123,7 +123,7 @@ describe("events:DIR", () => {
 describe("loadDataset", () => {
   it("lists the accepted forms for an unknown prefix or a missing directory", async () => {
     await expect(loadDataset("movielens:/tmp")).rejects.toThrow(
-      /unknown dataset specification "movielens:\/tmp"\naccepted dataset specifications:\n  ml100k:DIR.*\n  events:DIR.*\n  synthetic/,
+      /unknown dataset specification "movielens:\/tmp"\naccepted dataset specifications:\n {2}ml100k:DIR.*\n {2}events:DIR.*\n {2}synthetic/,
     );
     await expect(loadDataset("ml100k:/nonexistent/dir")).rejects.toThrow(/directory \/nonexistent\/dir does not exist\naccepted/);
     await expect(loadDataset("events:")).rejects.toThrow(/missing directory after the colon/);

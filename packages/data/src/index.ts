@@ -25,6 +25,7 @@ export {
   datasetFromStoreEvents,
   loadStoreDataset,
   parseStoreSpec,
+  redactSpec,
   registerStoreOpener,
 } from "./store.js";
 export type { StoreCatalogueItem, StoreContents, StoreEvent, StoreLocation, StoreOpener, StoreProfile } from "./store.js";

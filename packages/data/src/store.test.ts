@@ -4,6 +4,7 @@ import {
   datasetBefore,
   datasetFromStoreEvents,
   parseStoreSpec,
+  redactSpec,
   registerStoreOpener,
   type StoreCatalogueItem,
   type StoreEvent,
@@ -118,5 +119,24 @@ describe("store: datasets", () => {
     const pinned = await loadDataset("store:redis://127.0.0.1:6379?prefix=p:&until=6");
     expect(pinned.report.counts["last_seq"]).toBe(6);
     expect(pinned.served!.requestId).toEqual(["r1"]);
+  });
+  it("keeps a Redis password out of the dataset's spec, not out of the store it opens", async () => {
+    expect(redactSpec("store:redis://:s3cret@redis.example:6379/1?prefix=p:")).toBe("store:redis://:***@redis.example:6379/1?prefix=p:");
+    expect(redactSpec("store:rediss://app:s3cret@redis.example:6380")).toBe("store:rediss://app:***@redis.example:6380");
+    expect(redactSpec("store:redis://127.0.0.1:6379?prefix=p:")).toBe("store:redis://127.0.0.1:6379?prefix=p:");
+    expect(redactSpec("store:/var/lib/recsys/users")).toBe("store:/var/lib/recsys/users");
+    let opened = "";
+    registerStoreOpener(async (location) => {
+      opened = location.backend === "redis" ? location.url : location.path;
+      return {
+        async *scanEvents() {
+          yield EVENTS;
+        },
+        close: async () => undefined,
+      };
+    });
+    const d = await loadDataset("store:redis://app:s3cret@127.0.0.1:6379?prefix=p:");
+    expect(opened).toBe("redis://app:s3cret@127.0.0.1:6379");
+    expect(d.spec).toBe("store:redis://app:***@127.0.0.1:6379?prefix=p:");
   });
 });

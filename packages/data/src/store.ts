@@ -157,9 +157,23 @@ async function* iterate<T>(source: Promise<Iterable<T>> | Iterable<T> | AsyncIte
   yield* value as AsyncIterable<T> | Iterable<T>;
 }
 
+/**
+ * The spec without the password of a Redis URL (`store:redis://user:secret@host` →
+ * `store:redis://user:***@host`): what a dataset records as its `spec`, so that bundle manifests,
+ * status files and logs never carry a store's credentials.
+ */
+export function redactSpec(spec: string): string {
+  return spec.replace(/(rediss?:\/\/)([^@/?]*)@/, (_match, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(":");
+    return `${scheme}${colon < 0 ? "***" : `${userinfo.slice(0, colon)}:***`}@`;
+  });
+}
+
 /** Opens the store of `spec` ("store:...") with the registered opener and reads it whole. */
 export async function loadStoreDataset(spec: string, rest: string): Promise<Dataset> {
   const { location, until } = parseStoreSpec(rest);
+  // What the dataset records (manifests, logs) carries no password; `location` keeps it.
+  spec = redactSpec(spec);
   if (opener === undefined) {
     throw new Error(
       `dataset "${spec}": no store opener registered (a program reading store: datasets calls registerStoreOpener, as the recsys CLI does)`,

@@ -96,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
   const base = await loadDataset(spec);
   log(
-    `loaded ${spec}: ${base.users.ids.length} users, ${base.items.ids.length} items, ${base.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`,
+    `loaded ${base.spec}: ${base.users.ids.length} users, ${base.items.ids.length} items, ${base.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`,
   );
   for (const w of base.report.warnings) log(`warning: ${w}`);
   log(

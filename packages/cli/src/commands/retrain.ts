@@ -11,7 +11,7 @@
  * passed the gate), 3 refused by the gate, 1 failed, 2 usage.
  */
 import { join } from "node:path";
-import { loadDataset } from "@recsys/data";
+import { loadDataset, redactSpec } from "@recsys/data";
 import { HNSW_DEFAULTS } from "@recsys/ann";
 import { parseArgs, UsageError } from "../args.js";
 import { formatFigures, recordRetrainFailure, retrain, RETRAIN_DEFAULTS } from "../retrain.js";
@@ -78,7 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     spec ??= `store:${join(state.runDir, "users")}`;
     current ??= state.modelDir;
     shards ??= state.stages.filter((s) => s.name.startsWith("retrieval")).length || 1;
-    log(`retraining the stack of ${statePath}: --dataset ${spec} --current ${current} --shards ${shards}`);
+    log(`retraining the stack of ${statePath}: --dataset ${redactSpec(spec)} --current ${current} --shards ${shards}`);
   }
   const kind = String(args["index-kind"]);
   if (kind !== "hnsw" && kind !== "brute-force") return usage(`--index-kind must be hnsw or brute-force, got '${kind}'`);
@@ -106,19 +106,20 @@ export async function run(argv: string[]): Promise<number> {
   try {
     dataset = await loadDataset(spec);
   } catch (error) {
-    const message = `cannot load ${spec}: ${(error as Error).message}`;
+    const message = `cannot load ${redactSpec(spec)}: ${(error as Error).message}`;
     await recordRetrainFailure(current, message).catch(() => undefined);
     process.stderr.write(`recsys retrain: failed: ${message}\n`);
     return 1;
   }
   log(
-    `loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches, ${dataset.served?.requestId.length ?? 0} served answers`,
+    `loaded ${dataset.spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} watches, ${dataset.served?.requestId.length ?? 0} served answers`,
   );
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
   let result;
   try {
     result = await retrain({
       dataset,
+      datasetSpec: spec,
       current,
       margin: Number(args["margin"]),
       holdoutFraction: Number(args["holdout-fraction"]),

@@ -180,7 +180,7 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
 
   const dataset = await loadDataset(spec);
-  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
+  log(`loaded ${dataset.spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
   const runDir = join(root, `${spec.split(":")[0]}-${dataset.fingerprint.slice(0, 8)}`);
   await mkdir(runDir, { recursive: true });

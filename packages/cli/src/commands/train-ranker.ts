@@ -128,7 +128,7 @@ export async function run(argv: string[]): Promise<number> {
   const dataset = ordered.dataset;
   if (protocol.protocol !== "lastout")
     log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
-  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
+  log(`loaded ${dataset.spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
   const bundle = await loadBundle(modelDir);
   try {
     const m = bundle.manifest;

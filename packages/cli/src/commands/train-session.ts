@@ -71,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
   await initBackend();
   const dataset = await loadDataset(spec);
-  log(`loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
+  log(`loaded ${dataset.spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
   const bundle = await loadBundle(modelDir);
   let holdout;
   let bundleVersion;

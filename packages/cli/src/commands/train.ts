@@ -117,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
   if (protocol.protocol !== "lastout")
     log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
   log(
-    `loaded ${spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`,
+    `loaded ${dataset.spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events (${((performance.now() - started) / 1000).toFixed(1)} s)`,
   );
   for (const w of dataset.report.warnings) log(`warning: ${w}`);
   if (holdout === "none") log("holdout none: training on every event (production); the bundle cannot be evaluated on lastout");
