@@ -21,7 +21,7 @@ import { createSessionPipelineSources, loadBundleSession } from "./session-pipel
 async function writePlanted(dir: string): Promise<void> {
   const rng = new Rng(7, 1);
   const groups = 8;
-  const users = 480;
+  const users = 320;
   const lines = ["user_id,item_id,timestamp"];
   for (let u = 0; u < users; u++) {
     const picked: number[] = [];
@@ -85,9 +85,9 @@ afterAll(async () => {
 describe("recsys train-ranker behind the bundle's session model", () => {
   it("trains the ranker behind the session source, records it, and ranks the planted next item better than the ranker without it", async () => {
     const dir = join(root, "cg");
-    const session = await capture(trainSession, ["--dataset", spec, "--model", dir, "--epochs", "30", "--seed", "1"]);
+    const session = await capture(trainSession, ["--dataset", spec, "--model", dir, "--epochs", "15", "--seed", "1"]);
     expect(session.code, session.stderr).toBe(0);
-    const small = ["--epochs", "4", "--budget", "10", "--merged-size", "20", "--seed", "1"];
+    const small = ["--epochs", "2", "--budget", "10", "--merged-size", "20", "--seed", "1"];
     const without = await capture(trainRanker, ["--dataset", spec, "--model", dir, "--no-session", ...small]);
     expect(without.code, without.stderr).toBe(0);
     expect(without.stdout).toContain(join(dir, "ranker-nosession"));
