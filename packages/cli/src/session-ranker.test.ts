@@ -125,6 +125,18 @@ describe("recsys train-ranker behind the bundle's session model", () => {
         c.a === "pipeline_with_session" && c.b === "pipeline_with_session_nosession_ranker" && c.metric === "ndcg@10",
     );
     expect(paired).toBeDefined();
+
+    // A session model retrained after the ranker: evaluate refuses the ranker trained behind the old one.
+    const sessionPath = join(dir, "session", "manifest.json");
+    const original = await readFile(sessionPath, "utf8");
+    await writeFile(sessionPath, JSON.stringify({ ...sessionManifest, savedAt: "2000-01-01T00:00:00.000Z" }));
+    try {
+      await expect(capture(evaluate, ["--dataset", spec, "--model", dir, "--protocols", "lastout"])).rejects.toThrow(
+        /was trained behind the session model .* retrain it with recsys train-ranker/,
+      );
+    } finally {
+      await writeFile(sessionPath, original);
+    }
   }, 600_000);
 
   it("replays the session source as it serves: the state of each example's earlier rows only", async () => {
