@@ -121,6 +121,14 @@ export interface PipelineDetails {
     readonly mergedSize: number;
     readonly seconds: number;
     readonly seed: number | null;
+    /** The sources the ranker was trained behind (absent in reports written before they were recorded). */
+    readonly sources?: readonly string[];
+  };
+  /** The ranker of "pipeline_with_session" (the bundle's ranker/), when the bundle holds a session model. */
+  readonly session_ranker?: {
+    readonly modelVersion: string;
+    readonly sources: readonly string[];
+    readonly sessionModel: { readonly kind: string; readonly savedAt: string } | null;
   };
 }
 
@@ -145,7 +153,15 @@ export interface EvaluationReport {
 /** The metrics the comparisons are made on. */
 export const COMPARED_METRICS = ["hr@10", "ndcg@10"] as const;
 
-const MODEL_ORDER = ["youtube-dnn", "pipeline", "pipeline_without_provenance", "merged_order"];
+const MODEL_ORDER = [
+  "youtube-dnn",
+  "pipeline",
+  "pipeline_without_provenance",
+  "merged_order",
+  "pipeline_with_session",
+  "pipeline_with_session_nosession_ranker",
+  "session_model",
+];
 
 /** The comparisons the docs make: pipeline vs DNN, with vs without provenance, each model vs each baseline. */
 export function comparisonPairs(models: readonly string[], baselines: readonly string[]): [string, string][] {
@@ -154,6 +170,12 @@ export function comparisonPairs(models: readonly string[], baselines: readonly s
   if (has("pipeline") && has("youtube-dnn")) pairs.push(["pipeline", "youtube-dnn"]);
   if (has("pipeline") && has("pipeline_without_provenance")) pairs.push(["pipeline", "pipeline_without_provenance"]);
   if (has("pipeline") && has("merged_order")) pairs.push(["pipeline", "merged_order"]);
+  // The session source: with the ranker trained behind it, with the one trained without it, and alone.
+  if (has("pipeline_with_session") && has("pipeline")) pairs.push(["pipeline_with_session", "pipeline"]);
+  if (has("pipeline_with_session") && has("pipeline_with_session_nosession_ranker"))
+    pairs.push(["pipeline_with_session", "pipeline_with_session_nosession_ranker"]);
+  if (has("pipeline_with_session_nosession_ranker") && has("pipeline")) pairs.push(["pipeline_with_session_nosession_ranker", "pipeline"]);
+  if (has("pipeline_with_session") && has("session_model")) pairs.push(["pipeline_with_session", "session_model"]);
   for (const m of ["youtube-dnn", "pipeline"]) if (has(m)) for (const b of baselines) pairs.push([m, b]);
   return pairs;
 }

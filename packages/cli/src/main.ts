@@ -22,7 +22,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(argv
     load: () => import("./commands/event.js"),
   },
   "train-ranker": {
-    summary: "train the ranker behind a bundle: --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance]",
+    summary:
+      "train the ranker behind a bundle (and its session model, when DIR/session/ exists): --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [--no-session]",
     load: () => import("./commands/train-ranker.js"),
   },
   "train-session": {

@@ -7,6 +7,12 @@
  *   "pipeline":                    the full pipeline's ranked lists, evaluated
  *   "pipeline_without_provenance": the same for the ranker trained with --no-provenance
  *   "merged_order":                the candidate stage alone (merged list order, no ranker)
+ *   "pipeline_with_session", ...:  with a session model in the bundle, ./session-pipeline.ts
+ *
+ * "pipeline" is the candidate stage without the session source: its ranker is DIR/ranker/ when
+ * that was trained without the session source, else DIR/ranker-nosession/ (`train-ranker
+ * --no-session`) when present, else DIR/ranker/ all the same (then the session source's
+ * provenance is absent at every candidate, as when serving loses the session source).
  *   details:                       recall of each source at its budget (and at every smaller
  *                                  budget), calibration per ranker, the ranker's version
  *
@@ -22,8 +28,13 @@ import type { Dataset, LastoutSplit } from "@recsys/data";
 import { evaluateLastout, type ScorerResult, type Target, type TieOrder } from "@recsys/eval";
 import { listScorer, loadRanker, MERGED_ORDER, type Ranker, runPipeline } from "@recsys/ranking";
 import type { PipelineDetails } from "./evaluate-report.js";
-import { createPipelineSources, rankerDir } from "./pipeline-setup.js";
-import { evaluateSessionPipeline } from "./session-pipeline.js";
+import { createPipelineSources, noSessionRankerDir, rankerDir } from "./pipeline-setup.js";
+import {
+  evaluateSessionPipeline,
+  PIPELINE_WITH_SESSION,
+  PIPELINE_WITH_SESSION_NOSESSION_RANKER,
+  trainedWithSession,
+} from "./session-pipeline.js";
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -62,13 +73,26 @@ export async function evaluatePipeline(options: {
   const { dataset, split, target, modelDir, bundle, log } = options;
   const mainDir = rankerDir(modelDir, true);
   if (!(await exists(join(mainDir, "manifest.json")))) return null;
-  const rankers: { name: string; ranker: Ranker }[] = [{ name: "pipeline", ranker: await loadRanker(mainDir) }];
+  // Every loaded ranker with the name of the first scorer it ranks for.
+  const loaded: { name: string; ranker: Ranker }[] = [{ name: "pipeline", ranker: await loadRanker(mainDir) }];
   const ablationDir = rankerDir(modelDir, false);
   if (await exists(join(ablationDir, "manifest.json")))
-    rankers.push({ name: "pipeline_without_provenance", ranker: await loadRanker(ablationDir) });
+    loaded.push({ name: "pipeline_without_provenance", ranker: await loadRanker(ablationDir) });
+  const noSessionDir = noSessionRankerDir(modelDir);
+  if (await exists(join(noSessionDir, "manifest.json")))
+    loaded.push({ name: PIPELINE_WITH_SESSION_NOSESSION_RANKER, ranker: await loadRanker(noSessionDir) });
   try {
-    const main = rankers[0]!.ranker.manifest;
-    for (const { name, ranker } of rankers) {
+    const serving = loaded[0]!.ranker;
+    const noSession = loaded.find((r) => r.name === PIPELINE_WITH_SESSION_NOSESSION_RANKER)?.ranker;
+    if (noSession !== undefined && trainedWithSession(noSession))
+      throw new Error(
+        `the ranker in ${noSessionDir} was trained behind the session source; retrain it with recsys train-ranker --no-session`,
+      );
+    // "pipeline" (no session source) is ranked by a ranker trained without it when there is one.
+    const pipelineRanker = trainedWithSession(serving) ? (noSession ?? serving) : serving;
+    const rankers = [{ name: "pipeline", ranker: pipelineRanker }, ...loaded.filter((r) => r.name === "pipeline_without_provenance")];
+    const main = pipelineRanker.manifest;
+    for (const { name, ranker } of loaded) {
       const m = ranker.manifest;
       if (m.datasetFingerprint !== dataset.fingerprint)
         throw new Error(
@@ -90,6 +114,10 @@ export async function evaluatePipeline(options: {
     log(
       `pipeline: ranker ${main.modelVersion}${rankers.length > 1 ? ` and ablation ${rankers[1]!.ranker.manifest.modelVersion}` : ""}, budget ${main.pipeline.budget} per source, merged ${main.pipeline.mergedSize}`,
     );
+    if (trainedWithSession(pipelineRanker))
+      log(
+        `pipeline: note: ${mainDir} was trained behind the session source, absent from "pipeline" (train-ranker --no-session gives it its own ranker)`,
+      );
     const run = runPipeline(dataset, {
       split,
       target,
@@ -112,7 +140,16 @@ export async function evaluatePipeline(options: {
     const sources: Record<string, { recall: number; budget: number; size?: number }> = {};
     for (const s of run.sources) sources[s.source] = { recall: s.recall, budget: s.budget };
     sources["merged"] = { recall: run.merged.recall, budget: main.pipeline.budget, size: run.merged.size };
-    const withSession = await evaluateSessionPipeline({ ...options, ranker: rankers[0]!.ranker, pipeline: main.pipeline });
+    const withSession = await evaluateSessionPipeline({
+      ...options,
+      rankers: [
+        { name: PIPELINE_WITH_SESSION, ranker: serving },
+        ...(trainedWithSession(serving) && noSession !== undefined
+          ? [{ name: PIPELINE_WITH_SESSION_NOSESSION_RANKER, ranker: noSession }]
+          : []),
+      ],
+      pipeline: main.pipeline,
+    });
     if (withSession !== null) sources["session"] = { recall: withSession.sessionRecall, budget: main.pipeline.budget };
     const recallByBudget: Record<string, { budget: number; recall: number }[]> = {};
     for (const [name, positions] of run.targetPositions) {
@@ -131,10 +168,20 @@ export async function evaluatePipeline(options: {
           mergedSize: main.pipeline.mergedSize,
           seconds: run.seconds,
           seed: main.trainConfig.seed ?? null,
+          sources: main.space.sources,
         },
+        ...(withSession === null
+          ? {}
+          : {
+              session_ranker: {
+                modelVersion: serving.manifest.modelVersion,
+                sources: serving.manifest.space.sources,
+                sessionModel: serving.manifest.sessionModel ?? null,
+              },
+            }),
       },
     };
   } finally {
-    for (const r of rankers) r.ranker.dispose();
+    for (const r of loaded) r.ranker.dispose();
   }
 }

@@ -1,8 +1,9 @@
 /**
  * How `recsys train-ranker` and `recsys evaluate` assemble the candidate stage in front of the
- * ranker: the standard candidate sources of @recsys/sources plus the bundle's "dnn" source, with
- * one per-source budget and one merged size (stored in the ranker's manifest, so evaluation
- * rebuilds exactly the candidate stage the ranker was trained behind).
+ * ranker: the standard candidate sources of @recsys/sources plus the bundle's "dnn" source (and
+ * the "session" source when the bundle holds a session model: ./session-pipeline.ts), with one
+ * per-source budget and one merged size (stored in the ranker's manifest with its source list, so
+ * evaluation rebuilds exactly the candidate stage the ranker was trained behind).
  */
 import { join } from "node:path";
 import type { CandidateGenBundle } from "@recsys/candidate-gen";
@@ -20,4 +21,12 @@ export function createPipelineSources(dataset: Dataset, bundle: CandidateGenBund
 /** Where a ranker lives inside a candidate-gen bundle directory: ranker/ or, without provenance features, ranker-noprov/. */
 export function rankerDir(modelDir: string, provenance: boolean): string {
   return join(modelDir, provenance ? "ranker" : "ranker-noprov");
+}
+
+/**
+ * Where `recsys train-ranker --no-session` puts the ranker trained without the session source
+ * (the comparison `recsys evaluate` reports as "pipeline_with_session_nosession_ranker").
+ */
+export function noSessionRankerDir(modelDir: string): string {
+  return join(modelDir, "ranker-nosession");
 }

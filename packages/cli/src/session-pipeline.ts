@@ -1,24 +1,47 @@
 /**
  * The bundle's session model (DIR/session/, written by `recsys train-session`) as a candidate
- * source of the offline pipeline: `recsys evaluate` reports "pipeline_with_session" (the standard
- * sources, the bundle's dnn and the session source, ranked by the bundle's ranker) next to
- * "pipeline" when the bundle holds one trained on the same dataset and holdout.
+ * source of the offline pipeline. `recsys train-ranker` trains the ranker behind it when the
+ * bundle holds one for the same dataset and holdout (the ranker's manifest records the session
+ * model and its `space.sources` include "session"), and `recsys evaluate` reports, next to
+ * "pipeline":
+ *
+ *   "pipeline_with_session":                  the standard sources, the bundle's dnn and the
+ *                                             session source, ranked by the bundle's ranker
+ *                                             (DIR/ranker/: the one serving uses)
+ *   "pipeline_with_session_nosession_ranker": the same candidates ranked by the ranker trained
+ *                                             without the session source (DIR/ranker-nosession/,
+ *                                             `train-ranker --no-session`), when both exist
+ *   "session_model":                          the session model alone, scoring every item
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import type { CandidateGenBundle } from "@recsys/candidate-gen";
 import type { Dataset, LastoutSplit } from "@recsys/data";
 import { evaluateLastout, type ScorerResult, type Target, type TieOrder } from "@recsys/eval";
-import { dnnFromBundle, listScorer, type PipelineSettings, type Ranker, runPipeline } from "@recsys/ranking";
-import { loadSequenceModel, sessionEncoder, type SequenceModel } from "@recsys/sequence";
+import { dnnFromBundle, listScorer, type PipelineSettings, type Ranker, runPipeline, type SessionModelRef } from "@recsys/ranking";
+import { loadSequenceModel, type SequenceManifest, type SequenceModel, sequenceScorer, sessionEncoder } from "@recsys/sequence";
 import { BruteForceIndex, createStandardSources, type SourceSet } from "@recsys/sources";
 
+/** The name of the session source in the candidate stage and in a ranker's `space.sources`. */
+export const SESSION_SOURCE = "session";
+
+/** The bundle's session model: the model and what identifies it in a ranker's manifest. */
+export interface BundleSessionModel {
+  readonly model: SequenceModel;
+  readonly ref: SessionModelRef;
+}
+
+/** How a ranker's manifest names a session model. */
+export function sessionModelRef(manifest: SequenceManifest): SessionModelRef {
+  return { kind: manifest.encoder.kind, savedAt: manifest.savedAt };
+}
+
 /** The bundle's session model when it has one for this dataset and holdout; throws when it has one for another. */
-export async function loadBundleSessionModel(
+export async function loadBundleSession(
   modelDir: string,
   dataset: Dataset,
   bundle: CandidateGenBundle,
-): Promise<SequenceModel | null> {
+): Promise<BundleSessionModel | null> {
   const dir = join(modelDir, "session");
   try {
     await access(join(dir, "manifest.json"));
@@ -39,10 +62,23 @@ export async function loadBundleSessionModel(
     model.dispose();
     throw new Error(`the session model in ${dir} ${problem}; retrain it with recsys train-session`);
   }
-  return model;
+  return { model, ref: sessionModelRef(manifest) };
 }
 
-/** The pipeline's sources with the session source added. */
+/** {@link loadBundleSession}'s model alone. */
+export async function loadBundleSessionModel(
+  modelDir: string,
+  dataset: Dataset,
+  bundle: CandidateGenBundle,
+): Promise<SequenceModel | null> {
+  return (await loadBundleSession(modelDir, dataset, bundle))?.model ?? null;
+}
+
+/**
+ * The pipeline's sources with the session source added, as the orchestrator serves it: the same
+ * `SessionSource` over a brute-force index of the model's item vectors, the request's history as
+ * the session, the request's budget and merge weight 1.
+ */
 export function createSessionPipelineSources(
   dataset: Dataset,
   bundle: CandidateGenBundle,
@@ -56,13 +92,21 @@ export function createSessionPipelineSources(
   });
 }
 
-/** The scorer name of the pipeline with the session source. */
+/** Whether a ranker was trained behind the session source. */
+export function trainedWithSession(ranker: Ranker): boolean {
+  return ranker.manifest.space.sources.includes(SESSION_SOURCE);
+}
+
+/** The scorer names of the pipeline with the session source and of the session model alone. */
 export const PIPELINE_WITH_SESSION = "pipeline_with_session";
+export const PIPELINE_WITH_SESSION_NOSESSION_RANKER = "pipeline_with_session_nosession_ranker";
+export const SESSION_MODEL = "session_model";
 
 /**
- * The pipeline again with the session source among its sources and the same ranker (trained
- * without it: the ranker ignores provenance of sources it does not know), when the bundle holds a
- * session model; null when it does not.
+ * The pipeline again with the session source among its sources, ranked by each of `rankers`
+ * (a ranker trained without the session source ignores its provenance), and the session model
+ * alone, when the bundle holds a session model; null when it does not. A ranker trained behind
+ * the session source must have been trained behind this very session model.
  */
 export async function evaluateSessionPipeline(options: {
   readonly dataset: Dataset;
@@ -71,34 +115,53 @@ export async function evaluateSessionPipeline(options: {
   readonly tieOrder: TieOrder;
   readonly modelDir: string;
   readonly bundle: CandidateGenBundle;
-  readonly ranker: Ranker;
+  readonly rankers: readonly { readonly name: string; readonly ranker: Ranker }[];
   readonly pipeline: PipelineSettings;
   readonly log: (message: string) => void;
 }): Promise<{ results: ScorerResult[]; sessionRecall: number; mergedRecall: number } | null> {
   const { dataset, split, target, bundle, pipeline, log } = options;
-  const model = await loadBundleSessionModel(options.modelDir, dataset, bundle);
-  if (model === null) return null;
+  const session = await loadBundleSession(options.modelDir, dataset, bundle);
+  if (session === null) {
+    const expecting = options.rankers.find((r) => trainedWithSession(r.ranker));
+    if (expecting !== undefined)
+      throw new Error(
+        `the ranker of "${expecting.name}" was trained behind a session model, but ${options.modelDir} holds none; retrain it with recsys train-ranker`,
+      );
+    return null;
+  }
+  const { model, ref } = session;
   try {
-    log(`pipeline with session: the bundle's ${model.config.kind} session model as a source`);
+    for (const { name, ranker } of options.rankers) {
+      const trained = ranker.manifest.sessionModel;
+      if (trainedWithSession(ranker) && (trained?.kind !== ref.kind || trained.savedAt !== ref.savedAt)) {
+        throw new Error(
+          `the ranker of "${name}" was trained behind the session model ${JSON.stringify(trained ?? null)}, but ${options.modelDir} holds ${JSON.stringify(ref)}; retrain it with recsys train-ranker`,
+        );
+      }
+      log(
+        `pipeline with session: "${name}" ranked by ${ranker.manifest.modelVersion}, trained ${trainedWithSession(ranker) ? "behind" : "without"} the session source`,
+      );
+    }
+    log(`pipeline with session: the bundle's ${model.config.kind} session model (saved ${ref.savedAt}) as a source`);
     const run = runPipeline(dataset, {
       split,
       target,
       sources: createSessionPipelineSources(dataset, bundle, pipeline, model),
       budget: pipeline.budget,
       mergedSize: pipeline.mergedSize,
-      rankers: [{ name: PIPELINE_WITH_SESSION, ranker: options.ranker }],
+      rankers: options.rankers,
     });
     log(`pipeline with session: ${run.users} users in ${run.seconds.toFixed(1)} s; merged recall ${run.merged.recall.toFixed(4)}`);
     const result = evaluateLastout({
       dataset,
       split,
       target,
-      scorers: [listScorer(PIPELINE_WITH_SESSION, run.lists.get(PIPELINE_WITH_SESSION)!)],
+      scorers: [...options.rankers.map((r) => listScorer(r.name, run.lists.get(r.name)!)), sequenceScorer(model, dataset, SESSION_MODEL)],
       tieOrder: options.tieOrder,
     });
     return {
       results: [...result.results],
-      sessionRecall: run.sources.find((s) => s.source === "session")?.recall ?? 0,
+      sessionRecall: run.sources.find((s) => s.source === SESSION_SOURCE)?.recall ?? 0,
       mergedRecall: run.merged.recall,
     };
   } finally {

@@ -3,8 +3,9 @@
  * everything the ranking service needs.
  *
  *   manifest.json           format, modelVersion, dataset spec + fingerprint, holdout, the
- *                           candidate-gen bundle it was trained with, the candidate pipeline
- *                           settings (per-source budget, merged size), the ranking feature space
+ *                           candidate-gen bundle it was trained with, the session model it was
+ *                           trained behind (when the sources included "session"), the candidate
+ *                           pipeline settings (per-source budget, merged size), the ranking feature space
  *                           (vocabularies, item catalogue, source list, quantile normalisers),
  *                           model and train configs, training stats, and the binary files below.
  *   item_embeddings.f32     item vocabulary size × itemDim (row 0 = OOV): impression and history
@@ -46,6 +47,15 @@ export interface PipelineSettings {
   readonly mergedSize: number;
 }
 
+/**
+ * The session model (the bundle's session/ directory, @recsys/sequence) a ranker was trained
+ * behind: its encoder kind and the time it was saved, which names one training run.
+ */
+export interface SessionModelRef {
+  readonly kind: string;
+  readonly savedAt: string;
+}
+
 export interface RankerManifest {
   readonly format: typeof RANKER_FORMAT;
   /** `rk-<UTC yyyymmddHHMMSS>-<first 8 hex of the SHA-256 of weights and config>`. */
@@ -56,6 +66,11 @@ export interface RankerManifest {
   readonly holdout: Holdout;
   /** modelVersion of the candidate-gen bundle whose "dnn" source the ranker was trained with. */
   readonly candidateGenVersion: string;
+  /**
+   * The session model whose "session" source the ranker was trained behind; absent when its
+   * sources (`space.sources`) do not include "session".
+   */
+  readonly sessionModel?: SessionModelRef;
   readonly pipeline: PipelineSettings;
   readonly space: RankingSpaceJson;
   readonly model: RankerModelConfig;
@@ -116,6 +131,8 @@ export interface RankerProvenance {
   readonly datasetFingerprint: string;
   readonly holdout: Holdout;
   readonly candidateGenVersion: string;
+  /** The session model, when the sources the ranker was trained behind include "session". */
+  readonly sessionModel?: SessionModelRef;
   readonly pipeline: PipelineSettings;
 }
 

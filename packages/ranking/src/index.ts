@@ -52,6 +52,6 @@ export type { ServedExampleOptions, ServedExampleStats } from "./served-examples
 export { DEFAULT_RANKER_TRAIN_CONFIG, fitRankingSpace, trainRanker, validateRankerTrainConfig } from "./trainer.js";
 export type { RankerTrainConfig, RankerTrainOptions, RankerTrainProgress, RankerTrainResult, RankerTrainStats } from "./trainer.js";
 export { RANKER_FORMAT, Ranker, loadRanker, rankerFromTraining, rankerManifest, saveRanker } from "./bundle.js";
-export type { PipelineSettings, RankerManifest, RankerProvenance } from "./bundle.js";
+export type { PipelineSettings, RankerManifest, RankerProvenance, SessionModelRef } from "./bundle.js";
 export { MERGED_ORDER, buckets, listScorer, offlineRequestTime, runPipeline } from "./pipeline.js";
 export type { CalibrationBucket, PipelineOptions, PipelineRun } from "./pipeline.js";

@@ -1,10 +1,15 @@
 /**
- * `recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [...]`
+ * `recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [--no-session] [...]`
  *
  * Trains the ranking model behind the candidate-gen bundle in DIR and writes it to DIR/ranker/
  * (DIR/ranker-noprov/ with --no-provenance, the ablation `recsys evaluate` reports as
  * "pipeline_without_provenance"). The ranker trains on the same rows as the bundle (the bundle's
  * holdout), by replaying the candidate sources, the bundle's "dnn" source included, over them.
+ * When DIR holds a session model of the same dataset and holdout (`recsys train-session`, run
+ * before), the replay includes the "session" source as the orchestrator serves it (the model's
+ * state after each example's earlier rows only), so the ranker learns its provenance; its
+ * manifest records the sources and the session model. `--no-session` trains without it (the
+ * behaviour before session models, written to DIR/ranker-nosession/ for comparison).
  * With a `store:` dataset whose served log has answers (or `--examples served`), the examples are
  * what the system really served instead (@recsys/ranking buildServedExamples): a shown item
  * watched within `--watch-window` seconds (default 6 h) is a positive weighted by its watch time,
@@ -26,11 +31,12 @@ import { initBackend } from "@recsys/tf";
 import { parseArgs, UsageError } from "../args.js";
 import { describeTieOrder } from "@recsys/eval";
 import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
-import { createPipelineSources, DEFAULT_PIPELINE, rankerDir } from "../pipeline-setup.js";
+import { createPipelineSources, DEFAULT_PIPELINE, noSessionRankerDir, rankerDir } from "../pipeline-setup.js";
+import { type BundleSessionModel, createSessionPipelineSources, loadBundleSession } from "../session-pipeline.js";
 import { formatDuration } from "../train-progress.js";
 
 const USAGE =
-  "usage: recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [--out DIR]\n" +
+  "usage: recsys train-ranker --dataset SPEC --model DIR [--epochs N] [--seed S] [--no-provenance] [--no-session] [--out DIR]\n" +
   "         [--negatives N] [--max-examples N] [--missed drop|keep] [--slate-negatives true|false]\n" +
   "         [--budget N] [--merged-size N] [--tower W,W] [--dim D] [--lr X] [--embedding-lr X] [--l2 X]\n" +
   "         [--examples auto|served|replay] [--watch-window SECONDS]\n" +
@@ -57,6 +63,7 @@ export async function run(argv: string[]): Promise<number> {
       epochs: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.epochs },
       seed: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.seed },
       "no-provenance": { type: "boolean", default: false },
+      "no-session": { type: "boolean", default: false },
       negatives: { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.negatives },
       "max-examples": { type: "number", default: DEFAULT_RANKER_TRAIN_CONFIG.maxExamplesPerUser },
       missed: { type: "string", default: DEFAULT_RANKER_TRAIN_CONFIG.missedPositives },
@@ -83,7 +90,10 @@ export async function run(argv: string[]): Promise<number> {
   const spec = String(args["dataset"]);
   const modelDir = String(args["model"]);
   const provenance = args["no-provenance"] !== true;
-  const out = typeof args["out"] === "string" ? args["out"] : rankerDir(modelDir, provenance);
+  const withSession = args["no-session"] !== true;
+  if (!provenance && !withSession && typeof args["out"] !== "string")
+    return usageError("--no-provenance with --no-session needs --out DIR (each alone has its own directory)");
+  const out = typeof args["out"] === "string" ? args["out"] : withSession ? rankerDir(modelDir, provenance) : noSessionRankerDir(modelDir);
   const epochs = Number(args["epochs"]);
   const seed = Number(args["seed"]);
   const missed = String(args["missed"]);
@@ -153,64 +163,83 @@ export async function run(argv: string[]): Promise<number> {
     const split = lastoutSplit(dataset.events, dataset.users.ids.length);
     const rows = trainingRows(split, m.holdout);
     const pipeline = { budget: Number(args["budget"]), mergedSize: Number(args["merged-size"]) };
-    log(`model kind ${kind}${kind === "wide-deep" ? ` (${wideBuckets} wide buckets, wide learning rate ${Number(args["wide-lr"])})` : ""}`);
-    log(
-      `holdout ${m.holdout} (from the bundle ${m.modelVersion}): ${rows.length} training rows; sources budget ${pipeline.budget}, merged ${pipeline.mergedSize}; provenance features ${provenance ? "on" : "off"}`,
-    );
-    log(
-      fromServed
-        ? `examples from the served log: ${dataset.served!.requestId.length} answers; a shown item watched within ${watchWindow} s is a positive weighted by its watch time`
-        : "examples by replaying the candidate sources over the training rows",
-    );
-    let lastPhase = "";
-    const result = await trainRanker(dataset, {
-      rows,
-      sources: createPipelineSources(dataset, bundle, pipeline),
-      budget: pipeline.budget,
-      ...(fromServed ? { served: { windowSeconds: watchWindow } } : {}),
-      train: {
-        epochs,
-        seed,
-        negatives: Number(args["negatives"]),
-        maxExamplesPerUser: Number(args["max-examples"]),
-        missedPositives: missed,
-        slateNegatives: slate === "true",
-        learningRate: Number(args["lr"]),
-        embeddingLearningRate: Number(args["embedding-lr"]),
-        l2: Number(args["l2"]),
-        wideLearningRate: Number(args["wide-lr"]),
-      },
-      model: { tower, itemDim: Number(args["dim"]), kind: kind as RankerModelKind, wideBuckets },
-      features: { provenance },
-      onProgress: (p) => {
-        const key = `${p.phase}${p.epoch}`;
-        if (p.phase === "replay") log(`replay: ${p.done}/${p.total} watches (${formatDuration(p.elapsedSeconds)})`);
-        else if (p.done === p.total || key !== lastPhase)
-          log(
-            `epoch ${p.epoch}/${p.epochs}: ${p.done}/${p.total} examples, loss ${p.loss.toFixed(4)} (${formatDuration(p.elapsedSeconds)})`,
-          );
-        lastPhase = key;
-      },
-    });
-    const s = result.stats;
-    log(
-      `${s.examples} examples (${s.candidates} candidates; ${(100 * s.positiveInMerged).toFixed(1)}% of ${s.replayed} replayed watches retrieved, ` +
-        `${s.droppedMissed} dropped, ${s.keptMissed} kept as missed, ${s.slateNegatives} slate negatives) built in ${formatDuration(s.replaySeconds)}; ` +
-        `trained ${epochs} epochs in ${formatDuration(s.seconds)} on ${s.backend}, losses ${s.epochLosses.map((l) => l.toFixed(4)).join(" ")}`,
-    );
+    // Throws (exit 1) when DIR/session/ was trained on another dataset or holdout.
+    const session: BundleSessionModel | null = withSession ? await loadBundleSession(modelDir, dataset, bundle) : null;
     try {
-      const manifest = await saveRanker(out, result, {
-        datasetSpec: spec,
-        datasetFingerprint: dataset.fingerprint,
-        holdout: m.holdout,
-        candidateGenVersion: m.modelVersion,
-        pipeline,
-      });
-      process.stdout.write(
-        `wrote ${manifest.modelVersion} to ${out} (${s.examples} examples, ${epochs} epochs, total ${formatDuration((performance.now() - started) / 1000)})\n`,
+      log(
+        session !== null
+          ? `session source: the bundle's ${session.ref.kind} session model (saved ${session.ref.savedAt}), replayed over each example's earlier rows`
+          : withSession
+            ? `session source: none (${modelDir} holds no session model)`
+            : "session source: off (--no-session)",
       );
+      log(
+        `model kind ${kind}${kind === "wide-deep" ? ` (${wideBuckets} wide buckets, wide learning rate ${Number(args["wide-lr"])})` : ""}`,
+      );
+      log(
+        `holdout ${m.holdout} (from the bundle ${m.modelVersion}): ${rows.length} training rows; sources budget ${pipeline.budget}, merged ${pipeline.mergedSize}; provenance features ${provenance ? "on" : "off"}`,
+      );
+      log(
+        fromServed
+          ? `examples from the served log: ${dataset.served!.requestId.length} answers; a shown item watched within ${watchWindow} s is a positive weighted by its watch time`
+          : "examples by replaying the candidate sources over the training rows",
+      );
+      let lastPhase = "";
+      const result = await trainRanker(dataset, {
+        rows,
+        sources:
+          session === null
+            ? createPipelineSources(dataset, bundle, pipeline)
+            : createSessionPipelineSources(dataset, bundle, pipeline, session.model),
+        budget: pipeline.budget,
+        ...(fromServed ? { served: { windowSeconds: watchWindow } } : {}),
+        train: {
+          epochs,
+          seed,
+          negatives: Number(args["negatives"]),
+          maxExamplesPerUser: Number(args["max-examples"]),
+          missedPositives: missed,
+          slateNegatives: slate === "true",
+          learningRate: Number(args["lr"]),
+          embeddingLearningRate: Number(args["embedding-lr"]),
+          l2: Number(args["l2"]),
+          wideLearningRate: Number(args["wide-lr"]),
+        },
+        model: { tower, itemDim: Number(args["dim"]), kind: kind as RankerModelKind, wideBuckets },
+        features: { provenance },
+        onProgress: (p) => {
+          const key = `${p.phase}${p.epoch}`;
+          if (p.phase === "replay") log(`replay: ${p.done}/${p.total} watches (${formatDuration(p.elapsedSeconds)})`);
+          else if (p.done === p.total || key !== lastPhase)
+            log(
+              `epoch ${p.epoch}/${p.epochs}: ${p.done}/${p.total} examples, loss ${p.loss.toFixed(4)} (${formatDuration(p.elapsedSeconds)})`,
+            );
+          lastPhase = key;
+        },
+      });
+      const s = result.stats;
+      log(
+        `${s.examples} examples (${s.candidates} candidates; ${(100 * s.positiveInMerged).toFixed(1)}% of ${s.replayed} replayed watches retrieved, ` +
+          `${s.droppedMissed} dropped, ${s.keptMissed} kept as missed, ${s.slateNegatives} slate negatives) built in ${formatDuration(s.replaySeconds)}; ` +
+          `trained ${epochs} epochs in ${formatDuration(s.seconds)} on ${s.backend}, losses ${s.epochLosses.map((l) => l.toFixed(4)).join(" ")}`,
+      );
+      try {
+        const manifest = await saveRanker(out, result, {
+          datasetSpec: spec,
+          datasetFingerprint: dataset.fingerprint,
+          holdout: m.holdout,
+          candidateGenVersion: m.modelVersion,
+          ...(session === null ? {} : { sessionModel: session.ref }),
+          pipeline,
+        });
+        process.stdout.write(
+          `wrote ${manifest.modelVersion} to ${out} (${s.examples} examples, ${epochs} epochs, sources ${manifest.space.sources.join(",")}, total ${formatDuration((performance.now() - started) / 1000)})\n`,
+        );
+      } finally {
+        result.model.dispose();
+      }
     } finally {
-      result.model.dispose();
+      session?.model.dispose();
     }
   } finally {
     bundle.dispose();
