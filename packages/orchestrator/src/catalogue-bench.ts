@@ -204,13 +204,20 @@ async function main(argv: string[]): Promise<void> {
       let replicaCheckMissed = 0;
       for (let n = 0; n < uploads; n++) {
         const id = `upload-${backend}-${n}`;
-        const channel = `new-channel-${n % 7}`;
+        // Content that varies between uploads as a real catalogue's does (two of the catalogue's
+        // tags, one of its channels, an existing title's words): identical content vectors, each
+        // deleted before the next is upserted, are a degenerate case for the HNSW graph (see
+        // docs/live-loop.md).
+        const items = dataset.items;
+        const channel = items.channel.values[(n * 13) % items.channel.values.length]!;
+        const tags = [items.tagValues[n % items.tagValues.length]!, items.tagValues[(n * 7 + 3) % items.tagValues.length]!];
+        const title = items.titles[(n * 4999) % items.ids.length] || `fresh video ${n}`;
         const request = create(CatalogueServiceUpsertItemsRequestSchema, {
           items: [
             {
               itemId: id,
-              title: `fresh video ${n} about cooking`,
-              tags: ["cooking", "music"],
+              title,
+              tags,
               channel,
               durationSeconds: 300,
               uploadedAt: timestampFromMs(Date.now() - 1000),
