@@ -264,7 +264,9 @@ export async function run(argv: string[]): Promise<number> {
   const onSignal = (signal: NodeJS.Signals): void => {
     signals += 1;
     if (signals === 1) {
-      void stopAll(signal).then(() => finish(0));
+      // Exit 130 when a second signal came meanwhile, whichever path ends first (the kill lets
+      // the graceful stop finish too).
+      void stopAll(signal).then(() => finish(signals > 1 ? 130 : 0));
       return;
     }
     log(`${signal} again: killing every stage now`);
