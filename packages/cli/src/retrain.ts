@@ -284,24 +284,26 @@ export function formatFigures(name: string, version: string, f: GateFigures): st
   return `${name.padEnd(9)} ${version.padEnd(32)} HR@10 ${fmt(f.hr10)}  watch-time DCG@10 ${fmt(f.wdcg10)}  (${f.users} held-out users)`;
 }
 
-async function readVersion(dir: string): Promise<string | undefined> {
+/** The fields of a bundle's manifest.json that retrain reads; undefined when it is missing or unreadable. */
+async function readManifest(dir: string): Promise<
+  | {
+      readonly modelVersion?: unknown;
+      readonly datasetFingerprint?: unknown;
+      readonly features?: { readonly windowEnd?: unknown };
+      readonly model?: { readonly historyPooling?: unknown };
+    }
+  | undefined
+> {
   try {
-    const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as { modelVersion?: unknown };
-    return typeof manifest.modelVersion === "string" ? manifest.modelVersion : undefined;
+    return JSON.parse(await readFile(join(dir, "manifest.json"), "utf8"));
   } catch {
     return undefined;
   }
 }
 
-/** The end of a bundle's training window (its feature space's windowEnd), undefined when unreadable. */
-async function readWindowEnd(dir: string): Promise<number | undefined> {
-  try {
-    const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as { features?: { windowEnd?: unknown } };
-    const end = manifest.features?.windowEnd;
-    return typeof end === "number" && Number.isFinite(end) ? end : undefined;
-  } catch {
-    return undefined;
-  }
+async function readVersion(dir: string): Promise<string | undefined> {
+  const version = (await readManifest(dir))?.modelVersion;
+  return typeof version === "string" ? version : undefined;
 }
 
 /**
@@ -312,16 +314,11 @@ async function readWindowEnd(dir: string): Promise<number | undefined> {
  * trained on the live log has none. Other datasets than `store:` are on the bundle's own time line.
  */
 export async function storeTimeWindowEnd(servingDir: string, datasetSpec: string): Promise<number | undefined> {
-  const end = await readWindowEnd(servingDir);
-  if (end === undefined || !datasetSpec.startsWith("store:")) return end;
-  let fingerprint: unknown;
-  try {
-    fingerprint = (JSON.parse(await readFile(join(servingDir, "manifest.json"), "utf8")) as { datasetFingerprint?: unknown })
-      .datasetFingerprint;
-  } catch {
-    return end;
-  }
-  if (typeof fingerprint !== "string") return end;
+  const manifest = await readManifest(servingDir);
+  const end = manifest?.features?.windowEnd;
+  if (typeof end !== "number" || !Number.isFinite(end)) return undefined;
+  const fingerprint = manifest?.datasetFingerprint;
+  if (!datasetSpec.startsWith("store:") || typeof fingerprint !== "string") return end;
   const { location } = parseStoreSpec(datasetSpec.slice("store:".length));
   const offset = await readStoreModelTimeOffset(location, fingerprint);
   return offset === undefined ? end : end + offset;
@@ -332,14 +329,10 @@ export async function storeTimeWindowEnd(servingDir: string, datasetSpec: string
  * the architecture); a bundle written before the option pooled with the mean.
  */
 async function readHistoryPooling(dir: string | undefined): Promise<HistoryPooling | undefined> {
-  if (dir === undefined) return undefined;
-  try {
-    const manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as { model?: { historyPooling?: unknown } };
-    const pooling = manifest.model?.historyPooling ?? "mean";
-    return HISTORY_POOLINGS.includes(pooling as HistoryPooling) ? (pooling as HistoryPooling) : undefined;
-  } catch {
-    return undefined;
-  }
+  const manifest = dir === undefined ? undefined : await readManifest(dir);
+  if (manifest === undefined) return undefined;
+  const pooling = manifest.model?.historyPooling ?? "mean";
+  return HISTORY_POOLINGS.includes(pooling as HistoryPooling) ? (pooling as HistoryPooling) : undefined;
 }
 
 /** Points the symlink `link` at `target` atomically (a new link renamed over the old one). */
@@ -411,22 +404,21 @@ async function gateRankers(options: {
     maxAnswersPerUser: RETRAIN_DEFAULTS.rankerMaxExamplesPerUser,
     mergedSize: RETRAIN_DEFAULTS.pipeline.mergedSize,
   });
+  const nothingToCompare = (): undefined => {
+    log(
+      `ranker not gated: no served answer at or after the cut-off whose ${options.window} s watch window closed with a watched and an unwatched shown item`,
+    );
+    return undefined;
+  };
+  if (examples === undefined) return nothingToCompare();
   const loaded: Ranker[] = [];
   try {
     const candidate = await loadRanker(join(options.stagingDir, "ranker"));
     loaded.push(candidate);
     const serving = await loadRanker(join(options.servingDir, "ranker"));
     loaded.push(serving);
-    const figures =
-      examples === undefined
-        ? undefined
-        : { candidate: rankerFigures(candidate, dataset, examples), serving: rankerFigures(serving, dataset, examples) };
-    if (figures === undefined || figures.candidate.pairs === 0) {
-      log(
-        `ranker not gated: no served answer at or after the cut-off whose ${options.window} s watch window closed with a watched and an unwatched shown item`,
-      );
-      return undefined;
-    }
+    const figures = { candidate: rankerFigures(candidate, dataset, examples), serving: rankerFigures(serving, dataset, examples) };
+    if (figures.candidate.pairs === 0) return nothingToCompare();
     log(formatRankerFigures("candidate", options.candidateVersion, figures.candidate));
     log(formatRankerFigures("serving", options.servingVersion, figures.serving));
     return figures;
