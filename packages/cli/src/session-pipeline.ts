@@ -21,6 +21,7 @@ import { evaluateLastout, type ScorerResult, type Target, type TieOrder } from "
 import { dnnFromBundle, listScorer, type PipelineSettings, type Ranker, runPipeline, type SessionModelRef } from "@recsys/ranking";
 import { loadSequenceModel, type SequenceManifest, type SequenceModel, sequenceScorer, sessionEncoder } from "@recsys/sequence";
 import { BruteForceIndex, createStandardSources, type SourceSet } from "@recsys/sources";
+import { sessionDir } from "./commands/train-session.js";
 
 /** The name of the session source in the candidate stage and in a ranker's `space.sources`. */
 export const SESSION_SOURCE = "session";
@@ -42,7 +43,7 @@ export async function loadBundleSession(
   dataset: Dataset,
   bundle: CandidateGenBundle,
 ): Promise<BundleSessionModel | null> {
-  const dir = join(modelDir, "session");
+  const dir = sessionDir(modelDir);
   try {
     await access(join(dir, "manifest.json"));
   } catch {
@@ -63,15 +64,6 @@ export async function loadBundleSession(
     throw new Error(`the session model in ${dir} ${problem}; retrain it with recsys train-session`);
   }
   return { model, ref: sessionModelRef(manifest) };
-}
-
-/** {@link loadBundleSession}'s model alone. */
-export async function loadBundleSessionModel(
-  modelDir: string,
-  dataset: Dataset,
-  bundle: CandidateGenBundle,
-): Promise<SequenceModel | null> {
-  return (await loadBundleSession(modelDir, dataset, bundle))?.model ?? null;
 }
 
 /**
