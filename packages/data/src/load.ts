@@ -47,7 +47,6 @@ export async function loadDataset(spec: string): Promise<Dataset> {
       return generateSynthetic(spec, parseSyntheticSpec(rest));
     case "store":
       if (rest === "") throw specError(`dataset "${spec}": missing the store after the colon`);
-      // The dataset's spec (and every error) without the Redis password; the store opens with it.
       if (!rest.startsWith("redis://") && !rest.startsWith("rediss://")) await requireDirectory(rest.split("?")[0]!, spec);
       return loadStoreDataset(spec, rest);
     default:
