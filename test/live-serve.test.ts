@@ -3,8 +3,8 @@
  * separate processes: the catalogue API (UpsertItems -> recommended with "New from <channel>",
  * passing filters; DeleteItems -> never returned, also after restarting every stage), the
  * orchestrator restarted with no DATASET (sources from the stores), a real-time-stamped watch,
- * and the repeated-watch attack on the popularity counts. The tests share one stack and run in
- * order.
+ * the repeated-watch attack on the popularity counts (one user; many fake users of one client).
+ * The tests share one stack and run in order.
  */
 import { readFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -167,6 +167,27 @@ describe("the live loop, serving side", () => {
       expect(ids(answer)).not.toContain("ghost-item-1");
       expect(ids(answer).slice(0, 5)).not.toContain(rare);
     }
+  });
+
+  it("one client's 1000 fake users do not make a real item popular (per-client cap)", async () => {
+    // The second least watched catalogue item (the test above already used the first).
+    const counts = new Map<string, number>();
+    for (const watched of histories.values()) for (const id of watched) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const rare = [...counts.entries()].sort((a, b) => a[1] - b[1])[1]![0];
+    const events = Array.from({ length: 1000 }, (_, k) => ({
+      userId: `sock-puppet-${k}`,
+      clientId: "bot-farm-device",
+      kind: { case: "watch" as const, value: { itemId: rare } },
+    }));
+    expect((await recommender.recordEvents({ events })).accepted).toBe(1000);
+    for (const userId of ["newcomer-3", "newcomer-4"]) {
+      const answer = await recommender.recommend({ userId, count: 50 });
+      expect(answer.items.length).toBeGreaterThan(0);
+      expect(ids(answer).slice(0, 5)).not.toContain(rare);
+    }
+    // The default cap (3) let 3 of the 1000 count; the metric says how many were left out.
+    const metrics = await (await fetch(stack!.orchestrator.metricsUrl)).text();
+    expect(metrics).toContain('recsys_orchestrator_capped_watches_total{cap="client"} 997');
   });
 
   it("deletes items: never returned again, also after restarting every stage with no DATASET; sources come back from the stores", async () => {

@@ -13,10 +13,19 @@ import type { RecommendResponse, UserEventSchema } from "@recsys/gen";
 
 export type UserEventInit = MessageInitShape<typeof UserEventSchema>;
 
-/** `userId` watched `itemId` (for `watchSeconds`, when known). */
-export function watchEvent(userId: string, itemId: string, options: { watchedAt?: Date; watchSeconds?: number } = {}): UserEventInit {
+/**
+ * `userId` watched `itemId` (for `watchSeconds`, when known). `clientId` names the app
+ * installation or device it came from: the watches of one item from one client count at most a
+ * few times in the popularity counts, whatever user ids they carry.
+ */
+export function watchEvent(
+  userId: string,
+  itemId: string,
+  options: { watchedAt?: Date; watchSeconds?: number; clientId?: string } = {},
+): UserEventInit {
   return {
     userId,
+    ...(options.clientId !== undefined ? { clientId: options.clientId } : {}),
     kind: {
       case: "watch",
       value: {

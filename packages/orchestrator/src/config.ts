@@ -140,6 +140,13 @@ export const configSchema = {
     max: 1_000_000,
     description: "watches of one item by one user counted at most this often in the co-watch, popular and trending counts (0 = no cap)",
   }),
+  PER_CLIENT_ITEM_CAP: env.int({
+    default: 3,
+    min: 0,
+    max: 1_000_000,
+    description:
+      "watches of one item from one client (UserEvent.client_id), whatever their user ids, counted at most this often in the co-watch, popular and trending counts (0 = no cap)",
+  }),
   SERVED_LOG: env.bool({
     default: true,
     description: "log every Recommend answer (request id, items, positions, provenance, model versions) in the user store's events log",

@@ -37,6 +37,13 @@ export interface OnlineSourcesOptions {
    * viewers); 0 turns the cap off.
    */
   readonly perUserItemCap?: number;
+  /**
+   * Watches of one item from one client (the event's `clientId`: an app installation or device
+   * as the caller knows it) counted at most this many times in the same counts, whatever user ids
+   * they carry: one client cannot make an item popular with many fake users. Watches without a
+   * client id are capped per user only. Default 3; 0 turns the cap off.
+   */
+  readonly perClientItemCap?: number;
 }
 
 /** The ranker's per-item statistics (the RankRequest's Candidate.stats). */
@@ -67,8 +74,13 @@ export class OnlineSources {
   private readonly perUserItemCap: number;
   /** Per user: how many of their watches of each item were counted (only while under the cap). */
   private readonly counted = new Map<number, Map<number, number>>();
+  private readonly perClientItemCap: number;
+  /** Per client: how many watches of each item were counted (only while under the cap). */
+  private readonly countedByClient = new Map<string, Map<number, number>>();
   /** Watches left out of the counts by the per-user cap (metrics, tests). */
   capped = 0;
+  /** Watches left out of the counts by the per-client cap (metrics, tests). */
+  clientCapped = 0;
 
   constructor(
     private readonly catalogue: Catalogue,
@@ -113,6 +125,10 @@ export class OnlineSources {
     this.perUserItemCap = options.perUserItemCap ?? 1;
     if (!Number.isInteger(this.perUserItemCap) || this.perUserItemCap < 0) {
       throw new RangeError(`perUserItemCap must be an integer >= 0, got ${this.perUserItemCap}`);
+    }
+    this.perClientItemCap = options.perClientItemCap ?? 3;
+    if (!Number.isInteger(this.perClientItemCap) || this.perClientItemCap < 0) {
+      throw new RangeError(`perClientItemCap must be an integer >= 0, got ${this.perClientItemCap}`);
     }
     this.set = new SourceSet(specs, { mergedSize: 0, onSourceError: "skip", pastRequests: "clamp" });
   }
@@ -170,28 +186,36 @@ export class OnlineSources {
     if (uploadTimestamp !== undefined) this.fresh?.addUpload(item, uploadTimestamp);
   }
 
-  /** A watch (dense indices); visible to requests after `timestamp`. Subject to the per-user cap. */
-  observe(event: { readonly user: number; readonly item: number; readonly timestamp: number }): void {
-    if (this.perUserItemCap > 0) {
-      let items = this.counted.get(event.user);
-      if (items === undefined) {
-        items = new Map();
-        this.counted.set(event.user, items);
-      }
-      const n = items.get(event.item) ?? 0;
-      if (n >= this.perUserItemCap) {
-        this.capped++;
-        return;
-      }
-      items.set(event.item, n + 1);
+  /**
+   * A watch (dense indices); visible to requests after `timestamp`. Subject to the per-user cap
+   * and, when `clientId` is given, to the per-client cap; a watch left out by either cap counts
+   * toward neither.
+   */
+  observe(event: { readonly user: number; readonly item: number; readonly timestamp: number }, clientId?: string): void {
+    const userItems = this.perUserItemCap > 0 ? countsOf(this.counted, event.user) : undefined;
+    const userCount = userItems?.get(event.item) ?? 0;
+    if (userItems !== undefined && userCount >= this.perUserItemCap) {
+      this.capped++;
+      return;
     }
+    const clientItems = this.perClientItemCap > 0 && clientId !== undefined ? countsOf(this.countedByClient, clientId) : undefined;
+    const clientCount = clientItems?.get(event.item) ?? 0;
+    if (clientItems !== undefined && clientCount >= this.perClientItemCap) {
+      this.clientCapped++;
+      return;
+    }
+    userItems?.set(event.item, userCount + 1);
+    clientItems?.set(event.item, clientCount + 1);
     this.set.observe(event);
     for (const source of this.hidden) source.observe(event);
   }
 
   /** A watch by external ids (the item is interned into the catalogue). */
-  observeWatch(userId: string, itemId: string, timestamp: number): void {
-    this.observe({ user: this.userIndex(userId), item: this.catalogue.intern(itemId), timestamp });
+  observeWatch(watch: { readonly userId: string; readonly itemId: string; readonly timestamp: number; readonly clientId?: string }): void {
+    this.observe(
+      { user: this.userIndex(watch.userId), item: this.catalogue.intern(watch.itemId), timestamp: watch.timestamp },
+      watch.clientId,
+    );
   }
 
   run(request: SourceRequest): SourceRun {
@@ -233,4 +257,14 @@ export class OnlineSources {
     if (this.coWatch === undefined || item === undefined) return undefined;
     return this.coWatch.watchCountAt(item, Math.max(asOf, this.coWatch.clock));
   }
+}
+
+/** The item counts kept under `key`, created empty on first use. */
+function countsOf<K>(counts: Map<K, Map<number, number>>, key: K): Map<number, number> {
+  let items = counts.get(key);
+  if (items === undefined) {
+    items = new Map();
+    counts.set(key, items);
+  }
+  return items;
 }

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { UserEventSchema } from "@recsys/gen";
+import { MAX_ID_LENGTH, UserEventSchema } from "@recsys/gen";
 import { describe, expect, it } from "vitest";
 import { OwnEvents, toStoreEvent } from "./record-events.js";
 
@@ -56,6 +56,21 @@ describe("toStoreEvent", () => {
         60,
       ),
     ).toEqual({ kind: "impression", userId: "u", itemId: "i", timestamp: 999_000.5, position: 3, requestId: "r" });
+  });
+
+  it("keeps the client id with a watch and rejects one that is too long", () => {
+    const event = (clientId: string) => create(UserEventSchema, { userId: "u", clientId, kind: { case: "watch", value: { itemId: "i" } } });
+    expect(toStoreEvent(event("app-install-7"), 0, now, 60)).toEqual({
+      kind: "watch",
+      userId: "u",
+      itemId: "i",
+      timestamp: now,
+      clientId: "app-install-7",
+    });
+    expect(toStoreEvent(event(""), 0, now, 60)).not.toHaveProperty("clientId");
+    expect(() => toStoreEvent(event("x".repeat(MAX_ID_LENGTH + 1)), 1, now, 60)).toThrow(
+      `events[1].client_id is too long: ${MAX_ID_LENGTH + 1} characters, at most ${MAX_ID_LENGTH}`,
+    );
   });
 
   it("rejects blank queries, negative watch time and times too far ahead, naming the field", () => {

@@ -80,7 +80,7 @@ export function applyReplicatedEvents(
 ): void {
   for (const event of events) {
     if (event.kind !== "watch" || own.consume(event)) continue;
-    online.observeWatch(event.userId, event.itemId, event.timestamp);
+    online.observeWatch(event);
     metrics.replicatedEvents.inc();
   }
 }
@@ -132,6 +132,9 @@ function eventTime(
 export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: number, wall?: WallTranslation): StoreEvent {
   const field = `events[${i}]`;
   const userId = requireNonEmpty(event.userId, `${field}.user_id`);
+  if (event.clientId.length > MAX_ID_LENGTH) {
+    throw invalidArgument(`${field}.client_id is too long: ${event.clientId.length} characters, at most ${MAX_ID_LENGTH}`);
+  }
   switch (event.kind.case) {
     case "watch": {
       const watch = event.kind.value;
@@ -140,9 +143,14 @@ export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: 
       if (watch.watchSeconds !== undefined && !(Number.isFinite(watch.watchSeconds) && watch.watchSeconds >= 0)) {
         throw invalidArgument(`${field}.watch.watch_seconds must be a finite number >= 0, got ${watch.watchSeconds}`);
       }
-      return watch.watchSeconds === undefined
-        ? { kind: "watch", userId, itemId, timestamp }
-        : { kind: "watch", userId, itemId, timestamp, watchSeconds: watch.watchSeconds };
+      return {
+        kind: "watch",
+        userId,
+        itemId,
+        timestamp,
+        ...(watch.watchSeconds !== undefined ? { watchSeconds: watch.watchSeconds } : {}),
+        ...(event.clientId !== "" ? { clientId: event.clientId } : {}),
+      };
     }
     case "search": {
       const search = event.kind.value;
@@ -194,7 +202,7 @@ export async function recordEvents(deps: RecordEventsDeps, request: RecordEvents
   const counts = { watch: 0, search: 0, impression: 0, served: 0 };
   for (const event of events) {
     counts[event.kind]++;
-    if (event.kind === "watch") deps.online.observeWatch(event.userId, event.itemId, event.timestamp);
+    if (event.kind === "watch") deps.online.observeWatch(event);
   }
   for (const [kind, n] of Object.entries(counts)) if (n > 0) deps.metrics.recordedEvents.inc({ kind }, n);
   return { accepted: events.length };

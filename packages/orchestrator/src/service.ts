@@ -257,6 +257,18 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       trendingHalfLifeSeconds: config.TRENDING_HALF_LIFE / 1000,
       freshWindowSeconds: config.FRESH_WINDOW / 1000,
       perUserItemCap: config.PER_USER_ITEM_CAP,
+      perClientItemCap: config.PER_CLIENT_ITEM_CAP,
+    });
+    new Counter({
+      name: `recsys_${STAGE}_capped_watches_total`,
+      help: "Watches left out of the co-watch, popular and trending counts by a cap (cap=user: PER_USER_ITEM_CAP, cap=client: PER_CLIENT_ITEM_CAP), since start",
+      labelNames: ["cap"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc({ cap: "user" }, online.capped);
+        this.inc({ cap: "client" }, online.clientCapped);
+      },
     });
     // Source state: every watch of the events log (the seeded history and every recorded watch);
     // a bootstrap dataset's rows only when the log is empty (SEED_USER_STORE=false).
@@ -270,7 +282,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       sourceEvents = bootstrap.rows.length;
     }
     if ((await store.lastSeq()) > 0) {
-      const replay = await replayLoggedWatches(store, (u, i, t) => online.observeWatch(u, i, t));
+      const replay = await replayLoggedWatches(store, (watch) => online.observeWatch(watch));
       datasetEnd = Math.max(datasetEnd, replay.latest);
       replayedSeq = replay.lastSeq;
       sourceEvents += replay.watches;
@@ -332,7 +344,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
       // both is counted once where PER_USER_ITEM_CAP is 1 (the default), else possibly twice.
       if (replayedSeq > 0) {
         for await (const batch of store.scanEvents({ afterSeq: replayedSeq })) {
-          for (const event of batch) if (event.kind === "watch") online.observeWatch(event.userId, event.itemId, event.timestamp);
+          for (const event of batch) if (event.kind === "watch") online.observeWatch(event);
         }
       }
     }

@@ -9,7 +9,7 @@
  *   RecordEvents, by any replica), replayed in log order.
  */
 import { datasetFromEvents, type Dataset } from "@recsys/data";
-import type { CatalogueItemInput, CatalogueStore, UserEvent, UserStore } from "@recsys/user-store";
+import type { CatalogueItemInput, CatalogueStore, UserEvent, UserStore, WatchEvent } from "@recsys/user-store";
 
 /** User-store metadata key: the seed id whose items were written to the catalogue store. */
 export const CATALOGUE_SEED_META_KEY = "orchestrator.catalogue_seeded";
@@ -100,7 +100,7 @@ export async function datasetFromCatalogueStore(catalogueStore: CatalogueStore):
  */
 export async function replayLoggedWatches(
   store: UserStore,
-  observe: (userId: string, itemId: string, timestamp: number) => void,
+  observe: (watch: WatchEvent) => void,
 ): Promise<{ watches: number; lastSeq: number; latest: number }> {
   let watches = 0;
   let lastSeq = 0;
@@ -109,7 +109,7 @@ export async function replayLoggedWatches(
     for (const event of batch) {
       lastSeq = event.seq;
       if (event.kind !== "watch") continue;
-      observe(event.userId, event.itemId, event.timestamp);
+      observe(event);
       if (event.timestamp > latest) latest = event.timestamp;
       watches++;
     }

@@ -100,6 +100,21 @@ describe.each<Backend>(["embedded", "redis"])("%s events log", (backend) => {
     sub.unsubscribe();
   });
 
+  it("keeps a watch's client id in the log and in subscriptions, not in the user's history", async () => {
+    const store = await openStore(backend);
+    const seen: UserEvent[] = [];
+    const sub = store.subscribe((events) => seen.push(...events));
+    await sub.ready;
+    const event: UserEvent = { kind: "watch", userId: "u1", itemId: "i1", timestamp: 20, clientId: "device-9" };
+    await store.append([event]);
+    expect((await scanAll(store)).events).toEqual([{ ...event, seq: 1 }]);
+    await expect.poll(() => seen.length, { timeout: 5000 }).toBe(1);
+    expect(seen[0]).toEqual(event);
+    expect((await store.get("u1"))?.watches).toEqual([{ userId: "u1", itemId: "i1", timestamp: 20 }]);
+    await expect(store.append([{ ...event, clientId: "x".repeat(store.limits.maxIdLength + 1) }])).rejects.toThrow(/clientId is too long/);
+    sub.unsubscribe();
+  });
+
   it("rejects a malformed served answer, storing nothing", async () => {
     const store = await openStore(backend);
     const bad = { ...served("a", "r1", 12, ["i3"]), items: [{ itemId: "i3", position: 0, provenance: [] }] } as UserEvent;

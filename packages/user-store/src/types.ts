@@ -14,6 +14,12 @@ export interface WatchEvent {
   readonly timestamp: number;
   /** Seconds actually watched, when known. */
   readonly watchSeconds?: number;
+  /**
+   * The end client (app installation, device) the watch came from, when the caller said: the
+   * orchestrator caps the watches of one item per client in its counts. Kept in the events log,
+   * not in the user's history.
+   */
+  readonly clientId?: string;
 }
 
 export interface SearchEvent {

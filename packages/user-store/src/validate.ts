@@ -85,13 +85,15 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 export function checkWatch(value: unknown, field: string, limits: UserStoreLimits): WatchEvent {
   if (!isObject(value)) fail(field, "must be an object");
-  const event: { userId: string; itemId: string; timestamp: number; watchSeconds?: number } = {
+  const event: { userId: string; itemId: string; timestamp: number; watchSeconds?: number; clientId?: string } = {
     userId: checkId(value.userId, `${field}.userId`, limits),
     itemId: checkId(value.itemId, `${field}.itemId`, limits),
     timestamp: checkTimestamp(value.timestamp, `${field}.timestamp`),
   };
   const watchSeconds = checkOptionalNumber(value.watchSeconds, `${field}.watchSeconds`, MAX_WATCH_SECONDS, false);
   if (watchSeconds !== undefined) event.watchSeconds = watchSeconds;
+  const clientId = checkOptionalString(value.clientId, `${field}.clientId`, limits.maxIdLength);
+  if (clientId !== undefined && clientId !== "") event.clientId = clientId;
   return event;
 }
 
