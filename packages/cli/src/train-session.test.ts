@@ -44,6 +44,9 @@ describe("recsys train-session and the pipeline with the session source in recsy
   it("rejects a bad encoder and a dataset the bundle was not trained on", async () => {
     const dir = join(root, "cg");
     expect((await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--encoder", "lstm"])).code).toBe(2);
+    const badLr = await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--lr", "0"]);
+    expect(badLr.code).toBe(2);
+    expect(badLr.stderr).toContain("--lr must be a positive number, got 0");
     const other = await capture(trainSession, [
       "--dataset",
       "synthetic:users=50,items=40,events=5,seed=1",
@@ -58,7 +61,22 @@ describe("recsys train-session and the pipeline with the session source in recsy
 
   it("trains on the bundle's holdout rows into DIR/session/, and evaluate reports pipeline_with_session", async () => {
     const dir = join(root, "cg");
-    const trained = await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--encoder", "stamp", "--epochs", "2", "--seed", "3"]);
+    const trained = await capture(trainSession, [
+      "--dataset",
+      SPEC,
+      "--model",
+      dir,
+      "--encoder",
+      "stamp",
+      "--epochs",
+      "2",
+      "--batch",
+      "16",
+      "--lr",
+      "0.003",
+      "--seed",
+      "3",
+    ]);
     expect(trained.code, trained.stderr).toBe(0);
     expect(trained.stdout).toMatch(/^wrote a stamp session model to .*session \(\d+ examples, 2 epochs/);
     const manifest = JSON.parse(await readFile(join(dir, "session", "manifest.json"), "utf8")) as {
@@ -67,6 +85,8 @@ describe("recsys train-session and the pipeline with the session source in recsy
     };
     expect(manifest.encoder.kind).toBe("stamp");
     expect(manifest.training["holdout"]).toBe("test");
+    expect(manifest.training).toMatchObject({ batchSize: 16, learningRate: 0.003 });
+    expect(trained.stderr).toContain("batch 16, lr 0.003");
     // Trained on exactly the non-test rows: every user's training sequence, next-item targets after the first.
     const dataset = await loadDataset(SPEC);
     const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), "test");

@@ -1,5 +1,5 @@
 /**
- * `recsys train-session --dataset SPEC --model DIR [--encoder sasrec|gru4rec|narm|stamp] [--epochs N] [--seed S]`
+ * `recsys train-session --dataset SPEC --model DIR [--encoder sasrec|gru4rec|narm|stamp] [--epochs N] [--batch N] [--lr X] [--seed S]`
  *
  * Trains the session (sequence) model behind the candidate-gen bundle in DIR and writes it to
  * DIR/session/ (@recsys/sequence saveSequenceModel). It trains on the same rows as the bundle
@@ -26,7 +26,7 @@ import { formatDuration } from "../train-progress.js";
 /** Epochs when --epochs is not given (a fixed count: no validation-based stopping here). */
 export const DEFAULT_SESSION_EPOCHS = 20;
 
-const USAGE = `usage: recsys train-session --dataset SPEC --model DIR [--encoder ${ENCODER_KINDS.join("|")}] [--epochs N] [--seed S] [--out DIR]`;
+const USAGE = `usage: recsys train-session --dataset SPEC --model DIR [--encoder ${ENCODER_KINDS.join("|")}] [--epochs N] [--batch N] [--lr X] [--seed S] [--out DIR]`;
 
 /** Where a bundle's session model lives. */
 export function sessionDir(modelDir: string): string {
@@ -51,6 +51,8 @@ export async function run(argv: string[]): Promise<number> {
       out: { type: "string" },
       encoder: { type: "string", default: DEFAULT_SEQUENCE_CONFIG.encoder.kind },
       epochs: { type: "number", default: DEFAULT_SESSION_EPOCHS },
+      batch: { type: "number", default: DEFAULT_SEQUENCE_CONFIG.batchSize },
+      lr: { type: "number", default: DEFAULT_SEQUENCE_CONFIG.learningRate },
       seed: { type: "number", default: DEFAULT_SEQUENCE_CONFIG.seed },
     });
   } catch (err) {
@@ -67,6 +69,10 @@ export async function run(argv: string[]): Promise<number> {
   const seed = Number(args["seed"]);
   if (!Number.isInteger(epochs) || epochs < 1) return usageError(`--epochs must be a positive integer, got ${String(args["epochs"])}`);
   if (!Number.isSafeInteger(seed)) return usageError(`--seed must be an integer, got ${String(args["seed"])}`);
+  const batchSize = Number(args["batch"]);
+  const learningRate = Number(args["lr"]);
+  if (!Number.isInteger(batchSize) || batchSize < 1) return usageError(`--batch must be a positive integer, got ${String(args["batch"])}`);
+  if (!(Number.isFinite(learningRate) && learningRate > 0)) return usageError(`--lr must be a positive number, got ${String(args["lr"])}`);
 
   const started = performance.now();
   await initBackend();
@@ -92,12 +98,14 @@ export async function run(argv: string[]): Promise<number> {
   const rows = trainingRows(split, holdout);
   const sequences = userSequences(dataset, rows);
   log(
-    `holdout ${holdout} (from the bundle ${bundleVersion}): ${rows.length} training rows; encoder ${kind}, ${epochs} epochs, seed ${seed}`,
+    `holdout ${holdout} (from the bundle ${bundleVersion}): ${rows.length} training rows; encoder ${kind}, ${epochs} epochs, batch ${batchSize}, lr ${learningRate}, seed ${seed}`,
   );
   const config = {
     ...DEFAULT_SEQUENCE_CONFIG,
     encoder: { ...DEFAULT_SEQUENCE_CONFIG.encoder, kind: kind as EncoderKind },
     maxEpochs: epochs,
+    batchSize,
+    learningRate,
     seed,
   };
   const result = trainSequenceModel(sequences, dataset.items.ids.length, config, {
@@ -110,6 +118,8 @@ export async function run(argv: string[]): Promise<number> {
       holdout,
       candidateGenVersion: bundleVersion,
       epochs: result.epochs,
+      batchSize,
+      learningRate,
       seed,
       examples: result.examples,
     });
