@@ -1,6 +1,6 @@
 import type { Rng } from "@recsys/data";
 import { CATEGORICAL_FEATURES, type EncodedBatch, type FeatureSpace, NUM_CATEGORICAL, NUM_CONTINUOUS } from "@recsys/features";
-import { tf } from "@recsys/tf";
+import { tf, variableFrom } from "@recsys/tf";
 import { type ModelConfig, validateModelConfig } from "./config.js";
 import { SparseTable } from "./sparse.js";
 
@@ -100,8 +100,8 @@ export class CandidateGenModel {
       layers.push({
         inDim,
         outDim,
-        w: tf.variable(tf.tensor2d(lw.w, [inDim, outDim]), true, `cg${id}/dense${l}/w`),
-        b: tf.variable(tf.tensor1d(lw.b), true, `cg${id}/dense${l}/b`),
+        w: variableFrom(tf.tensor2d(lw.w, [inDim, outDim]), `cg${id}/dense${l}/w`),
+        b: variableFrom(tf.tensor1d(lw.b), `cg${id}/dense${l}/b`),
         relu: l < config.tower.length - 1 || config.finalActivation === "relu",
       });
       inDim = outDim;

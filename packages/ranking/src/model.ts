@@ -12,7 +12,7 @@
 import { SparseTable, type SparseOptimizerConfig } from "@recsys/candidate-gen";
 import type { Rng } from "@recsys/data";
 import { CATEGORICAL_FEATURES, NUM_CATEGORICAL } from "@recsys/features";
-import { tf } from "@recsys/tf";
+import { tf, variableFrom } from "@recsys/tf";
 import type { RankingBatch } from "./encode.js";
 import type { RankingSpace } from "./space.js";
 import { WIDE_SLOTS } from "./wide.js";
@@ -176,8 +176,8 @@ export class RankerModel {
       const layer: RankerLayer = {
         inDim,
         outDim,
-        w: tf.variable(tf.tensor2d(lw.w, [inDim, outDim]), true, `ranker${id}/dense${l}/w`),
-        b: tf.variable(tf.tensor1d(lw.b), true, `ranker${id}/dense${l}/b`),
+        w: variableFrom(tf.tensor2d(lw.w, [inDim, outDim]), `ranker${id}/dense${l}/w`),
+        b: variableFrom(tf.tensor1d(lw.b), `ranker${id}/dense${l}/b`),
         relu: l < widths.length - 1,
       };
       inDim = outDim;

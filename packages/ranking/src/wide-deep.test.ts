@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { lastoutSplit, Rng, trainingRows } from "@recsys/data";
 import { NUM_CATEGORICAL } from "@recsys/features";
 import { createStandardSources } from "@recsys/sources";
-import { initBackend } from "@recsys/tf";
+import { initBackend, tf } from "@recsys/tf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadRanker, rankerFromTraining, saveRanker } from "./bundle.js";
 import { encodeCandidates, RankingBatch, resolveRankingUser } from "./encode.js";
@@ -173,6 +173,19 @@ describe("wide part", () => {
     // Chance is 1 / (1 + negatives) ≈ 0.17.
     expect(withoutCross).toBeLessThan(0.4);
     expect(withCross).toBeGreaterThan(0.9);
+  });
+
+  it("a model leaves no tensor behind once disposed (a ranking stage loads one per rollout)", () => {
+    const before = tf.memory();
+    const model = RankerModel.create(
+      fakeSpace,
+      { ...DEFAULT_RANKER_MODEL_CONFIG, itemDim: 8, categoricalDim: 2, tower: [16, 8] },
+      new Rng(1, 1),
+      0.05,
+    );
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
   });
 });
 

@@ -15,7 +15,7 @@
  * on every position like the others.
  */
 import type { Rng } from "@recsys/data";
-import { tf } from "@recsys/tf";
+import { tf, variableFrom } from "@recsys/tf";
 import { dense, layerNorm, bmm, mm } from "./ops.js";
 
 export type EncoderKind = "sasrec" | "gru4rec" | "narm" | "stamp";
@@ -45,15 +45,16 @@ export interface SequenceEncoder {
   encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D;
 }
 
-function glorot(rng: Rng, rows: number, cols: number, name: string): tf.Variable {
+/** Glorot-uniform weights for a rows × cols matrix, stored with `shape` (default [rows, cols]). */
+function glorot(rng: Rng, rows: number, cols: number, name: string, shape: number[] = [rows, cols]): tf.Variable {
   const limit = Math.sqrt(6 / (rows + cols));
   const v = new Float32Array(rows * cols);
   for (let i = 0; i < v.length; i++) v[i] = (2 * rng.next() - 1) * limit;
-  return tf.variable(tf.tensor2d(v, [rows, cols]), true, name);
+  return variableFrom(tf.tensor(v, shape), name);
 }
 
 function constant(n: number, value: number, name: string): tf.Variable {
-  return tf.variable(tf.fill([n], value), true, name);
+  return variableFrom(tf.fill([n], value), name);
 }
 
 let instances = 0;
@@ -257,7 +258,7 @@ export class NarmEncoder implements SequenceEncoder {
     this.gru = new Gru4RecEncoder(d, maxLength, rng);
     this.a1 = glorot(rng, d, d, `${p}/a1`);
     this.a2 = glorot(rng, d, d, `${p}/a2`);
-    this.v = tf.variable(tf.reshape(glorot(rng, d, 1, `${p}/v0`), [d]), true, `${p}/v`);
+    this.v = glorot(rng, d, 1, `${p}/v`, [d]);
     this.b = glorot(rng, 2 * d, d, `${p}/b`);
     this.variables = [...this.gru.variables, this.a1, this.a2, this.v, this.b];
   }
@@ -308,7 +309,7 @@ export class StampEncoder implements SequenceEncoder {
     this.w2 = glorot(rng, d, d, `${p}/w2`);
     this.w3 = glorot(rng, d, d, `${p}/w3`);
     this.ba = constant(d, 0, `${p}/ba`);
-    this.w0 = tf.variable(tf.reshape(glorot(rng, d, 1, `${p}/w00`), [d]), true, `${p}/w0`);
+    this.w0 = glorot(rng, d, 1, `${p}/w0`, [d]);
     this.wa = glorot(rng, d, d, `${p}/wa`);
     this.bMa = constant(d, 0, `${p}/bma`);
     this.wb = glorot(rng, d, d, `${p}/wb`);

@@ -5,7 +5,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { tf } from "@recsys/tf";
+import { assignFrom, tf } from "@recsys/tf";
 import type { EncoderConfig } from "./encoders.js";
 import { SequenceModel } from "./model.js";
 
@@ -72,7 +72,7 @@ export async function loadSequenceModel(dir: string): Promise<{ model: SequenceM
   model.items.data.set(flat.subarray(0, targets[0]!));
   let o = targets[0]!;
   model.encoder.variables.forEach((v) => {
-    v.assign(tf.tensor(flat.subarray(o, o + v.size), v.shape));
+    assignFrom(v, tf.tensor(flat.subarray(o, o + v.size), v.shape));
     o += v.size;
   });
   return { model, manifest };

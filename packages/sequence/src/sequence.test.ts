@@ -1,5 +1,5 @@
 import { Rng } from "@recsys/data";
-import { initBackend } from "@recsys/tf";
+import { initBackend, tf } from "@recsys/tf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ENCODER_KINDS, type EncoderKind } from "./encoders.js";
 import { buildWindows, DEFAULT_SEQUENCE_CONFIG, trainSequenceModel, type SequenceTrainConfig } from "./trainer.js";
@@ -143,10 +143,31 @@ describe("saveSequenceModel / loadSequenceModel", () => {
       expect(Array.from(loaded.encodeLast(sessions))).toEqual(Array.from(model.encodeLast(sessions)));
       model.dispose();
       loaded.dispose();
+      // Loading leaves nothing behind once the model is disposed (a hot reload loads one per version).
+      const before = tf.memory().numTensors;
+      (await loadSequenceModel(dir)).model.dispose();
+      expect(tf.memory().numTensors).toBe(before);
       await writeFile(join(dir, "manifest.json"), JSON.stringify({ ...manifest, format: "other/1" }));
       await expect(loadSequenceModel(dir)).rejects.toThrow(/expected "recsys-sequence\/1"/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("trainSequenceModel memory", () => {
+  it.each(["full", "sampled"] as const)("leaves no tensor behind once the model is disposed (%s softmax)", (softmax) => {
+    const config: SequenceTrainConfig = {
+      ...DEFAULT_SEQUENCE_CONFIG,
+      encoder: { kind: "sasrec", dim: 8, maxLength: 10, numBlocks: 1 },
+      softmax,
+      negatives: 8,
+      batchSize: 8,
+      maxEpochs: 3,
+    };
+    const before = tf.memory().numTensors;
+    const { model } = trainSequenceModel(plantedSequences(40, 10, 9), N, config);
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
   });
 });

@@ -13,7 +13,7 @@
  */
 import { Rng } from "@recsys/data";
 import { AliasSampler, type SparseOptimizerConfig } from "@recsys/candidate-gen";
-import { tf } from "@recsys/tf";
+import { assignFrom, tf, variableFrom } from "@recsys/tf";
 import type { EncoderConfig } from "./encoders.js";
 import { PAD, SequenceModel } from "./model.js";
 import { fullSoftmaxLoss, gatherRows } from "./ops.js";
@@ -179,11 +179,11 @@ export function trainSequenceModel(
   const validRows = new Int32Array(B * L);
   const validTargets = new Int32Array(B * L);
   const attention = model.encoder.needsAttentionMask ? new Float32Array(B * L * L) : null;
-  const xVar = tf.variable(tf.zeros([B, L, d]), true, "seq/x");
+  const xVar = variableFrom(tf.zeros([B, L, d]), "seq/x");
   const outT = sampled ? new Float32Array(d * S) : new Float32Array(d * numItems);
-  const outVar = tf.variable(tf.zeros(sampled ? [d, S] : [d, numItems]), true, "seq/out");
+  const outVar = variableFrom(tf.zeros(sampled ? [d, S] : [d, numItems]), "seq/out");
   const posRows = sampled ? new Float32Array(B * L * d) : null;
-  const posVar = sampled ? tf.variable(tf.zeros([B * L, d]), true, "seq/pos") : null;
+  const posVar = sampled ? variableFrom(tf.zeros([B * L, d]), "seq/pos") : null;
   const negIds = new Int32Array(S);
   const negOffset = new Float32Array(S);
   const posOffset = new Float32Array(B * L);
@@ -258,7 +258,7 @@ export function trainSequenceModel(
           validTargets[v++] = tgt[p]! - 1;
         }
       }
-      xVar.assign(tf.tensor3d(x, [B, L, d]));
+      assignFrom(xVar, tf.tensor3d(x, [B, L, d]));
       if (sampled) {
         for (let j = 0; j < S; j++) {
           const item = sampler!.sample(negRng);
@@ -277,14 +277,14 @@ export function trainSequenceModel(
             posOffset[p] = -Math.log(S * sampler!.prob(id - 1));
           }
         }
-        posVar!.assign(tf.tensor2d(posRows!, [B * L, d]));
+        assignFrom(posVar!, tf.tensor2d(posRows!, [B * L, d]));
       } else {
         for (let i = 0; i < numItems; i++) {
           const o = (i + 1) * d;
           for (let c = 0; c < d; c++) outT[c * numItems + i] = tableData[o + c]!;
         }
       }
-      outVar.assign(tf.tensor2d(outT, [d, sampled ? S : numItems]));
+      assignFrom(outVar, tf.tensor2d(outT, [d, sampled ? S : numItems]));
       t = tick("gather", t);
 
       const { value, grads } = tf.variableGrads(() => {

@@ -316,3 +316,24 @@ export function nativeBlas(): Blas | null {
 function defaultLog(line: Record<string, unknown>): void {
   process.stderr.write(`${JSON.stringify({ time: Date.now(), ...line })}\n`);
 }
+
+/**
+ * A variable holding `init`, which is disposed. tf.variable shares the initial tensor's data and
+ * leaves that tensor alive, so a variable made from a temporary tensor keeps its data after the
+ * variable's own dispose(): every model load or training run leaked its initial weights.
+ */
+export function variableFrom(init: tf.Tensor, name?: string, trainable = true): tf.Variable {
+  const v = tf.variable(init, trainable, name);
+  init.dispose();
+  return v;
+}
+
+/**
+ * Gives `variable` the value of `value` and disposes `value`. Variable.assign takes a reference
+ * to the new value's data and leaves the tensor itself alive: a tensor made only to be assigned
+ * leaks unless it is disposed (one per training step).
+ */
+export function assignFrom(variable: tf.Variable, value: tf.Tensor): void {
+  variable.assign(value);
+  value.dispose();
+}

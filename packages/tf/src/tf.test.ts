@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { initBackend, parseBackendChoice, parseWasmThreads, tf } from "./index.js";
+import { assignFrom, initBackend, parseBackendChoice, parseWasmThreads, tf, variableFrom } from "./index.js";
 
 describe("backend selection", () => {
   it("parses RECSYS_TF_BACKEND values and names the accepted ones on error", () => {
@@ -58,5 +58,25 @@ describe("multi-threaded wasm kernels", () => {
     for (let i = 0; i < 300; i++)
       for (let j = 0; j < 90; j++) for (let k = 0; k < 70; k++) expected += (((i * 70 + k) % 13) - 6) * (((k * 90 + j) % 7) - 3);
     expect(r.sum).toBe(expected);
+  });
+});
+
+describe("variableFrom / assignFrom", () => {
+  it("leave no tensor or data behind once the variable is disposed (plain tf.variable and assign do)", async () => {
+    await initBackend({ log: null });
+    const start = tf.memory();
+    // What they replace: the initial and the assigned tensors outlive the variable.
+    const leaky = tf.variable(tf.zeros([4, 4]));
+    leaky.assign(tf.ones([4, 4]));
+    leaky.dispose();
+    const leaked = tf.memory();
+    expect(leaked.numTensors - start.numTensors).toBe(2);
+    expect(leaked.numBytes).toBeGreaterThan(start.numBytes);
+    const v = variableFrom(tf.zeros([4, 4]), "t/v");
+    assignFrom(v, tf.ones([4, 4]));
+    expect(Array.from(v.dataSync())).toEqual(new Array(16).fill(1));
+    v.dispose();
+    expect(tf.memory().numTensors).toBe(leaked.numTensors);
+    expect(tf.memory().numBytes).toBe(leaked.numBytes);
   });
 });
