@@ -25,7 +25,7 @@ const BENCHMARKS: Record<string, { summary: string; load: () => Promise<{ run(ar
     load: () => import("./sequence-bench.js"),
   },
   serve: {
-    summary: "the four stages under gRPC load on a 1M-item catalogue, vs in-process, and HNSW recall [--json] [--items N]",
+    summary: "the four stages under gRPC load on a 1M-item catalogue, vs in-process, and HNSW recall [--json] [--items N] [--anonymous]",
     load: () => import("./serve-bench.js"),
   },
 };

@@ -24,6 +24,14 @@
  *    `--requests` requests at `--rate` per second with at most `--concurrency` in flight and a
  *    time cap (with `--events-rate`, RecordEvents calls beside it): QPS, client-side p50/p95/p99, errors, degraded answers, and each stage's
  *    p50/p95/p99 from the orchestrator's stage histogram (bucket-interpolated).
+ * 4b. With `--anonymous`, every Recommend the benchmark sends (warm-up, sequential pass, load,
+ *    rollouts, curve, in-process comparison) is an anonymous session: `session_item_ids` = a
+ *    random user's last 1-5 watches, no user id. The orchestrator answers it with the session
+ *    source, co-watch, popular and trending, without candidate generation, retrieval or the user
+ *    store; the stack serves the bundle with a session model (serve-session.ts). The report's
+ *    `session_source` says in how many of the load's requests the session source ran (the
+ *    orchestrator's candidates metric) and how many answers hold one of its items; the run
+ *    exits 1 when it did not run in every answered request.
  * 5. The same pipeline in this process without gRPC (serve-in-process.ts), loaded while the stack
  *    still runs, in blocks taking turns with blocks of sequential calls to the stack
  *    (`compareInterleaved`): the split / in-process ratio compares samples taken at the same host
@@ -50,14 +58,21 @@ import { cp, mkdir, readFile, rm, symlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { benchAnn } from "@recsys/ann";
 import { ensureStackModel, launchStack, stackPaths, type Stack } from "@recsys/cli";
-import { loadDataset } from "@recsys/data";
-import { CandidateGenerationService, RecommenderService, type RecommendResponse, type UserContextSchema } from "@recsys/gen";
+import { type Dataset, loadDataset } from "@recsys/data";
+import {
+  CandidateGenerationService,
+  RecommenderService,
+  type RecommendRequestSchema,
+  type RecommendResponse,
+  type UserContextSchema,
+} from "@recsys/gen";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { loadBundleInfo } from "@recsys/orchestrator";
 import { applyServingV8Flags, collectStartupGarbage, connect, isServiceError, statusName } from "@recsys/runtime";
 import { servedAnnRecall, type ServedAnnResult } from "./serve-ann.js";
 import { existingExtension, extendBundleToCatalogue } from "./serve-catalogue.js";
 import { startInProcessPipeline } from "./serve-in-process.js";
+import { ensureSessionBundle, type SessionBundle } from "./serve-session.js";
 import { measureRankerRollout, type RolloutResult } from "./serve-rollout.js";
 import { measureBundleRollout, type BundleRolloutResult } from "./serve-bundle-rollout.js";
 import { type CurvePoint, formatCurve, formatProfiles, measureLoadCurve, profileByStage, type ProfileEntry } from "./serve-curve.js";
@@ -103,7 +118,8 @@ const USAGE =
   "usage: npm run bench -- serve [--json] [--items N] [--users N] [--events N] [--shards N] [--requests N] [--concurrency N]\n" +
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
   "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]\n" +
-  "         [--curve 100,200,300,400 (rates of the load curve; 0 = none)] [--curve-seconds S] [--cpu-prof DIR (V8 profiles of every stage, cut to the curve's points)]";
+  "         [--curve 100,200,300,400 (rates of the load curve; 0 = none)] [--curve-seconds S] [--cpu-prof DIR (V8 profiles of every stage, cut to the curve's points)]\n" +
+  "         [--anonymous (every Recommend an anonymous session: a few recent item ids, no user id; the bundle served with a session model)]";
 
 interface Args {
   json: boolean;
@@ -137,6 +153,8 @@ interface Args {
   curveSeconds: number;
   /** Directory for every stage's V8 CPU profile (`--cpu-prof`), summarised per curve point; "" for none. */
   cpuProf: string;
+  /** Every Recommend an anonymous session (serve-session.ts), the bundle served with a session model. */
+  anonymous: boolean;
 }
 
 function parse(argv: string[]): Args {
@@ -165,6 +183,7 @@ function parse(argv: string[]): Args {
     curve: [100, 200, 300, 400],
     curveSeconds: 20,
     cpuProf: "",
+    anonymous: false,
   };
   const numbers: Record<string, keyof Args> = {
     "--items": "items",
@@ -188,6 +207,7 @@ function parse(argv: string[]): Args {
     else if (arg === "--fresh") a.fresh = true;
     else if (arg === "--no-ann-clustered") a.annClustered = false;
     else if (arg === "--rollout") a.rollout = true;
+    else if (arg === "--anonymous") a.anonymous = true;
     else if (arg === "--cache") a.cache = argv[++i] ?? "";
     else if (arg === "--cpu-prof") a.cpuProf = resolve(argv[++i] ?? "");
     else if (arg === "--transport") {
@@ -276,7 +296,10 @@ export function hopBreakdown(stack: Stack, before: Map<string, string>, after: M
       callee_ms: served(stack.ranking.name, "ranking", "recsys.v1.RankingService/Rank"),
     });
   }
-  return hops.map((h) => ({ hop: h.hop, caller_ms: round(h.caller_ms), callee_ms: round(h.callee_ms) }));
+  // A hop no call went through (an anonymous session makes no EmbedUser or Search call) is left out.
+  return hops
+    .filter((h) => !(Number.isNaN(h.caller_ms) && Number.isNaN(h.callee_ms)))
+    .map((h) => ({ hop: h.hop, caller_ms: round(h.caller_ms), callee_ms: round(h.callee_ms) }));
 }
 
 function mean(values: ArrayLike<number>): number {
@@ -349,6 +372,12 @@ interface Prepared {
   readonly spec: string;
   readonly runDir: string;
   readonly model: { readonly dir: string; readonly reused: boolean };
+  /** The bundle the stack serves: `model.dir`, or with --anonymous the same with a session model (serve-session.ts). */
+  readonly servedDir: string;
+  /** With --anonymous, the session model's training (null otherwise). */
+  readonly session: SessionBundle | null;
+  /** With --anonymous, the sessions the requests send (item ids, oldest first); empty otherwise. */
+  readonly sessions: readonly (readonly string[])[];
   readonly lowered: string[];
   readonly datasetSeconds: number;
   readonly trainSeconds: number;
@@ -404,6 +433,14 @@ async function prepareCatalogueAndModels(args: Args, log: (message: string) => v
   lowered.push(
     `catalogue: ${info.trained} items were watched in training and keep their trained embeddings; the other ${info.synthesised} got synthesised ones (a low-rank Gaussian fitted on the trained items of their topic: its top 8 principal directions plus a small residual)`,
   );
+  // 2b. With --anonymous, the bundle with a session model (serve-session.ts).
+  let session: SessionBundle | null = null;
+  if (args.anonymous) {
+    session = await ensureSessionBundle({ bundleDir: model.dir, dir: join(runDir, "bundle-session"), dataset, log });
+    lowered.push(
+      `session model: ${session.encoder} trained ${session.epochs} epochs with a sampled softmax on the same watch log over the whole catalogue (items nobody watched keep random embeddings); anonymous sessions are each a random user's last 1-${SESSION_ITEMS} watches, sent without the user id`,
+    );
+  }
   for (const line of lowered) log(`lowered: ${line}`);
 
   // Each ANN query context carries the user's last 50 watches (with their times), as the
@@ -426,7 +463,48 @@ async function prepareCatalogueAndModels(args: Args, log: (message: string) => v
     }
     annContexts.push({ userId: users[u]!, watchHistory, requestTime: { seconds: BigInt(Math.floor(last) + 1), nanos: 0 } });
   }
-  return { spec, runDir, model, lowered, datasetSeconds, trainSeconds, users, itemCount: dataset.items.ids.length, annContexts };
+  const sessions = args.anonymous ? anonymousSessions(dataset, SESSION_POOL, prng(7)) : [];
+  return {
+    spec,
+    runDir,
+    model,
+    servedDir: session?.dir ?? model.dir,
+    session,
+    sessions,
+    lowered,
+    datasetSeconds,
+    trainSeconds,
+    users,
+    itemCount: dataset.items.ids.length,
+    annContexts,
+  };
+}
+
+/** Items of an anonymous session: at most this many. */
+const SESSION_ITEMS = 5;
+/** Sessions drawn once; the requests cycle through them at random. */
+const SESSION_POOL = 10_000;
+
+/**
+ * `count` anonymous sessions: each the last 1..SESSION_ITEMS watches (oldest first, as
+ * `session_item_ids` wants them) of a random user of the watch log, so that a session holds
+ * items watched together, as a visitor's would.
+ */
+export function anonymousSessions(dataset: Dataset, count: number, random: () => number): string[][] {
+  const users = dataset.users.ids.length;
+  const offsets = userOffsets(dataset.events.user, users);
+  const out: string[][] = [];
+  for (let attempt = 0; out.length < count && attempt < count * 10; attempt++) {
+    const u = Math.floor(random() * users);
+    const watches = offsets[u + 1]! - offsets[u]!;
+    if (watches === 0) continue;
+    const n = 1 + Math.floor(random() * Math.min(SESSION_ITEMS, watches));
+    const ids: string[] = [];
+    for (let row = offsets[u + 1]! - n; row < offsets[u + 1]!; row++) ids.push(dataset.items.ids[dataset.events.item[row]!]!);
+    out.push(ids);
+  }
+  if (out.length === 0) throw new Error("no user of the watch log has a watch: no anonymous session to send");
+  return out;
 }
 
 /** The `seconds` field of the last log line with each message (JSON log lines). */
@@ -444,6 +522,46 @@ async function logSeconds(file: string, messages: readonly string[]): Promise<Re
     }
   }
   return out;
+}
+
+/** How the load's requests used the session source (--anonymous). */
+export interface SessionSourceUse {
+  /** Requests the session source ran in (the orchestrator's `recsys_orchestrator_candidates{source="session"}` observations). */
+  readonly requests: number;
+  /** Mean candidates it contributed per request it ran in. */
+  readonly candidates_per_request: number;
+  /** Successful answers of the load. */
+  readonly answers: number;
+  /** Answers with at least one item nominated by the session source (provenance "session"). */
+  readonly answers_with_session_items: number;
+}
+
+/** The session source's use between two scrapes of the orchestrator's /metrics, and in the answers. */
+export function sessionSourceUse(before: string, after: string, answers: readonly RecommendResponse[]): SessionSourceUse {
+  const name = "recsys_orchestrator_candidates";
+  const b = parseHistogramSums(before, name, "source").get("session");
+  const a = parseHistogramSums(after, name, "source").get("session");
+  const requests = (a?.count ?? 0) - (b?.count ?? 0);
+  const candidates = (a?.sum ?? 0) - (b?.sum ?? 0);
+  return {
+    requests,
+    candidates_per_request: requests > 0 ? round(candidates / requests, 1) : 0,
+    answers: answers.length,
+    answers_with_session_items: answers.filter((r) => r.items.some((item) => item.provenance.some((p) => p.sourceName === "session")))
+      .length,
+  };
+}
+
+/**
+ * Why the anonymous load did not measure the session source, or undefined when it did: every
+ * answered request ran it (a request answered ran it before answering; one the client gave up on
+ * may have run it too) and it nominated candidates.
+ */
+export function sessionSourceSkipped(use: SessionSourceUse): string | undefined {
+  if (use.requests < use.answers)
+    return `the session source ran in ${use.requests} of the ${use.answers} answered anonymous requests (no session model in the served bundle, or it failed: see degraded_by_stage)`;
+  if (use.candidates_per_request <= 0) return "the session source ran but nominated no candidate";
+  return undefined;
 }
 
 function errorKey(error: unknown): string {
@@ -477,18 +595,18 @@ export async function run(argv: string[]): Promise<number> {
   // (a 1M-item catalogue) stays out of this process's heap during the load, so that this
   // process's own GC does not stall the clients it times.
   const prepared = await prepareCatalogueAndModels(args, log);
-  const { spec, runDir, model, lowered, datasetSeconds, trainSeconds, users, itemCount, annContexts } = prepared;
+  const { spec, runDir, model, servedDir, sessions, lowered, datasetSeconds, trainSeconds, users, itemCount, annContexts } = prepared;
   collectStartupGarbage(); // the dataset's garbage goes now rather than during the load
 
   // 3. The stack. With --rollout every stage reads the bundle through a symlink, as deployed, so
   // that a whole new bundle can be published (serve-bundle-rollout.ts).
-  let modelPath = model.dir;
+  let modelPath = servedDir;
   if (args.rollout) {
     const rolloutDir = join(runDir, "rollout");
     await rm(rolloutDir, { recursive: true, force: true });
     await mkdir(rolloutDir, { recursive: true });
     modelPath = join(rolloutDir, "current");
-    await symlink(model.dir, modelPath);
+    await symlink(servedDir, modelPath);
   }
   const t = performance.now();
   let stack: Stack | undefined = await launchStack({
@@ -532,7 +650,13 @@ export async function run(argv: string[]): Promise<number> {
 
   const random = prng(42);
   const pickUser = (): string => users[Math.floor(random() * users.length)]!;
+  // Every Recommend the benchmark sends: a user's, or with --anonymous an anonymous session.
+  const nextRequest = (): MessageInitShape<typeof RecommendRequestSchema> =>
+    args.anonymous
+      ? { sessionItemIds: [...sessions[Math.floor(random() * sessions.length)]!], count: args.count }
+      : { userId: pickUser(), count: args.count };
   let report: Record<string, unknown>;
+  let sessionSource: SessionSourceUse | undefined;
   const queries: Float32Array[] = [];
   let curvePoints: CurvePoint[] = [];
   const stagePids = new Map<number, string>();
@@ -546,7 +670,7 @@ export async function run(argv: string[]): Promise<number> {
       // Warm-up: channels, JIT.
       const warmUp = await runLoad(
         { requests: 100, concurrency: 4, rate: 0, timeCapSeconds: 60 },
-        () => client.recommend({ userId: pickUser(), count: args.count }),
+        () => client.recommend(nextRequest()),
         errorKey,
       );
       // What the event load watches: items the stack recommended.
@@ -559,7 +683,7 @@ export async function run(argv: string[]): Promise<number> {
       const beforeSequential = await scrapeStages(stack);
       const sequential = await runLoad(
         { requests: args.sequential, concurrency: 1, rate: 0, timeCapSeconds: 60 },
-        () => client.recommend({ userId: pickUser(), count: args.count }),
+        () => client.recommend(nextRequest()),
         errorKey,
       );
       const sequentialP = percentiles(sequential.latenciesMs);
@@ -600,7 +724,7 @@ export async function run(argv: string[]): Promise<number> {
           : undefined;
       const load = await runLoad<RecommendResponse>(
         { requests: args.requests, concurrency: args.concurrency, rate: args.rate, timeCapSeconds: args.timeCap },
-        () => client.recommend({ userId: pickUser(), count: args.count }),
+        () => client.recommend(nextRequest()),
         errorKey,
       );
       const events = await eventsLoad;
@@ -640,6 +764,15 @@ export async function run(argv: string[]): Promise<number> {
           count,
         };
       }
+      // With --anonymous: did the session source run in the load's requests (the orchestrator's
+      // candidates metric, observed once per request it ran in), and did its items reach answers?
+      if (args.anonymous) {
+        sessionSource = sessionSourceUse(before, after, load.outcomes);
+        log(
+          `session source: ran in ${sessionSource.requests} requests (${load.outcomes.length} answered), ${sessionSource.candidates_per_request} candidates per request; ` +
+            `${sessionSource.answers_with_session_items} answers hold a session item`,
+        );
+      }
       const cpuTotal = Object.values(cpuMs).reduce((sum, ms) => sum + ms, 0);
       if (Object.keys(rssMb).length > 0)
         log(
@@ -664,12 +797,12 @@ export async function run(argv: string[]): Promise<number> {
       let bundleRollout: BundleRolloutResult | undefined;
       if (args.rollout) {
         rollout = await measureRankerRollout({
-          bundleDir: model.dir,
+          bundleDir: servedDir,
           rate: args.rate || 100,
           seconds: ROLLOUT_SECONDS,
           concurrency: args.concurrency,
           publishAfterSeconds: ROLLOUT_PUBLISH_AFTER_SECONDS,
-          send: () => client.recommend({ userId: pickUser(), count: args.count }),
+          send: () => client.recommend(nextRequest()),
           errorKey,
           log,
         });
@@ -686,7 +819,7 @@ export async function run(argv: string[]): Promise<number> {
           concurrency: args.concurrency,
           publishAfterSeconds: ROLLOUT_PUBLISH_AFTER_SECONDS,
           preloadSeconds: BUNDLE_ROLLOUT_PRELOAD_SECONDS,
-          send: () => client.recommend({ userId: pickUser(), count: args.count }),
+          send: () => client.recommend(nextRequest()),
           errorKey,
           indexBuilds: async () => {
             let total = 0;
@@ -715,7 +848,7 @@ export async function run(argv: string[]): Promise<number> {
           seconds: args.curveSeconds,
           // Enough in flight that the pace, not the concurrency, sets the rate (400/s × 0.1 s).
           concurrency: Math.max(args.concurrency, 64),
-          send: () => client.recommend({ userId: pickUser(), count: args.count }),
+          send: () => client.recommend(nextRequest()),
           errorKey,
           processes,
           log,
@@ -744,7 +877,7 @@ export async function run(argv: string[]): Promise<number> {
         await rm(usersCopy, { recursive: true, force: true });
         await cp(paths.users, usersCopy, { recursive: true, filter: (source) => basename(source) !== "LOCK" });
         const inProcess = await startInProcessPipeline({
-          modelDir: model.dir,
+          modelDir: servedDir,
           dataset: spec,
           indexDir: paths.index,
           shards: args.shards,
@@ -757,8 +890,8 @@ export async function run(argv: string[]): Promise<number> {
             blocks: INTERLEAVED_BLOCKS,
             splitRequests: args.sequential,
             inProcessRequests: args.inProcess,
-            split: () => client.recommend({ userId: pickUser(), count: args.count }),
-            inProcess: () => inProcess.recommend({ userId: pickUser(), count: args.count }),
+            split: () => client.recommend(nextRequest()),
+            inProcess: () => inProcess.recommend(nextRequest()),
             errorKey,
           });
         } finally {
@@ -781,6 +914,8 @@ export async function run(argv: string[]): Promise<number> {
       report = {
         items: itemCount,
         users: users.length,
+        anonymous: args.anonymous,
+        ...(sessionSource === undefined ? {} : { session_source: sessionSource }),
         shards: args.shards,
         transport: args.transport,
         server: args.server,
@@ -906,6 +1041,12 @@ export async function run(argv: string[]): Promise<number> {
 
   if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
   else process.stdout.write(formatReport(report, ann.results));
+  // An anonymous benchmark whose requests skipped the session source measured something else.
+  const skipped = sessionSource === undefined ? undefined : sessionSourceSkipped(sessionSource);
+  if (skipped !== undefined) {
+    log(`FAILED: ${skipped}`);
+    return 1;
+  }
   return 0;
 }
 
@@ -918,13 +1059,16 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
     load_average_1m_during_load: number[];
     reference_loop_ms: number[];
   };
-  let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}, ${r["transport"]} clients, ${r["server"]} servers\n`;
+  let out = `serving benchmark: ${r["items"]} items, ${r["users"]} users, ${r["shards"]} retrieval shards, count ${r["count"]}, ${r["transport"]} clients, ${r["server"]} servers${r["anonymous"] === true ? ", anonymous sessions (session_item_ids, no user id)" : ""}\n`;
   out += `machine: ${machine.cores} cores, load average ${machine.load_average_1m_start} at start, ${machine.load_average_1m_during_load.join(" → ")} during the load; reference loop ${machine.reference_loop_ms.join(" → ")} ms (one core, before the sequential pass → after the load; lower is faster)\n`;
   for (const line of r["lowered"] as string[]) out += `lowered: ${line}\n`;
   out += `\nRecommend over gRPC (4 stages as processes on loopback)\n`;
   out += `  sequential         p50 ${seq.p50_ms} ms  p95 ${seq.p95_ms} ms  p99 ${seq.p99_ms} ms\n`;
   out += `  load               ${r["requests"]} requests in ${r["seconds"]} s = ${r["rps"]} req/s (rate ${r["target_rate"] || "unpaced"}, ≤ ${r["concurrency"]} in flight)\n`;
   out += `                     p50 ${r["p50_ms"]} ms  p95 ${r["p95_ms"]} ms  p99 ${r["p99_ms"]} ms  errors ${r["errors"]}  degraded ${r["degraded"]}\n`;
+  const session = r["session_source"] as SessionSourceUse | undefined;
+  if (session !== undefined)
+    out += `  session source     ran in ${session.requests} requests (${session.answers} answered), ${session.candidates_per_request} candidates per request; ${session.answers_with_session_items} answers hold a session item\n`;
   const events = r["events"] as
     | { rate: number; requests: number; p50_ms: number; p99_ms: number; errors_by_code: Record<string, number> }
     | undefined;
@@ -944,8 +1088,8 @@ function formatReport(r: Record<string, unknown>, ann: readonly ServedAnnResult[
   const hops = r["hops"] as { sequential: Hop[]; under_load: Hop[] };
   out += `\nwhere a Recommend's time goes: mean wait of the caller vs mean handling of the callee (its /metrics); the difference is the hop\n`;
   out += `  ${"call".padEnd(28)} ${"sequential: caller".padStart(18)} ${"callee".padStart(8)} ${"hop".padStart(7)}   ${"under load: caller".padStart(18)} ${"callee".padStart(8)} ${"hop".padStart(7)}\n`;
-  hops.sequential.forEach((h, i) => {
-    const l = hops.under_load[i];
+  hops.sequential.forEach((h) => {
+    const l = hops.under_load.find((x) => x.hop === h.hop);
     const cells = (x: Hop | undefined): string =>
       x === undefined
         ? ""

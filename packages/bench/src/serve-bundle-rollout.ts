@@ -27,7 +27,7 @@ async function flip(linkPath: string, target: string): Promise<void> {
 }
 
 /** Hard-links every file of `from` into `to` (recursively), except the names in `skip`. */
-async function linkTree(from: string, to: string, skip: ReadonlySet<string>): Promise<void> {
+export async function linkTree(from: string, to: string, skip: ReadonlySet<string>): Promise<void> {
   await mkdir(to, { recursive: true });
   for (const name of await readdir(from)) {
     if (skip.has(name)) continue;
