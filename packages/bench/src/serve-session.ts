@@ -11,9 +11,10 @@
  * a 1M-item catalogue forces: a **sampled** softmax (256 shared negatives, logQ-corrected; the
  * full softmax's logits are rows × 1M) and a few epochs (`SESSION_EPOCHS`), like the candidate
  * generator trained briefly on the benchmark's small watch log. Items nobody watched keep their
- * random initial embeddings (the model cannot learn them), so the model's nearest items are
- * mostly watched ones; the cost per request does not depend on it (the session source encodes
- * the session and scores every item of the model's catalogue).
+ * random initial embeddings (the model cannot learn them). Each item's count as a training target
+ * is saved beside the weights (item-counts.u32), and the orchestrator nominates only items
+ * counted at least once (SESSION_MIN_ITEM_COUNT): the session source scans those rows, not the
+ * whole catalogue, per request. A kept model saved without counts is retrained.
  *
  * The logged-in benchmark serves the bundle without a session model (a session model makes the
  * orchestrator run the session source for logged-in users too, which would change its figures).
@@ -25,7 +26,14 @@ import { readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { BundleManifest } from "@recsys/candidate-gen";
 import { type Dataset, lastoutSplit, trainingRows } from "@recsys/data";
-import { DEFAULT_SEQUENCE_CONFIG, type SequenceManifest, saveSequenceModel, trainSequenceModel, userSequences } from "@recsys/sequence";
+import {
+  DEFAULT_SEQUENCE_CONFIG,
+  type SequenceManifest,
+  saveSequenceModel,
+  trainSequenceModel,
+  trainingTargetCounts,
+  userSequences,
+} from "@recsys/sequence";
 import { initBackend } from "@recsys/tf";
 import { linkTree } from "./serve-bundle-rollout.js";
 
@@ -82,7 +90,8 @@ export async function ensureSessionBundle(options: {
     t["candidateGenVersion"] === bundle.modelVersion &&
     t["datasetFingerprint"] === dataset.fingerprint &&
     t["epochs"] === epochs &&
-    t["seed"] === seed;
+    t["seed"] === seed &&
+    existing.itemCounts !== undefined;
 
   const partial = `${dir}.partial`;
   await rm(partial, { recursive: true, force: true });
@@ -101,21 +110,30 @@ export async function ensureSessionBundle(options: {
     log(
       `session model: training a ${config.encoder.kind} encoder over ${dataset.items.ids.length} items on ${rows.length} watches, ${epochs} epochs, sampled softmax (${config.negatives} negatives)`,
     );
+    const itemCounts = trainingTargetCounts(sequences, dataset.items.ids.length, config);
+    const targets = itemCounts.reduce((n, c) => n + (c > 0 ? 1 : 0), 0);
+    log(`session model: ${targets} of ${dataset.items.ids.length} items are training targets (the session source's candidates)`);
     const trained = trainSequenceModel(sequences, dataset.items.ids.length, config, {
       onEpoch: (p) => log(`session model: epoch ${p.epoch}/${epochs}, loss ${p.loss.toFixed(4)}`),
     });
     try {
-      await saveSequenceModel(join(partial, SESSION_DIR), trained.model, dataset.items.ids, {
-        datasetSpec: dataset.spec,
-        datasetFingerprint: dataset.fingerprint,
-        holdout: bundle.holdout,
-        candidateGenVersion: bundle.modelVersion,
-        epochs: trained.epochs,
-        seed,
-        examples: trained.examples,
-        softmax: config.softmax,
-        method: METHOD,
-      });
+      await saveSequenceModel(
+        join(partial, SESSION_DIR),
+        trained.model,
+        dataset.items.ids,
+        {
+          datasetSpec: dataset.spec,
+          datasetFingerprint: dataset.fingerprint,
+          holdout: bundle.holdout,
+          candidateGenVersion: bundle.modelVersion,
+          epochs: trained.epochs,
+          seed,
+          examples: trained.examples,
+          softmax: config.softmax,
+          method: METHOD,
+        },
+        itemCounts,
+      );
     } finally {
       trained.model.dispose();
     }

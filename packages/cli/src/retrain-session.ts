@@ -16,7 +16,14 @@
 import { access, cp, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Dataset } from "@recsys/data";
-import { DEFAULT_SEQUENCE_CONFIG, type SequenceManifest, saveSequenceModel, trainSequenceModel, userSequences } from "@recsys/sequence";
+import {
+  DEFAULT_SEQUENCE_CONFIG,
+  type SequenceManifest,
+  saveSequenceModel,
+  trainSequenceModel,
+  trainingTargetCounts,
+  userSequences,
+} from "@recsys/sequence";
 import { sessionDir } from "./commands/train-session.js";
 import { formatDuration } from "./train-progress.js";
 
@@ -67,22 +74,28 @@ export async function sessionModelForCandidate(options: {
   const rows = Int32Array.from({ length: train.events.user.length }, (_, r) => r);
   const started = performance.now();
   log(`session model: training a ${serving.encoder.kind} model (the serving one's encoder) for ${epochs} epochs on the training window`);
-  const result = trainSequenceModel(
-    userSequences(train, rows),
-    train.items.ids.length,
-    { ...DEFAULT_SEQUENCE_CONFIG, encoder: serving.encoder, maxEpochs: epochs, seed: options.seed },
-    { onEpoch: (p) => log(`session model: epoch ${p.epoch}/${epochs}: loss ${p.loss.toFixed(4)}`) },
-  );
+  const sequences = userSequences(train, rows);
+  const config = { ...DEFAULT_SEQUENCE_CONFIG, encoder: serving.encoder, maxEpochs: epochs, seed: options.seed };
+  const itemCounts = trainingTargetCounts(sequences, train.items.ids.length, config);
+  const result = trainSequenceModel(sequences, train.items.ids.length, config, {
+    onEpoch: (p) => log(`session model: epoch ${p.epoch}/${epochs}: loss ${p.loss.toFixed(4)}`),
+  });
   try {
-    await saveSequenceModel(sessionDir(stagingDir), result.model, train.items.ids, {
-      datasetSpec: train.spec,
-      datasetFingerprint: train.fingerprint,
-      holdout: "none",
-      candidateGenVersion: options.candidateVersion,
-      epochs: result.epochs,
-      seed: options.seed,
-      examples: result.examples,
-    });
+    await saveSequenceModel(
+      sessionDir(stagingDir),
+      result.model,
+      train.items.ids,
+      {
+        datasetSpec: train.spec,
+        datasetFingerprint: train.fingerprint,
+        holdout: "none",
+        candidateGenVersion: options.candidateVersion,
+        epochs: result.epochs,
+        seed: options.seed,
+        examples: result.examples,
+      },
+      itemCounts,
+    );
   } finally {
     result.model.dispose();
   }

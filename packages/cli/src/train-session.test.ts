@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveBundle, trainCandidateGen } from "@recsys/candidate-gen";
 import { lastoutSplit, loadDataset, trainingRows } from "@recsys/data";
+import { loadSequenceModel, userSequences } from "@recsys/sequence";
 import { initBackend } from "@recsys/tf";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { run as evaluate } from "./commands/evaluate.js";
@@ -92,6 +93,17 @@ describe("recsys train-session and the pipeline with the session source in recsy
     const rows = trainingRows(lastoutSplit(dataset.events, dataset.users.ids.length), "test");
     expect(trained.stderr).toContain(`holdout test (from the bundle`);
     expect(trained.stderr).toContain(`${rows.length} training rows`);
+    // Beside the weights: each item's count as a target of the training windows (the orchestrator
+    // nominates only counted items). With windows "last" of 50 items, a user's last 51 items give
+    // every item but the first of them as a target.
+    const { itemCounts, manifest: loadedManifest, model } = await loadSequenceModel(join(dir, "session"));
+    model.dispose();
+    expect(loadedManifest.itemCounts).toEqual({ file: "item-counts.u32", of: "targets" });
+    const expected = new Uint32Array(dataset.items.ids.length);
+    for (const s of userSequences(dataset, rows)) for (let k = Math.max(1, s.length - 50); k < s.length; k++) expected[s[k]!]!++;
+    expect(Array.from(itemCounts!)).toEqual(Array.from(expected));
+    expect(expected.some((c) => c === 0)).toBe(true);
+    expect(trained.stderr).toContain(`${expected.filter((c) => c > 0).length} of ${dataset.items.ids.length} items are training targets`);
 
     const small = ["--epochs", "1", "--max-examples", "4", "--budget", "20", "--merged-size", "40"];
     expect((await capture(trainRanker, ["--dataset", SPEC, "--model", dir, ...small])).code).toBe(0);

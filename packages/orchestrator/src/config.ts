@@ -147,6 +147,13 @@ export const configSchema = {
     description:
       "watches of one item from one client (UserEvent.client_id), whatever their user ids, counted at most this often in the co-watch, popular and trending counts (0 = no cap)",
   }),
+  SESSION_MIN_ITEM_COUNT: env.int({
+    default: 1,
+    min: 0,
+    max: 4_294_967_295,
+    description:
+      "the session source nominates only items its model was trained on as a target at least this often (its saved item counts; 0 = every item, also every item of a model saved without counts)",
+  }),
   SERVED_LOG: env.bool({
     default: true,
     description: "log every Recommend answer (request id, items, positions, provenance, model versions) in the user store's events log",

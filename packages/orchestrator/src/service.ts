@@ -137,7 +137,7 @@ export async function createOrchestrator(setup: ServiceSetup<OrchestratorConfig>
     // The bundle: catalogue ids, dataset and holdout; item embeddings (hot-reloaded) for reasons.
     const bundle = await watchModel<ServingBundle>({
       path: config.MODEL_PATH,
-      load: loadServingBundle,
+      load: (dir) => loadServingBundle(dir, { minItemCount: config.SESSION_MIN_ITEM_COUNT, logger }),
       retire: (old) => old.session?.dispose(),
       versionOf: (b) => b.modelVersion,
       pollMs: config.MODEL_POLL_INTERVAL,

@@ -7,12 +7,17 @@
  *
  * The model knows the items of the dataset it was trained on (its own index space); the
  * orchestrator's catalogue indices are mapped to it and back by item id, so items added through
- * the catalogue API since are simply unknown to it.
+ * the catalogue API since are simply unknown to it. Every item it knows is read in a session, but
+ * only the items it was trained on as a target at least SESSION_MIN_ITEM_COUNT times (its saved
+ * item counts) are nominated: the others have random output embeddings, and leaving them out of
+ * the index also bounds the scan per request (docs/sequence-models.md). A model saved without
+ * counts nominates every item.
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { loadSequenceModel, sessionEncoder, type SequenceModel } from "@recsys/sequence";
-import { BruteForceIndex, SessionSource, type SourceResult } from "@recsys/sources";
+import type { Logger } from "@recsys/runtime";
+import { BruteForceIndex, BruteForceSubsetIndex, SessionSource, type SourceResult } from "@recsys/sources";
 import { initBackend } from "@recsys/tf";
 import { type BundleInfo, loadBundleInfo } from "./catalogue.js";
 import { Exclusion } from "./exclusion.js";
@@ -35,20 +40,51 @@ export interface CatalogueIds {
   intern(id: string): number;
 }
 
+export interface SessionCandidateOptions {
+  /** Training target count of each model row (the model's item-counts.u32); undefined = unknown. */
+  readonly itemCounts?: Uint32Array;
+  /** Rows counted fewer times are never nominated (default 1; 0 = every row). Ignored without counts. */
+  readonly minItemCount?: number;
+}
+
+/** The model rows nominated as candidates: count >= minItemCount, or every row without counts. */
+export function sessionCandidateRows(numItems: number, options: SessionCandidateOptions = {}): Int32Array {
+  const { itemCounts } = options;
+  const min = options.minItemCount ?? 1;
+  if (!(Number.isInteger(min) && min >= 0)) throw new RangeError(`minItemCount must be a non-negative integer, got ${min}`);
+  if (itemCounts === undefined) return Int32Array.from({ length: numItems }, (_, i) => i);
+  if (itemCounts.length !== numItems) throw new Error(`${itemCounts.length} item counts for ${numItems} items`);
+  let n = 0;
+  for (let i = 0; i < numItems; i++) if (itemCounts[i]! >= min) n++;
+  const rows = new Int32Array(n);
+  for (let i = 0, k = 0; i < numItems; i++) if (itemCounts[i]! >= min) rows[k++] = i;
+  return rows;
+}
+
 export class ServingSessionModel {
   readonly kind: string;
+  /** Model rows the session source nominates (ascending): the rows its index scans per request. */
+  readonly candidateRows: Int32Array;
   private readonly source: SessionSource;
   private readonly rowOf = new Map<string, number>();
 
   constructor(
     private readonly model: SequenceModel,
     private readonly itemIds: readonly string[],
+    options: SessionCandidateOptions = {},
   ) {
     this.kind = model.config.kind;
     itemIds.forEach((id, i) => this.rowOf.set(id, i));
-    this.source = new SessionSource({ index: new BruteForceIndex(model.itemVectors(), model.dim), encoder: sessionEncoder(model) });
+    this.candidateRows = sessionCandidateRows(itemIds.length, options);
+    // Every row kept: the model's own table, no copy.
+    const index =
+      this.candidateRows.length === itemIds.length
+        ? new BruteForceIndex(model.itemVectors(), model.dim)
+        : new BruteForceSubsetIndex(model.itemVectors(), model.dim, this.candidateRows);
+    this.source = new SessionSource({ index, encoder: sessionEncoder(model) });
   }
 
+  /** Items the model knows (read in a session). */
   get numItems(): number {
     return this.itemIds.length;
   }
@@ -88,8 +124,18 @@ export class ServingSessionModel {
   }
 }
 
+export interface SessionLoadOptions {
+  /** SESSION_MIN_ITEM_COUNT (default 1). */
+  readonly minItemCount?: number;
+  /** Told how many items are candidates. */
+  readonly logger?: Pick<Logger, "info">;
+}
+
 /** The bundle's session model, or undefined when the bundle has none (no session/manifest.json). */
-export async function loadServingSessionModel(bundleDir: string): Promise<ServingSessionModel | undefined> {
+export async function loadServingSessionModel(
+  bundleDir: string,
+  options: SessionLoadOptions = {},
+): Promise<ServingSessionModel | undefined> {
   const dir = join(bundleDir, SESSION_MODEL_DIR);
   try {
     await access(join(dir, "manifest.json"));
@@ -97,8 +143,24 @@ export async function loadServingSessionModel(bundleDir: string): Promise<Servin
     return undefined;
   }
   await initBackend({ log: null });
-  const { model, manifest } = await loadSequenceModel(dir);
-  return new ServingSessionModel(model, manifest.itemIds);
+  const { model, manifest, itemCounts } = await loadSequenceModel(dir);
+  const minItemCount = options.minItemCount ?? 1;
+  let served: ServingSessionModel;
+  try {
+    served = new ServingSessionModel(model, manifest.itemIds, { ...(itemCounts === undefined ? {} : { itemCounts }), minItemCount });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  const candidates = served.candidateRows.length;
+  const items = manifest.itemIds.length;
+  options.logger?.info(
+    { dir, encoder: served.kind, candidates, items, minItemCount: itemCounts === undefined ? null : minItemCount },
+    itemCounts === undefined
+      ? `session model: ${candidates} of ${items} items are candidates (the model has no item counts: every item)`
+      : `session model: ${candidates} of ${items} items are candidates (trained as a target at least ${minItemCount} times)`,
+  );
+  return served;
 }
 
 /** A bundle as the orchestrator serves it: its catalogue facts and, when it has one, its session model. */
@@ -107,9 +169,9 @@ export interface ServingBundle extends BundleInfo {
 }
 
 /** Loads a bundle directory with its session model (when present). */
-export async function loadServingBundle(dir: string): Promise<ServingBundle> {
+export async function loadServingBundle(dir: string, options: SessionLoadOptions = {}): Promise<ServingBundle> {
   const info = await loadBundleInfo(dir);
-  const session = await loadServingSessionModel(dir);
+  const session = await loadServingSessionModel(dir, options);
   return session === undefined ? info : { ...info, session };
 }
 

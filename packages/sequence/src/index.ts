@@ -11,4 +11,5 @@ export type { SequenceTrainConfig, SequenceTrainOptions, SequenceTrainResult, So
 export { sequenceScorer, userSequences } from "./dataset.js";
 export { sessionEncoder } from "./session.js";
 export { SEQUENCE_FORMAT, loadSequenceModel, saveSequenceModel } from "./model-io.js";
+export { ITEM_COUNTS_FILE, trainingTargetCounts } from "./item-counts.js";
 export type { SequenceManifest } from "./model-io.js";

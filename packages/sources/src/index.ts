@@ -26,7 +26,7 @@ export { TrendingSource } from "./trending.js";
 export type { TrendingOptions } from "./trending.js";
 export { FreshSource } from "./fresh.js";
 export type { FreshOptions, PopularityAt } from "./fresh.js";
-export { BruteForceIndex } from "./item-index.js";
+export { BruteForceIndex, BruteForceSubsetIndex } from "./item-index.js";
 export type { ItemIndex } from "./item-index.js";
 export { DnnSource } from "./dnn.js";
 export { SessionSource, sessionReason } from "./session.js";

@@ -45,3 +45,43 @@ export class BruteForceIndex implements ItemIndex {
     return top.sorted();
   }
 }
+
+/**
+ * Exact top-k inner-product search over some rows of an embedding matrix: the kept rows are copied
+ * into a compact BruteForceIndex (rows.length * dim floats) and results keep their row numbers in
+ * the full matrix, so a search costs O(rows.length * dim) and never returns another row. `rows`
+ * must be strictly increasing (ties by row number stay as BruteForceIndex orders them).
+ */
+export class BruteForceSubsetIndex implements ItemIndex {
+  readonly rows: Int32Array;
+  private readonly inner: BruteForceIndex;
+
+  /** `embeddings` holds row i's vector at [i * dim, (i + 1) * dim). */
+  constructor(embeddings: Float32Array, dim: number, rows: ArrayLike<number>) {
+    if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`embedding dimension must be a positive integer, got ${dim}`);
+    if (embeddings.length % dim !== 0) {
+      throw new RangeError(`embedding matrix of length ${embeddings.length} is not a whole number of rows of dimension ${dim}`);
+    }
+    const total = embeddings.length / dim;
+    const kept = Int32Array.from(rows);
+    const compact = new Float32Array(kept.length * dim);
+    for (let k = 0; k < kept.length; k++) {
+      const row = kept[k]!;
+      if (!(Number.isInteger(row) && row >= 0 && row < total)) throw new RangeError(`row ${row} outside 0..${total - 1}`);
+      if (k > 0 && row <= kept[k - 1]!) throw new RangeError(`rows must be strictly increasing, got ${kept[k - 1]} then ${row}`);
+      compact.set(embeddings.subarray(row * dim, (row + 1) * dim), k * dim);
+    }
+    this.rows = kept;
+    this.inner = new BruteForceIndex(compact, dim);
+  }
+
+  get numItems(): number {
+    return this.rows.length;
+  }
+
+  search(vector: Float32Array, k: number, exclude?: (item: number) => boolean): Candidate[] {
+    const rows = this.rows;
+    const found = this.inner.search(vector, k, exclude === undefined ? undefined : (i) => exclude(rows[i]!));
+    return found.map((c) => ({ ...c, item: rows[c.item]! }));
+  }
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BruteForceIndex } from "./item-index.js";
+import { BruteForceIndex, BruteForceSubsetIndex } from "./item-index.js";
 import { SessionSource, sessionReason, type SessionEncoder } from "./session.js";
 
 // Items 0..5 on the unit circle pairs; the "model" maps a session to the vector of the item after
@@ -50,6 +50,22 @@ describe("SessionSource", () => {
     // state [0, 1]; item 1 excluded, item 4 not uploaded yet: item 5 (0.7), then... item 5 is nearest to item 2 ([-1, 0]) among 2, 3, 0.
     expect(result.candidates[0]).toMatchObject({ item: 5, because: 2 });
     expect(result.candidates.some((c) => c.item === 4 || c.item === 1)).toBe(false);
+  });
+
+  it("over a subset of the rows: nominates only kept rows (in model rows), reads any history item, keeps 'because'", () => {
+    // Row 1, the best match of state [0, 1], is left out (as an item never trained as a target).
+    const subset = new BruteForceSubsetIndex(Float32Array.from(vectors.flat()), 2, [0, 2, 3, 4, 5]);
+    const seen: number[][] = [];
+    const source = new SessionSource({ index: subset, encoder: encoder(seen) });
+    const result = source.candidates({ history: [2, 3, 0], asOf: 10, budget: 6 });
+    expect(seen).toEqual([[2, 3, 0]]);
+    expect(result.candidates.map((c) => c.item)).toEqual([4, 5]); // 0, 2, 3 watched; 1 not a candidate
+    expect(result.candidates[1]).toMatchObject({ item: 5, because: 2 });
+    expect(result.candidates[0]!.score).toBeCloseTo(0.7);
+    // Exclusion is in model rows too.
+    expect(source.candidates({ history: [2, 3, 0], asOf: 10, budget: 6, exclude: new Set([4]) }).candidates.map((c) => c.item)).toEqual([
+      5,
+    ]);
   });
 
   it("words its reason", () => {

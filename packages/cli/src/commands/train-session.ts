@@ -5,7 +5,9 @@
  * DIR/session/ (@recsys/sequence saveSequenceModel). It trains on the same rows as the bundle
  * (the bundle's holdout, as train-ranker does): with holdout "test" no test event is read; with
  * "val" neither the validation nor the test events are. The orchestrator serves it as the
- * "session" source (logged-in users' recent watches and anonymous sessions).
+ * "session" source (logged-in users' recent watches and anonymous sessions). Each item's count as a
+ * training target is saved beside the weights (item-counts.u32): the orchestrator nominates only
+ * items counted at least SESSION_MIN_ITEM_COUNT times.
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import { join } from "node:path";
@@ -17,6 +19,7 @@ import {
   type EncoderKind,
   saveSequenceModel,
   trainSequenceModel,
+  trainingTargetCounts,
   userSequences,
 } from "@recsys/sequence";
 import { initBackend } from "@recsys/tf";
@@ -108,21 +111,32 @@ export async function run(argv: string[]): Promise<number> {
     learningRate,
     seed,
   };
+  // Each item's count as a training target, saved beside the weights: the orchestrator nominates
+  // only items trained as a target (SESSION_MIN_ITEM_COUNT).
+  const itemCounts = trainingTargetCounts(sequences, dataset.items.ids.length, config);
+  const targets = itemCounts.reduce((n, c) => n + (c > 0 ? 1 : 0), 0);
+  log(`${targets} of ${dataset.items.ids.length} items are training targets (item-counts.u32)`);
   const result = trainSequenceModel(sequences, dataset.items.ids.length, config, {
     onEpoch: (p) => log(`epoch ${p.epoch}/${epochs}: loss ${p.loss.toFixed(4)} (${formatDuration((performance.now() - started) / 1000)})`),
   });
   try {
-    await saveSequenceModel(out, result.model, dataset.items.ids, {
-      datasetSpec: spec,
-      datasetFingerprint: dataset.fingerprint,
-      holdout,
-      candidateGenVersion: bundleVersion,
-      epochs: result.epochs,
-      batchSize,
-      learningRate,
-      seed,
-      examples: result.examples,
-    });
+    await saveSequenceModel(
+      out,
+      result.model,
+      dataset.items.ids,
+      {
+        datasetSpec: spec,
+        datasetFingerprint: dataset.fingerprint,
+        holdout,
+        candidateGenVersion: bundleVersion,
+        epochs: result.epochs,
+        batchSize,
+        learningRate,
+        seed,
+        examples: result.examples,
+      },
+      itemCounts,
+    );
   } finally {
     result.model.dispose();
   }
