@@ -1,15 +1,172 @@
 /**
- * tfjs building blocks with gradients that stay on fast tfjs-wasm kernels.
+ * tfjs building blocks with gradients that stay on fast kernels.
  *
- * tfjs-wasm's matmul with a transposed operand is about 10x slower than with plain operands (see
- * candidate-gen's train-step.ts), and tfjs's own matMul gradient multiplies by transposed
- * operands. `mm` and `bmm` therefore have custom gradients that transpose explicitly and then
- * multiply untransposed operands.
+ * Matmuls (`mm`, `bmm`, `bmmT`, and the logits of `fullSoftmaxLoss`) run on the native BLAS
+ * (`nativeBlas()` of @recsys/tf, OpenBLAS through the optional package nblas) when it is installed
+ * and the backend is not native TensorFlow: the operands are copied out of the backend once
+ * (dataSync), multiplied with sgemm's transpose flags, and the products and gradients handed
+ * back as new tensors. tfjs-wasm's BatchMatMul is single-threaded 128-bit SIMD without FMA, and
+ * batched products of small matrices (attention, [B, L, L]·[B, L, d]) do not take its fast path.
+ * Without the BLAS (not installed, RECSYS_BLAS=off, or `setSequenceMatmul("tfjs")`) the same
+ * ops run on tfjs kernels. tfjs-wasm's matmul with a transposed operand is about 10x slower than
+ * with plain operands (see candidate-gen's train-step.ts), and tfjs's own matMul gradient
+ * multiplies by transposed operands, so the tfjs path has custom gradients that transpose
+ * explicitly and then multiply untransposed operands.
  */
-import { tf } from "@recsys/tf";
+import { type Blas, nativeBlas, tf } from "@recsys/tf";
 
-/** a [m, k] · b [k, n] with gradients ∂a = ∂y·bᵀ, ∂b = aᵀ·∂y (explicit transposes). */
-export const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+export type SequenceMatmul = "auto" | "tfjs";
+
+let matmulMode: SequenceMatmul = "auto";
+
+/**
+ * Where the ops' matmuls run: "auto" (default) the native BLAS when there is one (see the module
+ * comment), "tfjs" always tfjs kernels. For tests and A/B timing; the results agree to float
+ * rounding.
+ */
+export function setSequenceMatmul(mode: SequenceMatmul): void {
+  if (mode !== "auto" && mode !== "tfjs") throw new Error(`setSequenceMatmul: "${String(mode)}" is not auto or tfjs`);
+  matmulMode = mode;
+}
+
+/** The BLAS the ops use now, or null for tfjs kernels. */
+export function sequenceBlas(): Blas | null {
+  if (matmulMode === "tfjs" || tf.getBackend() === "tensorflow") return null;
+  return nativeBlas();
+}
+
+function floats(t: tf.Tensor): Float32Array {
+  if (t.dtype !== "float32") throw new Error(`sequence ops: expected a float32 tensor, got ${t.dtype}`);
+  return t.dataSync() as Float32Array; // read-only: the cpu backend may return its own memory
+}
+
+type Grad2 = (dy: tf.Tensor) => [tf.Tensor, tf.Tensor];
+
+/** A two-input op whose value and gradient are computed in JS (no tensors saved on the tape). */
+function jsOp<T extends tf.Tensor>(a: tf.Tensor, b: tf.Tensor, forward: (a: tf.Tensor, b: tf.Tensor) => { value: T; grad: Grad2 }): T {
+  const op = tf.customGrad(((x: tf.Tensor, y: tf.Tensor) => {
+    const { value, grad } = forward(x, y);
+    return { value, gradFunc: (dy: tf.Tensor) => grad(dy) };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor, b: tf.Tensor) => T;
+  return op(a, b);
+}
+
+/**
+ * Batched C_i = op(A_i)·op(B_i) (i < batch, row-major blocks one after the other) with sgemm:
+ * A_i is [m, k] (transA: stored [k, m]), B_i is [k, n] (transB: stored [n, k]).
+ */
+function batchedSgemm(
+  blas: Blas,
+  batch: number,
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+): void {
+  const lda = transA ? m : k;
+  const ldb = transB ? k : n;
+  for (let i = 0; i < batch; i++)
+    blas.sgemm(
+      transA,
+      transB,
+      m,
+      n,
+      k,
+      1,
+      a.subarray(i * m * k, (i + 1) * m * k),
+      lda,
+      b.subarray(i * k * n, (i + 1) * k * n),
+      ldb,
+      0,
+      c.subarray(i * m * n, (i + 1) * m * n),
+      n,
+    );
+}
+
+/** a [m, k] · b [k, n] with gradients ∂a = ∂y·bᵀ, ∂b = aᵀ·∂y. */
+export function mm(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  const blas = sequenceBlas();
+  if (blas === null) return mmTfjs(a, b);
+  const [m, k] = a.shape;
+  const n = b.shape[1];
+  if (b.shape[0] !== k) throw new Error(`mm: [${a.shape}] · [${b.shape}]`);
+  return jsOp(a, b, (x, y) => {
+    const A = floats(x);
+    const B = floats(y);
+    const C = new Float32Array(m * n);
+    batchedSgemm(blas, 1, false, false, m, n, k, A, B, C);
+    return {
+      value: tf.tensor2d(C, [m, n]),
+      grad: (dy) => {
+        const G = floats(dy);
+        const dA = new Float32Array(m * k);
+        const dB = new Float32Array(k * n);
+        batchedSgemm(blas, 1, false, true, m, k, n, G, B, dA);
+        batchedSgemm(blas, 1, true, false, k, n, m, A, G, dB);
+        return [tf.tensor2d(dA, [m, k]), tf.tensor2d(dB, [k, n])];
+      },
+    };
+  });
+}
+
+/** Batched a [B, m, k] · b [B, k, n]. */
+export function bmm(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const blas = sequenceBlas();
+  if (blas === null) return bmmTfjs(a, b);
+  const [batch, m, k] = a.shape;
+  const n = b.shape[2];
+  if (b.shape[0] !== batch || b.shape[1] !== k) throw new Error(`bmm: [${a.shape}] · [${b.shape}]`);
+  return jsOp(a, b, (x, y) => {
+    const A = floats(x);
+    const B = floats(y);
+    const C = new Float32Array(batch * m * n);
+    batchedSgemm(blas, batch, false, false, m, n, k, A, B, C);
+    return {
+      value: tf.tensor3d(C, [batch, m, n]),
+      grad: (dy) => {
+        const G = floats(dy);
+        const dA = new Float32Array(batch * m * k);
+        const dB = new Float32Array(batch * k * n);
+        batchedSgemm(blas, batch, false, true, m, k, n, G, B, dA); // ∂a = ∂y·bᵀ
+        batchedSgemm(blas, batch, true, false, k, n, m, A, G, dB); // ∂b = aᵀ·∂y
+        return [tf.tensor3d(dA, [batch, m, k]), tf.tensor3d(dB, [batch, k, n])];
+      },
+    };
+  });
+}
+
+/** Batched a [B, m, k] · b [B, n, k]ᵀ (attention scores Q·Kᵀ without a transposed copy of K on the BLAS path). */
+export function bmmT(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const blas = sequenceBlas();
+  if (blas === null) return bmmTfjs(a, tf.transpose(b, [0, 2, 1]));
+  const [batch, m, k] = a.shape;
+  const n = b.shape[1];
+  if (b.shape[0] !== batch || b.shape[2] !== k) throw new Error(`bmmT: [${a.shape}] · [${b.shape}]ᵀ`);
+  return jsOp(a, b, (x, y) => {
+    const A = floats(x);
+    const B = floats(y);
+    const C = new Float32Array(batch * m * n);
+    batchedSgemm(blas, batch, false, true, m, n, k, A, B, C);
+    return {
+      value: tf.tensor3d(C, [batch, m, n]),
+      grad: (dy) => {
+        const G = floats(dy);
+        const dA = new Float32Array(batch * m * k);
+        const dB = new Float32Array(batch * n * k);
+        batchedSgemm(blas, batch, false, false, m, k, n, G, B, dA); // ∂a = ∂y·b
+        batchedSgemm(blas, batch, true, false, n, k, m, G, A, dB); // ∂b = ∂yᵀ·a
+        return [tf.tensor3d(dA, [batch, m, k]), tf.tensor3d(dB, [batch, n, k])];
+      },
+    };
+  });
+}
+
+/** tfjs path of `mm`: explicitly transposed gradients. */
+const mmTfjs = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
@@ -20,8 +177,8 @@ export const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveF
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 
-/** Batched a [B, m, k] · b [B, k, n] with explicitly transposed gradients. */
-export const bmm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+/** tfjs path of `bmm`: explicitly transposed gradients. */
+const bmmTfjs = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D),
@@ -66,15 +223,58 @@ export function gatherRows(x: tf.Tensor2D, index: Int32Array): tf.Tensor2D {
  * Mean cross-entropy over the whole catalogue of the rows of h [V, d] against item embeddings
  * Eᵀ [d, N]: logits = h·Eᵀ, loss = −(1/V) Σ_v log softmax(logits_v)[target_v].
  *
- * One fused op with a hand-written gradient: the softmax is one tfjs kernel, then JS reads the
- * probabilities once to take the loss and form ∂logits = (p − e_target)/V in place, and the
+ * One fused op with a hand-written gradient: ∂logits = (p − e_target)/V is formed once, and the
  * backward pass is two plain matmuls (∂h = ∂logits·E, ∂Eᵀ = hᵀ·∂logits). Autograd through
- * logSoftmax and a one-hot mask would make ~10 passes over the V × N logits instead.
+ * logSoftmax and a one-hot mask would make ~10 passes over the V × N logits instead. The softmax
+ * is one tfjs kernel either way (tfjs-wasm's is vectorised: about 4x faster than a JS loop with
+ * a polynomial exp). On the BLAS path the three matmuls are sgemm calls, the probabilities P go
+ * into them as they are (scaled by 1/V through sgemm's α) and the one-hot part of ∂logits is
+ * applied as V row updates of ∂h and ∂Eᵀ; on the tfjs path JS forms ∂logits from P in one pass.
  */
 export function fullSoftmaxLoss(h: tf.Tensor2D, eT: tf.Tensor2D, targets: Int32Array): tf.Scalar {
-  const [v] = h.shape;
+  const [v, d] = h.shape;
   const n = eT.shape[1];
   if (targets.length !== v) throw new Error(`fullSoftmaxLoss: ${targets.length} targets for ${v} rows`);
+  if (eT.shape[0] !== d) throw new Error(`fullSoftmaxLoss: h [${h.shape}] against Eᵀ [${eT.shape}]`);
+  for (const t of targets) if (!(t >= 0 && t < n)) throw new RangeError(`fullSoftmaxLoss: target ${t} outside 0..${n - 1}`);
+  const blas = sequenceBlas();
+  if (blas === null) return fullSoftmaxLossTfjs(h, eT, targets);
+  return jsOp(h, eT, (x, y) => {
+    const H = floats(x);
+    const ET = floats(y);
+    const logits = new Float32Array(v * n);
+    blas.sgemm(false, false, v, n, d, 1, H, d, ET, n, 0, logits, n);
+    const probs = tf.tidy(() => tf.softmax(tf.tensor2d(logits, [v, n])));
+    const P = floats(probs);
+    probs.dispose();
+    let loss = 0;
+    for (let r = 0; r < v; r++) loss -= Math.log(Math.max(P[r * n + targets[r]!]!, 1e-30));
+    return {
+      value: tf.scalar(loss / v),
+      grad: (dy) => {
+        // ∂logits = s·(P − onehot)/V: the matmuls take s·P/V, the one-hot part is V row updates.
+        const alpha = floats(dy)[0]! / v;
+        const dH = new Float32Array(v * d);
+        const dET = new Float32Array(d * n);
+        blas.sgemm(false, true, v, d, n, alpha, P, n, ET, n, 0, dH, d); // ∂h = ∂logits·E
+        blas.sgemm(true, false, d, n, v, alpha, H, d, P, n, 0, dET, n); // ∂Eᵀ = hᵀ·∂logits
+        for (let r = 0; r < v; r++) {
+          const t = targets[r]!;
+          for (let c = 0; c < d; c++) {
+            dH[r * d + c]! -= alpha * ET[c * n + t]!;
+            dET[c * n + t]! -= alpha * H[r * d + c]!;
+          }
+        }
+        return [tf.tensor2d(dH, [v, d]), tf.tensor2d(dET, [d, n])];
+      },
+    };
+  });
+}
+
+/** tfjs path of `fullSoftmaxLoss`. */
+function fullSoftmaxLossTfjs(h: tf.Tensor2D, eT: tf.Tensor2D, targets: Int32Array): tf.Scalar {
+  const [v] = h.shape;
+  const n = eT.shape[1];
   const op = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
     const p = tf.tidy(() => tf.softmax(tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D)));
     const probs = p.dataSync() as Float32Array;
