@@ -2,14 +2,14 @@ import { Rng } from "@recsys/data";
 import { initBackend, nativeBlas, tf } from "@recsys/tf";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createEncoder } from "./encoders.js";
-import { bmm, bmmT, fullSoftmaxLoss, gatherRows, mm, sequenceBlas, setSequenceMatmul } from "./ops.js";
+import { bmm, bmmT, dense, fullSoftmaxLoss, gatherRows, layerNorm, mm, sequenceBlas, setSequenceKernels } from "./ops.js";
 
 beforeAll(async () => {
   await initBackend({ backend: "wasm", log: null });
 });
 
 afterEach(() => {
-  setSequenceMatmul("auto");
+  setSequenceKernels("auto");
 });
 
 function random(rng: Rng, shape: number[], scale = 1): tf.Tensor {
@@ -21,7 +21,7 @@ function random(rng: Rng, shape: number[], scale = 1): tf.Tensor {
 
 /** Value and gradients of f's scalar with respect to inputs, as plain arrays, on one matmul path. */
 function run(mode: "auto" | "tfjs", inputs: tf.Tensor[], f: (...xs: tf.Tensor[]) => tf.Scalar): { value: number; grads: Float32Array[] } {
-  setSequenceMatmul(mode);
+  setSequenceKernels(mode);
   const { value, grads } = tf.valueAndGrads(f)(inputs);
   const out = { value: value.dataSync()[0]!, grads: grads.map((g) => g.dataSync() as Float32Array) };
   tf.dispose([value, ...grads]);
@@ -42,21 +42,39 @@ describe("fullSoftmaxLoss", () => {
     const h = tf.zeros([2, 4]) as tf.Tensor2D;
     const eT = tf.zeros([4, 3]) as tf.Tensor2D;
     for (const mode of ["auto", "tfjs"] as const) {
-      setSequenceMatmul(mode);
+      setSequenceKernels(mode);
       expect(() => fullSoftmaxLoss(h, eT, Int32Array.from([0, 3]))).toThrow(RangeError);
     }
     tf.dispose([h, eT]);
   });
 });
 
+describe("layerNorm: the JS op agrees with the tfjs composition", () => {
+  it("values and gradients of x, gain and bias", () => {
+    const rng = new Rng(6);
+    const x = tf.add(random(rng, [23, 16], 2), random(rng, [23, 1], 5)); // rows with their own offsets
+    const g = tf.add(random(rng, [16], 0.5), 1);
+    const b = random(rng, [16], 0.5);
+    const w = random(rng, [23, 16]);
+    const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor): tf.Scalar =>
+      tf.sum(tf.mul(layerNorm(xs as tf.Tensor2D, gs as tf.Tensor1D, bs as tf.Tensor1D), w));
+    const js = run("auto", [x, g, b], f);
+    const ref = run("tfjs", [x, g, b], f);
+    expect(Math.abs(js.value - ref.value)).toBeLessThan(1e-4);
+    js.grads.forEach((grad, i) => expectClose(grad, ref.grads[i]!, 1e-5));
+    expect(js.grads[1]!.some((v) => Math.abs(v) > 0.1)).toBe(true); // the gain's gradient is not trivially zero
+    tf.dispose([x, g, b, w]);
+  });
+});
+
 describe.skipIf(!hasBlas)("BLAS path agrees with the tfjs path (nblas installed)", () => {
   it("uses the BLAS unless told otherwise", () => {
     expect(sequenceBlas()).not.toBeNull();
-    setSequenceMatmul("tfjs");
+    setSequenceKernels("tfjs");
     expect(sequenceBlas()).toBeNull();
   });
 
-  it("mm, bmm and bmmT: values and gradients", () => {
+  it("mm, dense, bmm and bmmT: values and gradients", () => {
     const rng = new Rng(1);
     const a = random(rng, [13, 9]);
     const b = random(rng, [9, 11]);
@@ -65,7 +83,9 @@ describe.skipIf(!hasBlas)("BLAS path agrees with the tfjs path (nblas installed)
     const b3 = random(rng, [3, 9, 11]);
     const c3 = random(rng, [3, 11, 9]);
     const w3 = random(rng, [3, 13, 11]);
+    const bias = random(rng, [11]);
     const cases: [tf.Tensor[], (...xs: tf.Tensor[]) => tf.Scalar][] = [
+      [[a, b, bias], (x, y, z) => tf.sum(tf.mul(dense(x as tf.Tensor2D, y as tf.Tensor2D, z as tf.Tensor1D), w))],
       [[a, b], (x, y) => tf.sum(tf.mul(mm(x as tf.Tensor2D, y as tf.Tensor2D), w))],
       [[a3, b3], (x, y) => tf.sum(tf.mul(bmm(x as tf.Tensor3D, y as tf.Tensor3D), w3))],
       [[a3, c3], (x, y) => tf.sum(tf.mul(bmmT(x as tf.Tensor3D, y as tf.Tensor3D), w3))],
@@ -81,7 +101,7 @@ describe.skipIf(!hasBlas)("BLAS path agrees with the tfjs path (nblas installed)
       tf.sub(bmmT(a3 as tf.Tensor3D, c3 as tf.Tensor3D), bmm(a3 as tf.Tensor3D, tf.transpose(c3 as tf.Tensor3D, [0, 2, 1]))),
     );
     expect(tf.max(tf.abs(t)).dataSync()[0]).toBeLessThan(1e-5);
-    tf.dispose([a, b, w, a3, b3, c3, w3, t]);
+    tf.dispose([a, b, w, a3, b3, c3, w3, t, bias]);
   });
 
   it("fullSoftmaxLoss: loss and gradients", () => {
@@ -121,7 +141,7 @@ describe.skipIf(!hasBlas)("BLAS path agrees with the tfjs path (nblas installed)
     };
     const vars = [eT, ...encoder.variables];
     const grads = (mode: "auto" | "tfjs") => {
-      setSequenceMatmul(mode);
+      setSequenceKernels(mode);
       const r = tf.variableGrads(loss, vars);
       const out = { value: r.value.dataSync()[0]!, grads: vars.map((v) => r.grads[v.name]!.dataSync() as Float32Array) };
       tf.dispose([r.value, ...Object.values(r.grads)]);

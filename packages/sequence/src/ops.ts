@@ -1,38 +1,45 @@
 /**
  * tfjs building blocks with gradients that stay on fast kernels.
  *
- * Matmuls (`mm`, `bmm`, `bmmT`, and the logits of `fullSoftmaxLoss`) run on the native BLAS
- * (`nativeBlas()` of @recsys/tf, OpenBLAS through the optional package nblas) when it is installed
- * and the backend is not native TensorFlow: the operands are copied out of the backend once
- * (dataSync), multiplied with sgemm's transpose flags, and the products and gradients handed
+ * Matmuls (`mm`, `bmm`, `bmmT`, `dense` and the logits of `fullSoftmaxLoss`) run on the native
+ * BLAS (`nativeBlas()` of @recsys/tf, OpenBLAS through the optional package nblas) when it is
+ * installed and the backend is not native TensorFlow: the operands are copied out of the backend
+ * once (dataSync), multiplied with sgemm's transpose flags, and the products and gradients handed
  * back as new tensors. tfjs-wasm's BatchMatMul is single-threaded 128-bit SIMD without FMA, and
  * batched products of small matrices (attention, [B, L, L]·[B, L, d]) do not take its fast path.
- * Without the BLAS (not installed, RECSYS_BLAS=off, or `setSequenceMatmul("tfjs")`) the same
- * ops run on tfjs kernels. tfjs-wasm's matmul with a transposed operand is about 10x slower than
- * with plain operands (see candidate-gen's train-step.ts), and tfjs's own matMul gradient
- * multiplies by transposed operands, so the tfjs path has custom gradients that transpose
- * explicitly and then multiply untransposed operands.
+ * `layerNorm` is one JS op with a hand-written gradient on that backend (the tfjs composition is
+ * ~10 kernels forward and ~20 backward, each saving copies of its inputs for the tape).
+ *
+ * With `setSequenceKernels("tfjs")` (or without the BLAS: not installed, RECSYS_BLAS=off, for
+ * the matmuls) the same ops run on tfjs kernels. tfjs-wasm's matmul with a transposed operand is
+ * about 10x slower than with plain operands (see candidate-gen's train-step.ts), and tfjs's own
+ * matMul gradient multiplies by transposed operands, so the tfjs path has custom gradients that
+ * transpose explicitly and then multiply untransposed operands.
  */
 import { type Blas, nativeBlas, tf } from "@recsys/tf";
 
-export type SequenceMatmul = "auto" | "tfjs";
+export type SequenceKernels = "auto" | "tfjs";
 
-let matmulMode: SequenceMatmul = "auto";
+let kernelMode: SequenceKernels = "auto";
 
 /**
- * Where the ops' matmuls run: "auto" (default) the native BLAS when there is one (see the module
- * comment), "tfjs" always tfjs kernels. For tests and A/B timing; the results agree to float
- * rounding.
+ * Which kernels the ops use: "auto" (default) the native BLAS and JS ops where available (see the
+ * module comment), "tfjs" always tfjs kernels. For tests and A/B timing; the results agree to
+ * float rounding.
  */
-export function setSequenceMatmul(mode: SequenceMatmul): void {
-  if (mode !== "auto" && mode !== "tfjs") throw new Error(`setSequenceMatmul: "${String(mode)}" is not auto or tfjs`);
-  matmulMode = mode;
+export function setSequenceKernels(mode: SequenceKernels): void {
+  if (mode !== "auto" && mode !== "tfjs") throw new Error(`setSequenceKernels: "${String(mode)}" is not auto or tfjs`);
+  kernelMode = mode;
 }
 
-/** The BLAS the ops use now, or null for tfjs kernels. */
+/** Whether the JS ops are used now (not "tfjs" mode, not native TensorFlow). */
+function jsKernels(): boolean {
+  return kernelMode === "auto" && tf.getBackend() !== "tensorflow";
+}
+
+/** The BLAS the ops' matmuls use now, or null for tfjs kernels. */
 export function sequenceBlas(): Blas | null {
-  if (matmulMode === "tfjs" || tf.getBackend() === "tensorflow") return null;
-  return nativeBlas();
+  return jsKernels() ? nativeBlas() : null;
 }
 
 function floats(t: tf.Tensor): Float32Array {
@@ -40,15 +47,16 @@ function floats(t: tf.Tensor): Float32Array {
   return t.dataSync() as Float32Array; // read-only: the cpu backend may return its own memory
 }
 
-type Grad2 = (dy: tf.Tensor) => [tf.Tensor, tf.Tensor];
-
-/** A two-input op whose value and gradient are computed in JS (no tensors saved on the tape). */
-function jsOp<T extends tf.Tensor>(a: tf.Tensor, b: tf.Tensor, forward: (a: tf.Tensor, b: tf.Tensor) => { value: T; grad: Grad2 }): T {
-  const op = tf.customGrad(((x: tf.Tensor, y: tf.Tensor) => {
-    const { value, grad } = forward(x, y);
+/** An op whose value and gradients are computed in JS (no tensors saved on the tape). */
+function jsOp<T extends tf.Tensor>(
+  inputs: tf.Tensor[],
+  forward: (xs: tf.Tensor[]) => { value: T; grad: (dy: tf.Tensor) => tf.Tensor[] },
+): T {
+  const op = tf.customGrad(((...args: tf.Tensor[]) => {
+    const { value, grad } = forward(args.slice(0, inputs.length));
     return { value, gradFunc: (dy: tf.Tensor) => grad(dy) };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor, b: tf.Tensor) => T;
-  return op(a, b);
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...xs: tf.Tensor[]) => T;
+  return op(...inputs);
 }
 
 /**
@@ -94,9 +102,9 @@ export function mm(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   const [m, k] = a.shape;
   const n = b.shape[1];
   if (b.shape[0] !== k) throw new Error(`mm: [${a.shape}] · [${b.shape}]`);
-  return jsOp(a, b, (x, y) => {
-    const A = floats(x);
-    const B = floats(y);
+  return jsOp([a, b], ([x, y]) => {
+    const A = floats(x!);
+    const B = floats(y!);
     const C = new Float32Array(m * n);
     batchedSgemm(blas, 1, false, false, m, n, k, A, B, C);
     return {
@@ -120,9 +128,9 @@ export function bmm(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   const [batch, m, k] = a.shape;
   const n = b.shape[2];
   if (b.shape[0] !== batch || b.shape[1] !== k) throw new Error(`bmm: [${a.shape}] · [${b.shape}]`);
-  return jsOp(a, b, (x, y) => {
-    const A = floats(x);
-    const B = floats(y);
+  return jsOp([a, b], ([x, y]) => {
+    const A = floats(x!);
+    const B = floats(y!);
     const C = new Float32Array(batch * m * n);
     batchedSgemm(blas, batch, false, false, m, n, k, A, B, C);
     return {
@@ -146,9 +154,9 @@ export function bmmT(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   const [batch, m, k] = a.shape;
   const n = b.shape[1];
   if (b.shape[0] !== batch || b.shape[2] !== k) throw new Error(`bmmT: [${a.shape}] · [${b.shape}]ᵀ`);
-  return jsOp(a, b, (x, y) => {
-    const A = floats(x);
-    const B = floats(y);
+  return jsOp([a, b], ([x, y]) => {
+    const A = floats(x!);
+    const B = floats(y!);
     const C = new Float32Array(batch * m * n);
     batchedSgemm(blas, batch, false, true, m, n, k, A, B, C);
     return {
@@ -191,11 +199,63 @@ const bmmTfjs = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFun
 
 /** x [n, in] · w [in, out] + b. */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
-  return tf.add(mm(x, w), b);
+  const blas = sequenceBlas();
+  if (blas === null) return tf.add(mm(x, w), b);
+  const [n, k] = x.shape;
+  const m = w.shape[1];
+  if (w.shape[0] !== k || b.shape[0] !== m) throw new Error(`dense: [${x.shape}] · [${w.shape}] + [${b.shape}]`);
+  return jsOp([x, w, b], ([xt, wt, bt]) => {
+    const X = floats(xt!);
+    const W = floats(wt!);
+    const bias = floats(bt!);
+    const Y = new Float32Array(n * m);
+    repeatRows(bias, n, Y);
+    blas.sgemm(false, false, n, m, k, 1, X, k, W, m, 1, Y, m);
+    return {
+      value: tf.tensor2d(Y, [n, m]),
+      grad: (dy) => {
+        const G = floats(dy);
+        const dX = new Float32Array(n * k);
+        const dW = new Float32Array(k * m);
+        const dB = new Float32Array(m);
+        blas.sgemm(false, true, n, k, m, 1, G, m, W, m, 0, dX, k); // ∂x = ∂y·wᵀ
+        blas.sgemm(true, false, k, m, n, 1, X, k, G, m, 0, dW, m); // ∂w = xᵀ·∂y
+        columnSums(G, n, m, dB);
+        return [tf.tensor2d(dX, [n, k]), tf.tensor2d(dW, [k, m]), tf.tensor1d(dB)];
+      },
+    };
+  });
 }
 
 /** Layer normalisation over the last axis of x [n, d] with gain g and bias b. */
 export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, epsilon = 1e-8): tf.Tensor2D {
+  if (!jsKernels()) return layerNormTfjs(x, g, b, epsilon);
+  const [n, d] = x.shape;
+  if (g.shape[0] !== d || b.shape[0] !== d) throw new Error(`layerNorm: x [${x.shape}], g [${g.shape}], b [${b.shape}]`);
+  return jsOp([x, g, b], ([xt, gt, bt]) => {
+    const X = floats(xt!);
+    const G = floats(gt!);
+    const B = floats(bt!);
+    const xhat = new Float32Array(n * d);
+    const invStd = new Float64Array(n);
+    const Y = new Float32Array(n * d);
+    layerNormForward(X, G, B, n, d, epsilon, xhat, invStd, Y);
+    return {
+      value: tf.tensor2d(Y, [n, d]),
+      grad: (dy) => {
+        const D = floats(dy);
+        const dX = new Float32Array(n * d);
+        const dG = new Float64Array(d);
+        const dB = new Float64Array(d);
+        layerNormBackward(D, G, xhat, invStd, n, d, dX, dG, dB);
+        return [tf.tensor2d(dX, [n, d]), tf.tensor1d(Float32Array.from(dG)), tf.tensor1d(Float32Array.from(dB))];
+      },
+    };
+  });
+}
+
+/** tfjs path of `layerNorm`. */
+function layerNormTfjs(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, epsilon: number): tf.Tensor2D {
   const mean = tf.mean(x, -1, true);
   const centred = tf.sub(x, mean);
   const variance = tf.mean(tf.square(centred), -1, true);
@@ -239,16 +299,15 @@ export function fullSoftmaxLoss(h: tf.Tensor2D, eT: tf.Tensor2D, targets: Int32A
   for (const t of targets) if (!(t >= 0 && t < n)) throw new RangeError(`fullSoftmaxLoss: target ${t} outside 0..${n - 1}`);
   const blas = sequenceBlas();
   if (blas === null) return fullSoftmaxLossTfjs(h, eT, targets);
-  return jsOp(h, eT, (x, y) => {
-    const H = floats(x);
-    const ET = floats(y);
+  return jsOp([h, eT], ([x, y]) => {
+    const H = floats(x!);
+    const ET = floats(y!);
     const logits = new Float32Array(v * n);
     blas.sgemm(false, false, v, n, d, 1, H, d, ET, n, 0, logits, n);
     const probs = tf.tidy(() => tf.softmax(tf.tensor2d(logits, [v, n])));
     const P = floats(probs);
     probs.dispose();
-    let loss = 0;
-    for (let r = 0; r < v; r++) loss -= Math.log(Math.max(P[r * n + targets[r]!]!, 1e-30));
+    const loss = targetNll(P, n, targets);
     return {
       value: tf.scalar(loss / v),
       grad: (dy) => {
@@ -258,13 +317,7 @@ export function fullSoftmaxLoss(h: tf.Tensor2D, eT: tf.Tensor2D, targets: Int32A
         const dET = new Float32Array(d * n);
         blas.sgemm(false, true, v, d, n, alpha, P, n, ET, n, 0, dH, d); // ∂h = ∂logits·E
         blas.sgemm(true, false, d, n, v, alpha, H, d, P, n, 0, dET, n); // ∂Eᵀ = hᵀ·∂logits
-        for (let r = 0; r < v; r++) {
-          const t = targets[r]!;
-          for (let c = 0; c < d; c++) {
-            dH[r * d + c]! -= alpha * ET[c * n + t]!;
-            dET[c * n + t]! -= alpha * H[r * d + c]!;
-          }
-        }
+        subtractTargetRows(H, ET, targets, d, n, alpha, dH, dET);
         return [tf.tensor2d(dH, [v, d]), tf.tensor2d(dET, [d, n])];
       },
     };
@@ -300,4 +353,109 @@ function fullSoftmaxLossTfjs(h: tf.Tensor2D, eT: tf.Tensor2D, targets: Int32Arra
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Scalar;
   return op(h, eT);
+}
+
+/** Each of the rows of out [rows, row.length] set to row. */
+function repeatRows(row: Float32Array, rows: number, out: Float32Array): void {
+  for (let r = 0; r < rows; r++) out.set(row, r * row.length);
+}
+
+/** out[c] += Σ_r x[r, c] for x [rows, cols]. */
+function columnSums(x: Float32Array, rows: number, cols: number, out: Float32Array | Float64Array): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) out[c]! += x[o + c]!;
+  }
+}
+
+/** y = x̂·g + b per row of x [n, d], x̂ = (x − mean)/σ, σ = √(var + ε); keeps x̂ and 1/σ. */
+function layerNormForward(
+  x: Float32Array,
+  g: Float32Array,
+  b: Float32Array,
+  n: number,
+  d: number,
+  epsilon: number,
+  xhat: Float32Array,
+  invStd: Float64Array,
+  y: Float32Array,
+): void {
+  for (let r = 0; r < n; r++) {
+    const o = r * d;
+    let mean = 0;
+    for (let c = 0; c < d; c++) mean += x[o + c]!;
+    mean /= d;
+    let variance = 0;
+    for (let c = 0; c < d; c++) {
+      const u = x[o + c]! - mean;
+      variance += u * u;
+    }
+    const inv = 1 / Math.sqrt(variance / d + epsilon);
+    invStd[r] = inv;
+    for (let c = 0; c < d; c++) {
+      const z = (x[o + c]! - mean) * inv;
+      xhat[o + c] = z;
+      y[o + c] = z * g[c]! + b[c]!;
+    }
+  }
+}
+
+/** ∂x = (1/σ)·(∂x̂ − mean(∂x̂) − x̂·mean(∂x̂·x̂)) with ∂x̂ = ∂y·g; ∂g += Σ ∂y·x̂, ∂b += Σ ∂y. */
+function layerNormBackward(
+  dy: Float32Array,
+  g: Float32Array,
+  xhat: Float32Array,
+  invStd: Float64Array,
+  n: number,
+  d: number,
+  dx: Float32Array,
+  dg: Float64Array,
+  db: Float64Array,
+): void {
+  for (let r = 0; r < n; r++) {
+    const o = r * d;
+    let sum = 0;
+    let dot = 0;
+    for (let c = 0; c < d; c++) {
+      const dz = dy[o + c]! * g[c]!;
+      sum += dz;
+      dot += dz * xhat[o + c]!;
+      dg[c]! += dy[o + c]! * xhat[o + c]!;
+      db[c]! += dy[o + c]!;
+    }
+    const inv = invStd[r]!;
+    sum /= d;
+    dot /= d;
+    for (let c = 0; c < d; c++) dx[o + c] = inv * (dy[o + c]! * g[c]! - sum - xhat[o + c]! * dot);
+  }
+}
+
+/** −Σ_r log p[r, target_r] of probabilities p [targets.length, cols] (each clamped at 1e-30). */
+function targetNll(p: Float32Array, cols: number, targets: Int32Array): number {
+  let loss = 0;
+  for (let r = 0; r < targets.length; r++) loss -= Math.log(Math.max(p[r * cols + targets[r]!]!, 1e-30));
+  return loss;
+}
+
+/**
+ * The one-hot part of fullSoftmaxLoss's gradient: ∂h[r] −= α·E[target_r] and
+ * ∂Eᵀ[:, target_r] −= α·h[r] for h [V, d], Eᵀ [d, N].
+ */
+function subtractTargetRows(
+  h: Float32Array,
+  eT: Float32Array,
+  targets: Int32Array,
+  d: number,
+  n: number,
+  alpha: number,
+  dH: Float32Array,
+  dET: Float32Array,
+): void {
+  for (let r = 0; r < targets.length; r++) {
+    const t = targets[r]!;
+    for (let c = 0; c < d; c++) {
+      dH[r * d + c]! -= alpha * eT[c * n + t]!;
+      dET[c * n + t]! -= alpha * h[r * d + c]!;
+    }
+  }
 }
