@@ -67,6 +67,24 @@ describe("layerNorm: the JS op agrees with the tfjs composition", () => {
   });
 });
 
+describe("gatherRows: the JS op agrees with tf.gather and its scatter gradient", () => {
+  it("values and gradient", () => {
+    const rng = new Rng(7);
+    const x = random(rng, [9, 5]);
+    const w = random(rng, [4, 5]);
+    const index = Int32Array.from([7, 0, 3, 8]);
+    const f = (xs: tf.Tensor): tf.Scalar => tf.sum(tf.mul(gatherRows(xs as tf.Tensor2D, index), w));
+    const js = run("auto", [x], f);
+    const ref = run("tfjs", [x], f);
+    expect(Math.abs(js.value - ref.value)).toBeLessThan(1e-5);
+    expectClose(js.grads[0]!, ref.grads[0]!, 1e-7);
+    expect(js.grads[0]!.subarray(5, 10).every((v) => v === 0)).toBe(true); // row 1 was not gathered
+    setSequenceKernels("auto");
+    expect(() => gatherRows(x as tf.Tensor2D, Int32Array.from([9]))).toThrow(RangeError);
+    tf.dispose([x, w]);
+  });
+});
+
 describe.skipIf(!hasBlas)("BLAS path agrees with the tfjs path (nblas installed)", () => {
   it("uses the BLAS unless told otherwise", () => {
     expect(sequenceBlas()).not.toBeNull();

@@ -263,11 +263,29 @@ function layerNormTfjs(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, epsilon: 
 }
 
 /**
- * Rows `index` of x [n, d] (distinct indices). Its gradient scatters ∂y back with ScatterNd:
- * tf.gather's own gradient needs UnsortedSegmentSum, which tfjs-wasm does not implement.
+ * Rows `index` of x [n, d] (distinct indices). A JS copy both ways on the fast path (tfjs-wasm's
+ * GatherV2 checks every index through a closure); on the tfjs path the gradient scatters ∂y
+ * back with ScatterNd: tf.gather's own gradient needs UnsortedSegmentSum, which tfjs-wasm does
+ * not implement.
  */
 export function gatherRows(x: tf.Tensor2D, index: Int32Array): tf.Tensor2D {
   const [n, d] = x.shape;
+  if (jsKernels()) {
+    for (const i of index) if (!(i >= 0 && i < n)) throw new RangeError(`gatherRows: index ${i} outside 0..${n - 1}`);
+    return jsOp([x], ([xt]) => {
+      const X = floats(xt!);
+      const Y = new Float32Array(index.length * d);
+      copyRows(X, index, d, Y, false);
+      return {
+        value: tf.tensor2d(Y, [index.length, d]),
+        grad: (dy) => {
+          const dX = new Float32Array(n * d);
+          copyRows(dX, index, d, floats(dy), true);
+          return [tf.tensor2d(dX, [n, d])];
+        },
+      };
+    });
+  }
   const op = tf.customGrad(((a: tf.Tensor, save: tf.GradSaveFunc) => {
     const idx = tf.tensor1d(index, "int32");
     save([idx]);
@@ -457,5 +475,14 @@ function subtractTargetRows(
       dH[r * d + c]! -= alpha * eT[c * n + t]!;
       dET[c * n + t]! -= alpha * h[r * d + c]!;
     }
+  }
+}
+
+/** rows[k] = x[index[k]] for rows [index.length, d] (toX: x[index[k]] = rows[k] instead). */
+function copyRows(x: Float32Array, index: Int32Array, d: number, rows: Float32Array, toX: boolean): void {
+  for (let k = 0; k < index.length; k++) {
+    const src = index[k]! * d;
+    if (toX) x.set(rows.subarray(k * d, (k + 1) * d), src);
+    else rows.set(x.subarray(src, src + d), k * d);
   }
 }
