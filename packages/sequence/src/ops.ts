@@ -220,7 +220,7 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor
         const dB = new Float32Array(m);
         blas.sgemm(false, true, n, k, m, 1, G, m, W, m, 0, dX, k); // ∂x = ∂y·wᵀ
         blas.sgemm(true, false, k, m, n, 1, X, k, G, m, 0, dW, m); // ∂w = xᵀ·∂y
-        columnSums(G, n, m, dB);
+        blas.sgemm(false, false, 1, m, n, 1, onesOf(n), n, G, m, 0, dB, m); // ∂b = 1ᵀ·∂y (column sums)
         return [tf.tensor2d(dX, [n, k]), tf.tensor2d(dW, [k, m]), tf.tensor1d(dB)];
       },
     };
@@ -378,12 +378,12 @@ function repeatRows(row: Float32Array, rows: number, out: Float32Array): void {
   for (let r = 0; r < rows; r++) out.set(row, r * row.length);
 }
 
-/** out[c] += Σ_r x[r, c] for x [rows, cols]. */
-function columnSums(x: Float32Array, rows: number, cols: number, out: Float32Array | Float64Array): void {
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    for (let c = 0; c < cols; c++) out[c]! += x[o + c]!;
-  }
+let ones = new Float32Array(0);
+
+/** n ones (a shared array that only grows; never written elsewhere). */
+function onesOf(n: number): Float32Array {
+  if (ones.length < n) ones = new Float32Array(n).fill(1);
+  return ones;
 }
 
 /** y = x̂·g + b per row of x [n, d], x̂ = (x − mean)/σ, σ = √(var + ε); keeps x̂ and 1/σ. */
