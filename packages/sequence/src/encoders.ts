@@ -16,7 +16,7 @@
  */
 import type { Rng } from "@recsys/data";
 import { tf, variableFrom } from "@recsys/tf";
-import { dense, layerNorm, bmm, mm } from "./ops.js";
+import { bmm, bmmT, dense, layerNorm, mm } from "./ops.js";
 
 export type EncoderKind = "sasrec" | "gru4rec" | "narm" | "stamp";
 export const ENCODER_KINDS: readonly EncoderKind[] = ["sasrec", "gru4rec", "narm", "stamp"];
@@ -137,7 +137,7 @@ export class SasRecEncoder implements SequenceEncoder {
       const Q = tf.reshape(dense(q, b.wq as tf.Tensor2D, b.bq as tf.Tensor1D), [batch, length, d]) as tf.Tensor3D;
       const K = tf.reshape(dense(h, b.wk as tf.Tensor2D, b.bk as tf.Tensor1D), [batch, length, d]) as tf.Tensor3D;
       const V = tf.reshape(dense(h, b.wv as tf.Tensor2D, b.bv as tf.Tensor1D), [batch, length, d]) as tf.Tensor3D;
-      const scores = tf.add(tf.mul(bmm(Q, tf.transpose(K, [0, 2, 1])), scale), inputs.attentionMask) as tf.Tensor3D;
+      const scores = tf.add(tf.mul(bmmT(Q, K), scale), inputs.attentionMask) as tf.Tensor3D;
       const attention = dropout(tf.softmax(scores) as tf.Tensor3D);
       const o = dense(tf.reshape(bmm(attention, V), [n, d]) as tf.Tensor2D, b.wo as tf.Tensor2D, b.bo as tf.Tensor1D);
       const r = layerNorm(tf.add(q, o), b.ln2g as tf.Tensor1D, b.ln2b as tf.Tensor1D);

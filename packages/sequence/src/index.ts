@@ -6,6 +6,8 @@
 export { ENCODER_KINDS, Gru4RecEncoder, NarmEncoder, SasRecEncoder, StampEncoder, createEncoder } from "./encoders.js";
 export type { Dropout, EncodeInputs, EncoderConfig, EncoderKind, SequenceEncoder } from "./encoders.js";
 export { PAD, SequenceModel } from "./model.js";
+export { sequenceBlas, setSequenceKernels } from "./ops.js";
+export type { SequenceKernels } from "./ops.js";
 export { DEFAULT_SEQUENCE_CONFIG, buildWindows, trainSequenceModel, validateSequenceConfig } from "./trainer.js";
 export type { SequenceTrainConfig, SequenceTrainOptions, SequenceTrainResult, SoftmaxKind, TrainProgress } from "./trainer.js";
 export { sequenceScorer, userSequences } from "./dataset.js";
