@@ -176,15 +176,15 @@ describe("SparseTable", () => {
 });
 
 describe("expNonPositive", () => {
-  it("matches Math.exp to 1e-6 relative on x <= 0", () => {
+  it("matches Math.exp to 1e-7 relative on x <= 0", () => {
     const rng = new Rng(9);
     let worst = 0;
     for (let i = 0; i < 20_000; i++) {
       const x = -rng.next() * (i % 2 === 0 ? 30 : 700);
       worst = Math.max(worst, Math.abs(expNonPositive(x) / Math.exp(x) - 1));
     }
-    expect(worst).toBeLessThan(1e-6);
-    expect(expNonPositive(0)).toBeCloseTo(1, 12);
+    expect(worst).toBeLessThan(1e-7);
+    expect(expNonPositive(0)).toBe(1);
     expect(expNonPositive(-1e9)).toBe(0);
   });
 });
