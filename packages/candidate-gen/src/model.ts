@@ -2,7 +2,7 @@ import type { Rng } from "@recsys/data";
 import { CATEGORICAL_FEATURES, type EncodedBatch, type FeatureSpace, NUM_CATEGORICAL, NUM_CONTINUOUS } from "@recsys/features";
 import { tf, variableFrom } from "@recsys/tf";
 import { type ModelConfig, validateModelConfig } from "./config.js";
-import { SparseTable } from "./sparse.js";
+import { probeSink, READ_AHEAD_MIN_FLOATS, SparseTable } from "./sparse.js";
 
 let instances = 0;
 
@@ -178,6 +178,7 @@ export class CandidateGenModel {
     const wt = this.watch.data;
     const st = this.search.data;
     if (x.length < rows * inDim) throw new Error("pool: input buffer too small");
+    const readAhead = wt.length >= READ_AHEAD_MIN_FLOATS;
     x.fill(0, 0, rows * inDim);
     for (let b = start; b < end; b++) {
       const xo = (b - start) * inDim;
@@ -191,6 +192,16 @@ export class CandidateGenModel {
         }
       } else if (wc > 0) {
         const inv = 1 / wc;
+        // One read per 64-byte line of the window's rows of a large table first: their cache
+        // misses overlap instead of coming one row at a time.
+        if (readAhead) {
+          let probe = 0;
+          for (let k = 0; k < wc; k++) {
+            const ro = batch.watchIds[b * n + k]! * d;
+            for (let c = 0; c < d; c += 16) probe += wt[ro + c]!;
+          }
+          probeSink[0] = probe;
+        }
         for (let k = 0; k < wc; k++) {
           const ro = batch.watchIds[b * n + k]! * d;
           let c = 0;

@@ -25,6 +25,31 @@ export interface SparseOptimizerConfig {
   readonly epsilon: number;
 }
 
+/** Touched rows whose cache lines apply() reads ahead before updating them. */
+const TOUCH_BLOCK = 16;
+/**
+ * Tables of at least this many floats (4 MiB) have their rows' cache lines read ahead (see
+ * apply and the model's pooling): they do not stay in the cache, so a row's values come from
+ * memory; a smaller table's rows mostly are in the cache, and the extra reads only cost time.
+ */
+export const READ_AHEAD_MIN_FLOATS = 1 << 20;
+/**
+ * Where the loops that read rows' cache lines ahead of their use (here and in the model's
+ * pooling) store the sum of what they read, so that the reads are not optimised away.
+ */
+export const probeSink = new Float64Array(1);
+
+/**
+ * A zero-filled Float32Array whose pages are already written: a fresh large allocation is
+ * mapped lazily, and the page faults would otherwise fall on the training steps that first
+ * touch each page.
+ */
+function zeroedState(length: number): Float32Array {
+  const a = new Float32Array(length);
+  a.fill(0);
+  return a;
+}
+
 /**
  * An embedding table (rows × dim, row-major Float32Array) trained with SPARSE updates: a batch
  * accumulates gradients only for the rows it touched (duplicate rows are summed), and the
@@ -202,26 +227,46 @@ export class SparseTable {
     this.step++;
     if (cfg.optimizer === "adam") {
       if (this.m === null || this.v === null) {
-        this.m = new Float32Array(this.data.length);
-        this.v = new Float32Array(this.data.length);
+        this.m = zeroedState(this.data.length);
+        this.v = zeroedState(this.data.length);
       }
       const m = this.m;
       const v = this.v;
       const b1 = cfg.beta1;
       const b2 = cfg.beta2;
+      const a1 = 1 - b1;
+      const a2 = 1 - b2;
       const lrT = (lr * Math.sqrt(1 - Math.pow(b2, this.step))) / (1 - Math.pow(b1, this.step));
-      for (let i = 0; i < this.touched; i++) {
-        const o = this.touchedRows[i]! * d;
-        const go = i * d;
-        for (let k = 0; k < d; k++) {
-          const gk = g[go + k]! + l2 * w[o + k]!;
-          const mk = b1 * m[o + k]! + (1 - b1) * gk;
-          const vk = b2 * v[o + k]! + (1 - b2) * gk * gk;
-          m[o + k] = mk;
-          v[o + k] = vk;
-          w[o + k]! -= (lrT * mk) / (Math.sqrt(vk) + eps);
+      const rows = this.touchedRows;
+      const n = this.touched;
+      const readAhead = w.length >= READ_AHEAD_MIN_FLOATS;
+      let probe = 0;
+      for (let i0 = 0; i0 < n; i0 += TOUCH_BLOCK) {
+        const i1 = Math.min(n, i0 + TOUCH_BLOCK);
+        // One read per 64-byte line of the block's rows of w, m and v before updating them: the
+        // cache misses of a block overlap instead of coming one row at a time (the touched rows
+        // of a large table are scattered, and a row's update is too long for the CPU to run
+        // ahead into the next row's loads by itself).
+        if (readAhead)
+          for (let i = i0; i < i1; i++) {
+            const o = rows[i]! * d;
+            for (let k = 0; k < d; k += 16) probe += w[o + k]! + m[o + k]! + v[o + k]!;
+          }
+        for (let i = i0; i < i1; i++) {
+          const o = rows[i]! * d;
+          const go = i * d;
+          for (let k = 0; k < d; k++) {
+            const wk = w[o + k]!;
+            const gk = g[go + k]! + l2 * wk;
+            const mk = b1 * m[o + k]! + a1 * gk;
+            const vk = b2 * v[o + k]! + a2 * gk * gk;
+            m[o + k] = mk;
+            v[o + k] = vk;
+            w[o + k] = wk - (lrT * mk) / (Math.sqrt(vk) + eps);
+          }
         }
       }
+      probeSink[0] = probe;
     } else if (cfg.optimizer === "rowwise-adagrad") {
       if (this.v === null) this.v = new Float32Array(this.rows);
       const acc = this.v;
