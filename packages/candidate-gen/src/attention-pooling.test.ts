@@ -149,6 +149,16 @@ describe("attention pooling: the step", () => {
     }
   });
 
+  it.each(["tfjs", "auto"] as const)("leaves no tensor behind after steps and dispose (%s matmuls)", (matmul) => {
+    const before = tf.memory();
+    const s = setup(matmul);
+    for (let k = 0; k < 5; k++) s.step.run(s.inputs);
+    s.step.dispose();
+    s.model.dispose();
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
+  });
+
   it("gives padding slots no weight, and equals mean pooling while the query and recency bias are zero", () => {
     const { model, step, inputs } = setup();
     const { batch } = inputs;

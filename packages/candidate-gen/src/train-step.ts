@@ -1,5 +1,5 @@
 import { type EncodedBatch, NUM_CATEGORICAL } from "@recsys/features";
-import { type Blas, nativeBlas, tf } from "@recsys/tf";
+import { assignFrom, type Blas, nativeBlas, tf } from "@recsys/tf";
 import type { CandidateGenModel } from "./model.js";
 import type { RowPartition, SparseOptimizerConfig } from "./sparse.js";
 import { DenseAdam } from "./dense-adam.js";
@@ -604,9 +604,9 @@ export class TrainStep {
     let o = 0;
     for (const layer of this.model.layers) {
       const nw = layer.inDim * layer.outDim;
-      layer.w.assign(tf.tensor2d(flat.subarray(o, o + nw), [layer.inDim, layer.outDim]));
+      assignFrom(layer.w, tf.tensor2d(flat.subarray(o, o + nw), [layer.inDim, layer.outDim]));
       o += nw;
-      layer.b.assign(tf.tensor1d(flat.subarray(o, o + layer.outDim)));
+      assignFrom(layer.b, tf.tensor1d(flat.subarray(o, o + layer.outDim)));
       o += layer.outDim;
     }
     this.tick("tower_update", t);
