@@ -3,30 +3,21 @@
  * items, minutes): every stage starts, the load completes without errors, RecordEvents run beside
  * it, a ranker rolls out under load, and the JSON has the fields the serving issue specifies.
  */
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { runServeBench } from "./test-helpers.js";
 import { compareInterleaved } from "./serve-bench.js";
 
-const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 let cache: string | undefined;
 
 afterAll(async () => {
   if (cache !== undefined) await rm(cache, { recursive: true, force: true });
 });
 
-function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [MAIN, "serve", ...args], { timeout: 240_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      if (error !== null && typeof error.code !== "number") reject(error);
-      else resolve({ code: error === null ? 0 : (error.code as number), stdout, stderr });
-    });
-  });
-}
+const bench = runServeBench;
 
 describe("bench serve --json", () => {
   it("serves a small catalogue under load and reports the specified figures", async () => {

@@ -3,32 +3,23 @@
  * at 1M items): the served bundle gets a session model, every request is an anonymous session,
  * the requests succeed, and the session source ran in each of them and nominated candidates.
  */
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { runServeBench } from "./test-helpers.js";
 import { loadDataset } from "@recsys/data";
 import { anonymousSessions, sessionSourceSkipped, sessionSourceUse } from "./serve-bench.js";
 import { prng } from "./serve-load.js";
 
-const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 let cache: string | undefined;
 
 afterAll(async () => {
   if (cache !== undefined) await rm(cache, { recursive: true, force: true });
 });
 
-function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [MAIN, "serve", ...args], { timeout: 240_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      if (error !== null && typeof error.code !== "number") reject(error);
-      else resolve({ code: error === null ? 0 : (error.code as number), stdout, stderr });
-    });
-  });
-}
+const bench = runServeBench;
 
 describe("bench serve --anonymous", () => {
   it("serves anonymous sessions from a bundle with a session model, the session source in every request", async () => {
