@@ -7,7 +7,6 @@ import { timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   Device,
   MAX_EXCLUDED_ITEMS,
-  MAX_ID_LENGTH,
   MAX_IMPRESSION_HISTORY,
   MAX_RECOMMEND_COUNT,
   MAX_SEARCH_HISTORY,
@@ -20,6 +19,7 @@ import {
 import {
   invalidArgument,
   requireMaxItems,
+  requireMaxLength,
   requireNonEmpty,
   requireValidTimestamp,
   timestampSeconds,
@@ -79,8 +79,7 @@ export function validateRecommendRequest(request: RecommendRequest): ValidRecomm
     if (Device[context.device] === undefined) {
       throw invalidArgument(`context.device has unknown value ${context.device}`);
     }
-    if (context.geo.length > MAX_ID_LENGTH)
-      throw invalidArgument(`context.geo is too long: ${context.geo.length} characters, at most ${MAX_ID_LENGTH}`);
+    requireMaxLength(context.geo, "context.geo");
     context.watchHistory.forEach((watch, i) => {
       if (watch.watchedAt !== undefined) requireValidTimestamp(watch.watchedAt, `context.watch_history[${i}].watched_at`);
     });

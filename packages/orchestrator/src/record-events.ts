@@ -9,8 +9,17 @@
  * watch appended here is remembered (`OwnEvents`) until its echo arrives and is then skipped:
  * no event is counted twice.
  */
-import { MAX_ID_LENGTH, MAX_QUERY_LENGTH, MAX_RECORD_EVENTS, type RecordEventsRequest, type UserEvent } from "@recsys/gen";
-import { RpcError, invalidArgument, requireMaxItems, requireNonEmpty, requireValidTimestamp, status, unavailable } from "@recsys/runtime";
+import { MAX_QUERY_LENGTH, MAX_RECORD_EVENTS, type RecordEventsRequest, type UserEvent } from "@recsys/gen";
+import {
+  RpcError,
+  invalidArgument,
+  requireMaxItems,
+  requireMaxLength,
+  requireNonEmpty,
+  requireValidTimestamp,
+  status,
+  unavailable,
+} from "@recsys/runtime";
 import { isUserStoreUnavailable, isUserStoreValidationError, type UserEvent as StoreEvent, type UserStore } from "@recsys/user-store";
 import type { ServingClock } from "./clock.js";
 import type { OrchestratorMetrics } from "./metrics.js";
@@ -132,9 +141,7 @@ function eventTime(
 export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: number, wall?: WallTranslation): StoreEvent {
   const field = `events[${i}]`;
   const userId = requireNonEmpty(event.userId, `${field}.user_id`);
-  if (event.clientId.length > MAX_ID_LENGTH) {
-    throw invalidArgument(`${field}.client_id is too long: ${event.clientId.length} characters, at most ${MAX_ID_LENGTH}`);
-  }
+  requireMaxLength(event.clientId, `${field}.client_id`);
   switch (event.kind.case) {
     case "watch": {
       const watch = event.kind.value;
@@ -162,11 +169,7 @@ export function toStoreEvent(event: UserEvent, i: number, now: number, maxSkew: 
       const impression = event.kind.value;
       const itemId = requireNonEmpty(impression.itemId, `${field}.impression.item_id`);
       const timestamp = eventTime(impression.shownAt, `${field}.impression.shown_at`, now, maxSkew, wall);
-      if (impression.requestId.length > MAX_ID_LENGTH) {
-        throw invalidArgument(
-          `${field}.impression.request_id is too long: ${impression.requestId.length} characters, at most ${MAX_ID_LENGTH}`,
-        );
-      }
+      requireMaxLength(impression.requestId, `${field}.impression.request_id`);
       return {
         kind: "impression",
         userId,

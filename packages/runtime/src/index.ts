@@ -108,6 +108,7 @@ export {
   requireFinite,
   requireInRange,
   requireMaxItems,
+  requireMaxLength,
   emptyOrTooLong,
   requireNonEmpty,
   requirePresent,

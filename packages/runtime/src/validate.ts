@@ -10,6 +10,11 @@ import { invalidArgument } from "@recsys/transport";
 /** A required string field: non-empty and at most `maxLength` code units. */
 export function requireNonEmpty(value: string, field: string, maxLength: number = MAX_ID_LENGTH): string {
   if (value === "") throw invalidArgument(`${field} is required`);
+  return requireMaxLength(value, field, maxLength);
+}
+
+/** An optional string field (empty = absent): at most `maxLength` code units. */
+export function requireMaxLength(value: string, field: string, maxLength: number = MAX_ID_LENGTH): string {
   if (value.length > maxLength) {
     throw invalidArgument(`${field} is too long: ${value.length} characters, at most ${maxLength}`);
   }
