@@ -53,34 +53,30 @@ export function buildItemTree(
   const k = Math.min(clusters, n);
   const numUsers = histories.length;
 
-  // Item → users (CSR), one entry per distinct (user, item).
-  const deg = new Int32Array(vocabularySize);
-  const seen = new Int32Array(vocabularySize).fill(-1);
-  for (let u = 0; u < numUsers; u++) {
-    const h = histories[u];
-    if (h === null || h === undefined) continue;
-    for (let t = 0; t < h.length; t++) {
-      const id = h[t]!;
-      if (id <= 0 || id >= vocabularySize || seen[id] === u) continue;
-      seen[id] = u;
-      deg[id]!++;
+  // Item → users (CSR), one entry per distinct (user, item): count, then fill.
+  const seen = new Int32Array(vocabularySize);
+  const forEachDistinct = (visit: (u: number, id: number) => void): void => {
+    seen.fill(-1);
+    for (let u = 0; u < numUsers; u++) {
+      const h = histories[u];
+      if (h === null || h === undefined) continue;
+      for (let t = 0; t < h.length; t++) {
+        const id = h[t]!;
+        if (id <= 0 || id >= vocabularySize || seen[id] === u) continue;
+        seen[id] = u;
+        visit(u, id);
+      }
     }
-  }
+  };
+  const deg = new Int32Array(vocabularySize);
+  forEachDistinct((_u, id) => deg[id]!++);
   const userOffsets = new Int32Array(vocabularySize + 1);
   for (let id = 1; id < vocabularySize; id++) userOffsets[id + 1] = userOffsets[id]! + deg[id]!;
   const users = new Int32Array(userOffsets[vocabularySize]!);
   const fill = userOffsets.slice(0, vocabularySize);
-  seen.fill(-1);
-  for (let u = 0; u < numUsers; u++) {
-    const h = histories[u];
-    if (h === null || h === undefined) continue;
-    for (let t = 0; t < h.length; t++) {
-      const id = h[t]!;
-      if (id <= 0 || id >= vocabularySize || seen[id] === u) continue;
-      seen[id] = u;
-      users[fill[id]!++] = u;
-    }
-  }
+  forEachDistinct((u, id) => {
+    users[fill[id]!++] = u;
+  });
   const weight = new Float64Array(vocabularySize);
   for (let id = 1; id < vocabularySize; id++) weight[id] = deg[id]! > 0 ? 1 / Math.sqrt(deg[id]!) : 0;
 
