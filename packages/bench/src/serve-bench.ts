@@ -119,6 +119,7 @@ const USAGE =
   "         [--rate R (0 = closed loop)] [--time-cap S] [--count N] [--sequential N] [--in-process N] [--ann-queries N]\n" +
   "         [--efs 100,150,200,400] [--cache DIR] [--fresh] [--no-ann-clustered] [--transport http2|grpc-js] [--server http2|grpc-js] [--events-rate R] [--rollout]\n" +
   "         [--curve 100,200,300,400 (rates of the load curve; 0 = none)] [--curve-seconds S] [--cpu-prof DIR (V8 profiles of every stage, cut to the curve's points)]\n" +
+  "         [--node-arg ARG (repeatable: a node option for every stage's process, e.g. --trace-gc; their output is in the stage logs)]\n" +
   "         [--anonymous (every Recommend an anonymous session: a few recent item ids, no user id; the bundle served with a session model)]";
 
 interface Args {
@@ -153,6 +154,8 @@ interface Args {
   curveSeconds: number;
   /** Directory for every stage's V8 CPU profile (`--cpu-prof`), summarised per curve point; "" for none. */
   cpuProf: string;
+  /** Extra node options for every stage's process (`--node-arg`, repeatable). */
+  nodeArgs: string[];
   /** Every Recommend an anonymous session (serve-session.ts), the bundle served with a session model. */
   anonymous: boolean;
 }
@@ -183,6 +186,7 @@ function parse(argv: string[]): Args {
     curve: [100, 200, 300, 400],
     curveSeconds: 20,
     cpuProf: "",
+    nodeArgs: [],
     anonymous: false,
   };
   const numbers: Record<string, keyof Args> = {
@@ -210,7 +214,11 @@ function parse(argv: string[]): Args {
     else if (arg === "--anonymous") a.anonymous = true;
     else if (arg === "--cache") a.cache = argv[++i] ?? "";
     else if (arg === "--cpu-prof") a.cpuProf = resolve(argv[++i] ?? "");
-    else if (arg === "--transport") {
+    else if (arg === "--node-arg") {
+      const nodeArg = argv[++i] ?? "";
+      if (!nodeArg.startsWith("--")) throw new Error(`--node-arg needs a node option (--...)\n${USAGE}`);
+      a.nodeArgs.push(nodeArg);
+    } else if (arg === "--transport") {
       const transport = argv[++i];
       if (transport !== "http2" && transport !== "grpc-js") throw new Error(`--transport is http2 or grpc-js\n${USAGE}`);
       a.transport = transport;
@@ -615,7 +623,7 @@ export async function run(argv: string[]): Promise<number> {
     stateDir: join(runDir, "run"),
     shards: args.shards,
     startTimeoutMs: 3_600_000,
-    ...(args.cpuProf === "" ? {} : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${args.cpuProf}`] }),
+    nodeArgs: [...(args.cpuProf === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${args.cpuProf}`]), ...args.nodeArgs],
     env: {
       // Every stage polls its model manifest at the default MODEL_POLL_INTERVAL (30 s), as deployed:
       // the load runs across at least one poll per stage.
