@@ -18,7 +18,7 @@ item. Validation phase: train on everything but those two, evaluate validation N
 `eval_every` epochs, stop after `patience` evaluations without improvement. Test phase: train a
 fresh model on everything but the test items for the best epoch count, evaluate on test.
 Ranking: every item scored, the user's history removed, ties by item index ascending.
-Prints one JSON line.
+Prints one JSON line (with "ranks": the 0-based test rank of each evaluated user, in user order).
 """
 import argparse
 import json
@@ -92,6 +92,7 @@ def windows(seqs, L):
 def evaluate(model, histories, targets, num_items, L, k=10):
     model.eval()
     hits = ndcg = 0.0
+    ranks = []  # 0-based rank of each user's target, in the order of `histories`
     with torch.no_grad():
         E = model.item.weight[1:]  # [N, d]
         for start in range(0, len(histories), 256):
@@ -110,12 +111,13 @@ def evaluate(model, histories, targets, num_items, L, k=10):
                 st = s[t]
                 idx = np.arange(num_items)
                 rank = int(np.sum(s > st) + np.sum((s == st) & (idx < t)))
+                ranks.append(rank)
                 if rank < k:
                     hits += 1
                     ndcg += 1 / math.log2(rank + 2)
     model.train()
     n = len(histories)
-    return hits / n, ndcg / n
+    return hits / n, ndcg / n, ranks
 
 
 def train(seqs, num_items, args, seed, epochs, validate=None):
@@ -151,7 +153,7 @@ def train(seqs, num_items, args, seed, epochs, validate=None):
         train_s += time.perf_counter() - t0
         cpu_s += time.process_time() - c0
         if validate is not None and epoch % args.eval_every == 0:
-            _, v = validate(model)
+            _, v, _ = validate(model)
             if v > best:
                 best, best_epoch, since = v, epoch, 0
             else:
@@ -191,7 +193,7 @@ def main():
         val_train, N, args, args.seed, args.max_epochs,
         validate=lambda m: evaluate(m, val_hist, val_tgt, N, L))
     model, _, _, _, ex_test, s_test, c_test = train(test_train, N, args, args.seed, max(best_epoch, 1))
-    hr, ndcg = evaluate(model, test_hist, test_tgt, N, L)
+    hr, ndcg, ranks = evaluate(model, test_hist, test_tgt, N, L)
     print(json.dumps({
         "model": "sasrec-pytorch", "seed": args.seed, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "epochs_run": epochs, "best_epoch": best_epoch,
@@ -199,6 +201,7 @@ def main():
         "examples_per_second": (ex_val + ex_test) / (s_val + s_test),
         "examples_per_cpu_second": (ex_val + ex_test) / (c_val + c_test),
         "train_seconds": s_val + s_test,
+        "ranks": ranks,
     }))
 
 

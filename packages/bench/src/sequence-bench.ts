@@ -13,7 +13,9 @@
  * model trained on training + validation events for the best epoch count, scored on test.
  * Prints HR@10 / NDCG@10 (and the validation figure) per seed, means, paired differences to the
  * reference over seeds (mean ± t₀.₉₇₅·sd/√n), and training examples/s (next-item targets per
- * second of training steps, wall and CPU) of both and their ratio. Inside the candidate stage:
+ * second of training steps, wall and CPU) of both and their ratio; with --json each row also
+ * holds `ranks`, the 0-based test rank of every evaluated user (user index order), for paired
+ * per-user intervals. Inside the candidate stage:
  * the merged recall@300 (budget 100 per source; sources fed every non-test event, each user
  * served after the end of the log, so the test event's time is never used) of the
  * standard sources with and without each test model as the "session" source.
@@ -187,6 +189,11 @@ interface Row {
   "ndcg@10": number;
   best_epoch: number;
   epochs_run: number;
+  /**
+   * 0-based test rank of each evaluated user's target (users in index order, as `evaluateLastout`'s
+   * userIndex and `recsys evaluate --json`'s `ranks`): for paired per-user intervals. JSON only.
+   */
+  ranks: number[];
   examples_per_second: number;
   examples_per_cpu_second: number;
   train_seconds: number;
@@ -240,7 +247,7 @@ function runReference(dataFile: string, seed: number, options: Options): Row & {
     },
   );
   if (r.status !== 0) throw new Error(`reference ${script} failed (status ${r.status}): ${r.stderr || r.error?.message}`);
-  const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number>;
+  const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number> & { ranks: number[] };
   return {
     protocol: "lastout",
     seed,
@@ -250,6 +257,7 @@ function runReference(dataFile: string, seed: number, options: Options): Row & {
     "ndcg@10": out["ndcg@10"]!,
     best_epoch: out["best_epoch"]!,
     epochs_run: out["epochs_run"]!,
+    ranks: out.ranks,
     examples_per_second: out["examples_per_second"]!,
     examples_per_cpu_second: out["examples_per_cpu_second"]!,
     train_seconds: out["train_seconds"]!,
@@ -261,10 +269,16 @@ function histories(split: LastoutSplit, target: "val" | "test"): (Int32Array | n
   return Array.from({ length: split.testRow.length }, (_, u) => historyRows(split, u, target));
 }
 
-function evaluateModel(model: SequenceModel, dataset: Dataset, split: LastoutSplit, target: "val" | "test"): Record<string, number> {
+function evaluateModel(
+  model: SequenceModel,
+  dataset: Dataset,
+  split: LastoutSplit,
+  target: "val" | "test",
+): { metrics: Record<string, number>; ranks: Int32Array } {
   const scorer = sequenceScorer(model, dataset);
   scorer.precompute(histories(split, target));
-  return evaluateLastout({ dataset, split, scorers: [scorer], target }).results[0]!.metrics;
+  const r = evaluateLastout({ dataset, split, scorers: [scorer], target }).results[0]!;
+  return { metrics: r.metrics, ranks: r.ranks };
 }
 
 function runOurs(spec: ModelSpec, dataset: Dataset, split: LastoutSplit, seed: number, options: Options, log: (s: string) => void): Row {
@@ -283,7 +297,7 @@ function runOurs(spec: ModelSpec, dataset: Dataset, split: LastoutSplit, seed: n
     seed,
   };
   const val = trainSequenceModel(userSequences(dataset, trainingRows(split, "val")), numItems, config, {
-    validate: (m) => evaluateModel(m, dataset, split, "val")["ndcg@10"]!,
+    validate: (m) => evaluateModel(m, dataset, split, "val").metrics["ndcg@10"]!,
     onEpoch: (p) => {
       if (p.validation !== undefined)
         log(`  ${spec.name} seed ${seed} epoch ${p.epoch} loss ${p.loss.toFixed(4)} val ndcg@10 ${p.validation.toFixed(4)}`);
@@ -294,7 +308,7 @@ function runOurs(spec: ModelSpec, dataset: Dataset, split: LastoutSplit, seed: n
     ...config,
     maxEpochs: Math.max(1, val.bestEpoch),
   });
-  const m = evaluateModel(test.model, dataset, split, "test");
+  const { metrics: m, ranks } = evaluateModel(test.model, dataset, split, "test");
   const withSession = options.recall ? pipelineRecall(dataset, test.model) : undefined;
   test.model.dispose();
   const seconds = val.trainSeconds + test.trainSeconds;
@@ -307,6 +321,7 @@ function runOurs(spec: ModelSpec, dataset: Dataset, split: LastoutSplit, seed: n
     "ndcg@10": m["ndcg@10"]!,
     best_epoch: val.bestEpoch,
     epochs_run: val.epochs,
+    ranks: Array.from(ranks),
     examples_per_second: (val.examples + test.examples) / seconds,
     examples_per_cpu_second: (val.examples + test.examples) / (val.trainCpuSeconds + test.trainCpuSeconds),
     train_seconds: seconds,

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { run as evaluate } from "./commands/evaluate.js";
 import { run as trainRanker } from "./commands/train-ranker.js";
 import { run as trainSession } from "./commands/train-session.js";
+import { inProtocolOrder } from "./protocol-dataset.js";
 
 const SPEC = "synthetic:users=200,items=150,events=12,seed=4";
 let root = "";
@@ -35,6 +36,9 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "recsys-session-"));
   const dataset = await loadDataset(SPEC);
   await saveBundle(join(root, "cg"), await trainCandidateGen(dataset, { holdout: "test", maxSteps: 5 }));
+  // A bundle trained for lastout-shuffled with tie seed 3 (`recsys train --protocol lastout-shuffled --tie-seed 3`).
+  const shuffled = inProtocolOrder(dataset, "lastout-shuffled", 3).dataset;
+  await saveBundle(join(root, "shuffled"), await trainCandidateGen(shuffled, { holdout: "test", maxSteps: 5 }));
 });
 
 afterAll(async () => {
@@ -115,5 +119,48 @@ describe("recsys train-session and the pipeline with the session source in recsy
     expect(m["hr@10"]).toBeGreaterThanOrEqual(0);
     expect(m["hr@10"]).toBeLessThanOrEqual(1);
     expect(section.pipeline.sources.session.recall).toBeGreaterThan(0);
+  });
+
+  it("--protocol lastout-shuffled --tie-seed S trains for a bundle trained in that event order; the pipeline evaluates under it", async () => {
+    const dir = join(root, "shuffled");
+    const refused = await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--epochs", "1"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/was trained on .* in lastout order .*--protocol lastout-shuffled/);
+    const protocol = ["--protocol", "lastout-shuffled", "--tie-seed", "3"];
+    const bad = await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--protocol", "lastin"]);
+    expect(bad.code).toBe(2);
+    const trained = await capture(trainSession, ["--dataset", SPEC, "--model", dir, "--epochs", "1", "--batch", "16", ...protocol]);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(trained.stderr).toContain("protocol lastout-shuffled (seed 3)");
+    const shuffled = inProtocolOrder(await loadDataset(SPEC), "lastout-shuffled", 3).dataset;
+    const manifest = JSON.parse(await readFile(join(dir, "session", "manifest.json"), "utf8")) as { training: Record<string, unknown> };
+    expect(manifest.training["datasetFingerprint"]).toBe(shuffled.fingerprint);
+    // The session model counts the targets of the shuffled order's training sequences.
+    const rows = trainingRows(lastoutSplit(shuffled.events, shuffled.users.ids.length), "test");
+    const expected = new Uint32Array(shuffled.items.ids.length);
+    for (const s of userSequences(shuffled, rows)) for (let k = Math.max(1, s.length - 50); k < s.length; k++) expected[s[k]!]!++;
+    const { itemCounts, model } = await loadSequenceModel(join(dir, "session"));
+    model.dispose();
+    expect(Array.from(itemCounts!)).toEqual(Array.from(expected));
+
+    const small = ["--epochs", "1", "--max-examples", "4", "--budget", "20", "--merged-size", "40"];
+    const ranker = await capture(trainRanker, ["--dataset", SPEC, "--model", dir, ...small, ...protocol]);
+    expect(ranker.code, ranker.stderr).toBe(0);
+    const r = await capture(evaluate, [
+      "--dataset",
+      SPEC,
+      "--model",
+      dir,
+      "--shuffled-model",
+      dir,
+      "--protocols",
+      "lastout-shuffled",
+      "--tie-seed",
+      "3",
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const section = JSON.parse(r.stdout).protocols["lastout-shuffled"] as Record<string, any>;
+    expect(Object.keys(section.models)).toEqual(expect.arrayContaining(["pipeline", "pipeline_with_session", "session_model"]));
   });
 });

@@ -1,5 +1,6 @@
 /**
- * `recsys train-session --dataset SPEC --model DIR [--encoder sasrec|gru4rec|narm|stamp] [--epochs N] [--batch N] [--lr X] [--seed S]`
+ * `recsys train-session --dataset SPEC --model DIR [--encoder sasrec|gru4rec|narm|stamp] [--epochs N] [--batch N] [--lr X] [--seed S]
+ *   [--protocol lastout|lastout-shuffled] [--tie-seed S]`
  *
  * Trains the session (sequence) model behind the candidate-gen bundle in DIR and writes it to
  * DIR/session/ (@recsys/sequence saveSequenceModel). It trains on the same rows as the bundle
@@ -8,6 +9,9 @@
  * "session" source (logged-in users' recent watches and anonymous sessions). Each item's count as a
  * training target is saved beside the weights (item-counts.u32): the orchestrator nominates only
  * items counted at least SESSION_MIN_ITEM_COUNT times.
+ * `--protocol` / `--tie-seed` (as for `recsys train` and `train-ranker`): the dataset in that
+ * protocol's event order; a bundle trained with `--protocol lastout-shuffled` needs the same flags
+ * here (its held-out events and dataset fingerprint follow that order).
  * Progress goes to stderr; the last stdout line is a one-line summary.
  */
 import { join } from "node:path";
@@ -23,13 +27,15 @@ import {
   userSequences,
 } from "@recsys/sequence";
 import { initBackend } from "@recsys/tf";
+import { describeTieOrder } from "@recsys/eval";
 import { parseArgs, UsageError } from "../args.js";
+import { inProtocolOrder, PROTOCOL_OPTIONS, PROTOCOL_USAGE, protocolOptions } from "../protocol-dataset.js";
 import { formatDuration } from "../train-progress.js";
 
 /** Epochs when --epochs is not given (a fixed count: no validation-based stopping here). */
 export const DEFAULT_SESSION_EPOCHS = 20;
 
-const USAGE = `usage: recsys train-session --dataset SPEC --model DIR [--encoder ${ENCODER_KINDS.join("|")}] [--epochs N] [--batch N] [--lr X] [--seed S] [--out DIR]`;
+const USAGE = `usage: recsys train-session --dataset SPEC --model DIR [--encoder ${ENCODER_KINDS.join("|")}] [--epochs N] [--batch N] [--lr X] [--seed S] [--out DIR] ${PROTOCOL_USAGE}`;
 
 /** Where a bundle's session model lives. */
 export function sessionDir(modelDir: string): string {
@@ -47,6 +53,7 @@ function usageError(message: string): number {
 
 export async function run(argv: string[]): Promise<number> {
   let args;
+  let protocol;
   try {
     args = parseArgs(argv, {
       dataset: { type: "string", required: true },
@@ -57,7 +64,9 @@ export async function run(argv: string[]): Promise<number> {
       batch: { type: "number", default: DEFAULT_SEQUENCE_CONFIG.batchSize },
       lr: { type: "number", default: DEFAULT_SEQUENCE_CONFIG.learningRate },
       seed: { type: "number", default: DEFAULT_SEQUENCE_CONFIG.seed },
+      ...PROTOCOL_OPTIONS,
     });
+    protocol = protocolOptions(args);
   } catch (err) {
     if (err instanceof UsageError) return usageError(err.message);
     throw err;
@@ -79,7 +88,10 @@ export async function run(argv: string[]): Promise<number> {
 
   const started = performance.now();
   await initBackend();
-  const dataset = await loadDataset(spec);
+  const ordered = inProtocolOrder(await loadDataset(spec), protocol.protocol, protocol.tieSeed);
+  const dataset = ordered.dataset;
+  if (protocol.protocol !== "lastout")
+    log(`protocol ${describeTieOrder(ordered.order)}: same-second events ordered by the seeded permutation`);
   log(`loaded ${dataset.spec}: ${dataset.users.ids.length} users, ${dataset.items.ids.length} items, ${dataset.events.user.length} events`);
   const bundle = await loadBundle(modelDir);
   let holdout;
@@ -88,7 +100,7 @@ export async function run(argv: string[]): Promise<number> {
     const m = bundle.manifest;
     if (m.datasetFingerprint !== dataset.fingerprint) {
       process.stderr.write(
-        `recsys train-session: the bundle in ${modelDir} was trained on "${m.datasetSpec}" (fingerprint ${m.datasetFingerprint.slice(0, 12)}…), not on "${spec}" (${dataset.fingerprint.slice(0, 12)}…)\n`,
+        `recsys train-session: the bundle in ${modelDir} was trained on "${m.datasetSpec}" (fingerprint ${m.datasetFingerprint.slice(0, 12)}…), not on "${spec}" (${dataset.fingerprint.slice(0, 12)}…) in ${describeTieOrder(ordered.order)} order (a bundle trained with --protocol lastout-shuffled needs the same --protocol and --tie-seed here)\n`,
       );
       return 1;
     }
