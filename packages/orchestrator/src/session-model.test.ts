@@ -113,6 +113,31 @@ describe("ServingSessionModel nominates trained items only", () => {
     expect(all.candidates(catalogue, query).candidates[0]!.item).toBe(7);
   });
 
+  it("answers in each catalogue's own indices, and nominates an id once the catalogue has it", async () => {
+    const s = await load("catalogues", true);
+    // Row r is item r + offset in the catalogue (`missing` not in it).
+    const offsetCatalogue = (offset: number, missing?: string) => {
+      const index = new Map(ids.filter((id) => id !== missing).map((id) => [id, ids.indexOf(id) + offset]));
+      return { index, indexOf: (id: string) => index.get(id), intern: (id: string) => index.get(id)! };
+    };
+    const nominated = (skipped: number[], offset: number) =>
+      new Set(
+        Array.from({ length: N }, (_, r) => r)
+          .filter((r) => ![1, 2, 3, 7, 9, ...skipped].includes(r))
+          .map((r) => r + offset),
+      );
+    const a = offsetCatalogue(100, "m10");
+    expect(new Set(s.candidates(a, query).candidates.map((c) => c.item))).toEqual(nominated([10], 100));
+    a.index.set("m10", 500);
+    const later = s.candidates(a, query).candidates;
+    expect(new Set(later.map((c) => c.item))).toEqual(new Set([...nominated([10], 100), 500]));
+    for (const c of later) expect([101, 102, 103]).toContain(c.because);
+    const b = offsetCatalogue(1000);
+    const other = s.candidates(b, query).candidates;
+    expect(new Set(other.map((c) => c.item))).toEqual(nominated([], 1000));
+    for (const c of other) expect([1001, 1002, 1003]).toContain(c.because);
+  });
+
   it("keeps the rows counted at least minItemCount", async () => {
     const s = await load("min-three", true, 3);
     const expected = Array.from({ length: N }, (_, i) => i).filter((i) => counts[i]! >= 3);

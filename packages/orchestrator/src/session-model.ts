@@ -34,7 +34,10 @@ export interface SessionQuery {
   readonly skip: (catalogueIndex: number) => boolean;
 }
 
-/** Catalogue index lookups the session model needs (the orchestrator's Catalogue). */
+/**
+ * Catalogue index lookups the session model needs (the orchestrator's Catalogue). An id's index
+ * never changes once it has one (the session model remembers the indices of its rows).
+ */
 export interface CatalogueIds {
   indexOf(id: string): number | undefined;
   intern(id: string): number;
@@ -67,6 +70,8 @@ export class ServingSessionModel {
   readonly candidateRows: Int32Array;
   private readonly source: SessionSource;
   private readonly rowOf = new Map<string, number>();
+  /** The catalogue index of each row in the catalogue last asked (-1: not looked up yet, or not in it). */
+  private mapped: { readonly catalogue: CatalogueIds; readonly index: Int32Array } | undefined;
 
   constructor(
     private readonly model: SequenceModel,
@@ -99,11 +104,11 @@ export class ServingSessionModel {
       const row = this.rowOf.get(id);
       if (row !== undefined) history.push(row);
     }
-    const toCatalogue = (row: number): number => catalogue.intern(this.itemIds[row]!);
+    const toCatalogue = (row: number): number => this.catalogueIndex(catalogue, row) ?? catalogue.intern(this.itemIds[row]!);
     const exclude = new Exclusion(
       [],
       (row) => {
-        const i = catalogue.indexOf(this.itemIds[row]!);
+        const i = this.catalogueIndex(catalogue, row);
         return i === undefined || query.skip(i);
       },
       this.itemIds.length,
@@ -117,6 +122,20 @@ export class ServingSessionModel {
         ...(c.because === undefined ? {} : { because: toCatalogue(c.because) }),
       })),
     };
+  }
+
+  /** The catalogue index of a model row (remembered per catalogue), or undefined when the catalogue has no such id. */
+  private catalogueIndex(catalogue: CatalogueIds, row: number): number | undefined {
+    let mapped = this.mapped;
+    if (mapped === undefined || mapped.catalogue !== catalogue) {
+      mapped = { catalogue, index: new Int32Array(this.itemIds.length).fill(-1) };
+      this.mapped = mapped;
+    }
+    const known = mapped.index[row]!;
+    if (known >= 0) return known;
+    const i = catalogue.indexOf(this.itemIds[row]!);
+    if (i !== undefined) mapped.index[row] = i;
+    return i;
   }
 
   dispose(): void {

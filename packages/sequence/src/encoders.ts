@@ -17,6 +17,7 @@
 import type { Rng } from "@recsys/data";
 import { tf, variableFrom } from "@recsys/tf";
 import { bmm, bmmT, dense, layerNorm, mm } from "./ops.js";
+import type { SasRecBlockWeights, SasRecWeights } from "./sasrec-inference.js";
 
 export type EncoderKind = "sasrec" | "gru4rec" | "narm" | "stamp";
 export const ENCODER_KINDS: readonly EncoderKind[] = ["sasrec", "gru4rec", "narm", "stamp"];
@@ -120,6 +121,38 @@ export class SasRecEncoder implements SequenceEncoder {
     this.lnG = constant(d, 1, `${p}/lng`);
     this.lnB = constant(d, 0, `${p}/lnb`);
     this.variables = [this.positions, ...this.blocks.flatMap((b) => Object.values(b)), this.lnG, this.lnB];
+  }
+
+  /** A copy of the weights as they are now (for `SasRecInference`, the JS serving path). */
+  weights(): SasRecWeights {
+    const copy = (v: tf.Variable): Float32Array => Float32Array.from(v.dataSync() as Float32Array);
+    return {
+      dim: this.dim,
+      maxLength: this.maxLength,
+      positions: copy(this.positions),
+      blocks: this.blocks.map(
+        (b): SasRecBlockWeights => ({
+          ln1g: copy(b.ln1g),
+          ln1b: copy(b.ln1b),
+          wq: copy(b.wq),
+          bq: copy(b.bq),
+          wk: copy(b.wk),
+          bk: copy(b.bk),
+          wv: copy(b.wv),
+          bv: copy(b.bv),
+          wo: copy(b.wo),
+          bo: copy(b.bo),
+          ln2g: copy(b.ln2g),
+          ln2b: copy(b.ln2b),
+          w1: copy(b.w1),
+          b1: copy(b.b1),
+          w2: copy(b.w2),
+          b2: copy(b.b2),
+        }),
+      ),
+      lnG: copy(this.lnG),
+      lnB: copy(this.lnB),
+    };
   }
 
   encode(inputs: EncodeInputs, dropout: Dropout): tf.Tensor2D {

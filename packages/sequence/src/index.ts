@@ -12,6 +12,9 @@ export { DEFAULT_SEQUENCE_CONFIG, buildWindows, trainSequenceModel, validateSequ
 export type { SequenceTrainConfig, SequenceTrainOptions, SequenceTrainResult, SoftmaxKind, TrainProgress } from "./trainer.js";
 export { sequenceScorer, userSequences } from "./dataset.js";
 export { sessionEncoder } from "./session.js";
+export type { SessionEncoderOptions } from "./session.js";
+export { SasRecInference } from "./sasrec-inference.js";
+export type { SasRecBlockWeights, SasRecWeights } from "./sasrec-inference.js";
 export { SEQUENCE_FORMAT, loadSequenceModel, saveSequenceModel } from "./model-io.js";
 export { ITEM_COUNTS_FILE, trainingTargetCounts } from "./item-counts.js";
 export type { SequenceManifest } from "./model-io.js";

@@ -38,3 +38,34 @@ describe("BruteForceSubsetIndex", () => {
     expect(() => new BruteForceSubsetIndex(embeddings, 3, [0])).toThrow(/whole number of rows/);
   });
 });
+
+describe("BruteForceIndex", () => {
+  /** The exact top k, one row at a time (the dot product summed over the dimensions in order). */
+  function reference(e: Float32Array, dim: number, q: Float32Array, k: number, exclude: (i: number) => boolean) {
+    const all: { item: number; score: number }[] = [];
+    for (let i = 0; i < e.length / dim; i++) {
+      if (exclude(i)) continue;
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += e[i * dim + d]! * q[d]!;
+      all.push({ item: i, score: s });
+    }
+    return all.sort((a, b) => b.score - a.score || a.item - b.item).slice(0, k);
+  }
+
+  it.each([1, 3, 4, 7, 64, 1001])("gives exactly the one-row-at-a-time top k and scores over %i rows (ties by item)", (rows) => {
+    let seed = rows;
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed / 2 ** 32 - 0.5;
+    };
+    const dim = 13;
+    const e = Float32Array.from({ length: rows * dim }, random);
+    // Two exact ties: rows 1 and 2 equal to row 0 (when present).
+    for (let r = 1; r < Math.min(rows, 3); r++) e.copyWithin(r * dim, 0, dim);
+    const q = Float32Array.from({ length: dim }, random);
+    const index = new BruteForceIndex(e, dim);
+    const exclude = (i: number): boolean => i % 5 === 4;
+    for (const k of [1, 10, rows]) expect(index.search(q, k, exclude)).toEqual(reference(e, dim, q, k, exclude));
+    expect(index.search(q, 0)).toEqual([]);
+  });
+});
