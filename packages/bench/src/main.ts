@@ -9,6 +9,11 @@ const BENCHMARKS: Record<string, { summary: string; load: () => Promise<{ run(ar
     summary: "candidate-generation training throughput (ml-100k and a 100k-item synthetic catalogue) [--json]",
     load: () => import("./train-bench.js"),
   },
+  "sparse-update": {
+    summary:
+      "the lazy sparse Adam update of the embedding tables alone, per table, in a training run (100k items) [--json] [--steps N] [--dataset SPEC]",
+    load: () => import("./sparse-update-bench.js"),
+  },
   burst: {
     summary:
       "bursts of concurrent Recommend calls: at which concurrency answers degrade, calls are shed, errors start [--json] [--levels L,L] [--rounds N]",

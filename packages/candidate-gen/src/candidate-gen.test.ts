@@ -65,11 +65,13 @@ describe("SparseTable", () => {
   });
 
   it.each([
-    ["a small table", 500],
-    ["a table large enough for the read-ahead", READ_AHEAD_MIN_FLOATS / 4],
-  ])("takes the same lazy Adam steps as the per-coordinate formula, over many touched rows of %s", (_, rows) => {
+    ["a small table", 500, 4],
+    ["a table large enough for the read-ahead", READ_AHEAD_MIN_FLOATS / 4, 4],
+    // apply() updates four coordinates at a time, then the rest one by one.
+    ["a small table, dim 7 (unrolled part and remainder)", 500, 7],
+    ["a table large enough for the read-ahead, dim 64", READ_AHEAD_MIN_FLOATS / 64, 64],
+  ])("takes the same lazy Adam steps as the per-coordinate formula, over many touched rows of %s", (_, rows, dim) => {
     // More touched rows than apply() reads ahead at a time, and a count that is not a multiple of it.
-    const dim = 4;
     const cfg = { optimizer: "adam" as const, learningRate: 0.05, l2: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
     const t = new SparseTable("t", rows, dim);
     t.initNormal(new Rng(3), 0.1);

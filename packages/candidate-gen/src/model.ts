@@ -1,6 +1,7 @@
 import type { Rng } from "@recsys/data";
 import { CATEGORICAL_FEATURES, type EncodedBatch, type FeatureSpace, NUM_CATEGORICAL, NUM_CONTINUOUS } from "@recsys/features";
 import { tf, variableFrom } from "@recsys/tf";
+import { allocateTableData } from "./adam-wasm.js";
 import { type ModelConfig, validateModelConfig } from "./config.js";
 import { probeSink, READ_AHEAD_MIN_FLOATS, SparseTable } from "./sparse.js";
 
@@ -118,7 +119,7 @@ export class CandidateGenModel {
     config: ModelConfig,
     rng: Rng,
     initScale: number,
-    alloc: (n: number) => Float32Array = (n) => new Float32Array(n),
+    alloc: (n: number) => Float32Array = allocateTableData,
   ): CandidateGenModel {
     validateModelConfig(config);
     const normal = (n: number): Float32Array => {

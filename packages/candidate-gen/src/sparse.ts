@@ -1,4 +1,5 @@
 import type { Rng } from "@recsys/data";
+import { allocateTableData, arenaOf, WASM_READ_AHEAD_ROWS, type WasmTableArena } from "./adam-wasm.js";
 
 /** Rows r with r % parts === part (the share of the rows one thread updates). */
 export interface RowPartition {
@@ -67,6 +68,14 @@ export class SparseTable {
   private grad: Float32Array;
   private touched = 0;
   private step = 0;
+  /**
+   * The WebAssembly memory holding this table's values (see allocateTableData), whose m, v,
+   * gradients and touched rows then live there too, updated by its SIMD Adam kernel; null: the
+   * JavaScript loops.
+   */
+  private readonly arena: WasmTableArena | null;
+  /** Whether m and v are the arena's (attachState may replace them with shared memory). */
+  private arenaState = false;
 
   constructor(
     readonly name: string,
@@ -78,11 +87,20 @@ export class SparseTable {
       throw new Error(`SparseTable ${name}: bad shape ${rows}x${dim}`);
     if (data !== undefined && data.length !== rows * dim)
       throw new Error(`SparseTable ${name}: data has ${data.length} values, expected ${rows * dim}`);
-    this.data = data ?? new Float32Array(rows * dim);
+    this.data = data ?? allocateTableData(rows * dim);
     this.slot = new Int32Array(rows).fill(-1);
-    const initial = Math.min(rows, 1024);
-    this.touchedRows = new Int32Array(initial);
-    this.grad = new Float32Array(initial * dim);
+    // The kernel updates two coordinates at a time: even dimensions only.
+    this.arena = dim % 2 === 0 ? arenaOf(this.data) : null;
+    if (this.arena !== null) {
+      // [values | m | v | gradients | touched rows]: room for every row, so never reallocated.
+      const n = rows * dim;
+      this.touchedRows = new Int32Array(this.arena.buffer, 16 * n, rows);
+      this.grad = new Float32Array(this.arena.buffer, 12 * n, n);
+    } else {
+      const initial = Math.min(rows, 1024);
+      this.touchedRows = new Int32Array(initial);
+      this.grad = new Float32Array(initial * dim);
+    }
   }
 
   /** Sizes of the optimiser state arrays for an optimiser: [m, v] (0 = none). */
@@ -103,6 +121,7 @@ export class SparseTable {
     if (optimizer === "adagrad") v.fill(0.1);
     this.m = ms > 0 ? m : null;
     this.v = v;
+    this.arenaState = false;
   }
 
   /** Fills with N(0, scale²) values from `rng`. */
@@ -226,9 +245,18 @@ export class SparseTable {
     const { learningRate: lr, l2, epsilon: eps } = cfg;
     this.step++;
     if (cfg.optimizer === "adam") {
+      const arena = this.arena;
       if (this.m === null || this.v === null) {
-        this.m = zeroedState(this.data.length);
-        this.v = zeroedState(this.data.length);
+        if (arena !== null) {
+          // Zeroed pages of the arena, written now so that their page faults fall here.
+          const n = this.data.length;
+          this.m = new Float32Array(arena.buffer, 4 * n, n).fill(0);
+          this.v = new Float32Array(arena.buffer, 8 * n, n).fill(0);
+          this.arenaState = true;
+        } else {
+          this.m = zeroedState(this.data.length);
+          this.v = zeroedState(this.data.length);
+        }
       }
       const m = this.m;
       const v = this.v;
@@ -240,6 +268,29 @@ export class SparseTable {
       const rows = this.touchedRows;
       const n = this.touched;
       const readAhead = w.length >= READ_AHEAD_MIN_FLOATS;
+      if (arena !== null && this.arenaState) {
+        // The same update in WebAssembly SIMD (bit-identical results, see adam-wasm.ts).
+        const f = this.data.length;
+        probeSink[0] = arena.adam(
+          16 * f,
+          n,
+          4 * d,
+          0,
+          4 * f,
+          8 * f,
+          12 * f,
+          readAhead ? WASM_READ_AHEAD_ROWS : 0,
+          b1,
+          b2,
+          a1,
+          a2,
+          l2,
+          lrT,
+          eps,
+        );
+        this.clearGrad();
+        return;
+      }
       let probe = 0;
       for (let i0 = 0; i0 < n; i0 += TOUCH_BLOCK) {
         const i1 = Math.min(n, i0 + TOUCH_BLOCK);
@@ -255,7 +306,43 @@ export class SparseTable {
         for (let i = i0; i < i1; i++) {
           const o = rows[i]! * d;
           const go = i * d;
-          for (let k = 0; k < d; k++) {
+          let k = 0;
+          // Four coordinates at a time, each computed exactly as in the loop below (the same
+          // operations in the same order, in float64): ~10% less CPU time per row in V8, where
+          // the square root and the division of each coordinate bound the loop.
+          for (; k + 3 < d; k += 4) {
+            const j = o + k;
+            const h = go + k;
+            const w0 = w[j]!;
+            const w1 = w[j + 1]!;
+            const w2 = w[j + 2]!;
+            const w3 = w[j + 3]!;
+            const g0 = g[h]! + l2 * w0;
+            const g1 = g[h + 1]! + l2 * w1;
+            const g2 = g[h + 2]! + l2 * w2;
+            const g3 = g[h + 3]! + l2 * w3;
+            const m0 = b1 * m[j]! + a1 * g0;
+            const m1 = b1 * m[j + 1]! + a1 * g1;
+            const m2 = b1 * m[j + 2]! + a1 * g2;
+            const m3 = b1 * m[j + 3]! + a1 * g3;
+            const v0 = b2 * v[j]! + a2 * g0 * g0;
+            const v1 = b2 * v[j + 1]! + a2 * g1 * g1;
+            const v2 = b2 * v[j + 2]! + a2 * g2 * g2;
+            const v3 = b2 * v[j + 3]! + a2 * g3 * g3;
+            m[j] = m0;
+            m[j + 1] = m1;
+            m[j + 2] = m2;
+            m[j + 3] = m3;
+            v[j] = v0;
+            v[j + 1] = v1;
+            v[j + 2] = v2;
+            v[j + 3] = v3;
+            w[j] = w0 - (lrT * m0) / (Math.sqrt(v0) + eps);
+            w[j + 1] = w1 - (lrT * m1) / (Math.sqrt(v1) + eps);
+            w[j + 2] = w2 - (lrT * m2) / (Math.sqrt(v2) + eps);
+            w[j + 3] = w3 - (lrT * m3) / (Math.sqrt(v3) + eps);
+          }
+          for (; k < d; k++) {
             const wk = w[o + k]!;
             const gk = g[go + k]! + l2 * wk;
             const mk = b1 * m[o + k]! + a1 * gk;

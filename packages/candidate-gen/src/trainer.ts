@@ -20,6 +20,7 @@ import {
   validateTrainConfig,
 } from "./config.js";
 import { tf } from "@recsys/tf";
+import { allocateTableData } from "./adam-wasm.js";
 import { HierarchicalSoftmax } from "./hierarchical-softmax.js";
 import { buildItemTree, defaultClusterCount } from "./item-tree.js";
 import { CandidateGenModel } from "./model.js";
@@ -190,7 +191,7 @@ export async function trainCandidateGen(dataset: Dataset, opts: TrainOptions = {
         );
   let nextTable = 0;
   const alloc = (n: number): Float32Array => {
-    if (views === null) return new Float32Array(n);
+    if (views === null) return allocateTableData(n);
     const t = views.tables[nextTable++];
     if (t === undefined || t.length !== n) throw new Error("trainCandidateGen: shared table layout mismatch");
     return t;
