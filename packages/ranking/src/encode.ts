@@ -59,11 +59,14 @@ export function resolveRankingUser(space: RankingSpace, ctx: RankingContext, t: 
   const channelCount = new Map<number, number>();
   const tagLast = new Map<number, number>();
   const tagRecent = new Map<number, number>();
+  // The channel of the last watch (-1 when unknown), found in the same pass.
+  let lastChannel = -1;
   for (let k = 0; k < visible.length; k++) {
     const w = visible[k]!;
     const i = catalog.indexOf(w.itemId);
     if (i < 0) continue;
     const c = catalog.channel[i]!;
+    if (k === visible.length - 1) lastChannel = c;
     if (c >= 0) {
       channelLast.set(c, w.timestamp);
       channelCount.set(c, (channelCount.get(c) ?? 0) + 1);
@@ -73,11 +76,6 @@ export function resolveRankingUser(space: RankingSpace, ctx: RankingContext, t: 
       tagLast.set(g, w.timestamp);
       if (k >= start) tagRecent.set(g, (tagRecent.get(g) ?? 0) + 1);
     }
-  }
-  let lastChannel = -1;
-  if (visible.length > 0) {
-    const i = catalog.indexOf(visible[visible.length - 1]!.itemId);
-    if (i >= 0) lastChannel = catalog.channel[i]!;
   }
   let topTag = -1;
   let topCount = 0;
@@ -114,17 +112,22 @@ export function resolveRankingUser(space: RankingSpace, ctx: RankingContext, t: 
   };
 }
 
-/** Writes the raw feature vector (layout: RankingSpace) of one candidate at `out[offset..)`. */
+/**
+ * Writes the raw feature vector (layout: RankingSpace) of one candidate at `out[offset..)`.
+ * `catalogIndex` is the candidate's `space.catalog.indexOf(itemId)` when the caller already has
+ * it (one string look-up in a catalogue-sized map per candidate instead of two).
+ */
 export function rawCandidateFeatures(
   space: RankingSpace,
   user: ResolvedRankingUser,
   candidate: RankingCandidate,
   out: Float64Array,
   offset: number,
+  catalogIndex: number = space.catalog.indexOf(candidate.itemId),
 ): void {
   const t = user.time;
   const catalog = space.catalog;
-  const i = catalog.indexOf(candidate.itemId);
+  const i = catalogIndex;
   let sinceChannel = NaN;
   let channelWatches = 0;
   let sinceTag = NaN;
@@ -307,14 +310,14 @@ export function encodeCandidates(
   const h = space.config.historyLength;
   candidates.forEach((c, k) => {
     const row = first + k;
-    rawCandidateFeatures(space, user, c, rawScratch, 0);
+    const i = space.catalog.indexOf(c.itemId);
+    rawCandidateFeatures(space, user, c, rawScratch, 0, i);
     normalizeRaw(space, rawScratch, 0, batch.continuous, row * space.width);
     batch.item[row] = space.features.items.id(c.itemId);
     batch.history.set(user.historyIds, row * h);
     batch.historyCount[row] = user.historyIds.length;
     batch.group[row] = first;
     batch.categorical.set(user.categorical, row * NUM_CATEGORICAL);
-    const i = space.catalog.indexOf(c.itemId);
     wideCrosses(
       user,
       {

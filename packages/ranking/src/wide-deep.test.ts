@@ -83,6 +83,27 @@ describe("wide crosses", () => {
     expect(user.lastItem).toBe(3); // i2 at 20: the latest at or before 25 (i7 is later)
     expect(user.topTag).toBe(-1);
   });
+
+  it("takes the last channel from the latest watch at or before t, -1 when that item is not in the catalogue", () => {
+    // Catalogue: i5 → channel 4, i2 → channel 6, i7 → channel 8; i9 is not in it.
+    const index: Record<string, number> = { i5: 0, i2: 1, i7: 2 };
+    const space = {
+      config: { historyLength: 50 },
+      catalog: { indexOf: (id: string) => index[id] ?? -1, channel: [4, 6, 8], tagOffsets: [0, 0, 0, 0], tagCodes: [] },
+      features: { items: { id: (id: string) => Number(id.replace(/\D/g, "")) + 1 }, categorical: () => ({ id: () => 0 }) },
+    };
+    const resolve = (watches: { itemId: string; timestamp: number }[], t: number) =>
+      resolveRankingUser(space as unknown as RankingSpace, { watches, searches: [], requestTime: t }, t);
+    const watches = [
+      { itemId: "i2", timestamp: 20 },
+      { itemId: "i5", timestamp: 10 },
+      { itemId: "i7", timestamp: 30 },
+    ];
+    expect(resolve(watches, 25).lastChannel).toBe(6); // i2 at 20 (i7 is later than t)
+    expect(resolve(watches, 35).lastChannel).toBe(8); // i7 at 30
+    expect(resolve([...watches, { itemId: "i9", timestamp: 40 }], 45).lastChannel).toBe(-1);
+    expect(resolve([], 45).lastChannel).toBe(-1);
+  });
 });
 
 /**
