@@ -227,8 +227,11 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor
   });
 }
 
+/** The LayerNorm epsilon of the sequence encoders (`layerNorm`'s default). */
+export const LAYER_NORM_EPSILON = 1e-8;
+
 /** Layer normalisation over the last axis of x [n, d] with gain g and bias b. */
-export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, epsilon = 1e-8): tf.Tensor2D {
+export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, epsilon = LAYER_NORM_EPSILON): tf.Tensor2D {
   if (!jsKernels()) return layerNormTfjs(x, g, b, epsilon);
   const [n, d] = x.shape;
   if (g.shape[0] !== d || b.shape[0] !== d) throw new Error(`layerNorm: x [${x.shape}], g [${g.shape}], b [${b.shape}]`);
@@ -386,16 +389,19 @@ function onesOf(n: number): Float32Array {
   return ones;
 }
 
-/** y = x̂·g + b per row of x [n, d], x̂ = (x − mean)/σ, σ = √(var + ε); keeps x̂ and 1/σ. */
-function layerNormForward(
+/**
+ * y = x̂·g + b per row of x [n, d], x̂ = (x − mean)/σ, σ = √(var + ε); keeps x̂ and 1/σ for the
+ * backward pass when given (training), not at inference (sasrec-inference.ts). y may be x.
+ */
+export function layerNormForward(
   x: Float32Array,
   g: Float32Array,
   b: Float32Array,
   n: number,
   d: number,
   epsilon: number,
-  xhat: Float32Array,
-  invStd: Float64Array,
+  xhat: Float32Array | null,
+  invStd: Float64Array | null,
   y: Float32Array,
 ): void {
   for (let r = 0; r < n; r++) {
@@ -409,10 +415,10 @@ function layerNormForward(
       variance += u * u;
     }
     const inv = 1 / Math.sqrt(variance / d + epsilon);
-    invStd[r] = inv;
+    if (invStd !== null) invStd[r] = inv;
     for (let c = 0; c < d; c++) {
       const z = (x[o + c]! - mean) * inv;
-      xhat[o + c] = z;
+      if (xhat !== null) xhat[o + c] = z;
       y[o + c] = z * g[c]! + b[c]!;
     }
   }

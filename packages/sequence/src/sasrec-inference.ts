@@ -14,7 +14,7 @@
  * agrees with `encode` to float rounding (sasrec-inference.test.ts).
  */
 import type { Blas } from "@recsys/tf";
-import { sequenceBlas } from "./ops.js";
+import { LAYER_NORM_EPSILON, layerNormForward, sequenceBlas } from "./ops.js";
 
 /** One block's weights (row-major, as the encoder's variables: w [in, out]). */
 export interface SasRecBlockWeights {
@@ -46,9 +46,6 @@ export interface SasRecWeights {
   readonly lnG: Float32Array;
   readonly lnB: Float32Array;
 }
-
-/** The LayerNorm epsilon of the encoder (ops.ts `layerNorm`'s default). */
-const EPSILON = 1e-8;
 
 export class SasRecInference {
   readonly dim: number;
@@ -202,17 +199,7 @@ function dense(
 
 /** LayerNorm of rows first..first+rows−1 of x [*, d] into the same rows of y (y may be x). */
 function layerNorm(x: Float32Array, first: number, rows: number, d: number, g: Float32Array, b: Float32Array, y: Float32Array): void {
-  for (let r = first; r < first + rows; r++) {
-    const o = r * d;
-    let mean = 0;
-    for (let c = 0; c < d; c++) mean += x[o + c]!;
-    mean /= d;
-    let variance = 0;
-    for (let c = 0; c < d; c++) {
-      const u = x[o + c]! - mean;
-      variance += u * u;
-    }
-    const inv = 1 / Math.sqrt(variance / d + EPSILON);
-    for (let c = 0; c < d; c++) y[o + c] = (x[o + c]! - mean) * inv * g[c]! + b[c]!;
-  }
+  const from = first * d;
+  const to = (first + rows) * d;
+  layerNormForward(x.subarray(from, to), g, b, rows, d, LAYER_NORM_EPSILON, null, null, y.subarray(from, to));
 }
