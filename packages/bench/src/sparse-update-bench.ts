@@ -13,7 +13,7 @@ import { loadavg } from "node:os";
 import { SparseTable, trainCandidateGen } from "@recsys/candidate-gen";
 import { loadDataset } from "@recsys/data";
 import { initBackend } from "@recsys/tf";
-import { REFERENCE_SIZE } from "./train-bench.js";
+import { intArg, REFERENCE_SIZE } from "./train-bench.js";
 
 interface TableFigures {
   rows: number;
@@ -22,14 +22,6 @@ interface TableFigures {
   wallMs: number;
   cpuMs: number;
   calls: number;
-}
-
-function intArg(argv: string[], name: string, fallback: number): number {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = Number(argv[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} needs a positive integer`);
-  return v;
 }
 
 function cpuMs(): number {

@@ -98,7 +98,8 @@ function round(x: number, digits: number): number {
   return Math.round(x * f) / f;
 }
 
-function intArg(argv: string[], name: string, fallback: number): number {
+/** The positive integer after `--name` in argv, or `fallback` when the option is absent. */
+export function intArg(argv: string[], name: string, fallback: number): number {
   const i = argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
   const v = Number(argv[i + 1]);
