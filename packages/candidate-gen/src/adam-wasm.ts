@@ -342,7 +342,23 @@ function adamWasmModule(): object | null {
 export interface WasmTableArena {
   readonly floats: number;
   readonly buffer: ArrayBuffer;
+  /** Byte offsets of the parts (arenaLayout(floats)). */
+  readonly layout: ArenaLayout;
   readonly adam: AdamKernel;
+}
+
+/** Byte offsets of the parts of an arena of n floats, and its size in bytes. */
+export interface ArenaLayout {
+  readonly values: number;
+  readonly m: number;
+  readonly v: number;
+  readonly grad: number;
+  readonly touchedRows: number;
+  readonly bytes: number;
+}
+
+function arenaLayout(n: number): ArenaLayout {
+  return { values: 0, m: 4 * n, v: 8 * n, grad: 12 * n, touchedRows: 16 * n, bytes: 20 * n };
 }
 
 const arenas = new WeakMap<ArrayBuffer, WasmTableArena>();
@@ -354,13 +370,13 @@ const arenas = new WeakMap<ArrayBuffer, WasmTableArena>();
  * Float32Array. Zero-filled either way.
  */
 export function allocateTableData(n: number): Float32Array {
-  const bytes = 5 * 4 * n;
+  const layout = arenaLayout(n);
   // Byte offsets are unsigned 32-bit in the kernel: at most 4 GiB of memory.
-  const mod = n >= WASM_TABLE_MIN_FLOATS && bytes <= 2 ** 32 - 65536 ? adamWasmModule() : null;
+  const mod = n >= WASM_TABLE_MIN_FLOATS && layout.bytes <= 2 ** 32 - 65536 ? adamWasmModule() : null;
   if (mod === null || wasmApi === undefined) return new Float32Array(n);
-  const memory = new wasmApi.Memory({ initial: Math.ceil(bytes / 65536) });
+  const memory = new wasmApi.Memory({ initial: Math.ceil(layout.bytes / 65536) });
   const instance = new wasmApi.Instance(mod, { env: { memory } });
-  const arena: WasmTableArena = { floats: n, buffer: memory.buffer, adam: instance.exports["adam"] as AdamKernel };
+  const arena: WasmTableArena = { floats: n, buffer: memory.buffer, layout, adam: instance.exports["adam"] as AdamKernel };
   arenas.set(memory.buffer, arena);
   return new Float32Array(memory.buffer, 0, n);
 }

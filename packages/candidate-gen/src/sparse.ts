@@ -93,9 +93,9 @@ export class SparseTable {
     this.arena = dim % 2 === 0 ? arenaOf(this.data) : null;
     if (this.arena !== null) {
       // [values | m | v | gradients | touched rows]: room for every row, so never reallocated.
-      const n = rows * dim;
-      this.touchedRows = new Int32Array(this.arena.buffer, 16 * n, rows);
-      this.grad = new Float32Array(this.arena.buffer, 12 * n, n);
+      const { buffer, layout } = this.arena;
+      this.touchedRows = new Int32Array(buffer, layout.touchedRows, rows);
+      this.grad = new Float32Array(buffer, layout.grad, rows * dim);
     } else {
       const initial = Math.min(rows, 1024);
       this.touchedRows = new Int32Array(initial);
@@ -250,8 +250,8 @@ export class SparseTable {
         if (arena !== null) {
           // Zeroed pages of the arena, written now so that their page faults fall here.
           const n = this.data.length;
-          this.m = new Float32Array(arena.buffer, 4 * n, n).fill(0);
-          this.v = new Float32Array(arena.buffer, 8 * n, n).fill(0);
+          this.m = new Float32Array(arena.buffer, arena.layout.m, n).fill(0);
+          this.v = new Float32Array(arena.buffer, arena.layout.v, n).fill(0);
           this.arenaState = true;
         } else {
           this.m = zeroedState(this.data.length);
@@ -270,15 +270,15 @@ export class SparseTable {
       const readAhead = w.length >= READ_AHEAD_MIN_FLOATS;
       if (arena !== null && this.arenaState) {
         // The same update in WebAssembly SIMD (bit-identical results, see adam-wasm.ts).
-        const f = this.data.length;
+        const at = arena.layout;
         probeSink[0] = arena.adam(
-          16 * f,
+          at.touchedRows,
           n,
           4 * d,
-          0,
-          4 * f,
-          8 * f,
-          12 * f,
+          at.values,
+          at.m,
+          at.v,
+          at.grad,
           readAhead ? WASM_READ_AHEAD_ROWS : 0,
           b1,
           b2,
